@@ -1,0 +1,63 @@
+// `ldguard match`: run rules over ECS events offline. Reads NDJSON events on stdin, writes one alert
+// per match as NDJSON on stdout, and reports bad lines on stderr with their number, then goes on.
+// max_signals applies per window of the events' own @timestamp, as it would have live.
+import { createInterface } from 'node:readline';
+import { buildAlert } from '../../../shared/alert.js';
+import type { FileEvent } from '../../../shared/ecs.js';
+import { bundledRulesDir } from '../../../shared/paths.js';
+import { loadRules } from '../../../shared/rule.js';
+import { Throttle } from '../../../shared/throttle.js';
+import { parseOptions } from '../args.js';
+
+const HELP = `Usage: ldguard match [--rule FILE|DIR ...] [--now ISO] < events.ndjson > alerts.ndjson
+
+Runs each rule's EQL query over ECS events (one JSON object per line on stdin) and prints an
+alert document per match (NDJSON). Bad lines are reported on stderr with their line number.
+
+  --rule PATH   a rule file (.toml) or a folder of them; repeatable (default: the bundled rules)
+  --now ISO     the alerts' @timestamp (default: the time of the match)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseOptions('match', argv, { rule: { type: 'string', multiple: true }, now: { type: 'string' } });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const rules = loadRules(values.rule?.length ? values.rule : [bundledRulesDir()]);
+  const throttle = new Throttle();
+  const write = (doc: unknown) => process.stdout.write(`${JSON.stringify(doc)}\n`);
+  let lineNo = 0;
+  let bad = 0;
+  let lastMs = 0;
+  for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    lineNo++;
+    if (line.trim() === '') continue;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(line);
+    } catch (err) {
+      bad++;
+      process.stderr.write(`ldguard match: line ${lineNo}: not JSON (${(err as Error).message}); skipped\n`);
+      continue;
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+      bad++;
+      process.stderr.write(`ldguard match: line ${lineNo}: expected a JSON object (an ECS event); skipped\n`);
+      continue;
+    }
+    const ts = Date.parse(String((doc as { '@timestamp'?: unknown })['@timestamp']));
+    const atMs = Number.isFinite(ts) ? ts : Date.now();
+    lastMs = Math.max(lastMs, atMs);
+    for (const rule of rules) {
+      if (!rule.query.match(doc)) continue;
+      const alert = buildAlert(doc as FileEvent, rule, values.now ?? new Date().toISOString());
+      for (const s of throttle.flush(atMs)) write(s);
+      const admitted = throttle.admit(alert, rule, atMs);
+      if (admitted) write(admitted);
+    }
+  }
+  for (const s of throttle.flush(lastMs, true)) write(s);
+  if (bad > 0) process.stderr.write(`ldguard match: ${bad} bad line(s) of ${lineNo} skipped\n`);
+  return 0;
+}

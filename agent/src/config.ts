@@ -1,0 +1,151 @@
+// The agent's configuration: one visible defaults object, a TOML file over it, command-line flags
+// over that. Every problem is collected before failing, paths are made absolute, and the result is
+// frozen so no stage can change it behind another's back.
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { LdgError } from '../../shared/errors.js';
+import { bundledRulesDir } from '../../shared/paths.js';
+
+export type SourceChoice = 'auto' | 'fanotify' | 'inotify';
+
+export interface AgentConfig {
+  root: string;
+  watch: readonly string[];
+  stateDir: string;
+  alertsFile: string;
+  alertsFileMaxBytes: number;
+  alertsFileKeep: number;
+  socket: string;
+  source: SourceChoice;
+  rules: readonly string[];
+  collector: string | null;
+  tokenFile: string | null;
+  caFile: string | null;
+  certFile: string | null;
+  keyFile: string | null;
+  allowInsecure: boolean;
+  spoolMaxBytes: number;
+  hashMaxBytes: number;
+  writeWaitMs: number;
+  execGraceMs: number;
+  selfTest: boolean;
+}
+
+export const DEFAULTS: AgentConfig = {
+  root: '/', // host root prefix: /host when the agent runs in a container with the host's / mounted there
+  watch: ['/lib', '/lib64', '/usr/lib', '/usr/lib64'], // host directories to watch (as the host sees them)
+  stateDir: '/var/lib/ldguard', // spool, known-files baseline, self-test scratch
+  alertsFile: '/var/log/ldguard/alerts.ndjson', // every alert as NDJSON, rotated by size
+  alertsFileMaxBytes: 64 * 1024 * 1024, // rotate the alerts file past this size
+  alertsFileKeep: 5, // rotated alerts files kept (alerts.ndjson.1 … .5)
+  socket: '/run/ldguard/agent.sock', // local stream for `ldguard tail` (0600, root only)
+  source: 'auto', // fanotify, falling back to inotify (degraded: no writer pid) where not permitted
+  rules: [bundledRulesDir()], // rule files or folders of them
+  collector: null, // ws(s)://HOST:PORT of the collector; null keeps alerts on the host
+  tokenFile: null, // file holding this agent's collector token (0600)
+  caFile: null, // CA bundle to trust for wss://
+  certFile: null, // client certificate for wss:// (optional)
+  keyFile: null, // client key for wss:// (optional)
+  allowInsecure: false, // allow plain ws:// to a non-loopback collector
+  spoolMaxBytes: 256 * 1024 * 1024, // bound of the on-disk delivery spool; overflow is counted and reported
+  hashMaxBytes: 64 * 1024 * 1024, // files larger than this are not hashed (size is still reported)
+  writeWaitMs: 200, // how long a new file's alert waits for its first write to complete, for the hash
+  execGraceMs: 30_000, // how long an exited process stays in the exec cache
+  selfTest: true, // prove the source attributes a known write before announcing ready
+};
+
+// Option names in the TOML file (snake_case, as users write config) and their types.
+const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'nullable-path' | 'nullable-string' }> = {
+  root: { key: 'root', type: 'path' },
+  watch: { key: 'watch', type: 'strings' },
+  state_dir: { key: 'stateDir', type: 'path' },
+  alerts_file: { key: 'alertsFile', type: 'path' },
+  alerts_file_max_bytes: { key: 'alertsFileMaxBytes', type: 'int' },
+  alerts_file_keep: { key: 'alertsFileKeep', type: 'int' },
+  socket: { key: 'socket', type: 'path' },
+  source: { key: 'source', type: 'source' },
+  rules: { key: 'rules', type: 'paths' },
+  collector: { key: 'collector', type: 'nullable-string' },
+  token_file: { key: 'tokenFile', type: 'nullable-path' },
+  ca_file: { key: 'caFile', type: 'nullable-path' },
+  cert_file: { key: 'certFile', type: 'nullable-path' },
+  key_file: { key: 'keyFile', type: 'nullable-path' },
+  allow_insecure: { key: 'allowInsecure', type: 'bool' },
+  spool_max_bytes: { key: 'spoolMaxBytes', type: 'int' },
+  hash_max_bytes: { key: 'hashMaxBytes', type: 'int' },
+  write_wait_ms: { key: 'writeWaitMs', type: 'int' },
+  exec_grace_ms: { key: 'execGraceMs', type: 'int' },
+  self_test: { key: 'selfTest', type: 'bool' },
+};
+
+/** Build the config from an optional TOML file and flag overrides (already in config key form). */
+export function loadConfig(file: string | undefined, overrides: Partial<Record<keyof AgentConfig, unknown>>): Readonly<AgentConfig> {
+  const errors: string[] = [];
+  const raw: Record<string, unknown> = {};
+  if (file) {
+    if (!existsSync(file)) throw new LdgError('LDG_ERR_CONFIG', `config file ${file} does not exist; create it (see agent/agent.example.toml) or drop --config`);
+    try {
+      const doc = parseToml(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(doc)) {
+        const spec = KEYS[k];
+        if (!spec) errors.push(`${file}: unknown option "${k}"; known options: ${Object.keys(KEYS).join(', ')}`);
+        else raw[spec.key] = v;
+      }
+    } catch (err) {
+      if (!(err instanceof TomlError)) throw err;
+      throw new LdgError('LDG_ERR_CONFIG', `${file}:${err.line}:${err.column}: TOML syntax: ${err.message.split('\n')[0]}; fix the file`);
+    }
+  }
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) raw[k] = v;
+
+  const cfg: Record<string, unknown> = { ...DEFAULTS };
+  const byKey = new Map(Object.entries(KEYS).map(([name, s]) => [s.key, { name, type: s.type }]));
+  for (const [key, value] of Object.entries(raw)) {
+    const spec = byKey.get(key as keyof AgentConfig)!;
+    const err = (expected: string) => errors.push(`option ${spec.name}: expected ${expected}, got ${JSON.stringify(value)}`);
+    switch (spec.type) {
+      case 'int': {
+        const n = typeof value === 'string' ? Number(value) : Number(value as number);
+        if (!Number.isSafeInteger(n) || n < 0) err('a whole number ≥ 0');
+        else cfg[key] = n;
+        break;
+      }
+      case 'bool':
+        if (typeof value !== 'boolean') err('true or false');
+        else cfg[key] = value;
+        break;
+      case 'source':
+        if (value !== 'auto' && value !== 'fanotify' && value !== 'inotify') err('"auto", "fanotify" or "inotify"');
+        else cfg[key] = value;
+        break;
+      case 'strings':
+      case 'paths':
+        if (!Array.isArray(value) || value.length === 0 || !value.every((x) => typeof x === 'string' && x !== '')) err('a non-empty list of strings');
+        else cfg[key] = spec.type === 'paths' ? value.map((p: string) => resolve(p)) : value;
+        break;
+      case 'nullable-string':
+      case 'nullable-path':
+        if (value === null || value === '') cfg[key] = null;
+        else if (typeof value !== 'string') err('a string');
+        else cfg[key] = spec.type === 'nullable-path' ? resolve(value) : value;
+        break;
+      default:
+        if (typeof value !== 'string' || value === '') err('a non-empty string');
+        else cfg[key] = spec.type === 'path' ? resolve(value) : value;
+    }
+  }
+  for (const w of cfg.watch as string[]) {
+    if (!isAbsolute(w)) errors.push(`option watch: "${w}" must be an absolute path as the host sees it (e.g. /lib64)`);
+  }
+  if (cfg.collector !== null && !/^wss?:\/\//.test(cfg.collector as string)) {
+    errors.push(`option collector: expected ws://HOST:PORT or wss://HOST:PORT, got ${JSON.stringify(cfg.collector)}`);
+  }
+  if (cfg.collector !== null && cfg.tokenFile === null) {
+    errors.push('option collector is set but token_file is not: create a token with `ldguard token create --name HOST --role agent` and give its file with --token-file');
+  }
+  if (errors.length > 0) {
+    throw new LdgError('LDG_ERR_CONFIG', `invalid agent configuration; fix these and start again:\n  ${errors.join('\n  ')}`);
+  }
+  return Object.freeze(cfg as unknown as AgentConfig);
+}

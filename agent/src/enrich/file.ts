@@ -1,0 +1,82 @@
+// File facts for an alert: type, size, mode, owner, inode and sha256. Read once the first write has
+// completed (or the wait for it ran out), bounded in size so a huge file cannot stall the agent.
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, lstat } from 'node:fs/promises';
+import { posix } from 'node:path';
+import type { EcsFile } from '../../../shared/ecs.js';
+import type { NameTable } from './users.js';
+
+const CHUNK = 1 << 20;
+
+/** The path parts of file.*; always known, even when the file is already gone. */
+export function fileNames(hostPath: string): EcsFile {
+  const name = posix.basename(hostPath);
+  const dot = name.lastIndexOf('.');
+  return {
+    path: hostPath,
+    name,
+    directory: posix.dirname(hostPath),
+    ...(dot > 0 && dot < name.length - 1 ? { extension: name.slice(dot + 1) } : {}),
+  };
+}
+
+/** lstat and hash the file at realPath; missing facts stay absent (the file may be gone). */
+export async function fileFacts(
+  realPath: string,
+  maxHashBytes: number,
+  names: { users: NameTable; groups: NameTable },
+): Promise<Partial<EcsFile>> {
+  let st;
+  try {
+    st = await lstat(realPath, { bigint: false });
+  } catch {
+    return {};
+  }
+  const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : 'file';
+  const owner = names.users.name(st.uid);
+  const group = names.groups.name(st.gid);
+  const facts: Partial<EcsFile> = {
+    type,
+    size: st.size,
+    inode: String(st.ino),
+    mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),
+    uid: String(st.uid),
+    gid: String(st.gid),
+    ...(owner ? { owner } : {}),
+    ...(group ? { group } : {}),
+  };
+  if (st.isFile() && st.size <= maxHashBytes) {
+    const sha = await sha256(realPath, maxHashBytes);
+    if (sha) facts.hash = { sha256: sha };
+  }
+  return facts;
+}
+
+async function sha256(path: string, max: number): Promise<string | null> {
+  // The path was a regular file a moment ago: do not follow a swapped-in symlink, and do not block
+  // on a swapped-in FIFO.
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > max) return null; // grew past the bound while we read
+      h.update(buf.subarray(0, bytesRead));
+    }
+    return h.digest('hex');
+  } catch {
+    return null;
+  } finally {
+    await fh.close();
+  }
+}

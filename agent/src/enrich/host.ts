@@ -1,0 +1,64 @@
+// host.* facts from systeminformation, collected at start and refreshed rarely in the background:
+// never on the hot path (a systeminformation call forks tools and takes tens of milliseconds).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import si from 'systeminformation';
+import type { EcsHost } from '../../../shared/ecs.js';
+
+const REFRESH_MS = 60 * 60 * 1000;
+
+export async function collectHostFacts(root: string): Promise<EcsHost> {
+  const [os, ifaces, uuid] = await Promise.all([si.osInfo(), si.networkInterfaces(), si.uuid()]);
+  const list = Array.isArray(ifaces) ? ifaces : [ifaces];
+  const up = list.filter((i) => !i.internal);
+  // The host's machine-id, inside --root when the agent watches a mounted host, as Elastic's host.id.
+  let id = readMachineId(join(root, 'etc/machine-id')) ?? readMachineId('/etc/machine-id') ?? uuid.os;
+  if (!id) id = os.hostname;
+  return {
+    id,
+    name: os.hostname,
+    hostname: os.hostname,
+    architecture: os.arch,
+    ip: [...new Set(up.flatMap((i) => [i.ip4, i.ip6].filter(Boolean)))],
+    mac: [...new Set(up.map((i) => i.mac).filter((m) => m && m !== '00:00:00:00:00:00'))],
+    os: {
+      type: 'linux',
+      name: os.distro,
+      version: os.release,
+      kernel: os.kernel,
+      family: os.codename ? os.distro.toLowerCase().split(' ')[0] : os.platform,
+      platform: (os.distro.split(' ')[0] ?? os.platform).toLowerCase(),
+      full: `${os.distro} ${os.release}`.trim(),
+    },
+  };
+}
+
+function readMachineId(path: string): string | undefined {
+  try {
+    const id = readFileSync(path, 'utf8').trim();
+    return id || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Holds the current host facts; refreshes them hourly off the hot path. */
+export class HostFacts {
+  private timer: NodeJS.Timeout | undefined;
+  private constructor(
+    private readonly root: string,
+    public current: EcsHost,
+  ) {}
+
+  static async start(root: string, onError: (err: unknown) => void): Promise<HostFacts> {
+    const h = new HostFacts(root, await collectHostFacts(root));
+    h.timer = setInterval(() => {
+      collectHostFacts(root).then((f) => (h.current = f), onError);
+    }, REFRESH_MS).unref();
+    return h;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,112 @@
+// Gap detection. The agent keeps, in its state dir, the set of files in the watched directories
+// whose paths the rules care about. At start, and after a kernel queue overflow, it rescans: a file
+// that is there now but was not known appeared while nobody was looking. Its writer is unknowable;
+// the file is not, and the agent reports it.
+import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { posix } from 'node:path';
+import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
+import type { Rule } from '../../shared/rule.js';
+import { toHostPath, type WatchDir } from './watch-dirs.js';
+
+const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
+
+export interface FoundFile {
+  hostPath: string;
+  realPath: string;
+  inode: number;
+}
+
+/** A test for host paths the rules' file.path constraints can match; null when they cannot be bounded. */
+export function pathMatcher(rules: readonly Rule[]): ((hostPath: string) => boolean) | null {
+  const tests: Array<(p: string) => boolean> = [];
+  for (const r of rules) {
+    const c = fieldConstraint(r.ast, 'file.path');
+    if (!c) return null;
+    for (const p of c.patterns) tests.push(compileWildcard(p, true));
+    for (const e of c.exact) tests.push((v) => v === e);
+  }
+  return (p) => tests.some((t) => t(p));
+}
+
+/**
+ * Files under the watched directories that match, descending into subdirectories whose names pass
+ * the prefix filter (and everything below them, as the agent marks them with forwardAll).
+ */
+export function scanMatching(realRoot: string, dirs: readonly WatchDir[], prefixes: readonly string[], matches: (hostPath: string) => boolean): FoundFile[] {
+  const out: FoundFile[] = [];
+  const passes = (name: string) => prefixes.some((p) => name.toLowerCase().startsWith(p));
+  const walk = (dir: string, depth: number, all: boolean) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!all && !passes(e.name)) continue;
+      const real = posix.join(dir, e.name);
+      const hostPath = toHostPath(realRoot, real);
+      if (e.isDirectory() && depth < MAX_DEPTH) walk(real, depth + 1, true);
+      if (matches(hostPath)) {
+        let inode = 0;
+        try {
+          inode = lstatSync(real).ino;
+        } catch {
+          continue;
+        }
+        out.push({ hostPath, realPath: real, inode });
+      }
+    }
+  };
+  for (const d of dirs) walk(d.real, 0, false);
+  return out;
+}
+
+/** The baseline: host path → inode, persisted atomically in the state dir. */
+export class KnownFiles {
+  private known = new Map<string, number>();
+  private constructor(
+    private readonly file: string,
+    readonly firstRun: boolean,
+  ) {}
+
+  static open(file: string): KnownFiles {
+    try {
+      const data = JSON.parse(readFileSync(file, 'utf8')) as { files?: Record<string, number> };
+      const k = new KnownFiles(file, false);
+      for (const [p, ino] of Object.entries(data.files ?? {})) if (typeof ino === 'number') k.known.set(p, ino);
+      return k;
+    } catch {
+      return new KnownFiles(file, true);
+    }
+  }
+
+  /** Files that are new (or were replaced: another inode) against the baseline. */
+  diff(found: readonly FoundFile[]): FoundFile[] {
+    return found.filter((f) => this.known.get(f.hostPath) !== f.inode);
+  }
+
+  /** Make the baseline what is on disk now, and save it. */
+  replace(found: readonly FoundFile[]): void {
+    this.known = new Map(found.map((f) => [f.hostPath, f.inode]));
+    this.save();
+  }
+
+  add(hostPath: string, inode: number): void {
+    if (this.known.get(hostPath) === inode) return;
+    this.known.set(hostPath, inode);
+    this.save();
+  }
+
+  private save(): void {
+    const tmp = `${this.file}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, files: Object.fromEntries(this.known) }), { mode: 0o600 });
+    const fd = openSync(tmp, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.file);
+  }
+}

@@ -1,0 +1,162 @@
+// The middle of the agent: raw kernel events → ECS file events → rules → max_signals → sinks.
+// Events arrive in kernel order on the JS thread. A matching new regular file waits (briefly,
+// bounded by writeWaitMs) for its first write to complete so the alert can carry the file's hash;
+// links, renames and directories are complete at once. The rules' verdict never waits: it is taken
+// on the event as it arrived, with the process facts read at that moment.
+import { randomUUID } from 'node:crypto';
+import { posix } from 'node:path';
+import { buildAlert } from '../../shared/alert.js';
+import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import type { Logger } from '../../shared/log.js';
+import type { Rule } from '../../shared/rule.js';
+import { Throttle } from '../../shared/throttle.js';
+import { fileFacts, fileNames } from './enrich/file.js';
+import { ecsProcess } from './enrich/proc.js';
+import type { NameTable } from './enrich/users.js';
+import type { RawFileEvent } from './source/source.js';
+import { toHostPath } from './watch-dirs.js';
+
+export interface PipelineOptions {
+  realRoot: string;
+  source: 'fanotify' | 'inotify';
+  agent: EcsAgent;
+  host: () => EcsHost;
+  names: { users: NameTable; groups: NameTable };
+  hashMaxBytes: number;
+  writeWaitMs: number;
+  log: Logger;
+  /** Called with each alert, in the order alerts complete. Must not throw. */
+  emit: (alert: Alert) => void;
+  /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /). */
+  onDirectory: (realDir: string) => void;
+}
+
+interface Waiting {
+  alerts: Array<{ event: FileEvent; rule: Rule }>;
+  timer: NodeJS.Timeout;
+}
+
+export class Pipeline {
+  private rules: readonly Rule[];
+  private readonly throttle = new Throttle();
+  private readonly waiting = new Map<string, Waiting>();
+  private readonly inFlight = new Set<Promise<void>>();
+  readonly counts = { events: 0, matched: 0, alerts: 0, heldBack: 0 };
+
+  constructor(
+    rules: readonly Rule[],
+    private readonly o: PipelineOptions,
+  ) {
+    this.rules = rules;
+  }
+
+  setRules(rules: readonly Rule[]): void {
+    this.rules = rules;
+  }
+
+  handle(events: readonly RawFileEvent[]): void {
+    for (const raw of events) {
+      if (raw.kind === 'overflow') continue; // the agent rescans; nothing to judge here
+      this.counts.events++;
+      const realPath = posix.join(raw.dir, raw.name);
+      if (raw.kind === 'close_write') {
+        const w = this.waiting.get(realPath);
+        if (w) this.release(realPath, w);
+      }
+      if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath);
+      const event = this.toEcs(raw, realPath);
+      for (const rule of this.rules) {
+        if (!rule.query.match(event)) continue;
+        this.counts.matched++;
+        this.hold(realPath, event, rule, raw.kind === 'create' && !raw.isDir);
+      }
+    }
+  }
+
+  /** Emit summaries of max_signals windows that have ended. Called by the agent's timer. */
+  tick(nowMs = Date.now()): void {
+    for (const s of this.throttle.flush(nowMs)) this.o.emit(s);
+  }
+
+  /** Finish every waiting alert and the open windows' summaries; for shutdown. */
+  async drain(): Promise<void> {
+    for (const [path, w] of this.waiting) this.release(path, w);
+    await Promise.all(this.inFlight);
+    for (const s of this.throttle.flush(Date.now(), true)) this.o.emit(s);
+  }
+
+  toEcs(raw: RawFileEvent, realPath: string): FileEvent {
+    const host = this.o.host();
+    const hostPath = toHostPath(this.o.realRoot, realPath);
+    const at = new Date(Number(raw.timeNs / 1_000_000n)).toISOString();
+    const rename = raw.kind === 'moved_to';
+    const creation = raw.kind === 'create';
+    const event: FileEvent = {
+      '@timestamp': at,
+      event: {
+        id: randomUUID(),
+        kind: 'event',
+        category: ['file'],
+        type: [creation ? 'creation' : 'change'],
+        action: creation ? 'creation' : rename ? 'rename' : 'modification',
+        dataset: 'endpoint.events.file',
+        module: 'endpoint',
+        created: at,
+        outcome: 'success',
+      },
+      file: { ...fileNames(hostPath), ...(raw.isDir ? { type: 'dir' } : {}) },
+      process: raw.process ? ecsProcess(raw.process, raw.parent, host.id ?? '', this.o.names) : raw.pid > 0 ? { pid: raw.pid } : {},
+      host,
+      agent: this.o.agent,
+      ecs: { version: ECS_VERSION },
+      ldguard: { attribution: raw.attribution, source: this.o.source },
+    };
+    if (event.process.user) event.user = { ...event.process.user };
+    if (event.process.group) event.group = { ...event.process.group };
+    return event;
+  }
+
+  private hold(realPath: string, event: FileEvent, rule: Rule, waitForWrite: boolean): void {
+    if (!waitForWrite) {
+      this.finish([{ event, rule }], realPath);
+      return;
+    }
+    const w = this.waiting.get(realPath);
+    if (w) {
+      w.alerts.push({ event, rule });
+      return;
+    }
+    const entry: Waiting = {
+      alerts: [{ event, rule }],
+      timer: setTimeout(() => this.release(realPath, entry), this.o.writeWaitMs),
+    };
+    this.waiting.set(realPath, entry);
+  }
+
+  private release(realPath: string, w: Waiting): void {
+    clearTimeout(w.timer);
+    this.waiting.delete(realPath);
+    this.finish(w.alerts, realPath);
+  }
+
+  private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: string): void {
+    const p = fileFacts(realPath, this.o.hashMaxBytes, this.o.names)
+      .then((facts) => {
+        for (const { event, rule } of items) {
+          event.file = { ...event.file, ...facts };
+          const now = Date.now();
+          for (const s of this.throttle.flush(now)) this.o.emit(s);
+          const alert = this.throttle.admit(buildAlert(event, rule, new Date(now).toISOString()), rule, now);
+          if (alert) {
+            this.counts.alerts++;
+            this.o.emit(alert);
+          } else {
+            this.counts.heldBack++;
+          }
+        }
+      })
+      .catch((err: unknown) => this.o.log.error({ err, path: realPath }, 'could not complete an alert'))
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+}

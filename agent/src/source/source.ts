@@ -1,0 +1,52 @@
+// A source turns kernel notifications into raw file events for the pipeline.
+// Contract: start() begins delivery through onEvents in arrival order, in batches, on the JS thread;
+// the kernel queue is read by the source itself (a C thread for fanotify) and never waits on the
+// consumer: when it cannot keep up it reports an overflow (a health event) and the agent rescans.
+// close() stops delivery; no callback runs after its promise resolves. The source owns its kernel
+// resources; the agent owns the source.
+import type { Attribution } from '../../../shared/ecs.js';
+
+/** What /proc (or the exec cache) told about a process, as the native addon reports it. */
+export interface ProcFacts {
+  pid: number;
+  ppid: number;
+  exe: string | null;
+  comm: string | null;
+  args: string[];
+  cwd: string | null;
+  uid: number;
+  gid: number;
+  euid: number;
+  egid: number;
+  loginuid: number | null;
+  startTicks: number | null;
+}
+
+export interface RawFileEvent {
+  /** create: new file, link, symlink or directory; moved_to: renamed into the directory. */
+  kind: 'create' | 'moved_to' | 'close_write' | 'overflow';
+  /** Real directory on the agent's filesystem ('' for overflow). */
+  dir: string;
+  name: string;
+  isDir: boolean;
+  pid: number;
+  timeNs: bigint;
+  attribution: Attribution;
+  process: ProcFacts | null;
+  parent: ProcFacts | null;
+}
+
+export interface SourceStats {
+  [key: string]: number | string | boolean;
+}
+
+export interface Source {
+  readonly name: 'fanotify' | 'inotify';
+  /** True when the source cannot name writers exactly (inotify): shown in health and on the fleet page. */
+  readonly degraded: boolean;
+  start(onEvents: (events: RawFileEvent[]) => void): void;
+  /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories). */
+  addDir(dir: string, opts?: { forwardAll?: boolean }): void;
+  stats(): SourceStats;
+  close(): Promise<void>;
+}

@@ -1,0 +1,166 @@
+// ECS documents as Elastic Defend emits them for a Linux file event, and the alert document shaped
+// like an Elastic Security alert, so either can be indexed into Elastic unchanged.
+// Field names follow ECS exactly (dotted paths become nested objects); optional fields are absent
+// rather than null, because EQL's `field != null` is an existence test.
+
+/** How the writing process was identified; an alert carries it so a degraded host is visible. */
+export type Attribution =
+  | 'live_proc' // /proc/<pid> read while the writer was alive and had not exec'd since the write
+  | 'exec_cache' // the kernel-fed exec cache (the writer had exited or exec'd another image)
+  | 'fd_scan' // inotify fallback: a live process holding the file open was found in /proc/*/fd
+  | 'unknown'; // nothing could name the writer (inotify carries no pid)
+
+export interface EcsProcessParent {
+  pid?: number;
+  entity_id?: string;
+  executable?: string;
+  name?: string;
+  args?: string[];
+  command_line?: string;
+}
+
+export interface EcsProcess {
+  pid?: number;
+  entity_id?: string;
+  executable?: string;
+  /** The kernel's comm (at most 15 characters), as Elastic Defend reports it. */
+  name?: string;
+  args?: string[];
+  args_count?: number;
+  command_line?: string;
+  working_directory?: string;
+  start?: string;
+  parent?: EcsProcessParent;
+  user?: { id?: string; name?: string };
+  group?: { id?: string; name?: string };
+  Ext?: { ancestry?: string[] };
+}
+
+export interface EcsHost {
+  id?: string;
+  name?: string;
+  hostname?: string;
+  architecture?: string;
+  ip?: string[];
+  mac?: string[];
+  os?: {
+    type: 'linux';
+    name?: string;
+    version?: string;
+    kernel?: string;
+    family?: string;
+    platform?: string;
+    full?: string;
+  };
+}
+
+export interface EcsFile {
+  path: string;
+  name: string;
+  directory: string;
+  extension?: string;
+  size?: number;
+  inode?: string;
+  mode?: string;
+  uid?: string;
+  gid?: string;
+  owner?: string;
+  group?: string;
+  type?: 'file' | 'dir' | 'symlink';
+  hash?: { sha256?: string };
+  Ext?: { original?: { path?: string; name?: string }; header_bytes?: string };
+}
+
+export interface EcsAgent {
+  id: string;
+  type: 'ldguard';
+  version: string;
+  name?: string;
+}
+
+/** The file event the agent produces for each kernel event it keeps. */
+export interface FileEvent {
+  '@timestamp': string;
+  event: {
+    id: string;
+    kind: 'event';
+    category: ['file'];
+    type: Array<'creation' | 'change' | 'deletion'>;
+    action: 'creation' | 'rename' | 'modification';
+    dataset: 'endpoint.events.file';
+    module: 'endpoint';
+    created: string;
+    outcome: 'success';
+  };
+  file: EcsFile;
+  process: EcsProcess;
+  user?: { id?: string; name?: string };
+  group?: { id?: string; name?: string };
+  host: EcsHost;
+  agent: EcsAgent;
+  ecs: { version: string };
+  /** ldguard's own facts about the event: how it was attributed and by which source. */
+  ldguard: {
+    attribution: Attribution;
+    source: 'fanotify' | 'inotify' | 'rescan' | 'stdin';
+    /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
+    summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
+  };
+}
+
+export interface ThreatEntry {
+  framework: 'MITRE ATT&CK';
+  tactic: { id: string; name: string; reference: string };
+  technique?: Array<{
+    id: string;
+    name: string;
+    reference: string;
+    subtechnique?: Array<{ id: string; name: string; reference: string }>;
+  }>;
+}
+
+export type Severity = 'low' | 'medium' | 'high' | 'critical';
+export type WorkflowStatus = 'open' | 'acknowledged' | 'closed';
+
+/** An alert: the source event's ECS fields copied in, plus the signal's own fields. */
+export interface Alert extends Omit<FileEvent, 'event'> {
+  event: Omit<FileEvent['event'], 'kind'> & { kind: 'signal' };
+  rule: {
+    id: string;
+    uuid: string;
+    name: string;
+    description: string;
+    version: string;
+    ruleset: string;
+    reference?: string[];
+    license?: string;
+    author?: string[];
+  };
+  threat?: ThreatEntry[];
+  kibana: {
+    alert: {
+      uuid: string;
+      original_time: string;
+      reason: string;
+      severity: Severity;
+      risk_score: number;
+      workflow_status: WorkflowStatus;
+      original_event: FileEvent['event'];
+      rule: {
+        rule_id: string;
+        uuid: string;
+        name: string;
+        type: 'eql';
+        from: string;
+        interval: string;
+        max_signals: number;
+        tags: string[];
+        threat?: ThreatEntry[];
+        version: number;
+      };
+    };
+  };
+}
+
+/** The ECS version these documents follow. */
+export const ECS_VERSION = '8.11.0';

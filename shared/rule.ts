@@ -1,0 +1,281 @@
+// Rules are data: TOML files in the layout of Elastic's detection-rules repository, loaded and
+// checked at start. A bad rule is refused whole, with every problem found (file, line, column and
+// what was expected), so one edit fixes them all; a running agent keeps its previous rules.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { compileEql, EqlError, parseEql, type CompiledQuery, type QueryAst } from './eql/index.js';
+import type { Severity, ThreatEntry } from './ecs.js';
+import { LdgError } from './errors.js';
+
+export interface Rule {
+  readonly file: string;
+  readonly ruleId: string;
+  readonly name: string;
+  readonly description: string;
+  readonly severity: Severity;
+  readonly riskScore: number;
+  readonly version: number;
+  readonly from: string;
+  /** Kibana's schedule, as written ("5m") and in milliseconds: the max_signals window. */
+  readonly interval: string;
+  readonly intervalMs: number;
+  readonly maxSignals: number;
+  readonly tags: readonly string[];
+  readonly index: readonly string[];
+  readonly author: readonly string[];
+  readonly license?: string;
+  readonly references: readonly string[];
+  readonly note?: string;
+  readonly threat: readonly ThreatEntry[];
+  readonly query: CompiledQuery;
+  readonly ast: QueryAst;
+}
+
+/** One problem in a rule file, positioned as precisely as the file allows. */
+export interface RuleProblem {
+  line: number;
+  column: number;
+  message: string;
+}
+
+export class RuleError extends LdgError {
+  constructor(
+    readonly file: string,
+    readonly problems: RuleProblem[],
+  ) {
+    super(
+      'LDG_ERR_RULE_INVALID',
+      `rule file ${file} is invalid; fix it or remove it from the rules path:\n` +
+        problems.map((p) => `  ${file}:${p.line}:${p.column}: ${p.message}`).join('\n'),
+    );
+  }
+}
+
+// Kibana's defaults, applied where a rule file (like Elastic's own) does not set them.
+const DEFAULTS = { interval: '5m', maxSignals: 100, version: 1 } as const;
+const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
+const DURATION = /^(\d+)([smhd])$/;
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Load every `.toml` under each path (a file or a directory, searched recursively). */
+export function loadRules(paths: readonly string[]): Rule[] {
+  const files = paths.flatMap((p) => tomlFiles(resolve(p)));
+  if (files.length === 0) {
+    throw new LdgError('LDG_ERR_RULE_NONE', `no rule files (*.toml) found in ${paths.join(', ')}; point --rule or rules_path at a rule file or folder`);
+  }
+  const rules = files.map(loadRuleFile);
+  const seen = new Map<string, string>();
+  for (const r of rules) {
+    const other = seen.get(r.ruleId);
+    if (other) throw new LdgError('LDG_ERR_RULE_DUPLICATE', `rule_id ${r.ruleId} is defined twice, in ${other} and ${r.file}; keep one of them`);
+    seen.set(r.ruleId, r.file);
+  }
+  return rules;
+}
+
+function tomlFiles(path: string): string[] {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new LdgError('LDG_ERR_RULE_PATH', `rule path ${path} does not exist; give an existing rule file or folder`);
+  }
+  if (!st.isDirectory()) return [path];
+  return readdirSync(path, { withFileTypes: true })
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .flatMap((d) => (d.isDirectory() ? tomlFiles(join(path, d.name)) : d.name.endsWith('.toml') ? [join(path, d.name)] : []));
+}
+
+export function loadRuleFile(file: string): Rule {
+  return parseRule(readFileSync(file, 'utf8'), file);
+}
+
+/** Parse and check one rule file's text; `file` only names it in errors. */
+export function parseRule(text: string, file: string): Rule {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof TomlError) {
+      throw new RuleError(file, [{ line: err.line, column: err.column, message: `TOML syntax: ${err.message.split('\n')[0]}` }]);
+    }
+    throw err;
+  }
+  const problems: RuleProblem[] = [];
+  const at = (key: string) => keyPosition(text, key);
+  const problem = (key: string, message: string) => problems.push({ ...at(key), message });
+
+  const rule = doc.rule;
+  if (!isRecord(rule)) {
+    throw new RuleError(file, [{ line: 1, column: 1, message: 'expected a [rule] table (the layout of Elastic detection-rules files)' }]);
+  }
+  const str = (key: string, required = true): string | undefined => {
+    const v = rule[key];
+    if (v === undefined) {
+      if (required) problem('[rule]', `missing ${key}: expected a string`);
+      return undefined;
+    }
+    if (typeof v !== 'string' || v.trim() === '') {
+      problem(key, `${key}: expected a non-empty string`);
+      return undefined;
+    }
+    return v;
+  };
+  const strList = (key: string): string[] => {
+    const v = rule[key];
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+      problem(key, `${key}: expected an array of strings`);
+      return [];
+    }
+    return v as string[];
+  };
+  const int = (key: string, min: number, max: number, dflt?: number): number | undefined => {
+    const v = rule[key];
+    if (v === undefined) {
+      if (dflt === undefined) problem('[rule]', `missing ${key}: expected an integer from ${min} to ${max}`);
+      return dflt;
+    }
+    if (typeof v !== 'number' && typeof v !== 'bigint') {
+      problem(key, `${key}: expected an integer from ${min} to ${max}`);
+      return undefined;
+    }
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problem(key, `${key}: expected an integer from ${min} to ${max}, got ${n}`);
+      return undefined;
+    }
+    return n;
+  };
+
+  const ruleId = str('rule_id');
+  const name = str('name');
+  const description = str('description');
+  const severity = str('severity');
+  if (severity !== undefined && !SEVERITIES.includes(severity as Severity)) {
+    problem('severity', `severity: expected one of ${SEVERITIES.join(', ')}, got "${severity}"`);
+  }
+  const riskScore = int('risk_score', 0, 100);
+  const version = int('version', 1, 1_000_000, DEFAULTS.version);
+  const maxSignals = int('max_signals', 1, 100_000, DEFAULTS.maxSignals);
+  const from = str('from', false) ?? 'now-6m';
+  const interval = str('interval', false) ?? DEFAULTS.interval;
+  const m = DURATION.exec(interval);
+  if (!m) problem('interval', `interval: expected a duration like "5m" (s, m, h or d), got "${interval}"`);
+  const type = str('type');
+  if (type !== undefined && type !== 'eql') problem('type', `type: only "eql" rules run here, got "${type}"`);
+  const language = str('language', false);
+  if (language !== undefined && language !== 'eql') problem('language', `language: only "eql" is supported, got "${language}"`);
+  const threat = parseThreat(rule.threat, (msg) => problem('[[rule.threat]]', msg));
+  const tags = strList('tags');
+  const index = strList('index');
+  const author = strList('author');
+  const references = strList('references');
+  const license = str('license', false);
+  const note = str('note', false);
+
+  let query: CompiledQuery | undefined;
+  let ast: QueryAst | undefined;
+  const source = str('query');
+  if (source !== undefined) {
+    try {
+      ast = parseEql(source);
+      query = compileEql(source);
+    } catch (err) {
+      if (!(err instanceof EqlError)) throw err;
+      const pos = queryPosition(text, err.line, err.column);
+      problems.push({ ...pos, message: `query: ${err.message}` });
+    }
+  }
+
+  if (problems.length > 0 || !query || !ast || !m) throw new RuleError(file, problems);
+  return Object.freeze({
+    file,
+    ruleId: ruleId!,
+    name: name!,
+    description: description!.trim(),
+    severity: severity as Severity,
+    riskScore: riskScore!,
+    version: version!,
+    from,
+    interval,
+    intervalMs: Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS],
+    maxSignals: maxSignals!,
+    tags,
+    index,
+    author,
+    license,
+    references,
+    note,
+    threat,
+    query,
+    ast,
+  });
+}
+
+function parseThreat(value: unknown, problem: (msg: string) => void): ThreatEntry[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    problem('rule.threat: expected an array of tables ([[rule.threat]])');
+    return [];
+  }
+  const ref = (x: unknown, what: string): x is { id: string; name: string; reference: string } => {
+    const ok = isRecord(x) && typeof x.id === 'string' && typeof x.name === 'string' && typeof x.reference === 'string';
+    if (!ok) problem(`${what}: expected id, name and reference strings`);
+    return ok;
+  };
+  return value.flatMap((t, i): ThreatEntry[] => {
+    if (!isRecord(t) || t.framework !== 'MITRE ATT&CK' || !ref(t.tactic, `rule.threat[${i}].tactic`)) {
+      if (isRecord(t) && t.framework !== 'MITRE ATT&CK') problem(`rule.threat[${i}].framework: expected "MITRE ATT&CK"`);
+      return [];
+    }
+    const techniques = Array.isArray(t.technique) ? t.technique : [];
+    return [
+      {
+        framework: 'MITRE ATT&CK',
+        tactic: { id: t.tactic.id, name: t.tactic.name, reference: t.tactic.reference },
+        technique: techniques
+          .filter((x, j) => ref(x, `rule.threat[${i}].technique[${j}]`))
+          .map((x: Record<string, unknown>) => ({
+            id: x.id as string,
+            name: x.name as string,
+            reference: x.reference as string,
+            ...(Array.isArray(x.subtechnique)
+              ? { subtechnique: x.subtechnique.filter((s, k) => ref(s, `subtechnique[${k}]`)) as Array<{ id: string; name: string; reference: string }> }
+              : {}),
+          })),
+      },
+    ];
+  });
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** Line and column of `key = …` (or a table header) in the file text; 1:1 when not found. */
+function keyPosition(text: string, key: string): { line: number; column: number } {
+  const lines = text.split('\n');
+  const isHeader = key.startsWith('[');
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!;
+    const col = l.search(/\S/);
+    if (col < 0) continue;
+    if (isHeader ? l.trim() === key : l.slice(col).startsWith(key) && /^\s*=/.test(l.slice(col + key.length))) {
+      return { line: i + 1, column: col + 1 };
+    }
+  }
+  return { line: 1, column: 1 };
+}
+
+/** Map a position inside the query string to the file: the query starts after `query = '''`. */
+function queryPosition(text: string, line: number, column: number): { line: number; column: number } {
+  const start = keyPosition(text, 'query');
+  const header = text.split('\n')[start.line - 1] ?? '';
+  const open = /(''')|(""")|(')|(")/.exec(header.slice(header.indexOf('=')));
+  const delimEnd = header.indexOf('=') + (open ? open.index + open[0].length : 0);
+  // TOML drops a newline that directly follows a multi-line string's opening delimiter.
+  if (open && open[0].length === 3 && header.slice(delimEnd).trim() === '') return { line: start.line + line, column };
+  return { line: start.line + line - 1, column: line === 1 ? delimEnd + column : column };
+}

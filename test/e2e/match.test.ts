@@ -1,0 +1,75 @@
+// `ldguard match` as a user runs it: the built CLI, events on stdin, alerts on stdout.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
+
+const root = findRepoRoot();
+const cli = `${root}/dist/agent/src/cli.js`;
+const fixtures = `${root}/test/fixtures`;
+const SEED = `${bundledRulesDir()}/linux/defense_evasion_ld_so_creation.toml`;
+
+function match(rules: string[], input: string) {
+  const r = spawnSync(process.execPath, [cli, 'match', ...rules.flatMap((x) => ['--rule', x])], { input, encoding: 'utf8' });
+  const alerts = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return { status: r.status, alerts, stderr: r.stderr };
+}
+
+describe('ldguard match', () => {
+  const events = readFileSync(`${fixtures}/events/ld_so_creation.ndjson`, 'utf8');
+  const expected = JSON.parse(readFileSync(`${fixtures}/events/ld_so_creation.expected.json`, 'utf8')) as { seed: string[]; revision: string[] };
+
+  it('gives exactly the expected alerts for the seed rule', () => {
+    const { status, alerts, stderr } = match([SEED], events);
+    expect(stderr).toBe('');
+    expect(status).toBe(0);
+    expect(alerts.map((a) => a.kibana.alert.original_event.id)).toEqual(expected.seed);
+    for (const a of alerts) {
+      expect(a.event.kind).toBe('signal');
+      expect(a.kibana.alert.rule).toMatchObject({ rule_id: '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a', version: 1 });
+      expect(a.kibana.alert.severity).toBe('low');
+    }
+  });
+
+  it('gives exactly the expected alerts for a later upstream-style revision, unchanged', () => {
+    const { alerts } = match([`${fixtures}/rules/ld_so_creation_revision.toml`], events);
+    expect(alerts.map((a) => a.kibana.alert.original_event.id)).toEqual(expected.revision);
+    expect(alerts[0].kibana.alert).toMatchObject({ severity: 'medium', risk_score: 47 });
+  });
+
+  it('reports bad lines with their number on stderr and goes on', () => {
+    const lines = events.split('\n');
+    const input = [lines[0], '{not json', '[1,2]', lines[3]].join('\n');
+    const { status, alerts, stderr } = match([SEED], input);
+    expect(status).toBe(0);
+    expect(stderr).toContain('line 2: not JSON');
+    expect(stderr).toContain('line 3: expected a JSON object');
+    expect(alerts.map((a) => a.kibana.alert.original_event.id)).toEqual(['ev-01', 'ev-04']);
+  });
+
+  it('holds back what goes over max_signals in a window and says so in one summary alert', () => {
+    const base = JSON.parse(events.split('\n')[0]!);
+    const input = Array.from({ length: 105 }, (_, i) =>
+      JSON.stringify({ ...base, '@timestamp': new Date(Date.UTC(2026, 10, 26, 6, 0, i)).toISOString(), event: { ...base.event, id: `burst-${i}` }, file: { ...base.file, path: `/lib64/ld-linux-${i}.so.2` } }),
+    ).join('\n');
+    const { alerts } = match([SEED], input);
+    expect(alerts).toHaveLength(101);
+    const summary = alerts[100];
+    expect(summary.ldguard.summary.held_back).toBe(5);
+    expect(summary.ldguard.summary.paths).toEqual([100, 101, 102, 103, 104].map((i) => `/lib64/ld-linux-${i}.so.2`));
+  });
+
+  it('refuses an invalid rule file with its position', () => {
+    const r = spawnSync(process.execPath, [cli, 'match', '--rule', `${fixtures}/rules/invalid/bad_query.toml`], { input: '', encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/LDG_ERR_RULE_INVALID/);
+    expect(r.stderr).toMatch(/bad_query\.toml:\d+:\d+: query: LDG_ERR_EQL_PARSE/);
+  });
+
+  it('has a --help that works from the repo root through package.json bin', () => {
+    const bin = (JSON.parse(readFileSync(`${root}/package.json`, 'utf8')) as { bin: { ldguard: string } }).bin.ldguard;
+    const r = spawnSync(process.execPath, [bin, '--help'], { cwd: root, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('match');
+  });
+});
