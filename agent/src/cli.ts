@@ -10,7 +10,11 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  agent: { summary: 'run the agent daemon: watch for new ld.so files and alert', load: () => import('./commands/agent.js') },
   match: { summary: 'run rules over ECS events (NDJSON on stdin), print alerts as NDJSON', load: () => import('./commands/match.js') },
+  collector: { summary: 'receive alerts from agents, store them (SQLite) and serve the API', load: () => import('./commands/collector.js') },
+  token: { summary: 'create, list or revoke collector tokens (agent or admin)', load: () => import('./commands/token.js') },
+  tail: { summary: "print this host's alerts as they happen (from the agent's socket)", load: () => import('./commands/tail.js') },
 };
 
 function usage(): string {

@@ -30,10 +30,17 @@ export function pathMatcher(rules: readonly Rule[]): ((hostPath: string) => bool
 
 /**
  * Files under the watched directories that match, descending into subdirectories whose names pass
- * the prefix filter (and everything below them, as the agent marks them with forwardAll).
+ * the prefix filter (and everything below them, as the agent marks them with forwardAll). The
+ * subdirectories are returned too: the agent watches them.
  */
-export function scanMatching(realRoot: string, dirs: readonly WatchDir[], prefixes: readonly string[], matches: (hostPath: string) => boolean): FoundFile[] {
+export function scanMatching(
+  realRoot: string,
+  dirs: readonly WatchDir[],
+  prefixes: readonly string[],
+  matches: (hostPath: string) => boolean,
+): { files: FoundFile[]; subdirs: string[] } {
   const out: FoundFile[] = [];
+  const subdirs: string[] = [];
   const passes = (name: string) => prefixes.some((p) => name.toLowerCase().startsWith(p));
   const walk = (dir: string, depth: number, all: boolean) => {
     let entries;
@@ -46,7 +53,10 @@ export function scanMatching(realRoot: string, dirs: readonly WatchDir[], prefix
       if (!all && !passes(e.name)) continue;
       const real = posix.join(dir, e.name);
       const hostPath = toHostPath(realRoot, real);
-      if (e.isDirectory() && depth < MAX_DEPTH) walk(real, depth + 1, true);
+      if (e.isDirectory() && depth < MAX_DEPTH) {
+        subdirs.push(real);
+        walk(real, depth + 1, true);
+      }
       if (matches(hostPath)) {
         let inode = 0;
         try {
@@ -59,7 +69,7 @@ export function scanMatching(realRoot: string, dirs: readonly WatchDir[], prefix
     }
   };
   for (const d of dirs) walk(d.real, 0, false);
-  return out;
+  return { files: out, subdirs };
 }
 
 /** The baseline: host path → inode, persisted atomically in the state dir. */

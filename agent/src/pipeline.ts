@@ -73,6 +73,20 @@ export class Pipeline {
     }
   }
 
+  /** Files a rescan found that nobody saw appear: judged as creations with an unknown writer. */
+  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: string }>): void {
+    for (const f of found) {
+      const event = this.toEcs(
+        { kind: 'create', dir: posix.dirname(f.realPath), name: posix.basename(f.realPath), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', process: null, parent: null },
+        f.realPath,
+      );
+      event.ldguard.source = 'rescan';
+      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event, rule }));
+      this.counts.matched += hits.length;
+      if (hits.length > 0) this.finish(hits, f.realPath);
+    }
+  }
+
   /** Emit summaries of max_signals windows that have ended. Called by the agent's timer. */
   tick(nowMs = Date.now()): void {
     for (const s of this.throttle.flush(nowMs)) this.o.emit(s);

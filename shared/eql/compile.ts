@@ -28,8 +28,9 @@
 //   mappings we cannot reject it up front, so a value of another type than the literal never
 //   matches (no coercion: "5" == 5 is false, hence "5" != 5 is true). Booleans match only JSON
 //   booleans, numbers only JSON numbers (1 == 1.0).
-// - `<category> where` is a term query on event.category (a string or an array): case-sensitive,
-//   any element. `any where` matches every document, including those without event.category.
+// - `<category> where` adds `event.category == "<category>"` (LogicalPlanBuilder.visitEventFilter
+//   builds an Equals): case-sensitive, any element of the array. `any where` adds nothing, so it
+//   matches every document, including those without event.category (the reference says so too).
 // - Field lookup treats `{"process": {"name": x}}`, `{"process.name": x}` and mixes of the two as
 //   the same field, and descends through arrays of objects, as Elasticsearch flattens them.
 

@@ -27,9 +27,6 @@ export interface Token {
   readonly value?: number;
   readonly line: number;
   readonly column: number;
-  /** UTF-16 offsets into the source, for detecting adjacency (`field(` vs `field (`). */
-  readonly start: number;
-  readonly end: number;
 }
 
 // Longest first, so `<=` is not read as `<` then `=`.
@@ -64,8 +61,8 @@ export function tokenize(source: string): Token[] {
   // span lines.
   let tokLine = 1;
   let tokColumn = 1;
-  const push = (kind: TokenKind, text: string, start: number, value?: number): void => {
-    tokens.push({ kind, text, value, line: tokLine, column: tokColumn, start, end: i });
+  const push = (kind: TokenKind, text: string, value?: number): void => {
+    tokens.push({ kind, text, value, line: tokLine, column: tokColumn });
   };
 
   while (i < source.length) {
@@ -116,7 +113,7 @@ export function tokenize(source: string): Token[] {
       i++;
       while (i < source.length && (isLetter(source[i]) || isDigit(source[i]) || source[i] === '_')) i++;
       if (source[i] === '~') i++;
-      push('ident', source.slice(start, i), start);
+      push('ident', source.slice(start, i));
       continue;
     }
 
@@ -142,7 +139,7 @@ export function tokenize(source: string): Token[] {
         i++;
       }
       if (name === '') fail(start, 'empty quoted field name', 'a field name between the backticks');
-      push('qident', name, start);
+      push('qident', name);
       continue;
     }
 
@@ -165,7 +162,7 @@ export function tokenize(source: string): Token[] {
         }
         const content = source.slice(contentStart, end - 3);
         i = end;
-        push('string', content, start);
+        push('string', content);
         continue;
       }
       i++;
@@ -212,7 +209,7 @@ export function tokenize(source: string): Token[] {
         value += ch;
         i++;
       }
-      push('string', value, start);
+      push('string', value);
       continue;
     }
 
@@ -240,9 +237,8 @@ export function tokenize(source: string): Token[] {
           while (isDigit(source[i])) i++;
         }
       }
-      if (isLetter(source[i]) || source[i] === '_') {
-        fail(start, `invalid number "${source.slice(start, i + 1)}"`, 'a number, or a name starting with a letter (quote other names with backticks)');
-      }
+      // Like ANTLR, `5m` lexes as the number 5 then the word m (maxspan=5m); the parser rejects
+      // the pair where it makes no sense.
       const text = source.slice(start, i);
       const value = Number(text);
       if (!Number.isFinite(value)) fail(start, `number ${text} is out of range`, 'a finite number');
@@ -250,20 +246,20 @@ export function tokenize(source: string): Token[] {
         // Elasticsearch compares longs exactly; a double cannot, so refuse rather than round.
         fail(start, `integer ${text} is too large to compare exactly`, `an integer up to ${Number.MAX_SAFE_INTEGER}`);
       }
-      push('number', text, start, value);
+      push('number', text, value);
       continue;
     }
 
     const op = PUNCTUATION.find((p) => source.startsWith(p, i));
     if (op !== undefined) {
       i += op.length;
-      push('punct', op, start);
+      push('punct', op);
       continue;
     }
 
     const cp = source.codePointAt(i)!;
     fail(i, `unexpected character ${JSON.stringify(String.fromCodePoint(cp))}`, 'a field, operator, string or number');
   }
-  tokens.push({ kind: 'eof', text: '', line, column: i - lineStart + 1, start: i, end: i });
+  tokens.push({ kind: 'eof', text: '', line, column: i - lineStart + 1 });
   return tokens;
 }

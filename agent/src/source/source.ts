@@ -46,7 +46,8 @@ export interface Source {
   readonly degraded: boolean;
   start(onEvents: (events: RawFileEvent[]) => void): void;
   /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories). */
-  addDir(dir: string, opts?: { forwardAll?: boolean }): void;
+  /** Resolves once events in dir are being delivered. */
+  addDir(dir: string, opts?: { forwardAll?: boolean }): Promise<void>;
   stats(): SourceStats;
   close(): Promise<void>;
 }

@@ -1,0 +1,136 @@
+// Types of ldguard's native addon (build/Release/ldguard_native.node), the contract between the
+// C reader thread and TypeScript. Load it through agent/src/native.ts, which finds the build,
+// names the fix when it is missing, and turns the addon's errors into LdgError.
+//
+// What the addon does: one fanotify group (FAN_REPORT_DFID_NAME, FAN_REPORT_PIDFD when the kernel
+// has it) with inode marks on the watched directories, read by a C thread that also keeps an exec
+// cache (FAN_OPEN_EXEC filesystem marks in the same group + the netlink process connector) and
+// hands only the events that pass the name filter to JavaScript, in batches. The C returns facts
+// (pid, kind, directory, name, the process as /proc or the cache knew it); policy lives in TS.
+
+export interface WatchOptions {
+  /** Absolute directories to mark. Symlinks are resolved again here: the kernel reports under the
+   * real directory, so /lib and /usr/lib on a merged-/usr host are one mark and one event. */
+  dirs: string[];
+  /** Lowercase name prefixes to forward (ASCII case-insensitive match); [''] forwards everything,
+   * [] forwards nothing except in directories added with forwardAll. */
+  prefixes: string[];
+  /** Default true: FAN_OPEN_EXEC filesystem marks + the process connector, so that a writer that
+   * has exited or exec'd since the write still resolves to the image that wrote. */
+  execCache?: boolean;
+  /** How long exited processes stay in the cache, default 30000. */
+  graceMs?: number;
+  /** Default false: the kernel queue holds 16384 events, then reports an overflow (forwarded as
+   * { kind: 'overflow' }) so that the caller rescans. true makes the queue unlimited (no overflow,
+   * but kernel memory grows while the reader is behind). */
+  unlimitedQueue?: boolean;
+}
+
+export interface ProcInfo {
+  pid: number;
+  /** 0 when unknown. */
+  ppid: number;
+  /** Real path of the image (/proc/<pid>/exe, or the exec event's path). */
+  exe: string | null;
+  /** The kernel's comm (what Elastic Defend reports as process.name), at most 15 bytes. */
+  comm: string | null;
+  /** argv from /proc/<pid>/cmdline (first 4 KiB); [] when unknown. */
+  args: string[];
+  cwd: string | null;
+  /** Real and effective ids. 4294967295 ((uid_t)-1, the kernel's "no id") when neither /proc nor
+   * the cache knew them: only for a writer that was gone before any /proc read of it or of an
+   * ancestor it inherited from, which the exec cache makes rare. */
+  uid: number;
+  gid: number;
+  euid: number;
+  egid: number;
+  /** null when unset (4294967295) or unknown. */
+  loginuid: number | null;
+  /** /proc/<pid>/stat field 22 (clock ticks after boot): with the pid and the boot id, a process
+   * identity that survives pid reuse. */
+  startTicks: number | null;
+}
+
+export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'overflow';
+
+/** How the writer was identified:
+ * - live_proc: /proc/<pid> read after the event, while the pidfd showed the same process alive and
+ *   no exec of that pid had been seen since the event;
+ * - exec_cache: the writer had exited or exec'd since: the cache's image at the event's place in
+ *   the queue;
+ * - unknown: neither (process is then null). */
+export type Attribution = 'live_proc' | 'exec_cache' | 'unknown';
+
+export interface NativeEvent {
+  /** One kernel event can carry several kinds (an unread create and close-write from one pid
+   * merge): each kind is reported as its own object, create/moved_to before close_write. */
+  kind: NativeEventKind;
+  /** Real path of the directory holding `name`; '' for overflow. */
+  dir: string;
+  name: string;
+  isDir: boolean;
+  /** Thread-group id of the writer; 0 when unknown (overflow). */
+  pid: number;
+  /** CLOCK_REALTIME when the C thread read the event. */
+  timeNs: bigint;
+  attribution: Attribution;
+  process: ProcInfo | null;
+  /** The parent (ppid) as /proc or the cache knows it; null when unknown. */
+  parent: ProcInfo | null;
+}
+
+/** Counters since the watcher started. Values are all primitives (health reports copy them). */
+export interface WatcherStats {
+  /** fanotify events read (all kinds, before filtering). */
+  read: number;
+  /** Event objects handed to JavaScript. */
+  forwarded: number;
+  /** FAN_Q_OVERFLOW events seen. */
+  overflows: number;
+  /** FAN_OPEN_EXEC events read (the exec cache's ordered feed). */
+  execEvents: number;
+  cacheEntries: number;
+  /** 'unavailable' when the process connector could not be used (netlinkError says why); the
+   * watcher then attributes with /proc and fanotify exec events only. */
+  netlink: 'ok' | 'unavailable';
+  /** '' when the connector is fine. */
+  netlinkError: string;
+  /** FAN_REPORT_PIDFD accepted by the kernel. */
+  pidfd: boolean;
+  /** Times the connector socket overran (messages lost). */
+  procConnectorLost: number;
+  /** Filesystems marked for FAN_OPEN_EXEC. */
+  execMarks: number;
+  /** Forwarded events by attribution: live_proc, exec_cache, unknown. */
+  attributedLive: number;
+  attributedCache: number;
+  attributedUnknown: number;
+  closed: boolean;
+}
+
+export declare class Watcher {
+  /** Starts watching at once. Throws an Error with `code`:
+   * LDG_ERR_FANOTIFY_EPERM (fanotify_init EPERM), LDG_ERR_FANOTIFY_UNAVAILABLE (ENOSYS, EINVAL,
+   * other init failures), LDG_ERR_FANOTIFY_MARK (a directory could not be marked).
+   * The process connector failing is not an error: see stats().netlink.
+   * `onEvents` runs on the JS thread with one or more events, never after close(). */
+  constructor(options: WatchOptions, onEvents: (events: NativeEvent[]) => void);
+  /** Marks one more directory (e.g. a new /lib/ld-linux-x/). forwardAll: forward every name in
+   * it (the self-test's scratch directory). Throws LDG_ERR_FANOTIFY_MARK. */
+  addDir(dir: string, opts?: { forwardAll?: boolean }): void;
+  /** Unmarks a directory; a directory already deleted is only forgotten. */
+  removeDir(dir: string): void;
+  /** Replaces the name prefixes (config reload). */
+  setPrefixes(prefixes: string[]): void;
+  stats(): WatcherStats;
+  /** Stops and joins the reader thread. Idempotent; after it no callback runs. */
+  close(): void;
+  /** A running watcher keeps the event loop alive (ref, the default); unref() lets it exit. */
+  ref(): void;
+  unref(): void;
+}
+
+/** sd_notify(3) without libsystemd: sends `state` (e.g. "READY=1") as one datagram to the
+ * AF_UNIX socket `socket` ($NOTIFY_SOCKET; a leading '@' means the abstract namespace).
+ * Throws an Error with code LDG_ERR_SD_NOTIFY naming the syscall and errno. */
+export declare function sdNotify(socket: string, state: string): void;

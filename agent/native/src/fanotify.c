@@ -1,0 +1,442 @@
+/*
+ * The fanotify group: inode marks on the watched directories (creations, renames into them,
+ * completed writes) and, for the exec cache, FAN_OPEN_EXEC filesystem marks on every real
+ * filesystem, all in one group so that one queue orders a pid's execs before its writes.
+ *
+ * Events carry a directory file handle and a name (FAN_REPORT_DFID_NAME). Watched directories
+ * are matched by handle; other directories (where exec'd files live) are decoded with
+ * open_by_handle_at and cached. We never hold an fd on a mount, so unmounting is not blocked.
+ */
+#define _GNU_SOURCE
+#include "ldg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef AT_HANDLE_FID
+#define AT_HANDLE_FID 0x200          /* the handle fanotify reports (Linux 6.5) */
+#endif
+
+#define DIR_MASK (FAN_CREATE | FAN_MOVED_TO | FAN_CLOSE_WRITE | FAN_ONDIR | FAN_EVENT_ON_CHILD)
+#define BUF_SIZE (256 * 1024)
+#define HSLOTS 1024
+
+struct hkey {
+  uint8_t fsid[8];
+  int type;
+  unsigned len;
+  unsigned char bytes[MAX_HANDLE_SZ];
+};
+
+struct hslot {               /* decoded directory handle -> path */
+  uint32_t hash;
+  struct hkey *key;
+  char *path;
+};
+
+struct hcache {
+  struct hslot slots[HSLOTS];
+  size_t used;
+};
+
+int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err) {
+  unsigned flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME;
+  if (unlimited_queue) flags |= FAN_UNLIMITED_QUEUE;
+  int fd = fanotify_init(flags | FAN_REPORT_PIDFD, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+  w->pidfd = fd >= 0;
+  if (fd < 0 && errno == EINVAL) fd = fanotify_init(flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    ldg_err_set(err, e == EPERM ? "LDG_ERR_FANOTIFY_EPERM" : "LDG_ERR_FANOTIFY_UNAVAILABLE", e,
+                "fanotify_init(2) failed");
+    return -1;
+  }
+  w->fan_fd = fd;
+  w->bufsize = BUF_SIZE;
+  w->buf = malloc(BUF_SIZE);
+  w->hcache = calloc(1, sizeof(struct hcache));
+  if (!w->buf || !w->hcache) {
+    ldg_err_set(err, "LDG_ERR_FANOTIFY_UNAVAILABLE", ENOMEM, "fanotify buffers");
+    return -1;
+  }
+  return 0;
+}
+
+static int path_handle(const char *path, struct hkey *k) {
+  struct {
+    struct file_handle fh;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } h;
+  int mount_id;
+  h.fh.handle_bytes = MAX_HANDLE_SZ;
+  if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, AT_HANDLE_FID) < 0) {
+    if (errno != EINVAL) return -1;
+    h.fh.handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) < 0) return -1;
+  }
+  struct statfs sfs;
+  if (statfs(path, &sfs) < 0) return -1;
+  memcpy(k->fsid, &sfs.f_fsid, 8);
+  k->type = h.fh.handle_type;
+  k->len = h.fh.handle_bytes;
+  memcpy(k->bytes, h.fh.f_handle, k->len);
+  return 0;
+}
+
+int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, struct ldg_err *err) {
+  char *real = realpath(path, NULL);
+  if (!real) {
+    ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "realpath(3) failed for %s", path);
+    return -1;
+  }
+  struct hkey k;
+  if (path_handle(real, &k) < 0) {
+    ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "name_to_handle_at(2) failed for %s", real);
+    free(real);
+    return -1;
+  }
+  if (fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0) {
+    ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "fanotify_mark(2) failed for %s", real);
+    free(real);
+    return -1;
+  }
+  pthread_mutex_lock(&w->lock);
+  struct ldg_dir *d = NULL;
+  for (size_t i = 0; i < w->ndirs && !d; i++)
+    if (strcmp(w->dirs[i].path, real) == 0 ||
+        (w->dirs[i].hlen == k.len && memcmp(w->dirs[i].fsid, k.fsid, 8) == 0 &&
+         memcmp(w->dirs[i].handle, k.bytes, k.len) == 0))
+      d = &w->dirs[i];
+  if (!d) {
+    struct ldg_dir *n = realloc(w->dirs, (w->ndirs + 1) * sizeof *n);
+    if (n) {
+      w->dirs = n;
+      d = &w->dirs[w->ndirs++];
+      memset(d, 0, sizeof *d);
+    }
+  }
+  if (d) {
+    free(d->path);
+    d->path = real;
+    d->forward_all = forward_all;
+    memcpy(d->fsid, k.fsid, 8);
+    d->htype = k.type;
+    d->hlen = k.len;
+    memcpy(d->handle, k.bytes, k.len);
+  } else {
+    free(real);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return 0;
+}
+
+int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *err) {
+  char *real = realpath(path, NULL);
+  const char *p = real ? real : path;
+  /* A deleted directory lost its mark with its inode: only the table needs updating. */
+  if (real && fanotify_mark(w->fan_fd, FAN_MARK_REMOVE | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0 &&
+      errno != ENOENT) {
+    ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "fanotify_mark(2) FAN_MARK_REMOVE failed for %s", real);
+    free(real);
+    return -1;
+  }
+  pthread_mutex_lock(&w->lock);
+  for (size_t i = 0; i < w->ndirs; i++) {
+    if (strcmp(w->dirs[i].path, p) != 0) continue;
+    free(w->dirs[i].path);
+    w->dirs[i] = w->dirs[--w->ndirs];
+    break;
+  }
+  pthread_mutex_unlock(&w->lock);
+  free(real);
+  return 0;
+}
+
+/* ---- exec marks on filesystems --------------------------------------------------------- */
+
+static int pseudo_fs(const char *type) {
+  static const char *const skip[] = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue",
+                                     "debugfs", "tracefs", "securityfs", "pstore", "bpf", "autofs",
+                                     "configfs", "fusectl", "binfmt_misc", "nsfs", "efivarfs",
+                                     "rpc_pipefs", "selinuxfs", "hugetlbfs", NULL};
+  for (int i = 0; skip[i]; i++)
+    if (strcmp(type, skip[i]) == 0) return 1;
+  return 0;
+}
+
+/* mountinfo escapes blanks and backslashes as \ooo. */
+static void unescape(char *s) {
+  char *o = s;
+  for (; *s; s++) {
+    if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] && s[3]) {
+      *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+      s += 3;
+    } else {
+      *o++ = *s;
+    }
+  }
+  *o = 0;
+}
+
+/* Marks every real filesystem mounted now for FAN_OPEN_EXEC (again after mounts change):
+ * a writer exec'd from /tmp or /dev/shm must resolve as surely as one from /usr/bin.
+ * Filesystems that cannot report file handles are skipped: their execs reach the cache through
+ * the process connector only. Returns how many filesystems are marked. */
+int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return (int)w->nfss;
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    char mnt[PATH_MAX], type[64];
+    char *sep = strstr(line, " - ");
+    if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 || sscanf(sep + 3, "%63s", type) != 1)
+      continue;
+    if (pseudo_fs(type)) continue;
+    unescape(mnt);
+    struct statfs sfs;
+    struct stat st;
+    if (statfs(mnt, &sfs) < 0 || stat(mnt, &st) < 0) continue;
+    uint8_t fsid[8];
+    memcpy(fsid, &sfs.f_fsid, 8);
+    static const uint8_t zero[8];
+    if (memcmp(fsid, zero, 8) == 0) continue;
+    size_t i;
+    for (i = 0; i < w->nfss; i++)
+      if (memcmp(w->fss[i].fsid, fsid, 8) == 0) break;
+    if (i < w->nfss) {               /* known: keep a mount point that still exists */
+      if (w->fss[i].dev == st.st_dev && strcmp(w->fss[i].mnt, mnt) != 0 && access(w->fss[i].mnt, F_OK) < 0) {
+        free(w->fss[i].mnt);
+        w->fss[i].mnt = strdup(mnt);
+      }
+      continue;
+    }
+    if (fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC, AT_FDCWD, mnt) < 0) continue;
+    struct ldg_fs *n = realloc(w->fss, (w->nfss + 1) * sizeof *n);
+    if (!n) continue;
+    w->fss = n;
+    memcpy(n[w->nfss].fsid, fsid, 8);
+    n[w->nfss].dev = st.st_dev;
+    n[w->nfss].mnt = strdup(mnt);
+    w->nfss++;
+    if (w->cache.n_exec_devs < (int)(sizeof w->cache.exec_devs / sizeof w->cache.exec_devs[0]))
+      w->cache.exec_devs[w->cache.n_exec_devs++] = st.st_dev;
+  }
+  free(line);
+  fclose(f);
+  w->cache.fan_exec = w->nfss > 0;
+  LDG_STAT_SET(w, exec_marks, w->nfss);
+  return (int)w->nfss;
+}
+
+/* ---- decoding directory handles -------------------------------------------------------- */
+
+static uint32_t hkey_hash(const struct hkey *k) {
+  uint32_t h = 2166136261u;
+  const unsigned char *p = (const unsigned char *)k;
+  size_t n = offsetof(struct hkey, bytes) + k->len;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+  return h;
+}
+
+static int hkey_eq(const struct hkey *a, const struct hkey *b) {
+  return a->len == b->len && a->type == b->type && memcmp(a->fsid, b->fsid, 8) == 0 &&
+         memcmp(a->bytes, b->bytes, a->len) == 0;
+}
+
+static void hcache_clear(struct hcache *hc) {
+  for (size_t i = 0; i < HSLOTS; i++) {
+    free(hc->slots[i].key);
+    free(hc->slots[i].path);
+  }
+  memset(hc, 0, sizeof *hc);
+}
+
+static char *decode_dir(struct ldg_watcher *w, const struct hkey *k) {
+  const char *mnt = NULL;
+  for (size_t i = 0; i < w->nfss && !mnt; i++)
+    if (memcmp(w->fss[i].fsid, k->fsid, 8) == 0) mnt = w->fss[i].mnt;
+  if (!mnt) return NULL;
+  int mfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);   /* O_PATH gives EBADF here */
+  if (mfd < 0) return NULL;
+  struct {
+    struct file_handle fh;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } h;
+  h.fh.handle_bytes = k->len;
+  h.fh.handle_type = k->type;
+  memcpy(h.fh.f_handle, k->bytes, k->len);
+  int fd = open_by_handle_at(mfd, &h.fh, O_PATH | O_CLOEXEC);
+  close(mfd);
+  if (fd < 0) return NULL;
+  char link[32], path[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, path, sizeof path - 1);
+  close(fd);
+  if (n <= 0) return NULL;
+  path[n] = 0;
+  return strdup(path);
+}
+
+static const char *dir_path(struct ldg_watcher *w, const struct hkey *k) {
+  struct hcache *hc = w->hcache;
+  uint32_t h = hkey_hash(k);
+  size_t i = h % HSLOTS;
+  for (; hc->slots[i].key; i = (i + 1) % HSLOTS)
+    if (hc->slots[i].hash == h && hkey_eq(hc->slots[i].key, k)) return hc->slots[i].path;
+  char *path = decode_dir(w, k);
+  if (!path) return NULL;
+  if (hc->used >= HSLOTS * 3 / 4) {
+    hcache_clear(hc);
+    i = h % HSLOTS;
+  }
+  struct hkey *key = malloc(sizeof *key);
+  if (!key) {
+    free(path);
+    return NULL;
+  }
+  *key = *k;
+  hc->slots[i] = (struct hslot){h, key, path};
+  hc->used++;
+  return path;
+}
+
+/* ---- reading and processing events ----------------------------------------------------- */
+
+ssize_t ldg_fan_read(struct ldg_watcher *w) {
+  for (;;) {
+    ssize_t n = read(w->fan_fd, w->buf, w->bufsize);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    return 0;                        /* EAGAIN: the queue is empty */
+  }
+}
+
+static int name_passes(struct ldg_watcher *w, const char *name) {
+  for (size_t i = 0; i < w->nprefixes; i++) {
+    const char *p = w->prefixes[i];
+    size_t j = 0;
+    while (p[j]) {
+      unsigned char c = (unsigned char)name[j];
+      if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+      if (c != (unsigned char)p[j]) break;
+      j++;
+    }
+    if (!p[j]) return 1;
+  }
+  return 0;
+}
+
+/* Copies the watched directory's path if the handle is one and the name passes its filter. */
+static char *watched(struct ldg_watcher *w, const struct hkey *k, const char *name) {
+  char *path = NULL;
+  pthread_mutex_lock(&w->lock);
+  for (size_t i = 0; i < w->ndirs; i++) {
+    struct ldg_dir *d = &w->dirs[i];
+    if (d->hlen != k->len || memcmp(d->fsid, k->fsid, 8) != 0 || memcmp(d->handle, k->bytes, k->len) != 0)
+      continue;
+    if (d->forward_all || name_passes(w, name)) path = strdup(d->path);
+    break;
+  }
+  pthread_mutex_unlock(&w->lock);
+  return path;
+}
+
+static void trace(struct ldg_watcher *w, const struct fanotify_event_metadata *m, const char *dir,
+                  const char *name) {
+  if (w->trace)
+    fprintf(stderr, "ldg-native: mask=%#llx pid=%d dir=%s name=%s\n", (unsigned long long)m->mask, m->pid,
+            dir ? dir : "?", name ? name : "");
+}
+
+void ldg_fan_process(struct ldg_watcher *w, size_t len) {
+  struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)w->buf;
+  int64_t now = (int64_t)ldg_now_ns(CLOCK_REALTIME);
+  for (; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
+    LDG_STAT_ADD(w, read, 1);
+    int pidfd = -1;
+    struct hkey k;
+    const char *name = NULL;
+    int have_fid = 0;
+    for (size_t off = m->metadata_len; off + sizeof(struct fanotify_event_info_header) <= m->event_len;) {
+      struct fanotify_event_info_header *h = (void *)((char *)m + off);
+      if (h->len == 0 || off + h->len > m->event_len) break;
+      if (h->info_type == FAN_EVENT_INFO_TYPE_PIDFD) {
+        pidfd = ((struct fanotify_event_info_pidfd *)h)->pidfd;
+      } else if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || h->info_type == FAN_EVENT_INFO_TYPE_DFID) {
+        struct fanotify_event_info_fid *fid = (void *)h;
+        struct file_handle *fh = (struct file_handle *)fid->handle;
+        if (fh->handle_bytes <= MAX_HANDLE_SZ) {
+          memcpy(k.fsid, &fid->fsid, 8);
+          k.type = fh->handle_type;
+          k.len = fh->handle_bytes;
+          memcpy(k.bytes, fh->f_handle, k.len);
+          have_fid = 1;
+          if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) name = (const char *)fh->f_handle + fh->handle_bytes;
+        }
+      }
+      off += h->len;
+    }
+    if (m->fd >= 0) close(m->fd);
+
+    if (m->mask & FAN_Q_OVERFLOW) {
+      LDG_STAT_ADD(w, overflows, 1);
+      trace(w, m, NULL, NULL);
+      struct ldg_event ev = {.kinds = LDG_OVERFLOW, .time_ns = now, .pidfd = -1};
+      ev.dir = strdup("");
+      ev.name = strdup("");
+      ldg_pending_push(w, &ev);
+    }
+    if ((m->mask & FAN_OPEN_EXEC) && have_fid && name && m->pid > 0) {
+      LDG_STAT_ADD(w, exec_events, 1);
+      const char *dir = dir_path(w, &k);
+      trace(w, m, dir, name);
+      char path[PATH_MAX];
+      if (dir) snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
+      ldg_cache_on_exec_open(&w->cache, m->pid, dir ? path : NULL);
+    }
+    unsigned kinds = ((m->mask & FAN_CREATE) ? LDG_CREATE : 0) | ((m->mask & FAN_MOVED_TO) ? LDG_MOVED_TO : 0) |
+                     ((m->mask & FAN_CLOSE_WRITE) ? LDG_CLOSE_WRITE : 0);
+    char *dir = kinds && have_fid && name ? watched(w, &k, name) : NULL;
+    if (dir) {
+      trace(w, m, dir, name);
+      struct ldg_event ev = {.kinds = kinds, .is_dir = !!(m->mask & FAN_ONDIR), .dir = dir,
+                             .name = strdup(name), .pid = m->pid, .time_ns = now, .pidfd = pidfd};
+      pidfd = -1;                    /* the pending event owns it now */
+      if (w->exec_cache && m->pid > 0) {
+        struct ldg_entry *e = ldg_cache_settle(&w->cache, m->pid);
+        if (e) {
+          ev.cap_img = ldg_image_get(e->img);
+          ev.cap_seq = e->exec_seq;
+          ev.cap_gen = e->gen;
+          ev.cap_entry = 1;
+        }
+      }
+      ldg_pending_push(w, &ev);
+    }
+    if (pidfd >= 0) close(pidfd);
+  }
+}
+
+void ldg_fan_destroy(struct ldg_watcher *w) {
+  if (w->fan_fd >= 0) close(w->fan_fd);
+  w->fan_fd = -1;
+  free(w->buf);
+  w->buf = NULL;
+  if (w->hcache) hcache_clear(w->hcache);
+  free(w->hcache);
+  w->hcache = NULL;
+  for (size_t i = 0; i < w->nfss; i++) free(w->fss[i].mnt);
+  free(w->fss);
+  w->fss = NULL;
+  w->nfss = 0;
+}

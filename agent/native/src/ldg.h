@@ -1,0 +1,241 @@
+/*
+ * ldguard native core: one fanotify group and the netlink process connector, read by one C
+ * thread that keeps an exec cache and hands the few interesting events to JavaScript.
+ *
+ * Threading contract: everything below is owned by the reader thread, except the parts of
+ * struct ldg_watcher marked "shared", which the JS thread touches under `lock` (the watched
+ * directories and prefixes) or with atomics (the counters). Node-API lives in addon.c only.
+ */
+#ifndef LDG_H
+#define LDG_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define LDG_COMM_LEN 16      /* TASK_COMM_LEN: comm is cut at 15 bytes */
+#define LDG_ARGS_MAX 4096    /* bytes of /proc/<pid>/cmdline kept */
+#define LDG_BATCH_MAX 256    /* forwarded events per hand-over to JavaScript */
+
+/* ---- what we know about a process (procfs.c) ------------------------------------------- */
+
+/* A process as /proc or the cache describe it. Strings are malloc'ed and owned. */
+struct ldg_procinfo {
+  pid_t pid, ppid;
+  char *exe, *cwd;
+  char *args;                /* argv joined by NULs, args_len bytes; NULL when unknown */
+  size_t args_len;
+  char comm[LDG_COMM_LEN];
+  uint32_t uid, gid, euid, egid, loginuid;
+  uint64_t start_ticks;      /* /proc/<pid>/stat field 22 */
+  unsigned has_comm : 1, has_ids : 1, has_loginuid : 1, has_start : 1, has_ppid : 1;
+};
+
+enum { LDG_READ_EXE = 1, LDG_READ_COMM = 2, LDG_READ_ARGS = 4, LDG_READ_CWD = 8,
+       LDG_READ_STAT = 16, LDG_READ_IDS = 32, LDG_READ_ALL = 63 };
+
+/* Reads the fields in `what` from /proc/<pid> (or from `dirfd`, an open /proc/<pid>, if >= 0).
+ * Returns how many were read; each missing field is left unset. */
+int ldg_proc_read(pid_t pid, int dirfd, unsigned what, struct ldg_procinfo *out);
+void ldg_proc_free(struct ldg_procinfo *p);
+void ldg_proc_copy(struct ldg_procinfo *dst, const struct ldg_procinfo *src);
+uint64_t ldg_now_ns(int clock);
+
+/* ---- what an exec'd file is (execfile.c) ----------------------------------------------- */
+
+enum ldg_exec_kind {
+  LDG_EXEC_OTHER = 0,        /* static ELF or unknown format: nothing more is exec-opened */
+  LDG_EXEC_ELF_INTERP,       /* dynamic ELF: the kernel next exec-opens its PT_INTERP (ld.so) */
+  LDG_EXEC_SCRIPT,           /* "#!" script: the kernel next exec-opens the interpreter */
+  LDG_EXEC_UNREADABLE,       /* could not read it: guess from the next file's name */
+};
+/* Classifies `path`; *interp receives the real path of the interpreter (borrowed from a
+ * small cache, valid until the next call) for ELF_INTERP and SCRIPT. */
+enum ldg_exec_kind ldg_exec_classify(const char *path, const char **interp);
+void ldg_exec_classify_reset(void);
+
+/* ---- the exec cache (cache.c) ---------------------------------------------------------- */
+
+/* A process image: what the process looked like after an exec. Shared by reference between a
+ * process and the children it forks without exec (copy on write when one changes its comm). */
+struct ldg_image {
+  int refs;
+  unsigned ordered : 1;      /* exe comes from a fanotify exec event, ordered with creations */
+  unsigned comm_exact : 1;   /* comm was read from /proc (else: basename of the exec'd file) */
+  unsigned unnamed : 1;      /* from an exec event whose path could not be decoded */
+  struct ldg_procinfo p;     /* pid, ppid and start ticks unused here: they live in the entry */
+};
+
+struct ldg_entry {
+  struct ldg_entry *next;    /* hash chain */
+  pid_t pid, ppid;
+  uint64_t start_ticks;
+  unsigned has_start : 1, has_ppid : 1, exited : 1;
+  struct ldg_image *img;     /* image as of the last fanotify event processed; NULL = unknown */
+  struct ldg_image *snap;    /* /proc read at a netlink EXEC, not yet matched to an exec event */
+  struct ldg_image *forksnap;/* /proc read at the netlink FORK (exe and comm as inherited) */
+  pid_t inherit_from;        /* fork seen, image not yet taken from the parent (see cache.c) */
+  uint64_t forksnap_ns, first_exec_ns;
+  char *expect;              /* interpreter the next exec event is expected to open */
+  int expect_kind;           /* enum ldg_exec_kind of the file exec'd last */
+  char pending_comm[LDG_COMM_LEN];
+  uint32_t exec_seq;         /* bumped by every exec seen for this pid, from either source */
+  uint32_t gen;              /* changes when the pid is reused */
+  uint64_t exit_ns;
+};
+
+struct ldg_cache {
+  struct ldg_entry **buckets;
+  size_t nbuckets, count;
+  uint64_t grace_ns;
+  struct { pid_t pid; uint64_t ns; } *exits;   /* FIFO of exits, oldest first */
+  size_t exits_head, exits_len, exits_cap;
+  int fan_exec;              /* fanotify exec events are flowing */
+  dev_t exec_devs[256];      /* filesystems whose execs fanotify reports */
+  int n_exec_devs;
+  uint64_t last_sweep_ns;
+};
+
+int ldg_cache_init(struct ldg_cache *c, uint64_t grace_ns);
+void ldg_cache_destroy(struct ldg_cache *c);
+struct ldg_entry *ldg_cache_get(struct ldg_cache *c, pid_t pid);
+/* The entry for pid with its lazy fork inheritance settled: call it in fanotify order. */
+struct ldg_entry *ldg_cache_settle(struct ldg_cache *c, pid_t pid);
+void ldg_cache_scan(struct ldg_cache *c);
+void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path);
+void ldg_cache_on_fork(struct ldg_cache *c, pid_t parent, pid_t child, uint64_t ts_ns);
+void ldg_cache_on_exec(struct ldg_cache *c, pid_t pid, uint64_t ts_ns);
+void ldg_cache_on_exit(struct ldg_cache *c, pid_t pid);
+void ldg_cache_on_comm(struct ldg_cache *c, pid_t pid, const char *comm);
+/* Evicts entries exited more than grace ago; returns ms until the next eviction or -1. */
+int ldg_cache_evict(struct ldg_cache *c);
+void ldg_image_put(struct ldg_image *img);
+struct ldg_image *ldg_image_get(struct ldg_image *img);
+
+/* ---- events handed to JavaScript ------------------------------------------------------- */
+
+enum ldg_kind { LDG_CREATE = 1, LDG_MOVED_TO = 2, LDG_CLOSE_WRITE = 4, LDG_OVERFLOW = 8 };
+enum ldg_attr { LDG_ATTR_UNKNOWN = 0, LDG_ATTR_LIVE, LDG_ATTR_CACHE };
+
+/* One kernel event that passed the filter. `kinds` is a set: the kernel may merge an unread
+ * create and close-write from one pid into one event; JavaScript gets one object per kind. */
+struct ldg_event {
+  unsigned kinds, is_dir;
+  char *dir, *name;
+  pid_t pid;
+  int64_t time_ns;           /* CLOCK_REALTIME when read */
+  int attribution;
+  int has_proc, has_parent;
+  struct ldg_procinfo proc, parent;
+  /* resolution state, reader thread only */
+  int pidfd;
+  struct ldg_image *cap_img; /* the cache's image for pid at the event's place in the queue */
+  uint32_t cap_seq, cap_gen;
+  int cap_entry;
+  struct ldg_procinfo live;
+  int live_same;             /* live read describes the process that made the event */
+  int live_alive;
+};
+
+struct ldg_batch {
+  size_t len, cap;
+  struct ldg_event ev[];
+};
+void ldg_batch_free(struct ldg_batch *b);
+
+/* ---- the watcher (watcher.c, fanotify.c, procconn.c) ----------------------------------- */
+
+struct ldg_dir {
+  char *path;
+  int forward_all;
+  uint8_t fsid[8];
+  int htype;
+  unsigned hlen;
+  unsigned char handle[128];
+};
+
+struct ldg_fs {              /* a filesystem marked for FAN_OPEN_EXEC */
+  uint8_t fsid[8];
+  dev_t dev;
+  char *mnt;                 /* a mount point, opened only to decode handles (never held) */
+};
+
+struct ldg_stats {
+  uint64_t read, forwarded, overflows, exec_events, lost, cache_entries;
+  uint64_t attr_live, attr_cache, attr_unknown, exec_marks;
+};
+
+typedef void (*ldg_deliver_fn)(void *ctx, struct ldg_batch *b);
+
+struct ldg_watcher {
+  int fan_fd, nl_fd, wake_fd, mounts_fd;
+  int pidfd;                 /* FAN_REPORT_PIDFD accepted */
+  int exec_cache;
+  uint64_t grace_ns;
+  pthread_t thread;
+  int thread_started;
+  volatile int stop;         /* set by the JS thread, then wake_fd is written */
+
+  /* shared: the JS thread adds and removes directories and prefixes under lock */
+  pthread_mutex_t lock;
+  struct ldg_dir *dirs;
+  size_t ndirs;
+  char **prefixes;
+  size_t nprefixes;
+
+  struct ldg_stats stats;    /* shared: written by the reader with atomics */
+  int netlink_ok;
+  char *netlink_error;       /* why the connector is unavailable (set before the thread starts) */
+
+  /* reader thread only */
+  struct ldg_cache cache;
+  struct ldg_fs *fss;
+  size_t nfss;
+  struct ldg_batch *pending;
+  unsigned char *buf;
+  size_t bufsize;
+  void *hcache;              /* fanotify.c: directory handle -> path */
+
+  ldg_deliver_fn deliver;
+  void *deliver_ctx;
+  int trace;                 /* LDG_NATIVE_TRACE=1: raw events on stderr */
+};
+
+#define LDG_STAT_ADD(w, f, n) __atomic_add_fetch(&(w)->stats.f, (n), __ATOMIC_RELAXED)
+#define LDG_STAT_SET(w, f, n) __atomic_store_n(&(w)->stats.f, (n), __ATOMIC_RELAXED)
+#define LDG_STAT_GET(w, f) __atomic_load_n(&(w)->stats.f, __ATOMIC_RELAXED)
+
+/* A failure to report to JavaScript: the syscall, errno and the error code to throw. */
+struct ldg_err {
+  const char *code;
+  char msg[512];
+};
+void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* fanotify.c */
+int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err);
+int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, struct ldg_err *err);
+int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *err);
+int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w);
+/* Reads the fanotify queue once (non-blocking); returns bytes read, 0 when empty. */
+ssize_t ldg_fan_read(struct ldg_watcher *w);
+/* Processes what ldg_fan_read left in w->buf: exec events feed the cache, forwarded events are
+ * appended to w->pending. */
+void ldg_fan_process(struct ldg_watcher *w, size_t len);
+void ldg_fan_destroy(struct ldg_watcher *w);
+
+/* procconn.c */
+int ldg_nl_open(struct ldg_watcher *w, struct ldg_err *err);
+void ldg_nl_drain(struct ldg_watcher *w);
+
+/* watcher.c */
+struct ldg_watcher *ldg_watcher_new(void);
+int ldg_watcher_start(struct ldg_watcher *w, struct ldg_err *err);
+void ldg_watcher_stop(struct ldg_watcher *w);
+void ldg_watcher_free(struct ldg_watcher *w);
+int ldg_watcher_set_prefixes(struct ldg_watcher *w, char **prefixes, size_t n);
+void ldg_pending_push(struct ldg_watcher *w, struct ldg_event *e);
+
+#endif

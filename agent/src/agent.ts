@@ -1,0 +1,240 @@
+// The agent daemon, started as ordered steps: load config → load rules → resolve watched dirs →
+// host facts → open source → self-test → open sinks → rescan for gaps → ready. Teardown always
+// runs, in reverse, whatever step failed.
+import { mkdirSync, realpathSync } from 'node:fs';
+import { posix } from 'node:path';
+import type { Alert, EcsAgent } from '../../shared/ecs.js';
+import { LdgError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { loadRules, type Rule } from '../../shared/rule.js';
+import { VERSION } from '../../shared/version.js';
+import { loadConfig, type AgentConfig } from './config.js';
+import { HostFacts } from './enrich/host.js';
+import { hostNameTables } from './enrich/users.js';
+import { KnownFiles, pathMatcher, scanMatching } from './known-files.js';
+import { Pipeline } from './pipeline.js';
+import { namePrefixes } from './prefilter.js';
+import { SelfTest } from './selftest.js';
+import { openSinks, type Sinks } from './sink/open.js';
+import { openSource } from './source/select.js';
+import type { RawFileEvent, Source } from './source/source.js';
+import { notifySystemd } from './systemd.js';
+import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
+import { agentId } from './identity.js';
+
+const TICK_MS = 1_000;
+
+export interface AgentHealth {
+  source: string;
+  degraded: boolean;
+  selfTest: { ms: number; attributed: boolean } | null;
+  overflows: number;
+  rescans: number;
+  watched: string[];
+  missing: string[];
+  rules: string[];
+}
+
+export class Agent {
+  private cleanup: Array<() => void | Promise<void>> = [];
+  private source: Source | undefined;
+  private pipeline: Pipeline | undefined;
+  private sinks: Sinks | undefined;
+  private known: KnownFiles | undefined;
+  private selfTest: SelfTest | undefined;
+  private dirs: WatchDir[] = [];
+  private prefixes: string[] = [];
+  private matcher: ((hostPath: string) => boolean) | null = null;
+  private realRoot = '/';
+  private readonly marked = new Set<string>();
+  private readonly attributed: Record<string, number> = {};
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [] };
+
+  constructor(
+    private cfg: Readonly<AgentConfig>,
+    private readonly log: Logger,
+    private readonly configFile: string | undefined,
+    private readonly overrides: Partial<Record<keyof AgentConfig, unknown>>,
+  ) {}
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+
+    const rules = loadRules(cfg.rules);
+    this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
+    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })) }, 'rules loaded');
+
+    const { dirs, missing } = resolveWatchDirs(cfg.root, cfg.watch);
+    this.realRoot = realpathSync(cfg.root);
+    this.dirs = dirs;
+    this.health.watched = dirs.map((d) => d.host);
+    this.health.missing = missing;
+    if (missing.length > 0) log.warn({ missing }, 'some watched directories do not exist under the root; they are not watched');
+    if (dirs.length === 0) throw new LdgError('LDG_ERR_NO_DIRS', `none of ${cfg.watch.join(', ')} exists under ${cfg.root}; check --root and the watch option`);
+    this.prefixes = namePrefixes(rules, dirs.flatMap((d) => [d.host, ...d.aliases]));
+    this.matcher = pathMatcher(rules);
+
+    const host = await HostFacts.start(cfg.root, (err) => log.warn({ err: errorMessage(err) }, 'host facts refresh failed'));
+    this.cleanup.push(() => host.stop());
+    const agent: EcsAgent = { id: agentId(cfg.stateDir), type: 'ldguard', version: VERSION, name: host.current.name };
+
+    const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log);
+    this.source = source;
+    this.cleanup.push(() => source.close());
+    this.health.source = source.name;
+    this.health.degraded = source.degraded;
+
+    const names = hostNameTables(cfg.root);
+    const sourceHealth = () => ({
+      name: source.name,
+      degraded: source.degraded,
+      ...(source.degraded ? { reason: 'fanotify is not permitted: writers are not identified exactly; run the agent as root with CAP_SYS_ADMIN' } : {}),
+    });
+    const attribution = () => ({ degraded: source.degraded, counts: { ...this.attributed } });
+    const sinks = await openSinks(
+      cfg,
+      log,
+      () => ({
+        agentId: agent.id,
+        version: VERSION,
+        hostname: host.current.hostname ?? 'unknown',
+        host: { architecture: host.current.architecture, ip: host.current.ip, os: host.current.os },
+        rules: { count: this.health.rules.length, ids: this.health.rules.map((r) => r.split(' ')[0]!) },
+        source: sourceHealth(),
+        attribution: attribution(),
+      }),
+      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution() }),
+    );
+    this.sinks = sinks;
+    this.cleanup.push(() => sinks.close());
+
+    const pipeline = new Pipeline(rules, {
+      realRoot: this.realRoot,
+      source: source.name,
+      agent,
+      host: () => host.current,
+      names,
+      hashMaxBytes: cfg.hashMaxBytes,
+      writeWaitMs: cfg.writeWaitMs,
+      log,
+      emit: (a) => this.emit(a),
+      onDirectory: (dir) => void this.markDirectory(dir),
+    });
+    this.pipeline = pipeline;
+    this.cleanup.push(() => pipeline.drain());
+
+    if (cfg.selfTest) {
+      const st = new SelfTest(cfg.stateDir);
+      this.selfTest = st;
+      this.cleanup.push(() => st.cleanup());
+    }
+    source.start((events) => this.onEvents(events));
+    if (this.selfTest) {
+      const r = await this.selfTest.run(source);
+      this.health.selfTest = { ms: r.ms, attributed: r.attributed };
+      log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, pid: r.pid }, 'self-test passed');
+    }
+
+    this.known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'));
+    this.rescan('start');
+
+    const tick = setInterval(() => pipeline.tick(), TICK_MS);
+    tick.unref();
+    this.cleanup.push(() => clearInterval(tick));
+
+    log.info({ source: source.name, degraded: source.degraded, watched: this.health.watched, prefixes: this.prefixes, root: cfg.root }, 'ready');
+    notifySystemd('READY=1\nSTATUS=watching');
+    const watchdogUs = Number(process.env.WATCHDOG_USEC);
+    if (watchdogUs > 0) {
+      const wd = setInterval(() => notifySystemd('WATCHDOG=1'), Math.max(1, Math.floor(watchdogUs / 2000)));
+      wd.unref();
+      this.cleanup.push(() => clearInterval(wd));
+    }
+  }
+
+  private onEvents(events: RawFileEvent[]): void {
+    let keep = events;
+    if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
+    for (const e of keep) {
+      if (e.kind === 'overflow') {
+        this.health.overflows++;
+        this.log.warn({ overflows: this.health.overflows }, 'the kernel event queue overflowed: rescanning the watched directories');
+        setImmediate(() => this.rescan('overflow'));
+      }
+    }
+    this.pipeline?.handle(keep);
+  }
+
+  /** A new rule-matching directory: watch it and everything below (the rule's * crosses /). */
+  private async markDirectory(real: string, rescan = true): Promise<void> {
+    if (this.marked.has(real) || !this.source) return;
+    this.marked.add(real);
+    try {
+      await this.source.addDir(real, { forwardAll: true });
+      // Files written before the mark was in place are found by the rescan, reported as unobserved.
+      if (rescan) this.rescan('new directory');
+    } catch (err) {
+      this.log.warn({ dir: real, err: errorMessage(err) }, 'could not watch a new rule-matching directory');
+    }
+  }
+
+  /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
+  private rescan(why: string): void {
+    if (!this.known || !this.matcher || !this.pipeline) return;
+    this.health.rescans++;
+    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
+    for (const d of subdirs) if (!this.marked.has(d)) void this.markDirectory(d, false);
+    const fresh = this.known.diff(found);
+    if (this.known.firstRun) {
+      this.log.info({ files: found.map((f) => f.hostPath) }, 'first run: baseline of rule-matching files recorded');
+    } else if (fresh.length > 0) {
+      this.log.warn({ why, files: fresh.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
+      this.pipeline.handleRescan(fresh);
+    }
+    this.known.replace(found);
+  }
+
+  private emit(alert: Alert): void {
+    const how = alert.ldguard?.attribution ?? 'unknown';
+    this.attributed[how] = (this.attributed[how] ?? 0) + 1;
+    if (alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
+    this.sinks?.send(alert);
+  }
+
+  /** SIGHUP: reload config and rules; on any error keep running with the old ones. */
+  reload(): void {
+    try {
+      const cfg = loadConfig(this.configFile, this.overrides);
+      const rules: Rule[] = loadRules(cfg.rules);
+      const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
+      if (prefixes.join('\0') !== this.prefixes.join('\0')) {
+        this.log.warn({ prefixes }, 'the new rules need other name prefixes in the kernel filter: restart the agent to apply them');
+      }
+      this.pipeline?.setRules(rules);
+      this.matcher = pathMatcher(rules);
+      this.cfg = cfg;
+      this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
+      this.log.info({ rules: rules.length }, 'reloaded configuration and rules');
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
+    }
+  }
+
+  stats(): Record<string, unknown> {
+    return { ...this.health, source: this.source?.stats(), pipeline: this.pipeline?.counts, attributed: this.attributed, delivery: this.sinks?.delivery() };
+  }
+
+  async stop(): Promise<void> {
+    notifySystemd('STOPPING=1');
+    const steps = this.cleanup.reverse();
+    this.cleanup = [];
+    for (const step of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, 'a shutdown step failed; continuing with the rest');
+      }
+    }
+  }
+}

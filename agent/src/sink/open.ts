@@ -1,0 +1,90 @@
+// The agent's sinks, opened together and fed in one order: the delivery spool first (an alert
+// counts as accepted once it is fsync'd there), then the alerts file, then `ldguard tail` clients.
+// One sink's failure is logged and never keeps an alert from the others.
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Alert } from '../../../shared/ecs.js';
+import { LdgError, errorMessage } from '../../../shared/errors.js';
+import type { Logger } from '../../../shared/log.js';
+import type { AgentFacts, AgentHealth } from '../../../shared/protocol.js';
+import type { AgentConfig } from '../config.js';
+import { AlertsFile } from './alerts-file.js';
+import { LocalSink } from './local.js';
+import type { Sink } from './sink.js';
+import { WebSocketSink } from './websocket.js';
+
+export interface Sinks {
+  send(a: Alert): void;
+  /** The collector link's health, when there is one. */
+  delivery(): ReturnType<WebSocketSink['health']> | null;
+  close(): Promise<void>;
+}
+
+export async function openSinks(
+  cfg: Readonly<AgentConfig>,
+  log: Logger,
+  facts: () => AgentFacts,
+  health: () => Pick<AgentHealth, 'eventsLost' | 'source' | 'attribution'>,
+): Promise<Sinks> {
+  const opened: Array<{ name: string; sink: Sink }> = [];
+  let ws: WebSocketSink | null = null;
+  try {
+    if (cfg.collector) {
+      ws = await WebSocketSink.open({
+        url: cfg.collector,
+        token: readToken(cfg.tokenFile!),
+        spoolDir: join(cfg.stateDir, 'spool'),
+        spoolMaxBytes: cfg.spoolMaxBytes,
+        facts,
+        health,
+        caFile: cfg.caFile,
+        certFile: cfg.certFile,
+        keyFile: cfg.keyFile,
+        allowInsecure: cfg.allowInsecure,
+        logger: log.child({ sink: 'collector' }),
+      });
+      opened.push({ name: 'collector', sink: ws });
+    }
+    opened.push({ name: 'alerts file', sink: await AlertsFile.open({ path: cfg.alertsFile, maxBytes: cfg.alertsFileMaxBytes, keep: cfg.alertsFileKeep, logger: log }) });
+    opened.push({ name: 'local socket', sink: await LocalSink.open({ path: cfg.socket, logger: log }) });
+  } catch (err) {
+    await Promise.allSettled(opened.map((o) => o.sink.close()));
+    throw err;
+  }
+  log.info({ sinks: opened.map((o) => o.name), collector: ws?.url.href ?? null }, 'sinks open');
+  const inFlight = new Set<Promise<void>>();
+  return {
+    send(a) {
+      // Each sink queues in call order, so calling them all now keeps every sink's order while the
+      // alerts file and tail need not wait for the spool's fsync.
+      for (const { name, sink } of opened) {
+        const p: Promise<void> = sink
+          .send(a)
+          .catch((err: unknown) => log.error({ sink: name, alert: a.kibana.alert.uuid, err: errorMessage(err) }, 'a sink refused an alert'))
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+    },
+    delivery: () => ws?.health() ?? null,
+    async close() {
+      await Promise.allSettled([...inFlight]);
+      await Promise.allSettled(opened.map((o) => o.sink.close()));
+    },
+  };
+}
+
+/** The token file must be the agent's alone (0600): a readable token lets anyone speak as this host. */
+function readToken(file: string): string {
+  let st;
+  try {
+    st = statSync(file);
+  } catch {
+    throw new LdgError('LDG_ERR_TOKEN', `token file ${file} does not exist; create a token with \`ldguard token create --name HOST --role agent\` and save it there (mode 0600)`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new LdgError('LDG_ERR_TOKEN', `token file ${file} is readable by others (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 ${file}`);
+  }
+  const token = readFileSync(file, 'utf8').trim();
+  if (!token) throw new LdgError('LDG_ERR_TOKEN', `token file ${file} is empty; put the agent's token in it`);
+  return token;
+}

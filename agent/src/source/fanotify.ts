@@ -1,0 +1,52 @@
+// The fanotify source: the native addon's C thread reads the kernel queue, resolves each writer
+// (live /proc, guarded by the pidfd, or the exec cache fed by FAN_OPEN_EXEC and the process
+// connector) and hands only events whose names the rules care about to JavaScript.
+import { loadNative, type NativeEvent, type Watcher } from '../native.js';
+import type { RawFileEvent, Source, SourceStats } from './source.js';
+
+export class FanotifySource implements Source {
+  readonly name = 'fanotify' as const;
+  readonly degraded = false;
+  private watcher: Watcher | undefined;
+  // Events that arrive between construction and start() (the self-test's, say) are kept here.
+  private early: NativeEvent[] = [];
+  private onEvents: ((events: RawFileEvent[]) => void) | undefined;
+
+  /** Opens the fanotify group and marks the directories now, so a refusal (EPERM) shows at once. */
+  constructor(dirs: readonly string[], prefixes: readonly string[], graceMs: number) {
+    const native = loadNative();
+    this.watcher = new native.Watcher({ dirs: [...dirs], prefixes: [...prefixes], execCache: true, graceMs }, (events) => this.deliver(events));
+  }
+
+  private deliver(events: NativeEvent[]): void {
+    if (this.onEvents) this.onEvents(events as RawFileEvent[]);
+    else this.early.push(...events);
+  }
+
+  start(onEvents: (events: RawFileEvent[]) => void): void {
+    this.onEvents = onEvents;
+    if (this.early.length > 0) {
+      const early = this.early;
+      this.early = [];
+      onEvents(early as RawFileEvent[]);
+    }
+  }
+
+  async addDir(dir: string, opts?: { forwardAll?: boolean }): Promise<void> {
+    this.watcher?.addDir(dir, opts);
+  }
+
+  removeDir(dir: string): void {
+    this.watcher?.removeDir(dir);
+  }
+
+  stats(): SourceStats {
+    return this.watcher ? { ...this.watcher.stats() } : {};
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+    this.watcher = undefined;
+    this.onEvents = undefined;
+  }
+}

@@ -1,0 +1,246 @@
+// The collector's HTTP API, on the same port as the agents' WebSocket:
+//
+//   GET   /healthz               no auth: {"status":"ok"} while the database answers (503 otherwise)
+//   GET   /metrics               no auth: Prometheus text format
+//   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=
+//                                → {"alerts":[ECS documents], "next": uuid for ?before= | null}
+//   GET   /api/alerts/:uuid      → {"alert": document}
+//   PATCH /api/alerts/:uuid      {"status":"acknowledged"} → {"alert": document}, recording who and when
+//   GET   /api/agents            → {"agents":[...]}
+//
+// Every /api call needs `Authorization: Bearer <admin token>`; anything else gets 401. Errors are
+// {"error":{"code":"LDG_ERR_…","message":"… what to do"}}. Other paths are offered to the handlers
+// in `extra` (the dashboard mounts its pages there), then 404.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseDuration } from '../../shared/duration.js';
+import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
+import { LdgError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { Ingest } from './ingest.js';
+import type { Metrics } from './metrics.js';
+import type { AlertQuery, Store, TokenInfo } from './store/sqlite.js';
+
+/** Serves a request it knows and returns true, or returns false to let the next one try. */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
+
+export interface ApiContext {
+  store: Store;
+  metrics: Metrics;
+  ingest: Ingest;
+  log: Logger;
+  version: string;
+  /** Agent ids with an open connection to this collector now. */
+  connectedAgents: () => Set<string>;
+  connections: () => number;
+}
+
+const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
+const STATUSES: readonly WorkflowStatus[] = ['open', 'acknowledged', 'closed'];
+const QUERY_KEYS = ['limit', 'since', 'host', 'rule', 'severity', 'status', 'before'];
+const MAX_BODY = 16 * 1024;
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  const m = h && /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1] : undefined;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: string | object, extra: Record<string, string> = {}): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...extra,
+  });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
+  sendJson(res, status, { error: { code, message } }, extra);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new HttpError(413, 'LDG_ERR_API_BODY', `request body over ${MAX_BODY} bytes; send only {"status": "..."}`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function list<T extends string>(value: string, name: string, allowed: readonly T[]): T[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of items) {
+    if (!(allowed as readonly string[]).includes(s)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `${name}=${s} is not one of ${allowed.join(', ')}`);
+  }
+  return items as T[];
+}
+
+/** ?since= takes an ISO 8601 time or a duration back from now (15m, 2h, 7d). */
+function parseSince(value: string): number {
+  if (/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/.test(value)) return Date.now() - parseDuration(value, 'since');
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `since=${value} is neither an ISO 8601 time (2024-05-01T12:00:00Z) nor a duration (15m, 2h, 7d)`);
+  return t;
+}
+
+export function parseAlertQuery(params: URLSearchParams): AlertQuery {
+  for (const k of params.keys()) {
+    if (!QUERY_KEYS.includes(k)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `unknown parameter ${k}; /api/alerts takes ${QUERY_KEYS.join(', ')}`);
+  }
+  const q: AlertQuery = { limit: DEFAULT_LIMIT };
+  const limit = params.get('limit');
+  if (limit !== null) {
+    const n = Number(limit);
+    if (!Number.isSafeInteger(n) || n < 1 || n > MAX_LIMIT) throw new HttpError(400, 'LDG_ERR_API_QUERY', `limit=${limit}: give a whole number from 1 to ${MAX_LIMIT}`);
+    q.limit = n;
+  }
+  const since = params.get('since');
+  if (since !== null) q.since = parseSince(since);
+  for (const k of ['host', 'rule', 'before'] as const) {
+    const v = params.get(k);
+    if (v === null) continue;
+    if (v === '' || v.length > 256) throw new HttpError(400, 'LDG_ERR_API_QUERY', `${k} must be 1-256 characters`);
+    q[k] = v;
+  }
+  const severity = params.get('severity');
+  if (severity !== null) q.severity = list(severity, 'severity', SEVERITIES);
+  const status = params.get('status');
+  if (status !== null) q.status = list(status, 'status', STATUSES);
+  return q;
+}
+
+export class Api {
+  /** Handlers tried, in order, for paths the API does not own (the dashboard's pages). */
+  readonly extra: HttpHandler[] = [];
+
+  constructor(private readonly ctx: ApiContext) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.route(req, res).catch((err: unknown) => {
+      if (err instanceof HttpError) {
+        if (!res.headersSent) sendError(res, err.status, err.code, err.message);
+        return;
+      }
+      if (err instanceof LdgError && err.code === 'LDG_ERR_USAGE') {
+        if (!res.headersSent) sendError(res, 400, 'LDG_ERR_API_QUERY', err.message);
+        return;
+      }
+      this.ctx.log.error({ err: errorMessage(err), method: req.method, url: req.url }, 'API request failed');
+      if (!res.headersSent) sendError(res, 500, 'LDG_ERR_INTERNAL', 'internal error; see the collector log');
+      else res.destroy();
+    });
+  }
+
+  /** The admin token of the request, or undefined (an agent token is not enough). */
+  private admin(req: IncomingMessage): TokenInfo | undefined {
+    const token = bearer(req);
+    const info = token ? this.ctx.store.lookupToken(token) : undefined;
+    return info && info.revoked === null && info.role === 'admin' ? info : undefined;
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://collector');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    const { store } = this.ctx;
+
+    if (path === '/healthz') {
+      if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      const ok = store.healthy();
+      sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: this.ctx.version, db: ok ? 'ok' : 'unavailable', connections: this.ctx.connections() });
+      return;
+    }
+    if (path === '/metrics') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      const fleet = store.fleet();
+      const text = this.ctx.metrics.render({
+        ldguard_collector_connections: { help: 'Agent connections open now.', value: this.ctx.connections() },
+        ldguard_collector_agents_online: { help: 'Agents heard from within their heartbeat allowance.', value: fleet.online },
+        ldguard_collector_agents_offline: { help: 'Agents that missed their heartbeats.', value: fleet.offline },
+        ldguard_collector_agents_spool_depth: { help: 'Alerts waiting in agents\' spools, as last reported (sum over agents).', value: fleet.spoolDepth },
+        ldguard_collector_agents_events_lost: { help: 'Kernel events agents reported lost (sum over agents).', value: fleet.eventsLost },
+        ldguard_collector_agents_spool_overflow: { help: 'Alerts agents refused because their spool was full (sum over agents).', value: fleet.spoolOverflow },
+        ldguard_collector_ingest_pending_alerts: { help: 'Alerts received and waiting for a commit.', value: this.ctx.ingest.pendingAlerts },
+      }, this.ctx.version);
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(text);
+      return;
+    }
+    if (path === '/api' || path.startsWith('/api/')) {
+      const who = this.admin(req);
+      if (!who) {
+        this.ctx.metrics.authFailures += 1;
+        this.ctx.log.warn({ method, path, remote: req.socket.remoteAddress, token: bearer(req) ? 'not an active admin token' : 'none' }, 'API call refused (401)');
+        sendError(res, 401, 'LDG_ERR_AUTH', 'this API needs Authorization: Bearer <admin token>; create one with `ldguard token create --db FILE --name NAME --role admin`', { 'www-authenticate': 'Bearer realm="ldguard"' });
+        return;
+      }
+      await this.apiRoute(req, res, url, method, who);
+      return;
+    }
+    for (const h of this.extra) if (await h(req, res, url)) return;
+    sendError(res, 404, 'LDG_ERR_API_NOT_FOUND', `no such page: ${path}; the API is under /api (alerts, agents)`);
+  }
+
+  private async apiRoute(req: IncomingMessage, res: ServerResponse, url: URL, method: string, who: TokenInfo): Promise<void> {
+    const { store } = this.ctx;
+    const path = url.pathname;
+    if (path === '/api/alerts') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      const q = parseAlertQuery(url.searchParams);
+      const page = store.queryAlerts(q);
+      if (!page) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: no alert has that uuid; pass the "next" value of the previous page`);
+      // The documents are stored as JSON text: join them rather than parse and re-serialise.
+      sendJson(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)}}`);
+      return;
+    }
+    const one = /^\/api\/alerts\/([^/]+)$/.exec(path);
+    if (one) {
+      const uuid = decodeURIComponent(one[1]!);
+      if (method === 'GET') {
+        const doc = store.getAlert(uuid);
+        if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
+        sendJson(res, 200, `{"alert":${doc}}`);
+        return;
+      }
+      if (method === 'PATCH') {
+        let body: unknown;
+        try {
+          body = JSON.parse(await readBody(req));
+        } catch (err) {
+          if (err instanceof HttpError) throw err;
+          throw new HttpError(400, 'LDG_ERR_API_BODY', 'body is not JSON; send {"status": "acknowledged"}');
+        }
+        const b = body as Record<string, unknown> | null;
+        if (!b || typeof b !== 'object' || Array.isArray(b) || Object.keys(b).some((k) => k !== 'status') || !STATUSES.includes(b.status as WorkflowStatus)) {
+          throw new HttpError(400, 'LDG_ERR_API_BODY', `send {"status": one of ${STATUSES.join(', ')}}`);
+        }
+        const doc = store.setStatus(uuid, b.status as WorkflowStatus, who.name);
+        if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
+        this.ctx.log.info({ uuid, status: b.status, by: who.name }, 'alert workflow status changed');
+        sendJson(res, 200, `{"alert":${doc}}`);
+        return;
+      }
+      throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET or PATCH`);
+    }
+    if (path === '/api/agents') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      const connected = this.ctx.connectedAgents();
+      sendJson(res, 200, { agents: store.listAgents().map((a) => ({ ...a, connected: connected.has(a.agentId) })) });
+      return;
+    }
+    throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no such API: ${method} ${path}; see GET /api/alerts, /api/agents`);
+  }
+}

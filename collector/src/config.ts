@@ -1,0 +1,139 @@
+// The collector's configuration: one visible defaults object, a TOML file over it, command-line
+// flags over that. Every problem is collected before failing; paths are made absolute; the result
+// is frozen.
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { LdgError } from '../../shared/errors.js';
+
+export interface CollectorConfig {
+  listen: string;
+  db: string;
+  tlsCert: string | null;
+  tlsKey: string | null;
+  tlsClientCa: string | null;
+  tlsRequireClientCert: boolean;
+  maxConnections: number;
+  rateAlertsPerSec: number;
+  rateAlertsBurst: number;
+  rateMessagesPerSec: number;
+  rateMessagesBurst: number;
+  pingIntervalMs: number;
+  helloTimeoutMs: number;
+  offlineAfterMissedHeartbeats: number;
+  sweepIntervalMs: number;
+  maxCommitAlerts: number;
+  ingestHighWater: number;
+}
+
+export const DEFAULTS: CollectorConfig = {
+  listen: '127.0.0.1:8750', // HOST:PORT for agents (/agent), the API (/api) and /healthz, /metrics
+  db: '/var/lib/ldguard/collector.db', // SQLite database (created 0600 in a 0700 folder)
+  tlsCert: null, // PEM certificate: set it and tls_key to serve wss:// and https://
+  tlsKey: null, // PEM private key for tls_cert
+  tlsClientCa: null, // PEM CA that signs agents' client certificates (asked for when set)
+  tlsRequireClientCert: false, // refuse TLS clients without a certificate signed by tls_client_ca
+  maxConnections: 18_000, // agent connections at most (the process is allowed 20,000 files)
+  rateAlertsPerSec: 20_000, // per connection: past this the collector stops reading it for a while
+  rateAlertsBurst: 40_000, // per connection: alerts it may send at once before the rate applies
+  rateMessagesPerSec: 500, // per connection: messages per second (heartbeats, batches)
+  rateMessagesBurst: 2_000, // per connection: messages at once before the rate applies
+  pingIntervalMs: 30_000, // ping every agent this often; one that missed the last pong is dropped
+  helloTimeoutMs: 10_000, // a connection that says nothing this long after the upgrade is closed
+  offlineAfterMissedHeartbeats: 3, // an agent is offline after this many heartbeat periods unheard
+  sweepIntervalMs: 5_000, // how often offline agents and revoked tokens are looked for
+  maxCommitAlerts: 20_000, // alerts in one transaction at most (group commit)
+  ingestHighWater: 100_000, // alerts waiting for a commit past which agents are read more slowly
+};
+
+type Kind = 'string' | 'path' | 'nullable-path' | 'bool' | 'int';
+const KEYS: Record<string, { key: keyof CollectorConfig; type: Kind; min?: number }> = {
+  listen: { key: 'listen', type: 'string' },
+  db: { key: 'db', type: 'path' },
+  tls_cert: { key: 'tlsCert', type: 'nullable-path' },
+  tls_key: { key: 'tlsKey', type: 'nullable-path' },
+  tls_client_ca: { key: 'tlsClientCa', type: 'nullable-path' },
+  tls_require_client_cert: { key: 'tlsRequireClientCert', type: 'bool' },
+  max_connections: { key: 'maxConnections', type: 'int', min: 1 },
+  rate_alerts_per_sec: { key: 'rateAlertsPerSec', type: 'int', min: 1 },
+  rate_alerts_burst: { key: 'rateAlertsBurst', type: 'int', min: 1 },
+  rate_messages_per_sec: { key: 'rateMessagesPerSec', type: 'int', min: 1 },
+  rate_messages_burst: { key: 'rateMessagesBurst', type: 'int', min: 1 },
+  ping_interval_ms: { key: 'pingIntervalMs', type: 'int', min: 100 },
+  hello_timeout_ms: { key: 'helloTimeoutMs', type: 'int', min: 100 },
+  offline_after_missed_heartbeats: { key: 'offlineAfterMissedHeartbeats', type: 'int', min: 1 },
+  sweep_interval_ms: { key: 'sweepIntervalMs', type: 'int', min: 100 },
+  max_commit_alerts: { key: 'maxCommitAlerts', type: 'int', min: 1 },
+  ingest_high_water: { key: 'ingestHighWater', type: 'int', min: 1 },
+};
+
+/** "HOST:PORT" or "[V6]:PORT" → parts; port 0 asks the system for a free one. */
+export function parseListen(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** Builds the config from an optional TOML file and flag overrides (in config key form). */
+export function loadCollectorConfig(file: string | undefined, overrides: Partial<Record<keyof CollectorConfig, unknown>>): Readonly<CollectorConfig> {
+  const errors: string[] = [];
+  const raw: Record<string, unknown> = {};
+  if (file) {
+    if (!existsSync(file)) throw new LdgError('LDG_ERR_CONFIG', `config file ${file} does not exist; create it or drop --config`);
+    let doc: Record<string, unknown>;
+    try {
+      doc = parseToml(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      if (!(err instanceof TomlError)) throw err;
+      throw new LdgError('LDG_ERR_CONFIG', `${file}:${err.line}:${err.column}: TOML syntax: ${err.message.split('\n')[0]}; fix the file`);
+    }
+    for (const [k, v] of Object.entries(doc)) {
+      const spec = KEYS[k];
+      if (!spec) errors.push(`${file}: unknown option "${k}"; known options: ${Object.keys(KEYS).join(', ')}`);
+      else raw[spec.key] = v;
+    }
+  }
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) raw[k] = v;
+
+  const cfg: Record<string, unknown> = { ...DEFAULTS };
+  const byKey = new Map(Object.entries(KEYS).map(([name, s]) => [s.key as string, { name, ...s }]));
+  for (const [key, value] of Object.entries(raw)) {
+    const spec = byKey.get(key)!;
+    const err = (expected: string) => errors.push(`option ${spec.name}: expected ${expected}, got ${JSON.stringify(value)}`);
+    switch (spec.type) {
+      case 'int': {
+        const n = typeof value === 'string' ? Number(value) : value;
+        if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < (spec.min ?? 0)) err(`a whole number ≥ ${spec.min ?? 0}`);
+        else cfg[key] = n;
+        break;
+      }
+      case 'bool':
+        if (typeof value !== 'boolean') err('true or false');
+        else cfg[key] = value;
+        break;
+      case 'nullable-path':
+        if (value === null || value === '') cfg[key] = null;
+        else if (typeof value !== 'string') err('a path');
+        else cfg[key] = resolve(value);
+        break;
+      default:
+        if (typeof value !== 'string' || value === '') err('a non-empty string');
+        else cfg[key] = spec.type === 'path' ? resolve(value) : value;
+    }
+  }
+  if (!parseListen(cfg.listen as string)) errors.push(`option listen: expected HOST:PORT (e.g. 127.0.0.1:8750, [::1]:8750, 0.0.0.0:8750), got ${JSON.stringify(cfg.listen)}`);
+  if (!cfg.tlsCert !== !cfg.tlsKey) errors.push('options tls_cert and tls_key go together: set both to serve TLS, or neither');
+  if (cfg.tlsRequireClientCert && !cfg.tlsClientCa) errors.push('option tls_require_client_cert needs tls_client_ca: the CA that signs the agents\' certificates');
+  if (cfg.tlsClientCa && !cfg.tlsCert) errors.push('option tls_client_ca needs tls_cert and tls_key: client certificates only exist over TLS');
+  if ((cfg.rateAlertsBurst as number) < 1_000) errors.push('option rate_alerts_burst: must be at least 1000 (one full batch)');
+  for (const k of ['tlsCert', 'tlsKey', 'tlsClientCa'] as const) {
+    const p = cfg[k] as string | null;
+    if (p && !existsSync(p)) errors.push(`option ${Object.entries(KEYS).find(([, s]) => s.key === k)![0]}: ${p} does not exist`);
+  }
+  if (errors.length > 0) {
+    throw new LdgError('LDG_ERR_CONFIG', `invalid collector configuration; fix these and start again:\n  ${errors.join('\n  ')}`);
+  }
+  return Object.freeze(cfg as unknown as CollectorConfig);
+}

@@ -1,0 +1,62 @@
+// The collector's counters, rendered in the Prometheus text format (version 0.0.4) on GET /metrics.
+// Counters only ever grow (since the process started); gauges are read at scrape time.
+
+export class Metrics {
+  alertsReceived = 0;
+  alertsStored = 0;
+  alertsDuplicate = 0;
+  batches = 0;
+  commits = 0;
+  commitErrors = 0;
+  commitSecondsSum = 0;
+  commitSecondsMax = 0;
+  /** Receive-to-ack time of batches: sum and count, and a small histogram. */
+  ackSecondsSum = 0;
+  ackCount = 0;
+  readonly ackBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
+  readonly ackBucketCounts = new Array<number>(this.ackBuckets.length).fill(0);
+  authFailures = 0;
+  halfOpenDropped = 0;
+  slowClientsDropped = 0;
+  rateLimited = 0;
+  connectionsAccepted = 0;
+  readonly rejected = new Map<string, number>();
+
+  reject(reason: string): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+
+  observeAck(seconds: number): void {
+    this.ackSecondsSum += seconds;
+    this.ackCount += 1;
+    for (let i = 0; i < this.ackBuckets.length; i++) if (seconds <= this.ackBuckets[i]!) this.ackBucketCounts[i]! += 1;
+  }
+
+  render(gauges: Record<string, { help: string; value: number }>, version: string): string {
+    const out: string[] = [];
+    const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number, labels = '') => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
+    };
+    out.push('# HELP ldguard_collector_info The collector\'s version.', '# TYPE ldguard_collector_info gauge', `ldguard_collector_info{version="${version.replace(/["\\\n]/g, '_')}"} 1`);
+    metric('ldguard_collector_alerts_received_total', 'counter', 'Alerts received in valid batches (including resends).', this.alertsReceived);
+    metric('ldguard_collector_alerts_stored_total', 'counter', 'Alerts newly stored.', this.alertsStored);
+    metric('ldguard_collector_alerts_duplicate_total', 'counter', 'Alerts received again and ignored (already stored).', this.alertsDuplicate);
+    metric('ldguard_collector_batches_total', 'counter', 'Alert batches received.', this.batches);
+    metric('ldguard_collector_commits_total', 'counter', 'Store transactions committed (group commits).', this.commits);
+    metric('ldguard_collector_commit_errors_total', 'counter', 'Store transactions that failed (retried).', this.commitErrors);
+    metric('ldguard_collector_commit_seconds_sum', 'counter', 'Time spent in store transactions.', this.commitSecondsSum);
+    metric('ldguard_collector_commit_seconds_max', 'gauge', 'Longest store transaction.', this.commitSecondsMax);
+    out.push('# HELP ldguard_collector_ack_seconds Time from receiving a batch to acking it.', '# TYPE ldguard_collector_ack_seconds histogram');
+    this.ackBuckets.forEach((b, i) => out.push(`ldguard_collector_ack_seconds_bucket{le="${b}"} ${this.ackBucketCounts[i]}`));
+    out.push(`ldguard_collector_ack_seconds_bucket{le="+Inf"} ${this.ackCount}`, `ldguard_collector_ack_seconds_sum ${this.ackSecondsSum}`, `ldguard_collector_ack_seconds_count ${this.ackCount}`);
+    metric('ldguard_collector_connections_accepted_total', 'counter', 'Agent connections accepted.', this.connectionsAccepted);
+    metric('ldguard_collector_auth_failures_total', 'counter', 'Upgrades and API calls refused for a missing, unknown or revoked token.', this.authFailures);
+    metric('ldguard_collector_half_open_dropped_total', 'counter', 'Connections dropped for not answering pings.', this.halfOpenDropped);
+    metric('ldguard_collector_slow_clients_dropped_total', 'counter', 'Connections dropped for not reading what was sent to them.', this.slowClientsDropped);
+    metric('ldguard_collector_rate_limited_total', 'counter', 'Times a connection was paused for passing its rate limit.', this.rateLimited);
+    out.push('# HELP ldguard_collector_messages_rejected_total Messages refused (the connection was closed), by reason.', '# TYPE ldguard_collector_messages_rejected_total counter');
+    for (const [reason, n] of this.rejected) out.push(`ldguard_collector_messages_rejected_total{reason="${reason}"} ${n}`);
+    for (const [name, g] of Object.entries(gauges)) metric(name, 'gauge', g.help, g.value);
+    return `${out.join('\n')}\n`;
+  }
+}

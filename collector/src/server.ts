@@ -1,0 +1,401 @@
+// The collector's network side: one HTTP(S) server on one port for the API (api.ts), the agents'
+// WebSocket at /agent, and whatever the dashboard adds (Api.extra, addUpgradeHandler).
+//
+// Agents authenticate at the upgrade, before any WebSocket exists: a missing, unknown, revoked or
+// non-agent token gets HTTP 401 and the socket is destroyed, so nothing such a client sends is
+// ever read. After the upgrade every message is validated (shared/protocol.ts); a bad one gets an
+// error message, a log line and a close (1007 not JSON, 1008 wrong schema or order, 1003 binary,
+// 1009 frame too big, by `ws` itself), and nothing of it is stored. One connection's misconduct never
+// touches another's: each has its own state, its own rate limit and its own acks.
+//
+// Back-pressure instead of falling over: a connection past its rate limit, or any alert sender while
+// the ingest queue is past its high-water mark, is simply not read for a while (its TCP window
+// fills, its acks come later). Half-open peers are found by ping/pong and dropped.
+import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import WebSocket, { WebSocketServer } from 'ws';
+import { LdgError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import {
+  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, ackMessage, errorMessageFrame, parseAgentMessage, type AgentMessage,
+} from '../../shared/protocol.js';
+import { VERSION } from '../../shared/version.js';
+import { Api } from './api.js';
+import { parseListen, type CollectorConfig } from './config.js';
+import { Ingest } from './ingest.js';
+import { Metrics } from './metrics.js';
+import type { Store, TokenInfo } from './store/sqlite.js';
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+
+/** A client that stopped reading our acks: past this we drop it rather than buffer for it. */
+const MAX_OUTBOUND_BUFFER = 1024 * 1024;
+
+type PauseReason = 'rate' | 'ingest' | 'closing';
+
+class Conn {
+  agentId: string | undefined;
+  alive = true;
+  closed = false;
+  helloTimer: NodeJS.Timeout | undefined;
+  resumeTimer: NodeJS.Timeout | undefined;
+  readonly paused = new Set<PauseReason>();
+  msgTokens: number;
+  alertTokens: number;
+  lastRefill = performance.now();
+
+  constructor(readonly ws: WebSocket, readonly remote: string, readonly token: TokenInfo, cfg: CollectorConfig) {
+    this.msgTokens = cfg.rateMessagesBurst;
+    this.alertTokens = cfg.rateAlertsBurst;
+  }
+
+  pause(reason: PauseReason): void {
+    this.paused.add(reason);
+    this.ws.pause();
+  }
+
+  resume(reason: PauseReason): void {
+    this.paused.delete(reason);
+    if (this.paused.size === 0) this.ws.resume();
+  }
+}
+
+function rejectUpgrade(socket: Socket, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  // Written then destroyed, as ws's own abortHandshake does: the client gets the status line.
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n${status === 401 ? 'WWW-Authenticate: Bearer realm="ldguard"\r\n' : ''}\r\n${body}`,
+  );
+}
+
+function bearer(h: string | undefined): string | undefined {
+  const m = h && /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1] : undefined;
+}
+
+export interface CollectorServerOptions {
+  config: Readonly<CollectorConfig>;
+  store: Store;
+  log: Logger;
+}
+
+export class CollectorServer {
+  readonly metrics = new Metrics();
+  readonly ingest: Ingest;
+  readonly api: Api;
+  readonly http: Server;
+  private readonly cfg: Readonly<CollectorConfig>;
+  private readonly store: Store;
+  private readonly log: Logger;
+  private readonly wss: WebSocketServer;
+  private readonly conns = new Set<Conn>();
+  private readonly byAgent = new Map<string, Conn>();
+  private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
+  private readonly pausedForIngest = new Set<Conn>();
+  private pingTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private dataVersion = 0;
+  private closing = false;
+  private readonly tlsClientCa: boolean;
+
+  constructor(opts: CollectorServerOptions) {
+    this.cfg = opts.config;
+    this.store = opts.store;
+    this.log = opts.log;
+    this.ingest = new Ingest(this.store, this.metrics, this.log, { maxCommitAlerts: this.cfg.maxCommitAlerts, highWater: this.cfg.ingestHighWater });
+    this.ingest.on('drain', () => {
+      for (const c of this.pausedForIngest) c.resume('ingest');
+      this.pausedForIngest.clear();
+    });
+    this.api = new Api({
+      store: this.store,
+      metrics: this.metrics,
+      ingest: this.ingest,
+      log: this.log,
+      version: VERSION,
+      connectedAgents: () => new Set(this.byAgent.keys()),
+      connections: () => this.conns.size,
+    });
+    this.tlsClientCa = Boolean(this.cfg.tlsClientCa);
+    if (this.cfg.tlsCert && this.cfg.tlsKey) {
+      const read = (p: string, what: string) => {
+        try {
+          return readFileSync(p);
+        } catch (err) {
+          throw new LdgError('LDG_ERR_TLS_FILE', `cannot read ${what} ${p}: ${errorMessage(err)}; fix the path in the collector config`);
+        }
+      };
+      this.http = createHttpsServer({
+        cert: read(this.cfg.tlsCert, 'tls_cert'),
+        key: read(this.cfg.tlsKey, 'tls_key'),
+        ...(this.cfg.tlsClientCa ? { ca: read(this.cfg.tlsClientCa, 'tls_client_ca'), requestCert: true, rejectUnauthorized: this.cfg.tlsRequireClientCert } : {}),
+      });
+    } else {
+      this.http = createHttpServer();
+    }
+    // Slow or silent HTTP clients (slowloris) are cut off; upgraded sockets leave these timers.
+    this.http.headersTimeout = 10_000;
+    this.http.requestTimeout = 30_000;
+    this.http.keepAliveTimeout = 5_000;
+    this.http.maxHeadersCount = 64;
+    this.http.on('request', (req, res) => this.api.handle(req, res));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket: Socket) => socket.destroy());
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  }
+
+  /** Extra WebSocket endpoints (the dashboard's live feed); they do their own authentication. */
+  addUpgradeHandler(path: string, handler: UpgradeHandler): void {
+    if (path === AGENT_PATH) throw new Error(`${AGENT_PATH} is the agents' endpoint`);
+    this.upgradeHandlers.set(path, handler);
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  /** Listens on config.listen; resolves with the bound address (port 0 becomes a real port). */
+  async listen(): Promise<AddressInfo> {
+    const where = parseListen(this.cfg.listen)!;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(new LdgError('LDG_ERR_LISTEN', `cannot listen on ${this.cfg.listen}: ${err.code ?? err.message}; ${err.code === 'EADDRINUSE' ? 'another process uses that port: stop it or choose another --listen' : 'check --listen'}`, { cause: err }));
+      };
+      this.http.once('error', onError);
+      this.http.listen(where.port, where.host, () => {
+        this.http.off('error', onError);
+        resolve();
+      });
+    });
+    this.dataVersion = this.store.dataVersion();
+    this.pingTimer = setInterval(() => this.pingAll(), this.cfg.pingIntervalMs);
+    this.sweepTimer = setInterval(() => this.sweep(), this.cfg.sweepIntervalMs);
+    const addr = this.http.address() as AddressInfo;
+    if (!this.cfg.tlsCert && !['127.0.0.1', '::1', 'localhost'].includes(where.host) && !where.host.startsWith('127.')) {
+      this.log.warn({ listen: this.cfg.listen }, 'listening without TLS on a non-loopback address: tokens and alerts cross the network in clear; set tls_cert and tls_key');
+    }
+    return addr;
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    if (this.closing) return rejectUpgrade(socket, 503, 'LDG_ERR_STOPPING', 'the collector is stopping; reconnect shortly');
+    const path = (req.url ?? '/').split('?')[0]!;
+    const extra = this.upgradeHandlers.get(path);
+    if (extra) return extra(req, socket, head);
+    if (path !== AGENT_PATH) return rejectUpgrade(socket, 404, 'LDG_ERR_API_NOT_FOUND', `no WebSocket endpoint at ${path}; agents connect to ${AGENT_PATH}`);
+    const token = bearer(req.headers.authorization);
+    const info = token ? this.store.lookupToken(token) : undefined;
+    let refusal: string | undefined;
+    if (!token) refusal = 'no bearer token';
+    else if (!info) refusal = 'unknown token';
+    else if (info.revoked !== null) refusal = `revoked token "${info.name}"`;
+    else if (info.role !== 'agent') refusal = `token "${info.name}" has role ${info.role}, not agent`;
+    else if (this.tlsClientCa) {
+      const tls = req.socket as TLSSocket;
+      const presented = Object.keys(tls.getPeerCertificate?.() ?? {}).length > 0;
+      if (presented && !tls.authorized) refusal = `client certificate not signed by tls_client_ca (${String(tls.authorizationError)})`;
+    }
+    if (refusal || !info) {
+      this.metrics.authFailures += 1;
+      this.log.warn({ remote, reason: refusal }, 'agent refused at the upgrade (401)');
+      return rejectUpgrade(socket, 401, 'LDG_ERR_AUTH', 'unknown or revoked agent token; create one with `ldguard token create --name HOST --role agent`');
+    }
+    if (this.conns.size >= this.cfg.maxConnections) {
+      this.log.warn({ remote, max: this.cfg.maxConnections }, 'agent refused: max_connections reached (503); it will retry');
+      return rejectUpgrade(socket, 503, 'LDG_ERR_BUSY', 'the collector is at max_connections; retry later');
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, remote, info));
+  }
+
+  private onConnection(ws: WebSocket, remote: string, token: TokenInfo): void {
+    const c = new Conn(ws, remote, token, this.cfg);
+    this.conns.add(c);
+    this.metrics.connectionsAccepted += 1;
+    c.helloTimer = setTimeout(() => {
+      if (!c.agentId) this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', `no hello within ${this.cfg.helloTimeoutMs} ms of connecting; an agent must say hello first`, 'no_hello');
+    }, this.cfg.helloTimeoutMs);
+    ws.on('message', (data, isBinary) => this.onMessage(c, data as Buffer, isBinary));
+    ws.on('pong', () => {
+      c.alive = true;
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws has already closed the connection (1009 for an oversized frame, 1007 for bad UTF-8...).
+      const reason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'too_big' : err.code === 'WS_ERR_INVALID_UTF8' ? 'json' : 'ws_error';
+      if (reason !== 'ws_error') this.metrics.reject(reason);
+      c.closed = true;
+      this.log.warn({ agentId: c.agentId, token: token.name, remote, code: err.code, err: err.message }, 'agent connection error: closed it; nothing of the offending frame was stored');
+    });
+    ws.on('close', (code, reason) => {
+      this.conns.delete(c);
+      this.pausedForIngest.delete(c);
+      clearTimeout(c.helloTimer);
+      clearTimeout(c.resumeTimer);
+      if (c.agentId && this.byAgent.get(c.agentId) === c) this.byAgent.delete(c.agentId);
+      this.log.info({ agentId: c.agentId, token: token.name, remote, code, reason: reason.toString() }, 'agent disconnected');
+    });
+  }
+
+  private onMessage(c: Conn, data: Buffer, isBinary: boolean): void {
+    if (c.closed) return;
+    c.alive = true;
+    if (isBinary) {
+      return this.refuse(c, CLOSE.unsupportedData, 'LDG_ERR_PROTO_BINARY', 'binary frames are not part of the protocol; send JSON text frames', 'binary');
+    }
+    const parsed = parseAgentMessage(data);
+    if (!parsed.ok) {
+      return parsed.kind === 'json'
+        ? this.refuse(c, CLOSE.invalidData, 'LDG_ERR_PROTO_JSON', `frame is not JSON: ${parsed.errors.join('; ')}`, 'json')
+        : this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_SCHEMA', `message does not follow protocol v${PROTOCOL_VERSION}: ${parsed.errors.join('; ')}`, 'schema', parsed.errors);
+    }
+    const m: AgentMessage = parsed.value;
+    this.charge(c, m.type === 'alerts' ? m.alerts.length : 0);
+    const now = Date.now();
+    switch (m.type) {
+      case 'hello': {
+        if (c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'hello sent twice on one connection', 'order');
+        c.agentId = m.agent.agentId;
+        clearTimeout(c.helloTimer);
+        const older = this.byAgent.get(c.agentId);
+        if (older && older !== c) {
+          // The agent reconnected before its old connection was found dead: the newest one wins.
+          older.closed = true;
+          older.ws.close(CLOSE.replaced, 'replaced by a newer connection');
+        }
+        this.byAgent.set(c.agentId, c);
+        this.ingest.submitHello({
+          agentId: c.agentId, hostname: m.agent.hostname, version: m.agent.version, tokenName: c.token.name,
+          heartbeatMs: m.heartbeatMs, facts: JSON.stringify(m.agent), at: now,
+        });
+        this.log.info({ agentId: c.agentId, hostname: m.agent.hostname, version: m.agent.version, token: c.token.name, remote: c.remote, source: m.agent.source.name }, 'agent connected');
+        return;
+      }
+      case 'alerts': {
+        if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'alerts before hello; an agent must say hello first', 'order');
+        this.ingest.submitAlerts(c.agentId, c.token.name, m, (upTo) => this.sendAck(c, upTo));
+        if (this.ingest.congested && !c.paused.has('ingest')) {
+          c.pause('ingest');
+          this.pausedForIngest.add(c);
+        }
+        return;
+      }
+      case 'heartbeat': {
+        if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'heartbeat before hello; an agent must say hello first', 'order');
+        const h = m.health;
+        this.ingest.submitHeartbeat({
+          agentId: c.agentId, health: JSON.stringify(h), spoolDepth: h.spoolDepth, eventsLost: h.eventsLost,
+          spoolOverflow: h.spoolOverflow, at: now,
+        });
+        return;
+      }
+    }
+  }
+
+  /** Token buckets per connection; overdrawn → stop reading it until they refill. */
+  private charge(c: Conn, alerts: number): void {
+    const now = performance.now();
+    const dt = (now - c.lastRefill) / 1000;
+    c.lastRefill = now;
+    c.msgTokens = Math.min(this.cfg.rateMessagesBurst, c.msgTokens + dt * this.cfg.rateMessagesPerSec) - 1;
+    c.alertTokens = Math.min(this.cfg.rateAlertsBurst, c.alertTokens + dt * this.cfg.rateAlertsPerSec) - alerts;
+    if ((c.msgTokens < 0 || c.alertTokens < 0) && !c.paused.has('rate')) {
+      const waitMs = Math.ceil(1000 * Math.max(-c.msgTokens / this.cfg.rateMessagesPerSec, -c.alertTokens / this.cfg.rateAlertsPerSec));
+      this.metrics.rateLimited += 1;
+      this.log.debug({ agentId: c.agentId, remote: c.remote, waitMs }, 'agent past its rate limit: not reading it for a while');
+      c.pause('rate');
+      c.resumeTimer = setTimeout(() => c.resume('rate'), waitMs);
+    }
+  }
+
+  private sendAck(c: Conn, upTo: number): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return; // it will resend after reconnecting; we dedup
+    if (c.ws.bufferedAmount > MAX_OUTBOUND_BUFFER) {
+      this.metrics.slowClientsDropped += 1;
+      this.log.warn({ agentId: c.agentId, remote: c.remote, buffered: c.ws.bufferedAmount }, 'agent does not read its acks: dropped the connection');
+      c.ws.terminate();
+      return;
+    }
+    c.ws.send(JSON.stringify(ackMessage(upTo)));
+  }
+
+  /** Tells the peer why, logs it, and closes: nothing of the refused message is stored. */
+  private refuse(c: Conn, closeCode: number, code: string, message: string, reason: string, errors?: string[]): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.metrics.reject(reason);
+    this.log.warn({ agentId: c.agentId, token: c.token.name, remote: c.remote, code, closeCode, errors: errors ?? [message] }, 'refused a message from an agent: closed its connection; nothing of that message was stored');
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    c.ws.send(JSON.stringify(errorMessageFrame(code, message.slice(0, 4000))));
+    c.ws.close(closeCode, code);
+  }
+
+  private pingAll(): void {
+    for (const c of this.conns) {
+      // A connection we stopped reading cannot show us its pongs: it is not half-open.
+      if (c.paused.size > 0) continue;
+      if (!c.alive) {
+        this.metrics.halfOpenDropped += 1;
+        this.log.warn({ agentId: c.agentId, remote: c.remote }, 'agent did not answer a ping: dropped the half-open connection');
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+    }
+  }
+
+  private sweep(): void {
+    try {
+      for (const a of this.store.markOffline(Date.now(), this.cfg.offlineAfterMissedHeartbeats)) {
+        this.log.warn({ agentId: a.agentId, hostname: a.hostname, lastSeen: new Date(a.lastSeen).toISOString() }, 'agent offline: missed its heartbeats');
+      }
+      // Another process (ldguard token revoke) changed the database: recheck connected tokens.
+      const v = this.store.dataVersion();
+      if (v !== this.dataVersion) {
+        this.dataVersion = v;
+        for (const c of this.conns) {
+          const t = this.store.lookupTokenHash(c.token.hash);
+          if (!t || t.revoked !== null) {
+            this.log.warn({ agentId: c.agentId, token: c.token.name }, 'token revoked: closed its connection');
+            this.refuse(c, CLOSE.revoked, 'LDG_ERR_TOKEN_REVOKED', `token "${c.token.name}" was revoked; create a new one with \`ldguard token create\``, 'revoked');
+          }
+        }
+      }
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'agent sweep failed; will retry');
+    }
+  }
+
+  /**
+   * Stops cleanly: no new connections, stop reading, commit and ack what was received, close the
+   * agents' connections (1001: they reconnect to the next collector), then stop listening. The
+   * caller closes the store afterwards.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.pingTimer);
+    clearInterval(this.sweepTimer);
+    const stopped = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    for (const c of this.conns) c.pause('closing');
+    await Promise.race([this.ingest.flush(), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    const closed = [...this.conns].map((c) => new Promise<void>((resolve) => {
+      // Read again, but only to see the peer's close frame: further messages are ignored.
+      c.closed = true;
+      c.resume('closing');
+      if (c.ws.readyState === WebSocket.CLOSED) return resolve();
+      c.ws.once('close', () => resolve());
+      c.ws.close(CLOSE.goingAway, 'collector stopping');
+    }));
+    await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2_000).unref())]);
+    for (const c of this.conns) c.ws.terminate();
+    this.http.closeAllConnections();
+    await stopped;
+  }
+}

@@ -1,0 +1,799 @@
+// Delivery end to end: the real collector as a child process (the built CLI, port 0 on 127.0.0.1,
+// SQLite in a temp dir), real WebSocketSinks and raw WebSocket clients in this process, the real
+// `ldguard tail` against a LocalSink. Every server here listens on loopback only.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import WebSocket from 'ws';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AlertsFile } from '../../agent/src/sink/alerts-file.js';
+import { LocalSink } from '../../agent/src/sink/local.js';
+import { WebSocketSink, type WebSocketSinkOptions } from '../../agent/src/sink/websocket.js';
+import type { Alert } from '../../shared/ecs.js';
+import { findRepoRoot } from '../../shared/paths.js';
+import { MAX_FRAME_BYTES, alertsFrame } from '../../shared/protocol.js';
+import { cliPath } from '../helpers/cli.js';
+import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
+
+const CLI = cliPath();
+const work = mkdtempSync(join(tmpdir(), 'ldg-delivery-'));
+const procs = new Set<ChildProcess>();
+const sinks = new Set<{ close(): Promise<void> }>();
+
+afterAll(async () => {
+  for (const s of sinks) await s.close().catch(() => undefined);
+  for (const p of procs) p.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+// Documents read back from the API and the logs are checked by path, as plain JSON.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+type Log = Record<string, Json>;
+
+interface Collector {
+  proc: ChildProcess;
+  port: number;
+  logs: Log[];
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+const TEST_CONFIG = `# short timers so the tests see pings, sweeps and timeouts happen
+ping_interval_ms = 300
+sweep_interval_ms = 150
+hello_timeout_ms = 1500
+rate_messages_per_sec = 1000
+rate_messages_burst = 500
+`;
+
+function writeConfig(name: string, extra = ''): string {
+  const file = join(work, `${name}.toml`);
+  writeFileSync(file, TEST_CONFIG + extra);
+  return file;
+}
+
+async function startCollector(o: { db: string; port?: number; config?: string }): Promise<Collector> {
+  const args = [CLI, 'collector', '--listen', `127.0.0.1:${o.port ?? 0}`, '--db', o.db, '--config', o.config ?? writeConfig('default')];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.add(proc);
+  const logs: Log[] = [];
+  let stderr = '';
+  let buf = '';
+  proc.stderr!.on('data', (d) => (stderr += String(d)));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => {
+    procs.delete(proc);
+    resolve(code);
+  }));
+  const ready = await new Promise<Log>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`collector not ready in 15 s:\n${buf}\n${stderr}`)), 15_000);
+    proc.stdout!.on('data', (d) => {
+      buf += String(d);
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let j: Log;
+        try {
+          j = JSON.parse(line) as Log;
+        } catch {
+          j = { raw: line };
+        }
+        logs.push(j);
+        if (j.msg === 'ready') {
+          clearTimeout(timer);
+          resolve(j);
+        }
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`collector exited (${code}) before ready:\n${logs.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`));
+    });
+  });
+  return {
+    proc,
+    port: ready.port as number,
+    logs,
+    stop: async (signal = 'SIGTERM') => {
+      proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function createToken(db: string, name: string, role: 'agent' | 'admin' = 'agent'): string {
+  const r = cli(['token', 'create', '--db', db, '--name', name, '--role', role]);
+  if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+async function api(port: number, path: string, token?: string, init: { method?: string; body?: unknown } = {}): Promise<{ status: number; body: Json; headers: Headers }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: init.method ?? 'GET',
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(init.body !== undefined ? { body: typeof init.body === 'string' ? init.body : JSON.stringify(init.body) } : {}),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // text (metrics)
+  }
+  return { status: res.status, body, headers: res.headers };
+}
+
+async function openSink(port: number, token: string, o: Partial<WebSocketSinkOptions> & { agentId?: string; host?: string; scheme?: string } = {}): Promise<WebSocketSink> {
+  const sink = await WebSocketSink.open({
+    url: `${o.scheme ?? 'ws'}://${o.scheme === 'wss' ? 'localhost' : '127.0.0.1'}:${port}`,
+    token,
+    spoolDir: o.spoolDir ?? join(work, `spool-${randomUUID()}`),
+    spoolMaxBytes: 64 * 1024 * 1024,
+    facts: () => makeFacts(o.agentId ?? `agent-${randomUUID().slice(0, 8)}`, o.host ?? 'web-1'),
+    heartbeatMs: 500,
+    backoffInitialMs: 50,
+    backoffMaxMs: 400,
+    ...o,
+  });
+  sinks.add(sink);
+  return sink;
+}
+
+async function closeSink(sink: WebSocketSink): Promise<void> {
+  sinks.delete(sink);
+  await sink.close();
+}
+
+interface Raw {
+  ws: WebSocket;
+  messages: Log[];
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+async function rawAgent(port: number, token: string, opts: WebSocket.ClientOptions = {}): Promise<Raw> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/agent`, { headers: { authorization: `Bearer ${token}` }, ...opts });
+  const messages: Log[] = [];
+  ws.on('message', (d) => messages.push(JSON.parse(String(d)) as Log));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
+  ws.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+  });
+  return { ws, messages, closed };
+}
+
+function hello(agentId: string) {
+  return JSON.stringify({ type: 'hello', v: 1, agent: makeFacts(agentId, 'raw-host'), heartbeatMs: 10_000 });
+}
+
+/** Status of the upgrade response, and whether the server then closed the socket. */
+function upgradeStatus(port: number, headers: Record<string, string>): Promise<{ status: number; socketClosed: Promise<boolean> }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/agent`, { headers });
+    ws.on('error', () => undefined);
+    ws.once('open', () => {
+      resolve({ status: 101, socketClosed: Promise.resolve(false) });
+      ws.close();
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      const socketClosed = new Promise<boolean>((r) => {
+        res.socket.once('close', () => r(true));
+        setTimeout(() => r(false), 2000);
+      });
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, socketClosed });
+    });
+  });
+}
+
+function storedCount(db: string): { count: number; distinct: number } {
+  const d = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    const r = d.prepare('SELECT count(*) AS count, count(DISTINCT uuid) AS distinct_ FROM alerts').get() as { count: number; distinct_: number };
+    return { count: r.count, distinct: r.distinct_ };
+  } finally {
+    d.close();
+  }
+}
+
+function metric(text: string, name: string): number {
+  const m = new RegExp(`^${name.replace(/[{}"=]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('ldguard collector and the WebSocket sink', () => {
+  const dbDir = join(work, 'db');
+  const db = join(dbDir, 'collector.db');
+  let c: Collector;
+  let agentToken: string;
+  let agent2Token: string;
+  let adminToken: string;
+
+  beforeAll(async () => {
+    agentToken = createToken(db, 'web-1');
+    agent2Token = createToken(db, 'web-2');
+    adminToken = createToken(db, 'ops', 'admin');
+    c = await startCollector({ db });
+  });
+
+  afterAll(async () => {
+    if (c.proc.exitCode === null) await c.stop('SIGKILL');
+  });
+
+  it('ldguard token: prints the token on stdout only, lists without it, revokes; the db is 0600 in a 0700 folder', () => {
+    const r = cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^ldg_[A-Za-z0-9_-]{43}\n$/);
+    const token = r.stdout.trim();
+    const list = cli(['token', 'list', '--db', db]);
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/^NAME\s+ROLE\s+CREATED\s+REVOKED/);
+    expect(list.stdout).toMatch(/tmp-1\s+agent\s+\d{4}-\d\d-\d\dT\S+\s+-/);
+    expect(list.stdout).toMatch(/ops\s+admin/);
+    expect(list.stdout).not.toContain(token);
+    expect(readFileSync(db).includes(Buffer.from(token))).toBe(false);
+    const dup = cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
+    expect(dup.status).toBe(2);
+    expect(dup.stderr).toMatch(/LDG_ERR_TOKEN_EXISTS.*ldguard token revoke --name tmp-1/);
+    expect(cli(['token', 'revoke', '--db', db, '--name', 'tmp-1']).status).toBe(0);
+    const json = cli(['token', 'list', '--db', db, '--json']).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Log);
+    expect(json.find((t) => t.name === 'tmp-1')!.revoked).toMatch(/^\d{4}-/);
+    const again = cli(['token', 'revoke', '--db', db, '--name', 'tmp-1']);
+    expect(again.status).toBe(2);
+    expect(again.stderr).toMatch(/LDG_ERR_TOKEN_UNKNOWN/);
+    expect(statSync(db).mode & 0o777).toBe(0o600);
+    expect(statSync(dbDir).mode & 0o777).toBe(0o700);
+  });
+
+  it('refuses unknown, revoked, admin or missing tokens at the upgrade with 401 and closes the socket', async () => {
+    const revoked = createToken(db, 'gone');
+    cli(['token', 'revoke', '--db', db, '--name', 'gone']);
+    const before = c.logs.filter((l) => l.msg === 'agent refused at the upgrade (401)').length;
+    const attempts: Array<Record<string, string>> = [{}, { authorization: 'Bearer ldg_unknown' }, { authorization: `Bearer ${adminToken}` }, { authorization: `Bearer ${revoked}` }, { authorization: `Basic ${agentToken}` }];
+    for (const headers of attempts) {
+      const r = await upgradeStatus(c.port, headers);
+      expect(r.status, JSON.stringify(headers)).toBe(401);
+      expect(await r.socketClosed).toBe(true);
+    }
+    await waitFor(() => c.logs.filter((l) => l.msg === 'agent refused at the upgrade (401)').length === before + 5, 2000, 'five refusal log lines');
+    expect(c.logs.some((l) => l.reason === 'revoked token "gone"')).toBe(true);
+    expect((await upgradeStatus(c.port, { authorization: `Bearer ${agentToken}` })).status).toBe(101);
+  });
+
+  it('delivers alerts through the spool and stores each once; acks empty the spool', async () => {
+    const sink = await openSink(c.port, agentToken, { agentId: 'agent-basic', host: 'basic-host' });
+    const alerts = Array.from({ length: 300 }, () => makeAlert({ host: 'basic-host' }));
+    await Promise.all(alerts.map((a) => sink.send(a)));
+    expect(await sink.drained(10_000)).toBe(true);
+    const h = sink.health();
+    expect(h).toMatchObject({ connected: true, overflow: 0, lastError: null });
+    expect(h.spool.depth).toBe(0);
+    expect(h.lastAckSeq).toBe(300);
+    const got = await api(c.port, '/api/alerts?host=basic-host&limit=1000', adminToken);
+    expect(got.status).toBe(200);
+    expect(got.body.alerts).toHaveLength(300);
+    expect(new Set(got.body.alerts.map((a: Alert) => a.kibana.alert.uuid))).toEqual(new Set(alerts.map((a) => a.kibana.alert.uuid)));
+    // The stored document is the ECS document the agent sent.
+    const one = got.body.alerts.find((a: Alert) => a.kibana.alert.uuid === alerts[0]!.kibana.alert.uuid);
+    expect(one).toEqual(alerts[0]);
+    await closeSink(sink);
+  });
+
+  describe('bad input from one agent: right close code, a log line, nothing stored, others unaffected', () => {
+    let good: WebSocketSink;
+    beforeAll(async () => {
+      good = await openSink(c.port, agent2Token, { agentId: 'agent-good', host: 'good-host' });
+    });
+    afterAll(async () => {
+      await closeSink(good);
+    });
+
+    async function goodStillServed(): Promise<void> {
+      const a = makeAlert({ host: 'good-host' });
+      await good.send(a);
+      expect(await good.drained(5_000)).toBe(true);
+      expect((await api(c.port, `/api/alerts/${a.kibana.alert.uuid}`, adminToken)).status).toBe(200);
+    }
+
+    const cases: Array<[string, (raw: Raw, uuids: string[]) => void, number, string | null, boolean]> = [
+      ['a frame that is not JSON', (r) => r.ws.send('{"type":"alerts","v":1,"seq":1,"alerts":['), 1007, 'LDG_ERR_PROTO_JSON', true],
+      ['a batch with one alert of the wrong schema', (r, u) => {
+        const bad = makeAlert({ uuid: u[1] }) as unknown as Log;
+        bad.kibana.alert.severity = 'urgent';
+        r.ws.send(alertsFrame(1, [JSON.stringify(makeAlert({ uuid: u[0] })), JSON.stringify(bad)]));
+      }, 1008, 'LDG_ERR_PROTO_SCHEMA', true],
+      ['alerts before hello', (r, u) => r.ws.send(alertsFrame(1, [JSON.stringify(makeAlert({ uuid: u[0] }))])), 1008, 'LDG_ERR_PROTO_ORDER', false],
+      ['a binary frame', (r) => r.ws.send(Buffer.from([1, 2, 3])), 1003, 'LDG_ERR_PROTO_BINARY', true],
+      ['a frame over the size bound', (r, u) => {
+        const big = makeAlert({ uuid: u[0] });
+        big.process.command_line = 'x'.repeat(MAX_FRAME_BYTES);
+        r.ws.send(alertsFrame(1, [JSON.stringify(big)]));
+      }, 1009, null, true],
+    ];
+
+    it.each(cases)('%s', async (_name, sendBad, closeCode, errorCode, sayHello) => {
+      const raw = await rawAgent(c.port, agentToken);
+      if (sayHello) raw.ws.send(hello(`raw-${randomUUID().slice(0, 6)}`));
+      const uuids = [randomUUID(), randomUUID()];
+      sendBad(raw, uuids);
+      const closed = await raw.closed;
+      expect(closed.code).toBe(closeCode);
+      if (errorCode) {
+        expect(raw.messages.at(-1)).toMatchObject({ type: 'error', v: 1, code: errorCode });
+        await waitFor(() => c.logs.find((l) => l.code === errorCode && l.msg.startsWith('refused a message from an agent')), 2000, `log line for ${errorCode}`);
+      } else {
+        await waitFor(() => c.logs.find((l) => l.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'), 2000, 'log line for the oversized frame');
+      }
+      for (const u of uuids) expect((await api(c.port, `/api/alerts/${u}`, adminToken)).status).toBe(404);
+      await goodStillServed();
+    });
+
+    it('closes a connection that never says hello (1008)', async () => {
+      const raw = await rawAgent(c.port, agentToken);
+      expect((await raw.closed).code).toBe(1008);
+      expect(raw.messages.at(-1)).toMatchObject({ type: 'error', code: 'LDG_ERR_PROTO_ORDER' });
+    });
+
+    it('drops a half-open client that stops answering pings', async () => {
+      const raw = await rawAgent(c.port, agentToken, { autoPong: false });
+      raw.ws.send(hello('raw-half-open'));
+      expect((await raw.closed).code).toBe(1006); // terminated, no close frame
+      await waitFor(() => c.logs.find((l) => l.msg.startsWith('agent did not answer a ping')), 2000, 'half-open log line');
+      await goodStillServed();
+    });
+
+    it('slows a flooding client down (rate limit) without dropping it or delaying others', async () => {
+      const raw = await rawAgent(c.port, agentToken);
+      raw.ws.send(hello('raw-flood'));
+      const hb = JSON.stringify({ type: 'heartbeat', v: 1, health: { spoolDepth: 0, spoolBytes: 0, spoolOverflow: 0, spoolTorn: 0, eventsLost: 0, source: { name: 'fanotify', degraded: false } } });
+      for (let i = 0; i < 3000; i++) raw.ws.send(hb);
+      await goodStillServed();
+      const m = await api(c.port, '/metrics');
+      expect(metric(m.body as string, 'ldguard_collector_rate_limited_total')).toBeGreaterThan(0);
+      expect(raw.ws.readyState).toBe(WebSocket.OPEN);
+      raw.ws.close();
+    });
+
+    it('closes the connections of a token revoked while connected (4001)', async () => {
+      const token = createToken(db, 'doomed');
+      const raw = await rawAgent(c.port, token);
+      raw.ws.send(hello('raw-doomed'));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(cli(['token', 'revoke', '--db', db, '--name', 'doomed']).status).toBe(0);
+      const closed = await raw.closed;
+      expect(closed.code).toBe(4001);
+      expect(raw.messages.at(-1)).toMatchObject({ type: 'error', code: 'LDG_ERR_TOKEN_REVOKED' });
+    });
+  });
+
+  describe('HTTP API', () => {
+    const t0 = Date.now();
+    const seeded: Alert[] = [
+      makeAlert({ host: 'api-a', severity: 'low', time: new Date(t0 - 5 * 3600e3).toISOString() }),
+      makeAlert({ host: 'api-a', severity: 'high', time: new Date(t0 - 3 * 3600e3).toISOString(), ruleId: 'rule-x' }),
+      makeAlert({ host: 'api-b', severity: 'critical', time: new Date(t0 - 3600e3).toISOString() }),
+      makeAlert({ host: 'api-b', severity: 'medium', time: new Date(t0 - 1800e3).toISOString(), ruleId: 'rule-x' }),
+      makeAlert({ host: 'api-a', severity: 'low', time: new Date(t0 - 600e3).toISOString() }),
+      makeAlert({ host: 'api-b', severity: 'high', time: new Date(t0 - 1e3).toISOString() }),
+    ];
+    const ids = (body: { alerts: Alert[] }) => body.alerts.map((a) => a.kibana.alert.uuid);
+    const uuid = (i: number) => seeded[i]!.kibana.alert.uuid;
+    let sink: WebSocketSink;
+
+    beforeAll(async () => {
+      sink = await openSink(c.port, agentToken, { agentId: 'agent-api', host: 'api-host', heartbeatMs: 200 });
+      for (const a of seeded) await sink.send(a);
+      expect(await sink.drained(5_000)).toBe(true);
+    });
+
+    it('needs an admin token on /api (401 otherwise), not on /healthz and /metrics', async () => {
+      for (const token of [undefined, 'ldg_nope', agentToken]) {
+        const r = await api(c.port, '/api/alerts', token);
+        expect(r.status).toBe(401);
+        expect(r.body.error.code).toBe('LDG_ERR_AUTH');
+        expect(r.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      }
+      expect((await api(c.port, '/api/agents')).status).toBe(401);
+      expect((await api(c.port, '/api/alerts', adminToken)).status).toBe(200);
+      const hz = await api(c.port, '/healthz');
+      expect(hz).toMatchObject({ status: 200, body: { status: 'ok', db: 'ok' } });
+      const m = await api(c.port, '/metrics');
+      expect(m.status).toBe(200);
+      expect(m.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      expect(metric(m.body as string, 'ldguard_collector_alerts_stored_total')).toBeGreaterThanOrEqual(seeded.length);
+      expect(metric(m.body as string, 'ldguard_collector_auth_failures_total')).toBeGreaterThan(0);
+      expect(m.body).toMatch(/^ldguard_collector_messages_rejected_total\{reason="schema"\} [1-9]/m);
+    });
+
+    it('lists newest first with filters and keyset paging', async () => {
+      const q = async (query: string) => {
+        const r = await api(c.port, `/api/alerts?${query}`, adminToken);
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+        return r.body as { alerts: Alert[]; next: string | null };
+      };
+      expect(ids(await q('host=api-a'))).toEqual([uuid(4), uuid(1), uuid(0)]);
+      expect(ids(await q('host=api-b&severity=high,critical'))).toEqual([uuid(5), uuid(2)]);
+      expect(ids(await q('rule=rule-x'))).toEqual([uuid(3), uuid(1)]);
+      expect(ids(await q('host=api-a&since=2h'))).toEqual([uuid(4)]);
+      expect(ids(await q(`host=api-b&since=${encodeURIComponent(new Date(t0 - 7200e3).toISOString())}`))).toEqual([uuid(5), uuid(3), uuid(2)]);
+      expect(ids(await q('host=api-a&status=open'))).toEqual([uuid(4), uuid(1), uuid(0)]);
+      // Keyset paging, two at a time, by "next".
+      for (const [host, order] of [['api-a', [4, 1, 0]], ['api-b', [5, 3, 2]]] as const) {
+        const p1 = await q(`host=${host}&limit=2`);
+        expect(ids(p1)).toEqual([uuid(order[0]), uuid(order[1])]);
+        expect(p1.next).toBe(uuid(order[1]));
+        const p2 = await q(`host=${host}&limit=2&before=${p1.next}`);
+        expect(ids(p2)).toEqual([uuid(order[2])]);
+        expect(p2.next).toBeNull();
+      }
+    });
+
+    it('refuses bad queries with 400 and a message that says what to send', async () => {
+      for (const [query, pattern] of [['limit=0', /limit=0/], ['severity=urgent', /severity=urgent is not one of/], ['colour=red', /unknown parameter colour/], ['since=yesterday', /since=yesterday/]] as const) {
+        const r = await api(c.port, `/api/alerts?${query}`, adminToken);
+        expect(r.status, query).toBe(400);
+        expect(r.body.error.message).toMatch(pattern);
+      }
+      expect((await api(c.port, '/api/alerts?before=no-such-alert', adminToken)).status).toBe(404);
+    });
+
+    it('changes an alert\'s workflow status, recording who and when', async () => {
+      const r = await api(c.port, `/api/alerts/${uuid(2)}`, adminToken, { method: 'PATCH', body: { status: 'acknowledged' } });
+      expect(r.status).toBe(200);
+      expect(r.body.alert.kibana.alert).toMatchObject({ workflow_status: 'acknowledged', workflow_user: 'ops' });
+      expect(Date.now() - Date.parse(r.body.alert.kibana.alert.workflow_status_updated_at)).toBeLessThan(60_000);
+      expect(ids((await api(c.port, '/api/alerts?status=acknowledged', adminToken)).body)).toEqual([uuid(2)]);
+      expect((await api(c.port, `/api/alerts/${uuid(2)}`, adminToken)).body.alert.kibana.alert.workflow_status).toBe('acknowledged');
+      expect((await api(c.port, `/api/alerts/${uuid(2)}`, adminToken, { method: 'PATCH', body: { status: 'done' } })).status).toBe(400);
+      expect((await api(c.port, `/api/alerts/${uuid(2)}`, adminToken, { method: 'PATCH', body: '{nope' })).status).toBe(400);
+      expect((await api(c.port, '/api/alerts/nope', adminToken, { method: 'PATCH', body: { status: 'closed' } })).status).toBe(404);
+      expect((await api(c.port, `/api/alerts/${uuid(2)}`, agentToken, { method: 'PATCH', body: { status: 'closed' } })).status).toBe(401);
+    });
+
+    it('lists agents with their facts and health, and marks one offline after missed heartbeats', async () => {
+      const agentView = async (id: string) => ((await api(c.port, '/api/agents', adminToken)).body.agents as Log[]).find((a) => a.agentId === id);
+      const a = await waitFor(async () => {
+        const v = await agentView('agent-api');
+        return v?.health ? v : undefined;
+      }, 3000, 'a heartbeat from agent-api');
+      expect(a).toMatchObject({ hostname: 'api-host', version: '0.1.0', tokenName: 'web-1', online: true, connected: true, spoolDepth: 0, heartbeatMs: 200 });
+      expect(a.facts.source).toEqual({ name: 'fanotify', degraded: false });
+      expect(a.health).toMatchObject({ spoolDepth: 0, spoolOverflow: 0, eventsLost: 0 });
+      await closeSink(sink);
+      const off = await waitFor(async () => {
+        const v = await agentView('agent-api');
+        return v && !v.online ? v : undefined;
+      }, 5000, 'agent-api marked offline');
+      expect(off.connected).toBe(false);
+      expect(c.logs.some((l) => l.msg === 'agent offline: missed its heartbeats' && l.agentId === 'agent-api')).toBe(true);
+    });
+  });
+
+  it('resumes from the spool after its torn last record is cut, delivering the rest', async () => {
+    const spoolDir = join(work, 'spool-torn');
+    const nowhere = await freePort();
+    const offline = await openSink(nowhere, agentToken, { spoolDir, agentId: 'agent-torn' });
+    const alerts = Array.from({ length: 10 }, () => makeAlert({ host: 'torn-host' }));
+    for (const a of alerts) await offline.send(a);
+    expect(offline.health().connected).toBe(false);
+    await closeSink(offline);
+    const seg = readdirSync(spoolDir).filter((n) => n.endsWith('.seg')).sort().at(-1)!;
+    truncateSync(join(spoolDir, seg), statSync(join(spoolDir, seg)).size - 5);
+    const { logger, lines } = captureLog();
+    const sink = await openSink(c.port, agentToken, { spoolDir, agentId: 'agent-torn', logger });
+    expect(await sink.drained(5_000)).toBe(true);
+    expect(sink.health().spool.torn).toBe(1);
+    expect(lines.some((l) => String(l.msg).startsWith('torn spool record skipped'))).toBe(true);
+    const stored = ids((await api(c.port, '/api/alerts?host=torn-host', adminToken)).body);
+    expect(new Set(stored)).toEqual(new Set(alerts.slice(0, 9).map((a) => a.kibana.alert.uuid)));
+    await closeSink(sink);
+
+    function ids(body: { alerts: Alert[] }) {
+      return body.alerts.map((a) => a.kibana.alert.uuid);
+    }
+  });
+
+  it('stops cleanly on SIGTERM: exit 0, "stopped" logged', async () => {
+    const code = await c.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(c.logs.at(-1)?.msg).toBe('stopped');
+  });
+});
+
+describe('exactly once across kill -9', () => {
+  it('of the collector mid-stream: the sink keeps sending, the restarted collector stores every alert once', async () => {
+    const db = join(work, 'kill-collector', 'c.db');
+    const token = createToken(db, 'k1');
+    let col = await startCollector({ db });
+    const port = col.port;
+    const sink = await openSink(port, token, { agentId: 'agent-k1' });
+    const N = 3000;
+    const sent: string[] = [];
+    let killed = false;
+    for (let i = 0; i < N; i++) {
+      const a = makeAlert({ host: 'kill-host' });
+      sent.push(a.kibana.alert.uuid);
+      await sink.send(a);
+      if (i % 50 === 49) await new Promise((r) => setTimeout(r, 5));
+      if (i === 1000) {
+        expect(await col.stop('SIGKILL')).toBeNull();
+        killed = true;
+      }
+      if (i === 1800) col = await startCollector({ db, port });
+    }
+    expect(killed).toBe(true);
+    expect(await sink.drained(20_000)).toBe(true);
+    expect(sink.health().reconnects).toBeGreaterThan(0);
+    const got = storedCount(db);
+    expect(got).toEqual({ count: N, distinct: N });
+    const d = new Database(db, { readonly: true });
+    const stored = new Set((d.prepare('SELECT uuid FROM alerts').all() as Array<{ uuid: string }>).map((r) => r.uuid));
+    d.close();
+    expect(sent.every((u) => stored.has(u))).toBe(true);
+    await closeSink(sink);
+    await col.stop();
+  });
+
+  it('of the agent (a child process using the sink) mid-stream: the restarted agent resends, every alert stored once', async () => {
+    const db = join(work, 'kill-agent', 'c.db');
+    const token = createToken(db, 'k2');
+    const col = await startCollector({ db });
+    const spoolDir = join(work, 'kill-agent', 'spool');
+    const script = join(work, 'agent-child.mjs');
+    const root = findRepoRoot();
+    writeFileSync(script, `
+      import { WebSocketSink } from '${root}/dist/agent/src/sink/websocket.js';
+      const [url, token, spoolDir, from, to] = process.argv.slice(2);
+      const facts = () => ({ agentId: 'agent-k2', version: '0.1.0', hostname: 'k2', host: {}, rules: { count: 1, ids: ['r'] },
+        source: { name: 'fanotify', degraded: false }, attribution: { degraded: false } });
+      const sink = await WebSocketSink.open({ url, token, spoolDir, spoolMaxBytes: 64 << 20, facts, backoffInitialMs: 50, backoffMaxMs: 300 });
+      const alert = JSON.parse(process.env.ALERT);
+      for (let i = Number(from); i < Number(to); i++) {
+        const id = '00000000-0000-5000-8000-' + String(i).padStart(12, '0');
+        await sink.send({ ...alert, kibana: { alert: { ...alert.kibana.alert, uuid: id } } });
+        process.stdout.write(i + '\\n');
+        if (i % 100 === 99) await new Promise((r) => setTimeout(r, 5));
+      }
+      const ok = await sink.drained(20000);
+      await sink.close();
+      process.stdout.write(ok ? 'drained\\n' : 'not drained\\n');
+    `);
+    const N = 2000;
+    const run = (from: number) => {
+      const p = spawn(process.execPath, [script, `ws://127.0.0.1:${col.port}`, token, spoolDir, String(from), String(N)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, ALERT: JSON.stringify(makeAlert({ host: 'k2' })) },
+      });
+      procs.add(p);
+      const out: string[] = [];
+      let buf = '';
+      p.stdout!.on('data', (d) => {
+        buf += String(d);
+        const parts = buf.split('\n');
+        buf = parts.pop()!;
+        out.push(...parts);
+      });
+      const exit = new Promise<number | null>((r) => p.on('exit', (code) => {
+        procs.delete(p);
+        r(code);
+      }));
+      return { p, out, exit };
+    };
+    const first = run(0);
+    await waitFor(() => first.out.length >= 700, 20_000, 'the first agent to spool 700 alerts');
+    first.p.kill('SIGKILL');
+    await first.exit;
+    // Everything it printed was fsync'd in its spool; what it did after may or may not be: the
+    // second run sends from the next one on, and the collector ignores duplicates.
+    const last = Number(first.out.filter((l) => /^\d+$/.test(l)).at(-1));
+    const second = run(last + 1);
+    expect(await second.exit).toBe(0);
+    expect(second.out.at(-1)).toBe('drained');
+    expect(storedCount(db)).toEqual({ count: N, distinct: N });
+    await col.stop();
+  });
+});
+
+describe('wss:// with a private CA and client certificates', () => {
+  const dir = join(work, 'pki');
+  const ok = (() => {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  it.skipIf(!ok)('delivers with ca_file and a client certificate; names the fix without them', async () => {
+    mkdirSync(dir, { recursive: true });
+    const sh = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    sh(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=ldguard test CA']);
+    const leaf = (name: string, ext: string) => {
+      sh(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+      writeFileSync(join(dir, `${name}.ext`), ext);
+      sh(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`]);
+    };
+    leaf('server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    leaf('client', 'extendedKeyUsage=clientAuth\n');
+    const db = join(work, 'tls', 'c.db');
+    const token = createToken(db, 'tls-agent');
+    const config = writeConfig('tls', `tls_cert = "${dir}/server.pem"\ntls_key = "${dir}/server.key"\ntls_client_ca = "${dir}/ca.pem"\ntls_require_client_cert = true\n`);
+    const col = await startCollector({ db, config });
+    expect(col.logs.find((l) => l.msg === 'ready')).toMatchObject({ tls: true });
+
+    const good = await openSink(col.port, token, { scheme: 'wss', caFile: `${dir}/ca.pem`, certFile: `${dir}/client.pem`, keyFile: `${dir}/client.key` });
+    const a = makeAlert({ host: 'tls-host' });
+    await good.send(a);
+    expect(await good.drained(5_000)).toBe(true);
+    expect(storedCount(db).count).toBe(1);
+    await closeSink(good);
+
+    const noCa = await openSink(col.port, token, { scheme: 'wss' });
+    await waitFor(() => noCa.health().lastError, 5_000, 'a certificate error');
+    expect(noCa.health().lastError).toMatch(/not trusted; set ca_file/);
+    await closeSink(noCa);
+
+    const noCert = await openSink(col.port, token, { scheme: 'wss', caFile: `${dir}/ca.pem` });
+    await noCert.send(makeAlert({ host: 'tls-host' }));
+    await waitFor(() => noCert.health().lastError, 5_000, 'a handshake error');
+    expect(noCert.health().connected).toBe(false);
+    await closeSink(noCert);
+    expect(storedCount(db).count).toBe(1);
+    await col.stop();
+  });
+});
+
+describe('ldguard tail and the local socket', () => {
+  const run = join(work, 'run');
+  const socket = join(run, 'agent.sock');
+  let local: LocalSink;
+
+  const tails = new Set<ChildProcess>();
+
+  beforeAll(async () => {
+    local = await LocalSink.open({ path: socket });
+    sinks.add(local);
+  });
+
+  // Each test starts with no client, so "clientCount === 1" means its own tail is connected.
+  afterEach(async () => {
+    for (const p of tails) p.kill('SIGKILL');
+    tails.clear();
+    await waitFor(() => local.clientCount === 0, 5_000, 'tail clients to go');
+  });
+
+  function startTail(args: string[]) {
+    const p = spawn(process.execPath, [CLI, 'tail', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.add(p);
+    tails.add(p);
+    const lines: string[] = [];
+    let buf = '';
+    p.stdout!.on('data', (d) => {
+      buf += String(d);
+      const parts = buf.split('\n');
+      buf = parts.pop()!;
+      lines.push(...parts);
+    });
+    const exit = new Promise<number | null>((r) => p.on('exit', (code) => {
+      procs.delete(p);
+      r(code);
+    }));
+    return { p, lines, exit };
+  }
+
+  it('creates the socket 0600 in a 0700 folder and refuses a second listener', async () => {
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+    expect(statSync(run).mode & 0o777).toBe(0o700);
+    await expect(LocalSink.open({ path: socket })).rejects.toThrow(/LDG_ERR_SOCKET_IN_USE/);
+  });
+
+  it('prints one readable line per alert pushed through the LocalSink, without colour when not a TTY', async () => {
+    const t = startTail([]);
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    const a = makeAlert({ severity: 'high', pid: 31337, path: '/usr/lib64/ld-linux-x86-64.so.2' });
+    await local.send(a);
+    const line = await waitFor(() => t.lines[0], 5_000, 'a line from tail');
+    expect(line).toBe(`${a['@timestamp']}  HIGH      Dynamic Linker Creation  /usr/lib64/ld-linux-x86-64.so.2  process=cp exe=/usr/bin/cp pid=31337 user=root attribution=live_proc`);
+    // A crafted file name cannot drive the terminal.
+    const evil = makeAlert({ path: '/usr/lib/\x1b[2J\x1b[31mld.so\nfake line' });
+    await local.send(evil);
+    const second = await waitFor(() => t.lines[1], 5_000, 'a second line');
+    expect(second).toContain('/usr/lib/\\x1b[2J\\x1b[31mld.so\\x0afake line');
+    expect(t.lines.join('\n')).not.toContain('\x1b');
+    t.p.kill('SIGINT');
+    expect(await t.exit).toBe(0);
+  });
+
+  it('--json prints each alert as it came, one JSON line each', async () => {
+    const t = startTail(['--json']);
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    const a = makeAlert();
+    await local.send(a);
+    const line = await waitFor(() => t.lines[0], 5_000, 'a line from tail');
+    expect(JSON.parse(line)).toEqual(a);
+    t.p.kill('SIGTERM');
+    await t.exit;
+  });
+
+  it('--since prints recent alerts from the rotated alerts files first, then live ones', async () => {
+    const file = join(work, 'log', 'alerts.ndjson');
+    const af = await AlertsFile.open({ path: file, maxBytes: 8 * 1024, keep: 3 });
+    const old = makeAlert({ time: new Date(Date.now() - 3 * 3600e3).toISOString() });
+    const recent = Array.from({ length: 6 }, (_, i) => makeAlert({ time: new Date(Date.now() - (6 - i) * 60e3).toISOString() }));
+    for (const a of [old, ...recent]) await af.send(a);
+    await af.close();
+    expect(existsSync(`${file}.1`)).toBe(true);
+    const t = startTail(['--json', '--since', '1h', '--alerts-file', file]);
+    await waitFor(() => t.lines.length >= recent.length, 5_000, 'the backlog');
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    const live = makeAlert();
+    await local.send(live);
+    await waitFor(() => t.lines.length >= recent.length + 1, 5_000, 'the live alert');
+    expect(t.lines.map((l) => (JSON.parse(l) as Alert).kibana.alert.uuid)).toEqual([...recent, live].map((a) => a.kibana.alert.uuid));
+    t.p.kill('SIGTERM');
+    await t.exit;
+  });
+
+  it('says the agent is not running, and how to start it, when nothing listens', () => {
+    const r = spawnSync(process.execPath, [CLI, 'tail', '--socket', join(work, 'no-such.sock')], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/LDG_ERR_AGENT_NOT_RUNNING: the agent is not running: nothing listens on \S+no-such\.sock \(ENOENT\)\. Start it with 'systemctl start ldguard'/);
+    expect(r.stdout).toBe('');
+  });
+
+  it('drops a client that stops reading instead of waiting for it', async () => {
+    const { logger, lines } = captureLog();
+    const path = join(work, 'run2', 'agent.sock');
+    const sink = await LocalSink.open({ path, maxClientBufferBytes: 64 * 1024, logger });
+    sinks.add(sink);
+    const stuck = connect(path);
+    await new Promise((r) => stuck.once('connect', r));
+    stuck.pause();
+    await waitFor(() => sink.clientCount === 1, 2_000, 'the client');
+    const t = performance.now();
+    for (let i = 0; i < 3000 && sink.clientCount > 0; i++) await sink.send(makeAlert());
+    expect(performance.now() - t).toBeLessThan(5_000);
+    expect(sink.clientCount).toBe(0);
+    expect(lines.some((l) => String(l.msg).startsWith('tail client too slow'))).toBe(true);
+    stuck.destroy();
+  });
+});
+
+describe('alerts file', () => {
+  it('rotates by size and keeps the configured count, files 0600', async () => {
+    const file = join(work, 'rot', 'alerts.ndjson');
+    const af = await AlertsFile.open({ path: file, maxBytes: 16 * 1024, keep: 2 });
+    const all = Array.from({ length: 60 }, () => makeAlert());
+    await Promise.all(all.map((a) => af.send(a)));
+    await af.close();
+    const names = readdirSync(join(work, 'rot')).sort();
+    expect(names).toEqual(['alerts.ndjson', 'alerts.ndjson.1', 'alerts.ndjson.2']);
+    for (const n of names) {
+      const st = statSync(join(work, 'rot', n));
+      expect(st.size).toBeLessThanOrEqual(16 * 1024);
+      expect(st.mode & 0o777).toBe(0o600);
+    }
+    // The newest alerts are in the current file, in order, whole lines only.
+    const tail = readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as Alert).kibana.alert.uuid);
+    expect(tail).toEqual(all.slice(-tail.length).map((a) => a.kibana.alert.uuid));
+  });
+});

@@ -1,0 +1,98 @@
+// The real agent against the real kernel: a scratch host root, real writers of every kind, and the
+// alerts the agent writes. Runs as root (fanotify needs CAP_SYS_ADMIN), here and in CI.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../helpers/agent.js';
+import { prepareTools, WRITERS, type Written } from '../helpers/writers.js';
+
+const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
+const isRoot = process.getuid?.() === 0;
+
+describe.skipIf(!isRoot)('agent with fanotify (skipped: fanotify needs root)', () => {
+  let agent: RunningAgent;
+  beforeAll(async () => {
+    prepareTools();
+    agent = await startAgent({ source: 'fanotify' });
+  });
+  afterAll(async () => {
+    expect(await agent.stop()).toBe(0);
+  });
+
+  it('announces ready with the source, after a self-test attributed to its child', () => {
+    expect(agent.ready).toMatchObject({ source: 'fanotify', degraded: false });
+    const st = agent.logs().find((l) => l.msg === 'self-test passed');
+    expect(st).toMatchObject({ attributed: true });
+  });
+
+  it('names every kind of writer exactly: pid, executable, name and path', async () => {
+    const done: Array<Written & { path: string }> = [];
+    let i = 0;
+    for (const [kind, write] of Object.entries(WRITERS)) {
+      const name = `ld-linux-x86-64.so.2.k${i++}`;
+      done.push({ ...(await write(join(agent.root, 'lib64', name))), kind, path: `/usr/lib64/${name}` });
+    }
+    const alerts = await agent.waitForAlerts((a) => done.every((d) => a.some((x) => x.file.path === d.path)));
+    for (const d of done) {
+      const hits = alerts.filter((a) => a.file.path === d.path && a.rule.id === SEED_ID);
+      expect(hits, `${d.kind}: one alert for ${d.path}`).toHaveLength(1);
+      const a = hits[0]!;
+      expect({ kind: d.kind, pid: a.process.pid, exe: a.process.executable, name: a.process.name }).toEqual({ kind: d.kind, pid: d.pid, exe: d.exe, name: d.comm });
+      expect(a.kibana.alert.rule.rule_id).toBe(SEED_ID);
+      expect(a.event.type).toEqual(['creation']);
+      expect(a.ldguard.attribution).toMatch(/^(live_proc|exec_cache)$/);
+      expect(a.process.entity_id).toMatch(/^[\w-]{32}$/);
+    }
+  });
+
+  it('excludes package managers only through the rule: a copy of cp named dnf gives no creation alert', async () => {
+    const { dnf } = prepareTools();
+    spawnSync(dnf, ['/bin/true', join(agent.root, 'lib64/ld-linux-x86-64.so.2.dnf')]);
+    spawnSync('cp', ['/bin/true', join(agent.root, 'lib64/ld-linux-x86-64.so.2.after-dnf')]);
+    const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.after-dnf'));
+    expect(alerts.filter((a) => a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.dnf')).toEqual([]);
+  });
+
+  it('gives one alert, under the real path, for /lib through the symlink and for /usr/lib', async () => {
+    spawnSync('touch', [join(agent.root, 'lib/ld-linux.so.2.via-link')]);
+    spawnSync('touch', [join(agent.root, 'usr/lib/ld-linux.so.2.direct')]);
+    const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path.endsWith('.direct')) && a.some((x) => x.file.path.endsWith('.via-link')));
+    expect(alerts.filter((a) => a.file.path.endsWith('.via-link')).map((a) => a.file.path)).toEqual(['/usr/lib/ld-linux.so.2.via-link']);
+    expect(alerts.filter((a) => a.file.path.endsWith('.direct')).map((a) => a.file.path)).toEqual(['/usr/lib/ld-linux.so.2.direct']);
+  });
+
+  it('gives no alert for non-matching names, other directories, or Debian multiarch paths', async () => {
+    const before = agent.alerts().length;
+    spawnSync('touch', [join(agent.root, 'lib64/libc.so.6'), join(agent.root, 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2')]);
+    mkdirSync(join(agent.root, 'etc'), { recursive: true });
+    spawnSync('touch', [join(agent.root, 'etc/ld-linux.so.2')]);
+    spawnSync('touch', [join(agent.root, 'lib64/ld-linux-x86-64.so.2.marker')]);
+    const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path.endsWith('.marker')));
+    expect(alerts.slice(before).map((a) => a.file.path)).toEqual(['/usr/lib64/ld-linux-x86-64.so.2.marker']);
+  });
+
+  it('sees files in a new directory whose name matches (the rule\'s * crosses /)', async () => {
+    mkdirSync(join(agent.root, 'lib/ld-linux-x'));
+    await new Promise((r) => setTimeout(r, 300));
+    spawnSync('cp', ['/bin/true', join(agent.root, 'lib/ld-linux-x/evil.so')]);
+    const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib/ld-linux-x/evil.so'));
+    const hit = alerts.find((x) => x.file.path === '/usr/lib/ld-linux-x/evil.so');
+    expect(hit?.process.name).toBe('cp');
+  });
+
+  it('reports a rename into place with the rename rule, not the creation rule, and hashes the file', async () => {
+    const tmp = join(agent.stateDir, 'staged');
+    writeFileSync(tmp, 'evil');
+    spawnSync('mv', [tmp, join(agent.root, 'lib64/ld-linux-x86-64.so.2.mv')]);
+    const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path.endsWith('.mv')));
+    const hits = alerts.filter((x) => x.file.path.endsWith('.mv'));
+    expect(hits.map((h) => h.rule.name)).toEqual(['Dynamic Linker (ld.so) Renamed Into Place']);
+    const [hit] = hits as [Record<string, any>];
+    expect(hit.event.action).toBe('rename');
+    expect(hit.process.name).toBe('mv');
+    expect(hit.file.hash.sha256).toBe(createHash('sha256').update('evil').digest('hex'));
+    expect(hit.file.size).toBe(4);
+  });
+});

@@ -1,0 +1,98 @@
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../agent/src/config.js';
+import { namePrefixes } from '../../agent/src/prefilter.js';
+import { resolveInRoot, resolveWatchDirs } from '../../agent/src/watch-dirs.js';
+import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
+import { loadRules, parseRule } from '../../shared/rule.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'ldg-unit-'));
+
+describe('watched directories are resolved the way the host inside --root resolves them', () => {
+  it('merged /usr: /lib and /usr/lib are one directory, reported under its real host path', () => {
+    const root = tmp();
+    mkdirSync(join(root, 'usr/lib'), { recursive: true });
+    symlinkSync('usr/lib', join(root, 'lib'));
+    const { dirs, missing } = resolveWatchDirs(root, ['/lib', '/lib64', '/usr/lib']);
+    expect(missing).toEqual(['/lib64']);
+    expect(dirs).toHaveLength(1);
+    expect(dirs[0]).toMatchObject({ host: '/usr/lib', aliases: ['/lib', '/usr/lib'] });
+  });
+
+  it('an absolute symlink points inside the root, never at the agent\'s own filesystem', () => {
+    const root = tmp();
+    mkdirSync(join(root, 'usr/lib64'), { recursive: true });
+    symlinkSync('/usr/lib64', join(root, 'lib64'));
+    expect(resolveInRoot(root, '/lib64')).toBe(join(root, 'usr/lib64'));
+    symlinkSync('../../../../../../usr/lib64', join(root, 'up'));
+    expect(resolveInRoot(root, '/up')).toBe(join(root, 'usr/lib64')); // .. stops at the root
+  });
+
+  it('a symlink loop resolves to nothing rather than hanging', () => {
+    const root = tmp();
+    symlinkSync('b', join(root, 'a'));
+    symlinkSync('a', join(root, 'b'));
+    expect(resolveInRoot(root, '/a')).toBeNull();
+  });
+});
+
+describe('the kernel pre-filter is derived from the rules', () => {
+  const rules = loadRules([bundledRulesDir()]);
+
+  it('the seed rule needs only names starting ld-linux in the four directories', () => {
+    expect(namePrefixes(rules, ['/lib', '/lib64', '/usr/lib', '/usr/lib64'])).toEqual(['ld-linux']);
+  });
+
+  it('a rule whose pattern wildcards over the directory forwards everything', () => {
+    const seed = readSeed().replace('"/lib/ld-linux*.so*"', '"/l*/ld-linux*.so*"');
+    expect(namePrefixes([parseRule(seed, 'x.toml')], ['/lib'])).toEqual(['']);
+  });
+
+  it('a rule that does not pin file.path forwards everything', () => {
+    const seed = readSeed().replace('event.type == "creation" and', 'event.type == "creation" or');
+    expect(namePrefixes([parseRule(seed, 'x.toml')], ['/lib'])).toEqual(['']);
+  });
+});
+
+function readSeed(): string {
+  return readFileSync(`${findRepoRoot()}/shared/rules/linux/defense_evasion_ld_so_creation.toml`, 'utf8');
+}
+
+describe('agent configuration', () => {
+  it('collects every error, each naming the option and what was expected', () => {
+    const dir = tmp();
+    const file = join(dir, 'agent.toml');
+    writeFileSync(file, 'source = "ebpf"\nwatch = "lib"\nhash_max_bytes = -1\nbogus = 1\n');
+    expect(() => loadConfig(file, {})).toThrowError(/LDG_ERR_CONFIG/);
+    try {
+      loadConfig(file, {});
+    } catch (err) {
+      const msg = (err as Error).message;
+      expect(msg).toContain('unknown option "bogus"');
+      expect(msg).toContain('option source: expected "auto", "fanotify" or "inotify"');
+      expect(msg).toContain('option watch: expected a non-empty list of strings');
+      expect(msg).toContain('option hash_max_bytes: expected a whole number');
+    }
+  });
+
+  it('a collector without a token file is refused with the command that makes one', () => {
+    expect(() => loadConfig(undefined, { collector: 'ws://127.0.0.1:1' })).toThrowError(/ldguard token create/);
+  });
+
+  it('a TOML syntax error names the line', () => {
+    const file = join(tmp(), 'agent.toml');
+    writeFileSync(file, 'root = "/"\nsource = \n');
+    expect(() => loadConfig(file, {})).toThrowError(/agent\.toml:2:\d+: TOML syntax/);
+  });
+
+  it('flags override the file and the result is frozen', () => {
+    const file = join(tmp(), 'agent.toml');
+    writeFileSync(file, 'source = "inotify"\n');
+    const cfg = loadConfig(file, { source: 'fanotify', stateDir: 'rel/state' });
+    expect(cfg.source).toBe('fanotify');
+    expect(cfg.stateDir).toBe(join(process.cwd(), 'rel/state'));
+    expect(Object.isFrozen(cfg)).toBe(true);
+  });
+});
