@@ -1,6 +1,6 @@
 // The real agent against the real kernel: a scratch host root, real writers of every kind, and the
 // alerts the agent writes. Runs as root (fanotify needs CAP_SYS_ADMIN), here and in CI.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,22 +9,28 @@ import { startAgent, type RunningAgent } from '../helpers/agent.js';
 import { prepareTools, WRITERS, type Written } from '../helpers/writers.js';
 
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
+const UNIDENTIFIED = 'Dynamic Linker (ld.so) Created by an Unidentified Process';
 const isRoot = process.getuid?.() === 0;
 
-describe.skipIf(!isRoot)('agent with fanotify (skipped: fanotify needs root)', () => {
+// fanotify names every writer exactly. inotify carries no pid: a creation is still never missed, but
+// unless a live process still holds the file open it is reported by the unidentified-writer rule.
+describe.skipIf(!isRoot).each([
+  { source: 'fanotify', exact: true },
+  { source: 'inotify', exact: false },
+])('agent with $source (skipped: needs root, as fanotify and the scratch tree do)', ({ source, exact }) => {
   let agent: RunningAgent;
   beforeAll(async () => {
     prepareTools();
-    agent = await startAgent({ source: 'fanotify' });
+    agent = await startAgent({ source });
   });
   afterAll(async () => {
     expect(await agent.stop()).toBe(0);
   });
 
-  it('announces ready with the source, after a self-test attributed to its child', () => {
-    expect(agent.ready).toMatchObject({ source: 'fanotify', degraded: false });
+  it('announces ready with the source, after a self-test (attributed to its child where the source can)', () => {
+    expect(agent.ready).toMatchObject({ source, degraded: !exact });
     const st = agent.logs().find((l) => l.msg === 'self-test passed');
-    expect(st).toMatchObject({ attributed: true });
+    expect(st).toMatchObject({ attributed: exact });
   });
 
   it('names every kind of writer exactly: pid, executable, name and path', async () => {
@@ -35,16 +41,36 @@ describe.skipIf(!isRoot)('agent with fanotify (skipped: fanotify needs root)', (
       done.push({ ...(await write(join(agent.root, 'lib64', name))), kind, path: `/usr/lib64/${name}` });
     }
     const alerts = await agent.waitForAlerts((a) => done.every((d) => a.some((x) => x.file.path === d.path)));
+    let named = 0;
     for (const d of done) {
-      const hits = alerts.filter((a) => a.file.path === d.path && a.rule.id === SEED_ID);
+      const hits = alerts.filter((a) => a.file.path === d.path);
       expect(hits, `${d.kind}: one alert for ${d.path}`).toHaveLength(1);
       const a = hits[0]!;
-      expect({ kind: d.kind, pid: a.process.pid, exe: a.process.executable, name: a.process.name }).toEqual({ kind: d.kind, pid: d.pid, exe: d.exe, name: d.comm });
-      expect(a.kibana.alert.rule.rule_id).toBe(SEED_ID);
       expect(a.event.type).toEqual(['creation']);
-      expect(a.ldguard.attribution).toMatch(/^(live_proc|exec_cache)$/);
+      if (a.rule.id !== SEED_ID) {
+        // Only the degraded source may fail to name a writer, and then it says so.
+        expect(exact, `${d.kind} was not attributed`).toBe(false);
+        expect(a.rule.name).toBe(UNIDENTIFIED);
+        expect(a.ldguard.attribution).toBe('unknown');
+        continue;
+      }
+      named++;
+      expect({ kind: d.kind, pid: a.process.pid, exe: a.process.executable, name: a.process.name }).toEqual({ kind: d.kind, pid: d.pid, exe: d.exe, name: d.comm });
+      expect(a.ldguard.attribution).toMatch(exact ? /^(live_proc|exec_cache)$/ : /^fd_scan$/);
       expect(a.process.entity_id).toMatch(/^[\w-]{32}$/);
     }
+    console.log(`${source}: ${named}/${done.length} short-lived writers named exactly`);
+    if (exact) expect(named).toBe(done.length);
+  });
+
+  it('names a writer that still holds the file open, even without a pid from the kernel', async () => {
+    const path = join(agent.root, 'lib64/ld-linux-x86-64.so.2.held');
+    const p = spawn('/bin/sh', ['-c', 'exec 3>"$1"; sleep 2', 'sh', path], { stdio: 'ignore' });
+    const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path.endsWith('.held')));
+    p.kill();
+    const hit = alerts.find((x) => x.file.path.endsWith('.held'));
+    expect(hit?.rule.id).toBe(SEED_ID);
+    expect(hit?.process.pid).toBe(p.pid);
   });
 
   it('excludes package managers only through the rule: a copy of cp named dnf gives no creation alert', async () => {
@@ -52,7 +78,10 @@ describe.skipIf(!isRoot)('agent with fanotify (skipped: fanotify needs root)', (
     spawnSync(dnf, ['/bin/true', join(agent.root, 'lib64/ld-linux-x86-64.so.2.dnf')]);
     spawnSync('cp', ['/bin/true', join(agent.root, 'lib64/ld-linux-x86-64.so.2.after-dnf')]);
     const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.after-dnf'));
-    expect(alerts.filter((a) => a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.dnf')).toEqual([]);
+    expect(alerts.filter((a) => a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.dnf' && a.rule.id === SEED_ID)).toEqual([]);
+    // fanotify knows it was "dnf" and stays silent; inotify cannot know, and says a linker appeared.
+    const other = alerts.filter((a) => a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.dnf').map((a) => a.rule.name);
+    expect(other).toEqual(exact ? [] : [UNIDENTIFIED]);
   });
 
   it('gives one alert, under the real path, for /lib through the symlink and for /usr/lib', async () => {
@@ -79,10 +108,11 @@ describe.skipIf(!isRoot)('agent with fanotify (skipped: fanotify needs root)', (
     spawnSync('cp', ['/bin/true', join(agent.root, 'lib/ld-linux-x/evil.so')]);
     const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib/ld-linux-x/evil.so'));
     const hit = alerts.find((x) => x.file.path === '/usr/lib/ld-linux-x/evil.so');
-    expect(hit?.process.name).toBe('cp');
+    if (exact) expect(hit?.process.name).toBe('cp');
+    else expect(hit).toBeDefined();
   });
 
-  it('reports a rename into place with the rename rule, not the creation rule, and hashes the file', async () => {
+  it.skipIf(!exact)('reports a rename into place with the rename rule, not the creation rule, and hashes the file (skipped for inotify: @parcel/watcher reports a rename as a creation)', async () => {
     const tmp = join(agent.stateDir, 'staged');
     writeFileSync(tmp, 'evil');
     spawnSync('mv', [tmp, join(agent.root, 'lib64/ld-linux-x86-64.so.2.mv')]);
