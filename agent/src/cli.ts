@@ -11,6 +11,7 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   agent: { summary: 'run the agent daemon: watch for new ld.so files and alert', load: () => import('./commands/agent.js') },
+  up: { summary: 'run the agent, a local collector and its dashboard in the foreground (Ctrl-C stops all)', load: () => import('./commands/up.js') },
   match: { summary: 'run rules over ECS events (NDJSON on stdin), print alerts as NDJSON', load: () => import('./commands/match.js') },
   collector: { summary: 'receive alerts from agents, store them (SQLite) and serve the API', load: () => import('./commands/collector.js') },
   token: { summary: 'create, list or revoke collector tokens (agent or admin)', load: () => import('./commands/token.js') },

@@ -1,0 +1,169 @@
+#!/bin/sh
+# ldguard installer. Idempotent: running it again upgrades in place and keeps config, tokens, the
+# agent's spool and the collector's database.
+#
+#   ./install.sh                                   agent + local collector and dashboard (quick start)
+#   ./install.sh --agent --collector-url URL --token TOKEN     agent only, delivering to a collector
+#   ./install.sh --collector                       collector (and dashboard) only
+#   ./install.sh --uninstall [--purge]             remove what was installed (--purge: data and config too)
+#
+# Options: --prefix DIR (default /opt/ldguard), --no-start (install, enable nothing), --foreground
+# (run `ldguard up` here even when systemd is PID 1).
+# Where systemd is not PID 1 (a container, CI), the same files are installed and `ldguard up` runs
+# in the foreground: the agent, a local collector and its dashboard; Ctrl-C stops all.
+set -eu
+
+PREFIX=/opt/ldguard
+BIN=/usr/local/bin/ldguard
+ETC=/etc/ldguard
+UNITS=/etc/systemd/system
+ROLE_AGENT=0
+ROLE_COLLECTOR=0
+COLLECTOR_URL=
+TOKEN=
+UNINSTALL=0
+PURGE=0
+START=1
+FOREGROUND=0
+
+say() { printf 'ldguard install: %s\n' "$*" >&2; }
+die() { printf 'ldguard install: %s\n' "$*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --agent) ROLE_AGENT=1 ;;
+    --collector) ROLE_COLLECTOR=1 ;;
+    --collector-url) COLLECTOR_URL=${2:?--collector-url needs a URL (ws[s]://HOST:PORT)}; shift ;;
+    --token) TOKEN=${2:?--token needs the agent token from ldguard token create}; shift ;;
+    --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
+    --uninstall) UNINSTALL=1 ;;
+    --purge) PURGE=1 ;;
+    --no-start) START=0 ;;
+    --foreground) FOREGROUND=1 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1; run ./install.sh --help" ;;
+  esac
+  shift
+done
+# No role given: both, on this host (the quick start).
+if [ "$ROLE_AGENT" = 0 ] && [ "$ROLE_COLLECTOR" = 0 ]; then ROLE_AGENT=1; ROLE_COLLECTOR=1; fi
+
+has_systemd() { [ -d /run/systemd/system ] && [ "$FOREGROUND" = 0 ]; }
+
+# --- prerequisites, each with its fix -------------------------------------------------------
+[ "$(uname -s)" = Linux ] || die "ldguard runs on Linux only (fanotify); this is $(uname -s)"
+[ "$(id -u)" = 0 ] || die "run as root (sudo ./install.sh): the agent needs fanotify and /proc of every process"
+
+if [ "$UNINSTALL" = 1 ]; then
+  if [ -d /run/systemd/system ]; then
+    for u in ldguard-agent.service ldguard-collector.service; do
+      systemctl disable --now "$u" >/dev/null 2>&1 || true
+      rm -f "$UNITS/$u"
+    done
+    systemctl daemon-reload || true
+  fi
+  rm -f "$BIN"
+  rm -rf "$PREFIX"
+  if [ "$PURGE" = 1 ]; then
+    rm -rf "$ETC" /var/lib/ldguard /var/lib/ldguard-collector /var/lib/private/ldguard-collector /var/log/ldguard /run/ldguard
+    say "removed ldguard, its configuration, tokens, spool, database and logs"
+  else
+    say "removed ldguard; kept $ETC, /var/lib/ldguard* and /var/log/ldguard (--purge removes them)"
+  fi
+  exit 0
+fi
+
+command -v node >/dev/null 2>&1 || die "Node.js >= 20 is needed: apt-get install nodejs (Debian 13+) or use NodeSource's nodejs 20 package"
+NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
+[ "$NODE_MAJOR" -ge 20 ] || die "Node.js >= 20 is needed, found $(node --version): upgrade nodejs"
+command -v npm >/dev/null 2>&1 || die "npm is needed: apt-get install npm"
+command -v cc >/dev/null 2>&1 || die "a C compiler is needed for the fanotify addon: apt-get install build-essential"
+command -v make >/dev/null 2>&1 || die "make is needed for the fanotify addon: apt-get install build-essential"
+command -v python3 >/dev/null 2>&1 || die "python3 is needed by node-gyp: apt-get install python3"
+if [ "$ROLE_AGENT" = 1 ] && [ "$ROLE_COLLECTOR" = 0 ]; then
+  [ -n "$COLLECTOR_URL" ] && [ -n "$TOKEN" ] || die "--agent alone needs --collector-url ws[s]://HOST:PORT and --token TOKEN (from ldguard token create --role agent on the collector)"
+fi
+
+SRC=$(cd "$(dirname "$0")" && pwd)
+
+# --- build into a fresh tree, then swap it in (an upgrade never leaves a half-built install) ----
+NEW="$PREFIX.new.$$"
+rm -rf "$NEW"
+mkdir -p "$NEW"
+say "building in $NEW"
+(cd "$SRC" && tar cf - --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./agent/native/build .) | (cd "$NEW" && tar xf -)
+(cd "$NEW" && npm ci --no-audit --no-fund --loglevel=error >&2 && npm prune --omit=dev --no-audit --no-fund --loglevel=error >&2) \
+  || { rm -rf "$NEW"; die "the build failed (see npm's output above); fix it and run install.sh again"; }
+if [ -d "$PREFIX" ]; then
+  rm -rf "$PREFIX.old"
+  mv "$PREFIX" "$PREFIX.old"
+fi
+mv "$NEW" "$PREFIX"
+rm -rf "$PREFIX.old"
+
+cat > "$BIN" <<EOF
+#!/bin/sh
+exec node "$PREFIX/dist/agent/src/cli.js" "\$@"
+EOF
+chmod 0755 "$BIN"
+
+# --- configuration: never overwritten, secrets 0600 ----------------------------------------
+umask 077
+mkdir -p "$ETC"
+chmod 0700 "$ETC"
+[ -f "$ETC/agent.toml" ] || { cp "$PREFIX/agent/agent.example.toml" "$ETC/agent.toml"; say "wrote $ETC/agent.toml"; }
+[ -f "$ETC/collector.toml" ] || { cp "$PREFIX/collector/collector.example.toml" "$ETC/collector.toml"; say "wrote $ETC/collector.toml"; }
+chmod 0600 "$ETC/agent.toml" "$ETC/collector.toml"
+if [ -n "$TOKEN" ]; then
+  printf '%s\n' "$TOKEN" > "$ETC/agent.token"
+  chmod 0600 "$ETC/agent.token"
+fi
+set_option() { # set_option FILE KEY VALUE: replace or append a top-level `key = "value"`
+  grep -v "^$2 *=" "$1" > "$1.tmp" || true
+  printf '%s = "%s"\n' "$2" "$3" >> "$1.tmp"
+  mv "$1.tmp" "$1"
+  chmod 0600 "$1"
+}
+if [ -n "$COLLECTOR_URL" ]; then
+  set_option "$ETC/agent.toml" collector "$COLLECTOR_URL"
+  set_option "$ETC/agent.toml" token_file "$ETC/agent.token"
+fi
+
+if ! has_systemd; then
+  say "installed to $PREFIX and $BIN; systemd is not PID 1 here, so the units are not enabled"
+  [ "$START" = 1 ] || exit 0
+  say "running ldguard up in the foreground (Ctrl-C stops it)"
+  exec "$BIN" up
+fi
+
+# --- systemd ---------------------------------------------------------------------------------
+install -m 0644 "$PREFIX/systemd/ldguard-agent.service" "$UNITS/ldguard-agent.service"
+install -m 0644 "$PREFIX/systemd/ldguard-collector.service" "$UNITS/ldguard-collector.service"
+systemctl daemon-reload
+[ "$START" = 1 ] || { say "installed; start with: systemctl enable --now ldguard-collector ldguard-agent"; exit 0; }
+
+if [ "$ROLE_COLLECTOR" = 1 ]; then
+  DB=/var/lib/ldguard-collector/ldguard.db
+  mkdir -p /var/lib/private/ldguard-collector
+  [ -e /var/lib/ldguard-collector ] || ln -s private/ldguard-collector /var/lib/ldguard-collector
+  ADMIN=
+  if ! "$BIN" token list --db "$DB" --json 2>/dev/null | grep -q '"role":"admin","created":"[^"]*","revoked":null'; then
+    ADMIN=$("$BIN" token create --db "$DB" --name admin --role admin 2>/dev/null)
+  fi
+  if [ "$ROLE_AGENT" = 1 ] && [ ! -s "$ETC/agent.token" ]; then
+    "$BIN" token create --db "$DB" --name "$(hostname)" --role agent 2>/dev/null > "$ETC/agent.token"
+    chmod 0600 "$ETC/agent.token"
+    set_option "$ETC/agent.toml" collector "ws://127.0.0.1:8750"
+    set_option "$ETC/agent.toml" token_file "$ETC/agent.token"
+  fi
+  systemctl enable ldguard-collector.service >/dev/null 2>&1
+  systemctl restart ldguard-collector.service
+fi
+if [ "$ROLE_AGENT" = 1 ]; then
+  systemctl enable ldguard-agent.service >/dev/null 2>&1
+  systemctl restart ldguard-agent.service
+fi
+say "ldguard is running under systemd (systemctl status ldguard-agent ldguard-collector)"
+[ "$ROLE_COLLECTOR" = 1 ] && say "dashboard and API: http://127.0.0.1:8750/"
+if [ -n "${ADMIN:-}" ]; then say "admin token (shown only now; log in with it): $ADMIN"; fi
+say "alerts as they happen: ldguard tail"
