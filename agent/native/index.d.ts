@@ -7,6 +7,24 @@
 // cache (FAN_OPEN_EXEC filesystem marks in the same group + the netlink process connector) and
 // hands only the events that pass the name filter to JavaScript, in batches. The C returns facts
 // (pid, kind, directory, name, the process as /proc or the cache knew it); policy lives in TS.
+//
+// Privileges: CAP_SYS_ADMIN (fanotify), CAP_DAC_READ_SEARCH (decoding exec events' directory
+// handles), CAP_NET_ADMIN (process connector), CAP_SYS_NICE (the reader thread runs at nice -10,
+// as auditd boosts itself, so that it reaches /proc while short-lived writers still exist).
+// Environment: LDG_NATIVE_TRACE=1 prints raw events and exec-cache decisions on stderr.
+//
+// Kernel behaviour the contract relies on (Linux 6.x, measured):
+// - One fanotify queue is ordered: a pid's FAN_OPEN_EXEC events come before its later creations.
+// - One execve gives several exec events from the same pid: a dynamic ELF, then its PT_INTERP
+//   (ld.so); a "#!" script, then its interpreter (then the interpreter's ld.so). The image is the
+//   binary, resp. the interpreter; comm stays the name passed to execve (the script's name). The
+//   addon reads ELF headers and "#!" lines to tell these apart. `ld.so PROGRAM` run directly has
+//   ld.so as its image.
+// - An exec event that fails afterwards (noexec mount, ENOEXEC) leaves no trace; the addon trusts
+//   a live /proc read that contradicts it.
+// - The process connector is not ordered with fanotify, but a message sent before an event is in
+//   the socket when the event is read; the addon drains it after each fanotify read.
+// - Unread create and close-write events from one pid on one name merge into one event.
 
 export interface WatchOptions {
   /** Absolute directories to mark. Symlinks are resolved again here: the kernel reports under the

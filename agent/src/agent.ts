@@ -180,14 +180,14 @@ export class Agent {
   }
 
   /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
-  private rescan(why: string): void {
+  private rescan(why: string, report = true): void {
     if (!this.known || !this.matcher || !this.pipeline) return;
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
     for (const d of subdirs) if (!this.marked.has(d)) void this.markDirectory(d, false);
     const fresh = this.known.diff(found);
-    if (this.known.firstRun) {
-      this.log.info({ files: found.map((f) => f.hostPath) }, 'first run: baseline of rule-matching files recorded');
+    if (this.known.firstRun || !report) {
+      this.log.info({ why, files: found.map((f) => f.hostPath) }, this.known.firstRun ? 'first run: baseline of rule-matching files recorded' : 'baseline of rule-matching files recorded');
     } else if (fresh.length > 0) {
       this.log.warn({ why, files: fresh.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
       this.pipeline.handleRescan(fresh);
@@ -209,7 +209,12 @@ export class Agent {
       const rules: Rule[] = loadRules(cfg.rules);
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
       if (prefixes.join('\0') !== this.prefixes.join('\0')) {
-        this.log.warn({ prefixes }, 'the new rules need other name prefixes in the kernel filter: restart the agent to apply them');
+        this.source?.setPrefixes(prefixes);
+        this.prefixes = prefixes;
+        this.log.info({ prefixes }, 'kernel name filter updated for the new rules');
+        // Files the new rules care about were not in the baseline: record them without alerting,
+        // as at a first start (they were there before these rules, not created unobserved).
+        this.rescan('rules reloaded', false);
       }
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);

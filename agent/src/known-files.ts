@@ -77,8 +77,13 @@ export class KnownFiles {
   private known = new Map<string, number>();
   private constructor(
     private readonly file: string,
-    readonly firstRun: boolean,
+    private noBaseline: boolean,
   ) {}
+
+  /** True until the first baseline is recorded: then nothing can be told apart as new. */
+  get firstRun(): boolean {
+    return this.noBaseline;
+  }
 
   static open(file: string): KnownFiles {
     try {
@@ -99,6 +104,7 @@ export class KnownFiles {
   /** Make the baseline what is on disk now, and save it. */
   replace(found: readonly FoundFile[]): void {
     this.known = new Map(found.map((f) => [f.hostPath, f.inode]));
+    this.noBaseline = false;
     this.save();
   }
 

@@ -256,6 +256,8 @@ static void stop(struct addon *a) {
 static void cleanup_hook(void *arg) {
   struct addon *a = arg;
   stop(a);                           /* the environment releases the threadsafe function */
+  if (a->self) napi_delete_reference(a->env, a->self);
+  a->self = NULL;
   a->hooked = 0;
   release_owner(a);
 }

@@ -183,6 +183,23 @@ static void take_proc_facts(struct ldg_entry *e, const struct ldg_procinfo *p) {
   if (p->has_ppid && !e->has_ppid) e->ppid = p->ppid, e->has_ppid = 1;
 }
 
+/* The kernel keeps a dead process's comm until it is reaped: when a read finds the process
+ * dead (no exe) but still ours (same start time), its comm is that of its last image. It is
+ * applied once the connector's EXIT is processed (so nl_execs counts every exec) and fanotify
+ * has processed as many execs, so that the cache's current image is that last one. */
+static void apply_final_comm(struct ldg_entry *e) {
+  struct ldg_image *img = e->img;
+  if (!e->exited || !e->final_comm[0] || !img || img->comm_exact || e->fan_execs != e->nl_execs) return;
+  memcpy(img->p.comm, e->final_comm, sizeof img->p.comm);
+  img->p.has_comm = img->comm_exact = 1;
+}
+
+static void take_final_comm(struct ldg_entry *e, const struct ldg_procinfo *p) {
+  if (p->exe || !p->has_comm || !p->has_start || !e->has_start || p->start_ticks != e->start_ticks) return;
+  memcpy(e->final_comm, p->comm, sizeof e->final_comm);
+  apply_final_comm(e);
+}
+
 /* Reads a running process into a fresh unordered image (the startup scan, unknown parents). */
 static void fill_from_proc(struct ldg_entry *e) {
   struct ldg_procinfo p = {0};
@@ -246,6 +263,7 @@ static void settle(struct ldg_cache *c, struct ldg_entry *e, int depth) {
   TRACE("settle pid=%d from=%d r=%s s=%s -> %s\n", e->pid, pe ? pe->pid : 0, r ? r->p.exe : "-", s ? s->p.exe : "-", img ? img->p.exe : "-");
   set_img(&e->img, img);
   set_img(&e->forksnap, NULL);
+  apply_final_comm(e);
 }
 
 struct ldg_entry *ldg_cache_settle(struct ldg_cache *c, pid_t pid) {
@@ -274,6 +292,7 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
     img->ordered = 1;
     img->unnamed = 1;
     e->exec_seq++;
+    e->fan_execs++;
     if (e->snap) {
       image_fill(img, e->snap);
       img->p.exe = e->snap->p.exe ? strdup(e->snap->p.exe) : NULL;
@@ -300,7 +319,9 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
     if (o->has_ids) img->p.uid = o->uid, img->p.gid = o->gid, img->p.euid = o->euid, img->p.egid = o->egid, img->p.has_ids = 1;
     if (o->has_loginuid) img->p.loginuid = o->loginuid, img->p.has_loginuid = 1;
   }
-  if (kind == LDG_EXEC_SCRIPT && e->expect && strcmp(path, e->expect) == 0 && e->img) {
+  int continuation = kind == LDG_EXEC_SCRIPT && e->expect && strcmp(path, e->expect) == 0 && e->img;
+  if (!continuation) e->fan_execs++;
+  if (continuation) {
     /* binfmt_script: the interpreter becomes the image; comm stays the script's name. */
     memcpy(img->p.comm, e->img->p.comm, sizeof img->p.comm);
     img->p.has_comm = e->img->p.has_comm;
@@ -318,6 +339,7 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
     set_img(&e->snap, NULL);
   }
   set_img(&e->img, img);
+  apply_final_comm(e);
   const char *interp;
   free(e->expect);
   e->expect = NULL;
@@ -341,11 +363,14 @@ void ldg_cache_on_exec(struct ldg_cache *c, pid_t pid, uint64_t ts_ns) {
   TRACE("nl_exec pid=%d\n", pid);
   if (!e) return;
   e->exec_seq++;
+  e->nl_execs++;
   if (!e->first_exec_ns) e->first_exec_ns = ts_ns;
   struct ldg_procinfo p = {0};
   ldg_proc_read(pid, -1, LDG_READ_ALL, &p);
   take_proc_facts(e, &p);
+  TRACE("nl_exec pid=%d snapshot exe=%s comm=%s\n", pid, p.exe ? p.exe : "-", p.has_comm ? p.comm : "-");
   if (!p.exe) {
+    take_final_comm(e, &p);      /* already dead: its comm is all /proc has left */
     ldg_proc_free(&p);
     return;
   }
@@ -375,26 +400,38 @@ void ldg_cache_on_exec(struct ldg_cache *c, pid_t pid, uint64_t ts_ns) {
 }
 
 void ldg_cache_on_fork(struct ldg_cache *c, pid_t parent, pid_t child, uint64_t ts_ns) {
-  struct ldg_entry *e = ldg_cache_get(c, child);
-  TRACE("nl_fork parent=%d child=%d existing=%d\n", parent, child, !!e);
-  if (e) entry_clear(e);         /* the pid was reused: that process is gone */
-  else if (!(e = get_or_add(c, child))) return;
-  e->ppid = parent;
-  e->has_ppid = 1;
-  e->inherit_from = parent;
   struct ldg_procinfo p = {0};
   ldg_proc_read(child, -1, LDG_READ_EXE | LDG_READ_COMM | LDG_READ_STAT, &p);
-  e->forksnap_ns = ldg_now_ns(CLOCK_MONOTONIC);
-  if (p.has_start) {
-    e->start_ticks = p.start_ticks;
-  } else {
+  uint64_t read_ns = ldg_now_ns(CLOCK_MONOTONIC);
+  uint64_t start = p.start_ticks;
+  if (!p.has_start) {
     /* Gone already: derive the start from the message's time (monotonic -> boottime). */
     uint64_t boot_off = ldg_now_ns(CLOCK_BOOTTIME) - ldg_now_ns(CLOCK_MONOTONIC);
-    e->start_ticks = (ts_ns + boot_off) / (1000000000ull / (uint64_t)clk_tck);
+    start = (ts_ns + boot_off) / (1000000000ull / (uint64_t)clk_tck);
   }
-  e->has_start = 1;
-  if (p.exe) set_img(&e->forksnap, image_from(&p, 0));
-  else ldg_proc_free(&p);
+  struct ldg_entry *e = ldg_cache_get(c, child);
+  TRACE("nl_fork parent=%d child=%d existing=%d\n", parent, child, !!e);
+  if (e && !e->exited && (!e->has_start || e->start_ticks == start)) {
+    /* This child's own events were processed before its FORK message (a drain cut short):
+     * what they said is newer than the fork. */
+    if (!e->has_ppid) e->ppid = parent, e->has_ppid = 1;
+    if (!e->has_start) e->start_ticks = start, e->has_start = 1;
+    ldg_proc_free(&p);
+  } else {
+    if (e) entry_clear(e);       /* the pid was reused: that process is gone */
+    else if (!(e = get_or_add(c, child))) {
+      ldg_proc_free(&p);
+      return;
+    }
+    e->ppid = parent;
+    e->has_ppid = 1;
+    e->inherit_from = parent;
+    e->forksnap_ns = read_ns;
+    e->start_ticks = start;
+    e->has_start = 1;
+    if (p.exe) set_img(&e->forksnap, image_from(&p, 0));
+    else ldg_proc_free(&p);
+  }
   struct ldg_entry *pe = ldg_cache_get(c, parent);
   if (!pe && (pe = get_or_add(c, parent))) fill_from_proc(pe);
 }
@@ -403,6 +440,14 @@ void ldg_cache_on_exit(struct ldg_cache *c, pid_t pid) {
   struct ldg_entry *e = ldg_cache_get(c, pid);
   if (!e || e->exited) return;
   e->exited = 1;
+  if (!e->final_comm[0] && (e->inherit_from || (e->img && !e->img->comm_exact))) {
+    /* The comm is still a guess: read it from the zombie while it is one. */
+    struct ldg_procinfo p = {0};
+    ldg_proc_read(pid, -1, LDG_READ_COMM | LDG_READ_STAT, &p);
+    take_final_comm(e, &p);
+    ldg_proc_free(&p);
+  }
+  apply_final_comm(e);
   e->exit_ns = ldg_now_ns(CLOCK_MONOTONIC);
   if (c->exits_len == c->exits_cap) {
     size_t cap = c->exits_cap ? c->exits_cap * 2 : 1024;

@@ -80,6 +80,8 @@ struct ldg_entry {
   char *expect;              /* interpreter the next exec event is expected to open */
   int expect_kind;           /* enum ldg_exec_kind of the file exec'd last */
   char pending_comm[LDG_COMM_LEN];
+  char final_comm[LDG_COMM_LEN];  /* comm of the dead process (zombie), for its last image */
+  uint32_t nl_execs, fan_execs;   /* execs seen by each source: equal when fanotify caught up */
   uint32_t exec_seq;         /* bumped by every exec seen for this pid, from either source */
   uint32_t gen;              /* changes when the pid is reused */
   uint64_t exit_ns;
@@ -97,6 +99,7 @@ struct ldg_cache {
   uint64_t last_sweep_ns;
 };
 
+extern int ldg_trace;        /* LDG_NATIVE_TRACE=1: cache decisions on stderr */
 int ldg_cache_init(struct ldg_cache *c, uint64_t grace_ns);
 void ldg_cache_destroy(struct ldg_cache *c);
 struct ldg_entry *ldg_cache_get(struct ldg_cache *c, pid_t pid);

@@ -24,9 +24,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/fanotify.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#define READER_NICE -10             /* nice value of the reader thread */
 #define GUARD_READS 16               /* queue reads made after the /proc reads of a batch */
 
 void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, ...) {
@@ -35,9 +38,15 @@ void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, 
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
   const char *name = strerrorname_np(err);
+#else
+  const char *name = NULL;
+#endif
   e->code = code;
-  snprintf(e->msg, sizeof e->msg, "%s: %s (%s)", what, name ? name : "errno", strerror(err));
+  char num[24];
+  if (!name) snprintf(num, sizeof num, "errno %d", err), name = num;
+  snprintf(e->msg, sizeof e->msg, "%s: %s (%s)", what, name, strerror(err));
 }
 
 struct ldg_watcher *ldg_watcher_new(void) {
@@ -47,7 +56,6 @@ struct ldg_watcher *ldg_watcher_new(void) {
   pthread_mutex_init(&w->lock, NULL);
   const char *t = getenv("LDG_NATIVE_TRACE");
   w->trace = t && *t == '1';
-  extern int ldg_trace;
   ldg_trace = w->trace;
   return w;
 }
@@ -195,9 +203,10 @@ static void decide(struct ldg_watcher *w, struct ldg_event *e) {
   }
   pid_t ppid = e->has_proc && e->proc.has_ppid ? e->proc.ppid : (en && en->has_ppid ? en->ppid : 0);
   resolve_parent(w, e, ppid);
-  if (e->attribution == LDG_ATTR_LIVE) LDG_STAT_ADD(w, attr_live, 1);
-  else if (e->attribution == LDG_ATTR_CACHE) LDG_STAT_ADD(w, attr_cache, 1);
-  else LDG_STAT_ADD(w, attr_unknown, 1);
+  unsigned n = (unsigned)__builtin_popcount(e->kinds);   /* counted per object, like forwarded */
+  if (e->attribution == LDG_ATTR_LIVE) LDG_STAT_ADD(w, attr_live, n);
+  else if (e->attribution == LDG_ATTR_CACHE) LDG_STAT_ADD(w, attr_cache, n);
+  else LDG_STAT_ADD(w, attr_unknown, n);
 }
 
 static void flush(struct ldg_watcher *w) {
@@ -248,6 +257,9 @@ static void *reader_main(void *arg) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals are Node's business */
+  /* Like auditd's priority_boost: the reader must get to /proc while short-lived writers still
+   * exist; it sleeps in poll(2) otherwise. Best effort (needs CAP_SYS_NICE). */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), READER_NICE) < 0 && w->trace) perror("ldg-native: setpriority");
   if (w->exec_cache) ldg_cache_scan(&w->cache);
   LDG_STAT_SET(w, cache_entries, w->cache.count);
   while (!w->stop) {

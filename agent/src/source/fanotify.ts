@@ -36,6 +36,10 @@ export class FanotifySource implements Source {
     this.watcher?.addDir(dir, opts);
   }
 
+  setPrefixes(prefixes: readonly string[]): void {
+    this.watcher?.setPrefixes([...prefixes]);
+  }
+
   removeDir(dir: string): void {
     this.watcher?.removeDir(dir);
   }

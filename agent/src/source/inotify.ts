@@ -19,7 +19,11 @@ export class InotifySource implements Source {
   private readonly watched = new Set<string>();
   private readonly counts = { read: 0, forwarded: 0, attributed: 0, errors: 0 };
 
-  private constructor(private readonly prefixes: readonly string[]) {}
+  private constructor(private prefixes: readonly string[]) {}
+
+  setPrefixes(prefixes: readonly string[]): void {
+    this.prefixes = [...prefixes];
+  }
 
   static async open(dirs: readonly string[], prefixes: readonly string[]): Promise<InotifySource> {
     const s = new InotifySource(prefixes);

@@ -48,6 +48,8 @@ export interface Source {
   /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories). */
   /** Resolves once events in dir are being delivered. */
   addDir(dir: string, opts?: { forwardAll?: boolean }): Promise<void>;
+  /** Replace the name filter (after a rules reload). */
+  setPrefixes(prefixes: readonly string[]): void;
   stats(): SourceStats;
   close(): Promise<void>;
 }
