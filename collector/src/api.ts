@@ -208,7 +208,12 @@ export class Api {
     }
     const one = /^\/api\/alerts\/([^/]+)$/.exec(path);
     if (one) {
-      const uuid = decodeURIComponent(one[1]!);
+      let uuid: string;
+      try {
+        uuid = decodeURIComponent(one[1]!);
+      } catch {
+        throw new HttpError(400, 'LDG_ERR_API_QUERY', 'the alert id in the path is not valid URL encoding');
+      }
       if (method === 'GET') {
         const doc = store.getAlert(uuid);
         if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);

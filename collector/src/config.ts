@@ -43,7 +43,7 @@ export const DEFAULTS: CollectorConfig = {
   offlineAfterMissedHeartbeats: 3, // an agent is offline after this many heartbeat periods unheard
   sweepIntervalMs: 5_000, // how often offline agents and revoked tokens are looked for
   maxCommitAlerts: 20_000, // alerts in one transaction at most (group commit)
-  ingestHighWater: 100_000, // alerts waiting for a commit past which agents are read more slowly
+  ingestHighWater: 50_000, // alerts waiting for a commit (about 5 KB of memory each) past which agents are read more slowly
 };
 
 type Kind = 'string' | 'path' | 'nullable-path' | 'bool' | 'int';

@@ -2,11 +2,11 @@
 // agent and commits them together (group commit), then acks each batch. An agent hears "ack" only
 // after the transaction holding its alerts is on disk.
 //
-// Scheduling: the first submission after a commit schedules the next one with setImmediate, so
-// every message that arrived in the same turn of the event loop joins it; while a commit runs
-// (synchronously: better-sqlite3), new frames wait in the sockets and form the next group. One
-// fsync therefore covers as many batches as arrive during one, which is what keeps durable
-// throughput up as load grows. Back-pressure: past `highWater` alerts waiting, the server stops
+// Scheduling: one commit is in flight at a time (in the store's writer thread). The first
+// submission after a commit schedules the next with setImmediate, so every message that arrived in
+// the same turn of the event loop joins it; while a commit runs, this thread goes on reading and
+// validating, and all of that forms the next group. One fsync therefore covers as many batches as
+// arrive during one, which is what keeps durable throughput up as load grows. Back-pressure: past `highWater` alerts waiting, the server stops
 // reading alert batches until a commit brings the queue under half of it ('drain').
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../../shared/errors.js';
@@ -42,6 +42,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
   /** Only the newest heartbeat of each agent matters. */
   private heartbeats = new Map<string, HeartbeatRow>();
   private scheduled = false;
+  private committing = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private waiters: Array<() => void> = [];
   private high = false;
@@ -91,15 +92,15 @@ export class Ingest extends EventEmitter<IngestEvents> {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.retryTimer) return;
+    if (this.scheduled || this.committing || this.retryTimer) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.commitNow();
+      void this.commitNow();
     });
   }
 
-  private commitNow(): void {
+  private async commitNow(): Promise<void> {
     const take: Batch[] = [];
     let n = 0;
     while (this.batches.length > 0 && (take.length === 0 || n + this.batches[0]!.rows.length <= this.opts.maxCommitAlerts)) {
@@ -118,9 +119,11 @@ export class Ingest extends EventEmitter<IngestEvents> {
     if (work.alerts.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0) return this.settle();
     const t0 = performance.now();
     let result: { inserted: AlertRow[]; duplicates: number };
+    this.committing = true;
     try {
-      result = this.store.commit(work);
+      result = await this.store.commit(work);
     } catch (err) {
+      this.committing = false;
       // Nothing of the group was committed: put it back in front and try again shortly. The
       // agents wait for their acks (and resend after their ack timeout: harmless).
       this.metrics.commitErrors += 1;
@@ -134,6 +137,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
       }, this.opts.retryMs ?? 1000);
       return;
     }
+    this.committing = false;
     const t1 = performance.now();
     const secs = (t1 - t0) / 1000;
     this.metrics.commits += 1;
@@ -156,13 +160,13 @@ export class Ingest extends EventEmitter<IngestEvents> {
   }
 
   private settle(): void {
-    if (this.batches.length > 0 || this.scheduled) return;
+    if (this.batches.length > 0 || this.scheduled || this.committing) return;
     for (const w of this.waiters.splice(0)) w();
   }
 
   /** Resolves once everything queued so far is committed and acked (shutdown uses it). */
   flush(): Promise<void> {
-    if (this.batches.length === 0 && this.hellos.length === 0 && this.heartbeats.size === 0 && !this.scheduled && !this.retryTimer) return Promise.resolve();
+    if (this.batches.length === 0 && this.hellos.length === 0 && this.heartbeats.size === 0 && !this.scheduled && !this.committing && !this.retryTimer) return Promise.resolve();
     return new Promise((resolve) => {
       this.waiters.push(resolve);
       this.schedule();

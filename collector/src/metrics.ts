@@ -19,6 +19,7 @@ export class Metrics {
   halfOpenDropped = 0;
   slowClientsDropped = 0;
   rateLimited = 0;
+  ingestPaused = 0;
   connectionsAccepted = 0;
   readonly rejected = new Map<string, number>();
 
@@ -54,6 +55,7 @@ export class Metrics {
     metric('ldguard_collector_half_open_dropped_total', 'counter', 'Connections dropped for not answering pings.', this.halfOpenDropped);
     metric('ldguard_collector_slow_clients_dropped_total', 'counter', 'Connections dropped for not reading what was sent to them.', this.slowClientsDropped);
     metric('ldguard_collector_rate_limited_total', 'counter', 'Times a connection was paused for passing its rate limit.', this.rateLimited);
+    metric('ldguard_collector_ingest_paused_total', 'counter', 'Times a connection was paused because too many alerts waited for a commit.', this.ingestPaused);
     out.push('# HELP ldguard_collector_messages_rejected_total Messages refused (the connection was closed), by reason.', '# TYPE ldguard_collector_messages_rejected_total counter');
     for (const [reason, n] of this.rejected) out.push(`ldguard_collector_messages_rejected_total{reason="${reason}"} ${n}`);
     for (const [name, g] of Object.entries(gauges)) metric(name, 'gauge', g.help, g.value);

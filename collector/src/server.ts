@@ -280,6 +280,7 @@ export class CollectorServer {
         if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'alerts before hello; an agent must say hello first', 'order');
         this.ingest.submitAlerts(c.agentId, c.token.name, m, (upTo) => this.sendAck(c, upTo));
         if (this.ingest.congested && !c.paused.has('ingest')) {
+          this.metrics.ingestPaused += 1;
           c.pause('ingest');
           this.pausedForIngest.add(c);
         }

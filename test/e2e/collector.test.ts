@@ -31,7 +31,7 @@ afterAll(async () => {
 });
 
 // Documents read back from the API and the logs are checked by path, as plain JSON.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type Json = any;
 type Log = Record<string, Json>;
 
@@ -105,13 +105,23 @@ async function startCollector(o: { db: string; port?: number; config?: string })
   };
 }
 
-function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+/**
+ * Runs the CLI without blocking this process: WebSocket clients in it must keep answering the
+ * collector's pings meanwhile (a blocked client looks half-open and is rightly dropped).
+ */
+function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (d) => (stdout += String(d)));
+    p.stderr!.on('data', (d) => (stderr += String(d)));
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
-function createToken(db: string, name: string, role: 'agent' | 'admin' = 'agent'): string {
-  const r = cli(['token', 'create', '--db', db, '--name', name, '--role', role]);
+async function createToken(db: string, name: string, role: 'agent' | 'admin' = 'agent'): Promise<string> {
+  const r = await cli(['token', 'create', '--db', db, '--name', name, '--role', role]);
   if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -228,9 +238,9 @@ describe('ldguard collector and the WebSocket sink', () => {
   let adminToken: string;
 
   beforeAll(async () => {
-    agentToken = createToken(db, 'web-1');
-    agent2Token = createToken(db, 'web-2');
-    adminToken = createToken(db, 'ops', 'admin');
+    agentToken = await createToken(db, 'web-1');
+    agent2Token = await createToken(db, 'web-2');
+    adminToken = await createToken(db, 'ops', 'admin');
     c = await startCollector({ db });
   });
 
@@ -238,25 +248,25 @@ describe('ldguard collector and the WebSocket sink', () => {
     if (c.proc.exitCode === null) await c.stop('SIGKILL');
   });
 
-  it('ldguard token: prints the token on stdout only, lists without it, revokes; the db is 0600 in a 0700 folder', () => {
-    const r = cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
+  it('ldguard token: prints the token on stdout only, lists without it, revokes; the db is 0600 in a 0700 folder', async () => {
+    const r = await cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^ldg_[A-Za-z0-9_-]{43}\n$/);
     const token = r.stdout.trim();
-    const list = cli(['token', 'list', '--db', db]);
+    const list = await cli(['token', 'list', '--db', db]);
     expect(list.status).toBe(0);
     expect(list.stdout).toMatch(/^NAME\s+ROLE\s+CREATED\s+REVOKED/);
     expect(list.stdout).toMatch(/tmp-1\s+agent\s+\d{4}-\d\d-\d\dT\S+\s+-/);
     expect(list.stdout).toMatch(/ops\s+admin/);
     expect(list.stdout).not.toContain(token);
     expect(readFileSync(db).includes(Buffer.from(token))).toBe(false);
-    const dup = cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
+    const dup = await cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
     expect(dup.status).toBe(2);
     expect(dup.stderr).toMatch(/LDG_ERR_TOKEN_EXISTS.*ldguard token revoke --name tmp-1/);
-    expect(cli(['token', 'revoke', '--db', db, '--name', 'tmp-1']).status).toBe(0);
-    const json = cli(['token', 'list', '--db', db, '--json']).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Log);
+    expect((await cli(['token', 'revoke', '--db', db, '--name', 'tmp-1'])).status).toBe(0);
+    const json = (await cli(['token', 'list', '--db', db, '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Log);
     expect(json.find((t) => t.name === 'tmp-1')!.revoked).toMatch(/^\d{4}-/);
-    const again = cli(['token', 'revoke', '--db', db, '--name', 'tmp-1']);
+    const again = await cli(['token', 'revoke', '--db', db, '--name', 'tmp-1']);
     expect(again.status).toBe(2);
     expect(again.stderr).toMatch(/LDG_ERR_TOKEN_UNKNOWN/);
     expect(statSync(db).mode & 0o777).toBe(0o600);
@@ -264,8 +274,8 @@ describe('ldguard collector and the WebSocket sink', () => {
   });
 
   it('refuses unknown, revoked, admin or missing tokens at the upgrade with 401 and closes the socket', async () => {
-    const revoked = createToken(db, 'gone');
-    cli(['token', 'revoke', '--db', db, '--name', 'gone']);
+    const revoked = await createToken(db, 'gone');
+    await cli(['token', 'revoke', '--db', db, '--name', 'gone']);
     const before = c.logs.filter((l) => l.msg === 'agent refused at the upgrade (401)').length;
     const attempts: Array<Record<string, string>> = [{}, { authorization: 'Bearer ldg_unknown' }, { authorization: `Bearer ${adminToken}` }, { authorization: `Bearer ${revoked}` }, { authorization: `Basic ${agentToken}` }];
     for (const headers of attempts) {
@@ -373,11 +383,11 @@ describe('ldguard collector and the WebSocket sink', () => {
     });
 
     it('closes the connections of a token revoked while connected (4001)', async () => {
-      const token = createToken(db, 'doomed');
+      const token = await createToken(db, 'doomed');
       const raw = await rawAgent(c.port, token);
       raw.ws.send(hello('raw-doomed'));
       await new Promise((r) => setTimeout(r, 200));
-      expect(cli(['token', 'revoke', '--db', db, '--name', 'doomed']).status).toBe(0);
+      expect((await cli(['token', 'revoke', '--db', db, '--name', 'doomed'])).status).toBe(0);
       const closed = await raw.closed;
       expect(closed.code).toBe(4001);
       expect(raw.messages.at(-1)).toMatchObject({ type: 'error', code: 'LDG_ERR_TOKEN_REVOKED' });
@@ -521,7 +531,7 @@ describe('ldguard collector and the WebSocket sink', () => {
 describe('exactly once across kill -9', () => {
   it('of the collector mid-stream: the sink keeps sending, the restarted collector stores every alert once', async () => {
     const db = join(work, 'kill-collector', 'c.db');
-    const token = createToken(db, 'k1');
+    const token = await createToken(db, 'k1');
     let col = await startCollector({ db });
     const port = col.port;
     const sink = await openSink(port, token, { agentId: 'agent-k1' });
@@ -554,7 +564,7 @@ describe('exactly once across kill -9', () => {
 
   it('of the agent (a child process using the sink) mid-stream: the restarted agent resends, every alert stored once', async () => {
     const db = join(work, 'kill-agent', 'c.db');
-    const token = createToken(db, 'k2');
+    const token = await createToken(db, 'k2');
     const col = await startCollector({ db });
     const spoolDir = join(work, 'kill-agent', 'spool');
     const script = join(work, 'agent-child.mjs');
@@ -612,6 +622,28 @@ describe('exactly once across kill -9', () => {
   });
 });
 
+describe('past capacity', () => {
+  it('pushes back (stops reading, acks later) instead of falling over, and delivers everything', async () => {
+    const db = join(work, 'pushback', 'c.db');
+    const token = await createToken(db, 'pb');
+    // A tiny ingest queue: nearly every batch pauses its connection until a commit drains it; and
+    // a rate limit each agent passes (1500 alerts at once against 300/s with a burst of 1000).
+    // The agents spool their alerts before the collector is up, so each arrives with a backlog.
+    const port = await freePort();
+    const agents = await Promise.all([1, 2, 3].map((i) => openSink(port, token, { agentId: `agent-pb-${i}` })));
+    const N = 1500;
+    await Promise.all(agents.flatMap((s) => Array.from({ length: N }, () => s.send(makeAlert({ host: 'pb-host' })))));
+    const col = await startCollector({ db, port, config: writeConfig('pushback', 'ingest_high_water = 30\nrate_alerts_per_sec = 300\nrate_alerts_burst = 1000\n') });
+    for (const s of agents) expect(await s.drained(20_000)).toBe(true);
+    expect(storedCount(db)).toEqual({ count: 3 * N, distinct: 3 * N });
+    const m = (await api(col.port, '/metrics')).body as string;
+    expect(metric(m, 'ldguard_collector_rate_limited_total')).toBeGreaterThan(0);
+    expect(metric(m, 'ldguard_collector_ingest_paused_total')).toBeGreaterThan(0);
+    for (const s of agents) await closeSink(s);
+    expect(await col.stop()).toBe(0);
+  });
+});
+
 describe('wss:// with a private CA and client certificates', () => {
   const dir = join(work, 'pki');
   const ok = (() => {
@@ -635,7 +667,7 @@ describe('wss:// with a private CA and client certificates', () => {
     leaf('server', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
     leaf('client', 'extendedKeyUsage=clientAuth\n');
     const db = join(work, 'tls', 'c.db');
-    const token = createToken(db, 'tls-agent');
+    const token = await createToken(db, 'tls-agent');
     const config = writeConfig('tls', `tls_cert = "${dir}/server.pem"\ntls_key = "${dir}/server.key"\ntls_client_ca = "${dir}/ca.pem"\ntls_require_client_cert = true\n`);
     const col = await startCollector({ db, config });
     expect(col.logs.find((l) => l.msg === 'ready')).toMatchObject({ tls: true });
@@ -721,6 +753,25 @@ describe('ldguard tail and the local socket', () => {
     expect(t.lines.join('\n')).not.toContain('\x1b');
     t.p.kill('SIGINT');
     expect(await t.exit).toBe(0);
+  });
+
+  it.skipIf(!existsSync('/usr/bin/script'))('colours the severity on a terminal (a pty from script(1)), not with NO_COLOR', async () => {
+    for (const noColor of [false, true]) {
+      const cmd = `${noColor ? 'NO_COLOR=1 ' : ''}exec '${process.execPath}' '${CLI}' tail --socket '${socket}'`;
+      const p = spawn('/usr/bin/script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      procs.add(p);
+      tails.add(p);
+      let out = '';
+      p.stdout!.on('data', (d) => (out += String(d)));
+      await waitFor(() => local.clientCount === 1, 5_000, 'tail on a pty to connect');
+      await local.send(makeAlert({ severity: 'critical' }));
+      await waitFor(() => out.includes('Dynamic Linker Creation'), 5_000, 'a line on the pty');
+      if (noColor) expect(out).not.toContain('\x1b[');
+      else expect(out).toContain('\x1b[1;35mCRITICAL');
+      p.kill('SIGKILL');
+      tails.delete(p);
+      await waitFor(() => local.clientCount === 0, 5_000, 'tail to go');
+    }
   });
 
   it('--json prints each alert as it came, one JSON line each', async () => {

@@ -8,7 +8,7 @@ import {
 import { makeAlert, makeFacts } from '../helpers/delivery.js';
 
 // Alerts are mangled by path to make them invalid.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type Doc = Record<string, any>;
 
 const health: AgentHealth = { spoolDepth: 0, spoolBytes: 0, spoolOverflow: 0, spoolTorn: 0, eventsLost: 0, source: { name: 'fanotify', degraded: false } };

@@ -34,14 +34,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = createLogger('collector');
   const config = loadCollectorConfig(values.config, { listen: values.listen, db: values.db });
-  const store = Store.open(config.db);
+  const store = Store.open(config.db, { workers: true });
   let server: CollectorServer;
   try {
     server = new CollectorServer({ config, store, log });
     const addr = await server.listen();
     log.info({ host: addr.address, port: addr.port, tls: Boolean(config.tlsCert), db: config.db, version: VERSION }, 'ready');
   } catch (err) {
-    store.close();
+    await store.close();
     throw err;
   }
 
@@ -58,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
     code = 1;
     log.error({ err: err instanceof LdgError ? err.message : String(err) }, 'error while stopping');
   } finally {
-    store.close();
+    await store.close();
   }
   log.info('stopped');
   return code;

@@ -55,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(`${token}\n`);
         process.stderr.write(`created ${role} token "${name}" in ${db}; it is shown only this once\n`);
       } finally {
-        store.close();
+        await store.close();
       }
       return 0;
     }
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
           for (const row of table) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
         }
       } finally {
-        store.close();
+        await store.close();
       }
       return 0;
     }
@@ -91,7 +91,7 @@ export async function run(argv: string[]): Promise<number> {
         }
         process.stderr.write(`revoked token "${name}"; a running collector closes its connections within seconds\n`);
       } finally {
-        store.close();
+        await store.close();
       }
       return 0;
     }

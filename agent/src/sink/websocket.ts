@@ -170,7 +170,7 @@ export class WebSocketSink implements Sink {
   /** Next spool sequence to put on the wire on this connection. */
   private sendSeq = 1;
   private inflight: Inflight[] = [];
-  private pumping = false;
+  private pumping: Promise<void> | undefined;
   private pumpAgain = false;
   private lastAckAt: number | null = null;
   private lastAckSeq = 0;
@@ -392,12 +392,18 @@ export class WebSocketSink implements Sink {
   }
 
   /** Puts spooled alerts on the wire while the window has room. Only one pump runs at a time. */
-  private async pump(): Promise<void> {
+  private pump(): Promise<void> {
     if (this.pumping) {
       this.pumpAgain = true;
-      return;
+      return this.pumping;
     }
-    this.pumping = true;
+    this.pumping = this.pumpLoop().finally(() => {
+      this.pumping = undefined;
+    });
+    return this.pumping;
+  }
+
+  private async pumpLoop(): Promise<void> {
     try {
       do {
         this.pumpAgain = false;
@@ -417,10 +423,9 @@ export class WebSocketSink implements Sink {
         }
       } while (this.pumpAgain);
     } catch (err) {
+      if (this.closing) return;
       this.log?.error({ err: errorMessage(err) }, 'cannot read the spool; reconnecting to start again from the last ack');
       this.ws?.terminate();
-    } finally {
-      this.pumping = false;
     }
   }
 
@@ -447,6 +452,8 @@ export class WebSocketSink implements Sink {
       });
     }
     this.connected = false;
+    // A read of the spool may be under way: let it end before the spool closes its files.
+    await this.pumping;
     await this.spool.close();
   }
 }
