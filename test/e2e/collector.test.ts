@@ -17,6 +17,7 @@ import type { Alert } from '../../shared/ecs.js';
 import { findRepoRoot } from '../../shared/paths.js';
 import { MAX_FRAME_BYTES, alertsFrame } from '../../shared/protocol.js';
 import { cliPath } from '../helpers/cli.js';
+import { startDaemon } from '../helpers/daemon.js';
 import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 
 const CLI = cliPath();
@@ -57,52 +58,10 @@ function writeConfig(name: string, extra = ''): string {
 }
 
 async function startCollector(o: { db: string; port?: number; config?: string }): Promise<Collector> {
-  const args = [CLI, 'collector', '--listen', `127.0.0.1:${o.port ?? 0}`, '--db', o.db, '--config', o.config ?? writeConfig('default')];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.add(proc);
-  const logs: Log[] = [];
-  let stderr = '';
-  let buf = '';
-  proc.stderr!.on('data', (d) => (stderr += String(d)));
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => {
-    procs.delete(proc);
-    resolve(code);
-  }));
-  const ready = await new Promise<Log>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`collector not ready in 15 s:\n${buf}\n${stderr}`)), 15_000);
-    proc.stdout!.on('data', (d) => {
-      buf += String(d);
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let j: Log;
-        try {
-          j = JSON.parse(line) as Log;
-        } catch {
-          j = { raw: line };
-        }
-        logs.push(j);
-        if (j.msg === 'ready') {
-          clearTimeout(timer);
-          resolve(j);
-        }
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`collector exited (${code}) before ready:\n${logs.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`));
-    });
-  });
-  return {
-    proc,
-    port: ready.port as number,
-    logs,
-    stop: async (signal = 'SIGTERM') => {
-      proc.kill(signal);
-      return exited;
-    },
-  };
+  const d = await startDaemon(['collector', '--listen', `127.0.0.1:${o.port ?? 0}`, '--db', o.db, '--config', o.config ?? writeConfig('default')], { readyMs: 15_000 });
+  procs.add(d.proc);
+  void d.exited.then(() => procs.delete(d.proc));
+  return { proc: d.proc, port: d.ready.port as number, logs: d.logs, stop: d.stop };
 }
 
 /**

@@ -1,12 +1,13 @@
 // Start the real agent as a child process (the built CLI, as installed) against a scratch host
 // root, wait for its ready line, and read the alerts it writes.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findRepoRoot } from '../../shared/paths.js';
+import { CLI } from './cli.js';
+import { startDaemon } from './daemon.js';
 
-export const CLI = join(findRepoRoot(), 'dist/agent/src/cli.js');
+export { CLI };
 
 /** A scratch host root shaped like a merged-/usr Debian: lib -> usr/lib, lib64 -> usr/lib64. */
 export function scratchRoot(prefix = 'ldg-root-'): string {
@@ -38,65 +39,32 @@ export async function startAgent(opts: { root?: string; stateDir?: string; sourc
   const stateDir = opts.stateDir ?? join(work, 'state');
   const alertsFile = join(work, 'alerts.ndjson');
   const socket = join(work, 'agent.sock');
-  const args = [CLI, 'agent', '--root', root, '--state-dir', stateDir, '--alerts-file', alertsFile, '--socket', socket, '--source', opts.source ?? 'fanotify', ...(opts.extra ?? [])];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-  const lines: Array<Record<string, unknown>> = [];
-  let stderr = '';
-  let buf = '';
-  proc.stderr!.on('data', (d) => (stderr += String(d)));
-  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent not ready in 20 s; logs:\n${buf}${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`)), 20_000);
-    proc.stdout!.on('data', (d) => {
-      buf += String(d);
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          lines.push(j);
-          if (j.msg === 'ready') {
-            clearTimeout(timer);
-            resolve(j);
-          }
-        } catch {
-          lines.push({ raw: line });
-        }
-      }
-    });
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited (${code}) before ready:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`));
-    });
-  });
+  const d = await startDaemon(
+    ['agent', '--root', root, '--state-dir', stateDir, '--alerts-file', alertsFile, '--socket', socket, '--source', opts.source ?? 'fanotify', ...(opts.extra ?? [])],
+    { env: opts.env },
+  );
   const alerts = () => (existsSync(alertsFile) ? readFileSync(alertsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>) : []);
   return {
-    proc,
+    proc: d.proc,
     root,
     stateDir,
     alertsFile,
     socket,
-    ready,
-    logs: () => lines,
+    ready: d.ready,
+    logs: () => d.logs,
     alerts,
     async waitForAlerts(pred, ms = 10_000) {
       const end = Date.now() + ms;
       for (;;) {
         const a = alerts();
-        if (pred(a)) return a;
-        if (Date.now() > end) return a;
+        if (pred(a) || Date.now() > end) return a;
         await new Promise((r) => setTimeout(r, 25));
       }
     },
-    stop(signal = 'SIGTERM') {
-      return new Promise((resolve) => {
-        if (proc.exitCode !== null) return resolve(proc.exitCode);
-        proc.once('exit', (code) => {
-          rmSync(work, { recursive: true, force: true });
-          resolve(code);
-        });
-        proc.kill(signal);
-      });
+    async stop(signal = 'SIGTERM') {
+      const code = await d.stop(signal);
+      rmSync(work, { recursive: true, force: true });
+      return code;
     },
   };
 }

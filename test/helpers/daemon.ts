@@ -1,0 +1,62 @@
+// Start one of ldguard's daemons (agent, collector) from the built CLI as a child process and wait
+// for its JSON "ready" log line; every log line is kept for the test to inspect.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI } from './cli.js';
+
+export type Log = Record<string, unknown>;
+
+export interface Daemon {
+  proc: ChildProcess;
+  ready: Log;
+  logs: Log[];
+  exited: Promise<number | null>;
+  /** Send the signal (SIGTERM by default) and wait for the exit code. */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number } = {}): Promise<Daemon> {
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const logs: Log[] = [];
+  let stderr = '';
+  let buf = '';
+  proc.stderr!.on('data', (d) => (stderr += String(d)));
+  // The exit code, or null when a signal ended it (as child_process reports).
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const dump = () => `${logs.map((l) => JSON.stringify(l)).join('\n')}\n${buf}\n${stderr}`;
+  const ready = await new Promise<Log>((resolve, reject) => {
+    const ms = opts.readyMs ?? 20_000;
+    const timer = setTimeout(() => reject(new Error(`${args[0]} not ready in ${ms} ms:\n${dump()}`)), ms);
+    proc.stdout!.on('data', (d) => {
+      buf += String(d);
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let j: Log;
+        try {
+          j = JSON.parse(line) as Log;
+        } catch {
+          j = { raw: line };
+        }
+        logs.push(j);
+        if (j.msg === 'ready') {
+          clearTimeout(timer);
+          resolve(j);
+        }
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args[0]} exited (${code}) before ready:\n${dump()}`));
+    });
+  });
+  return {
+    proc,
+    ready,
+    logs,
+    exited,
+    stop: (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
