@@ -66,7 +66,7 @@ function notRunning(path: string, code: string | undefined): LdgError {
   if (code === 'EACCES' || code === 'EPERM') {
     return new LdgError('LDG_ERR_SOCKET_PERM', `${path} is readable by root only; run 'sudo ldguard tail'`);
   }
-  return new LdgError('LDG_ERR_AGENT_NOT_RUNNING', `the agent is not running: nothing listens on ${path} (${code ?? 'no answer'}). Start it with 'systemctl start ldguard', or give the socket of a running agent with --socket PATH`);
+  return new LdgError('LDG_ERR_AGENT_NOT_RUNNING', `the agent is not running: nothing listens on ${path} (${code ?? 'no answer'}). Start it with 'systemctl start ldguard-agent' (or 'ldguard up'), or give the socket of a running agent with --socket PATH`);
 }
 
 async function* readBacklog(file: string, sinceMs: number): AsyncGenerator<{ line: string; alert: Alert }> {

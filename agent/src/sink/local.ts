@@ -72,7 +72,7 @@ export class LocalSink implements Sink {
         throw new LdgError('LDG_ERR_SOCKET_PATH', `${path} exists and is not a socket; remove it or set socket to another path in the agent config`);
       }
       if (await probe(path)) {
-        throw new LdgError('LDG_ERR_SOCKET_IN_USE', `another process (an agent already running?) listens on ${path}; stop it (systemctl stop ldguard) or set socket to another path`);
+        throw new LdgError('LDG_ERR_SOCKET_IN_USE', `another process (an agent already running?) listens on ${path}; stop it (systemctl stop ldguard-agent) or set socket to another path`);
       }
       await unlink(path);
     }
