@@ -50,6 +50,14 @@ export class Throttle {
     return null;
   }
 
+  /** When the earliest window holding alerts back ends (its summary is due then); null if none. */
+  nextDue(): number | null {
+    if (this.pending.length > 0) return 0;
+    let due: number | null = null;
+    for (const w of this.windows.values()) if (w.heldBack > 0 && (due === null || w.end < due)) due = w.end;
+    return due;
+  }
+
   /** Summary alerts for every window that has ended by nowMs (all of them with `all`). */
   flush(nowMs: number, all = false): Alert[] {
     const out = this.pending;

@@ -22,8 +22,6 @@ import { notifySystemd } from './systemd.js';
 import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
 import { agentId } from './identity.js';
 
-const TICK_MS = 1_000;
-
 export interface AgentHealth {
   source: string;
   degraded: boolean;
@@ -138,10 +136,6 @@ export class Agent {
 
     this.known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'));
     this.rescan('start');
-
-    const tick = setInterval(() => pipeline.tick(), TICK_MS);
-    tick.unref();
-    this.cleanup.push(() => clearInterval(tick));
 
     log.info({ source: source.name, degraded: source.degraded, watched: this.health.watched, prefixes: this.prefixes, root: cfg.root }, 'ready');
     notifySystemd('READY=1\nSTATUS=watching');

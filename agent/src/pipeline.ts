@@ -4,6 +4,7 @@
 // links, renames and directories are complete at once. The rules' verdict never waits: it is taken
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
+import { lstatSync } from 'node:fs';
 import { posix } from 'node:path';
 import { buildAlert } from '../../shared/alert.js';
 import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
@@ -36,11 +37,25 @@ interface Waiting {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * A new name that will see no write: a symlink, or a hard link to an existing file (ln makes no
+ * close-write event). Only those wait for nothing; a regular file with one link may still be written.
+ */
+function complete(realPath: string): boolean {
+  try {
+    const st = lstatSync(realPath);
+    return st.isSymbolicLink() || st.nlink > 1 || !st.isFile();
+  } catch {
+    return true; // gone already: nothing to wait for
+  }
+}
+
 export class Pipeline {
   private rules: readonly Rule[];
   private readonly throttle = new Throttle();
   private readonly waiting = new Map<string, Waiting>();
   private readonly inFlight = new Set<Promise<void>>();
+  private summaryTimer: NodeJS.Timeout | undefined;
   readonly counts = { events: 0, matched: 0, alerts: 0, heldBack: 0 };
 
   constructor(
@@ -87,13 +102,23 @@ export class Pipeline {
     }
   }
 
-  /** Emit summaries of max_signals windows that have ended. Called by the agent's timer. */
-  tick(nowMs = Date.now()): void {
-    for (const s of this.throttle.flush(nowMs)) this.o.emit(s);
+  /** Emit summaries of max_signals windows that have ended, and wake again for the next one. */
+  private tick(): void {
+    this.summaryTimer = undefined;
+    for (const s of this.throttle.flush(Date.now())) this.o.emit(s);
+    this.scheduleSummary();
+  }
+
+  // No timer runs while nothing is held back: an idle agent does not wake up.
+  private scheduleSummary(): void {
+    const due = this.throttle.nextDue();
+    if (due === null || this.summaryTimer) return;
+    this.summaryTimer = setTimeout(() => this.tick(), Math.max(0, due - Date.now()));
   }
 
   /** Finish every waiting alert and the open windows' summaries; for shutdown. */
   async drain(): Promise<void> {
+    clearTimeout(this.summaryTimer);
     for (const [path, w] of this.waiting) this.release(path, w);
     await Promise.all(this.inFlight);
     for (const s of this.throttle.flush(Date.now(), true)) this.o.emit(s);
@@ -131,7 +156,7 @@ export class Pipeline {
   }
 
   private hold(realPath: string, event: FileEvent, rule: Rule, waitForWrite: boolean): void {
-    if (!waitForWrite) {
+    if (!waitForWrite || complete(realPath)) {
       this.finish([{ event, rule }], realPath);
       return;
     }
@@ -166,6 +191,7 @@ export class Pipeline {
             this.o.emit(alert);
           } else {
             this.counts.heldBack++;
+            this.scheduleSummary();
           }
         }
       })

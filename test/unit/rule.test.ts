@@ -163,6 +163,7 @@ describe('max_signals per rule, host and interval window', () => {
     const passed = [0, 1, 2, 3, 4].map((i) => t.admit(alertFor(i), rule, t0 + i));
     expect(passed.filter(Boolean)).toHaveLength(3);
     expect(t.admit(alertFor(9, 'h2'), rule, t0 + 10)).not.toBeNull(); // another host has its own budget
+    expect(t.nextDue()).toBe(t0 + 300_000); // the summary is due when the window ends
     expect(t.flush(t0 + 299_999)).toEqual([]);
     const [summary, ...more] = t.flush(t0 + 300_000);
     expect(more).toEqual([]);
@@ -173,6 +174,7 @@ describe('max_signals per rule, host and interval window', () => {
     });
     expect(summary!.kibana.alert.reason).toContain('2 more alert(s)');
     expect(summary!.kibana.alert.uuid).not.toBe('u4');
+    expect(t.nextDue()).toBeNull(); // nothing held back: no timer needed
     // a new window starts with a fresh budget
     expect(t.admit(alertFor(5), rule, t0 + 300_001)).not.toBeNull();
   });
