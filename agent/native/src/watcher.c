@@ -303,6 +303,8 @@ int ldg_watcher_start(struct ldg_watcher *w, struct ldg_err *err) {
     return -1;
   }
   w->thread_started = 1;
+  /* Named so that top -H and /proc/PID/task show what the agent's CPU goes to. */
+  pthread_setname_np(w->thread, "ldg-fanotify");
   return 0;
 }
 
