@@ -134,7 +134,9 @@ export class Agent {
       log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, pid: r.pid }, 'self-test passed');
     }
 
-    this.known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'));
+    const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'));
+    this.known = known;
+    this.cleanup.push(() => known.flush());
     this.rescan('start');
 
     log.info({ source: source.name, degraded: source.degraded, watched: this.health.watched, prefixes: this.prefixes, root: cfg.root }, 'ready');
@@ -179,21 +181,28 @@ export class Agent {
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
     for (const d of subdirs) if (!this.marked.has(d)) void this.markDirectory(d, false);
+    let reported: typeof found = [];
     const fresh = this.known.diff(found);
     if (this.known.firstRun || !report) {
       this.log.info({ why, files: found.map((f) => f.hostPath) }, this.known.firstRun ? 'first run: baseline of rule-matching files recorded' : 'baseline of rule-matching files recorded');
     } else if (fresh.length > 0) {
       this.log.warn({ why, files: fresh.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
       this.pipeline.handleRescan(fresh);
+      reported = fresh;
     }
-    this.known.replace(found);
+    // Fresh files stay out of the baseline until their alerts are accepted (see emit).
+    const pending = new Set(reported);
+    this.known.replace(found.filter((f) => !pending.has(f)));
   }
 
   private emit(alert: Alert): void {
     const how = alert.ldguard?.attribution ?? 'unknown';
     this.attributed[how] = (this.attributed[how] ?? 0) + 1;
-    if (alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
-    this.sinks?.send(alert);
+    // The file joins the baseline only once its alert is accepted (spooled): a crash in between
+    // leaves it out, so the next start's rescan reports it rather than losing it.
+    void this.sinks?.send(alert).then(() => {
+      if (alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
+    });
   }
 
   /** SIGHUP: reload config and rules; on any error keep running with the old ones. */

@@ -8,7 +8,8 @@ import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { toHostPath, type WatchDir } from './watch-dirs.js';
 
-const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
+const MAX_DEPTH = 8;
+const SAVE_DELAY_MS = 500; // alerts in a burst share one baseline write // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
 
 export interface FoundFile {
   hostPath: string;
@@ -75,6 +76,7 @@ export function scanMatching(
 /** The baseline: host path → inode, persisted atomically in the state dir. */
 export class KnownFiles {
   private known = new Map<string, number>();
+  private saveTimer: NodeJS.Timeout | undefined;
   private constructor(
     private readonly file: string,
     private noBaseline: boolean,
@@ -105,12 +107,26 @@ export class KnownFiles {
   replace(found: readonly FoundFile[]): void {
     this.known = new Map(found.map((f) => [f.hostPath, f.inode]));
     this.noBaseline = false;
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
     this.save();
   }
 
+  /** Record one file; saved shortly after, off the hot path (a lost update only repeats an alert). */
   add(hostPath: string, inode: number): void {
     if (this.known.get(hostPath) === inode) return;
     this.known.set(hostPath, inode);
+    this.saveTimer ??= setTimeout(() => {
+      this.saveTimer = undefined;
+      this.save();
+    }, SAVE_DELAY_MS).unref();
+  }
+
+  /** Save now if anything is waiting; for shutdown. */
+  flush(): void {
+    if (!this.saveTimer) return;
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
     this.save();
   }
 

@@ -14,7 +14,8 @@ import type { Sink } from './sink.js';
 import { WebSocketSink } from './websocket.js';
 
 export interface Sinks {
-  send(a: Alert): void;
+  /** Resolves once every sink has taken the alert (the spool: fsync'd) or refused it (logged). */
+  send(a: Alert): Promise<void>;
   /** The collector link's health, when there is one. */
   delivery(): ReturnType<WebSocketSink['health']> | null;
   close(): Promise<void>;
@@ -54,16 +55,18 @@ export async function openSinks(
   log.info({ sinks: opened.map((o) => o.name), collector: ws?.url.href ?? null }, 'sinks open');
   const inFlight = new Set<Promise<void>>();
   return {
-    send(a) {
+    async send(a) {
       // Each sink queues in call order, so calling them all now keeps every sink's order while the
       // alerts file and tail need not wait for the spool's fsync.
-      for (const { name, sink } of opened) {
+      const all = opened.map(({ name, sink }) => {
         const p: Promise<void> = sink
           .send(a)
           .catch((err: unknown) => log.error({ sink: name, alert: a.kibana.alert.uuid, err: errorMessage(err) }, 'a sink refused an alert'))
           .finally(() => inFlight.delete(p));
         inFlight.add(p);
-      }
+        return p;
+      });
+      await Promise.all(all);
     },
     delivery: () => ws?.health() ?? null,
     async close() {
