@@ -1,0 +1,162 @@
+// The collector under N simulated agents: the real collector (max_connections = N, so the extra
+// connections find the limit), the load client in a child process of its own with a raised file
+// limit, and the collector's memory and CPU read from /proc at each step the client reports.
+import { spawn } from 'node:child_process';
+import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { startCollector } from './collector.js';
+import type { LoadConfig } from './load-client.js';
+import { cpuSeconds, peakRssMb, rssMb } from './stats.js';
+
+export interface LoadOptions {
+  connections: number;
+  extra: number;
+  holdMs: number;
+  /** Heartbeat period of every simulated agent (the protocol's default is 10 s). */
+  heartbeatMs: number;
+  lightAgents: number;
+  lightMs: number;
+  burstAgents: number;
+  burstMs: number;
+  floodAlerts: number;
+  deadlineMs: number;
+}
+
+type Quantiles = { p50: number | null; p99: number | null; max: number | null };
+
+export interface LoadResult {
+  connections: number;
+  held: number;
+  rampMs: number;
+  refusedDuringRamp: Record<string, number>;
+  heartbeatMs: number;
+  /** The longest gap between one agent's heartbeats as the client sent them (client-side lateness). */
+  maxBeatGapMs: number | null;
+  rssIdleMb: number | null;
+  rssHeldMb: number | null;
+  rssPerConnKb: number | null;
+  peakRssMb: number | null;
+  collectorCpuS: number | null;
+  light: { agents: number; offeredPerSec: number; ackMs: Quantiles } | null;
+  heavy: { agents: number; ms: number; alertsAcked: number; ackMs: Quantiles } | null;
+  alertsPerSec: number | null;
+  flood: { alerts: number; perFrame: number; ackedAlerts: number; ms: number; lastAckMs: number | null; stillOpen: boolean; closeCode: number | null } | null;
+  extra: { tried: number; held: number; refused: Record<string, number> };
+  stillOpen: number;
+  closes: Record<string, number>;
+  storedTotal: number | null;
+  healthAfter: string;
+  collectorExit: number | null;
+  /** What the collector logged at warning level or above, by message. */
+  warnings: Record<string, number>;
+  timedOut: boolean;
+  error?: string;
+}
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, timeout: 5_000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += String(d)));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', (err) => resolve({ status: 0, body: err.message }));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
+  const c = await startCollector({ config: { max_connections: o.connections }, nofile: 20_000 });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const rssIdle = rssMb(c.pid) ?? null;
+    const cpu0 = cpuSeconds(c.pid);
+    const cfg: LoadConfig = {
+      url: c.url,
+      token: c.agentToken,
+      connections: o.connections,
+      extra: o.extra,
+      rampConcurrency: 200,
+      heartbeatMs: o.heartbeatMs,
+      holdMs: o.holdMs,
+      lightAgents: o.lightAgents,
+      lightMs: o.lightMs,
+      burstAgents: o.burstAgents,
+      burstMs: o.burstMs,
+      batchSize: 50,
+      inflight: 2,
+      floodAlerts: o.floodAlerts,
+      deadlineMs: o.deadlineMs,
+      localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`),
+    };
+    const client = fileURLToPath(new URL('./load-client.js', import.meta.url));
+    const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$0" "$1" "$2"', process.execPath, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let rssHeld: number | null = null;
+    let result: Record<string, unknown> = {};
+    let stderr = '';
+    p.stderr!.on('data', (d) => (stderr += String(d)));
+    let buf = '';
+    p.stdout!.on('data', (d) => {
+      buf += String(d);
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let m: Record<string, unknown>;
+        try {
+          m = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        // Memory once every agent has connected and sent a few heartbeats, before any alert.
+        if (m.event === 'holding') rssHeld = rssMb(c.pid) ?? null;
+        if (m.event === 'result' || m.event === 'error') result = m;
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => p.once('exit', resolve));
+    if (code !== 0 && !result.event) throw new Error(`load client exited ${code}: ${stderr.slice(-500)}`);
+    const cpu1 = cpuSeconds(c.pid);
+    const peak = peakRssMb(c.pid) ?? null;
+    const health = await get(c.port, '/healthz');
+    const metrics = await get(c.port, '/metrics');
+    const stored = /^ldguard_collector_alerts_stored_total (\d+)/m.exec(metrics.body);
+    const heavy = (result.heavy as LoadResult['heavy']) ?? null;
+    const out: LoadResult = {
+      connections: o.connections,
+      held: Number(result.held ?? 0),
+      rampMs: Number(result.rampMs ?? NaN),
+      refusedDuringRamp: {},
+      heartbeatMs: o.heartbeatMs,
+      maxBeatGapMs: typeof result.maxBeatGapMs === 'number' ? result.maxBeatGapMs : null,
+      rssIdleMb: rssIdle,
+      rssHeldMb: rssHeld,
+      rssPerConnKb: null,
+      peakRssMb: peak,
+      collectorCpuS: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : null,
+      light: (result.light as LoadResult['light']) ?? null,
+      heavy,
+      alertsPerSec: heavy && heavy.ms > 0 ? (heavy.alertsAcked * 1000) / heavy.ms : null,
+      flood: (result.flood as LoadResult['flood']) ?? null,
+      extra: (result.extra as LoadResult['extra']) ?? { tried: o.extra, held: 0, refused: {} },
+      stillOpen: Number(result.stillOpen ?? 0),
+      closes: (result.closes as Record<string, number>) ?? {},
+      storedTotal: stored ? Number(stored[1]) : null,
+      healthAfter: health.status === 200 ? 'answers /healthz 200' : `healthz: ${health.status} ${health.body.slice(0, 80)}`,
+      collectorExit: null,
+      warnings: {},
+      timedOut: Boolean(result.timedOut),
+    };
+    if (rssHeld !== null && rssIdle !== null && out.held > 0) out.rssPerConnKb = ((rssHeld - rssIdle) * 1024) / out.held;
+    for (const [k, v] of Object.entries((result.refused as Record<string, number>) ?? {})) {
+      const n = v - (out.extra.refused[k] ?? 0);
+      if (n > 0) out.refusedDuringRamp[k] = n;
+    }
+    if (result.event === 'error') out.error = `load client: ${String(result.message)}`;
+    for (const l of c.logs()) if (l.msg !== 'ready') out.warnings[String(l.msg)] = (out.warnings[String(l.msg)] ?? 0) + 1;
+    out.collectorExit = await c.stop();
+    return out;
+  } finally {
+    if (!c.exited()) await c.stop();
+  }
+}

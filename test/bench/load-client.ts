@@ -1,0 +1,304 @@
+// Child process of the collector load test: N simulated agents as real `ws` WebSocket clients
+// speaking shared/protocol.ts to a collector on loopback. Bounded in count (the config) and in time
+// (a hard deadline after which it reports what it has and exits). Run it through a shell that
+// raises RLIMIT_NOFILE: `sh -c 'ulimit -n 20000 && exec node load-client.js CONFIG_JSON'`.
+//
+// Sequence: ramp up `connections` (each says hello, then heartbeats every heartbeatMs from its own
+// connect, as the agent does) → hold → light: some agents send a small batch a second each (ack
+// latency when the collector keeps up) → heavy: `burstAgents` agents each keep 2 batches unacked
+// (throughput; ack latency then is queueing) → one agent sends more than its rate-limit burst at
+// once → `extra` more connections try to get past max_connections → report.
+// Progress and the result are JSON lines on stdout ({"event": ...}).
+import { randomUUID } from 'node:crypto';
+import WebSocket from 'ws';
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../../shared/protocol.js';
+
+export interface LoadConfig {
+  url: string;
+  token: string;
+  connections: number;
+  extra: number;
+  rampConcurrency: number;
+  heartbeatMs: number;
+  holdMs: number;
+  lightAgents: number;
+  lightMs: number;
+  burstAgents: number;
+  burstMs: number;
+  batchSize: number;
+  inflight: number;
+  floodAlerts: number;
+  deadlineMs: number;
+  /** Loopback source addresses to spread the connections over (ephemeral ports per address). */
+  localAddresses: string[];
+}
+
+const cfg = JSON.parse(process.argv[2] ?? '{}') as LoadConfig;
+const t0 = performance.now();
+const emit = (event: string, data: Record<string, unknown> = {}) => process.stdout.write(`${JSON.stringify({ event, t: Math.round(performance.now() - t0), ...data })}\n`);
+
+const SEED = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
+
+/** An alert shaped and sized like the agent's (about 2.5 kB of JSON). */
+function alert(agent: number, i: number): Record<string, unknown> {
+  const now = new Date().toISOString();
+  const uuid = randomUUID();
+  const name = `ld-linux-x86-64.so.2.load${agent}-${i}`;
+  return {
+    '@timestamp': now,
+    event: { kind: 'signal', category: ['file'], type: ['creation'], action: 'creation', dataset: 'endpoint.events.file', module: 'endpoint', created: now, id: randomUUID() },
+    file: { path: `/usr/lib64/${name}`, name, directory: '/usr/lib64', size: 4, mode: '0755', owner: 'root', group: 'root', inode: String(1000 + i), hash: { sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } },
+    process: { pid: 4242 + i, name: 'cp', executable: '/usr/bin/cp', args: ['cp', '/tmp/x', `/usr/lib64/${name}`], working_directory: '/root', entity_id: randomUUID().replace(/-/g, ''), parent: { pid: 4000, name: 'bash', executable: '/usr/bin/bash' }, user: { id: '0', name: 'root' }, group: { id: '0', name: 'root' } },
+    host: { name: `load-agent-${agent}`, id: `load-agent-${agent}`, os: { name: 'Debian GNU/Linux', version: '12', kernel: '6.1.0', family: 'debian', platform: 'debian', type: 'linux' }, architecture: 'x86_64', ip: ['127.0.0.1'] },
+    agent: { id: `load-agent-${agent}`, type: 'ldguard', version: '0.1.0', name: `load-agent-${agent}` },
+    rule: { id: SEED, name: 'Dynamic Linker (ld.so) Creation', description: 'This rule detects the creation of the dynamic linker (ld.so) file.', severity: 'low', risk_score: 21, tags: ['Domain: Endpoint', 'OS: Linux', 'Tactic: Defense Evasion'] },
+    kibana: { alert: { uuid, severity: 'low', workflow_status: 'open', risk_score: 21, reason: `file event with process cp, file ${name}, by root on load-agent-${agent} created low alert Dynamic Linker (ld.so) Creation.`, rule: { rule_id: SEED, name: 'Dynamic Linker (ld.so) Creation', uuid: SEED, version: 1 }, original_time: now } },
+    ldguard: { attribution: 'exec_cache', source: 'fanotify' },
+    ecs: { version: '8.11.0' },
+  };
+}
+
+interface Agent {
+  id: number;
+  ws: WebSocket;
+  open: boolean;
+  closedCode?: number;
+  seq: number;
+  sent: number;
+  /** Batches on the wire: last seq of the batch → send time and size. */
+  pending: Map<number, { sentAt: number; size: number }>;
+  /** Where this agent's ack latencies go. */
+  lat: number[];
+  heartbeat?: NodeJS.Timeout;
+  lastBeat: number;
+  onAck?: () => void;
+}
+
+const agents: Agent[] = [];
+const lightAckMs: number[] = [];
+const heavyAckMs: number[] = [];
+const floodAckMs: number[] = [];
+let acked = 0;
+/** The longest gap between two heartbeats of one agent as this client sent them. */
+let maxBeatGapMs = 0;
+const refused = new Map<string, number>();
+const closes = new Map<number, number>();
+const bump = <K>(m: Map<K, number>, k: K) => m.set(k, (m.get(k) ?? 0) + 1);
+
+function heartbeat(a: Agent): void {
+  if (!a.open) return;
+  const now = performance.now();
+  maxBeatGapMs = Math.max(maxBeatGapMs, now - a.lastBeat);
+  a.lastBeat = now;
+  a.ws.send(JSON.stringify({
+    type: 'heartbeat',
+    v: PROTOCOL_VERSION,
+    health: { spoolDepth: a.pending.size, spoolBytes: 0, spoolOverflow: 0, spoolTorn: 0, eventsLost: 0, source: { name: 'fanotify', degraded: false }, uptimeSec: Math.round((now - t0) / 1000) },
+  }));
+}
+
+function connect(id: number): Promise<Agent | null> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`${cfg.url}/agent`, {
+      headers: { Authorization: `Bearer ${cfg.token}` },
+      perMessageDeflate: false,
+      handshakeTimeout: 20_000,
+      localAddress: cfg.localAddresses[id % cfg.localAddresses.length],
+    });
+    const a: Agent = { id, ws, open: false, seq: 1, sent: 0, pending: new Map(), lat: heavyAckMs, lastBeat: performance.now() };
+    let settled = false;
+    const done = (v: Agent | null) => {
+      if (!settled) {
+        settled = true;
+        resolve(v);
+      }
+    };
+    ws.on('unexpected-response', (_req, res) => {
+      bump(refused, `HTTP ${res.statusCode}`);
+      res.resume();
+      ws.terminate();
+      done(null);
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (!a.open && !settled) {
+        bump(refused, err.code ?? err.message.slice(0, 40));
+        done(null);
+      }
+    });
+    ws.on('open', () => {
+      a.open = true;
+      ws.send(JSON.stringify({
+        type: 'hello',
+        v: PROTOCOL_VERSION,
+        heartbeatMs: cfg.heartbeatMs,
+        agent: {
+          agentId: `load-agent-${id}`, version: '0.1.0', hostname: `load-agent-${id}`,
+          host: { architecture: 'x86_64', ip: ['127.0.0.1'], os: { name: 'Debian GNU/Linux', version: '12', kernel: '6.1.0' } },
+          rules: { count: 1, ids: [SEED] }, source: { name: 'fanotify', degraded: false }, attribution: { degraded: false },
+        },
+      }));
+      a.lastBeat = performance.now();
+      a.heartbeat = setInterval(() => heartbeat(a), cfg.heartbeatMs);
+      done(a);
+    });
+    ws.on('message', (data) => {
+      let m: { type?: string; upTo?: number };
+      try {
+        m = JSON.parse(String(data)) as typeof m;
+      } catch {
+        return;
+      }
+      if (m.type !== 'ack' || typeof m.upTo !== 'number') return;
+      const now = performance.now();
+      for (const [last, b] of a.pending) {
+        if (last > m.upTo) continue;
+        a.pending.delete(last);
+        a.lat.push(now - b.sentAt);
+        acked += b.size;
+      }
+      a.onAck?.();
+    });
+    ws.on('close', (code) => {
+      if (a.open) bump(closes, code);
+      a.open = false;
+      a.closedCode = code;
+      clearInterval(a.heartbeat);
+      a.onAck?.();
+    });
+  });
+}
+
+function sendBatch(a: Agent, size: number): void {
+  const alerts = Array.from({ length: size }, () => alert(a.id, a.sent++));
+  const seq = a.seq;
+  a.seq += size;
+  a.pending.set(seq + size - 1, { sentAt: performance.now(), size });
+  a.ws.send(`{"type":"alerts","v":${PROTOCOL_VERSION},"seq":${seq},"alerts":${JSON.stringify(alerts)}}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** Keeps `inflight` batches unacked until `until`. */
+async function saturate(a: Agent, until: number): Promise<void> {
+  while (a.open && performance.now() < until) {
+    while (a.open && a.pending.size < cfg.inflight && performance.now() < until) sendBatch(a, cfg.batchSize);
+    await new Promise<void>((r) => {
+      a.onAck = r;
+      setTimeout(r, 1_000);
+    });
+  }
+}
+
+async function drain(list: Agent[], ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  while (list.some((a) => a.open && a.pending.size > 0) && performance.now() < end) await sleep(20);
+}
+
+function q(values: number[]): { p50: number | null; p99: number | null; max: number | null } {
+  const s = [...values].sort((x, y) => x - y);
+  const at = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : null);
+  return { p50: at(50), p99: at(99), max: s.length ? s[s.length - 1]! : null };
+}
+
+const result: Record<string, unknown> = {};
+
+function summary(): Record<string, unknown> {
+  return {
+    ...result,
+    stillOpen: agents.filter((a) => a.open).length,
+    closes: Object.fromEntries(closes),
+    refused: Object.fromEntries(refused),
+    maxBeatGapMs: Math.round(maxBeatGapMs),
+  };
+}
+
+async function main(): Promise<void> {
+  const deadline = t0 + cfg.deadlineMs;
+  const hardStop = setTimeout(() => {
+    emit('result', { ...summary(), timedOut: true });
+    process.exit(0);
+  }, cfg.deadlineMs + 15_000);
+  hardStop.unref();
+
+  // Ramp: a bounded number of handshakes at once, as agents reconnecting after a collector restart.
+  let next = 0;
+  const rampStart = performance.now();
+  await Promise.all(Array.from({ length: cfg.rampConcurrency }, async () => {
+    while (next < cfg.connections && performance.now() < deadline) {
+      const a = await connect(next++);
+      if (a) agents.push(a);
+    }
+  }));
+  result.rampMs = Math.round(performance.now() - rampStart);
+  result.held = agents.filter((a) => a.open).length;
+  emit('held', { held: result.held, rampMs: result.rampMs });
+
+  // Hold: everyone connected and heartbeating, nothing else, so memory per connection can be read.
+  await sleep(Math.min(cfg.holdMs, deadline - performance.now()));
+  emit('holding', { open: agents.filter((a) => a.open).length });
+
+  // Light: a batch of 5 alerts a second from each of lightAgents agents.
+  const light = agents.filter((a) => a.open).slice(0, cfg.lightAgents);
+  for (const a of light) a.lat = lightAckMs;
+  const lStart = performance.now();
+  const lEnd = Math.min(lStart + cfg.lightMs, deadline);
+  await Promise.all(light.map(async (a) => {
+    await sleep(Math.random() * 1000);
+    while (a.open && performance.now() < lEnd) {
+      sendBatch(a, 5);
+      await sleep(1000);
+    }
+  }));
+  await drain(light, 10_000);
+  result.light = { agents: light.length, offeredPerSec: light.length * 5, ackMs: q(lightAckMs) };
+
+  // Heavy: burstAgents agents each keep `inflight` batches unacked, all others heartbeating.
+  const heavy = agents.filter((a) => a.open).slice(0, cfg.burstAgents);
+  for (const a of heavy) a.lat = heavyAckMs;
+  const ackedBefore = acked;
+  const hStart = performance.now();
+  await Promise.all(heavy.map((a) => saturate(a, Math.min(hStart + cfg.burstMs, deadline))));
+  await drain(heavy, 20_000);
+  result.heavy = { agents: heavy.length, ms: Math.round(performance.now() - hStart), alertsAcked: acked - ackedBefore, ackMs: q(heavyAckMs) };
+  emit('heavy', result.heavy as Record<string, unknown>);
+
+  // Flood: one agent sends more than its rate-limit burst at once, in frames under the size limit.
+  const f = agents.find((a) => a.open && !heavy.includes(a) && !light.includes(a));
+  if (f && cfg.floodAlerts > 0 && performance.now() < deadline) {
+    f.lat = floodAckMs;
+    const per = Math.max(1, Math.floor((MAX_FRAME_BYTES * 0.8) / JSON.stringify(alert(f.id, 0)).length));
+    const fStart = performance.now();
+    const ackedAtStart = acked;
+    for (let n = 0; n < cfg.floodAlerts; n += per) sendBatch(f, Math.min(per, cfg.floodAlerts - n));
+    const fEnd = Math.min(performance.now() + 30_000, deadline + 10_000);
+    while (f.open && f.pending.size > 0 && performance.now() < fEnd) await sleep(20);
+    result.flood = { alerts: cfg.floodAlerts, perFrame: per, ackedAlerts: acked - ackedAtStart, ms: Math.round(performance.now() - fStart), lastAckMs: q(floodAckMs).max, stillOpen: f.open, closeCode: f.closedCode ?? null };
+  }
+
+  // Past max_connections: the collector should refuse with 503 and keep serving the others.
+  const refusedBefore = new Map(refused);
+  let extraHeld = 0;
+  for (let i = 0; i < cfg.extra && performance.now() < deadline + 5_000; i++) {
+    const a = await connect(cfg.connections + i);
+    if (a) {
+      extraHeld++;
+      agents.push(a);
+    }
+  }
+  const extraRefused: Record<string, number> = {};
+  for (const [k, v] of refused) if (v - (refusedBefore.get(k) ?? 0) > 0) extraRefused[k] = v - (refusedBefore.get(k) ?? 0);
+  result.extra = { tried: cfg.extra, held: extraHeld, refused: extraRefused };
+
+  emit('result', summary());
+  for (const a of agents) {
+    clearInterval(a.heartbeat);
+    a.ws.terminate();
+  }
+  clearTimeout(hardStop);
+  setTimeout(() => process.exit(0), 200);
+}
+
+main().catch((err: unknown) => {
+  emit('error', { message: (err as Error).message });
+  process.exit(1);
+});
