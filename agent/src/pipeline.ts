@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { posix } from 'node:path';
 import { buildAlert } from '../../shared/alert.js';
-import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { ECS_VERSION, type Alert, type EcsAgent, type EcsFile, type EcsHost, type FileEvent } from '../../shared/ecs.js';
 import type { Logger } from '../../shared/log.js';
 import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
@@ -179,22 +179,25 @@ export class Pipeline {
   }
 
   private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: string): void {
-    const p = fileFacts(realPath, this.o.hashMaxBytes, this.o.names)
-      .then((facts) => {
-        for (const { event, rule } of items) {
-          event.file = { ...event.file, ...facts };
-          const now = Date.now();
-          for (const s of this.throttle.flush(now)) this.o.emit(s);
-          const alert = this.throttle.admit(buildAlert(event, rule, new Date(now).toISOString()), rule, now);
-          if (alert) {
-            this.counts.alerts++;
-            this.o.emit(alert);
-          } else {
-            this.counts.heldBack++;
-            this.scheduleSummary();
-          }
+    const conclude = (facts: Partial<EcsFile>) => {
+      for (const { event, rule } of items) {
+        event.file = { ...event.file, ...facts };
+        const now = Date.now();
+        for (const s of this.throttle.flush(now)) this.o.emit(s);
+        const alert = this.throttle.admit(buildAlert(event, rule, new Date(now).toISOString()), rule, now);
+        if (alert) {
+          this.counts.alerts++;
+          this.o.emit(alert);
+        } else {
+          this.counts.heldBack++;
+          this.scheduleSummary();
         }
-      })
+      }
+    };
+    const facts = fileFacts(realPath, this.o.hashMaxBytes, this.o.names);
+    if (!(facts instanceof Promise)) return conclude(facts); // the common case: no thread-pool hop
+    const p = facts
+      .then(conclude)
       .catch((err: unknown) => this.o.log.error({ err, path: realPath }, 'could not complete an alert'))
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);

@@ -766,7 +766,7 @@ describe('ldguard tail and the local socket', () => {
   it('says the agent is not running, and how to start it, when nothing listens', () => {
     const r = spawnSync(process.execPath, [CLI, 'tail', '--socket', join(work, 'no-such.sock')], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/LDG_ERR_AGENT_NOT_RUNNING: the agent is not running: nothing listens on \S+no-such\.sock \(ENOENT\)\. Start it with 'systemctl start ldguard'/);
+    expect(r.stderr).toMatch(/LDG_ERR_AGENT_NOT_RUNNING: the agent is not running: nothing listens on \S+no-such\.sock \(ENOENT\)\. Start it with 'systemctl start ldguard-agent'/);
     expect(r.stdout).toBe('');
   });
 
