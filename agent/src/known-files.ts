@@ -142,3 +142,51 @@ export class KnownFiles {
     renameSync(tmp, this.file);
   }
 }
+
+/**
+ * Files seen in the last few seconds, by live event or by rescan, so that one file gives one
+ * alert when both see it (a rescan racing a late live event). Keyed by real path and inode; the
+ * time bound keeps a later file that reuses the inode from being taken for the same one.
+ */
+export class RecentFiles {
+  private readonly byPath = new Map<string, { inode: number; at: number; how: 'live' | 'rescan' }>();
+
+  constructor(private readonly windowMs = 5_000) {}
+
+  live(realPath: string): void {
+    const inode = inodeOf(realPath);
+    if (inode !== null) this.put(realPath, inode, 'live');
+  }
+
+  rescanned(realPath: string, inode: number): void {
+    this.put(realPath, inode, 'rescan');
+  }
+
+  wasLive(realPath: string, inode: number): boolean {
+    return this.fresh(realPath, inode, 'live');
+  }
+
+  fromRescan(realPath: string): boolean {
+    const inode = inodeOf(realPath);
+    return inode !== null && this.fresh(realPath, inode, 'rescan');
+  }
+
+  private fresh(realPath: string, inode: number, how: 'live' | 'rescan'): boolean {
+    const e = this.byPath.get(realPath);
+    return !!e && e.how === how && e.inode === inode && Date.now() - e.at < this.windowMs;
+  }
+
+  private put(realPath: string, inode: number, how: 'live' | 'rescan'): void {
+    const now = Date.now();
+    this.byPath.set(realPath, { inode, at: now, how });
+    if (this.byPath.size > 4096) for (const [p, e] of this.byPath) if (now - e.at >= this.windowMs) this.byPath.delete(p);
+  }
+}
+
+function inodeOf(path: string): number | null {
+  try {
+    return lstatSync(path).ino;
+  } catch {
+    return null;
+  }
+}

@@ -96,3 +96,23 @@ describe('agent configuration', () => {
     expect(Object.isFrozen(cfg)).toBe(true);
   });
 });
+
+describe('one file, one alert when a rescan and a live event both see it', () => {
+  it('a live event after a rescan report is recognised, for the same inode and only briefly', async () => {
+    const { RecentFiles } = await import('../../agent/src/known-files.js');
+    const dir = tmp();
+    const file = join(dir, 'ld-linux.so.2');
+    writeFileSync(file, 'x');
+    const ino = (await import('node:fs')).statSync(file).ino;
+    const seen = new RecentFiles(200);
+    expect(seen.fromRescan(file)).toBe(false);
+    seen.rescanned(file, ino);
+    expect(seen.fromRescan(file)).toBe(true);
+    expect(seen.wasLive(file, ino)).toBe(false);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(seen.fromRescan(file)).toBe(false); // later: a new creation, not the same one
+    seen.live(file);
+    expect(seen.wasLive(file, ino)).toBe(true);
+    expect(seen.wasLive(file, ino + 1)).toBe(false); // another inode is another file
+  });
+});
