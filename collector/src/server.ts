@@ -28,6 +28,7 @@ import { parseListen, type CollectorConfig } from './config.js';
 import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
 import type { Store, TokenInfo } from './store/sqlite.js';
+import { Dashboard } from './web.js';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
 
@@ -89,6 +90,8 @@ export class CollectorServer {
   readonly ingest: Ingest;
   readonly api: Api;
   readonly http: Server;
+  /** The web dashboard (collector/src/web.ts); undefined if it could not start (logged). */
+  readonly dashboard: Dashboard | undefined;
   private readonly cfg: Readonly<CollectorConfig>;
   private readonly store: Store;
   private readonly log: Logger;
@@ -121,6 +124,16 @@ export class CollectorServer {
       connectedAgents: () => new Set(this.byAgent.keys()),
       connections: () => this.conns.size,
     });
+    // The dashboard is an extra: if its files cannot be opened, agents and the API work without it.
+    try {
+      this.dashboard = new Dashboard({
+        store: this.store, ingest: this.ingest, log: this.log, version: VERSION, tls: Boolean(this.cfg.tlsCert && this.cfg.tlsKey),
+        connectedAgents: () => new Set(this.byAgent.keys()),
+      });
+      this.dashboard.mount(this.api, (path, handler) => this.addUpgradeHandler(path, handler));
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'the dashboard could not start; agents and the API are served without it');
+    }
     this.tlsClientCa = Boolean(this.cfg.tlsClientCa);
     if (this.cfg.tlsCert && this.cfg.tlsKey) {
       const read = (p: string, what: string) => {
@@ -173,6 +186,7 @@ export class CollectorServer {
       });
     });
     this.dataVersion = this.store.dataVersion();
+    this.dashboard?.start();
     this.pingTimer = setInterval(() => this.pingAll(), this.cfg.pingIntervalMs);
     this.sweepTimer = setInterval(() => this.sweep(), this.cfg.sweepIntervalMs);
     const addr = this.http.address() as AddressInfo;
@@ -384,6 +398,7 @@ export class CollectorServer {
     clearInterval(this.pingTimer);
     clearInterval(this.sweepTimer);
     const stopped = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    await this.dashboard?.close();
     for (const c of this.conns) c.pause('closing');
     await Promise.race([this.ingest.flush(), new Promise((r) => setTimeout(r, 10_000).unref())]);
     const closed = [...this.conns].map((c) => new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@ import { DEFAULTS, loadCollectorConfig } from '../../../collector/src/config.js'
 import { CollectorServer } from '../../../collector/src/server.js';
 import { Store } from '../../../collector/src/store/sqlite.js';
 import { parseOptions } from '../args.js';
+import { notifySystemd } from '../systemd.js';
 
 const HELP = `Usage: ldguard collector [--listen HOST:PORT] [--db FILE] [--config FILE]
 
@@ -36,14 +37,22 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadCollectorConfig(values.config, { listen: values.listen, db: values.db });
   const store = Store.open(config.db, { workers: true });
   let server: CollectorServer;
+  let addr: Awaited<ReturnType<CollectorServer['listen']>>;
   try {
     server = new CollectorServer({ config, store, log });
-    const addr = await server.listen();
+    addr = await server.listen();
     log.info({ host: addr.address, port: addr.port, tls: Boolean(config.tlsCert), db: config.db, version: VERSION }, 'ready');
   } catch (err) {
     await store.close();
     throw err;
   }
+  // Under systemd (Type=notify, WatchdogSec=): ready only once the port is open; the watchdog
+  // ping comes from the event loop, so a collector whose loop is stuck gets restarted.
+  const onNotifyError = (msg: string) => log.warn(msg);
+  notifySystemd(`READY=1\nSTATUS=listening on ${addr.address}:${addr.port}`, onNotifyError);
+  const watchdogUs = Number(process.env.WATCHDOG_USEC);
+  const watchdog = watchdogUs > 0 ? setInterval(() => notifySystemd('WATCHDOG=1', onNotifyError), Math.max(1, Math.floor(watchdogUs / 2000))) : undefined;
+  watchdog?.unref();
 
   // Teardown always runs to the end: stop accepting, commit and ack what arrived, close the db.
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -51,6 +60,8 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   log.info({ signal }, 'stopping: no new connections; committing what was received');
+  notifySystemd('STOPPING=1', onNotifyError);
+  if (watchdog) clearInterval(watchdog);
   let code = 0;
   try {
     await server.close();

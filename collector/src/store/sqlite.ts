@@ -7,6 +7,9 @@
 //           with the columns the API filters on and the ECS document as sent (doc)
 //   agents  one row per agent id: first/last seen, version, host facts, health, spool depth
 //   tokens  SHA-256 of each token (never the token), name, role agent|admin, created, revoked
+//   alert_history  each workflow status change (who, when), for the dashboard
+//   (the dashboard adds web_passwords and web_sessions, collector/src/auth.ts, and keeps its search
+//   index and counts in a database of its own beside this one, collector/src/web/indexer.ts)
 //
 // Threads: the collector's event loop serves every agent, so nothing slow runs on it. Group commits
 // run in a writer worker thread with its own connection (Store.open with `workers`): the main
@@ -156,6 +159,16 @@ CREATE TABLE IF NOT EXISTS tokens (
   revoked INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tokens_active_name ON tokens (name) WHERE revoked IS NULL;
+-- For the dashboard (collector/src/web): its status filter and counts use the alerts someone has
+-- triaged. Partial, because alerts arrive open: ingest never writes to this index.
+CREATE INDEX IF NOT EXISTS alerts_triaged ON alerts (status, ts DESC, id DESC) WHERE status <> 'open';
+-- Each workflow change (who, when), for the alert's history; written by setStatus only, never by ingest.
+CREATE TABLE IF NOT EXISTS alert_history (alert_id INTEGER NOT NULL, status TEXT NOT NULL, by TEXT, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS alert_history_alert ON alert_history (alert_id, at);
+CREATE TRIGGER IF NOT EXISTS alerts_status_history AFTER UPDATE OF status ON alerts WHEN old.status IS NOT new.status
+BEGIN
+  INSERT INTO alert_history (alert_id, status, by, at) VALUES (new.id, new.status, new.status_by, new.status_at);
+END;
 `;
 
 /** The statements of a group commit, prepared in the writer worker. */

@@ -1,0 +1,180 @@
+// The dashboard's live feed: a WebSocket at /ui/live that pushes each alert the store newly
+// committed (Ingest 'stored'), and a fleet summary every few seconds. Browsers never poll.
+//
+// Contracts:
+// - Authentication happens at the upgrade, before any WebSocket exists: a live session cookie and
+//   an Origin equal to this server's own (a page elsewhere cannot open the feed with the user's
+//   cookie). Anything else gets 401/403 and the socket is destroyed.
+// - The feed listens to 'stored' only while someone is connected: with no dashboard open, ingest
+//   does no work for it at all.
+// - Back-pressure: alerts are gathered and sent at most every FLUSH_MS, at most MAX_PER_FLUSH per
+//   message (the newest; the rest are counted as `skipped`, and the page offers to reload). A
+//   client that does not read (more than MAX_BUFFERED waiting) gets nothing more until it has
+//   caught up, then one `resync`. One slow browser never holds memory or time of the collector.
+// - The session is re-checked on every fleet tick; an ended session closes its sockets (4401).
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import WebSocket, { WebSocketServer } from 'ws';
+import type { Logger } from '../../../shared/log.js';
+import type { Ingest } from '../ingest.js';
+import type { AlertRow } from '../store/sqlite.js';
+
+const FLUSH_MS = 200;
+const FLEET_MS = 5_000;
+const PING_MS = 30_000;
+const MAX_PER_FLUSH = 200;
+const MAX_BUFFERED = 2 * 1024 * 1024;
+const MAX_CLIENTS = 200;
+
+export const LIVE_PATH = '/ui/live';
+
+interface Client {
+  ws: WebSocket;
+  cookie: string;
+  lagging: boolean;
+  alive: boolean;
+}
+
+export interface LiveFeedOptions {
+  ingest: Ingest;
+  log: Logger;
+  /** The session cookie of a request, if its session is live. */
+  sessionCookie: (req: IncomingMessage) => string | undefined;
+  stillValid: (cookie: string) => boolean;
+  sameOrigin: (req: IncomingMessage) => boolean;
+  /** A small JSON-able summary of the fleet, pushed every FLEET_MS. */
+  fleet: () => unknown;
+}
+
+function refuse(socket: Socket, status: number, text: string): void {
+  socket.once('finish', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+export class LiveFeed {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false, clientTracking: false });
+  private readonly clients = new Set<Client>();
+  private pending: string[] = [];
+  private skipped = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private fleetTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private readonly onStored = (rows: AlertRow[]) => this.stored(rows);
+
+  constructor(private readonly o: LiveFeedOptions) {}
+
+  handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    if (!this.o.sameOrigin(req)) {
+      this.o.log.warn({ origin: req.headers.origin, remote: req.socket.remoteAddress }, 'dashboard live feed refused: foreign Origin (403)');
+      return refuse(socket, 403, 'Forbidden');
+    }
+    const cookie = this.o.sessionCookie(req);
+    if (!cookie) return refuse(socket, 401, 'Unauthorized');
+    if (this.clients.size >= MAX_CLIENTS) return refuse(socket, 503, 'Service Unavailable');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, cookie));
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  private connected(ws: WebSocket, cookie: string): void {
+    const c: Client = { ws, cookie, lagging: false, alive: true };
+    this.clients.add(c);
+    if (this.clients.size === 1) this.start();
+    ws.on('pong', () => (c.alive = true));
+    // The page sends nothing; whatever arrives is ignored (and bounded by maxPayload).
+    ws.on('message', () => undefined);
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      this.clients.delete(c);
+      if (this.clients.size === 0) this.stop();
+    });
+    this.send(c, JSON.stringify({ type: 'hello', flushMs: FLUSH_MS }));
+    this.send(c, JSON.stringify({ type: 'fleet', fleet: this.o.fleet() }));
+  }
+
+  private start(): void {
+    this.o.ingest.on('stored', this.onStored);
+    this.fleetTimer = setInterval(() => this.fleetTick(), FLEET_MS);
+    this.pingTimer = setInterval(() => {
+      for (const c of this.clients) {
+        if (!c.alive) {
+          c.ws.terminate();
+          continue;
+        }
+        c.alive = false;
+        c.ws.ping();
+      }
+    }, PING_MS);
+  }
+
+  private stop(): void {
+    this.o.ingest.off('stored', this.onStored);
+    clearInterval(this.fleetTimer);
+    clearInterval(this.pingTimer);
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.pending = [];
+    this.skipped = 0;
+  }
+
+  private stored(rows: AlertRow[]): void {
+    for (const r of rows) this.pending.push(r.doc);
+    if (this.pending.length > MAX_PER_FLUSH) {
+      this.skipped += this.pending.length - MAX_PER_FLUSH;
+      this.pending = this.pending.slice(-MAX_PER_FLUSH);
+    }
+    this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  private flush(): void {
+    this.flushTimer = undefined;
+    if (this.pending.length === 0) return;
+    // Documents are stored JSON text: joined, not parsed and serialised again.
+    const frame = `{"type":"alerts","skipped":${this.skipped},"alerts":[${this.pending.join(',')}]}`;
+    this.pending = [];
+    this.skipped = 0;
+    for (const c of this.clients) this.send(c, frame);
+  }
+
+  private send(c: Client, frame: string): void {
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    if (c.ws.bufferedAmount > MAX_BUFFERED) {
+      c.lagging = true;
+      return;
+    }
+    if (c.lagging) {
+      c.lagging = false;
+      c.ws.send('{"type":"resync"}');
+    }
+    c.ws.send(frame);
+  }
+
+  private fleetTick(): void {
+    let fleet: unknown;
+    try {
+      fleet = this.o.fleet();
+    } catch (err) {
+      this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'dashboard fleet summary failed; will retry');
+      return;
+    }
+    const frame = JSON.stringify({ type: 'fleet', fleet });
+    for (const c of this.clients) {
+      if (!this.o.stillValid(c.cookie)) {
+        c.ws.close(4401, 'session ended');
+        continue;
+      }
+      this.send(c, frame);
+    }
+  }
+
+  /** Closes every feed (1001) and stops listening to ingest. */
+  close(): void {
+    for (const c of this.clients) {
+      c.ws.close(1001, 'collector stopping');
+      setTimeout(() => c.ws.terminate(), 1_000).unref();
+    }
+    this.stop();
+  }
+}

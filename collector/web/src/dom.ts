@@ -1,0 +1,79 @@
+// Building the page without HTML strings: every element is created with createElement and every
+// value goes in as a text node or a plain attribute. With the CSP's Trusted Types (no policy), an
+// HTML sink such as innerHTML would throw anyway; this module is the only way the page makes DOM.
+
+export type Child = Node | string | number | null | undefined | false | Child[];
+type AttrValue = string | number | boolean | null | undefined | ((ev: Event) => void);
+export type Attrs = Record<string, AttrValue>;
+
+function append(el: Node, children: Child[]): void {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else if (c instanceof Node) el.appendChild(c);
+    else el.appendChild(document.createTextNode(String(c)));
+  }
+}
+
+function setAttrs(el: Element, attrs: Attrs | null | undefined): void {
+  if (!attrs) return;
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (typeof v === 'function') {
+      el.addEventListener(k.replace(/^on/, '').toLowerCase(), v);
+    } else if (k === 'style' || /^on/i.test(k)) {
+      // Inline styles and handlers are refused by the CSP; keep them out of the code as well.
+      throw new Error(`dom: attribute ${k} is not allowed`);
+    } else if (k === 'href' && typeof v === 'string' && !safeHref(v)) {
+      continue;
+    } else {
+      el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+}
+
+/** Links the page itself makes (#/…) and MITRE ATT&CK references; anything else is shown as text. */
+export function safeHref(u: string): boolean {
+  return u.startsWith('#/') || /^https:\/\/attack\.mitre\.org\/[A-Za-z0-9/._-]*$/.test(u);
+}
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs?: Attrs | null, ...children: Child[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+export function s<K extends keyof SVGElementTagNameMap>(tag: K, attrs?: Attrs | null, ...children: Child[]): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG_NS, tag);
+  setAttrs(el, attrs);
+  append(el, children);
+  return el;
+}
+
+export function clear(el: Element): void {
+  while (el.firstChild) el.removeChild(el.firstChild);
+}
+
+export function replace(el: Element, ...children: Child[]): void {
+  clear(el);
+  append(el, children);
+}
+
+/** A value from a JSON document by dotted path (`process.parent.pid`), or undefined. */
+export function get(doc: unknown, path: string): unknown {
+  let v: unknown = doc;
+  for (const k of path.split('.')) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return v;
+}
+
+/** A string or number at `path` as text, or undefined. */
+export function str(doc: unknown, path: string): string | undefined {
+  const v = get(doc, path);
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
+}

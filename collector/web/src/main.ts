@@ -1,0 +1,107 @@
+// The dashboard's entry point: asks who is logged in, then shows the login form or the app (a
+// header with the live indicator and the views, routed by the URL's hash).
+import { alertsView } from './alerts.js';
+import { api, setCsrf, type SessionInfo } from './api.js';
+import { detailView } from './detail.js';
+import { h, replace } from './dom.js';
+import { fleetView } from './fleet.js';
+import { Live, type FleetSummary, type LiveState } from './live.js';
+import { loginView } from './login.js';
+import { overviewView } from './overview.js';
+
+const root = document.getElementById('app')!;
+let live: Live | undefined;
+let teardown: (() => void) | undefined;
+
+function route(view: HTMLElement, nav: HTMLElement): void {
+  teardown?.();
+  teardown = undefined;
+  const hash = location.hash || '#/alerts';
+  const [path = '', qs = ''] = hash.slice(1).split('?');
+  const params = new URLSearchParams(qs);
+  const parts = path.split('/').filter(Boolean);
+  const section = parts[0] ?? 'alerts';
+  for (const a of Array.from(nav.querySelectorAll('a'))) a.classList.toggle('active', a.dataset.section === section);
+  window.scrollTo(0, 0);
+  if (section === 'alerts' && parts[1]) {
+    let uuid = parts[1];
+    try {
+      uuid = decodeURIComponent(uuid);
+    } catch {
+      // shown as not found
+    }
+    teardown = detailView(view, uuid);
+  } else if (section === 'fleet') teardown = fleetView(view, live!);
+  else if (section === 'overview') teardown = overviewView(view, live!, params);
+  else teardown = alertsView(view, live!, params);
+  document.title = `ldguard · ${section === 'alerts' && parts[1] ? 'alert' : section}`;
+}
+
+function app(session: SessionInfo): void {
+  setCsrf(session.csrf);
+  live?.stop();
+  live = new Live();
+  const indicator = h('span', { class: 'live live-connecting', title: 'live feed' }, 'Connecting');
+  const fleetBadge = h('span', { class: 'nav-badge', hidden: true });
+  const nav = h(
+    'nav',
+    { class: 'nav' },
+    h('a', { href: '#/alerts', 'data-section': 'alerts' }, 'Alerts'),
+    h('a', { href: '#/overview', 'data-section': 'overview' }, 'Overview'),
+    h('a', { href: '#/fleet', 'data-section': 'fleet' }, 'Fleet', fleetBadge),
+  );
+  const view = h('main', { class: 'view' });
+  replace(
+    root,
+    h(
+      'header',
+      { class: 'topbar' },
+      h('a', { class: 'brand', href: '#/alerts' }, h('span', { class: 'brand-mark' }, 'ld'), 'ldguard'),
+      nav,
+      h('div', { class: 'spacer' }),
+      indicator,
+      h('span', { class: 'user', title: `session until ${new Date(session.expires).toLocaleString()}` }, session.name),
+      h('button', {
+        class: 'btn ghost small',
+        type: 'button',
+        onclick: async () => {
+          try {
+            await api.post('/ui/logout', {});
+          } finally {
+            logout();
+          }
+        },
+      }, 'Log out'),
+    ),
+    view,
+  );
+  const labels: Record<LiveState, string> = { connecting: 'Connecting', live: 'Live', offline: 'Reconnecting' };
+  live.on('state', (st) => {
+    indicator.className = `live live-${st}`;
+    indicator.textContent = labels[st];
+  });
+  live.on('fleet', (f: FleetSummary) => {
+    fleetBadge.hidden = f.attention === 0;
+    fleetBadge.textContent = String(f.attention);
+    fleetBadge.title = `${f.offline} offline, ${f.degraded} degraded`;
+  });
+  live.start();
+  window.onhashchange = () => route(view, nav);
+  route(view, nav);
+}
+
+function logout(): void {
+  teardown?.();
+  teardown = undefined;
+  live?.stop();
+  live = undefined;
+  window.onhashchange = null;
+  setCsrf('');
+  loginView(root, app);
+}
+
+window.addEventListener('ldg:logged-out', () => {
+  if (live) logout();
+});
+
+api.get<SessionInfo>('/ui/api/session').then(app, () => loginView(root, app));
