@@ -42,14 +42,17 @@ export function ecsParent(p: ProcFacts, hostId: string): EcsProcessParent {
   };
 }
 
+// (uid_t)-1: the kernel's "no id", which the addon reports when nothing knew the writer's ids.
+const NO_ID = 4294967295;
+
 export function ecsProcess(
   p: ProcFacts,
   parent: ProcFacts | null,
   hostId: string,
   names: { users: NameTable; groups: NameTable },
 ): EcsProcess {
-  const user = names.users.name(p.euid);
-  const group = names.groups.name(p.egid);
+  const user = p.euid === NO_ID ? undefined : names.users.name(p.euid);
+  const group = p.egid === NO_ID ? undefined : names.groups.name(p.egid);
   const out: EcsProcess = {
     pid: p.pid,
     entity_id: entityId(hostId, p.pid, p.startTicks),
@@ -60,8 +63,8 @@ export function ecsProcess(
     ...(p.args.length ? { command_line: commandLine(p.args) } : {}),
     ...(p.cwd ? { working_directory: p.cwd } : {}),
     ...(p.startTicks !== null && BOOT_MS ? { start: new Date(BOOT_MS + (p.startTicks * 1000) / USER_HZ).toISOString() } : {}),
-    user: { id: String(p.euid), ...(user ? { name: user } : {}) },
-    group: { id: String(p.egid), ...(group ? { name: group } : {}) },
+    ...(p.euid === NO_ID ? {} : { user: { id: String(p.euid), ...(user ? { name: user } : {}) } }),
+    ...(p.egid === NO_ID ? {} : { group: { id: String(p.egid), ...(group ? { name: group } : {}) } }),
   };
   if (parent) out.parent = ecsParent(parent, hostId);
   else if (p.ppid > 0) out.parent = { pid: p.ppid };

@@ -5,22 +5,11 @@
 // close() stops delivery; no callback runs after its promise resolves. The source owns its kernel
 // resources; the agent owns the source.
 import type { Attribution } from '../../../shared/ecs.js';
+import type { ProcInfo } from '../native.js';
 
-/** What /proc (or the exec cache) told about a process, as the native addon reports it. */
-export interface ProcFacts {
-  pid: number;
-  ppid: number;
-  exe: string | null;
-  comm: string | null;
-  args: string[];
-  cwd: string | null;
-  uid: number;
-  gid: number;
-  euid: number;
-  egid: number;
-  loginuid: number | null;
-  startTicks: number | null;
-}
+/** What /proc (or the exec cache) told about a process: the addon's ProcInfo, which the inotify
+ * source fills from /proc itself. */
+export type ProcFacts = ProcInfo;
 
 export interface RawFileEvent {
   /** create: new file, link, symlink or directory; moved_to: renamed into the directory. */
