@@ -8,8 +8,7 @@ import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { toHostPath, type WatchDir } from './watch-dirs.js';
 
-const MAX_DEPTH = 8;
-const SAVE_DELAY_MS = 500; // alerts in a burst share one baseline write // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
+const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
 
 export interface FoundFile {
   hostPath: string;
@@ -76,7 +75,7 @@ export function scanMatching(
 /** The baseline: host path → inode, persisted atomically in the state dir. */
 export class KnownFiles {
   private known = new Map<string, number>();
-  private saveTimer: NodeJS.Timeout | undefined;
+  private saveTimer: NodeJS.Immediate | undefined;
   private constructor(
     private readonly file: string,
     private noBaseline: boolean,
@@ -107,25 +106,30 @@ export class KnownFiles {
   replace(found: readonly FoundFile[]): void {
     this.known = new Map(found.map((f) => [f.hostPath, f.inode]));
     this.noBaseline = false;
-    clearTimeout(this.saveTimer);
+    clearImmediate(this.saveTimer);
     this.saveTimer = undefined;
     this.save();
   }
 
-  /** Record one file; saved shortly after, off the hot path (a lost update only repeats an alert). */
+  /**
+   * Record one file; saved once this turn of the event loop ends, so the alerts accepted together
+   * share one write. Until then a kill -9 repeats the file's alert at the next start (its rescan
+   * reports the file again), so the save waits no longer than that: with a delay of 500 ms the
+   * system test's kill -9 just after a write gave two alerts for one file.
+   */
   add(hostPath: string, inode: number): void {
     if (this.known.get(hostPath) === inode) return;
     this.known.set(hostPath, inode);
-    this.saveTimer ??= setTimeout(() => {
+    this.saveTimer ??= setImmediate(() => {
       this.saveTimer = undefined;
       this.save();
-    }, SAVE_DELAY_MS).unref();
+    }).unref();
   }
 
   /** Save now if anything is waiting; for shutdown. */
   flush(): void {
     if (!this.saveTimer) return;
-    clearTimeout(this.saveTimer);
+    clearImmediate(this.saveTimer);
     this.saveTimer = undefined;
     this.save();
   }

@@ -30,6 +30,12 @@ export interface PipelineOptions {
   emit: (alert: Alert) => void;
   /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /). */
   onDirectory: (realDir: string) => void;
+  /**
+   * A file was created or renamed in and no rule fired on it (a package manager wrote it, say): it
+   * was seen appearing, so the agent puts it in the baseline now; otherwise the next start's
+   * rescan would report it as having appeared unobserved. Must not throw.
+   */
+  onUnalerted?: (realPath: string, hostPath: string) => void;
 }
 
 interface Waiting {
@@ -80,11 +86,14 @@ export class Pipeline {
       }
       if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath);
       const event = this.toEcs(raw, realPath);
+      let matched = false;
       for (const rule of this.rules) {
         if (!rule.query.match(event)) continue;
+        matched = true;
         this.counts.matched++;
         this.hold(realPath, event, rule, raw.kind === 'create' && !raw.isDir);
       }
+      if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
     }
   }
 
