@@ -255,10 +255,6 @@ export class Agent {
     }
   }
 
-  stats(): Record<string, unknown> {
-    return { ...this.health, source: this.source?.stats(), pipeline: this.pipeline?.counts, attributed: this.attributed, delivery: this.sinks?.delivery() };
-  }
-
   async stop(): Promise<void> {
     notifySystemd('STOPPING=1');
     const steps = this.cleanup.reverse();
