@@ -87,6 +87,9 @@ fi
 SRC=$(cd "$(dirname "$0")" && pwd)
 
 # --- build into a fresh tree, then swap it in (an upgrade never leaves a half-built install) ----
+# World-readable, whatever root's umask is: the collector runs as a dynamic user and reads it.
+umask 022
+NODE=$(command -v node)
 NEW="$PREFIX.new.$$"
 rm -rf "$NEW"
 mkdir -p "$NEW"
@@ -101,9 +104,10 @@ fi
 mv "$NEW" "$PREFIX"
 rm -rf "$PREFIX.old"
 
+# The node found now, by its path: services run with systemd's PATH, which may not hold it.
 cat > "$BIN" <<EOF
 #!/bin/sh
-exec node "$PREFIX/dist/agent/src/cli.js" "\$@"
+exec "$NODE" "$PREFIX/dist/agent/src/cli.js" "\$@"
 EOF
 chmod 0755 "$BIN"
 
@@ -149,6 +153,8 @@ if [ "$ROLE_COLLECTOR" = 1 ]; then
   ADMIN=
   if ! "$BIN" token list --db "$DB" --json 2>/dev/null | grep -q '"role":"admin","created":"[^"]*","revoked":null'; then
     ADMIN=$("$BIN" token create --db "$DB" --name admin --role admin 2>/dev/null)
+    # Said at once: should a later step fail, a re-run finds an admin token and makes no other.
+    say "admin token (shown only now; log in with it): $ADMIN"
   fi
   if [ "$ROLE_AGENT" = 1 ] && [ ! -s "$ETC/agent.token" ]; then
     "$BIN" token create --db "$DB" --name "$(hostname)" --role agent 2>/dev/null > "$ETC/agent.token"
@@ -156,6 +162,10 @@ if [ "$ROLE_COLLECTOR" = 1 ]; then
     set_option "$ETC/agent.toml" collector "ws://127.0.0.1:8750"
     set_option "$ETC/agent.toml" token_file "$ETC/agent.token"
   fi
+  # The collector's dynamic user owns its state directory; what root just wrote there (the
+  # database, its -wal and -shm) must be that user's too, or the collector cannot open it. On a
+  # first install the folder is still root's and systemd hands the whole tree over at start.
+  chown -R --reference=/var/lib/private/ldguard-collector /var/lib/private/ldguard-collector
   systemctl enable ldguard-collector.service >/dev/null 2>&1
   systemctl restart ldguard-collector.service
 fi
@@ -165,5 +175,5 @@ if [ "$ROLE_AGENT" = 1 ]; then
 fi
 say "ldguard is running under systemd (systemctl status ldguard-agent ldguard-collector)"
 [ "$ROLE_COLLECTOR" = 1 ] && say "dashboard and API: http://127.0.0.1:8750/"
-if [ -n "${ADMIN:-}" ]; then say "admin token (shown only now; log in with it): $ADMIN"; fi
+if [ -n "${ADMIN:-}" ]; then say "admin token (shown only now, above; log in with it)"; fi
 say "alerts as they happen: ldguard tail"
