@@ -3,7 +3,7 @@
 // of the collector mid-stream, kill -9 of the agent with alerts still spooled, a torn spool record;
 // every alert must be stored exactly once. And `ldguard tail` as an operator uses it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +51,18 @@ describe.skipIf(!isRoot)('agent to collector, end to end (skipped: the agent nee
     spawnSync('cp', ['/bin/true', join(root, 'lib64', name)]);
     return `/usr/lib64/${name}`;
   };
+  // Accepted means spooled: the alerts file is written without waiting for the spool's fsync, so
+  // only the spool's own segments say an alert was accepted before a kill -9.
+  const inSpool = async (paths: string[], ms = 15_000) => {
+    const dir = join(stateDir, 'spool');
+    const end = Date.now() + ms;
+    for (;;) {
+      const text = readdirSync(dir).filter((f) => f.endsWith('.seg')).map((f) => readFileSync(join(dir, f), 'latin1')).join('');
+      if (paths.every((p) => text.includes(`"path":"${p}"`))) return;
+      if (Date.now() > end) throw new Error(`not spooled within ${ms} ms: ${paths.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
   const exactlyOnce = (all: Array<Record<string, any>>, paths: string[]) => {
     for (const p of paths) expect(all.filter((a) => a.file.path === p && a.rule.id === SEED_ID), p).toHaveLength(1);
     expect(new Set(all.map((a) => a.kibana.alert.uuid)).size).toBe(all.length);
@@ -93,7 +105,7 @@ describe.skipIf(!isRoot)('agent to collector, end to end (skipped: the agent nee
   it('kill -9 of the agent with alerts still spooled: the restarted agent delivers them exactly once', async () => {
     expect(await collector.stop('SIGTERM')).toBe(0);
     const spooled = ['a', 'b', 'c'].map((x) => write(`ld-linux.so.2.ka-${x}`));
-    await agent.waitForAlerts((a) => spooled.every((p) => a.some((x) => x.file.path === p)));
+    await inSpool(spooled);
     await agent.stop('SIGKILL');
     await startCollector();
     await startTheAgent();
@@ -103,7 +115,7 @@ describe.skipIf(!isRoot)('agent to collector, end to end (skipped: the agent nee
   it('a torn last spool record is skipped with a log line and the rest is delivered', async () => {
     expect(await collector.stop('SIGTERM')).toBe(0);
     const spooled = ['a', 'b'].map((x) => write(`ld-linux.so.2.torn-${x}`));
-    await agent.waitForAlerts((a) => spooled.every((p) => a.some((x) => x.file.path === p)));
+    await inSpool(spooled);
     await agent.stop('SIGKILL');
     const spoolDir = join(stateDir, 'spool');
     const last = readdirSync(spoolDir).filter((f) => f.endsWith('.seg')).sort().at(-1)!;
@@ -119,7 +131,10 @@ describe.skipIf(!isRoot)('agent to collector, end to end (skipped: the agent nee
     children.add(tail);
     let out = '';
     tail.stdout.on('data', (d) => (out += String(d)));
-    await new Promise((r) => setTimeout(r, 500));
+    // The stream starts with the connection: write only once the agent has the client.
+    const clients = () => agent.logs().filter((l) => l.msg === 'tail client connected').length;
+    const before = clients();
+    for (const end = Date.now() + 10_000; clients() === before && Date.now() < end; ) await new Promise((r) => setTimeout(r, 25));
     const path = write('ld-linux.so.2.tail');
     const end = Date.now() + 10_000;
     while (!out.includes(path) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
