@@ -16,6 +16,7 @@ import { Pipeline } from './pipeline.js';
 import { namePrefixes } from './prefilter.js';
 import { SelfTest } from './selftest.js';
 import { openSinks, type Sinks } from './sink/open.js';
+import { readNewestSegment } from './sink/spool.js';
 import { openSource } from './source/select.js';
 import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
@@ -93,6 +94,11 @@ export class Agent {
       ...(source.degraded ? { reason: 'fanotify is not permitted: writers are not identified exactly; run the agent as root with CAP_SYS_ADMIN' } : {}),
     });
     const attribution = () => ({ degraded: source.degraded, counts: { ...this.attributed } });
+    // A file joins the baseline just after its alert is accepted (emit): a kill -9 in between
+    // leaves an accepted alert whose file the start rescan would report a second time. Those
+    // alerts are in the spool's newest segment, read here before the spool's recovery deletes
+    // acked segments, and their files go into the baseline before that rescan (below).
+    const spooled = cfg.collector ? spooledFiles(await readNewestSegment(posix.join(cfg.stateDir, 'spool'))) : [];
     const sinks = await openSinks(
       cfg,
       log,
@@ -147,6 +153,7 @@ export class Agent {
     const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'));
     this.known = known;
     this.cleanup.push(() => known.flush());
+    if (!known.firstRun) for (const f of spooled) known.add(f.path, f.inode);
     this.rescan('start');
     if (source.degraded) {
       // @parcel/watcher swallows inotify queue overflows (the bench lost files in an 80k burst with
@@ -267,4 +274,18 @@ export class Agent {
       }
     }
   }
+}
+
+/** Path and inode of each alert's file in spool payloads (alert JSON); anything else is skipped. */
+function spooledFiles(payloads: readonly Buffer[]): Array<{ path: string; inode: number }> {
+  const out: Array<{ path: string; inode: number }> = [];
+  for (const p of payloads) {
+    try {
+      const a = JSON.parse(p.toString('utf8')) as Alert;
+      if (a.file?.path && a.file.inode) out.push({ path: a.file.path, inode: Number(a.file.inode) });
+    } catch {
+      // not an alert we can read: nothing to remember
+    }
+  }
+  return out;
 }

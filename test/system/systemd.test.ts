@@ -250,6 +250,9 @@ describe('ldguard on a systemd host (Debian bookworm under systemd-nspawn)', () 
   });
 
   it('is restarted by systemd after kill -9, and stores what was written around it exactly once', async () => {
+    // before-kill is written and the agent killed at once, in one shell: whether the agent had
+    // spooled its alert (then delivered after the restart) or not (then reported by the start's
+    // rescan as unobserved), the collector must hold one alert for it, never two.
     const before = await unit('ldguard-agent');
     await machine().sh(`cp ${LOADER} ${linker('before-kill')}; kill -9 ${before.pid}; cp ${LOADER} ${linker('while-down')}`);
     const after = await timed('restart by systemd after kill -9', () =>

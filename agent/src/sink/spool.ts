@@ -122,6 +122,22 @@ function parseRecords(buf: Buffer, seq: number, onRecord?: (seq: number, data: B
   return { end: off, count };
 }
 
+/**
+ * The payloads in the newest segment of a spool folder as they are on disk, acked or not, oldest
+ * first; none when there is no spool. For the agent's restart: it reads them before Spool.open,
+ * whose recovery deletes acked segments. The alerts a run accepted just before it died are always
+ * in the newest segment (it is never deleted while it takes appends).
+ */
+export async function readNewestSegment(dir: string): Promise<Buffer[]> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => SEGMENT_NAME.test(n)).sort();
+  const name = names.at(-1);
+  if (!name) return [];
+  const buf = await readFile(join(dir, name)).catch(() => undefined);
+  const out: Buffer[] = [];
+  if (buf) parseRecords(buf, Number(SEGMENT_NAME.exec(name)![1]), (_seq, data) => out.push(data) > 0);
+  return out;
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
