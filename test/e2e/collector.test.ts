@@ -439,10 +439,12 @@ describe('ldguard collector and the WebSocket sink', () => {
 
     it('lists agents with their facts and health, and marks one offline after missed heartbeats', async () => {
       const agentView = async (id: string) => ((await api(c.port, '/api/agents', adminToken)).body.agents as Log[]).find((a) => a.agentId === id);
+      // The alerts of the tests above may still be in flight at the first heartbeat: wait for one
+      // that reports the spool drained.
       const a = await waitFor(async () => {
         const v = await agentView('agent-api');
-        return v?.health ? v : undefined;
-      }, 3000, 'a heartbeat from agent-api');
+        return v?.health && v.spoolDepth === 0 ? v : undefined;
+      }, 5000, 'a heartbeat from agent-api with its spool drained');
       expect(a).toMatchObject({ hostname: 'api-host', version: '0.1.0', tokenName: 'web-1', online: true, connected: true, spoolDepth: 0, heartbeatMs: 200 });
       expect(a.facts.source).toEqual({ name: 'fanotify', degraded: false });
       expect(a.health).toMatchObject({ spoolDepth: 0, spoolOverflow: 0, eventsLost: 0 });
