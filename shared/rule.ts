@@ -208,7 +208,7 @@ export function parseRule(text: string, file: string): Rule {
     license,
     references,
     note,
-    threat,
+    threat: deepFreeze(threat), // alerts share it (see buildAlert)
     query,
     ast,
   });
@@ -278,4 +278,12 @@ function queryPosition(text: string, line: number, column: number): { line: numb
   // TOML drops a newline that directly follows a multi-line string's opening delimiter.
   if (open && open[0].length === 3 && header.slice(delimEnd).trim() === '') return { line: start.line + line, column };
   return { line: start.line + line - 1, column: line === 1 ? delimEnd + column : column };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }

@@ -7,6 +7,7 @@ import { posix } from 'node:path';
 import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { toHostPath, type WatchDir } from './watch-dirs.js';
+import { lstatNow } from './stat-now.js';
 
 const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
 
@@ -188,9 +189,5 @@ export class RecentFiles {
 }
 
 function inodeOf(path: string): number | null {
-  try {
-    return lstatSync(path).ino;
-  } catch {
-    return null;
-  }
+  return lstatNow(path)?.ino ?? null;
 }

@@ -4,7 +4,6 @@
 // links, renames and directories are complete at once. The rules' verdict never waits: it is taken
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
-import { lstatSync } from 'node:fs';
 import { posix } from 'node:path';
 import { buildAlert } from '../../shared/alert.js';
 import { ECS_VERSION, type Alert, type EcsAgent, type EcsFile, type EcsHost, type FileEvent } from '../../shared/ecs.js';
@@ -15,6 +14,7 @@ import { fileFacts, fileNames } from './enrich/file.js';
 import { ecsProcess } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
+import { lstatNow } from './stat-now.js';
 import { toHostPath } from './watch-dirs.js';
 
 export interface PipelineOptions {
@@ -48,12 +48,8 @@ interface Waiting {
  * close-write event). Only those wait for nothing; a regular file with one link may still be written.
  */
 function complete(realPath: string): boolean {
-  try {
-    const st = lstatSync(realPath);
-    return st.isSymbolicLink() || st.nlink > 1 || !st.isFile();
-  } catch {
-    return true; // gone already: nothing to wait for
-  }
+  const st = lstatNow(realPath);
+  return !st || st.isSymbolicLink() || st.nlink > 1 || !st.isFile(); // gone already: nothing to wait for
 }
 
 export class Pipeline {

@@ -1,10 +1,11 @@
 // File facts for an alert: type, size, mode, owner, inode and sha256. Read once the first write has
 // completed (or the wait for it ran out), bounded in size so a huge file cannot stall the agent.
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { EcsFile } from '../../../shared/ecs.js';
+import { lstatNow } from '../stat-now.js';
 import type { NameTable } from './users.js';
 
 const CHUNK = 1 << 20;
@@ -33,12 +34,8 @@ export function fileFacts(
   maxHashBytes: number,
   names: { users: NameTable; groups: NameTable },
 ): Partial<EcsFile> | Promise<Partial<EcsFile>> {
-  let st;
-  try {
-    st = lstatSync(realPath);
-  } catch {
-    return {};
-  }
+  const st = lstatNow(realPath);
+  if (!st) return {};
   const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : 'file';
   const owner = names.users.name(st.uid);
   const group = names.groups.name(st.gid);

@@ -12,6 +12,7 @@ import type { Alert } from '../../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
 import type { Sink } from './sink.js';
+import { alertJson } from './alert-json.js';
 
 export const DEFAULT_SOCKET = '/run/ldguard/agent.sock';
 
@@ -100,7 +101,7 @@ export class LocalSink implements Sink {
   /** Sends to every client without waiting for any of them. */
   send(a: Alert): Promise<void> {
     if (this.clients.size === 0) return Promise.resolve();
-    const line = `${JSON.stringify(a)}\n`;
+    const line = `${alertJson(a)}\n`;
     for (const sock of this.clients) {
       if (sock.writableLength > this.maxBuffer) {
         this.log?.warn({ buffered: sock.writableLength, limit: this.maxBuffer }, 'tail client too slow (not reading): disconnected it so the agent does not wait');

@@ -1,6 +1,8 @@
-// The agent's sinks, opened together and fed in one order: the delivery spool first (an alert
-// counts as accepted once it is fsync'd there), then the alerts file, then `ldguard tail` clients.
-// One sink's failure is logged and never keeps an alert from the others.
+// The agent's sinks, opened together and fed in one order: the alerts file and `ldguard tail`
+// clients first (their writes are synchronous, and they are where people on the host watch, so
+// nothing should stand before them), then the delivery spool (an alert counts as accepted once it
+// is fsync'd there, which happens off the event loop). One sink's failure is logged and never
+// keeps an alert from the others.
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Alert } from '../../../shared/ecs.js';
@@ -30,6 +32,8 @@ export async function openSinks(
   const opened: Array<{ name: string; sink: Sink }> = [];
   let ws: WebSocketSink | null = null;
   try {
+    opened.push({ name: 'alerts file', sink: await AlertsFile.open({ path: cfg.alertsFile, maxBytes: cfg.alertsFileMaxBytes, keep: cfg.alertsFileKeep, logger: log }) });
+    opened.push({ name: 'local socket', sink: await LocalSink.open({ path: cfg.socket, logger: log }) });
     if (cfg.collector) {
       ws = await WebSocketSink.open({
         url: cfg.collector,
@@ -46,8 +50,6 @@ export async function openSinks(
       });
       opened.push({ name: 'collector', sink: ws });
     }
-    opened.push({ name: 'alerts file', sink: await AlertsFile.open({ path: cfg.alertsFile, maxBytes: cfg.alertsFileMaxBytes, keep: cfg.alertsFileKeep, logger: log }) });
-    opened.push({ name: 'local socket', sink: await LocalSink.open({ path: cfg.socket, logger: log }) });
   } catch (err) {
     await Promise.allSettled(opened.map((o) => o.sink.close()));
     throw err;

@@ -22,6 +22,7 @@ import {
 } from '../../../shared/protocol.js';
 import type { Sink } from './sink.js';
 import { Spool, type SpoolHealth } from './spool.js';
+import { alertJson } from './alert-json.js';
 
 export interface WebSocketSinkOptions {
   /** The collector's base URL, ws(s)://HOST:PORT; `/agent` is appended when it has no path. */
@@ -116,7 +117,7 @@ export function serialiseAlert(a: Alert): string {
   if (problems.length > 0) {
     throw new LdgError('LDG_ERR_ALERT_INVALID', `the pipeline built an alert the collector would refuse: ${problems.join('; ')}. This is a bug in ldguard; please report it with the alert`);
   }
-  let json = JSON.stringify(a);
+  let json = alertJson(a);
   for (const cut of [4096, 512, 64]) {
     if (Buffer.byteLength(json) <= MAX_ALERT_BYTES) return json;
     // Command lines and args can be megabytes; the alert stays valid and says it was shortened.
