@@ -35,6 +35,9 @@ import { Guides } from './web/guide.js';
 import { Indexer, searchDbPath } from './web/indexer.js';
 import { LIVE_PATH, LiveFeed } from './web/live.js';
 import { DashboardQueries, MAX_PAGE, WINDOWS, type ListQuery } from './web/query.js';
+import type { FleetAgent } from '../web/src/api-types.js';
+
+export type { FleetAgent };
 
 const MAX_BODY = 8 * 1024;
 const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
@@ -58,28 +61,6 @@ export interface DashboardOptions {
   connectedAgents: () => Set<string>;
 }
 
-/** An agent as the fleet page shows it, with what is wrong with it spelled out. */
-export interface FleetAgent {
-  agentId: string;
-  hostname: string | null;
-  version: string | null;
-  online: boolean;
-  connected: boolean;
-  firstSeen: string | null;
-  lastSeen: string | null;
-  heartbeatMs: number | null;
-  os: string | null;
-  kernel: string | null;
-  architecture: string | null;
-  source: { name: string; degraded: boolean; reason?: string } | null;
-  attribution: { degraded: boolean; reason?: string; counts?: Record<string, number> } | null;
-  rules: number | null;
-  spoolDepth: number | null;
-  spoolOverflow: number | null;
-  eventsLost: number | null;
-  uptimeSec: number | null;
-  problems: Array<{ level: 'error' | 'warn'; text: string }>;
-}
 
 function obj(v: unknown): Record<string, unknown> | undefined {
   return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;

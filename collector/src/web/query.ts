@@ -14,6 +14,9 @@
 import Database from 'better-sqlite3';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { ftsQuery } from './indexer.js';
+import type { FleetSummary, Overview } from '../../web/src/api-types.js';
+
+export type { FleetSummary, Overview };
 
 export const SCAN_BUDGET = 20_000;
 export const MAX_PAGE = 200;
@@ -51,30 +54,7 @@ export interface HistoryEntry {
   at: string;
 }
 
-export interface Overview {
-  from: string;
-  to: string;
-  bucketMs: number;
-  buckets: Array<{ t: string; n: number }>;
-  byHost: Array<{ host: string; n: number }>;
-  byRule: Array<{ ruleId: string; name: string | null; n: number }>;
-  bySeverity: Record<string, number>;
-  status: { open: number; acknowledged: number; closed: number };
-  total: number;
-  indexLag: number;
-}
 
-export interface FleetSummary {
-  total: number;
-  online: number;
-  offline: number;
-  degraded: number;
-  /** Offline or degraded: the agents someone should look at. */
-  attention: number;
-  eventsLost: number;
-  spoolDepth: number;
-  spoolOverflow: number;
-}
 
 type Cond = { sql: string; params: unknown[] };
 

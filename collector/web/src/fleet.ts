@@ -2,32 +2,11 @@
 // problem (offline, degraded source or attribution, lost events, a full or deep spool) come first
 // and stand out. Refreshed when the live feed's fleet summary changes.
 import { api } from './api.js';
+import type { FleetAgent as Agent } from './api-types.js';
 import { h, replace } from './dom.js';
 import { ago, count, duration, fullTime } from './format.js';
 import type { FleetSummary, Live } from './live.js';
 import { empty, errorBox } from './ui.js';
-
-interface Agent {
-  agentId: string;
-  hostname: string | null;
-  version: string | null;
-  online: boolean;
-  connected: boolean;
-  firstSeen: string | null;
-  lastSeen: string | null;
-  heartbeatMs: number | null;
-  os: string | null;
-  kernel: string | null;
-  architecture: string | null;
-  source: { name: string; degraded: boolean; reason?: string } | null;
-  attribution: { degraded: boolean; reason?: string; counts?: Record<string, number> } | null;
-  rules: number | null;
-  spoolDepth: number | null;
-  spoolOverflow: number | null;
-  eventsLost: number | null;
-  uptimeSec: number | null;
-  problems: Array<{ level: 'error' | 'warn'; text: string }>;
-}
 
 interface Reply {
   now: string;

@@ -1,18 +1,11 @@
 // The live feed from the collector (/ui/live): new alerts as they are stored and the fleet summary.
 // Reconnects with back-off; listeners hear 'alerts', 'fleet', 'resync' and state changes.
 
-export type LiveState = 'connecting' | 'live' | 'offline';
+import type { FleetSummary } from './api-types.js';
 
-export interface FleetSummary {
-  total: number;
-  online: number;
-  offline: number;
-  degraded: number;
-  attention: number;
-  eventsLost: number;
-  spoolDepth: number;
-  spoolOverflow: number;
-}
+export type { FleetSummary };
+
+export type LiveState = 'connecting' | 'live' | 'offline';
 
 type Events = {
   alerts: (alerts: unknown[], skipped: number) => void;

@@ -5,19 +5,8 @@ import { api } from './api.js';
 import { h, replace, s } from './dom.js';
 import type { Live } from './live.js';
 import { errorBox } from './ui.js';
+import type { Overview } from './api-types.js';
 
-interface Overview {
-  from: string;
-  to: string;
-  bucketMs: number;
-  buckets: Array<{ t: string; n: number }>;
-  byHost: Array<{ host: string; n: number }>;
-  byRule: Array<{ ruleId: string; name: string | null; n: number }>;
-  bySeverity: Record<string, number>;
-  status: { open: number; acknowledged: number; closed: number };
-  total: number;
-  indexLag: number;
-}
 
 const WINDOWS: Array<[string, string]> = [['1h', 'Last hour'], ['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days']];
 
