@@ -7,7 +7,15 @@
 // sequence of its first alert and its alerts are consecutive (alerts[i] has sequence seq + i). The
 // collector acks `upTo` = the last sequence it has durably stored, in the order batches arrived.
 // After a reconnect the agent resends everything after the last ack; the collector stores each
-// alert once, keyed by `kibana.alert.uuid`, so a resend is harmless.
+// alert once, keyed by its original event time (`kibana.alert.original_time`) and
+// `kibana.alert.uuid`, both derived from the event, so a resend is harmless.
+//
+// A batch is never refused for what is inside one alert: an alert that fails validateAlert is
+// quarantined by the collector (kept apart, bounded, visible to the operator) and acked with the
+// rest, and the ack lists it in `rejected`, so the agent drops it from its spool, counts it and
+// delivery goes on. Refusing the batch instead would make the agent resend it forever and stall
+// everything behind it. What is wrong with the frame itself (not JSON, wrong envelope, out of order,
+// too big) is a client bug and still closes the connection.
 //
 // Every inbound message is validated here by hand-written checks that collect every problem (with
 // its JSON path), so the peer's log says exactly what was wrong. Frames are bounded by
@@ -44,6 +52,8 @@ export const CLOSE = {
   replaced: 4000,
   /** The token was revoked while connected. */
   revoked: 4001,
+  /** The token is bound to another agent id (one token per host). */
+  agentMismatch: 4002,
 } as const;
 
 /** The writer-attribution and event-source health an agent reports (see FileEvent.ldguard). */
@@ -87,6 +97,8 @@ export interface AgentHealth {
   spoolOverflow: number;
   /** Torn or corrupt spool records skipped (counted since the agent started). */
   spoolTorn: number;
+  /** Alerts the collector quarantined as invalid (acked and dropped from the spool), since the agent started. */
+  alertsRejected?: number;
   /** Kernel events the source had to drop (queue overflow), since the agent started. */
   eventsLost: number;
   source: SourceHealth;
@@ -119,8 +131,19 @@ export interface HeartbeatMessage {
 export interface AckMessage {
   type: 'ack';
   v: number;
-  /** Every alert with a sequence ≤ upTo is durably stored. */
+  /** Every alert with a sequence ≤ upTo is durably stored, or quarantined (then listed in `rejected`). */
   upTo: number;
+  /**
+   * Alerts of the acked batches that failed validation: stored in the collector's quarantine, not
+   * with the alerts. The agent drops them like the others and counts them (never resends them).
+   */
+  rejected?: RejectedAlert[];
+}
+
+export interface RejectedAlert {
+  seq: number;
+  /** What was wrong, with JSON paths (at most MAX_REJECT_ERRORS, each shortened). */
+  errors: string[];
 }
 
 export interface ErrorMessage {
@@ -136,6 +159,19 @@ export type CollectorMessage = AckMessage | ErrorMessage;
 /** Why a frame was refused: `json` (not JSON: close 1007) or `schema` (close 1008). */
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; kind: 'json' | 'schema'; errors: string[] };
 
+/** An alert of a valid batch that failed validateAlert: index in the batch, and why. */
+export interface InvalidAlert {
+  index: number;
+  errors: string[];
+}
+
+/** An agent message; for a batch, also the alerts that failed validation (to quarantine, not store). */
+export type AgentParseResult = { ok: true; value: AgentMessage; invalid: InvalidAlert[] } | { ok: false; kind: 'json' | 'schema'; errors: string[] };
+
+/** Errors per rejected alert sent back in an ack, and their length: the collector keeps the full list. */
+export const MAX_REJECT_ERRORS = 5;
+const MAX_REJECT_ERROR_CHARS = 300;
+
 const MAX_ERRORS = 20;
 const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
 const STATUSES: readonly WorkflowStatus[] = ['open', 'acknowledged', 'closed'];
@@ -146,7 +182,11 @@ const ALERT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 class Problems {
   readonly list: string[] = [];
   add(path: string, what: string): void {
-    if (this.list.length < MAX_ERRORS) this.list.push(`${path || '(message)'}: ${what}`);
+    this.push(`${path || '(message)'}: ${what}`);
+  }
+  /** A problem already phrased with its path (an alert's, from validateAlert). */
+  push(text: string): void {
+    if (this.list.length < MAX_ERRORS) this.list.push(text);
     else if (this.list.length === MAX_ERRORS) this.list.push('… more problems not shown');
   }
 }
@@ -316,6 +356,7 @@ function validateHealth(p: Problems, v: unknown, path: string): void {
   const h = obj(p, v, path);
   if (!h) return;
   for (const k of ['spoolDepth', 'spoolBytes', 'spoolOverflow', 'spoolTorn', 'eventsLost'] as const) int(p, h[k], `${path}.${k}`);
+  int(p, h.alertsRejected, `${path}.alertsRejected`, { optional: true });
   int(p, h.uptimeSec, `${path}.uptimeSec`, { optional: true });
   sourceHealth(p, h.source, `${path}.source`);
   if (h.attribution !== undefined) attributionHealth(p, h.attribution, `${path}.attribution`);
@@ -330,14 +371,21 @@ function parseJson(data: string | Buffer): { ok: true; value: unknown } | { ok: 
 }
 
 /** Validates a message an agent sent (the collector's side). */
-export function parseAgentMessage(data: string | Buffer): ParseResult<AgentMessage> {
+export function parseAgentMessage(data: string | Buffer): AgentParseResult {
   const json = parseJson(data);
   if (!json.ok) return json;
   return validateAgentMessage(json.value);
 }
 
-export function validateAgentMessage(value: unknown): ParseResult<AgentMessage> {
+/**
+ * Validates the envelope of a message and, for a batch, each alert on its own. A batch whose
+ * envelope is right is accepted even if some alerts are not: those are listed in `invalid` (each
+ * with its own problems) for the collector to quarantine. A wrong envelope refuses the message,
+ * listing every problem found, the alerts' included.
+ */
+export function validateAgentMessage(value: unknown): AgentParseResult {
   const p = new Problems();
+  const invalid: InvalidAlert[] = [];
   const m = obj(p, value, '');
   if (m) {
     version(p, m);
@@ -353,7 +401,12 @@ export function validateAgentMessage(value: unknown): ParseResult<AgentMessage> 
         if (!Array.isArray(m.alerts)) p.add('alerts', `expected a list of alerts, got ${describe(m.alerts)}`);
         else if (m.alerts.length === 0) p.add('alerts', 'must not be empty');
         else if (m.alerts.length > MAX_BATCH_ALERTS) p.add('alerts', `more than ${MAX_BATCH_ALERTS} alerts in one batch`);
-        else m.alerts.forEach((a, i) => validateAlert(a, `alerts[${i}]`, p));
+        else {
+          m.alerts.forEach((a, i) => {
+            const errors = validateAlert(a, `alerts[${i}]`);
+            if (errors.length > 0) invalid.push({ index: i, errors });
+          });
+        }
         break;
       case 'heartbeat':
         noExtraKeys(p, m, '', ['type', 'v', 'health']);
@@ -363,7 +416,14 @@ export function validateAgentMessage(value: unknown): ParseResult<AgentMessage> 
         p.add('type', `expected "hello", "alerts" or "heartbeat", got ${JSON.stringify(m.type) ?? describe(m.type)}`);
     }
   }
-  return p.list.length === 0 ? { ok: true, value: value as AgentMessage } : { ok: false, kind: 'schema', errors: p.list };
+  if (p.list.length === 0) return { ok: true, value: value as AgentMessage, invalid };
+  for (const a of invalid) for (const e of a.errors) p.push(e);
+  return { ok: false, kind: 'schema', errors: p.list };
+}
+
+/** The `rejected` entry an ack carries for an invalid alert: its sequence and its first problems, shortened. */
+export function rejectedAlert(seq: number, errors: readonly string[]): RejectedAlert {
+  return { seq, errors: errors.slice(0, MAX_REJECT_ERRORS).map((e) => (e.length > MAX_REJECT_ERROR_CHARS ? `${e.slice(0, MAX_REJECT_ERROR_CHARS)}…` : e)) };
 }
 
 /** Validates a message the collector sent (the agent's side). */
@@ -377,6 +437,18 @@ export function parseCollectorMessage(data: string | Buffer): ParseResult<Collec
     switch (m.type) {
       case 'ack':
         int(p, m.upTo, 'upTo');
+        if (m.rejected !== undefined) {
+          if (!Array.isArray(m.rejected)) p.add('rejected', `expected a list, got ${describe(m.rejected)}`);
+          else if (m.rejected.length > MAX_BATCH_ALERTS * 64) p.add('rejected', 'too many entries');
+          else {
+            m.rejected.forEach((r, i) => {
+              const o = obj(p, r, `rejected[${i}]`);
+              if (!o) return;
+              int(p, o.seq, `rejected[${i}].seq`, { min: 1 });
+              strings(p, o.errors, `rejected[${i}].errors`, MAX_REJECT_ERRORS, MAX_REJECT_ERROR_CHARS + 1);
+            });
+          }
+        }
         break;
       case 'error':
         str(p, m.code, 'code', { min: 1, max: 64 });
@@ -397,8 +469,8 @@ export function alertsFrame(seq: number, serialisedAlerts: readonly string[]): s
 /** Bytes the frame around a batch takes beside its alerts (with room for a 16-digit seq). */
 export const ALERTS_FRAME_OVERHEAD = alertsFrame(1e15, []).length;
 
-export function ackMessage(upTo: number): AckMessage {
-  return { type: 'ack', v: PROTOCOL_VERSION, upTo };
+export function ackMessage(upTo: number, rejected?: RejectedAlert[]): AckMessage {
+  return rejected && rejected.length > 0 ? { type: 'ack', v: PROTOCOL_VERSION, upTo, rejected } : { type: 'ack', v: PROTOCOL_VERSION, upTo };
 }
 
 export function errorMessageFrame(code: string, message: string): ErrorMessage {

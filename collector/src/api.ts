@@ -3,10 +3,12 @@
 //   GET   /healthz               no auth: {"status":"ok"} while the database answers (503 otherwise)
 //   GET   /metrics               no auth: Prometheus text format
 //   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=
-//                                → {"alerts":[ECS documents], "next": uuid for ?before= | null}
+//                                → {"alerts":[ECS documents], "next": cursor for ?before= | null}
 //   GET   /api/alerts/:uuid      → {"alert": document}
 //   PATCH /api/alerts/:uuid      {"status":"acknowledged"} → {"alert": document}, recording who and when
 //   GET   /api/agents            → {"agents":[...]}
+//   GET   /api/quarantine        invalid alerts the agents sent, newest first: ?limit=&agent=&before=
+//                                → {"quarantine":[{id, agentId, tokenName, seq, uuid, reason, text, size, truncated, received}], "next": id | null}
 //
 // Every /api call needs `Authorization: Bearer <admin token>`; anything else gets 401. Errors are
 // {"error":{"code":"LDG_ERR_…","message":"… what to do"}}. Other paths are offered to the handlers
@@ -166,6 +168,7 @@ export class Api {
     if (path === '/metrics') {
       if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
       const fleet = store.fleet();
+      const mem = process.memoryUsage();
       const text = this.ctx.metrics.render({
         ldguard_collector_connections: { help: 'Agent connections open now.', value: this.ctx.connections() },
         ldguard_collector_agents_online: { help: 'Agents heard from within their heartbeat allowance.', value: fleet.online },
@@ -174,6 +177,12 @@ export class Api {
         ldguard_collector_agents_events_lost: { help: 'Kernel events agents reported lost (sum over agents).', value: fleet.eventsLost },
         ldguard_collector_agents_spool_overflow: { help: 'Alerts agents refused because their spool was full (sum over agents).', value: fleet.spoolOverflow },
         ldguard_collector_ingest_pending_alerts: { help: 'Alerts received and waiting for a commit.', value: this.ctx.ingest.pendingAlerts },
+        ldguard_collector_ingest_pending_bytes: { help: 'Bytes of alert documents received and waiting for a commit.', value: this.ctx.ingest.pendingBytes },
+        ldguard_collector_resident_memory_bytes: { help: 'Resident memory of the collector process (RSS).', value: mem.rss },
+        ldguard_collector_heap_used_bytes: { help: 'JavaScript heap in use (main thread).', value: mem.heapUsed },
+        ldguard_collector_heap_total_bytes: { help: 'JavaScript heap reserved (main thread): what the garbage collector has not returned.', value: mem.heapTotal },
+        ldguard_collector_buffers_bytes: { help: 'Memory of Buffers and ArrayBuffers (frames received, documents on their way to the writer).', value: mem.arrayBuffers },
+        ldguard_collector_quarantine_alerts: { help: 'Invalid alerts kept in the quarantine now (GET /api/quarantine).', value: store.quarantineCount() },
       }, this.ctx.version);
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
       res.end(text);
@@ -201,7 +210,7 @@ export class Api {
       if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
       const q = parseAlertQuery(url.searchParams);
       const page = store.queryAlerts(q);
-      if (!page) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: no alert has that uuid; pass the "next" value of the previous page`);
+      if (!page) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: not a cursor and no alert has that uuid; pass the "next" value of the previous page`);
       // The documents are stored as JSON text: join them rather than parse and re-serialise.
       sendJson(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)}}`);
       return;
@@ -246,6 +255,26 @@ export class Api {
       sendJson(res, 200, { agents: store.listAgents().map((a) => ({ ...a, connected: connected.has(a.agentId) })) });
       return;
     }
-    throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no such API: ${method} ${path}; see GET /api/alerts, /api/agents`);
+    if (path === '/api/quarantine') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      for (const k of url.searchParams.keys()) {
+        if (!['limit', 'agent', 'before'].includes(k)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `unknown parameter ${k}; /api/quarantine takes limit, agent, before`);
+      }
+      const num = (k: string, max: number, dflt: number) => {
+        const v = url.searchParams.get(k);
+        if (v === null) return dflt;
+        const n = Number(v);
+        if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new HttpError(400, 'LDG_ERR_API_QUERY', `${k}=${v}: give a whole number from 1 to ${max}`);
+        return n;
+      };
+      const limit = num('limit', MAX_LIMIT, DEFAULT_LIMIT);
+      const agent = url.searchParams.get('agent') ?? undefined;
+      const rows = store.listQuarantine({ limit: limit + 1, agentId: agent, before: num('before', Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) });
+      const more = rows.length > limit;
+      if (more) rows.pop();
+      sendJson(res, 200, { quarantine: rows, next: more ? rows.at(-1)!.id : null });
+      return;
+    }
+    throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no such API: ${method} ${path}; see GET /api/alerts, /api/agents, /api/quarantine`);
   }
 }

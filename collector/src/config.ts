@@ -24,6 +24,7 @@ export interface CollectorConfig {
   sweepIntervalMs: number;
   maxCommitAlerts: number;
   ingestHighWater: number;
+  ingestHighWaterBytes: number;
 }
 
 export const DEFAULTS: CollectorConfig = {
@@ -42,8 +43,9 @@ export const DEFAULTS: CollectorConfig = {
   helloTimeoutMs: 10_000, // a connection that says nothing this long after the upgrade is closed
   offlineAfterMissedHeartbeats: 3, // an agent is offline after this many heartbeat periods unheard
   sweepIntervalMs: 5_000, // how often offline agents and revoked tokens are looked for
-  maxCommitAlerts: 20_000, // alerts in one transaction at most (group commit)
-  ingestHighWater: 50_000, // alerts waiting for a commit (about 5 KB of memory each) past which agents are read more slowly
+  maxCommitAlerts: 5_000, // alerts in one transaction at most (group commit); ~15 MB to the writer thread
+  ingestHighWater: 20_000, // alerts waiting for a commit past which alert senders are not read until commits catch up
+  ingestHighWaterBytes: 16 * 1024 * 1024, // ... or bytes of their documents (each costs several times that in memory until collected)
 };
 
 type Kind = 'string' | 'path' | 'nullable-path' | 'bool' | 'int';
@@ -65,6 +67,7 @@ const KEYS: Record<string, { key: keyof CollectorConfig; type: Kind; min?: numbe
   sweep_interval_ms: { key: 'sweepIntervalMs', type: 'int', min: 100 },
   max_commit_alerts: { key: 'maxCommitAlerts', type: 'int', min: 1 },
   ingest_high_water: { key: 'ingestHighWater', type: 'int', min: 1 },
+  ingest_high_water_bytes: { key: 'ingestHighWaterBytes', type: 'int', min: 65_536 },
 };
 
 /** "HOST:PORT" or "[V6]:PORT" → parts; port 0 asks the system for a free one. */

@@ -2,31 +2,65 @@
 // agent and commits them together (group commit), then acks each batch. An agent hears "ack" only
 // after the transaction holding its alerts is on disk.
 //
-// Scheduling: one commit is in flight at a time (in the store's writer thread). The first
-// submission after a commit schedules the next with setImmediate, so every message that arrived in
-// the same turn of the event loop joins it; while a commit runs, this thread goes on reading and
-// validating, and all of that forms the next group. One fsync therefore covers as many batches as
-// arrive during one, which is what keeps durable throughput up as load grows. Back-pressure: past `highWater` alerts waiting, the server stops
-// reading alert batches until a commit brings the queue under half of it ('drain').
+// Scheduling: up to two commits are in flight (PIPELINE), committed one after the other by the
+// store's writer thread. A submission schedules a commit with setImmediate, so every message that
+// arrived in the same turn of the event loop joins it; while a commit runs, this thread goes on
+// reading and validating, and that forms the next group, posted so that it waits in the writer
+// rather than the writer waiting for it (measured: the writer idled 60% of the time between
+// commits with one in flight, on a loaded machine where waking a thread takes milliseconds). One
+// fsync therefore covers as many batches as arrive during one, which is what keeps durable
+// throughput up as load grows. Acks follow the commits' order; after a failed commit, nothing
+// behind it is acked until it has been retried (see commitNow).
+//
+// Back-pressure and memory: past `highWater` alerts or `highWaterBytes` bytes of documents waiting,
+// the server stops reading alert batches until a commit brings the queue under half of both
+// ('drain'). The bytes bound is the one that holds memory down: what waits here is the documents'
+// text, and each alert also costs its parsed form and its frame until the garbage collector runs
+// (several times its text), so a queue of 50,000 alerts meant most of a gigabyte.
+//
+// Invalid alerts of a valid batch are not stored with the alerts but in the quarantine, in the same
+// transaction, and the ack that follows names them (`rejected`): the agent drops them and goes on.
+//
+// Agent rows are written only when they say something new. 15,000 agents heartbeating every 10 s
+// are 1,500 updates a second, each dirtying a random 16 KB page of the agents table: in the WAL and
+// again in the checkpoint, that was more bytes than the alerts themselves. So a heartbeat whose
+// health (uptime aside) is what was last written, and the last_seen of an alert sender, are written
+// only once the stored last_seen is `missed − 1` heartbeat periods old: the sweep marks an agent
+// offline after `missed` periods, so a live agent is never late by then.
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { AlertsMessage } from '../../shared/protocol.js';
+import { MAX_ALERT_BYTES, rejectedAlert, type AlertsMessage, type InvalidAlert, type RejectedAlert } from '../../shared/protocol.js';
 import type { Metrics } from './metrics.js';
-import type { AlertRow, CommitWork, HeartbeatRow, HelloRow, Store } from './store/sqlite.js';
+import { QUARANTINE_TEXT_CHARS, originalTime, type AlertRow, type CommitWork, type HeartbeatRow, type HelloRow, type QuarantineRow, type Store, type TokenBinding } from './store/sqlite.js';
 
 interface Batch {
   rows: AlertRow[];
+  quarantine: QuarantineRow[];
+  rejected: RejectedAlert[];
+  bytes: number;
   upTo: number;
   receivedAt: number;
-  ack: (upTo: number) => void;
+  ack: (upTo: number, rejected: RejectedAlert[]) => void;
 }
+
+/** Commits in flight at once: one committing, the next one queued behind it in the writer. */
+const PIPELINE = 2;
 
 export interface IngestOptions {
   maxCommitAlerts: number;
+  /** offline_after_missed_heartbeats: how stale a stored last_seen may be (see above). */
+  offlineAfterMissedHeartbeats: number;
   highWater: number;
+  /** Bytes of alert documents waiting for a commit past which senders are paused. */
+  highWaterBytes: number;
   /** Wait before retrying a failed commit. */
   retryMs?: number;
+}
+
+function uuidOf(a: unknown): string | null {
+  const u = (a as { kibana?: { alert?: { uuid?: unknown } } } | null)?.kibana?.alert?.uuid;
+  return typeof u === 'string' && u.length <= 128 ? u : null;
 }
 
 export interface IngestEvents {
@@ -39,51 +73,123 @@ export interface IngestEvents {
 export class Ingest extends EventEmitter<IngestEvents> {
   private batches: Batch[] = [];
   private hellos: HelloRow[] = [];
+  private bindings: TokenBinding[] = [];
   /** Only the newest heartbeat of each agent matters. */
   private heartbeats = new Map<string, HeartbeatRow>();
+  /** Per agent: when its last_seen was last queued for writing, its heartbeat period, the health then. */
+  private readonly written = new Map<string, { at: number; periodMs: number; health: string | null }>();
   private scheduled = false;
-  private committing = false;
+  /** Commits posted to the writer and not settled yet (at most PIPELINE). */
+  private inFlight = 0;
+  /** What failed to commit, and what was in flight behind it, until the retry. */
+  private failed: { batches: Batch[]; hellos: HelloRow[]; bindings: TokenBinding[]; heartbeats: HeartbeatRow[] } | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private waiters: Array<() => void> = [];
   private high = false;
   pendingAlerts = 0;
+  /** Bytes of alert documents waiting for a commit. */
+  pendingBytes = 0;
 
   constructor(private readonly store: Store, private readonly metrics: Metrics, private readonly log: Logger, private readonly opts: IngestOptions) {
     super();
   }
 
-  /** Queues a validated batch; `ack` is called with its last sequence once it is committed. */
-  submitAlerts(agentId: string, tokenName: string, msg: AlertsMessage, ack: (upTo: number) => void): void {
+  /**
+   * Queues a batch whose envelope is valid; the alerts listed in `invalid` (and any over
+   * MAX_ALERT_BYTES) go to the quarantine. `ack` is called with the batch's last sequence and its
+   * rejected alerts once all of it is committed.
+   */
+  submitAlerts(
+    agentId: string, tokenName: string, msg: AlertsMessage, invalid: readonly InvalidAlert[], raw: Buffer[] | undefined,
+    ack: (upTo: number, rejected: RejectedAlert[]) => void,
+  ): void {
     const received = Date.now();
-    const rows: AlertRow[] = msg.alerts.map((a) => ({
-      uuid: a.kibana.alert.uuid,
-      ts: Date.parse(a['@timestamp']),
-      host: a.host?.name ?? null,
-      ruleId: a.kibana.alert.rule.rule_id,
-      ruleName: a.rule?.name ?? a.kibana.alert.rule.name,
-      severity: a.kibana.alert.severity,
-      status: a.kibana.alert.workflow_status,
-      agentId,
-      tokenName,
-      received,
-      doc: JSON.stringify(a),
-    }));
-    this.batches.push({ rows, upTo: msg.seq + rows.length - 1, receivedAt: performance.now(), ack });
-    this.pendingAlerts += rows.length;
+    const bad = new Map(invalid.map((x) => [x.index, x.errors]));
+    const rows: AlertRow[] = [];
+    const quarantine: QuarantineRow[] = [];
+    const rejected: RejectedAlert[] = [];
+    let bytes = 0;
+    msg.alerts.forEach((a, i) => {
+      const seq = msg.seq + i;
+      // The bytes as sent when the frame could be sliced (frame.ts), else the parsed alert again.
+      const doc = raw?.[i] ?? Buffer.from(JSON.stringify(a));
+      let errors = bad.get(i);
+      if (!errors && doc.length > MAX_ALERT_BYTES) {
+        errors = [`alert: ${doc.length} bytes, over the ${MAX_ALERT_BYTES} an alert may have (the agent shortens bigger ones)`];
+      }
+      if (errors) {
+        const text = doc.toString('utf8', 0, Math.min(doc.length, 4 * QUARANTINE_TEXT_CHARS)).slice(0, QUARANTINE_TEXT_CHARS);
+        quarantine.push({ agentId, tokenName, seq, uuid: uuidOf(a), reason: errors.join('\n'), text, size: doc.length, received });
+        rejected.push(rejectedAlert(seq, errors));
+        bytes += text.length;
+        return;
+      }
+      bytes += doc.length;
+      const ts = Date.parse(a['@timestamp']);
+      rows.push({
+        uuid: a.kibana.alert.uuid,
+        ts,
+        ots: originalTime(a.kibana.alert.original_time, ts),
+        host: a.host?.name ?? null,
+        ruleId: a.kibana.alert.rule.rule_id,
+        ruleName: a.rule?.name ?? a.kibana.alert.rule.name,
+        severity: a.kibana.alert.severity,
+        status: a.kibana.alert.workflow_status,
+        agentId,
+        tokenName,
+        received,
+        doc,
+      });
+    });
+    const n = msg.alerts.length;
+    this.batches.push({ rows, quarantine, rejected, bytes, upTo: msg.seq + n - 1, receivedAt: performance.now(), ack });
+    this.pendingAlerts += n;
+    this.pendingBytes += bytes;
     this.metrics.batches += 1;
-    this.metrics.alertsReceived += rows.length;
-    if (this.pendingAlerts > this.opts.highWater) this.high = true;
+    this.metrics.alertsReceived += n;
+    if (this.pendingAlerts > this.opts.highWater || this.pendingBytes > this.opts.highWaterBytes) this.high = true;
+    this.schedule();
+  }
+
+  /** Binds an agent token to the agent id of its first hello, in the next commit (before that hello's alerts). */
+  submitBinding(b: TokenBinding): void {
+    this.bindings.push(b);
     this.schedule();
   }
 
   submitHello(row: HelloRow): void {
     this.hellos.push(row);
+    this.written.set(row.agentId, { at: row.at, periodMs: row.heartbeatMs, health: null });
     this.schedule();
   }
 
-  submitHeartbeat(row: HeartbeatRow): void {
+  /** `healthKey`: the health without what changes at every beat (uptime); equal keys say nothing new. */
+  submitHeartbeat(row: HeartbeatRow, healthKey: string): void {
+    const w = this.written.get(row.agentId);
+    if (w && w.health === healthKey && !this.stale(w, row.at)) return;
+    if (w) {
+      w.at = row.at;
+      w.health = healthKey;
+    }
     this.heartbeats.set(row.agentId, row);
     this.schedule();
+  }
+
+  /** The sweep marked these offline: their next word must be written, whatever it says. */
+  forget(agentIds: Iterable<string>): void {
+    for (const id of agentIds) {
+      const w = this.written.get(id);
+      if (w) w.at = -Infinity;
+    }
+  }
+
+  /** Agents no longer connected need no entry (a new hello makes one). */
+  disconnected(agentId: string): void {
+    this.written.delete(agentId);
+  }
+
+  private stale(w: { at: number; periodMs: number }, now: number): boolean {
+    return now - w.at >= w.periodMs * Math.max(0, this.opts.offlineAfterMissedHeartbeats - 1);
   }
 
   /** True while the queue is past the high-water mark (the server pauses alert senders). */
@@ -92,7 +198,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.committing || this.retryTimer) return;
+    if (this.scheduled || this.inFlight >= PIPELINE || this.retryTimer || this.failed) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -101,72 +207,104 @@ export class Ingest extends EventEmitter<IngestEvents> {
   }
 
   private async commitNow(): Promise<void> {
+    if (this.inFlight >= PIPELINE || this.failed) return;
     const take: Batch[] = [];
     let n = 0;
-    while (this.batches.length > 0 && (take.length === 0 || n + this.batches[0]!.rows.length <= this.opts.maxCommitAlerts)) {
+    let bytes = 0;
+    const size = (b: Batch) => b.rows.length + b.quarantine.length;
+    while (this.batches.length > 0 && (take.length === 0 || n + size(this.batches[0]!) <= this.opts.maxCommitAlerts)) {
       const b = this.batches.shift()!;
       take.push(b);
-      n += b.rows.length;
+      n += size(b);
+      bytes += b.bytes;
     }
-    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seen: new Map() };
+    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
       for (const r of b.rows) work.alerts.push(r);
-      const last = b.rows[0];
-      if (last) work.seen.set(last.agentId, last.received);
+      for (const q of b.quarantine) work.quarantine.push(q);
+      const first = b.rows[0] ?? b.quarantine[0];
+      const w = first && this.written.get(first.agentId);
+      if (first && (!w || this.stale(w, first.received))) {
+        work.seen.set(first.agentId, first.received);
+        if (w) w.at = first.received;
+      }
     }
     this.hellos = [];
+    this.bindings = [];
     this.heartbeats = new Map();
-    if (work.alerts.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0) return this.settle();
+    if (take.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0 && work.bindings.length === 0) return this.settle();
     const t0 = performance.now();
-    let result: { inserted: AlertRow[]; duplicates: number };
-    this.committing = true;
+    let result: { inserted: AlertRow[]; duplicates: number } | undefined;
+    let error: unknown;
+    this.inFlight += 1;
+    // The next group forms while this one commits; with PIPELINE 2 it is already queued in the
+    // writer when this one ends, so the writer never waits for this thread between commits.
+    if (this.batches.length > 0) this.schedule();
     try {
       result = await this.store.commit(work);
     } catch (err) {
-      this.committing = false;
-      // Nothing of the group was committed: put it back in front and try again shortly. The
-      // agents wait for their acks (and resend after their ack timeout: harmless).
-      this.metrics.commitErrors += 1;
-      this.log.error({ err: errorMessage(err), alerts: work.alerts.length, retryMs: this.opts.retryMs ?? 1000 }, 'store commit failed; will retry (check disk space and the database file)');
-      this.batches.unshift(...take);
-      this.hellos.unshift(...work.hellos);
-      for (const h of work.heartbeats) if (!this.heartbeats.has(h.agentId)) this.heartbeats.set(h.agentId, h);
+      error = err;
+    }
+    this.inFlight -= 1;
+    if (error !== undefined || this.failed) {
+      // Acks are cumulative per agent, so nothing may be acked past a batch that is not stored:
+      // a failed commit, and every commit that was in flight behind it (stored or not), go back to
+      // the queue in their order and are committed again (resends of what did get stored are
+      // ignored as duplicates). The agents wait for their acks meanwhile.
+      if (error !== undefined) {
+        this.metrics.commitErrors += 1;
+        this.log.error({ err: errorMessage(error), alerts: work.alerts.length, retryMs: this.opts.retryMs ?? 1000 }, 'store commit failed; will retry (check disk space and the database file)');
+      }
+      if (result && result.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', result.inserted);
+      this.failed ??= { batches: [], hellos: [], bindings: [], heartbeats: [] };
+      this.failed.batches.push(...take);
+      this.failed.hellos.push(...work.hellos);
+      this.failed.bindings.push(...work.bindings);
+      this.failed.heartbeats.push(...work.heartbeats);
+      if (this.inFlight > 0) return;
+      const f = this.failed;
+      this.batches.unshift(...f.batches);
+      this.hellos.unshift(...f.hellos);
+      this.bindings.unshift(...f.bindings);
+      for (const h of f.heartbeats) if (!this.heartbeats.has(h.agentId)) this.heartbeats.set(h.agentId, h);
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
+        this.failed = undefined;
         this.schedule();
       }, this.opts.retryMs ?? 1000);
       return;
     }
-    this.committing = false;
     const t1 = performance.now();
     const secs = (t1 - t0) / 1000;
     this.metrics.commits += 1;
     this.metrics.commitSecondsSum += secs;
     if (secs > this.metrics.commitSecondsMax) this.metrics.commitSecondsMax = secs;
-    this.metrics.alertsStored += result.inserted.length;
-    this.metrics.alertsDuplicate += result.duplicates;
+    this.metrics.alertsStored += result!.inserted.length;
+    this.metrics.alertsDuplicate += result!.duplicates;
+    this.metrics.alertsQuarantined += work.quarantine.length;
     this.pendingAlerts -= n;
+    this.pendingBytes -= bytes;
     for (const b of take) {
-      b.ack(b.upTo);
+      b.ack(b.upTo, b.rejected);
       this.metrics.observeAck((t1 - b.receivedAt) / 1000);
     }
-    if (result.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', result.inserted);
-    if (this.high && this.pendingAlerts <= this.opts.highWater / 2) {
+    if (result!.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', result!.inserted);
+    if (this.high && this.pendingAlerts <= this.opts.highWater / 2 && this.pendingBytes <= this.opts.highWaterBytes / 2) {
       this.high = false;
       this.emit('drain');
     }
-    if (this.batches.length > 0 || this.hellos.length > 0 || this.heartbeats.size > 0) this.schedule();
+    if (this.batches.length > 0 || this.hellos.length > 0 || this.heartbeats.size > 0 || this.bindings.length > 0) this.schedule();
     else this.settle();
   }
 
   private settle(): void {
-    if (this.batches.length > 0 || this.scheduled || this.committing) return;
+    if (this.batches.length > 0 || this.scheduled || this.inFlight > 0) return;
     for (const w of this.waiters.splice(0)) w();
   }
 
   /** Resolves once everything queued so far is committed and acked (shutdown uses it). */
   flush(): Promise<void> {
-    if (this.batches.length === 0 && this.hellos.length === 0 && this.heartbeats.size === 0 && !this.scheduled && !this.committing && !this.retryTimer) return Promise.resolve();
+    if (this.batches.length === 0 && this.hellos.length === 0 && this.heartbeats.size === 0 && this.bindings.length === 0 && !this.scheduled && this.inFlight === 0 && !this.retryTimer) return Promise.resolve();
     return new Promise((resolve) => {
       this.waiters.push(resolve);
       this.schedule();

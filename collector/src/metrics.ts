@@ -5,6 +5,8 @@ export class Metrics {
   alertsReceived = 0;
   alertsStored = 0;
   alertsDuplicate = 0;
+  /** Alerts of valid batches that failed validation: kept in the quarantine table, acked. */
+  alertsQuarantined = 0;
   batches = 0;
   commits = 0;
   commitErrors = 0;
@@ -21,6 +23,8 @@ export class Metrics {
   rateLimited = 0;
   ingestPaused = 0;
   connectionsAccepted = 0;
+  /** Hellos refused because the token is bound to another agent id. */
+  agentIdMismatches = 0;
   readonly rejected = new Map<string, number>();
 
   reject(reason: string): void {
@@ -42,6 +46,7 @@ export class Metrics {
     metric('ldguard_collector_alerts_received_total', 'counter', 'Alerts received in valid batches (including resends).', this.alertsReceived);
     metric('ldguard_collector_alerts_stored_total', 'counter', 'Alerts newly stored.', this.alertsStored);
     metric('ldguard_collector_alerts_duplicate_total', 'counter', 'Alerts received again and ignored (already stored).', this.alertsDuplicate);
+    metric('ldguard_collector_alerts_quarantined_total', 'counter', 'Invalid alerts of valid batches, kept in the quarantine (GET /api/quarantine) and acked.', this.alertsQuarantined);
     metric('ldguard_collector_batches_total', 'counter', 'Alert batches received.', this.batches);
     metric('ldguard_collector_commits_total', 'counter', 'Store transactions committed (group commits).', this.commits);
     metric('ldguard_collector_commit_errors_total', 'counter', 'Store transactions that failed (retried).', this.commitErrors);
@@ -52,6 +57,7 @@ export class Metrics {
     out.push(`ldguard_collector_ack_seconds_bucket{le="+Inf"} ${this.ackCount}`, `ldguard_collector_ack_seconds_sum ${this.ackSecondsSum}`, `ldguard_collector_ack_seconds_count ${this.ackCount}`);
     metric('ldguard_collector_connections_accepted_total', 'counter', 'Agent connections accepted.', this.connectionsAccepted);
     metric('ldguard_collector_auth_failures_total', 'counter', 'Upgrades and API calls refused for a missing, unknown or revoked token.', this.authFailures);
+    metric('ldguard_collector_agent_id_mismatch_total', 'counter', 'Hellos refused because their token is bound to another agent id (close 4002).', this.agentIdMismatches);
     metric('ldguard_collector_half_open_dropped_total', 'counter', 'Connections dropped for not answering pings.', this.halfOpenDropped);
     metric('ldguard_collector_slow_clients_dropped_total', 'counter', 'Connections dropped for not reading what was sent to them.', this.slowClientsDropped);
     metric('ldguard_collector_rate_limited_total', 'counter', 'Times a connection was paused for passing its rate limit.', this.rateLimited);

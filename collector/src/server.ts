@@ -6,7 +6,13 @@
 // ever read. After the upgrade every message is validated (shared/protocol.ts); a bad one gets an
 // error message, a log line and a close (1007 not JSON, 1008 wrong schema or order, 1003 binary,
 // 1009 frame too big, by `ws` itself), and nothing of it is stored. One connection's misconduct never
-// touches another's: each has its own state, its own rate limit and its own acks.
+// touches another's: each has its own state, its own rate limit and its own acks. An alert that fails
+// validation inside an otherwise valid batch is the exception: it is quarantined and acked (see
+// shared/protocol.ts), so one bad record cannot stall an agent's delivery for ever.
+//
+// One token, one agent: an agent token is bound to the agent id of the first hello that uses it
+// (stored with the token), and a hello with another id is refused (4002, LDG_ERR_TOKEN_AGENT), so a
+// stolen or shared token cannot speak as, or overwrite the state of, another host.
 //
 // Back-pressure instead of falling over: a connection past its rate limit, or any alert sender while
 // the ingest queue is past its high-water mark, is simply not read for a while (its TCP window
@@ -20,10 +26,11 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import {
-  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, ackMessage, errorMessageFrame, parseAgentMessage, type AgentMessage,
+  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, ackMessage, errorMessageFrame, parseAgentMessage, type AgentMessage, type RejectedAlert,
 } from '../../shared/protocol.js';
 import { VERSION } from '../../shared/version.js';
 import { Api } from './api.js';
+import { alertSlices } from './frame.js';
 import { parseListen, type CollectorConfig } from './config.js';
 import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
@@ -34,6 +41,12 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer
 
 /** A client that stopped reading our acks: past this we drop it rather than buffer for it. */
 const MAX_OUTBOUND_BUFFER = 1024 * 1024;
+
+/** Agent names an "agent offline" line gives as examples; the rest are counted. */
+const OFFLINE_SAMPLE = 5;
+
+/** A connection's quarantined alerts are logged at most this often (with a count): a broken build can send nothing else. */
+const QUARANTINE_LOG_EVERY_MS = 10_000;
 
 type PauseReason = 'rate' | 'ingest' | 'closing';
 
@@ -47,6 +60,9 @@ class Conn {
   msgTokens: number;
   alertTokens: number;
   lastRefill = performance.now();
+  /** Quarantined alerts not logged yet, and when the last line was. */
+  quarantinedUnlogged = 0;
+  quarantineLoggedAt = -Infinity;
 
   constructor(readonly ws: WebSocket, readonly remote: string, readonly token: TokenInfo, cfg: CollectorConfig) {
     this.msgTokens = cfg.rateMessagesBurst;
@@ -100,9 +116,15 @@ export class CollectorServer {
   private readonly byAgent = new Map<string, Conn>();
   private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
   private readonly pausedForIngest = new Set<Conn>();
+  /**
+   * Token hash → the agent id it is bound to, for bindings made by this process and not yet read
+   * back from the store (the writer thread commits them). This process is the only one that binds,
+   * so this and the tokens table together are the truth.
+   */
+  private readonly bound = new Map<string, string>();
   private pingTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private dataVersion = 0;
+  private tokensVersion = '';
   private closing = false;
   private readonly tlsClientCa: boolean;
 
@@ -110,7 +132,11 @@ export class CollectorServer {
     this.cfg = opts.config;
     this.store = opts.store;
     this.log = opts.log;
-    this.ingest = new Ingest(this.store, this.metrics, this.log, { maxCommitAlerts: this.cfg.maxCommitAlerts, highWater: this.cfg.ingestHighWater });
+    if (this.store.upgraded) this.log.info({ db: this.store.path, upgrade: this.store.upgraded }, `database upgraded from ${this.store.upgraded}`);
+    this.ingest = new Ingest(this.store, this.metrics, this.log, {
+      maxCommitAlerts: this.cfg.maxCommitAlerts, highWater: this.cfg.ingestHighWater, highWaterBytes: this.cfg.ingestHighWaterBytes,
+      offlineAfterMissedHeartbeats: this.cfg.offlineAfterMissedHeartbeats,
+    });
     this.ingest.on('drain', () => {
       for (const c of this.pausedForIngest) c.resume('ingest');
       this.pausedForIngest.clear();
@@ -185,7 +211,7 @@ export class CollectorServer {
         resolve();
       });
     });
-    this.dataVersion = this.store.dataVersion();
+    this.tokensVersion = this.store.tokensVersion();
     this.dashboard?.start();
     this.pingTimer = setInterval(() => this.pingAll(), this.cfg.pingIntervalMs);
     this.sweepTimer = setInterval(() => this.sweep(), this.cfg.sweepIntervalMs);
@@ -251,7 +277,10 @@ export class CollectorServer {
       this.pausedForIngest.delete(c);
       clearTimeout(c.helloTimer);
       clearTimeout(c.resumeTimer);
-      if (c.agentId && this.byAgent.get(c.agentId) === c) this.byAgent.delete(c.agentId);
+      if (c.agentId && this.byAgent.get(c.agentId) === c) {
+        this.byAgent.delete(c.agentId);
+        this.ingest.disconnected(c.agentId);
+      }
       this.log.info({ agentId: c.agentId, token: token.name, remote, code, reason: reason.toString() }, 'agent disconnected');
     });
   }
@@ -274,6 +303,19 @@ export class CollectorServer {
     switch (m.type) {
       case 'hello': {
         if (c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'hello sent twice on one connection', 'order');
+        const boundTo = this.bound.get(c.token.hash) ?? c.token.agentId;
+        if (boundTo !== null && boundTo !== m.agent.agentId) {
+          this.metrics.agentIdMismatches += 1;
+          return this.refuse(c, CLOSE.agentMismatch, 'LDG_ERR_TOKEN_AGENT',
+            `token "${c.token.name}" belongs to agent ${boundTo}, not ${m.agent.agentId}: each host needs a token of its own. ` +
+            `Create one for this host with \`ldguard token create --name HOST --role agent\`; if this host was reinstalled and its agent id changed, revoke the old token and create a new one`,
+            'agent_mismatch');
+        }
+        if (boundTo === null) {
+          this.bound.set(c.token.hash, m.agent.agentId);
+          this.ingest.submitBinding({ hash: c.token.hash, agentId: m.agent.agentId });
+          this.log.info({ token: c.token.name, agentId: m.agent.agentId }, 'agent token bound to its first agent id');
+        }
         c.agentId = m.agent.agentId;
         clearTimeout(c.helloTimer);
         const older = this.byAgent.get(c.agentId);
@@ -292,7 +334,16 @@ export class CollectorServer {
       }
       case 'alerts': {
         if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'alerts before hello; an agent must say hello first', 'order');
-        this.ingest.submitAlerts(c.agentId, c.token.name, m, (upTo) => this.sendAck(c, upTo));
+        if (parsed.invalid.length > 0) {
+          c.quarantinedUnlogged += parsed.invalid.length;
+          if (performance.now() - c.quarantineLoggedAt >= QUARANTINE_LOG_EVERY_MS) {
+            this.log.warn({ agentId: c.agentId, token: c.token.name, remote: c.remote, seq: m.seq, alerts: c.quarantinedUnlogged, errors: parsed.invalid[0]!.errors.slice(0, 5) },
+              'invalid alerts in a batch: quarantined (GET /api/quarantine) and acked so the agent goes on; the agent built something this collector does not accept (run the same ldguard version on both)');
+            c.quarantinedUnlogged = 0;
+            c.quarantineLoggedAt = performance.now();
+          }
+        }
+        this.ingest.submitAlerts(c.agentId, c.token.name, m, parsed.invalid, alertSlices(data, m.alerts.length), (upTo, rejected) => this.sendAck(c, upTo, rejected));
         if (this.ingest.congested && !c.paused.has('ingest')) {
           this.metrics.ingestPaused += 1;
           c.pause('ingest');
@@ -303,10 +354,11 @@ export class CollectorServer {
       case 'heartbeat': {
         if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'heartbeat before hello; an agent must say hello first', 'order');
         const h = m.health;
+        const { uptimeSec: _uptime, ...rest } = h;
         this.ingest.submitHeartbeat({
           agentId: c.agentId, health: JSON.stringify(h), spoolDepth: h.spoolDepth, eventsLost: h.eventsLost,
           spoolOverflow: h.spoolOverflow, at: now,
-        });
+        }, JSON.stringify(rest));
         return;
       }
     }
@@ -328,7 +380,7 @@ export class CollectorServer {
     }
   }
 
-  private sendAck(c: Conn, upTo: number): void {
+  private sendAck(c: Conn, upTo: number, rejected: RejectedAlert[]): void {
     if (c.ws.readyState !== WebSocket.OPEN) return; // it will resend after reconnecting; we dedup
     if (c.ws.bufferedAmount > MAX_OUTBOUND_BUFFER) {
       this.metrics.slowClientsDropped += 1;
@@ -336,7 +388,7 @@ export class CollectorServer {
       c.ws.terminate();
       return;
     }
-    c.ws.send(JSON.stringify(ackMessage(upTo)));
+    c.ws.send(JSON.stringify(ackMessage(upTo, rejected)));
   }
 
   /** Tells the peer why, logs it, and closes: nothing of the refused message is stored. */
@@ -367,13 +419,20 @@ export class CollectorServer {
 
   private sweep(): void {
     try {
-      for (const a of this.store.markOffline(Date.now(), this.cfg.offlineAfterMissedHeartbeats)) {
-        this.log.warn({ agentId: a.agentId, hostname: a.hostname, lastSeen: new Date(a.lastSeen).toISOString() }, 'agent offline: missed its heartbeats');
+      // One line per sweep, not per agent: when a network cut takes thousands of agents away at
+      // once, a line each would bury everything else in the log. The API lists them all.
+      const gone = this.store.markOffline(Date.now(), this.cfg.offlineAfterMissedHeartbeats);
+      this.ingest.forget(gone.map((a) => a.agentId));
+      const view = (a: (typeof gone)[number]) => ({ agentId: a.agentId, hostname: a.hostname, lastSeen: new Date(a.lastSeen).toISOString() });
+      if (gone.length === 1) this.log.warn(view(gone[0]!), 'agent offline: missed its heartbeats');
+      else if (gone.length > 1) {
+        this.log.warn({ count: gone.length, sample: gone.slice(0, OFFLINE_SAMPLE).map(view), more: gone.length - Math.min(gone.length, OFFLINE_SAMPLE) },
+          'agent offline: several agents missed their heartbeats (GET /api/agents lists them)');
       }
-      // Another process (ldguard token revoke) changed the database: recheck connected tokens.
-      const v = this.store.dataVersion();
-      if (v !== this.dataVersion) {
-        this.dataVersion = v;
+      // Another process (ldguard token revoke) changed the tokens: recheck connected tokens.
+      const v = this.store.tokensVersion();
+      if (v !== this.tokensVersion) {
+        this.tokensVersion = v;
         for (const c of this.conns) {
           const t = this.store.lookupTokenHash(c.token.hash);
           if (!t || t.revoked !== null) {

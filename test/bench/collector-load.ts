@@ -22,7 +22,16 @@ export interface LoadOptions {
   deadlineMs: number;
 }
 
+const fmtN = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '?');
+
 type Quantiles = { p50: number | null; p99: number | null; max: number | null };
+
+/**
+ * The capacity target's load (issue: 20,000 durable alerts a second with acks, ack p99 ≤ 50 ms),
+ * offered on a fixed schedule in batches of 20: latency is only meaningful below saturation (the
+ * heavy phase keeps 50,000 alerts queued, so its acks wait seconds by Little's law).
+ */
+const RATED = { perSec: 20_000, batch: 20, maxAgents: 200, maxMs: 10_000 };
 
 export interface LoadResult {
   connections: number;
@@ -36,8 +45,12 @@ export interface LoadResult {
   rssHeldMb: number | null;
   rssPerConnKb: number | null;
   peakRssMb: number | null;
+  /** RSS at the end of the rated and of the heavy phase. */
+  rssAfterMb: Record<string, number | null>;
   collectorCpuS: number | null;
   light: { agents: number; offeredPerSec: number; ackMs: Quantiles } | null;
+  /** RATED's load: what the client managed to send, what was acked, and the ack latency. */
+  rated: { agents: number; batch: number; offeredPerSec: number; offered: number; sentPerSec: number; ackedPerSec: number; acked: number; lateSends: number; ackMs: Quantiles } | null;
   heavy: { agents: number; ms: number; alertsAcked: number; ackMs: Quantiles } | null;
   alertsPerSec: number | null;
   flood: { alerts: number; perFrame: number; ackedAlerts: number; ms: number; lastAckMs: number | null; stillOpen: boolean; closeCode: number | null } | null;
@@ -67,14 +80,14 @@ function get(port: number, path: string): Promise<{ status: number; body: string
 }
 
 export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
-  const c = await startCollector({ config: { max_connections: o.connections }, nofile: 20_000 });
+  const c = await startCollector({ config: { max_connections: o.connections }, nofile: 20_000, agentTokens: o.connections + o.extra });
   try {
     await new Promise((r) => setTimeout(r, 500));
     const rssIdle = rssMb(c.pid) ?? null;
     const cpu0 = cpuSeconds(c.pid);
     const cfg: LoadConfig = {
       url: c.url,
-      token: c.agentToken,
+      tokensFile: c.agentTokensFile,
       connections: o.connections,
       extra: o.extra,
       rampConcurrency: 200,
@@ -82,6 +95,10 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       holdMs: o.holdMs,
       lightAgents: o.lightAgents,
       lightMs: o.lightMs,
+      ratedAgents: Math.min(RATED.maxAgents, Math.floor(o.connections / 2)),
+      ratedPerSec: RATED.perSec,
+      ratedBatch: RATED.batch,
+      ratedMs: Math.min(RATED.maxMs, o.burstMs * 2),
       burstAgents: o.burstAgents,
       burstMs: o.burstMs,
       batchSize: 50,
@@ -93,6 +110,7 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
     const client = fileURLToPath(new URL('./load-client.js', import.meta.url));
     const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$0" "$1" "$2"', process.execPath, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let rssHeld: number | null = null;
+    const rssAfter: Record<string, number | null> = {};
     let result: Record<string, unknown> = {};
     let stderr = '';
     p.stderr!.on('data', (d) => (stderr += String(d)));
@@ -111,6 +129,8 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
         }
         // Memory once every agent has connected and sent a few heartbeats, before any alert.
         if (m.event === 'holding') rssHeld = rssMb(c.pid) ?? null;
+        // Memory at the end of each alert phase: the peak (VmHWM) alone does not say which one.
+        if (m.event === 'rated' || m.event === 'heavy') rssAfter[m.event] = rssMb(c.pid) ?? null;
         if (m.event === 'result' || m.event === 'error') result = m;
       }
     });
@@ -133,8 +153,10 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       rssHeldMb: rssHeld,
       rssPerConnKb: null,
       peakRssMb: peak,
+      rssAfterMb: rssAfter,
       collectorCpuS: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : null,
       light: (result.light as LoadResult['light']) ?? null,
+      rated: (result.rated as LoadResult['rated']) ?? null,
       heavy,
       alertsPerSec: heavy && heavy.ms > 0 ? (heavy.alertsAcked * 1000) / heavy.ms : null,
       flood: (result.flood as LoadResult['flood']) ?? null,
@@ -154,6 +176,18 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
     }
     if (result.event === 'error') out.error = `load client: ${String(result.message)}`;
     for (const l of c.logs()) if (l.msg !== 'ready') out.warnings[String(l.msg)] = (out.warnings[String(l.msg)] ?? 0) + 1;
+    // The markdown report (report.ts) predates the rated phase: its figures go to the log and --out.
+    const r = out.rated;
+    if (r) {
+      process.stderr.write(`[collector load] rated: ${r.offeredPerSec} alerts/s offered by ${r.agents} agents in batches of ${r.batch}; sent ${r.sentPerSec}/s, ` +
+        `acked ${r.ackedPerSec}/s (${r.acked} of ${r.offered}); ack ms p50/p99/max ${r.ackMs.p50?.toFixed(1)} / ${r.ackMs.p99?.toFixed(1)} / ${r.ackMs.max?.toFixed(1)}; ` +
+        `late sends ${r.lateSends}; RSS after rated ${rssAfter.rated} MB, after heavy ${rssAfter.heavy} MB, peak ${peak} MB\n`);
+    }
+    const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics.body)?.[1] ?? NaN);
+    const commits = num('ldguard_collector_commits_total');
+    process.stderr.write(`[collector load] store: ${commits} commits, ${fmtN(num('ldguard_collector_alerts_stored_total') / commits)} alerts each on average, ` +
+      `${fmtN((1000 * num('ldguard_collector_commit_seconds_sum')) / commits)} ms each (longest ${fmtN(1000 * num('ldguard_collector_commit_seconds_max'))} ms), ` +
+      `${fmtN(num('ldguard_collector_commit_seconds_sum'))} s committing in all; readers paused for ingest ${num('ldguard_collector_ingest_paused_total')}×\n`);
     out.collectorExit = await c.stop();
     return out;
   } finally {

@@ -1,10 +1,13 @@
 // The real collector as a child process (the built CLI), on a loopback port picked by the system,
-// with an agent and an admin token. Its file limit is raised in a shell wrapper, as a service unit
+// with an agent and an admin token, and on request one agent token per simulated agent (the
+// collector binds a token to the first agent id that uses it). Its file limit is raised in a shell wrapper, as a service unit
 // would, so the load test can hold thousands of agents.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { CLI } from '../helpers/agent.js';
 import { onInterrupt } from './cleanup.js';
 
@@ -18,12 +21,33 @@ export interface CollectorHandle {
   /** The agent token in a 0600 file, for --token-file. */
   agentTokenFile: string;
   adminToken: string;
+  /** One agent token per line (opts.agentTokens of them), for the load client. */
+  agentTokensFile: string;
   logs: () => Array<Record<string, unknown>>;
   exited: () => boolean;
   stop(): Promise<number | null>;
 }
 
-export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number } = {}): Promise<CollectorHandle> {
+/**
+ * Adds `n` agent tokens to the database in one transaction (as `ldguard token create` would, one
+ * process and one fsync each, it would take minutes for 15,000) and writes them to `file`.
+ */
+function addAgentTokens(db: string, n: number, file: string): void {
+  const d = new Database(db);
+  const ins = d.prepare("INSERT INTO tokens (hash, name, role, created) VALUES (?, ?, 'agent', ?)");
+  const tokens: string[] = [];
+  d.transaction(() => {
+    for (let i = 0; i < n; i++) {
+      const token = `ldg_${randomBytes(32).toString('base64url')}`;
+      ins.run(createHash('sha256').update(token, 'utf8').digest('hex'), `load-agent-${i}`, Date.now());
+      tokens.push(token);
+    }
+  })();
+  d.close();
+  writeFileSync(file, `${tokens.join('\n')}\n`, { mode: 0o600 });
+}
+
+export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number; agentTokens?: number } = {}): Promise<CollectorHandle> {
   const work = mkdtempSync(join(tmpdir(), 'ldg-bench-collector-'));
   const db = join(work, 'collector.db');
   const token = (name: string, role: string) =>
@@ -32,14 +56,19 @@ export async function startCollector(opts: { config?: Record<string, number | st
   const adminToken = token('bench-admin', 'admin');
   const agentTokenFile = join(work, 'agent.token');
   writeFileSync(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
+  const agentTokensFile = join(work, 'agents.tokens');
+  addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile);
   const args = [CLI, 'collector', '--listen', '127.0.0.1:0', '--db', db];
   if (opts.config) {
     const file = join(work, 'collector.toml');
     writeFileSync(file, Object.entries(opts.config).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join('\n') + '\n');
     args.push('--config', file);
   }
+  // LDG_BENCH_COLLECTOR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the collector:
+  // Node refuses --cpu-prof in NODE_OPTIONS, and that would profile the load client too.
+  const nodeArgs = (process.env.LDG_BENCH_COLLECTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
   // exec keeps the pid: the shell becomes the collector, with the raised limit.
-  const quoted = [process.execPath, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const quoted = [process.execPath, ...nodeArgs, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const proc = spawn('/bin/sh', ['-c', `ulimit -n ${opts.nofile ?? 20000} && exec ${quoted}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   const unregister = onInterrupt(() => proc.kill('SIGTERM'));
   proc.once('exit', unregister);
@@ -82,6 +111,7 @@ export async function startCollector(opts: { config?: Record<string, number | st
     agentToken,
     agentTokenFile,
     adminToken,
+    agentTokensFile,
     logs: () => lines,
     exited: () => proc.exitCode !== null || proc.signalCode !== null,
     stop() {

@@ -5,17 +5,22 @@
 //
 // Sequence: ramp up `connections` (each says hello, then heartbeats every heartbeatMs from its own
 // connect, as the agent does) → hold → light: some agents send a small batch a second each (ack
-// latency when the collector keeps up) → heavy: `burstAgents` agents each keep 2 batches unacked
-// (throughput; ack latency then is queueing) → one agent sends more than its rate-limit burst at
-// once → `extra` more connections try to get past max_connections → report.
+// latency when the collector keeps up) → rated: `ratedAgents` agents together offer `ratedPerSec`
+// alerts a second in batches of `ratedBatch`, on a fixed schedule whatever the acks do (ack latency
+// and what is stored at the rate the capacity target names) → heavy: `burstAgents` agents each keep
+// 2 batches unacked (throughput; ack latency then is queueing) → one agent sends more than its
+// rate-limit burst at once → `extra` more connections try to get past max_connections → report.
+// Each simulated agent has a token of its own (the collector binds a token to one agent id).
 // Progress and the result are JSON lines on stdout ({"event": ...}).
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../../shared/protocol.js';
 
 export interface LoadConfig {
   url: string;
-  token: string;
+  /** A file with one agent token per line: agent i uses line i. */
+  tokensFile: string;
   connections: number;
   extra: number;
   rampConcurrency: number;
@@ -23,6 +28,10 @@ export interface LoadConfig {
   holdMs: number;
   lightAgents: number;
   lightMs: number;
+  ratedAgents: number;
+  ratedPerSec: number;
+  ratedBatch: number;
+  ratedMs: number;
   burstAgents: number;
   burstMs: number;
   batchSize: number;
@@ -34,6 +43,7 @@ export interface LoadConfig {
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as LoadConfig;
+const tokens = readFileSync(cfg.tokensFile, 'utf8').split('\n').filter(Boolean);
 const t0 = performance.now();
 const emit = (event: string, data: Record<string, unknown> = {}) => process.stdout.write(`${JSON.stringify({ event, t: Math.round(performance.now() - t0), ...data })}\n`);
 
@@ -76,6 +86,7 @@ interface Agent {
 
 const agents: Agent[] = [];
 const lightAckMs: number[] = [];
+const ratedAckMs: number[] = [];
 const heavyAckMs: number[] = [];
 const floodAckMs: number[] = [];
 let acked = 0;
@@ -100,7 +111,7 @@ function heartbeat(a: Agent): void {
 function connect(id: number): Promise<Agent | null> {
   return new Promise((resolve) => {
     const ws = new WebSocket(`${cfg.url}/agent`, {
-      headers: { Authorization: `Bearer ${cfg.token}` },
+      headers: { Authorization: `Bearer ${tokens[id % tokens.length]}` },
       perMessageDeflate: false,
       handshakeTimeout: 20_000,
       localAddress: cfg.localAddresses[id % cfg.localAddresses.length],
@@ -251,6 +262,38 @@ async function main(): Promise<void> {
   }));
   await drain(light, 10_000);
   result.light = { agents: light.length, offeredPerSec: light.length * 5, ackMs: q(lightAckMs) };
+
+  // Rated: ratedPerSec alerts a second offered by ratedAgents agents, each sending a batch on its own
+  // fixed schedule (spread over the period), not waiting for acks: the latency of each ack at that load.
+  if (cfg.ratedAgents > 0 && cfg.ratedMs > 0) {
+    const rated = agents.filter((a) => a.open).slice(0, cfg.ratedAgents);
+    for (const a of rated) a.lat = ratedAckMs;
+    const periodMs = (1000 * cfg.ratedBatch * rated.length) / cfg.ratedPerSec;
+    const ackedBefore = acked;
+    let offered = 0;
+    let late = 0;
+    const rStart = performance.now();
+    const rEnd = Math.min(rStart + cfg.ratedMs, deadline);
+    await Promise.all(rated.map(async (a, i) => {
+      let next = rStart + (periodMs * i) / rated.length;
+      while (a.open && next < rEnd) {
+        const wait = next - performance.now();
+        if (wait > 0) await sleep(wait);
+        else if (wait < -periodMs) late += 1; // this client fell behind its own schedule
+        sendBatch(a, cfg.ratedBatch);
+        offered += cfg.ratedBatch;
+        next += periodMs;
+      }
+    }));
+    const sentMs = performance.now() - rStart;
+    await drain(rated, 10_000);
+    result.rated = {
+      agents: rated.length, batch: cfg.ratedBatch, offeredPerSec: cfg.ratedPerSec, offered, sentPerSec: Math.round((offered * 1000) / sentMs),
+      ackedPerSec: Math.round(((acked - ackedBefore) * 1000) / (performance.now() - rStart)), acked: acked - ackedBefore, lateSends: late,
+      ackMs: q(ratedAckMs),
+    };
+    emit('rated', result.rated as Record<string, unknown>);
+  }
 
   // Heavy: burstAgents agents each keep `inflight` batches unacked, all others heartbeating.
   const heavy = agents.filter((a) => a.open).slice(0, cfg.burstAgents);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { collectorUrl, serialiseAlert } from '../../agent/src/sink/websocket.js';
 import {
   ALERTS_FRAME_OVERHEAD, MAX_ALERT_BYTES, MAX_BATCH_ALERTS, PROTOCOL_VERSION, alertsFrame, parseAgentMessage,
-  parseCollectorMessage, validateAlert, type AgentHealth,
+  parseCollectorMessage, rejectedAlert, validateAlert, type AgentHealth,
 } from '../../shared/protocol.js';
 import { makeAlert, makeFacts } from '../helpers/delivery.js';
 
@@ -22,11 +22,11 @@ function errorsOf(msg: unknown): string[] {
 describe('agent messages', () => {
   it('accepts a hello, an alerts batch and a heartbeat as the sink sends them', () => {
     const hello = { type: 'hello', v: PROTOCOL_VERSION, agent: makeFacts(), heartbeatMs: 10_000 };
-    expect(parseAgentMessage(JSON.stringify(hello))).toEqual({ ok: true, value: hello });
+    expect(parseAgentMessage(JSON.stringify(hello))).toEqual({ ok: true, value: hello, invalid: [] });
     const alerts = [makeAlert(), makeAlert({ severity: 'critical' })];
     const frame = alertsFrame(41, alerts.map((a) => JSON.stringify(a)));
     const parsed = parseAgentMessage(Buffer.from(frame));
-    expect(parsed).toEqual({ ok: true, value: { type: 'alerts', v: PROTOCOL_VERSION, seq: 41, alerts } });
+    expect(parsed).toEqual({ ok: true, value: { type: 'alerts', v: PROTOCOL_VERSION, seq: 41, alerts }, invalid: [] });
     expect(parseAgentMessage(JSON.stringify({ type: 'heartbeat', v: 1, health })).ok).toBe(true);
   });
 
@@ -83,15 +83,33 @@ describe('agent messages', () => {
 
   it('stops listing problems after twenty', () => {
     const alerts = Array.from({ length: 30 }, () => ({ kibana: 1 }));
-    const errors = errorsOf({ type: 'alerts', v: 1, seq: 1, alerts });
+    const errors = errorsOf({ type: 'alerts', v: 1, seq: 0, alerts });
     expect(errors).toHaveLength(21);
     expect(errors.at(-1)).toBe('… more problems not shown');
+  });
+
+  it('accepts a batch whose envelope is right even with invalid alerts, listing each (for the quarantine)', () => {
+    const bad = makeAlert() as unknown as Doc;
+    bad.kibana.alert.severity = 'urgent';
+    const alerts = [makeAlert(), bad, 'not an alert', makeAlert()];
+    const r = parseAgentMessage(JSON.stringify({ type: 'alerts', v: 1, seq: 10, alerts }));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.invalid).toEqual([
+      { index: 1, errors: [expect.stringMatching(/^alerts\[1\]\.kibana\.alert\.severity: expected one of/)] },
+      { index: 2, errors: ['alerts[2]: expected an object, got a string'] },
+    ]);
+    expect(rejectedAlert(11, ['x'.repeat(1000), 'b', 'c', 'd', 'e', 'f'])).toEqual({ seq: 11, errors: ['x'.repeat(300) + '…', 'b', 'c', 'd', 'e'] });
   });
 });
 
 describe('collector messages', () => {
   it('accepts acks and errors, refuses anything else', () => {
     expect(parseCollectorMessage('{"type":"ack","v":1,"upTo":7}')).toEqual({ ok: true, value: { type: 'ack', v: 1, upTo: 7 } });
+    const withRejected = { type: 'ack', v: 1, upTo: 9, rejected: [{ seq: 8, errors: ['alert.rule: expected an object, got undefined'] }] };
+    expect(parseCollectorMessage(JSON.stringify(withRejected))).toEqual({ ok: true, value: withRejected });
+    expect(parseCollectorMessage('{"type":"ack","v":1,"upTo":9,"rejected":[{"seq":0,"errors":[]}]}').ok).toBe(false);
+    expect(parseCollectorMessage('{"type":"ack","v":1,"upTo":9,"rejected":{}}').ok).toBe(false);
     expect(parseCollectorMessage('{"type":"error","v":1,"code":"LDG_ERR_X","message":"m"}').ok).toBe(true);
     expect(parseCollectorMessage('{"type":"ack","v":1,"upTo":-1}').ok).toBe(false);
     expect(parseCollectorMessage('{"type":"welcome","v":1}').ok).toBe(false);

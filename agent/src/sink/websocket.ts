@@ -8,7 +8,10 @@
 // When the spool is full the newest alert is refused and counted (see spool.ts).
 //
 // After any disconnect, everything after the last ack is resent; the collector stores each alert
-// once (keyed by its uuid), so a resend is harmless. Reconnects back off exponentially with jitter.
+// once (keyed by its original event time and uuid), so a resend is harmless. Reconnects back off exponentially
+// with jitter. An alert the collector finds invalid is quarantined there and still acked (the ack
+// lists it in `rejected`): it leaves the spool like the others, is logged and counted in health
+// (`rejected`), and never blocks what follows it.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import WebSocket from 'ws';
@@ -70,6 +73,8 @@ export interface WebSocketSinkHealth {
   inflightBatches: number;
   reconnects: number;
   lastError: string | null;
+  /** Alerts the collector quarantined as invalid (acked, dropped from the spool) since start. */
+  rejected: number;
 }
 
 const DEFAULTS = {
@@ -177,6 +182,7 @@ export class WebSocketSink implements Sink {
   private lastAckSeq = 0;
   private lastAckLatencyMs: number | null = null;
   private reconnects = 0;
+  private rejected = 0;
   private lastError: string | null = null;
   private readonly startedAt = Date.now();
   private idleWaiters: Array<() => void> = [];
@@ -231,6 +237,7 @@ export class WebSocketSink implements Sink {
       inflightBatches: this.inflight.length,
       reconnects: this.reconnects,
       lastError: this.lastError,
+      rejected: this.rejected,
     };
   }
 
@@ -334,6 +341,7 @@ export class WebSocketSink implements Sink {
       spoolBytes: s.bytes,
       spoolOverflow: s.overflow,
       spoolTorn: s.torn,
+      alertsRejected: this.rejected,
       eventsLost: p.eventsLost,
       source: p.source,
       ...(p.attribution ? { attribution: p.attribution } : {}),
@@ -354,6 +362,12 @@ export class WebSocketSink implements Sink {
       this.lastError = `${msg.code}: ${msg.message}`;
       this.log?.error({ code: msg.code, message: msg.message }, 'collector refused a message');
       return;
+    }
+    if (msg.rejected && msg.rejected.length > 0) {
+      this.rejected += msg.rejected.length;
+      // One line per ack, not per alert: a broken build could have every alert refused.
+      this.log?.error({ count: msg.rejected.length, first: msg.rejected[0], total: this.rejected },
+        'the collector quarantined invalid alerts (see its GET /api/quarantine) and acked them; run the same ldguard version on agent and collector');
     }
     const now = Date.now();
     let latency: number | null = null;

@@ -120,7 +120,7 @@ export class LiveFeed {
   }
 
   private stored(rows: AlertRow[]): void {
-    for (const r of rows) this.pending.push(r.doc);
+    for (const r of rows) this.pending.push(r.doc.toString('utf8'));
     if (this.pending.length > MAX_PER_FLUSH) {
       this.skipped += this.pending.length - MAX_PER_FLUSH;
       this.pending = this.pending.slice(-MAX_PER_FLUSH);
