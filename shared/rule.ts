@@ -83,7 +83,7 @@ function tomlFiles(path: string): string[] {
   }
   if (!st.isDirectory()) return [path];
   return readdirSync(path, { withFileTypes: true })
-    .sort((a, b) => a.name.localeCompare(b.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) // not localeCompare: it loads ICU's collation data (~3 MB in the agent)
     .flatMap((d) => (d.isDirectory() ? tomlFiles(join(path, d.name)) : d.name.endsWith('.toml') ? [join(path, d.name)] : []));
 }
 

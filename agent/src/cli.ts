@@ -1,16 +1,31 @@
 #!/usr/bin/env node
 // The one `ldguard` command. Each subcommand lives in its own module under commands/ and is loaded
 // only when used, so `ldguard tail` does not pay for the collector's SQLite or the agent's addon.
+import { setFlagsFromString } from 'node:v8';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import { VERSION } from '../../shared/version.js';
 
 interface Command {
   summary: string;
   load: () => Promise<{ run(argv: string[]): Promise<number> }>;
+  /** V8 flags set before the command's modules load (see AGENT_V8_FLAGS). */
+  v8Flags?: readonly string[];
 }
 
+// The agent daemon keeps V8's young generation at its initial 1 MB semi-space. Left to grow (to
+// 16 MB) under load it only holds more garbage: measured over 600 alerts among 80k unrelated
+// creations, peak RSS is 13-15 MB lower (74 MB instead of 90) and idle RSS 1-5 MB lower. The cost is
+// more, shorter scavenges (~230 of 1.2 ms on average instead of ~40 of 5 ms, on a loaded 2-core VM;
+// the longest alike); the bench's write→alert latency did not change beyond its noise. V8 sizes
+// the heap at start-up, so --max-semi-space-size works only on node's command line, which each way
+// of starting the daemon (the unit's wrapper, npm's bin link, `ldguard up`, the tests) writes
+// differently; the growth factor is read whenever a scavenge would grow the space, so setting it
+// here, before the agent's modules load, covers them all. Semi-space flags given to node (on its
+// command line or in NODE_OPTIONS) win.
+const AGENT_V8_FLAGS = ['--semi-space-growth-factor=1'];
+
 const COMMANDS: Record<string, Command> = {
-  agent: { summary: 'run the agent daemon: watch for new ld.so files and alert', load: () => import('./commands/agent.js') },
+  agent: { summary: 'run the agent daemon: watch for new ld.so files and alert', load: () => import('./commands/agent.js'), v8Flags: AGENT_V8_FLAGS },
   up: { summary: 'run the agent, a local collector and its dashboard in the foreground (Ctrl-C stops all)', load: () => import('./commands/up.js') },
   match: { summary: 'run rules over ECS events (NDJSON on stdin), print alerts as NDJSON', load: () => import('./commands/match.js') },
   collector: { summary: 'receive alerts from agents, store them (SQLite) and serve the API', load: () => import('./commands/collector.js') },
@@ -40,6 +55,9 @@ export async function main(argv: string[]): Promise<number> {
   if (!cmd) {
     process.stderr.write(`ldguard: unknown command '${name}'. Run 'ldguard --help' for the list.\n`);
     return 2;
+  }
+  if (cmd.v8Flags && !/--[a-z_-]*semi[-_]space/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`)) {
+    for (const flag of cmd.v8Flags) setFlagsFromString(flag);
   }
   return (await cmd.load()).run(rest);
 }

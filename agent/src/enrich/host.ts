@@ -1,11 +1,15 @@
 // host.* facts from systeminformation, collected at start and refreshed rarely in the background:
 // never on the hot path (a systeminformation call forks tools and takes tens of milliseconds).
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import si from 'systeminformation';
+import type Si from 'systeminformation';
 import type { EcsHost } from '../../../shared/ecs.js';
 
 const REFRESH_MS = 60 * 60 * 1000;
+
+// CommonJS, so required rather than imported: see shared/log.ts on the ESM loader's lexer.
+const si = createRequire(import.meta.url)('systeminformation') as typeof Si;
 
 export async function collectHostFacts(root: string): Promise<EcsHost> {
   const [os, ifaces, uuid] = await Promise.all([si.osInfo(), si.networkInterfaces(), si.uuid()]);

@@ -13,7 +13,7 @@ import type { AgentConfig } from '../config.js';
 import { AlertsFile } from './alerts-file.js';
 import { LocalSink } from './local.js';
 import type { Sink } from './sink.js';
-import { WebSocketSink } from './websocket.js';
+import type { WebSocketSink } from './websocket.js';
 
 export interface Sinks {
   /** Resolves once every sink has taken the alert (the spool: fsync'd) or refused it (logged). */
@@ -35,6 +35,8 @@ export async function openSinks(
     opened.push({ name: 'alerts file', sink: await AlertsFile.open({ path: cfg.alertsFile, maxBytes: cfg.alertsFileMaxBytes, keep: cfg.alertsFileKeep, logger: log }) });
     opened.push({ name: 'local socket', sink: await LocalSink.open({ path: cfg.socket, logger: log }) });
     if (cfg.collector) {
+      // Loaded only with a collector: ws costs an agent without one ~6 MB.
+      const { WebSocketSink } = await import('./websocket.js');
       ws = await WebSocketSink.open({
         url: cfg.collector,
         token: readToken(cfg.tokenFile!),

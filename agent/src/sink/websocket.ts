@@ -14,7 +14,8 @@
 // (`rejected`), and never blocks what follows it.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import WebSocket from 'ws';
+import { createRequire } from 'node:module';
+import type WebSocketType from 'ws';
 import type { Alert } from '../../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
@@ -26,6 +27,11 @@ import {
 import type { Sink } from './sink.js';
 import { Spool, type SpoolHealth } from './spool.js';
 import { alertJson } from './alert-json.js';
+
+// ws is CommonJS: required, not imported, so Node's ESM loader does not run its CommonJS export
+// lexer over ws's eight files (the lexer, once optimized by V8, cost the agent ~4 MB; see log.ts).
+const WebSocket = createRequire(import.meta.url)('ws') as typeof WebSocketType;
+type WebSocket = WebSocketType;
 
 export interface WebSocketSinkOptions {
   /** The collector's base URL, ws(s)://HOST:PORT; `/agent` is appended when it has no path. */

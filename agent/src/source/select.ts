@@ -4,7 +4,6 @@ import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
 import type { SourceChoice } from '../config.js';
 import { FanotifySource } from './fanotify.js';
-import { InotifySource } from './inotify.js';
 import type { Source } from './source.js';
 
 export async function openSource(choice: SourceChoice, dirs: readonly string[], prefixes: readonly string[], graceMs: number, log: Logger): Promise<Source> {
@@ -18,6 +17,8 @@ export async function openSource(choice: SourceChoice, dirs: readonly string[], 
     }
   }
   try {
+    // Loaded only here: @parcel/watcher and its addon cost the fanotify agent ~1 MB for nothing.
+    const { InotifySource } = await import('./inotify.js');
     return await InotifySource.open(dirs, prefixes);
   } catch (err) {
     throw new LdgError('LDG_ERR_INOTIFY', `inotify could not watch ${dirs.join(', ')}: ${errorMessage(err)}. Raise fs.inotify.max_user_watches, or run with fanotify (root or CAP_SYS_ADMIN)`, { cause: err });
