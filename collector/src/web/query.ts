@@ -3,8 +3,10 @@
 // here is bounded, whatever the store holds:
 //
 // - Lists use keyset paging on an index whose order is the list's order: (ts, id) on alerts_ts,
-//   alerts_host_ts or alerts_triaged for the time-ordered list; the FTS5 rowid (= alerts.id, the
-//   order alerts were received) for search results. A page costs the same at row 10 and row 10^6.
+//   alerts_triaged or the host index (store/sqlite.ts: hostKeysSql, an index kept behind ingest
+//   plus a scan of the newest alerts past it) for the time-ordered list; the FTS5 rowid
+//   (= alerts.id, the order alerts were received) for search results. A page costs the same at
+//   row 10 and row 10^6 (a host's page also the scan of the alerts the host index lags behind).
 // - A filter no index covers (rule, severity, open, a time range on search results) is checked on
 //   the rows the index walk yields, SCAN_BUDGET of them at most per request. If the page is not
 //   full by then, the reply carries `next` where the walk stopped and `partial: true`, and the page
@@ -14,6 +16,7 @@
 import Database from 'better-sqlite3';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { ftsQuery } from './indexer.js';
+import { hostKeysSql, hostsDbPath } from '../store/sqlite.js';
 import type { FleetSummary, Overview } from '../../web/src/api-types.js';
 
 export type { FleetSummary, Overview };
@@ -79,6 +82,8 @@ export class DashboardQueries {
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('cache_size = -32768');
     this.db.prepare('ATTACH DATABASE ? AS s').run(searchPath);
+    // The host index (store/sqlite.ts, HOSTS_SCHEMA); Store.open created it before this opens.
+    this.db.prepare('ATTACH DATABASE ? AS hx').run(hostsDbPath(mainPath));
     this.stmts = {
       byUuid: this.db.prepare('SELECT id, doc FROM alerts WHERE uuid = ?'),
       history: this.db.prepare('SELECT status, by, at FROM alert_history WHERE alert_id = ? ORDER BY at, rowid'),
@@ -141,7 +146,7 @@ export class DashboardQueries {
       if (!m) throw new RangeError('cursor is not one this page gave');
       key = { ts: Number(m[1]), id: Number(m[2]) };
     }
-    let index: string;
+    let index: string | undefined;
     const idx: string[] = [];
     const idxParams: unknown[] = [];
     const covered = new Set<string>(['since', 'until']);
@@ -151,9 +156,7 @@ export class DashboardQueries {
       idxParams.push(q.status);
       covered.add('status');
     } else if (q.host !== undefined) {
-      index = 'alerts_host_ts';
-      idx.push('host = ?');
-      idxParams.push(q.host);
+      index = undefined; // the host index: hostKeysSql
       covered.add('host');
     } else {
       index = 'alerts_ts';
@@ -178,7 +181,10 @@ export class DashboardQueries {
         where.push('(ts, id) < (?, ?)');
         params.push(key.ts, key.id);
       }
-      const inner = `SELECT id, ts FROM alerts INDEXED BY ${index} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, id DESC LIMIT ?`;
+      const inner = index
+        ? `SELECT id, ts FROM alerts INDEXED BY ${index} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, id DESC LIMIT ?`
+        : `${hostKeysSql(where)} ORDER BY ts DESC, id DESC LIMIT ?`;
+      if (!index) params.splice(0, params.length, q.host, ...params, q.host, ...params);
       const want = rest.sql ? Math.min(chunk, this.budget - scanned) : q.limit + 1;
       const rows = this.prep(`SELECT a.id, a.ts, a.doc FROM (${inner}) k CROSS JOIN alerts a ON a.id = k.id ${rest.sql ? `WHERE ${rest.sql}` : ''} ORDER BY k.ts DESC, k.id DESC`)
         .all(...params, want, ...rest.params) as Array<{ id: number; ts: number; doc: string }>;
