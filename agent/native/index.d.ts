@@ -5,8 +5,10 @@
 // What the addon does: one fanotify group (FAN_REPORT_DFID_NAME, FAN_REPORT_PIDFD when the kernel
 // has it) with inode marks on the watched directories, read by a C thread that also keeps an exec
 // cache (FAN_OPEN_EXEC filesystem marks in the same group + the netlink process connector) and
-// hands only the events that pass the name filter to JavaScript, in batches. The C returns facts
-// (pid, kind, directory, name, the process as /proc or the cache knew it); policy lives in TS.
+// hands only the events that pass the name filter to JavaScript, in batches. With the exec cache, a
+// second group holds the directory marks alone, so that creations wake the thread and exec events
+// do not. The C returns facts (pid, kind, directory, name, the process as /proc or the cache knew
+// it); policy lives in TS.
 //
 // Privileges: CAP_SYS_ADMIN (fanotify), CAP_DAC_READ_SEARCH (decoding exec events' directory
 // handles), CAP_NET_ADMIN (process connector), CAP_SYS_NICE (the reader thread runs at nice -10,
@@ -23,8 +25,14 @@
 // - An exec event that fails afterwards (noexec mount, ENOEXEC) leaves no trace; the addon trusts
 //   a live /proc read that contradicts it.
 // - The process connector is not ordered with fanotify, but a message sent before an event is in
-//   the socket when the event is read; the addon drains it after each fanotify read.
+//   the socket when the event is read; the addon drains it after each fanotify read. Its messages
+//   carry CLOCK_MONOTONIC times, which order FORK, EXEC, EXIT and COMM across the addon's two
+//   connector sockets; a FORK's time is within microseconds of the child's start time.
 // - Unread create and close-write events from one pid on one name merge into one event.
+//
+// Cost: the reader wakes for creations and for each exec on the host (one /proc read of the new
+// image, which is what names a writer that has exited by the time its event is read); forks,
+// exits and threads do not wake it (see stats().wakeups).
 
 export interface WatchOptions {
   /** Absolute directories to mark. Symlinks are resolved again here: the kernel reports under the
@@ -52,7 +60,9 @@ export interface ProcInfo {
   exe: string | null;
   /** The kernel's comm (what Elastic Defend reports as process.name), at most 15 bytes. */
   comm: string | null;
-  /** argv from /proc/<pid>/cmdline (first 4 KiB); [] when unknown. */
+  /** argv from /proc/<pid>/cmdline (first 4 KiB), as read right after the process's exec by the
+   * exec cache (a live attribution reads it after the event only when the cache has none); []
+   * when unknown. A process that rewrites its argv (setproctitle) shows the argv it exec'd. */
   args: string[];
   cwd: string | null;
   /** Real and effective ids. 4294967295 ((uid_t)-1, the kernel's "no id") when neither /proc nor
@@ -123,6 +133,8 @@ export interface WatcherStats {
   attributedLive: number;
   attributedCache: number;
   attributedUnknown: number;
+  /** Times the reader thread woke up: what a busy host costs the agent (see watcher.c). */
+  wakeups: number;
   closed: boolean;
 }
 

@@ -459,6 +459,7 @@ static napi_value watcher_stats(napi_env env, napi_callback_info info) {
   NUM("attributedLive", attr_live);
   NUM("attributedCache", attr_cache);
   NUM("attributedUnknown", attr_unknown);
+  NUM("wakeups", wakeups);
 #undef NUM
   set(env, o, "netlink", str_or_null(env, w->netlink_ok ? "ok" : "unavailable"));
   set(env, o, "netlinkError", str_or_null(env, w->netlink_error ? w->netlink_error : ""));

@@ -115,18 +115,21 @@ static enum ldg_exec_kind classify_fd(int fd, char **interp) {
 enum ldg_exec_kind ldg_exec_classify(const char *path, const char **interp) {
   *interp = NULL;
   if (!slots && !(slots = calloc(SLOTS, sizeof *slots))) return LDG_EXEC_UNREADABLE;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  /* Every exec on the host comes here and nearly all are hits: one stat(2) checks the slot, the
+   * file is opened only when it is new or changed. */
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    if (fd >= 0) close(fd);
-    return LDG_EXEC_UNREADABLE;
-  }
+  if (stat(path, &st) < 0) return LDG_EXEC_UNREADABLE;
   struct slot *s = &slots[hash(path) % SLOTS];
   if (s->path && strcmp(s->path, path) == 0 && s->dev == st.st_dev && s->ino == st.st_ino &&
       s->mtime.tv_sec == st.st_mtim.tv_sec && s->mtime.tv_nsec == st.st_mtim.tv_nsec) {
-    close(fd);
     *interp = s->interp;
     return s->kind;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  /* What was read must be the file that was checked: fstat the open file. */
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    if (fd >= 0) close(fd);
+    return LDG_EXEC_UNREADABLE;
   }
   char *ip = NULL;
   enum ldg_exec_kind kind = classify_fd(fd, &ip);
@@ -141,6 +144,11 @@ enum ldg_exec_kind ldg_exec_classify(const char *path, const char **interp) {
   s->interp = ip;
   *interp = ip;
   return kind;
+}
+
+int ldg_exec_seen(const char *path) {
+  const struct slot *s = slots ? &slots[hash(path) % SLOTS] : NULL;
+  return s && s->path && strcmp(s->path, path) == 0;
 }
 
 void ldg_exec_classify_reset(void) {

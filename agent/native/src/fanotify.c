@@ -6,6 +6,13 @@
  * Events carry a directory file handle and a name (FAN_REPORT_DFID_NAME). Watched directories
  * are matched by handle; other directories (where exec'd files live) are decoded with
  * open_by_handle_at and cached. We never hold an fd on a mount, so unmounting is not blocked.
+ *
+ * With the exec cache, nearly all events in that queue are exec events, which need no prompt
+ * handling: the connector's EXEC message that follows each of them wakes the reader anyway
+ * (procconn.c). So the reader does not poll this queue; a second group, the doorbell, holds
+ * only the directory marks and wakes it for creations. Its events are read and dropped: the
+ * creation itself is read from the main queue, in order with the execs. Both groups are
+ * marked alike; if the doorbell cannot be (bell_ok = 0), the reader polls the main queue.
  */
 #define _GNU_SOURCE
 #include "ldg.h"
@@ -61,6 +68,10 @@ int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err
     return -1;
   }
   w->fan_fd = fd;
+  if (w->exec_cache) {
+    w->bell_fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DIR_FID, O_RDONLY | O_CLOEXEC);
+    w->bell_ok = w->bell_fd >= 0;
+  }
   w->bufsize = BUF_SIZE;
   w->buf = malloc(BUF_SIZE);
   w->hcache = calloc(1, sizeof(struct hcache));
@@ -109,6 +120,8 @@ int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, st
     free(real);
     return -1;
   }
+  if (w->bell_ok && fanotify_mark(w->bell_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0)
+    w->bell_ok = 0;                  /* the reader polls the main queue from now on */
   pthread_mutex_lock(&w->lock);
   struct ldg_dir *d = NULL;
   for (size_t i = 0; i < w->ndirs && !d; i++)
@@ -149,6 +162,7 @@ int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *
     free(real);
     return -1;
   }
+  if (real && w->bell_fd >= 0) fanotify_mark(w->bell_fd, FAN_MARK_REMOVE | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real);
   pthread_mutex_lock(&w->lock);
   for (size_t i = 0; i < w->ndirs; i++) {
     if (strcmp(w->dirs[i].path, p) != 0) continue;
@@ -315,9 +329,23 @@ static const char *dir_path(struct ldg_watcher *w, const struct hkey *k) {
 ssize_t ldg_fan_read(struct ldg_watcher *w) {
   for (;;) {
     ssize_t n = read(w->fan_fd, w->buf, w->bufsize);
+    if (n > 0) w->read_ns = (int64_t)ldg_now_ns(CLOCK_REALTIME);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return 0;                        /* EAGAIN: the queue is empty */
+  }
+}
+
+int ldg_fan_read_bell(struct ldg_watcher *w) {
+  char buf[4096] __attribute__((aligned(8)));
+  int rang = 0;
+  for (;;) {
+    ssize_t n = read(w->bell_fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return rang;
+    rang = 1;
+    /* Reads return whole events: a buffer not nearly full means the queue was emptied. */
+    if ((size_t)n < sizeof buf / 2) return rang;
   }
 }
 
@@ -360,7 +388,7 @@ static void trace(struct ldg_watcher *w, const struct fanotify_event_metadata *m
 
 void ldg_fan_process(struct ldg_watcher *w, size_t len) {
   struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)w->buf;
-  int64_t now = (int64_t)ldg_now_ns(CLOCK_REALTIME);
+  int64_t now = w->read_ns;          /* the time of the read, not of this processing */
   for (; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
     LDG_STAT_ADD(w, read, 1);
     int pidfd = -1;
@@ -429,7 +457,9 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
 
 void ldg_fan_destroy(struct ldg_watcher *w) {
   if (w->fan_fd >= 0) close(w->fan_fd);
-  w->fan_fd = -1;
+  if (w->bell_fd >= 0) close(w->bell_fd);
+  w->fan_fd = w->bell_fd = -1;
+  w->bell_ok = 0;
   free(w->buf);
   w->buf = NULL;
   if (w->hcache) hcache_clear(w->hcache);

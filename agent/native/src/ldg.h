@@ -32,12 +32,30 @@ struct ldg_procinfo {
   unsigned has_comm : 1, has_ids : 1, has_loginuid : 1, has_start : 1, has_ppid : 1;
 };
 
-enum { LDG_READ_EXE = 1, LDG_READ_COMM = 2, LDG_READ_ARGS = 4, LDG_READ_CWD = 8,
-       LDG_READ_STAT = 16, LDG_READ_IDS = 32, LDG_READ_ALL = 63 };
+/* What ldg_proc_read reads. Each item costs a file of /proc/<pid> (IDS two): the reader pays
+ * them for every exec on the host (cache.c) and before each hand-over (watcher.c), so callers
+ * ask for what they use. */
+enum {
+  LDG_READ_EXE = 1,          /* readlink exe */
+  LDG_READ_STAT = 2,         /* stat: comm, ppid and start time in one read */
+  LDG_READ_ARGS = 4,         /* cmdline */
+  LDG_READ_CWD = 8,          /* readlink cwd */
+  LDG_READ_IDS = 16,         /* status: uids, gids */
+  LDG_READ_LOGINUID = 32,    /* loginuid */
+  LDG_READ_ALL = 63,
+  /* Modifiers. RECHECK: read exe again last and start over once if it changed, for reads that
+   * nothing else protects from an exec between two files. NODIR: absolute paths instead of an
+   * open /proc/<pid> (cheaper for one or two files; the caller checks the start time instead). */
+  LDG_READ_RECHECK = 64,
+  LDG_READ_NODIR = 128,
+};
 
 /* Reads the fields in `what` from /proc/<pid> (or from `dirfd`, an open /proc/<pid>, if >= 0).
- * Returns how many were read; each missing field is left unset. */
-int ldg_proc_read(pid_t pid, int dirfd, unsigned what, struct ldg_procinfo *out);
+ * Each missing field is left unset. */
+void ldg_proc_read(pid_t pid, int dirfd, unsigned what, struct ldg_procinfo *out);
+/* The ids of the process a pidfd refers to, by PIDFD_GET_INFO (Linux 6.13): one ioctl instead
+ * of generating and reading /proc/<pid>/status. Returns 0 when the kernel cannot. */
+int ldg_pidfd_ids(int pidfd, struct ldg_procinfo *out);
 void ldg_proc_free(struct ldg_procinfo *p);
 void ldg_proc_copy(struct ldg_procinfo *dst, const struct ldg_procinfo *src);
 uint64_t ldg_now_ns(int clock);
@@ -53,6 +71,9 @@ enum ldg_exec_kind {
 /* Classifies `path`; *interp receives the real path of the interpreter (borrowed from a
  * small cache, valid until the next call) for ELF_INTERP and SCRIPT. */
 enum ldg_exec_kind ldg_exec_classify(const char *path, const char **interp);
+/* Whether an exec of `path` was classified since the last reset: fanotify reported it, so the
+ * filesystem holding it is marked (reset when mounts change). */
+int ldg_exec_seen(const char *path);
 void ldg_exec_classify_reset(void);
 
 /* ---- the exec cache (cache.c) ---------------------------------------------------------- */
@@ -64,6 +85,7 @@ struct ldg_image {
   unsigned ordered : 1;      /* exe comes from a fanotify exec event, ordered with creations */
   unsigned comm_exact : 1;   /* comm was read from /proc (else: basename of the exec'd file) */
   unsigned unnamed : 1;      /* from an exec event whose path could not be decoded */
+  unsigned confirmed : 1;    /* ordered, and the connector's EXEC of that exec was processed */
   struct ldg_procinfo p;     /* pid, ppid and start ticks unused here: they live in the entry */
 };
 
@@ -71,12 +93,19 @@ struct ldg_entry {
   struct ldg_entry *next;    /* hash chain */
   pid_t pid, ppid;
   uint64_t start_ticks;
-  unsigned has_start : 1, has_ppid : 1, exited : 1;
+  /* start_derived: from the FORK message's time, within a tick of the truth (cache.c); compare
+   * with ldg_cache_same_start, which makes it exact. */
+  unsigned has_start : 1, start_derived : 1, has_ppid : 1, exited : 1, forksnap_due : 1;
   struct ldg_image *img;     /* image as of the last fanotify event processed; NULL = unknown */
   struct ldg_image *snap;    /* /proc read at a netlink EXEC, not yet matched to an exec event */
-  struct ldg_image *forksnap;/* /proc read at the netlink FORK (exe and comm as inherited) */
+  struct ldg_image *forksnap;/* /proc read of a forked child that did not exec (see cache.c) */
   pid_t inherit_from;        /* fork seen, image not yet taken from the parent (see cache.c) */
+  pid_t *kids;               /* children whose inherit_from may still be this entry */
+  uint32_t nkids, kids_cap;
   uint64_t forksnap_ns, first_exec_ns;
+  /* Connector times (CLOCK_MONOTONIC): an EXEC processed before its exec event (0: none),
+   * and the FORK of this process. */
+  uint64_t pending_exec_ns, fork_ns;
   char *expect;              /* interpreter the next exec event is expected to open */
   int expect_kind;           /* enum ldg_exec_kind of the file exec'd last */
   char pending_comm[LDG_COMM_LEN];
@@ -93,7 +122,10 @@ struct ldg_cache {
   uint64_t grace_ns;
   struct { pid_t pid; uint64_t ns; } *exits;   /* FIFO of exits, oldest first */
   size_t exits_head, exits_len, exits_cap;
+  struct { pid_t pid; uint32_t gen; } *forks;  /* forked since the last ldg_cache_forksnaps */
+  size_t nforks, forks_cap;
   int fan_exec;              /* fanotify exec events are flowing */
+  int dead_read;             /* a read found a process dead: drain the connector once more */
   dev_t exec_devs[256];      /* filesystems whose execs fanotify reports */
   int n_exec_devs;
   uint64_t last_sweep_ns;
@@ -110,7 +142,11 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path);
 void ldg_cache_on_fork(struct ldg_cache *c, pid_t parent, pid_t child, uint64_t ts_ns);
 void ldg_cache_on_exec(struct ldg_cache *c, pid_t pid, uint64_t ts_ns);
 void ldg_cache_on_exit(struct ldg_cache *c, pid_t pid);
-void ldg_cache_on_comm(struct ldg_cache *c, pid_t pid, const char *comm);
+void ldg_cache_on_comm(struct ldg_cache *c, pid_t pid, const char *comm, uint64_t ts_ns);
+/* The /proc reads FORK left for later (see cache.c): call when nothing waits to be handed over. */
+void ldg_cache_forksnaps(struct ldg_cache *c);
+/* Whether `ticks` (from /proc/<pid>/stat) is the start time of the process e describes. */
+int ldg_cache_same_start(struct ldg_entry *e, uint64_t ticks);
 /* Evicts entries exited more than grace ago; returns ms until the next eviction or -1. */
 int ldg_cache_evict(struct ldg_cache *c);
 void ldg_image_put(struct ldg_image *img);
@@ -166,14 +202,20 @@ struct ldg_fs {              /* a filesystem marked for FAN_OPEN_EXEC */
 
 struct ldg_stats {
   uint64_t read, forwarded, overflows, exec_events, lost, cache_entries;
-  uint64_t attr_live, attr_cache, attr_unknown, exec_marks;
+  uint64_t attr_live, attr_cache, attr_unknown, exec_marks, wakeups;
 };
 
 typedef void (*ldg_deliver_fn)(void *ctx, struct ldg_batch *b);
 
+/* How often queues that need no prompt handling may wake the reader (watcher.c). */
+#define LDG_LAZY_MS 200
+
 struct ldg_watcher {
-  int fan_fd, nl_fd, wake_fd, mounts_fd;
+  int fan_fd, wake_fd, mounts_fd;
+  int bell_fd;               /* doorbell group: the directory marks alone (fanotify.c); -1 = none */
+  int nl_exec_fd, nl_lazy_fd;/* process connector: EXEC, and FORK/EXIT/COMM (procconn.c) */
   int pidfd;                 /* FAN_REPORT_PIDFD accepted */
+  volatile int bell_ok;      /* every watched directory is also marked in the doorbell group */
   int exec_cache;
   uint64_t grace_ns;
   pthread_t thread;
@@ -198,6 +240,7 @@ struct ldg_watcher {
   struct ldg_batch *pending;
   unsigned char *buf;
   size_t bufsize;
+  int64_t read_ns;           /* CLOCK_REALTIME of the last fanotify read */
   void *hcache;              /* fanotify.c: directory handle -> path */
 
   ldg_deliver_fn deliver;
@@ -224,6 +267,8 @@ int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *
 int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w);
 /* Reads the fanotify queue once (non-blocking); returns bytes read, 0 when empty. */
 ssize_t ldg_fan_read(struct ldg_watcher *w);
+/* Empties the doorbell group; returns whether it rang. */
+int ldg_fan_read_bell(struct ldg_watcher *w);
 /* Processes what ldg_fan_read left in w->buf: exec events feed the cache, forwarded events are
  * appended to w->pending. */
 void ldg_fan_process(struct ldg_watcher *w, size_t len);
@@ -231,7 +276,9 @@ void ldg_fan_destroy(struct ldg_watcher *w);
 
 /* procconn.c */
 int ldg_nl_open(struct ldg_watcher *w, struct ldg_err *err);
+/* Processes what both sockets hold, in time order. */
 void ldg_nl_drain(struct ldg_watcher *w);
+void ldg_nl_close(struct ldg_watcher *w);
 
 /* watcher.c */
 struct ldg_watcher *ldg_watcher_new(void);

@@ -1,7 +1,8 @@
 /*
- * Reading one process from /proc. Every read goes through one directory fd opened on
- * /proc/<pid>: once that fd is open it keeps naming the same process, so if the pid is reused
- * mid-way the reads fail instead of mixing two processes.
+ * Reading one process from /proc. Reads go through one directory fd opened on /proc/<pid>: once
+ * that fd is open it keeps naming the same process, so if the pid is reused mid-way the reads
+ * fail instead of mixing two processes. (LDG_READ_NODIR reads of one or two files skip it; their
+ * callers compare the start time with what they know.)
  */
 #define _GNU_SOURCE
 #include "ldg.h"
@@ -11,8 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+
+/* PIDFD_GET_INFO's first layout (PIDFD_INFO_SIZE_VER0); later kernels accept it as it is. */
+struct pidfd_info_v0 {
+  uint64_t mask, cgroupid;
+  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid, spare0;
+};
+#define PIDFD_GET_INFO_V0 _IOWR(0xFF, 11, struct pidfd_info_v0)
+#define PIDFD_INFO_CREDS (1ull << 1)
 
 uint64_t ldg_now_ns(int clock) {
   struct timespec ts;
@@ -33,6 +43,9 @@ static ssize_t read_at(int dirfd, const char *name, char *buf, size_t cap) {
     }
     if (n == 0) break;
     len += (size_t)n;
+    /* These files are generated whole at the first read: a short read is the end, and asking
+     * again would cost a syscall to learn it. */
+    if (len < cap) break;
   }
   close(fd);
   return (ssize_t)len;
@@ -51,123 +64,134 @@ static char *link_at(int dirfd, const char *name) {
   return strdup(buf);
 }
 
-/* /proc/<pid>/stat: "pid (comm) state ppid ... starttime(22)"; comm may hold spaces and ')'. */
-static int parse_stat(const char *s, struct ldg_procinfo *p) {
-  const char *r = strrchr(s, ')');
-  if (!r) return 0;
+/* /proc/<pid>/stat: "pid (comm) state ppid ... starttime(22)". comm may hold spaces and ')', so
+ * it ends at the last ')'; it is the same unescaped comm that /proc/<pid>/comm shows. */
+static void parse_stat(const char *s, struct ldg_procinfo *p) {
+  const char *l = strchr(s, '('), *r = strrchr(s, ')');
+  if (!l || !r || r < l) return;
+  size_t n = (size_t)(r - l - 1);
+  if (n > LDG_COMM_LEN - 1) n = LDG_COMM_LEN - 1;
+  memcpy(p->comm, l + 1, n);
+  p->comm[n] = 0;
+  p->has_comm = 1;
   r++;
   int field = 2;
-  long long ppid = -1;
-  unsigned long long start = 0;
-  int have_start = 0;
   while (*r && field < 22) {
     while (*r == ' ') r++;
     field++;
-    if (field == 4) ppid = strtoll(r, NULL, 10);
-    if (field == 22) {
-      start = strtoull(r, NULL, 10);
-      have_start = 1;
+    if (field == 4) {
+      p->ppid = (pid_t)strtol(r, NULL, 10);
+      p->has_ppid = 1;
+    } else if (field == 22) {
+      p->start_ticks = strtoull(r, NULL, 10);
+      p->has_start = 1;
     }
     while (*r && *r != ' ') r++;
   }
-  if (ppid >= 0) {
-    p->ppid = (pid_t)ppid;
-    p->has_ppid = 1;
-  }
-  if (have_start) {
-    p->start_ticks = start;
-    p->has_start = 1;
-  }
-  return have_start;
 }
 
-static int parse_ids(const char *s, struct ldg_procinfo *p) {
+static void parse_ids(const char *s, struct ldg_procinfo *p) {
   const char *u = strstr(s, "\nUid:");
   const char *g = strstr(s, "\nGid:");
   unsigned long ru, eu, rg, eg;
-  if (!u || !g) return 0;
-  if (sscanf(u + 5, "%lu %lu", &ru, &eu) != 2 || sscanf(g + 5, "%lu %lu", &rg, &eg) != 2) return 0;
+  if (!u || !g) return;
+  if (sscanf(u + 5, "%lu %lu", &ru, &eu) != 2 || sscanf(g + 5, "%lu %lu", &rg, &eg) != 2) return;
   p->uid = (uint32_t)ru;
   p->euid = (uint32_t)eu;
   p->gid = (uint32_t)rg;
   p->egid = (uint32_t)eg;
   p->has_ids = 1;
-  return 1;
 }
 
-static int read_fields(int dirfd, unsigned what, struct ldg_procinfo *p) {
-  int got = 0;
+/* The name of a file of the process: "exe" relative to an open /proc/<pid>, or "/proc/<pid>/exe"
+ * when prefix is that directory (LDG_READ_NODIR). */
+struct names {
+  char path[48];
+  size_t plen;
+};
+
+static const char *name_of(struct names *n, const char *leaf) {
+  snprintf(n->path + n->plen, sizeof n->path - n->plen, "%s", leaf);
+  return n->path;
+}
+
+static void read_fields(int dirfd, const char *prefix, unsigned what, struct ldg_procinfo *p) {
+  struct names nm;
+  nm.plen = (size_t)snprintf(nm.path, sizeof nm.path, "%s", prefix);
+#define NAME(leaf) name_of(&nm, leaf)
   char buf[LDG_ARGS_MAX > 2048 ? LDG_ARGS_MAX : 2048];
-  if ((what & LDG_READ_EXE) && !p->exe && (p->exe = link_at(dirfd, "exe"))) got++;
-  if (what & LDG_READ_COMM) {
-    ssize_t n = read_at(dirfd, "comm", buf, LDG_COMM_LEN);
+  if ((what & LDG_READ_EXE) && !p->exe) p->exe = link_at(dirfd, NAME("exe"));
+  if (what & LDG_READ_STAT) {
+    ssize_t n = read_at(dirfd, NAME("stat"), buf, sizeof buf - 1);
     if (n > 0) {
-      if (buf[n - 1] == '\n') n--;
-      if (n > LDG_COMM_LEN - 1) n = LDG_COMM_LEN - 1;
-      memcpy(p->comm, buf, (size_t)n);
-      p->comm[n] = 0;
-      p->has_comm = 1;
-      got++;
+      buf[n] = 0;
+      parse_stat(buf, p);
     }
   }
   if ((what & LDG_READ_ARGS) && !p->args) {
-    ssize_t n = read_at(dirfd, "cmdline", buf, LDG_ARGS_MAX);
+    ssize_t n = read_at(dirfd, NAME("cmdline"), buf, LDG_ARGS_MAX);
     if (n > 0 && (p->args = malloc((size_t)n))) {
       memcpy(p->args, buf, (size_t)n);
       p->args_len = (size_t)n;
-      got++;
     }
   }
-  if ((what & LDG_READ_CWD) && !p->cwd && (p->cwd = link_at(dirfd, "cwd"))) got++;
-  if (what & LDG_READ_STAT) {
-    ssize_t n = read_at(dirfd, "stat", buf, sizeof buf - 1);
-    if (n > 0) {
-      buf[n] = 0;
-      got += parse_stat(buf, p);
-    }
-  }
+  if ((what & LDG_READ_CWD) && !p->cwd) p->cwd = link_at(dirfd, NAME("cwd"));
   if (what & LDG_READ_IDS) {
-    ssize_t n = read_at(dirfd, "status", buf, sizeof buf - 1);
+    ssize_t n = read_at(dirfd, NAME("status"), buf, sizeof buf - 1);
     if (n > 0) {
       buf[n] = 0;
-      got += parse_ids(buf, p);
+      parse_ids(buf, p);
     }
-    n = read_at(dirfd, "loginuid", buf, 15);
+  }
+  if (what & LDG_READ_LOGINUID) {
+    ssize_t n = read_at(dirfd, NAME("loginuid"), buf, 15);
     if (n > 0) {
       buf[n] = 0;
       p->loginuid = (uint32_t)strtoul(buf, NULL, 10);
       p->has_loginuid = 1;
     }
   }
-  return got;
+#undef NAME
 }
 
-int ldg_proc_read(pid_t pid, int dirfd, unsigned what, struct ldg_procinfo *p) {
-  int own = 0, got = 0;
-  if (dirfd < 0) {
-    char path[32];
-    snprintf(path, sizeof path, "/proc/%d", (int)pid);
-    dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0) return 0;
+void ldg_proc_read(pid_t pid, int dirfd, unsigned what, struct ldg_procinfo *p) {
+  char prefix[32] = "";
+  int own = 0;
+  p->pid = pid;
+  if (what & LDG_READ_NODIR) {
+    snprintf(prefix, sizeof prefix, "/proc/%d/", (int)pid);
+    dirfd = AT_FDCWD;
+  } else if (dirfd < 0) {
+    snprintf(prefix, sizeof prefix, "/proc/%d", (int)pid);
+    dirfd = open(prefix, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) return;
+    prefix[0] = 0;
     own = 1;
   }
-  p->pid = pid;
   /* The reads are not atomic: an exec between them would mix two images (exe of one, comm
-   * and args of the next). exe is read again last; if it changed, read everything again once,
-   * then give up on what may be mixed. */
+   * and args of the next). With RECHECK exe is read again last; if it changed, everything is
+   * read again once, then what may be mixed is given up. */
   for (int attempt = 0; attempt < 2; attempt++) {
-    got = read_fields(dirfd, what, p);
-    if (!(what & LDG_READ_EXE) || !p->exe) break;
-    char *again = link_at(dirfd, "exe");
+    read_fields(dirfd, prefix, what, p);
+    if (!(what & LDG_READ_RECHECK) || !(what & LDG_READ_EXE) || !p->exe) break;
+    struct names nm;
+    nm.plen = (size_t)snprintf(nm.path, sizeof nm.path, "%s", prefix);
+    char *again = link_at(dirfd, name_of(&nm, "exe"));
     int same = !again || strcmp(again, p->exe) == 0;   /* gone is not an exec */
     free(again);
     if (same) break;
     ldg_proc_free(p);
     p->has_comm = p->has_start = p->has_ppid = p->has_ids = p->has_loginuid = 0;
-    if (attempt == 1) got = 0;
   }
   if (own) close(dirfd);
-  return got;
+}
+
+int ldg_pidfd_ids(int pidfd, struct ldg_procinfo *p) {
+  struct pidfd_info_v0 info = {.mask = PIDFD_INFO_CREDS};
+  if (pidfd < 0 || ioctl(pidfd, PIDFD_GET_INFO_V0, &info) < 0 || !(info.mask & PIDFD_INFO_CREDS)) return 0;
+  p->uid = info.ruid, p->gid = info.rgid, p->euid = info.euid, p->egid = info.egid;
+  p->has_ids = 1;
+  return 1;
 }
 
 void ldg_proc_free(struct ldg_procinfo *p) {

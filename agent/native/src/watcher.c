@@ -4,6 +4,13 @@
  * hands them over in batches. It never blocks on JavaScript: hand-over is non-blocking, so a
  * slow consumer costs memory, never kernel events.
  *
+ * Wake-ups are what a busy host costs (a context switch is dearer than a /proc read on some
+ * virtual machines), so only what needs prompt handling wakes the reader: a creation (the
+ * doorbell, fanotify.c), an EXEC (its /proc read, procconn.c), the wake-up eventfd and mount
+ * changes. Exec events in the main queue are read at the EXEC wake-up that follows each; FORK,
+ * EXIT and COMM wait for the next wake-up, or wake the reader at most once per LDG_LAZY_MS.
+ * An idle host costs nothing but the exec cache's timer (evictions, the minute's sweep).
+ *
  * Attribution of a forwarded event from pid P, decided per batch:
  *   1. live: /proc/P read now, valid when P's pidfd says it is still alive (so the pid was not
  *      reused) and P has not exec'd since the event (no exec event for P processed after it,
@@ -31,6 +38,9 @@
 
 #define READER_NICE -10             /* nice value of the reader thread */
 #define GUARD_READS 16               /* queue reads made after the /proc reads of a batch */
+/* After the doorbell rings, the main queue is polled for this long: the kernel queues the
+ * doorbell's copy of an event microseconds before or after the main queue's. */
+#define BELL_WINDOW_NS (10 * 1000000ull)
 
 void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, ...) {
   char what[400];
@@ -52,7 +62,7 @@ void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, 
 struct ldg_watcher *ldg_watcher_new(void) {
   struct ldg_watcher *w = calloc(1, sizeof *w);
   if (!w) return NULL;
-  w->fan_fd = w->nl_fd = w->wake_fd = w->mounts_fd = -1;
+  w->fan_fd = w->bell_fd = w->nl_exec_fd = w->nl_lazy_fd = w->wake_fd = w->mounts_fd = -1;
   pthread_mutex_init(&w->lock, NULL);
   const char *t = getenv("LDG_NATIVE_TRACE");
   w->trace = t && *t == '1';
@@ -119,14 +129,21 @@ static void read_live(struct ldg_watcher *w, struct ldg_event *e) {
   } else if (w->pidfd && e->pidfd == FAN_NOPIDFD) {
     alive = 0;                       /* already reaped when the event was read */
   }
-  ldg_proc_read(e->pid, dfd, LDG_READ_ALL, &e->live);
+  /* No LDG_READ_RECHECK: an exec between two of these reads is in the queues by the guard
+   * reads of flush(), and decide() then does not use this read. Nor cmdline when the cache
+   * has the argv of the image at the event (read at its exec): argv changes only with an
+   * exec, and decide() takes it from there if no exec happened since. */
+  unsigned what = LDG_READ_ALL;
+  if (e->cap_img && e->cap_img->p.args) what &= ~(unsigned)LDG_READ_ARGS;
+  if (ldg_pidfd_ids(e->pidfd, &e->live)) what &= ~(unsigned)LDG_READ_IDS;
+  ldg_proc_read(e->pid, dfd, what, &e->live);
   close(dfd);
   struct ldg_entry *en = e->cap_entry ? ldg_cache_get(&w->cache, e->pid) : NULL;
   if (en && en->gen != e->cap_gen) en = NULL;
   if (alive == 1) {
     e->live_same = 1;
   } else if (en && en->has_start && e->live.has_start) {
-    e->live_same = en->start_ticks == e->live.start_ticks;   /* a zombie not yet reaped */
+    e->live_same = ldg_cache_same_start(en, e->live.start_ticks);   /* a zombie not yet reaped */
   } else if (alive < 0) {
     e->live_same = e->live.exe != NULL;                       /* no pidfd: best effort */
   }
@@ -141,18 +158,33 @@ static void from_image(struct ldg_procinfo *dst, const struct ldg_image *img, co
   if (en && en->has_start) dst->start_ticks = en->start_ticks, dst->has_start = 1;
 }
 
+/* The parent is named in every alert, often a long-lived shell the cache knows well: its
+ * cache entry is used when complete, after one read of /proc/<ppid>/stat shows (start time)
+ * that the pid still names that process, and gives its comm now. Otherwise /proc, all of it;
+ * otherwise the cache as it is (the parent is gone). */
 static void resolve_parent(struct ldg_watcher *w, struct ldg_event *e, pid_t ppid) {
   if (ppid <= 0) return;
-  struct ldg_entry *pe = w->exec_cache ? ldg_cache_get(&w->cache, ppid) : NULL;
+  struct ldg_entry *pe = w->exec_cache ? ldg_cache_settle(&w->cache, ppid) : NULL;
+  struct ldg_image *img = pe && !pe->exited && pe->has_start ? pe->img : NULL;
   struct ldg_procinfo p = {0};
-  ldg_proc_read(ppid, -1, LDG_READ_ALL, &p);
-  if (p.exe && (!pe || !pe->has_start || !p.has_start || pe->start_ticks == p.start_ticks)) {
+  if (img && img->p.exe && img->p.args) {
+    ldg_proc_read(ppid, -1, LDG_READ_STAT | LDG_READ_NODIR, &p);
+    if (p.has_start && ldg_cache_same_start(pe, p.start_ticks)) {
+      from_image(&e->parent, img, pe, ppid);
+      if (p.has_comm) memcpy(e->parent.comm, p.comm, sizeof p.comm), e->parent.has_comm = 1;
+      if (p.has_ppid) e->parent.ppid = p.ppid, e->parent.has_ppid = 1;
+      e->has_parent = 1;
+      return;
+    }
+    memset(&p, 0, sizeof p);
+  }
+  ldg_proc_read(ppid, -1, LDG_READ_ALL | LDG_READ_RECHECK, &p);
+  if (p.exe && (!pe || !pe->has_start || !p.has_start || ldg_cache_same_start(pe, p.start_ticks))) {
     e->parent = p;
     e->has_parent = 1;
     return;
   }
   ldg_proc_free(&p);
-  if (pe) pe = ldg_cache_settle(&w->cache, ppid);
   if (pe && pe->img) {
     from_image(&e->parent, pe->img, pe, ppid);
     e->has_parent = 1;
@@ -171,6 +203,12 @@ static void decide(struct ldg_watcher *w, struct ldg_event *e) {
     e->proc = e->live;
     memset(&e->live, 0, sizeof e->live);
     e->has_proc = 1;
+    struct ldg_procinfo *p = &e->proc;
+    if (!p->args && ci && ci->p.args && ci->p.exe && p->exe && strcmp(ci->p.exe, p->exe) == 0) {
+      if ((p->args = malloc(ci->p.args_len))) memcpy(p->args, ci->p.args, ci->p.args_len), p->args_len = ci->p.args_len;
+    } else if (!p->args) {
+      ldg_proc_read(e->pid, -1, LDG_READ_ARGS, p);   /* the image is not the cache's (see below) */
+    }
     /* The ordered image disagrees although P is alive and did not exec since: that exec event
      * was an execve that failed after opening the file (noexec mount, ENOEXEC). Heal. */
     if (en && en->img == ci && ci && ci->ordered && ci->p.exe && strcmp(ci->p.exe, e->proc.exe) != 0) {
@@ -238,18 +276,29 @@ static void flush(struct ldg_watcher *w) {
   w->deliver(w->deliver_ctx, b);
 }
 
-/* Reads fanotify until it is empty, attributing and handing over as it goes. */
-static void pump(struct ldg_watcher *w) {
+/* Reads fanotify until it is empty, attributing and handing over as it goes. Returns whether
+ * anything was read (the connector was then drained too). */
+static int pump(struct ldg_watcher *w) {
+  int got = 0;
   for (;;) {
     ssize_t n = ldg_fan_read(w);
     if (n <= 0) break;
-    /* Every connector message sent before the events just read is in the socket now. */
+    got = 1;
+    /* Every connector message sent before the events just read is in the sockets now. */
     ldg_nl_drain(w);
     ldg_fan_process(w, (size_t)n);
     if (w->pending && w->pending->len >= LDG_BATCH_MAX) flush(w);
-    if (w->stop) return;
+    if (w->stop) return got;
+    /* Reads return every queued event that fits: a buffer not nearly full means the queue was
+     * empty, and one more read would only say so. */
+    if ((size_t)n < w->bufsize / 2) break;
   }
   while (w->pending && w->pending->len && !w->stop) flush(w);
+  return got;
+}
+
+static int ms_until(uint64_t deadline_ns, uint64_t now_ns) {
+  return deadline_ns > now_ns ? (int)((deadline_ns - now_ns) / 1000000) + 1 : 0;
 }
 
 static void *reader_main(void *arg) {
@@ -262,16 +311,37 @@ static void *reader_main(void *arg) {
   if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), READER_NICE) < 0 && w->trace) perror("ldg-native: setpriority");
   if (w->exec_cache) ldg_cache_scan(&w->cache);
   LDG_STAT_SET(w, cache_entries, w->cache.count);
+  uint64_t lazy_quiet_until = 0;     /* the lazy connector socket is not polled before then */
+  uint64_t fan_poll_until = 0;       /* with a doorbell, the main queue is polled until then */
   while (!w->stop) {
-    struct pollfd fds[4] = {{w->wake_fd, POLLIN, 0}, {w->fan_fd, POLLIN, 0}, {w->nl_fd, POLLIN, 0},
-                            {w->mounts_fd, POLLPRI, 0}};
+    uint64_t now = ldg_now_ns(CLOCK_MONOTONIC);
     int timeout = w->exec_cache ? ldg_cache_evict(&w->cache) : -1;
-    int n = poll(fds, 4, timeout);
+    int poll_fan = w->bell_fd < 0 || !w->bell_ok || now < fan_poll_until;
+    int poll_lazy = now >= lazy_quiet_until;
+    if (!poll_lazy && w->nl_lazy_fd >= 0 && (timeout < 0 || ms_until(lazy_quiet_until, now) < timeout))
+      timeout = ms_until(lazy_quiet_until, now);
+    /* poll(2) ignores negative fds: what is not polled now, or not open, is -1. */
+    struct pollfd fds[6] = {{w->wake_fd, POLLIN, 0},
+                            {poll_fan ? w->fan_fd : -1, POLLIN, 0},
+                            {w->bell_fd, POLLIN, 0},
+                            {w->nl_exec_fd, POLLIN, 0},
+                            {poll_lazy ? w->nl_lazy_fd : -1, POLLIN, 0},
+                            {w->mounts_fd, POLLPRI, 0}};
+    int n = poll(fds, 6, timeout);
     if (n < 0 && errno != EINTR) break;
     if (w->stop) break;
-    if (fds[3].revents & (POLLPRI | POLLERR)) ldg_fan_mark_exec_filesystems(w);
-    if (fds[2].revents & POLLIN) ldg_nl_drain(w);
-    pump(w);
+    LDG_STAT_ADD(w, wakeups, 1);
+    now = ldg_now_ns(CLOCK_MONOTONIC);
+    /* Woken by FORK/EXIT/COMM alone: the next of them wait for another wake-up, or the timer. */
+    if (fds[4].revents) lazy_quiet_until = now + LDG_LAZY_MS * 1000000ull;
+    if (fds[2].revents && ldg_fan_read_bell(w)) fan_poll_until = now + BELL_WINDOW_NS;
+    if (fds[5].revents & (POLLPRI | POLLERR)) {
+      ldg_fan_mark_exec_filesystems(w);
+      ldg_exec_classify_reset();     /* what ldg_exec_seen knew may be on another mount now */
+    }
+    /* pump() drains the connector after each read; with nothing to read, it is drained here. */
+    if (!pump(w) && (n == 0 || fds[3].revents || fds[4].revents)) ldg_nl_drain(w);
+    if (w->exec_cache) ldg_cache_forksnaps(&w->cache);   /* after the hand-over, see cache.c */
     LDG_STAT_SET(w, cache_entries, w->cache.count);
   }
   ldg_batch_free(w->pending);
@@ -318,10 +388,10 @@ void ldg_watcher_stop(struct ldg_watcher *w) {
     w->thread_started = 0;
   }
   ldg_fan_destroy(w);
-  if (w->nl_fd >= 0) close(w->nl_fd);
+  ldg_nl_close(w);
   if (w->wake_fd >= 0) close(w->wake_fd);
   if (w->mounts_fd >= 0) close(w->mounts_fd);
-  w->nl_fd = w->wake_fd = w->mounts_fd = -1;
+  w->wake_fd = w->mounts_fd = -1;
   if (w->cache.buckets) ldg_cache_destroy(&w->cache);
 }
 
