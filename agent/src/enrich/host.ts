@@ -8,8 +8,14 @@ import type { EcsHost } from '../../../shared/ecs.js';
 
 const REFRESH_MS = 60 * 60 * 1000;
 
-// CommonJS, so required rather than imported: see shared/log.ts on the ESM loader's lexer.
-const si = createRequire(import.meta.url)('systeminformation') as typeof Si;
+// CommonJS, so required rather than imported: see shared/log.ts on the ESM loader's lexer. Only
+// the two modules whose functions we call: the package's index loads all 25 of its modules, which
+// kept 2.6 MB more resident in the daemon (measured) for facts collected once an hour.
+const req = createRequire(import.meta.url);
+const si = {
+  ...(req('systeminformation/lib/osinfo') as Pick<typeof Si, 'osInfo' | 'uuid'>),
+  ...(req('systeminformation/lib/network') as Pick<typeof Si, 'networkInterfaces'>),
+};
 
 export async function collectHostFacts(root: string): Promise<EcsHost> {
   const [os, ifaces, uuid] = await Promise.all([si.osInfo(), si.networkInterfaces(), si.uuid()]);

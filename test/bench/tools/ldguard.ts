@@ -2,9 +2,10 @@
 // with one source forced (fanotify, or the inotify fallback). Its alerts file is followed by the C
 // tailer; when a collector runs, the agent delivers to it and a worker thread notices each alert as
 // the collector commits it.
-import { appendFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { findRepoRoot } from '../../../shared/paths.js';
 import { startAgent } from '../../helpers/agent.js';
 import { prepareTools } from '../../helpers/writers.js';
 import { onInterrupt } from '../cleanup.js';
@@ -19,6 +20,17 @@ interface AlertLine {
   process?: { pid?: number; executable?: string };
   rule?: { id?: string; name?: string };
   ldguard?: { attribution?: string };
+}
+
+/**
+ * The environment the systemd unit gives the agent (`Environment=` lines, e.g. MALLOC_ARENA_MAX),
+ * read from the unit itself so the bench measures the agent as installed.
+ */
+function unitEnvironment(): Record<string, string> {
+  const unit = readFileSync(join(findRepoRoot(), 'systemd/ldguard-agent.service'), 'utf8');
+  const env: Record<string, string> = {};
+  for (const m of unit.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/gm)) env[m[1]!] = m[2]!;
+  return env;
 }
 
 function eventTime(iso: string | undefined): bigint | undefined {
@@ -40,7 +52,7 @@ export function ldguardTool(source: 'fanotify' | 'inotify'): Tool {
       prepareTools();
       const extra = ['--rule', ctx.rules];
       if (ctx.collector) extra.push('--collector', ctx.collector.url, '--token-file', ctx.collector.agentTokenFile);
-      const agent = await startAgent({ source, root: ctx.host.root, extra });
+      const agent = await startAgent({ source, root: ctx.host.root, extra, env: unitEnvironment() });
       const unregister = onInterrupt(() => agent.proc.kill('SIGKILL'));
       agent.proc.once('exit', unregister);
       // The alerts file is opened at start; make sure it exists before the tailer follows it.
