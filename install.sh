@@ -118,6 +118,9 @@ chmod 0700 "$ETC"
 [ -f "$ETC/agent.toml" ] || { cp "$PREFIX/agent/agent.example.toml" "$ETC/agent.toml"; say "wrote $ETC/agent.toml"; }
 [ -f "$ETC/collector.toml" ] || { cp "$PREFIX/collector/collector.example.toml" "$ETC/collector.toml"; say "wrote $ETC/collector.toml"; }
 chmod 0600 "$ETC/agent.toml" "$ETC/collector.toml"
+# The collector's TLS files go here; its unit loads the folder as credentials (it must exist).
+mkdir -p "$ETC/collector-tls"
+chmod 0700 "$ETC/collector-tls"
 if [ -n "$TOKEN" ]; then
   printf '%s\n' "$TOKEN" > "$ETC/agent.token"
   chmod 0600 "$ETC/agent.token"

@@ -2,7 +2,7 @@
 // flags over that. Every problem is collected before failing; paths are made absolute; the result
 // is frozen.
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { LdgError } from '../../shared/errors.js';
 
@@ -83,6 +83,9 @@ export function parseListen(text: string): { host: string; port: number } | unde
 export function loadCollectorConfig(file: string | undefined, overrides: Partial<Record<keyof CollectorConfig, unknown>>): Readonly<CollectorConfig> {
   const errors: string[] = [];
   const raw: Record<string, unknown> = {};
+  // A relative path in the file is relative to the file: under systemd the file is the unit's
+  // credential copy, and the TLS files sit beside it in the same credentials directory.
+  const fromFile = new Set<string>();
   if (file) {
     if (!existsSync(file)) throw new LdgError('LDG_ERR_CONFIG', `config file ${file} does not exist; create it or drop --config`);
     let doc: Record<string, unknown>;
@@ -95,10 +98,18 @@ export function loadCollectorConfig(file: string | undefined, overrides: Partial
     for (const [k, v] of Object.entries(doc)) {
       const spec = KEYS[k];
       if (!spec) errors.push(`${file}: unknown option "${k}"; known options: ${Object.keys(KEYS).join(', ')}`);
-      else raw[spec.key] = v;
+      else {
+        raw[spec.key] = v;
+        fromFile.add(spec.key);
+      }
     }
   }
-  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) raw[k] = v;
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    raw[k] = v;
+    fromFile.delete(k);
+  }
+  const base = (key: string) => (file && fromFile.has(key) ? dirname(resolve(file)) : process.cwd());
 
   const cfg: Record<string, unknown> = { ...DEFAULTS };
   const byKey = new Map(Object.entries(KEYS).map(([name, s]) => [s.key as string, { name, ...s }]));
@@ -119,11 +130,11 @@ export function loadCollectorConfig(file: string | undefined, overrides: Partial
       case 'nullable-path':
         if (value === null || value === '') cfg[key] = null;
         else if (typeof value !== 'string') err('a path');
-        else cfg[key] = resolve(value);
+        else cfg[key] = resolve(base(key), value);
         break;
       default:
         if (typeof value !== 'string' || value === '') err('a non-empty string');
-        else cfg[key] = spec.type === 'path' ? resolve(value) : value;
+        else cfg[key] = spec.type === 'path' ? resolve(base(key), value) : value;
     }
   }
   if (!parseListen(cfg.listen as string)) errors.push(`option listen: expected HOST:PORT (e.g. 127.0.0.1:8750, [::1]:8750, 0.0.0.0:8750), got ${JSON.stringify(cfg.listen)}`);
