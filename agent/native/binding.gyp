@@ -8,6 +8,7 @@
         "src/addon.c",
         "src/watcher.c",
         "src/fanotify.c",
+        "src/closewrite.c",
         "src/procconn.c",
         "src/cache.c",
         "src/execfile.c",

@@ -7,8 +7,10 @@
 // cache (FAN_OPEN_EXEC filesystem marks in the same group + the netlink process connector) and
 // hands only the events that pass the name filter to JavaScript, in batches. With the exec cache, a
 // second group holds the directory marks alone, so that creations wake the thread and exec events
-// do not. The C returns facts (pid, kind, directory, name, the process as /proc or the cache knew
-// it); policy lives in TS.
+// do not. The directory marks report creations and renames only; the close-write of a new regular
+// file that passed the filter is asked of that file alone (an inode mark added when its creation
+// is read), so that writers of unrelated files pay for no close-write events. The C returns facts
+// (pid, kind, directory, name, the process as /proc or the cache knew it); policy lives in TS.
 //
 // Privileges: CAP_SYS_ADMIN (fanotify), CAP_DAC_READ_SEARCH (decoding exec events' directory
 // handles), CAP_NET_ADMIN (process connector), CAP_SYS_NICE (the reader thread runs at nice -10,
@@ -28,11 +30,18 @@
 //   the socket when the event is read; the addon drains it after each fanotify read. Its messages
 //   carry CLOCK_MONOTONIC times, which order FORK, EXEC, EXIT and COMM across the addon's two
 //   connector sockets; a FORK's time is within microseconds of the child's start time.
-// - Unread create and close-write events from one pid on one name merge into one event.
+// - The kernel sends a close-write at the last release of a description opened for writing, and
+//   drops the file's write count only after that; a read lease (F_SETLEASE F_RDLCK) is refused
+//   while the count is positive. So once the file's own mark is in place, a granted lease means
+//   no close-write can come any more: the write is complete (closewrite.c). The lease is held for
+//   two fcntl(2)s; it needs the file's owner to be the agent's uid, or CAP_LEASE.
 //
-// Cost: the reader wakes for creations and for each exec on the host (one /proc read of the new
-// image, which is what names a writer that has exited by the time its event is read); forks,
-// exits and threads do not wake it (see stats().wakeups).
+// Cost: the reader wakes for creations (at most once a millisecond: a burst is read in batches,
+// a creation right after another waits up to 1 ms) and for each exec on the host (one /proc read
+// of the new image, which is what names a writer that has exited by the time its event is read);
+// forks, exits and threads do not wake it (see stats().wakeups). Writers pay fsnotify's price
+// for each creation in a watched directory (two events: the main group's and the doorbell's),
+// and for the close of a new file whose name passed the filter.
 
 export interface WatchOptions {
   /** Absolute directories to mark. Symlinks are resolved again here: the kernel reports under the
@@ -90,14 +99,22 @@ export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'overflow'
 export type Attribution = 'live_proc' | 'exec_cache' | 'unknown';
 
 export interface NativeEvent {
-  /** One kernel event can carry several kinds (an unread create and close-write from one pid
-   * merge): each kind is reported as its own object, create/moved_to before close_write. */
+  /** One kernel event can carry several kinds: each kind is reported as its own object,
+   * create/moved_to before close_write.
+   * close_write is reported at most once per `create` of a regular file with one link (not for
+   * directories, links, symlinks or renames): when it arrives, the file's first write is complete.
+   * It comes right after its `create` (same batch) when the write was already complete when the
+   * addon looked; then later with the closing pid; or, with pid 0 and attribution 'unknown', when
+   * a recheck found the write complete without its event. None comes when the file was renamed or
+   * deleted while open, stayed open for writing longer than 5 s, or could not be leased (see above)
+   * and was closed before the addon marked it: wait for it with a timeout. */
   kind: NativeEventKind;
   /** Real path of the directory holding `name`; '' for overflow. */
   dir: string;
   name: string;
   isDir: boolean;
-  /** Thread-group id of the writer; 0 when unknown (overflow). */
+  /** Thread-group id of the writer (of a close_write: of the closer); 0 when unknown (overflow, an
+   * inferred close_write). */
   pid: number;
   /** CLOCK_REALTIME when the C thread read the event. */
   timeNs: bigint;
@@ -135,6 +152,12 @@ export interface WatcherStats {
   attributedUnknown: number;
   /** Times the reader thread woke up: what a busy host costs the agent (see watcher.c). */
   wakeups: number;
+  /** FAN_CLOSE_WRITE marks put on single new files (closewrite.c). */
+  fileMarks: number;
+  /** close_write events reported without the kernel's event: the write was complete already. */
+  writesInferred: number;
+  /** New files whose close-write is awaited now (each also holds a mark). */
+  closeWritesAwaited: number;
   closed: boolean;
 }
 

@@ -460,6 +460,9 @@ static napi_value watcher_stats(napi_env env, napi_callback_info info) {
   NUM("attributedCache", attr_cache);
   NUM("attributedUnknown", attr_unknown);
   NUM("wakeups", wakeups);
+  NUM("fileMarks", cw_marks);
+  NUM("writesInferred", cw_inferred);
+  NUM("closeWritesAwaited", cw_waiting);
 #undef NUM
   set(env, o, "netlink", str_or_null(env, w->netlink_ok ? "ok" : "unavailable"));
   set(env, o, "netlinkError", str_or_null(env, w->netlink_error ? w->netlink_error : ""));

@@ -1,18 +1,24 @@
 /*
- * The fanotify group: inode marks on the watched directories (creations, renames into them,
- * completed writes) and, for the exec cache, FAN_OPEN_EXEC filesystem marks on every real
- * filesystem, all in one group so that one queue orders a pid's execs before its writes.
+ * The fanotify group: inode marks on the watched directories (creations and renames into them),
+ * inode marks for FAN_CLOSE_WRITE on the new files whose write is awaited (closewrite.c) and, for
+ * the exec cache, FAN_OPEN_EXEC filesystem marks on every real filesystem, all in one group so
+ * that one queue orders a pid's execs before its writes, and a file's creation before its
+ * close-write.
  *
  * Events carry a directory file handle and a name (FAN_REPORT_DFID_NAME). Watched directories
  * are matched by handle; other directories (where exec'd files live) are decoded with
  * open_by_handle_at and cached. We never hold an fd on a mount, so unmounting is not blocked.
  *
+ * The directory marks ask for nothing but creations and renames: every event they ask for is
+ * paid by every process creating any file in a watched directory, in its own time (issue #3).
+ *
  * With the exec cache, nearly all events in that queue are exec events, which need no prompt
  * handling: the connector's EXEC message that follows each of them wakes the reader anyway
- * (procconn.c). So the reader does not poll this queue; a second group, the doorbell, holds
- * only the directory marks and wakes it for creations. Its events are read and dropped: the
- * creation itself is read from the main queue, in order with the execs. Both groups are
- * marked alike; if the doorbell cannot be (bell_ok = 0), the reader polls the main queue.
+ * (procconn.c). So the reader does not poll this queue, except while a close-write is awaited
+ * (closewrite.c) and for a moment after a creation: a second group, the doorbell, holds only
+ * the directory marks and wakes it for creations. Its events are read and dropped: the creation
+ * itself is read from the main queue, in order with the execs. Both groups' directory marks
+ * are alike; if the doorbell cannot be marked (bell_ok = 0), the reader polls the main queue.
  */
 #define _GNU_SOURCE
 #include "ldg.h"
@@ -33,7 +39,7 @@
 #define AT_HANDLE_FID 0x200          /* the handle fanotify reports (Linux 6.5) */
 #endif
 
-#define DIR_MASK (FAN_CREATE | FAN_MOVED_TO | FAN_CLOSE_WRITE | FAN_ONDIR | FAN_EVENT_ON_CHILD)
+#define DIR_MASK (FAN_CREATE | FAN_MOVED_TO | FAN_ONDIR | FAN_EVENT_ON_CHILD)
 #define BUF_SIZE (256 * 1024)
 #define HSLOTS 1024
 
@@ -364,15 +370,18 @@ static int name_passes(struct ldg_watcher *w, const char *name) {
   return 0;
 }
 
-/* Copies the watched directory's path if the handle is one and the name passes its filter. */
-static char *watched(struct ldg_watcher *w, const struct hkey *k, const char *name) {
+/* If the handle is a watched directory: *passes says whether the name passes its filter, and
+ * its path is copied when it does, or when `always`. */
+static char *watched(struct ldg_watcher *w, const struct hkey *k, const char *name, int always, int *passes) {
   char *path = NULL;
+  *passes = 0;
   pthread_mutex_lock(&w->lock);
   for (size_t i = 0; i < w->ndirs; i++) {
     struct ldg_dir *d = &w->dirs[i];
     if (d->hlen != k->len || memcmp(d->fsid, k->fsid, 8) != 0 || memcmp(d->handle, k->bytes, k->len) != 0)
       continue;
-    if (d->forward_all || name_passes(w, name)) path = strdup(d->path);
+    *passes = d->forward_all || name_passes(w, name);
+    if (*passes || always) path = strdup(d->path);
     break;
   }
   pthread_mutex_unlock(&w->lock);
@@ -419,6 +428,7 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
     if (m->mask & FAN_Q_OVERFLOW) {
       LDG_STAT_ADD(w, overflows, 1);
       trace(w, m, NULL, NULL);
+      ldg_cw_check_soon(w);          /* a close-write may be among what was lost */
       struct ldg_event ev = {.kinds = LDG_OVERFLOW, .time_ns = now, .pidfd = -1};
       ev.dir = strdup("");
       ev.name = strdup("");
@@ -432,14 +442,29 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
       if (dir) snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
       ldg_cache_on_exec_open(&w->cache, m->pid, dir ? path : NULL);
     }
-    unsigned kinds = ((m->mask & FAN_CREATE) ? LDG_CREATE : 0) | ((m->mask & FAN_MOVED_TO) ? LDG_MOVED_TO : 0) |
-                     ((m->mask & FAN_CLOSE_WRITE) ? LDG_CLOSE_WRITE : 0);
-    char *dir = kinds && have_fid && name ? watched(w, &k, name) : NULL;
+    unsigned kinds = ((m->mask & FAN_CREATE) ? LDG_CREATE : 0) | ((m->mask & FAN_MOVED_TO) ? LDG_MOVED_TO : 0);
+    int closed = (m->mask & FAN_CLOSE_WRITE) && have_fid && name;
+    int passes = 0;
+    char *dir = (kinds || closed) && have_fid && name ? watched(w, &k, name, closed, &passes) : NULL;
+    if (!passes) kinds = 0;
+    /* Only our marks on single files ask for close-writes: forwarded when awaited, and always
+     * the end of that file's mark. A file renamed out of the watched directories is found by
+     * decoding its directory. */
+    if (closed && ldg_cw_closed(w, dir ? dir : dir_path(w, &k), name)) kinds |= LDG_CLOSE_WRITE;
+    if (dir && !kinds) {
+      free(dir);
+      dir = NULL;
+    }
     if (dir) {
       trace(w, m, dir, name);
       struct ldg_event ev = {.kinds = kinds, .is_dir = !!(m->mask & FAN_ONDIR), .dir = dir,
                              .name = strdup(name), .pid = m->pid, .time_ns = now, .pidfd = pidfd};
       pidfd = -1;                    /* the pending event owns it now */
+      /* A new regular file: ask for its close-write, or learn that its write is complete (then
+       * it goes on as if its close-write had arrived with it). A close-write merged into this
+       * event belonged to the file this name had before. */
+      if ((kinds & LDG_CREATE) && !ev.is_dir)
+        ev.kinds = (ev.kinds & ~(unsigned)LDG_CLOSE_WRITE) | (ldg_cw_watch(w, dir, name) == LDG_CW_DONE ? LDG_CLOSE_WRITE : 0);
       if (w->exec_cache && m->pid > 0) {
         struct ldg_entry *e = ldg_cache_settle(&w->cache, m->pid);
         if (e) {
@@ -459,6 +484,7 @@ void ldg_fan_destroy(struct ldg_watcher *w) {
   if (w->fan_fd >= 0) close(w->fan_fd);
   if (w->bell_fd >= 0) close(w->bell_fd);
   w->fan_fd = w->bell_fd = -1;
+  ldg_cw_clear(w);                   /* the group's marks went with it */
   w->bell_ok = 0;
   free(w->buf);
   w->buf = NULL;

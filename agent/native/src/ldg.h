@@ -157,8 +157,9 @@ struct ldg_image *ldg_image_get(struct ldg_image *img);
 enum ldg_kind { LDG_CREATE = 1, LDG_MOVED_TO = 2, LDG_CLOSE_WRITE = 4, LDG_OVERFLOW = 8 };
 enum ldg_attr { LDG_ATTR_UNKNOWN = 0, LDG_ATTR_LIVE, LDG_ATTR_CACHE };
 
-/* One kernel event that passed the filter. `kinds` is a set: the kernel may merge an unread
- * create and close-write from one pid into one event; JavaScript gets one object per kind. */
+/* One kernel event that passed the filter. `kinds` is a set, JavaScript gets one object per
+ * kind: a creation carries LDG_CLOSE_WRITE when its write was complete when the file was marked
+ * (closewrite.c), or when its close-write arrived during the same hand-over (watcher.c). */
 struct ldg_event {
   unsigned kinds, is_dir;
   char *dir, *name;
@@ -203,9 +204,19 @@ struct ldg_fs {              /* a filesystem marked for FAN_OPEN_EXEC */
 struct ldg_stats {
   uint64_t read, forwarded, overflows, exec_events, lost, cache_entries;
   uint64_t attr_live, attr_cache, attr_unknown, exec_marks, wakeups;
+  uint64_t cw_marks, cw_inferred, cw_waiting;   /* closewrite.c */
 };
 
 typedef void (*ldg_deliver_fn)(void *ctx, struct ldg_batch *b);
+
+struct ldg_cw {              /* a new file whose close-write is awaited (closewrite.c) */
+  char *dir, *name;
+  dev_t dev;
+  ino_t ino;
+  uint64_t added_ns, check_ns;   /* CLOCK_MONOTONIC: when marked, when to look again */
+  uint32_t backoff_ms;
+  int marked;                /* our inode mark is on it (else only rechecks can end the wait) */
+};
 
 /* How often queues that need no prompt handling may wake the reader (watcher.c). */
 #define LDG_LAZY_MS 200
@@ -242,6 +253,8 @@ struct ldg_watcher {
   size_t bufsize;
   int64_t read_ns;           /* CLOCK_REALTIME of the last fanotify read */
   void *hcache;              /* fanotify.c: directory handle -> path */
+  struct ldg_cw *cw;         /* closewrite.c: files whose close-write is awaited */
+  size_t ncw, cw_cap;
 
   ldg_deliver_fn deliver;
   void *deliver_ctx;
@@ -273,6 +286,24 @@ int ldg_fan_read_bell(struct ldg_watcher *w);
  * appended to w->pending. */
 void ldg_fan_process(struct ldg_watcher *w, size_t len);
 void ldg_fan_destroy(struct ldg_watcher *w);
+
+/* closewrite.c: the close-write of a new file, asked of that file alone (see there) */
+enum { LDG_CW_NONE = 0, LDG_CW_DONE, LDG_CW_WAIT };
+/* After the creation dir/name was read: LDG_CW_NONE when no write is to be waited for (not a
+ * regular file with one link, or gone), LDG_CW_DONE when the write is complete already,
+ * LDG_CW_WAIT when its close-write is awaited. */
+int ldg_cw_watch(struct ldg_watcher *w, const char *dir, const char *name);
+/* A close-write was read for dir/name (dir NULL: unknown): removes the file's mark; returns
+ * whether it was awaited (then it is forwarded). */
+int ldg_cw_closed(struct ldg_watcher *w, const char *dir, const char *name);
+/* Looks again at the entries due: pushes a close_write (pid 0) to w->pending for each write
+ * found complete, ends expired waits. Returns whether it pushed anything. */
+int ldg_cw_tick(struct ldg_watcher *w);
+/* Milliseconds until ldg_cw_tick has something to do; -1 when nothing is awaited. */
+int ldg_cw_next_ms(struct ldg_watcher *w);
+/* After a queue overflow (close-writes may be lost): look again at every entry now. */
+void ldg_cw_check_soon(struct ldg_watcher *w);
+void ldg_cw_clear(struct ldg_watcher *w);
 
 /* procconn.c */
 int ldg_nl_open(struct ldg_watcher *w, struct ldg_err *err);

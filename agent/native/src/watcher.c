@@ -7,8 +7,10 @@
  * Wake-ups are what a busy host costs (a context switch is dearer than a /proc read on some
  * virtual machines), so only what needs prompt handling wakes the reader: a creation (the
  * doorbell, fanotify.c), an EXEC (its /proc read, procconn.c), the wake-up eventfd and mount
- * changes. Exec events in the main queue are read at the EXEC wake-up that follows each; FORK,
- * EXIT and COMM wait for the next wake-up, or wake the reader at most once per LDG_LAZY_MS.
+ * changes, and while a new file's close-write is awaited, the main queue and the rechecks of
+ * closewrite.c. Creations wake it at most once per FAN_REST_NS. Exec events in the main queue
+ * are read at the EXEC wake-up that follows each; FORK, EXIT and COMM wait for the next wake-up,
+ * or wake the reader at most once per LDG_LAZY_MS.
  * An idle host costs nothing but the exec cache's timer (evictions, the minute's sweep).
  *
  * Attribution of a forwarded event from pid P, decided per batch:
@@ -41,6 +43,14 @@
 /* After the doorbell rings, the main queue is polled for this long: the kernel queues the
  * doorbell's copy of an event microseconds before or after the main queue's. */
 #define BELL_WINDOW_NS (10 * 1000000ull)
+/* After a wake-up for creations, neither fanotify fd is polled for this long. While the reader
+ * sleeps in poll(2) on a queue, every event queued there wakes it, in the writer's own time (a
+ * wake-up, an IPI when the reader's CPU idles): in a burst of unrelated creations the reader woke
+ * every 2-4 events, up to a tenth of the writer's time on an otherwise idle 2-core VM (little when
+ * that CPU is busy anyway). Resting lets the next events pile up to be read in one go (and the
+ * doorbell's merge into one). A creation waits at most this much longer, and only one that comes
+ * right after another; an awaited close-write never waits (no rest then). */
+#define FAN_REST_NS (1000 * 1000ull)
 
 void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, ...) {
   char what[400];
@@ -120,13 +130,13 @@ static int same_object(const struct ldg_event *a, const struct ldg_event *b) {
 }
 
 /*
- * A file created and closed within microseconds (touch, a shell redirect, a small cp) has its
- * close-write queued after its creation was read. When the guard reads of flush() find it, it
- * travels with the creation: one hand-over instead of two, and JavaScript can hash the file and
- * finish the alert at once instead of waiting for the next batch (~0.7 ms on an idle host). Only a
- * lone close-write that nothing else in `next` precedes for the same name is taken, so a name
- * removed and created again keeps its events in order. `next` is small (what arrived during
- * one batch's /proc reads); past ABSORB_SCAN events nothing is moved.
+ * A file closed just after its creation was read and marked (closewrite.c) has its close-write
+ * queued after the creation. When the guard reads of flush() find it, it travels with the
+ * creation: one hand-over instead of two, and JavaScript can hash the file and finish the alert
+ * at once instead of waiting for the next batch (~0.7 ms on an idle host). Only a lone
+ * close-write that nothing else in `next` precedes for the same name is taken, so a name removed
+ * and created again keeps its events in order. `next` is small (what arrived during one batch's
+ * /proc reads); past ABSORB_SCAN events nothing is moved.
  */
 #define ABSORB_SCAN 64
 static void absorb_close_writes(struct ldg_batch *b, struct ldg_batch *next) {
@@ -353,21 +363,29 @@ static void *reader_main(void *arg) {
   LDG_STAT_SET(w, cache_entries, w->cache.count);
   uint64_t lazy_quiet_until = 0;     /* the lazy connector socket is not polled before then */
   uint64_t fan_poll_until = 0;       /* with a doorbell, the main queue is polled until then */
+  uint64_t fan_rest_until = 0;       /* neither fanotify fd is polled before then */
   while (!w->stop) {
     uint64_t now = ldg_now_ns(CLOCK_MONOTONIC);
     int timeout = w->exec_cache ? ldg_cache_evict(&w->cache) : -1;
-    int poll_fan = w->bell_fd < 0 || !w->bell_ok || now < fan_poll_until;
+    int cw_ms = ldg_cw_next_ms(w);
+    if (cw_ms >= 0 && (timeout < 0 || cw_ms < timeout)) timeout = cw_ms;
+    int rest = now < fan_rest_until && w->ncw == 0;
+    /* The doorbell rings for creations only: an awaited close-write is read from the main queue. */
+    int poll_fan = !rest && (w->bell_fd < 0 || !w->bell_ok || now < fan_poll_until || w->ncw > 0);
     int poll_lazy = now >= lazy_quiet_until;
     if (!poll_lazy && w->nl_lazy_fd >= 0 && (timeout < 0 || ms_until(lazy_quiet_until, now) < timeout))
       timeout = ms_until(lazy_quiet_until, now);
     /* poll(2) ignores negative fds: what is not polled now, or not open, is -1. */
     struct pollfd fds[6] = {{w->wake_fd, POLLIN, 0},
                             {poll_fan ? w->fan_fd : -1, POLLIN, 0},
-                            {w->bell_fd, POLLIN, 0},
+                            {rest ? -1 : w->bell_fd, POLLIN, 0},
                             {w->nl_exec_fd, POLLIN, 0},
                             {poll_lazy ? w->nl_lazy_fd : -1, POLLIN, 0},
                             {w->mounts_fd, POLLPRI, 0}};
-    int n = poll(fds, 6, timeout);
+    uint64_t wait_ns = timeout < 0 ? UINT64_MAX : (uint64_t)timeout * 1000000ull;
+    if (rest && fan_rest_until - now < wait_ns) wait_ns = fan_rest_until - now;
+    struct timespec ts = {(time_t)(wait_ns / 1000000000ull), (long)(wait_ns % 1000000000ull)};
+    int n = ppoll(fds, 6, wait_ns == UINT64_MAX ? NULL : &ts, NULL);
     if (n < 0 && errno != EINTR) break;
     if (w->stop) break;
     LDG_STAT_ADD(w, wakeups, 1);
@@ -380,7 +398,13 @@ static void *reader_main(void *arg) {
       ldg_exec_classify_reset();     /* what ldg_exec_seen knew may be on another mount now */
     }
     /* pump() drains the connector after each read; with nothing to read, it is drained here. */
-    if (!pump(w) && (n == 0 || fds[3].revents || fds[4].revents)) ldg_nl_drain(w);
+    int got = pump(w);
+    if (fds[2].revents || (got && fds[1].revents && w->bell_fd < 0))
+      fan_rest_until = ldg_now_ns(CLOCK_MONOTONIC) + FAN_REST_NS;
+    if (!got && (n == 0 || fds[3].revents || fds[4].revents)) ldg_nl_drain(w);
+    /* After pump(): a close-write already queued is read before a recheck could infer it. */
+    if (w->ncw && ldg_cw_tick(w))
+      while (w->pending && w->pending->len && !w->stop) flush(w);
     if (w->exec_cache) ldg_cache_forksnaps(&w->cache);   /* after the hand-over, see cache.c */
     LDG_STAT_SET(w, cache_entries, w->cache.count);
   }
