@@ -103,6 +103,10 @@ export interface FileEvent {
   ldguard: {
     attribution: Attribution;
     source: 'fanotify' | 'inotify' | 'rescan' | 'stdin';
+    /** True when the file's path is not UTF-8: file.path, name, directory (and extension) show
+     * each byte that is not part of a UTF-8 sequence as \xNN, and each backslash as \x5c, so
+     * the literal name is bytes (agent/src/byte-path.ts). Absent otherwise. */
+    path_escaped?: true;
     /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
     summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
   };

@@ -111,7 +111,15 @@ export interface NativeEvent {
   kind: NativeEventKind;
   /** Real path of the directory holding `name`; '' for overflow. */
   dir: string;
+  /** Linux names are bytes: `dir` and `name` are decoded as UTF-8, with U+FFFD for each byte
+   * sequence that is not UTF-8, so such a string names no file. */
   name: string;
+  /** Present only when `dir` is not valid UTF-8 (a directory marked with addDir(Buffer), say an
+   * attacker's rule-matching subdirectory): its exact bytes. Use it for every filesystem call. */
+  rawDir?: Buffer;
+  /** Present only when `name` is not valid UTF-8 (e.g. "ld-linux-x86-64.so.2\xff"): its exact
+   * bytes. Valid names, nearly all, carry nothing more. */
+  rawName?: Buffer;
   isDir: boolean;
   /** Thread-group id of the writer (of a close_write: of the closer); 0 when unknown (overflow, an
    * inferred close_write). */
@@ -169,10 +177,11 @@ export declare class Watcher {
    * `onEvents` runs on the JS thread with one or more events, never after close(). */
   constructor(options: WatchOptions, onEvents: (events: NativeEvent[]) => void);
   /** Marks one more directory (e.g. a new /lib/ld-linux-x/). forwardAll: forward every name in
-   * it (the self-test's scratch directory). Throws LDG_ERR_FANOTIFY_MARK. */
-  addDir(dir: string, opts?: { forwardAll?: boolean }): void;
-  /** Unmarks a directory; a directory already deleted is only forgotten. */
-  removeDir(dir: string): void;
+   * it (the self-test's scratch directory). A Buffer gives the path's exact bytes, for a
+   * directory whose name is not UTF-8; its events then carry rawDir. Throws LDG_ERR_FANOTIFY_MARK. */
+  addDir(dir: string | Buffer, opts?: { forwardAll?: boolean }): void;
+  /** Unmarks a directory (given as it was added); a directory already deleted is only forgotten. */
+  removeDir(dir: string | Buffer): void;
   /** Replaces the name prefixes (config reload). */
   setPrefixes(prefixes: string[]): void;
   stats(): WatcherStats;

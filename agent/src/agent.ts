@@ -22,6 +22,7 @@ import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
 import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
 import { agentId } from './identity.js';
+import { displayPath, eventPath, pathKey, type FsPath } from './byte-path.js';
 
 const DEGRADED_RESCAN_MS = 10_000;
 
@@ -47,7 +48,7 @@ export class Agent {
   private prefixes: string[] = [];
   private matcher: ((hostPath: string) => boolean) | null = null;
   private realRoot = '/';
-  private readonly marked = new Set<string>();
+  private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
   readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [] };
@@ -186,21 +187,22 @@ export class Agent {
     }
     // A file a rescan already reported can still arrive as a live event (inotify delivers late):
     // one file, one alert.
-    keep = keep.filter((e) => e.kind !== 'create' || !this.seen.fromRescan(posix.join(e.dir, e.name)));
-    for (const e of keep) if (e.kind === 'create' || e.kind === 'moved_to') this.seen.live(posix.join(e.dir, e.name));
+    keep = keep.filter((e) => e.kind !== 'create' || !this.seen.fromRescan(eventPath(e)));
+    for (const e of keep) if (e.kind === 'create' || e.kind === 'moved_to') this.seen.live(eventPath(e));
     this.pipeline?.handle(keep);
   }
 
   /** A new rule-matching directory: watch it and everything below (the rule's * crosses /). */
-  private async markDirectory(real: string, rescan = true): Promise<void> {
-    if (this.marked.has(real) || !this.source) return;
-    this.marked.add(real);
+  private async markDirectory(real: FsPath, rescan = true): Promise<void> {
+    const key = pathKey(real);
+    if (this.marked.has(key) || !this.source) return;
+    this.marked.add(key);
     try {
       await this.source.addDir(real, { forwardAll: true });
       // Files written before the mark was in place are found by the rescan, reported as unobserved.
       if (rescan) this.rescan('new directory');
     } catch (err) {
-      this.log.warn({ dir: real, err: errorMessage(err) }, 'could not watch a new rule-matching directory');
+      this.log.warn({ dir: displayPath(real), err: errorMessage(err) }, 'could not watch a new rule-matching directory');
     }
   }
 
@@ -209,7 +211,7 @@ export class Agent {
     if (!this.known || !this.matcher || !this.pipeline) return;
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
-    for (const d of subdirs) if (!this.marked.has(d)) void this.markDirectory(d, false);
+    for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
     let reported: typeof found = [];
     const fresh = this.known.diff(found);
     if (this.known.firstRun || !report) {

@@ -3,17 +3,19 @@
 // that is there now but was not known appeared while nobody was looking. Its writer is unknowable;
 // the file is not, and the agent reports it.
 import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { posix } from 'node:path';
 import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
-import { toHostPath, type WatchDir } from './watch-dirs.js';
+import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } from './byte-path.js';
+import type { WatchDir } from './watch-dirs.js';
 import { lstatNow } from './stat-now.js';
 
 const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
 
 export interface FoundFile {
+  /** As alerts report it: escaped when the path is not UTF-8 (byte-path.ts). */
   hostPath: string;
-  realPath: string;
+  /** A Buffer when the path is not UTF-8. */
+  realPath: FsPath;
   inode: number;
 }
 
@@ -33,27 +35,31 @@ export function pathMatcher(rules: readonly Rule[]): ((hostPath: string) => bool
  * Files under the watched directories that match, descending into subdirectories whose names pass
  * the prefix filter (and everything below them, as the agent marks them with forwardAll). The
  * subdirectories are returned too: the agent watches them.
+ * Names are read as bytes: a string readdir turns a name that is not UTF-8 into U+FFFD, which names
+ * no file, so such a file (an ld.so planted as "ld-linux-x86-64.so.2\xff") would be lost.
  */
 export function scanMatching(
   realRoot: string,
   dirs: readonly WatchDir[],
   prefixes: readonly string[],
   matches: (hostPath: string) => boolean,
-): { files: FoundFile[]; subdirs: string[] } {
+): { files: FoundFile[]; subdirs: FsPath[] } {
   const out: FoundFile[] = [];
-  const subdirs: string[] = [];
-  const passes = (name: string) => prefixes.some((p) => name.toLowerCase().startsWith(p));
-  const walk = (dir: string, depth: number, all: boolean) => {
+  const subdirs: FsPath[] = [];
+  // The prefixes are ASCII (the addon matches them byte by byte): escaping a name keeps them.
+  const passes = (name: FsPath) => prefixes.some((p) => displayPath(name).toLowerCase().startsWith(p));
+  const walk = (dir: FsPath, depth: number, all: boolean) => {
     let entries;
     try {
-      entries = readdirSync(dir, { withFileTypes: true });
+      entries = readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
     } catch {
       return;
     }
     for (const e of entries) {
-      if (!all && !passes(e.name)) continue;
-      const real = posix.join(dir, e.name);
-      const hostPath = toHostPath(realRoot, real);
+      const name = fromBytes(e.name);
+      if (!all && !passes(name)) continue;
+      const real = joinPath(dir, name);
+      const hostPath = displayPath(hostPathOf(realRoot, real));
       if (e.isDirectory() && depth < MAX_DEPTH) {
         subdirs.push(real);
         walk(real, depth + 1, true);
@@ -154,40 +160,40 @@ export class KnownFiles {
  * time bound keeps a later file that reuses the inode from being taken for the same one.
  */
 export class RecentFiles {
-  private readonly byPath = new Map<string, { inode: number; at: number; how: 'live' | 'rescan' }>();
+  private readonly byPath = new Map<string, { inode: number; at: number; how: 'live' | 'rescan' }>(); // by pathKey
 
   constructor(private readonly windowMs = 5_000) {}
 
-  live(realPath: string): void {
+  live(realPath: FsPath): void {
     const inode = inodeOf(realPath);
     if (inode !== null) this.put(realPath, inode, 'live');
   }
 
-  rescanned(realPath: string, inode: number): void {
+  rescanned(realPath: FsPath, inode: number): void {
     this.put(realPath, inode, 'rescan');
   }
 
-  wasLive(realPath: string, inode: number): boolean {
+  wasLive(realPath: FsPath, inode: number): boolean {
     return this.fresh(realPath, inode, 'live');
   }
 
-  fromRescan(realPath: string): boolean {
+  fromRescan(realPath: FsPath): boolean {
     const inode = inodeOf(realPath);
     return inode !== null && this.fresh(realPath, inode, 'rescan');
   }
 
-  private fresh(realPath: string, inode: number, how: 'live' | 'rescan'): boolean {
-    const e = this.byPath.get(realPath);
+  private fresh(realPath: FsPath, inode: number, how: 'live' | 'rescan'): boolean {
+    const e = this.byPath.get(pathKey(realPath));
     return !!e && e.how === how && e.inode === inode && Date.now() - e.at < this.windowMs;
   }
 
-  private put(realPath: string, inode: number, how: 'live' | 'rescan'): void {
+  private put(realPath: FsPath, inode: number, how: 'live' | 'rescan'): void {
     const now = Date.now();
-    this.byPath.set(realPath, { inode, at: now, how });
+    this.byPath.set(pathKey(realPath), { inode, at: now, how });
     if (this.byPath.size > 4096) for (const [p, e] of this.byPath) if (now - e.at >= this.windowMs) this.byPath.delete(p);
   }
 }
 
-function inodeOf(path: string): number | null {
+function inodeOf(path: FsPath): number | null {
   return lstatNow(path)?.ino ?? null;
 }

@@ -123,11 +123,11 @@ export class Watcher implements Addon.Watcher {
     this.#native = native(() => new NativeWatcher(options, onEvents));
   }
 
-  addDir(dir: string, opts?: { forwardAll?: boolean }): void {
+  addDir(dir: string | Buffer, opts?: { forwardAll?: boolean }): void {
     native(() => this.#native.addDir(dir, opts));
   }
 
-  removeDir(dir: string): void {
+  removeDir(dir: string | Buffer): void {
     native(() => this.#native.removeDir(dir));
   }
 

@@ -4,18 +4,17 @@
 // links, renames and directories are complete at once. The rules' verdict never waits: it is taken
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
-import { posix } from 'node:path';
 import { buildAlert } from '../../shared/alert.js';
 import { ECS_VERSION, type Alert, type EcsAgent, type EcsFile, type EcsHost, type FileEvent } from '../../shared/ecs.js';
 import type { Logger } from '../../shared/log.js';
 import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
+import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { fileFacts, fileNames } from './enrich/file.js';
 import { ecsProcess } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
 import { lstatNow } from './stat-now.js';
-import { toHostPath } from './watch-dirs.js';
 
 export interface PipelineOptions {
   realRoot: string;
@@ -28,17 +27,19 @@ export interface PipelineOptions {
   log: Logger;
   /** Called with each alert, in the order alerts complete. Must not throw. */
   emit: (alert: Alert) => void;
-  /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /). */
-  onDirectory: (realDir: string) => void;
+  /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /).
+   * Real paths are Buffers when their bytes are not UTF-8 (byte-path.ts). */
+  onDirectory: (realDir: FsPath) => void;
   /**
    * A file was created or renamed in and no rule fired on it (a package manager wrote it, say): it
    * was seen appearing, so the agent puts it in the baseline now; otherwise the next start's
    * rescan would report it as having appeared unobserved. Must not throw.
    */
-  onUnalerted?: (realPath: string, hostPath: string) => void;
+  onUnalerted?: (realPath: FsPath, hostPath: string) => void;
 }
 
 interface Waiting {
+  path: FsPath;
   alerts: Array<{ event: FileEvent; rule: Rule }>;
   timer: NodeJS.Timeout;
 }
@@ -47,7 +48,7 @@ interface Waiting {
  * A new name that will see no write: a symlink, or a hard link to an existing file (ln makes no
  * close-write event). Only those wait for nothing; a regular file with one link may still be written.
  */
-function complete(realPath: string): boolean {
+function complete(realPath: FsPath): boolean {
   const st = lstatNow(realPath);
   return !st || st.isSymbolicLink() || st.nlink > 1 || !st.isFile(); // gone already: nothing to wait for
 }
@@ -55,7 +56,7 @@ function complete(realPath: string): boolean {
 export class Pipeline {
   private rules: readonly Rule[];
   private readonly throttle = new Throttle();
-  private readonly waiting = new Map<string, Waiting>();
+  private readonly waiting = new Map<string, Waiting>(); // by pathKey
   private readonly inFlight = new Set<Promise<void>>();
   private summaryTimer: NodeJS.Timeout | undefined;
   readonly counts = { events: 0, matched: 0, alerts: 0, heldBack: 0 };
@@ -75,9 +76,9 @@ export class Pipeline {
     for (const raw of events) {
       if (raw.kind === 'overflow') continue; // the agent rescans; nothing to judge here
       this.counts.events++;
-      const realPath = posix.join(raw.dir, raw.name);
+      const realPath = eventPath(raw);
       if (raw.kind === 'close_write') {
-        const w = this.waiting.get(realPath);
+        const w = this.waiting.get(pathKey(realPath));
         if (w) this.release(realPath, w);
       }
       if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath);
@@ -94,10 +95,11 @@ export class Pipeline {
   }
 
   /** Files a rescan found that nobody saw appear: judged as creations with an unknown writer. */
-  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: string }>): void {
+  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath }>): void {
     for (const f of found) {
+      const { dir, name } = splitPath(f.realPath);
       const event = this.toEcs(
-        { kind: 'create', dir: posix.dirname(f.realPath), name: posix.basename(f.realPath), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', process: null, parent: null },
+        { kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', process: null, parent: null },
         f.realPath,
       );
       event.ldguard.source = 'rescan';
@@ -124,14 +126,16 @@ export class Pipeline {
   /** Finish every waiting alert and the open windows' summaries; for shutdown. */
   async drain(): Promise<void> {
     clearTimeout(this.summaryTimer);
-    for (const [path, w] of this.waiting) this.release(path, w);
+    for (const w of this.waiting.values()) this.release(w.path, w);
     await Promise.all(this.inFlight);
     for (const s of this.throttle.flush(Date.now(), true)) this.o.emit(s);
   }
 
-  toEcs(raw: RawFileEvent, realPath: string): FileEvent {
+  /** realPath: the file's path as the filesystem knows it (a Buffer for bytes that are not UTF-8). */
+  toEcs(raw: RawFileEvent, realPath: FsPath): FileEvent {
     const host = this.o.host();
-    const hostPath = toHostPath(this.o.realRoot, realPath);
+    // A path that is not UTF-8 is reported escaped (byte-path.ts), and flagged so.
+    const hostPath = displayPath(hostPathOf(this.o.realRoot, realPath));
     const at = new Date(Number(raw.timeNs / 1_000_000n)).toISOString();
     const rename = raw.kind === 'moved_to';
     const creation = raw.kind === 'create';
@@ -153,37 +157,39 @@ export class Pipeline {
       host,
       agent: this.o.agent,
       ecs: { version: ECS_VERSION },
-      ldguard: { attribution: raw.attribution, source: this.o.source },
+      ldguard: { attribution: raw.attribution, source: this.o.source, ...(typeof realPath === 'string' ? {} : { path_escaped: true }) },
     };
     if (event.process.user) event.user = { ...event.process.user };
     if (event.process.group) event.group = { ...event.process.group };
     return event;
   }
 
-  private hold(realPath: string, event: FileEvent, rule: Rule, waitForWrite: boolean): void {
+  private hold(realPath: FsPath, event: FileEvent, rule: Rule, waitForWrite: boolean): void {
     if (!waitForWrite || complete(realPath)) {
       this.finish([{ event, rule }], realPath);
       return;
     }
-    const w = this.waiting.get(realPath);
+    const key = pathKey(realPath);
+    const w = this.waiting.get(key);
     if (w) {
       w.alerts.push({ event, rule });
       return;
     }
     const entry: Waiting = {
+      path: realPath,
       alerts: [{ event, rule }],
       timer: setTimeout(() => this.release(realPath, entry), this.o.writeWaitMs),
     };
-    this.waiting.set(realPath, entry);
+    this.waiting.set(key, entry);
   }
 
-  private release(realPath: string, w: Waiting): void {
+  private release(realPath: FsPath, w: Waiting): void {
     clearTimeout(w.timer);
-    this.waiting.delete(realPath);
+    this.waiting.delete(pathKey(realPath));
     this.finish(w.alerts, realPath);
   }
 
-  private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: string): void {
+  private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: FsPath): void {
     const conclude = (facts: Partial<EcsFile>) => {
       for (const { event, rule } of items) {
         event.file = { ...event.file, ...facts };
@@ -203,7 +209,7 @@ export class Pipeline {
     if (!(facts instanceof Promise)) return conclude(facts); // the common case: no thread-pool hop
     const p = facts
       .then(conclude)
-      .catch((err: unknown) => this.o.log.error({ err, path: realPath }, 'could not complete an alert'))
+      .catch((err: unknown) => this.o.log.error({ err, path: displayPath(realPath) }, 'could not complete an alert'))
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }

@@ -66,6 +66,28 @@ static int type_error(napi_env env, const char *msg) {
 
 /* ---- arguments ------------------------------------------------------------------------- */
 
+static int get_string(napi_env env, napi_value v, char **out, const char *what);
+
+/* A directory given as a Buffer holds the exact bytes of its path (a name that is not UTF-8:
+ * see index.d.ts); a NUL inside is refused, as the kernel would. */
+static int get_path(napi_env env, napi_value v, char **out, const char *what) {
+  bool is_buf = false;
+  NAPI_CALL_INT(env, napi_is_buffer(env, v, &is_buf));
+  if (!is_buf) return get_string(env, v, out, what);
+  void *data;
+  size_t len;
+  NAPI_CALL_INT(env, napi_get_buffer_info(env, v, &data, &len));
+  if (memchr(data, 0, len)) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s must not contain a NUL byte", what);
+    return type_error(env, msg);
+  }
+  if (!(*out = malloc(len + 1))) return type_error(env, "out of memory");
+  memcpy(*out, data, len);
+  (*out)[len] = 0;
+  return 0;
+}
+
 static int get_string(napi_env env, napi_value v, char **out, const char *what) {
   napi_valuetype t;
   NAPI_CALL_INT(env, napi_typeof(env, v, &t));
@@ -191,6 +213,36 @@ static napi_value proc_object(napi_env env, const struct ldg_procinfo *p) {
   return o;
 }
 
+/* Whether s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
+ * U+10FFFF), i.e. whether napi_create_string_utf8 keeps every byte instead of writing U+FFFD. */
+static int utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    unsigned c = *p;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0) return 0;
+    /* The second byte's range excludes overlongs (E0, F0), surrogates (ED) and > U+10FFFF (F4). */
+    unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80, hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (int i = 2; i <= n; i++)
+      if ((p[i] & 0xc0) != 0x80) return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+/* Sets key to a Buffer of s's bytes when s is not UTF-8: the string beside it then has U+FFFD
+ * where the bytes were, and names no file. Valid names (nearly all) cost one scan. */
+static void set_raw_if_needed(napi_env env, napi_value obj, const char *key, const char *s) {
+  if (!s || utf8_valid(s)) return;
+  napi_value v;
+  if (napi_create_buffer_copy(env, strlen(s), s, NULL, &v) == napi_ok) set(env, obj, key, v);
+}
+
 static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned kind) {
   static const char *const attr[] = {"unknown", "live_proc", "exec_cache"};
   const char *k = kind == LDG_CREATE ? "create" : kind == LDG_MOVED_TO ? "moved_to"
@@ -200,6 +252,8 @@ static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned
   set(env, o, "kind", str_or_null(env, k));
   set(env, o, "dir", str_or_null(env, e->dir ? e->dir : ""));
   set(env, o, "name", str_or_null(env, e->name ? e->name : ""));
+  set_raw_if_needed(env, o, "rawDir", e->dir);
+  set_raw_if_needed(env, o, "rawName", e->name);
   napi_get_boolean(env, e->is_dir, &v), set(env, o, "isDir", v);
   napi_create_int32(env, e->pid, &v), set(env, o, "pid", v);
   napi_create_bigint_int64(env, e->time_ns, &v), set(env, o, "timeNs", v);
@@ -395,7 +449,7 @@ static napi_value watcher_add_dir(napi_env env, napi_callback_info info) {
   if (a->closed) return napi_throw_error(env, "LDG_ERR_WATCHER_CLOSED", "addDir() after close()"), NULL;
   char *dir;
   bool forward_all = false;
-  if (argc < 1 || get_string(env, argv[0], &dir, "dir") < 0) return argc < 1 ? type_error(env, "dir must be a string"), NULL : NULL;
+  if (argc < 1 || get_path(env, argv[0], &dir, "dir") < 0) return argc < 1 ? type_error(env, "dir must be a string"), NULL : NULL;
   if (argc >= 2) {
     napi_valuetype t;
     napi_typeof(env, argv[1], &t);
@@ -417,7 +471,7 @@ static napi_value watcher_remove_dir(napi_env env, napi_callback_info info) {
   if (a->closed) return NULL;
   char *dir;
   if (argc < 1) return type_error(env, "dir must be a string"), NULL;
-  if (get_string(env, argv[0], &dir, "dir") < 0) return NULL;
+  if (get_path(env, argv[0], &dir, "dir") < 0) return NULL;
   struct ldg_err err;
   int rc = ldg_fan_remove_dir(a->w, dir, &err);
   free(dir);

@@ -5,6 +5,7 @@ import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { EcsFile } from '../../../shared/ecs.js';
+import type { FsPath } from '../byte-path.js';
 import { lstatNow } from '../stat-now.js';
 import type { NameTable } from './users.js';
 
@@ -25,13 +26,14 @@ export function fileNames(hostPath: string): EcsFile {
 }
 
 /**
- * lstat and hash the file at realPath; missing facts stay absent (the file may be gone).
+ * lstat and hash the file at realPath (a Buffer when its bytes are not UTF-8: every call below
+ * takes it as is); missing facts stay absent (the file may be gone).
  * Files up to SYNC_BYTES (a dynamic linker is ~200 KiB) are read synchronously: four thread-pool
  * round trips cost more than the read itself and are the bulk of an alert's latency on a busy host.
  * Larger files are hashed asynchronously so they never stall the event loop.
  */
 export function fileFacts(
-  realPath: string,
+  realPath: FsPath,
   maxHashBytes: number,
   names: { users: NameTable; groups: NameTable },
 ): Partial<EcsFile> | Promise<Partial<EcsFile>> {
@@ -63,7 +65,7 @@ const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 // One buffer for every synchronous hash: nothing else runs while one is in progress.
 const SYNC_BUF = Buffer.allocUnsafeSlow(CHUNK);
 
-function sha256Sync(path: string, max: number): string | null {
+function sha256Sync(path: FsPath, max: number): string | null {
   let fd;
   try {
     fd = openSync(path, OPEN_FLAGS);
@@ -87,7 +89,7 @@ function sha256Sync(path: string, max: number): string | null {
   }
 }
 
-async function sha256(path: string, max: number): Promise<string | null> {
+async function sha256(path: FsPath, max: number): Promise<string | null> {
   let fh;
   try {
     fh = await open(path, OPEN_FLAGS);

@@ -1,6 +1,7 @@
 // The fanotify source: the native addon's C thread reads the kernel queue, resolves each writer
 // (live /proc, guarded by the pidfd, or the exec cache fed by FAN_OPEN_EXEC and the process
 // connector) and hands only events whose names the rules care about to JavaScript.
+import type { FsPath } from '../byte-path.js';
 import { loadNative, type NativeEvent, type Watcher } from '../native.js';
 import type { RawFileEvent, Source, SourceStats } from './source.js';
 
@@ -32,7 +33,7 @@ export class FanotifySource implements Source {
     }
   }
 
-  async addDir(dir: string, opts?: { forwardAll?: boolean }): Promise<void> {
+  async addDir(dir: FsPath, opts?: { forwardAll?: boolean }): Promise<void> {
     this.watcher?.addDir(dir, opts);
   }
 
@@ -40,7 +41,7 @@ export class FanotifySource implements Source {
     this.watcher?.setPrefixes([...prefixes]);
   }
 
-  removeDir(dir: string): void {
+  removeDir(dir: FsPath): void {
     this.watcher?.removeDir(dir);
   }
 

@@ -3,9 +3,16 @@
 // carries no pid, so the writer is named only when a live process still holds the new file open
 // (a scan of every /proc/PID/fd, done only for names the rules care about). Recursive, so files in
 // rule-matching subdirectories are seen without marking them.
+//
+// Names that are not UTF-8: @parcel/watcher takes and reports paths as strings, so such a name
+// arrives with U+FFFD in place of its bytes and names no file. Its live alert has that path and
+// no file facts (no hash, size, inode), and no escaping flag; the periodic rescan (every 10 s in
+// degraded mode), which reads names as bytes, then reports the same file a second time, complete,
+// with source "rescan" and ldguard.path_escaped (byte-path.ts). Measured: two alerts per such file.
 import { lstatSync } from 'node:fs';
 import { posix } from 'node:path';
 import watcher, { type AsyncSubscription } from '@parcel/watcher';
+import { displayPath, type FsPath } from '../byte-path.js';
 import { holders, readProc } from './procfs.js';
 import type { RawFileEvent, Source, SourceStats } from './source.js';
 
@@ -103,7 +110,18 @@ export class InotifySource implements Source {
     if (early.length > 0) onEvents(early);
   }
 
-  async addDir(dir: string, opts?: { forwardAll?: boolean }): Promise<void> {
+  async addDir(path: FsPath, opts?: { forwardAll?: boolean }): Promise<void> {
+    // A directory whose name is not UTF-8 (see above) is watched anyway when it lies under a
+    // recursive watch; elsewhere @parcel/watcher cannot watch it.
+    if (typeof path !== 'string') {
+      const covered = [...this.watched].some((w) => {
+        const prefix = Buffer.from(w + '/');
+        return path.subarray(0, prefix.length).equals(prefix);
+      });
+      if (covered) return;
+      throw new Error(`inotify (@parcel/watcher) cannot watch ${displayPath(path)}: its name is not UTF-8`);
+    }
+    const dir = path;
     // Subdirectories are already covered (the watch is recursive); a directory elsewhere (the
     // self-test's) gets its own subscription.
     if (opts?.forwardAll) this.forwardAll.add(dir);

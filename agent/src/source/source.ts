@@ -5,6 +5,7 @@
 // close() stops delivery; no callback runs after its promise resolves. The source owns its kernel
 // resources; the agent owns the source.
 import type { Attribution } from '../../../shared/ecs.js';
+import type { FsPath } from '../byte-path.js';
 import type { ProcInfo } from '../native.js';
 
 /** What /proc (or the exec cache) told about a process: the addon's ProcInfo, which the inotify
@@ -17,6 +18,10 @@ export interface RawFileEvent {
   /** Real directory on the agent's filesystem ('' for overflow). */
   dir: string;
   name: string;
+  /** The exact bytes of dir, resp. name, when they are not UTF-8 (see the addon's NativeEvent);
+   * byte-path.ts's eventPath() gives the path to use for filesystem calls. */
+  rawDir?: Buffer;
+  rawName?: Buffer;
   isDir: boolean;
   pid: number;
   timeNs: bigint;
@@ -35,8 +40,8 @@ export interface Source {
   readonly degraded: boolean;
   start(onEvents: (events: RawFileEvent[]) => void): void;
   /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories). */
-  /** Resolves once events in dir are being delivered. */
-  addDir(dir: string, opts?: { forwardAll?: boolean }): Promise<void>;
+  /** Resolves once events in dir are being delivered. A Buffer is a directory whose name is not UTF-8. */
+  addDir(dir: FsPath, opts?: { forwardAll?: boolean }): Promise<void>;
   /** Replace the name filter (after a rules reload). */
   setPrefixes(prefixes: readonly string[]): void;
   stats(): SourceStats;
