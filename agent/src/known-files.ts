@@ -2,7 +2,7 @@
 // whose paths the rules care about. At start, and after a kernel queue overflow, it rescans: a file
 // that is there now but was not known appeared while nobody was looking. Its writer is unknowable;
 // the file is not, and the agent reports it.
-import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, type Dirent } from 'node:fs';
 import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } from './byte-path.js';
@@ -35,8 +35,8 @@ export function pathMatcher(rules: readonly Rule[]): ((hostPath: string) => bool
  * Files under the watched directories that match, descending into subdirectories whose names pass
  * the prefix filter (and everything below them, as the agent marks them with forwardAll). The
  * subdirectories are returned too: the agent watches them.
- * Names are read as bytes: a string readdir turns a name that is not UTF-8 into U+FFFD, which names
- * no file, so such a file (an ld.so planted as "ld-linux-x86-64.so.2\xff") would be lost.
+ * A string readdir turns a name that is not UTF-8 into U+FFFD, which names no file, so such a file
+ * (an ld.so planted as "ld-linux-x86-64.so.2\xff") would be lost: its folder is read as bytes.
  */
 export function scanMatching(
   realRoot: string,
@@ -49,14 +49,17 @@ export function scanMatching(
   // The prefixes are ASCII (the addon matches them byte by byte): escaping a name keeps them.
   const passes = (name: FsPath) => prefixes.some((p) => displayPath(name).toLowerCase().startsWith(p));
   const walk = (dir: FsPath, depth: number, all: boolean) => {
-    let entries;
+    let entries: Array<Dirent<string> | Dirent<Buffer>>;
     try {
-      entries = readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
+      entries = readdirSync(dir, { withFileTypes: true });
+      // Read as bytes again only a folder with a name that decoded to U+FFFD: a Buffer per entry
+      // for every folder cost the inotify fallback's periodic rescans of 160k names ~90 MB of RSS.
+      if (entries.some((e) => e.name.includes('\uFFFD'))) entries = readdirSync(dir, { withFileTypes: true, encoding: 'buffer' });
     } catch {
       return;
     }
     for (const e of entries) {
-      const name = fromBytes(e.name);
+      const name = typeof e.name === 'string' ? e.name : fromBytes(e.name);
       if (!all && !passes(name)) continue;
       const real = joinPath(dir, name);
       const hostPath = displayPath(hostPathOf(realRoot, real));
