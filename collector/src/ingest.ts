@@ -12,11 +12,14 @@
 // throughput up as load grows. Acks follow the commits' order; after a failed commit, nothing
 // behind it is acked until it has been retried (see commitNow).
 //
-// Back-pressure and memory: past `highWater` alerts or `highWaterBytes` bytes of documents waiting,
-// the server stops reading alert batches until a commit brings the queue under half of both
-// ('drain'). The bytes bound is the one that holds memory down: what waits here is the documents'
-// text, and each alert also costs its parsed form and its frame until the garbage collector runs
-// (several times its text), so a queue of 50,000 alerts meant most of a gigabyte.
+// Back-pressure and memory: past `highWater` alerts or `highWaterBytes` bytes of documents waiting
+// (committing ones included), the server stops reading alert batches until commits bring the queue
+// one commit's worth under both (RESUME_AT, 'drain'). The bytes bound is the one that holds memory
+// down: what waits here is the frames the documents are in (a batch read by the fast path is its
+// frame and offsets into it, frame.ts; one from the general path also holds its parsed alerts until
+// the garbage collector runs), so a queue of 50,000 alerts once meant most of a gigabyte. A commit
+// takes at most an eighth of highWaterBytes (COMMIT_SHARE_OF_HIGH_WATER), so that reading and
+// committing overlap even at the mark.
 //
 // Invalid alerts of a valid batch are not stored with the alerts but in the quarantine, in the same
 // transaction, and the ack that follows names them (`rejected`): the agent drops them and goes on.
@@ -31,11 +34,20 @@ import { EventEmitter } from 'node:events';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { MAX_ALERT_BYTES, rejectedAlert, type AlertsMessage, type InvalidAlert, type RejectedAlert } from '../../shared/protocol.js';
+import { SPANS_PER_ALERT, type ScannedFrame } from './frame.js';
 import type { Metrics } from './metrics.js';
-import { QUARANTINE_TEXT_CHARS, originalTime, type AlertRow, type CommitWork, type HeartbeatRow, type HelloRow, type QuarantineRow, type Store, type TokenBinding } from './store/sqlite.js';
+import {
+  QUARANTINE_TEXT_CHARS, alertRows, batchSize, originalTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
+  type HelloRow, type QuarantineRow, type Store, type TokenBinding,
+} from './store/sqlite.js';
 
 interface Batch {
-  rows: AlertRow[];
+  agentId: string;
+  /** Date.now() when it arrived (last_seen). */
+  received: number;
+  alerts: AlertBatch;
+  /** Alerts (stored and quarantined): what counts towards the high-water mark and max_commit_alerts. */
+  size: number;
   quarantine: QuarantineRow[];
   rejected: RejectedAlert[];
   bytes: number;
@@ -44,8 +56,27 @@ interface Batch {
   ack: (upTo: number, rejected: RejectedAlert[]) => void;
 }
 
+/** The `rejected` and `quarantine` of a batch with no invalid alert (never modified). */
+const NO_REJECTED: RejectedAlert[] = [];
+const NO_QUARANTINE: QuarantineRow[] = [];
+
 /** Commits in flight at once: one committing, the next one queued behind it in the writer. */
 const PIPELINE = 2;
+
+/**
+ * A commit takes at most 1/COMMIT_SHARE_OF_HIGH_WATER of highWaterBytes (2 MiB of documents by
+ * default, ~1,000 alerts of the agent's size). The bytes in flight count towards the high-water
+ * mark until their commit acks them, and commits of up to max_commit_alerts (5,000, ~10 MB) made
+ * the two in flight more than half of the budget: once past the mark, readers stayed paused until
+ * both had committed, then read in one burst while the writer had nothing to do. Measured at
+ * 20,000 alerts/s after a hiccup: commits of 3,500-5,000 alerts every 150-550 ms, the writer idle
+ * half the time, acks 0.5-2 s late, for as long as the load lasted. With commits this small the two
+ * in flight hold a quarter of the budget, and reading resumes while the writer still has work.
+ */
+const COMMIT_SHARE_OF_HIGH_WATER = 8;
+
+/** Paused readers resume once the queue is under this fraction of both marks: one commit's worth under them. */
+const RESUME_AT = 1 - 1 / COMMIT_SHARE_OF_HIGH_WATER;
 
 export interface IngestOptions {
   maxCommitAlerts: number;
@@ -141,8 +172,28 @@ export class Ingest extends EventEmitter<IngestEvents> {
         doc,
       });
     });
-    const n = msg.alerts.length;
-    this.batches.push({ rows, quarantine, rejected, bytes, upTo: msg.seq + n - 1, receivedAt: performance.now(), ack });
+    this.queue({ agentId, received, alerts: { rows }, size: msg.alerts.length, quarantine, rejected, bytes, upTo: msg.seq + msg.alerts.length - 1, receivedAt: performance.now(), ack });
+  }
+
+  /**
+   * Queues a batch that scanAlertsFrame read (frame.ts): its envelope and every alert are valid,
+   * and the documents are the bytes as sent. It is kept as the scan left it (the frame and
+   * offsets into it) until its commit. `ack` as for submitAlerts.
+   */
+  submitScanned(agentId: string, tokenName: string, frame: ScannedFrame, ack: (upTo: number, rejected: RejectedAlert[]) => void): void {
+    const received = Date.now();
+    let bytes = 0;
+    for (let i = 0; i < frame.count; i++) bytes += frame.spans[i * SPANS_PER_ALERT + 1]! - frame.spans[i * SPANS_PER_ALERT]!;
+    this.queue({
+      agentId, received, alerts: { scanned: frame, agentId, tokenName, received }, size: frame.count, quarantine: NO_QUARANTINE, rejected: NO_REJECTED,
+      bytes, upTo: frame.seq + frame.count - 1, receivedAt: performance.now(), ack,
+    });
+  }
+
+  private queue(b: Batch): void {
+    const n = b.size;
+    const bytes = b.bytes;
+    this.batches.push(b);
     this.pendingAlerts += n;
     this.pendingBytes += bytes;
     this.metrics.batches += 1;
@@ -211,8 +262,9 @@ export class Ingest extends EventEmitter<IngestEvents> {
     const take: Batch[] = [];
     let n = 0;
     let bytes = 0;
-    const size = (b: Batch) => b.rows.length + b.quarantine.length;
-    while (this.batches.length > 0 && (take.length === 0 || n + size(this.batches[0]!) <= this.opts.maxCommitAlerts)) {
+    const size = (b: Batch) => b.size;
+    const maxBytes = this.opts.highWaterBytes / COMMIT_SHARE_OF_HIGH_WATER;
+    while (this.batches.length > 0 && (take.length === 0 || (n + size(this.batches[0]!) <= this.opts.maxCommitAlerts && bytes + this.batches[0]!.bytes <= maxBytes))) {
       const b = this.batches.shift()!;
       take.push(b);
       n += size(b);
@@ -220,13 +272,12 @@ export class Ingest extends EventEmitter<IngestEvents> {
     }
     const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
-      for (const r of b.rows) work.alerts.push(r);
+      if (batchSize(b.alerts) > 0) work.alerts.push(b.alerts);
       for (const q of b.quarantine) work.quarantine.push(q);
-      const first = b.rows[0] ?? b.quarantine[0];
-      const w = first && this.written.get(first.agentId);
-      if (first && (!w || this.stale(w, first.received))) {
-        work.seen.set(first.agentId, first.received);
-        if (w) w.at = first.received;
+      const w = this.written.get(b.agentId);
+      if (!w || this.stale(w, b.received)) {
+        work.seen.set(b.agentId, b.received);
+        if (w) w.at = b.received;
       }
     }
     this.hellos = [];
@@ -234,7 +285,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.heartbeats = new Map();
     if (take.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0 && work.bindings.length === 0) return this.settle();
     const t0 = performance.now();
-    let result: { inserted: AlertRow[]; duplicates: number } | undefined;
+    let result: CommitResult | undefined;
     let error: unknown;
     this.inFlight += 1;
     // The next group forms while this one commits; with PIPELINE 2 it is already queued in the
@@ -255,7 +306,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
         this.metrics.commitErrors += 1;
         this.log.error({ err: errorMessage(error), alerts: work.alerts.length, retryMs: this.opts.retryMs ?? 1000 }, 'store commit failed; will retry (check disk space and the database file)');
       }
-      if (result && result.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', result.inserted);
+      if (result && result.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', alertRows(work.alerts, result.inserted));
       this.failed ??= { batches: [], hellos: [], bindings: [], heartbeats: [] };
       this.failed.batches.push(...take);
       this.failed.hellos.push(...work.hellos);
@@ -288,8 +339,9 @@ export class Ingest extends EventEmitter<IngestEvents> {
       b.ack(b.upTo, b.rejected);
       this.metrics.observeAck((t1 - b.receivedAt) / 1000);
     }
-    if (result!.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', result!.inserted);
-    if (this.high && this.pendingAlerts <= this.opts.highWater / 2 && this.pendingBytes <= this.opts.highWaterBytes / 2) {
+    // Rows are made only for a listener (the dashboard's live feed, while a page is open).
+    if (result!.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', alertRows(work.alerts, result!.inserted));
+    if (this.high && this.pendingAlerts <= this.opts.highWater * RESUME_AT && this.pendingBytes <= this.opts.highWaterBytes * RESUME_AT) {
       this.high = false;
       this.emit('drain');
     }

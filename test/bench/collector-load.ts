@@ -50,7 +50,11 @@ export interface LoadResult {
   collectorCpuS: number | null;
   light: { agents: number; offeredPerSec: number; ackMs: Quantiles } | null;
   /** RATED's load: what the client managed to send, what was acked, and the ack latency. */
-  rated: { agents: number; batch: number; offeredPerSec: number; offered: number; sentPerSec: number; ackedPerSec: number; acked: number; lateSends: number; ackMs: Quantiles } | null;
+  rated: {
+    agents: number; batch: number; offeredPerSec: number; offered: number; sentPerSec: number; ackedPerSec: number; acked: number; lateSends: number; ackMs: Quantiles;
+    /** The ack latency of the batches sent in each second of the phase. */
+    ackMsBySecond: Quantiles[];
+  } | null;
   heavy: { agents: number; ms: number; alertsAcked: number; ackMs: Quantiles } | null;
   alertsPerSec: number | null;
   flood: { alerts: number; perFrame: number; ackedAlerts: number; ms: number; lastAckMs: number | null; stillOpen: boolean; closeCode: number | null } | null;
@@ -108,7 +112,9 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`),
     };
     const client = fileURLToPath(new URL('./load-client.js', import.meta.url));
-    const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$0" "$1" "$2"', process.execPath, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // LDG_BENCH_CLIENT_NODE_ARGS profiles the load client as LDG_BENCH_COLLECTOR_NODE_ARGS does the collector.
+    const clientArgs = (process.env.LDG_BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$@"', 'sh', process.execPath, ...clientArgs, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let rssHeld: number | null = null;
     const rssAfter: Record<string, number | null> = {};
     let result: Record<string, unknown> = {};
@@ -181,7 +187,8 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
     if (r) {
       process.stderr.write(`[collector load] rated: ${r.offeredPerSec} alerts/s offered by ${r.agents} agents in batches of ${r.batch}; sent ${r.sentPerSec}/s, ` +
         `acked ${r.ackedPerSec}/s (${r.acked} of ${r.offered}); ack ms p50/p99/max ${r.ackMs.p50?.toFixed(1)} / ${r.ackMs.p99?.toFixed(1)} / ${r.ackMs.max?.toFixed(1)}; ` +
-        `late sends ${r.lateSends}; RSS after rated ${rssAfter.rated} MB, after heavy ${rssAfter.heavy} MB, peak ${peak} MB\n`);
+        `late sends ${r.lateSends}; RSS after rated ${rssAfter.rated} MB, after heavy ${rssAfter.heavy} MB, peak ${peak} MB\n` +
+        `[collector load] rated: ack ms p99 by second of the phase: ${(r.ackMsBySecond ?? []).map((x) => x.p99?.toFixed(0) ?? '-').join(' ')}\n`);
     }
     const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics.body)?.[1] ?? NaN);
     const commits = num('ldguard_collector_commits_total');

@@ -42,6 +42,10 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
+import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime, scannedAlert, type ScannedFrame } from '../frame.js';
+
+// Defined with the reading of alerts (frame.ts), which computes it for the fast path.
+export { originalTime };
 
 export type Role = 'agent' | 'admin';
 
@@ -114,9 +118,39 @@ export interface TokenBinding {
   agentId: string;
 }
 
+/**
+ * The alerts of one batch: read by the fast path (collector/src/frame.ts: the frame, and offsets
+ * into it), or built from the parsed alerts by the general path (rows).
+ */
+export type AlertBatch = { rows: AlertRow[] } | { scanned: ScannedFrame; agentId: string; tokenName: string; received: number };
+
+export function batchSize(b: AlertBatch): number {
+  return 'rows' in b ? b.rows.length : b.scanned.count;
+}
+
+/** The alerts at `indexes` (in the order of the batches' alerts, all batches end to end) as rows. */
+export function alertRows(batches: readonly AlertBatch[], indexes: readonly number[]): AlertRow[] {
+  const out: AlertRow[] = [];
+  let b = 0;
+  let first = 0;
+  for (const i of indexes) {
+    while (i >= first + batchSize(batches[b]!)) first += batchSize(batches[b++]!);
+    const batch = batches[b]!;
+    if ('rows' in batch) out.push(batch.rows[i - first]!);
+    else out.push({ ...scannedAlert(batch.scanned, i - first), agentId: batch.agentId, tokenName: batch.tokenName, received: batch.received });
+  }
+  return out;
+}
+
+/** What a commit did: the alerts newly stored (indexes in the commit's alerts, see alertRows), and how many were already there. */
+export interface CommitResult {
+  inserted: number[];
+  duplicates: number;
+}
+
 /** One group commit: everything the ingest stage gathered since the last one. */
 export interface CommitWork {
-  alerts: AlertRow[];
+  alerts: AlertBatch[];
   hellos: HelloRow[];
   heartbeats: HeartbeatRow[];
   /** Agents heard from (alerts) and when, for last_seen. */
@@ -175,14 +209,13 @@ export const QUARANTINE_MAX_ROWS = 10_000;
 
 const TOKEN_COLUMNS = 'hash, name, role, created, revoked, agent_id AS agentId';
 
-/**
- * An alert's original event time in ms: kibana.alert.original_time, or @timestamp when that is
- * missing or not a date. Ingest and the schema 2 migration both use this, so that an alert stored
- * before the upgrade and resent after it has the same key.
- */
-export function originalTime(originalTimeField: unknown, ts: number): number {
-  const t = typeof originalTimeField === 'string' ? Date.parse(originalTimeField) : NaN;
-  return Number.isFinite(t) ? t : ts;
+/** Agents online but unheard for `missed` (the first parameter) heartbeat periods at `now` (the second). */
+const OVERDUE_SQL = `SELECT agent_id, hostname, last_seen FROM agents
+  WHERE online = 1 AND last_seen + coalesce(heartbeat_ms, 10000) * ? < ?`;
+interface OverdueRow {
+  agent_id: string;
+  hostname: string | null;
+  last_seen: number;
 }
 
 export function hashToken(token: string): string {
@@ -344,10 +377,10 @@ function prepareHostIndex(db: Database.Database, hostsPath: string): void {
 
 /** The statements of a group commit, prepared in the writer worker. */
 const WRITE_SQL = {
-  // Columns in SMALL_COLUMNS order, bound by position, then the document: its UTF-8 bytes arrive as
-  // a blob (a slice of one transferred buffer, see WireWork) and are stored as the text they are.
+  // Bound by position. The document and the text columns arrive as blobs (ranges of the commit's
+  // shared buffer, see WireWork) or strings, and are stored as the TEXT they are either way.
   insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, doc)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))`,
+    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, CAST(? AS TEXT))`,
   quarantine: `INSERT INTO quarantine (agent_id, token_name, seq, uuid, reason, text, size, received)
     VALUES (@agentId, @tokenName, @seq, @uuid, @reason, @text, @size, @received)`,
   trimQuarantine: `DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ${QUARANTINE_MAX_ROWS}`,
@@ -362,23 +395,30 @@ const WRITE_SQL = {
   seen: 'UPDATE agents SET last_seen = max(last_seen, ?), online = 1 WHERE agent_id = ?',
 };
 
-const SMALL_COLUMNS = ['uuid', 'ts', 'ots', 'host', 'ruleId', 'ruleName', 'severity', 'status', 'agentId', 'tokenName', 'received'] as const;
-type SmallColumns = { [K in (typeof SMALL_COLUMNS)[number]]: Array<AlertRow[K]> };
-
 /**
- * A group commit as posted to the writer. The small fields go as columns (one array per field, which
- * the structured clone copies several times faster than one object per alert). The documents, 95%
- * of the bytes, go as their UTF-8 text laid end to end in a SharedArrayBuffer, with the end offset
- * of each: the writer binds slices of it, so no document is ever a string in the writer's heap
- * (cloning them as strings cost the writer a third of its time, in copies and GC). The buffer is
- * reused from commit to commit (only one is in flight, and the writer is done with it when it
- * replies): a fresh one each time cost more in page faults than the copy itself.
+ * A group commit as posted to the writer. Structured cloning costs per value: building and posting
+ * the columns as one array of strings and numbers per field was 14% of the event loop at 20,000
+ * alerts/s. So the documents (95% of the bytes) go as their UTF-8 text laid end to end in a
+ * SharedArrayBuffer, and the text columns as byte ranges of it (uuid, host, rule id and name,
+ * severity and status are strings inside the document, and a JSON string without escapes is its
+ * text's UTF-8), bound as blobs and stored as TEXT. Numbers go in typed arrays (transferred). Only
+ * what has no range (a value written with escapes, a row of the general path, the agent and token
+ * names) goes as a string, each distinct one once per commit in `strings`. So the writer holds no
+ * document or field as a string (cloning the documents as strings cost it a third of its time, in
+ * copies and GC), and the main thread keeps none for a waiting alert (see frame.ts). The
+ * documents' buffer is reused from commit to commit (the writer is done with one when it replies):
+ * a fresh one each time cost more in page faults than the copy itself.
  */
 interface WireWork {
-  alerts: SmallColumns;
+  /** Alerts in this commit. */
+  n: number;
+  /** Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one ended), then per text column (WIRE_TEXTS, in the insert's order) [start, end) in `docs`, or [-1, index in `strings`] (-1: null), then the indexes of its agent id and token name in `strings`. */
+  meta: Int32Array;
+  /** ts, ots and received of alert i at 3i, 3i+1, 3i+2. */
+  times: Float64Array;
+  strings: string[];
   docs: SharedArrayBuffer;
   docsLength: number;
-  ends: Uint32Array;
   hellos: HelloRow[];
   heartbeats: HeartbeatRow[];
   seen: Array<[string, number]>;
@@ -386,30 +426,94 @@ interface WireWork {
   bindings: TokenBinding[];
 }
 
+/** The text columns of a row, in the insert's order (frame.ts's TEXT_FIELDS). */
+const WIRE_TEXTS = TEXT_FIELDS.length;
+const WIRE_META = 1 + 2 * WIRE_TEXTS + 2;
+
 function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire: WireWork; transfer: ArrayBuffer[] } {
-  const rows = work.alerts;
-  const cols = Object.fromEntries(SMALL_COLUMNS.map((k) => [k, new Array(rows.length)])) as unknown as Record<string, unknown[]>;
-  const ends = new Uint32Array(new ArrayBuffer(Math.max(4, rows.length * 4)));
+  let n = 0;
   let total = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    for (const k of SMALL_COLUMNS) cols[k]![i] = r[k];
-    total += r.doc.length;
-    ends[i] = total;
+  for (const b of work.alerts) {
+    n += batchSize(b);
+    if ('rows' in b) for (const r of b.rows) total += r.doc.length;
+    else for (let i = 0; i < b.scanned.count; i++) total += b.scanned.spans[i * SPANS_PER_ALERT + 1]! - b.scanned.spans[i * SPANS_PER_ALERT]!;
   }
   if (shared.buffer.byteLength < total) shared.buffer = new SharedArrayBuffer(Math.max(total, 2 * shared.buffer.byteLength));
   const docs = new Uint8Array(shared.buffer, 0, total);
+  const meta = new Int32Array(Math.max(1, WIRE_META * n));
+  const times = new Float64Array(Math.max(1, 3 * n));
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const ref = (v: string | null): number => {
+    if (v === null) return -1;
+    let k = index.get(v);
+    if (k === undefined) {
+      k = strings.length;
+      strings.push(v);
+      index.set(v, k);
+    }
+    return k;
+  };
+  let row = 0;
   let at = 0;
-  for (const r of rows) {
-    // TypedArray.set, not Buffer.copy: 3x faster per document here (Buffer.copy's checks cost more than the bytes).
-    docs.set(r.doc, at);
-    at += r.doc.length;
+  for (const b of work.alerts) {
+    if ('rows' in b) {
+      for (const r of b.rows) {
+        // TypedArray.set, not Buffer.copy: 3x faster per document here (Buffer.copy's checks cost more than the bytes).
+        docs.set(r.doc, at);
+        at += r.doc.length;
+        const m = WIRE_META * row;
+        meta[m] = at;
+        const texts = [r.uuid, r.host, r.ruleId, r.ruleName, r.severity, r.status];
+        for (let f = 0; f < WIRE_TEXTS; f++) {
+          meta[m + 1 + 2 * f] = -1;
+          meta[m + 2 + 2 * f] = ref(texts[f]!);
+        }
+        meta[m + 1 + 2 * WIRE_TEXTS] = ref(r.agentId);
+        meta[m + 2 + 2 * WIRE_TEXTS] = ref(r.tokenName);
+        times[3 * row] = r.ts;
+        times[3 * row + 1] = r.ots;
+        times[3 * row + 2] = r.received;
+        row++;
+      }
+      continue;
+    }
+    const { frame, spans, times: t, texts } = b.scanned;
+    const agent = ref(b.agentId);
+    const token = ref(b.tokenName);
+    for (let i = 0; i < b.scanned.count; i++) {
+      const sp = i * SPANS_PER_ALERT;
+      const docStart = spans[sp]!;
+      const docEnd = spans[sp + 1]!;
+      docs.set(frame.subarray(docStart, docEnd), at);
+      // The text columns' offsets move with the document, from the frame to `docs`.
+      const shift = at - docStart;
+      at += docEnd - docStart;
+      const m = WIRE_META * row;
+      meta[m] = at;
+      for (let f = 0; f < WIRE_TEXTS; f++) {
+        const s = spans[sp + 2 + 2 * f]!;
+        if (s >= 0) {
+          meta[m + 1 + 2 * f] = s + shift;
+          meta[m + 2 + 2 * f] = spans[sp + 3 + 2 * f]! + shift;
+        } else {
+          meta[m + 1 + 2 * f] = -1;
+          meta[m + 2 + 2 * f] = ref(texts?.get(i * WIRE_TEXTS + f) ?? null);
+        }
+      }
+      meta[m + 1 + 2 * WIRE_TEXTS] = agent;
+      meta[m + 2 + 2 * WIRE_TEXTS] = token;
+      times[3 * row] = t[2 * i]!;
+      times[3 * row + 1] = t[2 * i + 1]!;
+      times[3 * row + 2] = b.received;
+      row++;
+    }
   }
   const wire: WireWork = {
-    alerts: cols as unknown as SmallColumns, docs: shared.buffer, docsLength: total, ends, hellos: work.hellos, heartbeats: work.heartbeats,
+    n, meta, times, strings, docs: shared.buffer, docsLength: total, hellos: work.hellos, heartbeats: work.heartbeats,
     seen: [...work.seen], quarantine: work.quarantine, bindings: work.bindings,
   };
-  return { wire, transfer: [ends.buffer as ArrayBuffer] };
+  return { wire, transfer: [meta.buffer as ArrayBuffer, times.buffer as ArrayBuffer] };
 }
 
 // The writer worker (eval'd CommonJS, so it runs the same from dist/ and from the sources).
@@ -432,13 +536,18 @@ const tx = db.transaction((w) => {
   const inserted = [];
   for (const b of w.bindings) stmts.bind.run(b);
   for (const h of w.hellos) stmts.hello.run(h);
-  const a = w.alerts;
-  const n = a.uuid.length;
+  const n = w.n;
   const docs = Buffer.from(w.docs, 0, w.docsLength);
+  const t = w.times;
+  const m = w.meta;
+  // A text column: a range of the documents' buffer, or a string (-1: null). See WireWork.
+  const text = (at) => (m[at] >= 0 ? docs.subarray(m[at], m[at + 1]) : m[at + 1] < 0 ? null : w.strings[m[at + 1]]);
   let start = 0;
   for (let i = 0; i < n; i++) {
-    const end = w.ends[i];
-    if (stmts.insertAlert.run(a.uuid[i], a.ts[i], a.ots[i], a.host[i], a.ruleId[i], a.ruleName[i], a.severity[i], a.status[i], a.agentId[i], a.tokenName[i], a.received[i], docs.subarray(start, end)).changes > 0) inserted.push(i);
+    const at = ${WIRE_META} * i;
+    const end = m[at];
+    if (stmts.insertAlert.run(text(at + 1), t[3 * i], t[3 * i + 1], text(at + 3), text(at + 5), text(at + 7), text(at + 9), text(at + 11),
+      w.strings[m[at + 13]], w.strings[m[at + 14]], t[3 * i + 2], docs.subarray(start, end)).changes > 0) inserted.push(i);
     start = end;
   }
   if (w.quarantine.length > 0) {
@@ -464,14 +573,27 @@ parentPort.on('message', (m) => {
 `;
 
 // The checkpoint worker (eval'd CommonJS, so it runs the same from dist/ and from the sources).
+// It also answers the sweep's question, which agents are overdue (Store.markOffline): a scan of
+// every agent row, ~35 ms with 15,000 agents, that held the event loop, and so every ack, at
+// each sweep.
 const CHECKPOINT_WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
 const db = new Database(workerData.path);
 db.pragma('busy_timeout = 5000');
 db.pragma('synchronous = FULL');
+const overdue = db.prepare(workerData.overdueSql);
 let stopping = false;
-parentPort.on('message', (m) => { if (m === 'stop') stopping = true; });
+parentPort.on('message', (m) => {
+  if (m === 'stop') stopping = true;
+  else if (m && m.type === 'overdue') {
+    try {
+      parentPort.postMessage({ id: m.id, rows: overdue.all(m.missed, m.now) });
+    } catch (err) {
+      parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) });
+    }
+  }
+});
 function tick() {
   if (stopping) {
     try { db.pragma('wal_checkpoint(TRUNCATE)'); } catch {}
@@ -566,7 +688,10 @@ export class Store {
   private nextCommitId = 1;
   /** The documents of the commits in flight (see WireWork), one buffer each in turn, grown as needed. */
   private readonly docsBuffers = [{ buffer: new SharedArrayBuffer(4 * 1024 * 1024) }, { buffer: new SharedArrayBuffer(4 * 1024 * 1024) }];
-  private readonly commits = new Map<number, { work: CommitWork; resolve: (r: { inserted: AlertRow[]; duplicates: number }) => void; reject: (e: Error) => void }>();
+  private readonly commits = new Map<number, { resolve: (r: CommitResult) => void; reject: (e: Error) => void }>();
+  /** Queries answered by the checkpointer thread (overdue agents), by id. */
+  private readonly queries = new Map<number, { resolve: (rows: OverdueRow[]) => void; reject: (e: Error) => void }>();
+  private nextQueryId = 1;
 
   private constructor(path: string, db: Database.Database) {
     this.path = path;
@@ -588,9 +713,9 @@ export class Store {
       quarantine: db.prepare('SELECT * FROM quarantine WHERE (@agentId IS NULL OR agent_id = @agentId) AND id < @before ORDER BY id DESC LIMIT @limit'),
       quarantineCount: db.prepare('SELECT count(*) AS n FROM quarantine'),
       agents: db.prepare('SELECT * FROM agents ORDER BY hostname, agent_id'),
-      overdue: db.prepare(`SELECT agent_id, hostname, last_seen FROM agents
-        WHERE online = 1 AND last_seen + coalesce(heartbeat_ms, 10000) * ? < ?`),
-      markOffline: db.prepare('UPDATE agents SET online = 0 WHERE agent_id = ?'),
+      overdue: db.prepare(OVERDUE_SQL),
+      // Again overdue when marked: the agent may have been heard from since the scan (markOffline).
+      markOffline: db.prepare('UPDATE agents SET online = 0 WHERE agent_id = ? AND online = 1 AND last_seen + coalesce(heartbeat_ms, 10000) * ? < ?'),
       fleet: db.prepare(`SELECT coalesce(sum(online), 0) AS online, count(*) - coalesce(sum(online), 0) AS offline,
         coalesce(sum(spool_depth), 0) AS spoolDepth, coalesce(sum(events_lost), 0) AS eventsLost,
         coalesce(sum(spool_overflow), 0) AS spoolOverflow FROM agents`),
@@ -661,7 +786,7 @@ export class Store {
    * the alerts newly inserted. Rejects, having committed nothing, on any error. At most two in
    * flight; they commit, and settle, in the order they were made.
    */
-  commit(work: CommitWork): Promise<{ inserted: AlertRow[]; duplicates: number }> {
+  commit(work: CommitWork): Promise<CommitResult> {
     const writer = this.writer;
     if (!writer) return Promise.reject(new Error('Store.commit needs Store.open(path, { workers: true })'));
     // The documents' buffers are reused (WireWork), one per commit in flight.
@@ -670,7 +795,7 @@ export class Store {
     // Commits settle in order, so commit id − 2 (the last user of this buffer) has settled.
     const { wire, transfer } = toWire(work, this.docsBuffers[id % this.docsBuffers.length]!);
     return new Promise((resolve, reject) => {
-      this.commits.set(id, { work, resolve, reject });
+      this.commits.set(id, { resolve, reject });
       writer.postMessage({ type: 'commit', id, work: wire }, transfer);
     });
   }
@@ -835,14 +960,29 @@ export class Store {
     }));
   }
 
-  /** Marks offline the agents unheard for `missed` heartbeat periods; returns them. */
-  markOffline(now: number, missed: number): Array<{ agentId: string; hostname: string | null; lastSeen: number }> {
-    const rows = this.stmts.overdue.all(missed, now) as Array<{ agent_id: string; hostname: string | null; last_seen: number }>;
-    if (rows.length === 0) return [];
+  /**
+   * Marks offline the agents unheard for `missed` heartbeat periods; resolves with them. The scan
+   * for them runs in the checkpointer thread when there is one (see CHECKPOINT_WORKER), the few
+   * updates here.
+   */
+  async markOffline(now: number, missed: number): Promise<Array<{ agentId: string; hostname: string | null; lastSeen: number }>> {
+    const rows = await this.overdue(now, missed);
+    if (rows.length === 0 || !this.db.open) return [];
+    const gone: OverdueRow[] = [];
     this.db.transaction(() => {
-      for (const r of rows) this.stmts.markOffline.run(r.agent_id);
+      for (const r of rows) if (this.stmts.markOffline.run(r.agent_id, missed, now).changes > 0) gone.push(r);
     })();
-    return rows.map((r) => ({ agentId: r.agent_id, hostname: r.hostname, lastSeen: r.last_seen }));
+    return gone.map((r) => ({ agentId: r.agent_id, hostname: r.hostname, lastSeen: r.last_seen }));
+  }
+
+  private overdue(now: number, missed: number): Promise<OverdueRow[]> {
+    const w = this.checkpointer;
+    if (!w) return Promise.resolve(this.stmts.overdue.all(missed, now) as OverdueRow[]);
+    const id = this.nextQueryId++;
+    return new Promise((resolve, reject) => {
+      this.queries.set(id, { resolve, reject });
+      w.postMessage({ type: 'overdue', id, now, missed });
+    });
   }
 
   fleet(): { online: number; offline: number; spoolDepth: number; eventsLost: number; spoolOverflow: number } {
@@ -868,7 +1008,7 @@ export class Store {
       const c = this.commits.get(m.id);
       if (!c) return;
       this.commits.delete(m.id);
-      if (m.ok) c.resolve({ inserted: m.result!.inserted.map((i) => c.work.alerts[i]!), duplicates: m.result!.duplicates });
+      if (m.ok) c.resolve(m.result!);
       else c.reject(Object.assign(new Error(m.error), { code: m.code }));
     });
     writer.on('error', (err) => {
@@ -881,7 +1021,20 @@ export class Store {
       this.commits.clear();
     });
     this.writer = writer;
-    this.checkpointer = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: { sqlite, path: this.path, intervalMs: 100 } });
+    const checkpointer = new Worker(CHECKPOINT_WORKER, { eval: true, workerData: { sqlite, path: this.path, intervalMs: 100, overdueSql: OVERDUE_SQL } });
+    checkpointer.on('message', (m: { id: number; rows?: OverdueRow[]; error?: string }) => {
+      const q = this.queries.get(m.id);
+      if (!q) return;
+      this.queries.delete(m.id);
+      if (m.rows) q.resolve(m.rows);
+      else q.reject(new Error(m.error));
+    });
+    checkpointer.on('exit', () => {
+      if (this.checkpointer === checkpointer) this.checkpointer = undefined;
+      for (const q of this.queries.values()) q.reject(new Error('the database checkpointer thread stopped'));
+      this.queries.clear();
+    });
+    this.checkpointer = checkpointer;
     this.hostIndexer = new Worker(HOST_INDEX_WORKER, {
       eval: true,
       workerData: { sqlite, path: this.path, hostsPath: hostsDbPath(this.path), batch: HOST_INDEX_BATCH, intervalMs: 100 },
