@@ -170,15 +170,9 @@ export interface AlertQuery {
   before?: string;
 }
 
-export interface QuarantineView {
+/** A quarantined alert as the API shows it: the row, with its id and an ISO time. */
+export interface QuarantineView extends Omit<QuarantineRow, 'received'> {
   id: number;
-  agentId: string;
-  tokenName: string;
-  seq: number;
-  uuid: string | null;
-  reason: string;
-  text: string;
-  size: number;
   truncated: boolean;
   received: string;
 }
