@@ -15,7 +15,7 @@ export class Metrics {
   /** Receive-to-ack time of batches: sum and count, and a small histogram. */
   ackSecondsSum = 0;
   ackCount = 0;
-  readonly ackBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
+  readonly ackBuckets = [0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 5];
   readonly ackBucketCounts = new Array<number>(this.ackBuckets.length).fill(0);
   authFailures = 0;
   halfOpenDropped = 0;

@@ -54,6 +54,12 @@ export interface LoadResult {
     agents: number; batch: number; offeredPerSec: number; offered: number; sentPerSec: number; ackedPerSec: number; acked: number; lateSends: number; ackMs: Quantiles;
     /** The ack latency of the batches sent in each second of the phase. */
     ackMsBySecond: Quantiles[];
+    /**
+     * The collector's own view of the same phase (its ack histogram on /metrics, from a batch read
+     * to its ack sent): the share of batches acked within each bound, in ms. What the agents see
+     * adds the network and the load client's own delays on the shared cores.
+     */
+    collectorAckWithin?: Array<{ ms: number; share: number }>;
   } | null;
   heavy: { agents: number; ms: number; alertsAcked: number; ackMs: Quantiles } | null;
   alertsPerSec: number | null;
@@ -83,8 +89,18 @@ function get(port: number, path: string): Promise<{ status: number; body: string
   });
 }
 
+/** The collector's ack histogram: cumulative batch counts by upper bound in seconds (`le`). */
+async function ackHistogram(port: number): Promise<Map<string, number>> {
+  const body = (await get(port, '/metrics')).body;
+  const out = new Map<string, number>();
+  for (const m of body.matchAll(/^ldguard_collector_ack_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
 export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
-  const c = await startCollector({ config: { max_connections: o.connections }, nofile: 20_000, agentTokens: o.connections + o.extra });
+  const ratedAgents = Math.min(RATED.maxAgents, Math.floor(o.connections / 2));
+  // The rated phase's agents connect beside the held ones (load-client.ts, ratedPhase).
+  const c = await startCollector({ config: { max_connections: o.connections + ratedAgents }, nofile: 20_000, agentTokens: o.connections + o.extra + ratedAgents });
   try {
     await new Promise((r) => setTimeout(r, 500));
     const rssIdle = rssMb(c.pid) ?? null;
@@ -99,7 +115,7 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       holdMs: o.holdMs,
       lightAgents: o.lightAgents,
       lightMs: o.lightMs,
-      ratedAgents: Math.min(RATED.maxAgents, Math.floor(o.connections / 2)),
+      ratedAgents,
       ratedPerSec: RATED.perSec,
       ratedBatch: RATED.batch,
       ratedMs: Math.min(RATED.maxMs, o.burstMs * 2),
@@ -115,6 +131,8 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
     // LDG_BENCH_CLIENT_NODE_ARGS profiles the load client as LDG_BENCH_COLLECTOR_NODE_ARGS does the collector.
     const clientArgs = (process.env.LDG_BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$@"', 'sh', process.execPath, ...clientArgs, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let ackBefore: Promise<Map<string, number>> | undefined;
+    let ackAfter: Promise<Map<string, number>> | undefined;
     let rssHeld: number | null = null;
     const rssAfter: Record<string, number | null> = {};
     let result: Record<string, unknown> = {};
@@ -137,6 +155,9 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
         if (m.event === 'holding') rssHeld = rssMb(c.pid) ?? null;
         // Memory at the end of each alert phase: the peak (VmHWM) alone does not say which one.
         if (m.event === 'rated' || m.event === 'heavy') rssAfter[m.event] = rssMb(c.pid) ?? null;
+        // The collector's ack histogram before and after the rated phase's measured part.
+        if (m.event === 'rated-start') ackBefore = ackHistogram(c.port);
+        if (m.event === 'rated') ackAfter = ackHistogram(c.port);
         if (m.event === 'result' || m.event === 'error') result = m;
       }
     });
@@ -175,6 +196,11 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       warnings: {},
       timedOut: Boolean(result.timedOut),
     };
+    if (out.rated && ackBefore && ackAfter) {
+      const [b, a] = await Promise.all([ackBefore, ackAfter]);
+      const n = (a.get('+Inf') ?? 0) - (b.get('+Inf') ?? 0);
+      if (n > 0) out.rated.collectorAckWithin = [...a].filter(([le]) => le !== '+Inf').map(([le, v]) => ({ ms: Number(le) * 1000, share: (v - (b.get(le) ?? 0)) / n }));
+    }
     if (rssHeld !== null && rssIdle !== null && out.held > 0) out.rssPerConnKb = ((rssHeld - rssIdle) * 1024) / out.held;
     for (const [k, v] of Object.entries((result.refused as Record<string, number>) ?? {})) {
       const n = v - (out.extra.refused[k] ?? 0);
@@ -188,7 +214,8 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       process.stderr.write(`[collector load] rated: ${r.offeredPerSec} alerts/s offered by ${r.agents} agents in batches of ${r.batch}; sent ${r.sentPerSec}/s, ` +
         `acked ${r.ackedPerSec}/s (${r.acked} of ${r.offered}); ack ms p50/p99/max ${r.ackMs.p50?.toFixed(1)} / ${r.ackMs.p99?.toFixed(1)} / ${r.ackMs.max?.toFixed(1)}; ` +
         `late sends ${r.lateSends}; RSS after rated ${rssAfter.rated} MB, after heavy ${rssAfter.heavy} MB, peak ${peak} MB\n` +
-        `[collector load] rated: ack ms p99 by second of the phase: ${(r.ackMsBySecond ?? []).map((x) => x.p99?.toFixed(0) ?? '-').join(' ')}\n`);
+        `[collector load] rated: ack ms p99 by second of the phase: ${(r.ackMsBySecond ?? []).map((x) => x.p99?.toFixed(0) ?? '-').join(' ')}\n` +
+        `[collector load] rated, the collector's own ack times: ${(r.collectorAckWithin ?? []).map((x) => `${(100 * x.share).toFixed(2)}% within ${x.ms} ms`).join(', ')}\n`);
     }
     const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics.body)?.[1] ?? NaN);
     const commits = num('ldguard_collector_commits_total');
