@@ -757,7 +757,10 @@ describe('agents going offline together', () => {
     writeFileSync(config, TEST_CONFIG.replace(/^sweep_interval_ms = .*$/m, 'sweep_interval_ms = 1500'));
     const col = await startCollector({ db, config });
     const n = 8;
-    const raws = await Promise.all(Array.from({ length: n }, async (_, i) => rawAgent(col.port, await createToken(db, `off-${i}`))));
+    // Every token first: each is a CLI run, and a connection made while the others are still being
+    // created could pass hello_timeout_ms (1.5 s) before the hellos below are sent.
+    const tokens = await Promise.all(Array.from({ length: n }, (_, i) => createToken(db, `off-${i}`)));
+    const raws = await Promise.all(tokens.map((t) => rawAgent(col.port, t)));
     raws.forEach((r, i) => r.ws.send(JSON.stringify({ type: 'hello', v: 1, agent: makeFacts(`agent-off-${i}`, `off-host-${i}`), heartbeatMs: 100 })));
     await new Promise((r) => setTimeout(r, 200));
     for (const r of raws) r.ws.close();
