@@ -11,7 +11,7 @@ import { VERSION } from '../../shared/version.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
-import { KnownFiles, pathMatcher, RecentFiles, scanMatching } from './known-files.js';
+import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
 import { namePrefixes } from './prefilter.js';
 import { SelfTest } from './selftest.js';
@@ -22,7 +22,8 @@ import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
 import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
 import { agentId } from './identity.js';
-import { displayPath, eventPath, pathKey, type FsPath } from './byte-path.js';
+import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
+import { lstatNow } from './stat-now.js';
 
 const DEGRADED_RESCAN_MS = 10_000;
 
@@ -178,6 +179,7 @@ export class Agent {
   private onEvents(events: RawFileEvent[]): void {
     let keep = events;
     if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
+    keep = this.exactNames(keep);
     for (const e of keep) {
       if (e.kind === 'overflow') {
         this.health.overflows++;
@@ -190,6 +192,62 @@ export class Agent {
     keep = keep.filter((e) => e.kind !== 'create' || !this.seen.fromRescan(eventPath(e)));
     for (const e of keep) if (e.kind === 'create' || e.kind === 'moved_to') this.seen.live(eventPath(e));
     this.pipeline?.handle(keep);
+  }
+
+  /**
+   * A source that hands names over as strings (inotify: @parcel/watcher) writes U+FFFD for each
+   * byte of a name that is not UTF-8, and gives no rawName: that path names no file. Judged as it
+   * came, it gave an alert without file facts and a baseline entry no rescan finds, so the next
+   * rescan reported the file again. Such an event is looked up again as bytes, at once, and goes
+   * on as fanotify's would: the exact path (escaped in the alert), the file facts once its write
+   * completes, the baseline keyed by the same bytes, and the rescan's dedupe (seen) by them too.
+   * The source's attribution is kept: its /proc fd scan compares links decoded the same lossy way,
+   * so it names the holder of the file or, with look-alike names, perhaps of a look-alike.
+   * A close_write goes to every candidate (it releases a waiting alert; no rule fires on it). A
+   * creation goes to the one candidate; among look-alikes (names in one folder that differ only
+   * in bytes that are not UTF-8), to those new against the baseline and not judged live a moment
+   * ago, else to the one changed last: one alert at least, never none. A file gone before the
+   * look-up is reported by the name as it came, as the source reports any vanished file.
+   */
+  private exactNames(events: RawFileEvent[]): RawFileEvent[] {
+    // fanotify gives rawName/rawDir for such names: a U+FFFD from it is the name's own character.
+    if (this.source?.name !== 'inotify' || !events.some(lossy)) return events;
+    const listings = new Map<string, Buffer[]>(); // each folder read once per batch
+    const out: RawFileEvent[] = [];
+    for (const e of events) {
+      const found = lossy(e) ? resolveLossy(posix.join(e.dir, e.name), listings) : [];
+      if (found.length === 0) {
+        out.push(e);
+        continue;
+      }
+      for (const real of e.kind === 'close_write' ? found : this.created(found)) {
+        const { dir, name } = splitPath(real);
+        out.push({
+          ...e,
+          dir: displayPath(dir),
+          name: displayPath(name),
+          ...(typeof dir === 'string' ? {} : { rawDir: dir }),
+          ...(typeof name === 'string' ? {} : { rawName: name }),
+          isDir: lstatNow(real)?.isDirectory() ?? false,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Which of the look-alikes a lossy creation was (see exactNames). */
+  private created(found: FsPath[]): FsPath[] {
+    if (found.length === 1) return found;
+    const files: FoundFile[] = [];
+    for (const realPath of found) {
+      const st = lstatNow(realPath);
+      if (st) files.push({ hostPath: displayPath(hostPathOf(this.realRoot, realPath)), realPath, inode: st.ino });
+    }
+    const fresh = (this.known?.diff(files) ?? files).filter((f) => !this.seen.wasLive(f.realPath, f.inode));
+    if (fresh.length > 0) return fresh.map((f) => f.realPath);
+    const ctime = (f: FoundFile) => lstatNow(f.realPath)?.ctimeMs ?? 0; // lstatNow: the stat above, not another
+    const last = files.reduce<FoundFile | undefined>((a, f) => (a && ctime(a) >= ctime(f) ? a : f), undefined);
+    return [last?.realPath ?? found[0]!];
   }
 
   /** A new rule-matching directory: watch it and everything below (the rule's * crosses /). */
@@ -276,6 +334,11 @@ export class Agent {
       }
     }
   }
+}
+
+/** An event whose path lost bytes that are not UTF-8 to U+FFFD (see Agent.exactNames). */
+function lossy(e: RawFileEvent): boolean {
+  return e.kind !== 'overflow' && !e.rawDir && !e.rawName && (e.dir.includes('\uFFFD') || e.name.includes('\uFFFD'));
 }
 
 /** Path and inode of each alert's file in spool payloads (alert JSON); anything else is skipped. */

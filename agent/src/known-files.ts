@@ -82,6 +82,42 @@ export function scanMatching(
   return { files: out, subdirs };
 }
 
+/**
+ * The real paths a name decoded with losses could stand for. A string readdir, and @parcel/watcher,
+ * write U+FFFD for each byte that is not UTF-8, so "x\xff" and "x\xfe" both arrive as "x\uFFFD":
+ * every path whose bytes decode to `path` is a candidate. Components without U+FFFD are taken as
+ * they are; each one with it is looked up in its parent read as bytes (`listings` keeps those reads
+ * for the caller's batch). Empty when nothing matches any more (the file is gone again); at most
+ * `max` paths, so a folder of look-alikes cannot make one event cost more than that.
+ */
+export function resolveLossy(path: string, listings = new Map<string, Buffer[]>(), max = 16): FsPath[] {
+  if (!path.includes('\uFFFD')) return [path];
+  let paths: FsPath[] = ['/'];
+  for (const part of path.split('/')) {
+    if (part === '') continue;
+    if (!part.includes('\uFFFD')) {
+      paths = paths.map((p) => joinPath(p, part));
+      continue;
+    }
+    const next: FsPath[] = [];
+    for (const p of paths) {
+      const key = pathKey(p);
+      let names = listings.get(key);
+      if (!names) {
+        try {
+          names = readdirSync(p, { encoding: 'buffer' });
+        } catch {
+          names = [];
+        }
+        listings.set(key, names);
+      }
+      for (const n of names) if (next.length < max && n.toString('utf8') === part) next.push(joinPath(p, fromBytes(n)));
+    }
+    paths = next;
+  }
+  return paths;
+}
+
 /** The baseline: host path → inode, persisted atomically in the state dir. */
 export class KnownFiles {
   private known = new Map<string, number>();

@@ -5,10 +5,11 @@
 // rule-matching subdirectories are seen without marking them.
 //
 // Names that are not UTF-8: @parcel/watcher takes and reports paths as strings, so such a name
-// arrives with U+FFFD in place of its bytes and names no file. Its live alert has that path and
-// no file facts (no hash, size, inode), and no escaping flag; the periodic rescan (every 10 s in
-// degraded mode), which reads names as bytes, then reports the same file a second time, complete,
-// with source "rescan" and ldguard.path_escaped (byte-path.ts). Measured: two alerts per such file.
+// arrives with U+FFFD in place of its bytes and names no file. It is passed on as it came, without
+// rawName, and the agent looks it up again as bytes before judging it (Agent.exactNames): one alert,
+// with the escaped path and the file facts (byte-path.ts). The fd scan below still finds its holder:
+// readlink of /proc/PID/fd decodes the link the same lossy way (so, with two names in one folder
+// that differ only in such bytes, it may name the holder of the other one).
 import { lstatSync } from 'node:fs';
 import { posix } from 'node:path';
 import watcher, { type AsyncSubscription } from '@parcel/watcher';
