@@ -107,6 +107,12 @@ export interface FileEvent {
      * each byte that is not part of a UTF-8 sequence as \xNN, and each backslash as \x5c, so
      * the literal name is bytes (agent/src/byte-path.ts). Absent otherwise. */
     path_escaped?: true;
+    /** True when a text field of the writer or its parent was not UTF-8 (a program run from
+     * "/tmp/\xff/", an argument of raw bytes): process.executable, name, args (and so
+     * command_line), working_directory and their process.parent counterparts each show such a
+     * field as file.path does with path_escaped, field by field; well-formed fields, literal
+     * backslashes included, are as they were. Absent otherwise. */
+    process_escaped?: true;
     /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
     summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
   };

@@ -16,10 +16,26 @@ export type {
   Attribution,
   NativeEvent,
   NativeEventKind,
-  ProcInfo,
   WatcherStats,
   WatchOptions,
 } from '../native/index.js';
+
+/**
+ * The addon's ProcInfo (agent/native/index.d.ts) with the exact bytes of its text fields. Linux
+ * names and argv are bytes: `exe`, `comm`, `args` and `cwd` are decoded as UTF-8 with U+FFFD for
+ * each byte sequence that is not UTF-8, so `/tmp/\xff/cp` would show as a path that names no
+ * file. For each such field the addon (addon.c proc_object) also sets its bytes; well-formed
+ * fields, nearly all, carry nothing more. enrich/proc.ts turns them into escaped text.
+ */
+export interface ProcInfo extends Addon.ProcInfo {
+  rawExe?: Buffer;
+  /** At most 15 bytes: the kernel cuts comm there, even inside a UTF-8 sequence. */
+  rawComm?: Buffer;
+  /** The argv bytes as read (NUL after each argument; the last may lack it when cut at 4 KiB),
+   * present when any argument is not UTF-8. */
+  rawArgs?: Buffer;
+  rawCwd?: Buffer;
+}
 
 type AddonModule = typeof Addon;
 

@@ -11,7 +11,7 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { fileFacts, fileNames } from './enrich/file.js';
-import { ecsProcess } from './enrich/proc.js';
+import { ecsProcess, processEscaped } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
 import { lstatNow } from './stat-now.js';
@@ -157,7 +157,12 @@ export class Pipeline {
       host,
       agent: this.o.agent,
       ecs: { version: ECS_VERSION },
-      ldguard: { attribution: raw.attribution, source: this.o.source, ...(typeof realPath === 'string' ? {} : { path_escaped: true }) },
+      ldguard: {
+        attribution: raw.attribution,
+        source: this.o.source,
+        ...(typeof realPath === 'string' ? {} : { path_escaped: true }),
+        ...(processEscaped(raw.process, raw.parent) ? { process_escaped: true } : {}),
+      },
     };
     if (event.process.user) event.user = { ...event.process.user };
     if (event.process.group) event.group = { ...event.process.group };

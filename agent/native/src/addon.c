@@ -183,6 +183,49 @@ static napi_value u32_or_null(napi_env env, int has, uint32_t n) {
   return v;
 }
 
+/* Whether the len bytes at s are well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), i.e. whether napi_create_string_utf8 keeps every byte instead of
+ * writing U+FFFD. NUL is ASCII, so a NUL-separated cmdline is checked in one pass (a sequence
+ * cannot span a NUL). Nearly every name is ASCII: eight bytes are tested at a time until the
+ * first byte with the high bit set. */
+static int utf8_valid_n(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + len;
+  for (;;) {
+    while (end - p >= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      if (w & 0x8080808080808080ull) break;
+      p += 8;
+    }
+    if (p == end) return 1;
+    unsigned c = *p;
+    if (c < 0x80) {
+      p++;
+      continue;
+    }
+    int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0 || end - p <= n) return 0;
+    /* The second byte's range excludes overlongs (E0, F0), surrogates (ED) and > U+10FFFF (F4). */
+    unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80, hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (int i = 2; i <= n; i++)
+      if ((p[i] & 0xc0) != 0x80) return 0;
+    p += n + 1;
+  }
+}
+
+/* Sets key to a Buffer of the len bytes at s when they are not UTF-8: the string beside it then
+ * has U+FFFD where the bytes were, and names no file. Valid names (nearly all) cost one scan. */
+static void set_raw_n(napi_env env, napi_value obj, const char *key, const char *s, size_t len) {
+  if (!s || utf8_valid_n(s, len)) return;
+  napi_value v;
+  if (napi_create_buffer_copy(env, len, s, NULL, &v) == napi_ok) set(env, obj, key, v);
+}
+
+static void set_raw_if_needed(napi_env env, napi_value obj, const char *key, const char *s) {
+  if (s) set_raw_n(env, obj, key, s, strlen(s));
+}
+
 static napi_value proc_object(napi_env env, const struct ldg_procinfo *p) {
   napi_value o, v, args;
   napi_create_object(env, &o);
@@ -200,6 +243,13 @@ static napi_value proc_object(napi_env env, const struct ldg_procinfo *p) {
   }
   set(env, o, "args", args);
   set(env, o, "cwd", str_or_null(env, p->cwd));
+  /* The exact bytes of each text field that is not UTF-8 (typed by ProcInfo in
+   * agent/src/native.ts): escaping them for alerts is policy, done in TypeScript (byte-path.ts's
+   * convention, in enrich/proc.ts) for this source and the inotify one alike. */
+  set_raw_if_needed(env, o, "rawExe", p->exe);
+  set_raw_if_needed(env, o, "rawComm", p->has_comm ? p->comm : NULL);
+  set_raw_n(env, o, "rawArgs", p->args, p->args_len);
+  set_raw_if_needed(env, o, "rawCwd", p->cwd);
   /* Unknown ids are reported as (uid_t)-1, the kernel's "no id" (rare: see index.d.ts). */
   uint32_t none = 4294967295u;
   napi_create_uint32(env, p->has_ids ? p->uid : none, &v), set(env, o, "uid", v);
@@ -211,36 +261,6 @@ static napi_value proc_object(napi_env env, const struct ldg_procinfo *p) {
   else napi_get_null(env, &v);
   set(env, o, "startTicks", v);
   return o;
-}
-
-/* Whether s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above
- * U+10FFFF), i.e. whether napi_create_string_utf8 keeps every byte instead of writing U+FFFD. */
-static int utf8_valid(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  while (*p) {
-    unsigned c = *p;
-    if (c < 0x80) {
-      p++;
-      continue;
-    }
-    int n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
-    if (n < 0) return 0;
-    /* The second byte's range excludes overlongs (E0, F0), surrogates (ED) and > U+10FFFF (F4). */
-    unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80, hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (int i = 2; i <= n; i++)
-      if ((p[i] & 0xc0) != 0x80) return 0;
-    p += n + 1;
-  }
-  return 1;
-}
-
-/* Sets key to a Buffer of s's bytes when s is not UTF-8: the string beside it then has U+FFFD
- * where the bytes were, and names no file. Valid names (nearly all) cost one scan. */
-static void set_raw_if_needed(napi_env env, napi_value obj, const char *key, const char *s) {
-  if (!s || utf8_valid(s)) return;
-  napi_value v;
-  if (napi_create_buffer_copy(env, strlen(s), s, NULL, &v) == napi_ok) set(env, obj, key, v);
 }
 
 static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned kind) {

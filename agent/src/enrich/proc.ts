@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { EcsProcess, EcsProcessParent } from '../../../shared/ecs.js';
+import { displayPath, fromBytes } from '../byte-path.js';
 import type { ProcFacts } from '../source/source.js';
 import type { NameTable } from './users.js';
 
@@ -28,17 +29,62 @@ export function entityId(hostId: string, pid: number, startTicks: number | null)
   return createHash('sha256').update(`${hostId}\0${pid}\0${startTicks ?? 'unknown'}`).digest('base64url').slice(0, 32);
 }
 
+// Built from the arguments as shown (procText): as lossless as they are.
 function commandLine(args: readonly string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
+/** The text fields of a process as alerts show them. */
+interface ProcText {
+  exe: string | null;
+  comm: string | null;
+  args: readonly string[];
+  cwd: string | null;
+}
+
+/** Splits cmdline bytes as the addon splits them: one argument per NUL, none after a final NUL. */
+function splitArgs(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < b.length; ) {
+    const end = b.indexOf(0, i);
+    const stop = end < 0 ? b.length : end;
+    out.push(b.subarray(i, stop));
+    i = stop + 1;
+  }
+  return out;
+}
+
+/**
+ * Each field whose bytes are not UTF-8 (the source then gave them as rawExe, rawComm, rawArgs,
+ * rawCwd) escaped as byte-path.ts escapes paths: every byte outside a well-formed sequence as
+ * \xNN and, in that field only, every backslash as \x5c. Arguments are fields one by one: a
+ * UTF-8 argument beside a broken one stays as it is. Well-formed fields are returned untouched,
+ * and a process without raw bytes (nearly all) costs one test.
+ */
+function procText(p: ProcFacts): ProcText {
+  if (!p.rawExe && !p.rawComm && !p.rawArgs && !p.rawCwd) return p;
+  return {
+    exe: p.rawExe ? displayPath(p.rawExe) : p.exe,
+    comm: p.rawComm ? displayPath(p.rawComm) : p.comm,
+    args: p.rawArgs ? splitArgs(p.rawArgs).map((a) => displayPath(fromBytes(a))) : p.args,
+    cwd: p.rawCwd ? displayPath(p.rawCwd) : p.cwd,
+  };
+}
+
+/** Whether an alert about this writer shows escaped bytes (ldguard.process_escaped). */
+export function processEscaped(p: ProcFacts | null, parent: ProcFacts | null): boolean {
+  const raw = (q: ProcFacts | null) => q !== null && Boolean(q.rawExe ?? q.rawComm ?? q.rawArgs ?? q.rawCwd);
+  return raw(p) || raw(parent);
+}
+
 export function ecsParent(p: ProcFacts, hostId: string): EcsProcessParent {
+  const t = procText(p);
   return {
     pid: p.pid,
     entity_id: entityId(hostId, p.pid, p.startTicks),
-    ...(p.exe ? { executable: p.exe } : {}),
-    ...(p.comm ? { name: p.comm } : {}),
-    ...(p.args.length ? { args: [...p.args], command_line: commandLine(p.args) } : {}),
+    ...(t.exe ? { executable: t.exe } : {}),
+    ...(t.comm ? { name: t.comm } : {}),
+    ...(t.args.length ? { args: [...t.args], command_line: commandLine(t.args) } : {}),
   };
 }
 
@@ -53,15 +99,16 @@ export function ecsProcess(
 ): EcsProcess {
   const user = p.euid === NO_ID ? undefined : names.users.name(p.euid);
   const group = p.egid === NO_ID ? undefined : names.groups.name(p.egid);
+  const t = procText(p);
   const out: EcsProcess = {
     pid: p.pid,
     entity_id: entityId(hostId, p.pid, p.startTicks),
-    ...(p.exe ? { executable: p.exe } : {}),
-    ...(p.comm ? { name: p.comm } : {}),
-    args: [...p.args],
-    args_count: p.args.length,
-    ...(p.args.length ? { command_line: commandLine(p.args) } : {}),
-    ...(p.cwd ? { working_directory: p.cwd } : {}),
+    ...(t.exe ? { executable: t.exe } : {}),
+    ...(t.comm ? { name: t.comm } : {}),
+    args: [...t.args],
+    args_count: t.args.length,
+    ...(t.args.length ? { command_line: commandLine(t.args) } : {}),
+    ...(t.cwd ? { working_directory: t.cwd } : {}),
     ...(p.startTicks !== null && BOOT_MS ? { start: new Date(BOOT_MS + (p.startTicks * 1000) / USER_HZ).toISOString() } : {}),
     ...(p.euid === NO_ID ? {} : { user: { id: String(p.euid), ...(user ? { name: user } : {}) } }),
     ...(p.egid === NO_ID ? {} : { group: { id: String(p.egid), ...(group ? { name: group } : {}) } }),

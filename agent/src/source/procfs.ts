@@ -2,11 +2,20 @@
 // fanotify source does it in C at the moment of the event); it is best effort: the process may be
 // gone, or its pid reused, by the time we look.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { isUtf8 } from '../byte-path.js';
 import type { ProcFacts } from './source.js';
 
 function read(path: string): string | null {
   try {
     return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+function readBytes(path: string): Buffer | null {
+  try {
+    return readFileSync(path);
   } catch {
     return null;
   }
@@ -20,8 +29,26 @@ function link(path: string): string | null {
   }
 }
 
+const DELETED = Buffer.from(' (deleted)');
+
+function linkBytes(path: string): Buffer | null {
+  try {
+    const b = readlinkSync(path, { encoding: 'buffer' });
+    return b.length > DELETED.length && b.subarray(b.length - DELETED.length).equals(DELETED) ? b.subarray(0, b.length - DELETED.length) : b;
+  } catch {
+    return null;
+  }
+}
+
+// A text field as the addon gives it: the UTF-8 decoding, and the exact bytes only when they are
+// not UTF-8 (native.ts ProcInfo); enrich/proc.ts escapes those.
+function text(b: Buffer | null): { text: string | null; raw?: Buffer } {
+  if (b === null) return { text: null };
+  return isUtf8(b) ? { text: b.toString('utf8') } : { text: b.toString('utf8'), raw: b };
+}
+
 export function readProc(pid: number): ProcFacts | null {
-  const stat = read(`/proc/${pid}/stat`);
+  const stat = readBytes(`/proc/${pid}/stat`)?.toString('latin1');
   const status = read(`/proc/${pid}/status`);
   if (!stat || !status) return null;
   // comm may hold spaces and parentheses: the fields after it start after the last ')'.
@@ -30,19 +57,28 @@ export function readProc(pid: number): ProcFacts | null {
   const [uid = 0, euid = 0] = ids('Uid');
   const [gid = 0, egid = 0] = ids('Gid');
   const loginuid = Number(read(`/proc/${pid}/loginuid`) ?? NaN);
+  const commBytes = readBytes(`/proc/${pid}/comm`);
+  const exe = text(linkBytes(`/proc/${pid}/exe`));
+  const comm = text(commBytes && commBytes[commBytes.length - 1] === 0x0a ? commBytes.subarray(0, -1) : commBytes);
+  const cmdline = readBytes(`/proc/${pid}/cmdline`) ?? Buffer.alloc(0);
+  const cwd = text(linkBytes(`/proc/${pid}/cwd`));
   return {
     pid,
     ppid: Number(fields[1]),
-    exe: link(`/proc/${pid}/exe`),
-    comm: read(`/proc/${pid}/comm`)?.replace(/\n$/, '') ?? null,
-    args: (read(`/proc/${pid}/cmdline`) ?? '').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1),
-    cwd: link(`/proc/${pid}/cwd`),
+    exe: exe.text,
+    comm: comm.text,
+    args: cmdline.toString('utf8').split('\0').filter((a, i, all) => a !== '' || i < all.length - 1),
+    cwd: cwd.text,
     uid,
     gid,
     euid,
     egid,
     loginuid: Number.isFinite(loginuid) && loginuid !== 4294967295 ? loginuid : null,
     startTicks: Number(fields[19]) || null,
+    ...(exe.raw ? { rawExe: exe.raw } : {}),
+    ...(comm.raw ? { rawComm: comm.raw } : {}),
+    ...(isUtf8(cmdline) ? {} : { rawArgs: cmdline }),
+    ...(cwd.raw ? { rawCwd: cwd.raw } : {}),
   };
 }
 
