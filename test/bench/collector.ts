@@ -1,5 +1,5 @@
 // The real collector as a child process (the built CLI), on a loopback port picked by the system,
-// with an agent and an admin token, and on request one agent token per simulated agent (the
+// with an admin token, a new agent token for each agent run on request, and one agent token per simulated agent (the
 // collector binds a token to the first agent id that uses it). Its file limit is raised in a shell wrapper, as a service unit
 // would, so the load test can hold thousands of agents.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -17,9 +17,12 @@ export interface CollectorHandle {
   port: number;
   url: string;
   db: string;
-  agentToken: string;
-  /** The agent token in a 0600 file, for --token-file. */
-  agentTokenFile: string;
+  /**
+   * A new agent token in a 0600 file, for --token-file: one per agent run, as one per host in use
+   * (the collector binds a token to the first agent id that uses it and refuses any other: with one
+   * token for every tool, the second tool's agent was refused and none of its alerts stored).
+   */
+  newAgentTokenFile(name: string): string;
   adminToken: string;
   /** One agent token per line (opts.agentTokens of them), for the load client. */
   agentTokensFile: string;
@@ -52,10 +55,7 @@ export async function startCollector(opts: { config?: Record<string, number | st
   const db = join(work, 'collector.db');
   const token = (name: string, role: string) =>
     execFileSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  const agentToken = token('bench-agent', 'agent');
   const adminToken = token('bench-admin', 'admin');
-  const agentTokenFile = join(work, 'agent.token');
-  writeFileSync(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
   const agentTokensFile = join(work, 'agents.tokens');
   addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile);
   const args = [CLI, 'collector', '--listen', '127.0.0.1:0', '--db', db];
@@ -108,8 +108,11 @@ export async function startCollector(opts: { config?: Record<string, number | st
     port,
     url: `ws://127.0.0.1:${port}`,
     db,
-    agentToken,
-    agentTokenFile,
+    newAgentTokenFile(name) {
+      const file = join(work, `${name}.token`);
+      writeFileSync(file, `${token(name, 'agent')}\n`, { mode: 0o600 });
+      return file;
+    },
     adminToken,
     agentTokensFile,
     logs: () => lines,

@@ -51,7 +51,7 @@ export function ldguardTool(source: 'fanotify' | 'inotify'): Tool {
     async start(ctx: RunContext): Promise<ToolRun> {
       prepareTools();
       const extra = ['--rule', ctx.rules];
-      if (ctx.collector) extra.push('--collector', ctx.collector.url, '--token-file', ctx.collector.agentTokenFile);
+      if (ctx.collector) extra.push('--collector', ctx.collector.url, '--token-file', ctx.collector.newAgentTokenFile(`bench-${source}`));
       const agent = await startAgent({ source, root: ctx.host.root, extra, env: unitEnvironment() });
       const unregister = onInterrupt(() => agent.proc.kill('SIGKILL'));
       agent.proc.once('exit', unregister);
