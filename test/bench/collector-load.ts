@@ -208,7 +208,7 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
     }
     if (result.event === 'error') out.error = `load client: ${String(result.message)}`;
     for (const l of c.logs()) if (l.msg !== 'ready') out.warnings[String(l.msg)] = (out.warnings[String(l.msg)] ?? 0) + 1;
-    // The markdown report (report.ts) predates the rated phase: its figures go to the log and --out.
+    // The rated phase also goes to the log, with the figures the markdown report leaves out.
     const r = out.rated;
     if (r) {
       process.stderr.write(`[collector load] rated: ${r.offeredPerSec} alerts/s offered by ${r.agents} agents in batches of ${r.batch}; sent ${r.sentPerSec}/s, ` +

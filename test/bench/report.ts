@@ -159,10 +159,15 @@ export function markdown(r: Report): string {
     if ('skipped' in L) out.push('Collector load:', '', `skipped: ${L.skipped}`, '');
     else {
       out.push(
-        `Collector load: ${L.connections.toLocaleString('en')} simulated agents (real \`ws\` clients in one child process on the same cores, over loopback), each heartbeating every ${L.heartbeatMs / 1000} s from its connect; max_connections = ${L.connections.toLocaleString('en')}:`,
+        `Collector load: ${L.connections.toLocaleString('en')} simulated agents (real \`ws\` clients in one child process on the same cores, over loopback), each heartbeating every ${L.heartbeatMs / 1000} s from its connect, and the rated phase's agents beside them (in a worker thread of the client); max_connections = ${(L.connections + (L.rated?.agents ?? 0)).toLocaleString('en')}:`,
         '',
       );
       const q = (x: { p50: number | null; p99: number | null; max: number | null } | undefined) => (x ? `${fmt(x.p50, 0)} / ${fmt(x.p99, 0)} / ${fmt(x.max, 0)}` : '–');
+      const rated = (x: NonNullable<typeof L.rated>) => {
+        const within = (ms: number) => x.collectorAckWithin?.find((w) => w.ms === ms);
+        const own = [25, 50, 100].map(within).filter((w) => w !== undefined).map((w) => `${fmt(100 * w.share, 1)}% within ${w.ms} ms`).join(', ');
+        return `${q(x.ackMs)} (${x.agents} agents, batches of ${x.batch}: ${x.ackedPerSec.toLocaleString('en')} acked/s; p99 by second: ${x.ackMsBySecond.map((b) => fmt(b.p99, 0)).join(' ')}${own ? `; the collector's own ack times: ${own}` : ''})`;
+      };
       const refusedExtra = Object.entries(L.extra.refused).map(([k, v]) => `${v}× ${k}`).join(', ') || 'none refused';
       const f = L.flood;
       out.push(row(['figure', 'value']), row(['---', '---']));
@@ -170,6 +175,7 @@ export function markdown(r: Report): string {
         ['agents held', `${L.held.toLocaleString('en')} / ${L.connections.toLocaleString('en')} in ${fmt(L.rampMs / 1000, 1)} s (${fmt(L.held / (L.rampMs / 1000), 0)} handshakes/s, 200 at once)${Object.keys(L.refusedDuringRamp).length ? `; refused during the ramp: ${Object.entries(L.refusedDuringRamp).map(([k, v]) => `${v}× ${k}`).join(', ')}` : ''}`],
         ['collector RSS per connection', `${fmt(L.rssPerConnKb, 1)} kB (${fmt(L.rssIdleMb, 0)} MB idle → ${fmt(L.rssHeldMb, 0)} MB holding; peak ${fmt(L.peakRssMb, 0)} MB during the alert phases)`],
         ['ack ms p50/p99/max, light load', L.light ? `${q(L.light.ackMs)} (${L.light.agents} agents × a batch of 5 alerts a second = ${L.light.offeredPerSec} alerts/s offered)` : '–'],
+        ['rated: ack ms p50/p99/max at 20,000 alerts/s offered', L.rated ? rated(L.rated) : '–'],
         ['alerts stored/s with acks, saturated', L.heavy ? `${fmt(L.alertsPerSec, 0)} (${L.heavy.alertsAcked.toLocaleString('en')} alerts acked in ${fmt(L.heavy.ms / 1000, 1)} s; ${L.heavy.agents} agents each keeping 2 batches of 50 unacked)` : '–'],
         ['ack ms p50/p99/max, saturated', L.heavy ? `${q(L.heavy.ackMs)} (queueing: ${L.heavy.agents * 100} alerts always in flight)` : '–'],
         ['past max_connections', `${L.extra.tried} more agents: ${L.extra.held} held, ${refusedExtra}`],
