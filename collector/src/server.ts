@@ -42,7 +42,7 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer
 /** A client that stopped reading our acks: past this we drop it rather than buffer for it. */
 const MAX_OUTBOUND_BUFFER = 1024 * 1024;
 
-/** Pings go out a share at a time, one share this often (see pingSome). */
+/** Pings go out a share at a time, about this often (see pingSome). */
 const PING_SLICE_MS = 1000;
 
 /** Agent names an "agent offline" line gives as examples; the rest are counted. */
@@ -126,9 +126,9 @@ export class CollectorServer {
    */
   private readonly bound = new Map<string, string>();
   private pingTimer: NodeJS.Timeout | undefined;
-  /** The connections of the ping round in progress (see pingSome), and how many have been pinged. */
+  /** The connections of the ping round in progress (see pingSome), and which of its slices is next. */
   private pingRound: Conn[] = [];
-  private pingAt = 0;
+  private pingSlice = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
   private tokensVersion = '';
   /** A sweep is running (its scan is asynchronous): the next tick skips rather than overlaps it. */
@@ -221,7 +221,7 @@ export class CollectorServer {
     });
     this.tokensVersion = this.store.tokensVersion();
     this.dashboard?.start();
-    this.pingTimer = setInterval(() => this.pingSome(), Math.min(PING_SLICE_MS, this.cfg.pingIntervalMs));
+    this.pingTimer = setInterval(() => this.pingSome(), this.cfg.pingIntervalMs / this.pingSlices());
     this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.sweepIntervalMs);
     const addr = this.http.address() as AddressInfo;
     if (!this.cfg.tlsCert && !['127.0.0.1', '::1', 'localhost'].includes(where.host) && !where.host.startsWith('127.')) {
@@ -427,21 +427,27 @@ export class CollectorServer {
     c.ws.close(closeCode, code);
   }
 
+  /** Ticks per ping interval: a round of pings is spread over them. */
+  private pingSlices(): number {
+    return Math.max(1, Math.floor(this.cfg.pingIntervalMs / PING_SLICE_MS));
+  }
+
   /**
-   * Pings the next share of the connections, so that each is pinged once per ping interval. All
-   * at once, 15,000 agents were 15,000 frames written (and as many pongs read) in one turn of the
-   * event loop, every interval: ~100 ms in which no ack went out.
+   * Pings the next of the round's slices, so that each connection is pinged once per ping
+   * interval. All at once, 15,000 agents were 15,000 frames written (and as many pongs read) in
+   * one turn of the event loop, every interval: ~100 ms in which no ack went out. A round is a
+   * fixed number of ticks, however few the connections: when it ended as soon as each had been
+   * pinged, a collector with fewer agents than slices pinged each of them every second, woke
+   * idle agents 30 times as often, and dropped as half-open one that did not answer within a
+   * second instead of a ping interval.
    */
   private pingSome(): void {
-    if (this.pingRound.length === 0) {
-      this.pingRound = [...this.conns];
-      this.pingAt = 0;
-    }
-    const slices = Math.max(1, Math.floor(this.cfg.pingIntervalMs / PING_SLICE_MS));
-    const end = Math.min(this.pingRound.length, this.pingAt + Math.ceil(this.pingRound.length / slices));
-    const some = this.pingRound.slice(this.pingAt, end);
-    this.pingAt = end;
-    if (end >= this.pingRound.length) this.pingRound = [];
+    const slices = this.pingSlices();
+    if (this.pingSlice === 0) this.pingRound = [...this.conns];
+    const n = this.pingRound.length;
+    const some = this.pingRound.slice(Math.floor((n * this.pingSlice) / slices), Math.floor((n * (this.pingSlice + 1)) / slices));
+    this.pingSlice = (this.pingSlice + 1) % slices;
+    if (this.pingSlice === 0) this.pingRound = [];
     this.ping(some);
   }
 

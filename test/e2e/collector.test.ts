@@ -777,6 +777,26 @@ describe('agents going offline together', () => {
   });
 });
 
+describe('pings', () => {
+  it('reach each agent once per ping interval, however few the agents', async () => {
+    const db = join(work, 'pings', 'c.db');
+    // 3 s: three ticks of a second a round. A round that ended once every agent had been pinged
+    // pinged a lone agent every tick.
+    const config = join(work, 'pings.toml');
+    writeFileSync(config, TEST_CONFIG.replace(/^ping_interval_ms = .*$/m, 'ping_interval_ms = 3000'));
+    const col = await startCollector({ db, config });
+    const raw = await rawAgent(col.port, await createToken(db, 'pinged'));
+    let pings = 0;
+    raw.ws.on('ping', () => (pings += 1));
+    raw.ws.send(hello('pinged'));
+    await new Promise((r) => setTimeout(r, 3_600));
+    expect(pings).toBeGreaterThanOrEqual(1);
+    expect(pings).toBeLessThanOrEqual(2);
+    raw.ws.close();
+    await col.stop();
+  });
+});
+
 describe('a database written by the previous schema (1)', () => {
   it('is upgraded in place at start: alerts, ids, history and tokens kept; a resend of an old alert is still stored once', async () => {
     const dir = join(work, 'schema1');
