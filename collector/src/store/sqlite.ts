@@ -662,6 +662,10 @@ parentPort.on('message', (m) => {
   db.close();
   parentPort.close();
 });
+// A look that finds nothing doubles the wait, up to IDLE_MS, so that an idle collector does not
+// wake ten times a second; one that finds alerts brings it back to intervalMs.
+const IDLE_MS = 1000;
+let wait = workerData.intervalMs;
 function tick() {
   if (stopping) return;
   let n = 0;
@@ -672,7 +676,8 @@ function tick() {
     timer = setTimeout(tick, 5000);
     return;
   }
-  timer = setTimeout(tick, n === workerData.batch ? 0 : workerData.intervalMs);
+  wait = n > 0 ? workerData.intervalMs : Math.min(IDLE_MS, wait * 2);
+  timer = setTimeout(tick, n === workerData.batch ? 0 : wait);
 }
 tick();
 `;

@@ -1,7 +1,8 @@
 // The indexer's thread (see indexer.ts). It lowers its own priority to the lowest (nice 19: on
 // Linux a thread is a task with its own nice value), so ingest and the API always run first and the
 // index uses what CPU they leave. Busy while behind (batches back to back), idle otherwise (a look
-// every IDLE_MS). Stops on 'stop' after the batch in progress; reports { indexed, cursor } batches.
+// every IDLE_MS, growing to IDLE_MAX_MS while there is nothing new). Stops on 'stop' after the
+// batch in progress; reports { indexed, cursor } batches.
 //
 // Under a flood (more than FLOOD_RATE alerts stored a second) it steps aside: small batches, and
 // at most FLOOD_DUTY of the time, then catches up at full speed once the flood is over. Nice 19 was
@@ -14,6 +15,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Indexer } from './indexer.js';
 
 const IDLE_MS = 100;
+const IDLE_MAX_MS = 1000;
+let wait = IDLE_MS;
 const BATCH = 500;
 /** Alerts stored a second past which ingest is flooding, measured over RATE_WINDOW_MS or more. */
 const FLOOD_RATE = 2_000;
@@ -68,7 +71,10 @@ function tick(): void {
     timer = setTimeout(tick, 5_000);
     return;
   }
+  // A look that finds nothing doubles the wait, up to IDLE_MAX_MS: an idle collector does not
+  // wake ten times a second, and the first alert after a quiet spell is searchable within a second.
+  wait = n > 0 ? IDLE_MS : Math.min(IDLE_MAX_MS, wait * 2);
   if (flooding && n > 0) timer = setTimeout(tick, (performance.now() - t0) * (1 / FLOOD_DUTY - 1));
-  else timer = n === BATCH ? setTimeout(tick, 0) : setTimeout(tick, IDLE_MS);
+  else timer = n === BATCH ? setTimeout(tick, 0) : setTimeout(tick, wait);
 }
 tick();
