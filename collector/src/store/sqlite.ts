@@ -627,7 +627,8 @@ tick();
 
 // The host index's thread (eval'd CommonJS; see HOSTS_SCHEMA). At nice 19, as the dashboard's
 // indexer: ingest and the API run first. Batches back to back while behind, a look every
-// intervalMs otherwise; the read of the alerts is a WAL snapshot, so the writer is never delayed.
+// intervalMs otherwise (growing to IDLE_MS while there is nothing new); the read of the alerts is
+// a WAL snapshot, so the writer is never delayed.
 const HOST_INDEX_WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.sqlite);
