@@ -198,6 +198,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.pendingBytes += bytes;
     this.metrics.batches += 1;
     this.metrics.alertsReceived += n;
+    this.store.pressure.arrived(n, this.inFlight >= PIPELINE);
     if (this.pendingAlerts > this.opts.highWater || this.pendingBytes > this.opts.highWaterBytes) this.high = true;
     this.schedule();
   }

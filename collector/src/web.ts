@@ -232,7 +232,7 @@ export class Dashboard {
     const workerFile = fileURLToPath(new URL('./web/indexer-worker.js', import.meta.url));
     const side = searchDbPath(this.o.store.path);
     if (import.meta.url.endsWith('.js') && existsSync(workerFile)) {
-      const w = new Worker(workerFile, { workerData: { main: this.o.store.path, side } });
+      const w = new Worker(workerFile, { workerData: { main: this.o.store.path, side, pressure: this.o.store.pressure.buffer } });
       w.on('message', (m: { error?: string }) => m.error && this.indexError(m.error));
       w.on('error', (err) => this.indexError(errorMessage(err)));
       w.on('exit', () => {

@@ -4,12 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { scanAlertsFrame } from '../../collector/src/frame.js';
 import { Ingest } from '../../collector/src/ingest.js';
 import { Metrics } from '../../collector/src/metrics.js';
+import { IngestPressure } from '../../collector/src/store/pressure.js';
 import { batchSize, type CommitResult, type CommitWork, type Store } from '../../collector/src/store/sqlite.js';
 import { createLogger } from '../../shared/log.js';
 import { alertsFrame } from '../../shared/protocol.js';
 import { makeAlert } from '../helpers/delivery.js';
 
 class FakeStore {
+  readonly pressure = new IngestPressure();
   readonly commits: Array<{ work: CommitWork; resolve: (r: CommitResult) => void }> = [];
   commit(work: CommitWork): Promise<CommitResult> {
     return new Promise((resolve) => this.commits.push({ work, resolve }));
@@ -83,5 +85,17 @@ describe('ingest', () => {
     expect(drained).toBe(1);
     expect(ingest.congested).toBe(false);
     for (const c of store.commits) expect(alertsOf(c.work)).toBeLessThanOrEqual(10);
+  });
+
+  it('tells the indexers to step aside once a batch waits behind two commits in flight, not before', async () => {
+    const { store, ingest } = setup(16 * 1024 * 1024);
+    ingest.submitScanned('a1', 't1', batch(1, 5), () => undefined);
+    await tick();
+    ingest.submitScanned('a1', 't1', batch(6, 5), () => undefined);
+    await tick();
+    expect(store.commits).toHaveLength(2);
+    expect(store.pressure.active()).toBe(false);
+    ingest.submitScanned('a1', 't1', batch(11, 5), () => undefined);
+    expect(store.pressure.active()).toBe(true);
   });
 });

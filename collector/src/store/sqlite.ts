@@ -43,6 +43,7 @@ import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime, scannedAlert, type ScannedFrame } from '../frame.js';
+import { IngestPressure } from './pressure.js';
 
 // Defined with the reading of alerts (frame.ts), which computes it for the fast path.
 export { originalTime };
@@ -645,8 +646,8 @@ const next = db.prepare('SELECT id, ts, host FROM m.alerts WHERE id > ? ORDER BY
 const add = db.prepare('INSERT OR IGNORE INTO host_ts (host, ts, id) VALUES (?, ?, ?)');
 const setCursor = db.prepare("INSERT INTO state (key, value) VALUES ('cursor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
 // Deferred, not IMMEDIATE: that would take the write lock of the attached collector database too.
-const step = db.transaction(() => {
-  const rows = next.raw().all(cursor.get().c, workerData.batch);
+const step = db.transaction((batch) => {
+  const rows = next.raw().all(cursor.get().c, batch);
   if (rows.length === 0) return 0;
   // In key order: the batch's entries land host by host, each page of the index written once.
   rows.sort((a, b) => (a[2] === b[2] ? 0 : a[2] === null ? -1 : b[2] === null ? 1 : a[2] < b[2] ? -1 : 1));
@@ -667,18 +668,26 @@ parentPort.on('message', (m) => {
 // wake ten times a second; one that finds alerts brings it back to intervalMs.
 const IDLE_MS = 1000;
 let wait = workerData.intervalMs;
+// While ingest floods (store/pressure.ts), small batches at most FLOOD_DUTY of the time, as the
+// search indexer does (web/indexer-worker.ts): nice 19 gives up the CPU, not the disk.
+const FLOOD_BATCH = 100;
+const FLOOD_DUTY = 0.05;
+const pressure = new BigInt64Array(workerData.pressure);
 function tick() {
   if (stopping) return;
+  const flooding = Atomics.load(pressure, 0) > BigInt(Date.now());
+  const t0 = performance.now();
   let n = 0;
   try {
-    n = step();
+    n = step(flooding ? FLOOD_BATCH : workerData.batch);
   } catch (err) {
     parentPort.postMessage({ error: String((err && err.message) || err) });
     timer = setTimeout(tick, 5000);
     return;
   }
   wait = n > 0 ? workerData.intervalMs : Math.min(IDLE_MS, wait * 2);
-  timer = setTimeout(tick, n === workerData.batch ? 0 : wait);
+  if (flooding && n > 0) timer = setTimeout(tick, (performance.now() - t0) * (1 / FLOOD_DUTY - 1));
+  else timer = setTimeout(tick, n === workerData.batch ? 0 : wait);
 }
 tick();
 `;
@@ -704,6 +713,8 @@ export class Store {
   private writer: Worker | undefined;
   private checkpointer: Worker | undefined;
   private hostIndexer: Worker | undefined;
+  /** Set by ingest while it floods; the indexing threads (hosts here, search in web/) step aside meanwhile. */
+  readonly pressure = new IngestPressure();
   private lastHostIndexWarning = 0;
   private nextCommitId = 1;
   /** The documents of the commits in flight (see WireWork), one buffer each in turn, grown as needed. */
@@ -1057,7 +1068,7 @@ export class Store {
     this.checkpointer = checkpointer;
     this.hostIndexer = new Worker(HOST_INDEX_WORKER, {
       eval: true,
-      workerData: { sqlite, path: this.path, hostsPath: hostsDbPath(this.path), batch: HOST_INDEX_BATCH, intervalMs: 100 },
+      workerData: { sqlite, path: this.path, hostsPath: hostsDbPath(this.path), batch: HOST_INDEX_BATCH, intervalMs: 100, pressure: this.pressure.buffer },
     });
     // Behind, a host filter only scans more new rows (hostKeysSql): worth a warning, not a failure.
     const hostIndexWarning = (message: string) => {

@@ -4,29 +4,28 @@
 // every IDLE_MS, growing to IDLE_MAX_MS while there is nothing new). Stops on 'stop' after the
 // batch in progress; reports { indexed, cursor } batches.
 //
-// Under a flood (more than FLOOD_RATE alerts stored a second) it steps aside: small batches, and
-// at most FLOOD_DUTY of the time, then catches up at full speed once the flood is over. Nice 19 was
-// not enough: on the 2-core box at 20,000 alerts/s, indexing back to back (FTS5, ~100 µs an alert,
-// it soaked up the rest of a core) raised ingest's ack latency 2-4 times, p50 16-20 ms against 4-7
-// ms without it. The cost is that search and the counts lag behind a flood (the page shows the lag).
+// While ingest floods (the main thread says so: store/pressure.ts) it steps aside: small batches,
+// and at most FLOOD_DUTY of the time, then catches up at full speed once the flood is over. Nice 19
+// was not enough: on the 2-core box at 20,000 alerts/s, indexing back to back (FTS5, ~100 µs an
+// alert, it soaked up the rest of a core) raised ingest's ack latency 2-4 times, p50 16-20 ms
+// against 4-7 ms without it. The cost is that search and the counts lag behind a flood (the page
+// shows the lag).
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { IngestPressure } from '../store/pressure.js';
 import { Indexer } from './indexer.js';
 
 const IDLE_MS = 100;
 const IDLE_MAX_MS = 1000;
 let wait = IDLE_MS;
 const BATCH = 500;
-/** Alerts stored a second past which ingest is flooding, measured over RATE_WINDOW_MS or more. */
-const FLOOD_RATE = 2_000;
-/** Short enough that a flood is seen in its first moments: a second of indexing back to back at its start was a second of slow acks. */
-const RATE_WINDOW_MS = 200;
 /** While flooding: alerts per batch, and the share of the time batches may take. */
 const FLOOD_BATCH = 100;
 const FLOOD_DUTY = 0.05;
 
-const { main, side } = workerData as { main: string; side: string };
+const { main, side, pressure: shared } = workerData as { main: string; side: string; pressure: SharedArrayBuffer };
+const pressure = new IngestPressure(shared);
 try {
   setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19);
 } catch {
@@ -44,25 +43,12 @@ parentPort!.on('message', (m: unknown) => {
   parentPort!.close();
 });
 
-/** The store's rate, from the newest alert id seen RATE_WINDOW_MS or more ago. */
-let seenAt = 0;
-let seenMax = 0;
-let rate = 0;
-
 function tick(): void {
   if (stopping) return;
   let n = 0;
-  let flooding = false;
+  const flooding = pressure.active();
   const t0 = performance.now();
   try {
-    const cursor = indexer.cursor;
-    const max = cursor + indexer.lag();
-    if (seenAt === 0 || t0 - seenAt >= RATE_WINDOW_MS) {
-      if (seenAt > 0) rate = ((max - seenMax) * 1000) / (t0 - seenAt);
-      seenAt = t0;
-      seenMax = max;
-    }
-    flooding = rate > FLOOD_RATE;
     n = indexer.step(flooding ? FLOOD_BATCH : BATCH);
     if (n > 0) parentPort!.postMessage({ indexed: n, cursor: indexer.cursor });
   } catch (err) {
