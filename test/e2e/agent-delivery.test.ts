@@ -3,23 +3,23 @@
 // of the collector mid-stream, kill -9 of the agent with alerts still spooled, a torn spool record;
 // every alert must be stored exactly once. And `ldguard tail` as an operator uses it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { CLI } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { removeWhenDone, tempDir } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
 
 describe.skipIf(!isRoot)('agent to collector, end to end (skipped: the agent needs root for fanotify)', () => {
-  const work = mkdtempSync(join(tmpdir(), 'ldg-e2e-'));
+  const work = tempDir('ldg-e2e-');
   const db = join(work, 'collector.db');
   const tokenFile = join(work, 'agent.token');
   const stateDir = join(work, 'agent-state');
-  const root = scratchRoot();
+  const root = removeWhenDone(scratchRoot());
   let admin = '';
   let port = 0;
   let collector: Daemon;

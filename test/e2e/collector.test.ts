@@ -3,9 +3,8 @@
 // `ldguard tail` against a LocalSink. Every server here listens on loopback only.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
@@ -20,16 +19,16 @@ import { MAX_ALERT_BYTES, MAX_FRAME_BYTES, alertsFrame } from '../../shared/prot
 import { cliPath } from '../helpers/cli.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
+import { tempDir } from '../helpers/temp.js';
 
 const CLI = cliPath();
-const work = mkdtempSync(join(tmpdir(), 'ldg-delivery-'));
+const work = tempDir('ldg-delivery-');
 const procs = new Set<ChildProcess>();
 const sinks = new Set<{ close(): Promise<void> }>();
 
 afterAll(async () => {
   for (const s of sinks) await s.close().catch(() => undefined);
   for (const p of procs) p.kill('SIGKILL');
-  rmSync(work, { recursive: true, force: true });
 });
 
 // Documents read back from the API and the logs are checked by path, as plain JSON.

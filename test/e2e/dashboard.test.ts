@@ -2,29 +2,33 @@
 // playwright-core) against the real collector and the real agent, both child processes (port 0,
 // SQLite in a temp dir, a scratch host root). A real writer creates a linker file; the alert must
 // appear on the open page without a reload, be opened, acknowledged and filtered; the agent must be
-// on the fleet page. Screenshots go to a temp dir whose paths are printed.
+// on the fleet page. Screenshots go to a temp dir whose paths are printed, kept only when a test failed.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { makeFacts } from '../helpers/delivery.js';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { cliPath } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { removeWhenDone, tempDir } from '../helpers/temp.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 // The flags the machine notes ask for: no background networking (this machine's network is closed).
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const XSS_NAME = 'ld-linux-<img src=x onerror=alert(1)>.so';
 
-const work = mkdtempSync(join(tmpdir(), 'ldg-dashboard-'));
-const shots = mkdtempSync(join(tmpdir(), 'ldg-dashboard-shots-'));
-const profile = mkdtempSync(join(tmpdir(), 'ldg-chromium-'));
+const work = tempDir('ldg-dashboard-');
+// Made by the first screenshot. Not tempDir: the screenshots are for a human to look at when a
+// test failed, and afterAll keeps them only then.
+let shots = '';
+let failed = false;
+const profile = tempDir('ldg-chromium-');
 const db = join(work, 'collector.db');
 const PASSWORD = 'correct horse battery staple';
 
@@ -49,6 +53,7 @@ function cli(args: string[], input?: string): string {
 }
 
 async function shot(name: string, fullPage = false): Promise<void> {
+  shots ||= mkdtempSync(join(tmpdir(), 'ldg-dashboard-shots-'));
   const file = join(shots, `${name}.png`);
   await page.screenshot({ path: file, fullPage });
   console.log(`screenshot: ${file}`);
@@ -78,7 +83,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     cli(['token', 'passwd', '--db', db, '--name', 'alice'], `${PASSWORD}\n`);
     const tokenFile = join(work, 'agent.token');
     writeFileSync(tokenFile, `${cli(['token', 'create', '--db', db, '--name', 'agent-1', '--role', 'agent'])}\n`, { mode: 0o600 });
-    root = scratchRoot('ldg-dash-root-');
+    root = removeWhenDone(scratchRoot('ldg-dash-root-'));
     agent = await startAgent({ root, extra: ['--collector', `ws://127.0.0.1:${collector.ready.port as number}`, '--token-file', tokenFile] });
 
     // A fresh profile (--user-data-dir) per run.
@@ -98,6 +103,8 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     page.on('pageerror', (e) => consoleErrors.push(e.message));
   });
 
+  beforeEach(({ onTestFailed }) => onTestFailed(() => void (failed = true)));
+
   afterAll(async () => {
     await context?.close().catch(() => undefined);
     if (agent) {
@@ -109,10 +116,8 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
       }
     }
     await collector?.stop().catch(() => undefined);
-    if (root) rmSync(root, { recursive: true, force: true });
-    rmSync(work, { recursive: true, force: true });
-    rmSync(profile, { recursive: true, force: true });
-    console.log(`screenshots kept in ${shots}`);
+    if (shots && failed) console.log(`screenshots kept in ${shots}`);
+    else if (shots) rmSync(shots, { recursive: true, force: true });
   }, 30_000);
 
   it('serves the page with a strict CSP and refuses the API without a session', async () => {

@@ -5,11 +5,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI } from './cli.js';
-import { startDaemon } from './daemon.js';
+import { startDaemon, type Daemon } from './daemon.js';
 
 export { CLI };
 
-/** A scratch host root shaped like a merged-/usr Debian: lib -> usr/lib, lib64 -> usr/lib64. */
+/**
+ * A scratch host root shaped like a merged-/usr Debian: lib -> usr/lib, lib64 -> usr/lib64. The
+ * caller removes it (a test: removeWhenDone(scratchRoot()), from temp.ts).
+ */
 export function scratchRoot(prefix = 'ldg-root-'): string {
   const root = mkdtempSync(join(tmpdir(), prefix));
   mkdirSync(join(root, 'usr/lib'), { recursive: true });
@@ -33,16 +36,31 @@ export interface RunningAgent {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
+/**
+ * Starts the agent and waits for its ready line. The folders it makes (its work folder, and the
+ * scratch root when none is given) are removed by stop(), or at once when it does not start; a
+ * caller's own root and state folder are the caller's to remove.
+ */
 export async function startAgent(opts: { root?: string; stateDir?: string; source?: string; extra?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<RunningAgent> {
   const root = opts.root ?? scratchRoot();
   const work = mkdtempSync(join(tmpdir(), 'ldg-agent-'));
+  const remove = () => {
+    rmSync(work, { recursive: true, force: true, maxRetries: 5 });
+    if (!opts.root) rmSync(root, { recursive: true, force: true, maxRetries: 5 });
+  };
   const stateDir = opts.stateDir ?? join(work, 'state');
   const alertsFile = join(work, 'alerts.ndjson');
   const socket = join(work, 'agent.sock');
-  const d = await startDaemon(
-    ['agent', '--root', root, '--state-dir', stateDir, '--alerts-file', alertsFile, '--socket', socket, '--source', opts.source ?? 'fanotify', ...(opts.extra ?? [])],
-    { env: opts.env },
-  );
+  let d: Daemon;
+  try {
+    d = await startDaemon(
+      ['agent', '--root', root, '--state-dir', stateDir, '--alerts-file', alertsFile, '--socket', socket, '--source', opts.source ?? 'fanotify', ...(opts.extra ?? [])],
+      { env: opts.env },
+    );
+  } catch (err) {
+    remove();
+    throw err;
+  }
   const alerts = () => (existsSync(alertsFile) ? readFileSync(alertsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>) : []);
   return {
     proc: d.proc,
@@ -63,7 +81,7 @@ export async function startAgent(opts: { root?: string; stateDir?: string; sourc
     },
     async stop(signal = 'SIGTERM') {
       const code = await d.stop(signal);
-      rmSync(work, { recursive: true, force: true });
+      remove();
       return code;
     },
   };

@@ -25,7 +25,12 @@ export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEn
   const dump = () => `${logs.map((l) => JSON.stringify(l)).join('\n')}\n${buf}\n${stderr}`;
   const ready = await new Promise<Log>((resolve, reject) => {
     const ms = opts.readyMs ?? 20_000;
-    const timer = setTimeout(() => reject(new Error(`${args[0]} not ready in ${ms} ms:\n${dump()}`)), ms);
+    const timer = setTimeout(() => {
+      // Nobody gets a handle on a daemon that never became ready: end it here, or it outlives the
+      // test and keeps writing into folders the test is removing.
+      proc.kill('SIGKILL');
+      reject(new Error(`${args[0]} not ready in ${ms} ms:\n${dump()}`));
+    }, ms);
     proc.stdout!.on('data', (d) => {
       buf += String(d);
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {

@@ -1,7 +1,7 @@
 // Real writers of each kind the agent must attribute: each runs as a fresh short-lived process and
 // the test learns its pid from spawn (or from the trigger's own report).
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, realpathSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findRepoRoot } from '../../shared/paths.js';
@@ -19,7 +19,10 @@ const python = () => realpathSync(execFileSync('python3', ['-c', 'import sys; pr
 
 let tools: { dir: string; writer: string; dnf: string } | undefined;
 
-/** Compile the C trigger (static when the toolchain allows) and copy cp to a binary named dnf. */
+/**
+ * Compile the C trigger (static when the toolchain allows) and copy cp to a binary named dnf, once
+ * per process, into a temporary folder that removeTools removes.
+ */
 export function prepareTools(): { dir: string; writer: string; dnf: string } {
   if (tools) return tools;
   const dir = mkdtempSync(join(tmpdir(), 'ldg-tools-'));
@@ -33,6 +36,12 @@ export function prepareTools(): { dir: string; writer: string; dnf: string } {
   const dnf = join(dir, 'dnf');
   copyFileSync(bin('cp'), dnf);
   return (tools = { dir, writer, dnf });
+}
+
+/** Removes what prepareTools made; the next prepareTools makes them again. */
+export function removeTools(): void {
+  if (tools) rmSync(tools.dir, { recursive: true, force: true });
+  tools = undefined;
 }
 
 function run(cmd: string, args: string[]): Promise<number> {

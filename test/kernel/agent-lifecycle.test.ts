@@ -2,19 +2,19 @@
 // reloads (a bad reload keeps the old rules), clean SIGTERM, refusal of a bad config, and gap
 // detection across a restart.
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bundledRulesDir } from '../../shared/paths.js';
 import { CLI, scratchRoot, startAgent } from '../helpers/agent.js';
+import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
 
 /** A Unix datagram socket that records what is sent to it (Node has no AF_UNIX datagrams). */
 function notifyListener() {
-  const dir = mkdtempSync(join(tmpdir(), 'ldg-notify-'));
+  const dir = tempDir('ldg-notify-');
   const sock = join(dir, 'notify.sock');
   const log = join(dir, 'messages');
   const py = spawn('python3', ['-c', `
@@ -26,6 +26,7 @@ with open(sys.argv[2], "a") as f:
     while True:
         f.write(s.recv(4096).decode() + "\\n---\\n"); f.flush()
 `, sock, log], { stdio: ['ignore', 'pipe', 'inherit'] });
+  whenDone(() => py.kill());
   const ready = new Promise<void>((resolve) => py.stdout.once('data', () => resolve()));
   return { sock, ready, messages: () => (existsSync(log) ? readFileSync(log, 'utf8') : ''), stop: () => py.kill() };
 }
@@ -35,6 +36,7 @@ describe.skipIf(!isRoot)('agent lifecycle (skipped: needs root for fanotify)', (
     const n = notifyListener();
     await n.ready;
     const agent = await startAgent({ env: { NOTIFY_SOCKET: n.sock, WATCHDOG_USEC: '200000' } });
+    whenDone(() => agent.stop('SIGKILL')); // a no-op once the test has stopped it
     await new Promise((r) => setTimeout(r, 400));
     expect(await agent.stop()).toBe(0);
     await new Promise((r) => setTimeout(r, 100));
@@ -47,9 +49,10 @@ describe.skipIf(!isRoot)('agent lifecycle (skipped: needs root for fanotify)', (
   });
 
   it('reloads rules on SIGHUP, and keeps the old ones when the new ones are invalid', async () => {
-    const rules = mkdtempSync(join(tmpdir(), 'ldg-rules-'));
+    const rules = tempDir('ldg-rules-');
     cpSync(bundledRulesDir(), rules, { recursive: true });
     const agent = await startAgent({ extra: ['--rule', rules] });
+    whenDone(() => agent.stop('SIGKILL'));
     const seedFile = join(rules, 'linux/defense_evasion_ld_so_creation.toml');
     const seed = readFileSync(seedFile, 'utf8');
 
@@ -75,10 +78,11 @@ describe.skipIf(!isRoot)('agent lifecycle (skipped: needs root for fanotify)', (
   });
 
   it('reports, after a restart, a linker file that appeared while it was stopped', async () => {
-    const root = scratchRoot();
-    const state = mkdtempSync(join(tmpdir(), 'ldg-state-'));
+    const root = removeWhenDone(scratchRoot());
+    const state = tempDir('ldg-state-');
     writeFileSync(join(root, 'usr/lib64/ld-linux-x86-64.so.2'), 'the real one');
     let agent = await startAgent({ root, stateDir: state });
+    whenDone(() => agent.stop('SIGKILL')); // whichever agent runs when the test ends
     expect(agent.logs().some((l) => l.msg === 'first run: baseline of rule-matching files recorded')).toBe(true);
     expect(await agent.stop()).toBe(0);
     expect(agent.alerts()).toEqual([]); // the baseline is not an alert
@@ -94,7 +98,7 @@ describe.skipIf(!isRoot)('agent lifecycle (skipped: needs root for fanotify)', (
   });
 
   it('refuses a bad configuration at start with the code and every problem, exit status 2', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ldg-badcfg-'));
+    const dir = tempDir('ldg-badcfg-');
     writeFileSync(join(dir, 'agent.toml'), 'source = "ebpf"\nwatch = []\n');
     const r = spawnSync(process.execPath, [CLI, 'agent', '--config', join(dir, 'agent.toml')], { encoding: 'utf8' });
     expect(r.status).toBe(2);
@@ -104,7 +108,7 @@ describe.skipIf(!isRoot)('agent lifecycle (skipped: needs root for fanotify)', (
   });
 
   it('refuses a root where none of the watched directories exist', () => {
-    const empty = mkdtempSync(join(tmpdir(), 'ldg-empty-'));
+    const empty = tempDir('ldg-empty-');
     const r = spawnSync(process.execPath, [CLI, 'agent', '--root', empty, '--state-dir', join(empty, 'state'), '--alerts-file', join(empty, 'a'), '--socket', join(empty, 's')], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('LDG_ERR_NO_DIRS');

@@ -6,11 +6,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
-import { prepareTools, WRITERS, type Written } from '../helpers/writers.js';
+import { prepareTools, removeTools, WRITERS, type Written } from '../helpers/writers.js';
 
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
 const UNIDENTIFIED = 'Dynamic Linker (ld.so) Created by an Unidentified Process';
 const isRoot = process.getuid?.() === 0;
+
+// The compiled writers serve every describe below: they go when the file ends.
+afterAll(removeTools);
 
 // fanotify names every writer exactly. inotify carries no pid: a creation is still never missed, but
 // unless a live process still holds the file open it is reported by the unidentified-writer rule.

@@ -6,11 +6,11 @@
 // a scratch host root.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
+import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
@@ -105,9 +105,10 @@ describe.skipIf(!isRoot)('names that are not UTF-8 (skipped: needs root for fano
 
 describe.skipIf(!isRoot)('a name that is not UTF-8, created while the agent was stopped (skipped: needs root for fanotify)', () => {
   it('is reported by the start-up rescan with its facts, once', async () => {
-    const root = scratchRoot();
-    const state = mkdtempSync(join(tmpdir(), 'ldg-state-'));
+    const root = removeWhenDone(scratchRoot());
+    const state = tempDir('ldg-state-');
     let agent = await startAgent({ root, stateDir: state });
+    whenDone(() => agent.stop('SIGKILL')); // whichever agent runs when the test ends
     expect(agent.logs().some((l) => l.msg === 'first run: baseline of rule-matching files recorded')).toBe(true);
     expect(await agent.stop()).toBe(0);
 
@@ -139,9 +140,10 @@ describe.skipIf(!isRoot)('a name that is not UTF-8, created while the agent was 
 // gives one alert, as complete as fanotify's, and its baseline entry is byte-exact.
 describe.skipIf(!isRoot)('a name that is not UTF-8, seen by the inotify fallback (skipped: needs root, as the other kernel tests)', () => {
   it('gives one alert with the escaped path and the file facts, and a baseline the periodic and next start rescans agree with', async () => {
-    const root = scratchRoot();
-    const state = mkdtempSync(join(tmpdir(), 'ldg-state-'));
+    const root = removeWhenDone(scratchRoot());
+    const state = tempDir('ldg-state-');
     let agent = await startAgent({ root, stateDir: state, source: 'inotify' });
+    whenDone(() => agent.stop('SIGKILL')); // whichever agent runs when the test ends
     const content = 'planted past a watcher that decodes names';
     const real = bytesPath(root, 'usr/lib64/ld-linux-x86-64.so.2.', 'fffe78');
     writeBytes(real, content, 100); // the close-write comes apart: it must release the alert, not make another

@@ -6,12 +6,12 @@
 // creation is read only after the file was closed. Real fanotify, scratch trees only.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeAddonPaths, Watcher, type NativeEvent } from '../../agent/src/native.js';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
+import { tempDir } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const PYTHON = '/usr/bin/python3';
@@ -97,7 +97,7 @@ describe.skipIf(!isRoot)('close-write of new files on the native watcher (needs 
   const fresh = (tag: string) => `ld-linux-cw-${tag}-${process.pid}-${++seq}.so.2`;
 
   beforeAll(() => {
-    root = realpathSync(mkdtempSync(join(tmpdir(), 'ldg-cw-')));
+    root = realpathSync(tempDir('ldg-cw-'));
     dir = join(root, 'usr', 'lib');
     mkdirSync(dir, { recursive: true });
     watcher = new Watcher({ dirs: [dir], prefixes: ['ld-linux'] }, (events) => {
@@ -116,7 +116,6 @@ describe.skipIf(!isRoot)('close-write of new files on the native watcher (needs 
 
   afterAll(() => {
     watcher?.close();
-    if (root) rmSync(root, { recursive: true, force: true });
   });
 
   async function closeWrites(name: string, ms = 5000): Promise<Array<NativeEvent & { content?: string }>> {
@@ -236,7 +235,7 @@ describe.skipIf(!isRoot)('agent hashes what new files hold once written (needs r
   const name = (tag: string) => `ld-linux-x86-64.so.2.cw-${tag}-${++n}`;
 
   beforeAll(async () => {
-    const conf = join(mkdtempSync(join(tmpdir(), 'ldg-cw-conf-')), 'agent.toml');
+    const conf = join(tempDir('ldg-cw-conf-'), 'agent.toml');
     writeFileSync(conf, 'write_wait_ms = 20000\n');
     agent = await startAgent({ extra: ['--config', conf] });
   });

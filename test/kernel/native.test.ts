@@ -7,19 +7,17 @@ import {
   chmodSync,
   copyFileSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   realpathSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LdgError } from '../../shared/errors.js';
 import { Watcher, nativeAddonPaths, type NativeEvent } from '../../agent/src/native.js';
+import { tempDir } from '../helpers/temp.js';
 
 const TRIGGERS = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'triggers');
 const ADDON = nativeAddonPaths()[0] ?? '';
@@ -148,7 +146,7 @@ describe.skipIf(process.getuid?.() !== 0)('native watcher on the real kernel (ne
   };
 
   beforeAll(() => {
-    root = realpathSync(mkdtempSync(join(tmpdir(), 'ldg-native-')));
+    root = realpathSync(tempDir('ldg-native-'));
     usrLib = join(root, 'usr', 'lib');
     usrLib64 = join(root, 'usr', 'lib64');
     src = join(root, 'src');
@@ -173,7 +171,6 @@ describe.skipIf(process.getuid?.() !== 0)('native watcher on the real kernel (ne
 
   afterAll(() => {
     watcher?.close();
-    if (root) rmSync(root, { recursive: true, force: true });
   });
 
   it('uses pidfds, the process connector and exec marks on this kernel', () => {

@@ -5,11 +5,11 @@
 // are UTF-8, backslash included, must be reported as it always was. Real fanotify and inotify, real
 // copies of cp and sh run from Buffer-named directories, a scratch host root.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
+import { tempDir } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
@@ -30,7 +30,7 @@ interface Scratch {
 }
 
 function prepare(): Scratch {
-  const base = realpathSync(mkdtempSync(join(tmpdir(), 'ldg-procbytes-')));
+  const base = realpathSync(tempDir('ldg-procbytes-'));
   const bad = Buffer.concat([Buffer.from(`${base}/bad`), Buffer.from([0xff]), Buffer.from('\\é')]);
   const cpName = Buffer.concat([Buffer.from('cp'), Buffer.from([0xfe])]);
   mkdirSync(bad);
@@ -74,7 +74,6 @@ describe.skipIf(!isRoot).each(['fanotify', 'inotify'])('process fields that are 
   });
   afterAll(async () => {
     expect(await agent.stop()).toBe(0);
-    rmSync(s.base, { recursive: true, force: true });
   });
 
   it('names a writer that holds the file open by its escaped executable, working directory and arguments', async () => {
@@ -106,7 +105,6 @@ describe.skipIf(!isRoot)('short-lived writers named with bytes (skipped: needs r
   });
   afterAll(async () => {
     expect(await agent.stop()).toBe(0);
-    rmSync(s.base, { recursive: true, force: true });
   });
 
   it('names the writer and its parent field by field: escaped where the bytes are not UTF-8, as they are elsewhere', async () => {

@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/src/config.js';
@@ -7,8 +6,9 @@ import { namePrefixes } from '../../agent/src/prefilter.js';
 import { resolveInRoot, resolveWatchDirs } from '../../agent/src/watch-dirs.js';
 import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
 import { loadRules, parseRule } from '../../shared/rule.js';
+import { tempDir } from '../helpers/temp.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'ldg-unit-'));
+const tmp = () => tempDir('ldg-unit-');
 
 describe('watched directories are resolved the way the host inside --root resolves them', () => {
   it('merged /usr: /lib and /usr/lib are one directory, reported under its real host path', () => {

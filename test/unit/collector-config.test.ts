@@ -1,13 +1,12 @@
 // The collector's config file: relative paths in it resolve against the file (under systemd, the
 // unit's credentials directory, where its TLS files are put beside it); flags against the cwd.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadCollectorConfig } from '../../collector/src/config.js';
+import { tempDir } from '../helpers/temp.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'ldg-ccfg-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir('ldg-ccfg-');
 
 describe('collector config paths', () => {
   it('resolves relative paths in the file against its folder, and flags against the cwd', () => {

@@ -1,13 +1,11 @@
 // host.* facts as the agent collects them (systeminformation's modules, required one by one),
 // checked against what Node and the files of this machine say.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, networkInterfaces, release, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, networkInterfaces, release } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { collectHostFacts } from '../../agent/src/enrich/host.js';
-
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+import { tempDir } from '../helpers/temp.js';
 
 describe('collectHostFacts', () => {
   it('names this host, its kernel and its addresses', async () => {
@@ -34,8 +32,7 @@ describe('collectHostFacts', () => {
   });
 
   it("takes host.id from the watched root's machine-id (the host mounted at --root)", async () => {
-    const root = mkdtempSync(join(tmpdir(), 'ldg-host-'));
-    dirs.push(root);
+    const root = tempDir('ldg-host-');
     mkdirSync(join(root, 'etc'));
     writeFileSync(join(root, 'etc/machine-id'), '0123456789abcdef0123456789abcdef\n');
     const h = await collectHostFacts(root);

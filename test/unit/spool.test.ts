@@ -1,11 +1,11 @@
 // The delivery spool against real files in a temporary folder: durability, acks, recovery after a
 // crash and after a torn write, the size bound.
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Spool } from '../../agent/src/sink/spool.js';
 import { captureLog } from '../helpers/delivery.js';
+import { tempDir } from '../helpers/temp.js';
 
 let dir: string;
 const open: Spool[] = [];
@@ -34,12 +34,11 @@ function segments(): string[] {
 }
 
 beforeEach(() => {
-  dir = join(mkdtempSync(join(tmpdir(), 'ldg-spool-')), 'spool');
+  dir = join(tempDir('ldg-spool-'), 'spool');
 });
 
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
-  rmSync(join(dir, '..'), { recursive: true, force: true });
 });
 
 describe('spool', () => {

@@ -1,12 +1,12 @@
 // Dashboard authentication against a real collector database: scrypt passwords, sessions stored
 // hashed that expire and die with their token, and login rate limits.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_DEFAULTS, Auth, LoginLimiter, checkPasswordStrength, hashPassword, verifyPassword } from '../../collector/src/auth.js';
 import { Store } from '../../collector/src/store/sqlite.js';
+import { tempDir } from '../helpers/temp.js';
 
 describe('password hashing', () => {
   it('verifies the password it hashed, with a salt of its own each time', async () => {
@@ -35,7 +35,7 @@ describe('Auth', () => {
   let adminToken: string;
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ldg-web-auth-'));
+    dir = tempDir('ldg-web-auth-');
     store = Store.open(join(dir, 'c.db'));
     adminToken = store.createToken('alice', 'admin');
     store.createToken('host-1', 'agent');
@@ -46,7 +46,6 @@ describe('Auth', () => {
   afterEach(async () => {
     db.close();
     await store.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('accepts only active admin tokens', () => {

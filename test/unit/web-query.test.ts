@@ -1,8 +1,6 @@
 // The dashboard's search index and list queries on a real collector database: keyset pages that
 // cover every alert once in order, filters that agree with a plain filter of all alerts, search
 // through FTS5, the scan budget, counts, and plans that never walk the whole table.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +9,7 @@ import { Indexer, ftsQuery, searchDbPath, searchText } from '../../collector/src
 import { DashboardQueries, type ListQuery } from '../../collector/src/web/query.js';
 import { parseListQuery } from '../../collector/src/web.js';
 import { makeAlert } from '../helpers/delivery.js';
+import { tempDir } from '../helpers/temp.js';
 
 describe('ftsQuery', () => {
   it('turns what a person types into a safe FTS5 query', () => {
@@ -42,7 +41,7 @@ describe('DashboardQueries', () => {
   const T0 = Date.parse('2026-01-01T00:00:00Z');
 
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'ldg-web-query-'));
+    dir = tempDir('ldg-web-query-');
     store = Store.open(join(dir, 'c.db'));
     const w = new Database(store.path);
     const ins = w.prepare(`INSERT INTO alerts (uuid, ts, host, rule_id, rule_name, severity, status, agent_id, token_name, received, doc)
@@ -74,7 +73,6 @@ describe('DashboardQueries', () => {
   afterAll(async () => {
     q?.close();
     await store?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   function uuidAt(i: number): string {
