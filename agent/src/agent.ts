@@ -152,11 +152,12 @@ export class Agent {
       log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, pid: r.pid }, 'self-test passed');
     }
 
-    const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'));
+    const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'), log);
     this.known = known;
     this.cleanup.push(() => known.flush());
     if (!known.firstRun) for (const f of spooled) known.add(f.path, f.inode);
     this.rescan('start');
+    await known.flush(); // the baseline is on disk before the agent says it is ready
     if (source.degraded) {
       // @parcel/watcher swallows inotify queue overflows (the bench lost files in an 80k burst with
       // no sign), so the degraded source is backed by a periodic rescan: late, never silent.

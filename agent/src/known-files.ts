@@ -2,7 +2,10 @@
 // whose paths the rules care about. At start, and after a kernel queue overflow, it rescans: a file
 // that is there now but was not known appeared while nobody was looking. Its writer is unknowable;
 // the file is not, and the agent reports it.
-import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, type Dirent } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
+import { LdgError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
 import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } from './byte-path.js';
@@ -122,9 +125,13 @@ export function resolveLossy(path: string, listings = new Map<string, Buffer[]>(
 export class KnownFiles {
   private known = new Map<string, number>();
   private saveTimer: NodeJS.Immediate | undefined;
+  /** The save in the thread pool, if one runs; `dirty`: changed since it took its copy. */
+  private saving: Promise<void> | undefined;
+  private dirty = false;
   private constructor(
     private readonly file: string,
     private noBaseline: boolean,
+    private readonly log?: Logger,
   ) {}
 
   /** True until the first baseline is recorded: then nothing can be told apart as new. */
@@ -132,14 +139,14 @@ export class KnownFiles {
     return this.noBaseline;
   }
 
-  static open(file: string): KnownFiles {
+  static open(file: string, log?: Logger): KnownFiles {
     try {
       const data = JSON.parse(readFileSync(file, 'utf8')) as { files?: Record<string, number> };
-      const k = new KnownFiles(file, false);
+      const k = new KnownFiles(file, false, log);
       for (const [p, ino] of Object.entries(data.files ?? {})) if (typeof ino === 'number') k.known.set(p, ino);
       return k;
     } catch {
-      return new KnownFiles(file, true);
+      return new KnownFiles(file, true, log);
     }
   }
 
@@ -152,9 +159,7 @@ export class KnownFiles {
   replace(found: readonly FoundFile[]): void {
     this.known = new Map(found.map((f) => [f.hostPath, f.inode]));
     this.noBaseline = false;
-    clearImmediate(this.saveTimer);
-    this.saveTimer = undefined;
-    this.save();
+    this.changed();
   }
 
   /**
@@ -166,30 +171,65 @@ export class KnownFiles {
   add(hostPath: string, inode: number): void {
     if (this.known.get(hostPath) === inode) return;
     this.known.set(hostPath, inode);
+    this.changed();
+  }
+
+  /** Wait for the saves in progress, and save what changed since (one try); for shutdown. */
+  async flush(): Promise<void> {
+    clearImmediate(this.saveTimer);
+    this.saveTimer = undefined;
+    let tried = false;
+    for (;;) {
+      if (this.saving) await this.saving;
+      else if (this.dirty && !tried) {
+        tried = true;
+        await this.save();
+      } else return;
+    }
+  }
+
+  private changed(): void {
+    this.dirty = true;
     this.saveTimer ??= setImmediate(() => {
       this.saveTimer = undefined;
-      this.save();
+      void this.save();
     }).unref();
   }
 
-  /** Save now if anything is waiting; for shutdown. */
-  flush(): void {
-    if (!this.saveTimer) return;
-    clearImmediate(this.saveTimer);
-    this.saveTimer = undefined;
-    this.save();
-  }
-
-  private save(): void {
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, files: Object.fromEntries(this.known) }), { mode: 0o600 });
-    const fd = openSync(tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
+  /**
+   * Writes the baseline to a temporary file, fsyncs it and renames it over the old one, in the
+   * thread pool: done on the event loop, the fsync (1-5 ms, more while a collector on the same disk
+   * commits) held back every kernel event that arrived meanwhile, and the alert it would have
+   * raised. One save at a time: what changes meanwhile goes in the next. A failure is logged and
+   * the next change (or shutdown) tries again; it costs at most a repeated alert at the next start.
+   */
+  private save(): Promise<void> {
+    if (this.saving) return this.saving; // its end starts the next save if anything changed
+    this.dirty = false;
+    const text = JSON.stringify({ version: 1, files: Object.fromEntries(this.known) });
+    const run = async () => {
+      const tmp = `${this.file}.tmp`;
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.file);
+    };
+    let failed = false;
+    this.saving = run()
+      .catch((err: unknown) => {
+        failed = this.dirty = true;
+        const e = new LdgError('LDG_ERR_STATE', `cannot save the baseline ${this.file}: ${errorMessage(err)}; check that the state dir is writable and the disk has space`);
+        this.log?.error({ err: e.message, code: e.code }, 'baseline not saved');
+      })
+      .finally(() => {
+        this.saving = undefined;
+        if (this.dirty && !failed) void this.save();
+      });
+    return this.saving;
   }
 }
 

@@ -1,0 +1,60 @@
+// The agent's baseline of known files: saved off the event loop, one save at a time, nothing
+// changed meanwhile lost, and a failed save logged rather than thrown.
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { KnownFiles } from '../../agent/src/known-files.js';
+import { createLogger } from '../../shared/log.js';
+import { tempDir } from '../helpers/temp.js';
+
+const saved = (file: string) => (JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, number> }).files;
+const turn = () => new Promise((r) => setImmediate(r));
+
+describe('KnownFiles', () => {
+  it('saves the adds of one turn together, after the turn, and reopens them', async () => {
+    const file = join(tempDir('ldg-known-'), 'known-files.json');
+    const k = KnownFiles.open(file);
+    expect(k.firstRun).toBe(true);
+    k.replace([]);
+    k.add('/lib64/ld-linux-x86-64.so.2', 11);
+    k.add('/lib/ld-linux.so.2', 12);
+    expect(existsSync(file)).toBe(false); // nothing written in the caller's turn
+    await k.flush();
+    expect(saved(file)).toEqual({ '/lib64/ld-linux-x86-64.so.2': 11, '/lib/ld-linux.so.2': 12 });
+    const again = KnownFiles.open(file);
+    expect(again.firstRun).toBe(false);
+    expect(again.diff([{ hostPath: '/lib/ld-linux.so.2', realPath: '/x', inode: 12 }, { hostPath: '/lib/ld-linux.so.3', realPath: '/y', inode: 13 }]).map((f) => f.hostPath)).toEqual(['/lib/ld-linux.so.3']);
+  });
+
+  it('keeps what changes while a save runs, for the save after it', async () => {
+    const file = join(tempDir('ldg-known-'), 'known-files.json');
+    const k = KnownFiles.open(file);
+    k.add('/lib/a', 1);
+    await turn(); // the first save starts
+    k.add('/lib/b', 2); // while it runs
+    await turn();
+    k.add('/lib/c', 3);
+    await k.flush();
+    expect(saved(file)).toEqual({ '/lib/a': 1, '/lib/b': 2, '/lib/c': 3 });
+    expect(existsSync(`${file}.tmp`)).toBe(false);
+  });
+
+  it('logs a save that fails with its code and the fix, never throws, and saves once it can', async () => {
+    const dir = join(tempDir('ldg-known-'), 'state');
+    mkdirSync(dir);
+    const file = join(dir, 'known-files.json');
+    const lines: string[] = [];
+    const log = createLogger('test', 'error');
+    log.error = ((obj: { err: string; code: string }) => void lines.push(`${obj.code} ${obj.err}`)) as typeof log.error;
+    const k = KnownFiles.open(file, log);
+    rmSync(dir, { recursive: true }); // the state dir gone: every write in it fails
+    k.add('/lib/a', 1);
+    await turn();
+    await k.flush();
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines[0]).toMatch(/^LDG_ERR_STATE .*known-files\.json.*state dir is writable/);
+    mkdirSync(dir, { recursive: true });
+    await k.flush();
+    expect(saved(file)).toEqual({ '/lib/a': 1 });
+  });
+});
