@@ -14,8 +14,11 @@ export interface Daemon {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number } = {}): Promise<Daemon> {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+/** `nice`: start it at this nice value (nice(1) execs it, so the pid is the daemon's), as a unit's Nice= does. */
+export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number; nice?: number } = {}): Promise<Daemon> {
+  const argv = [process.execPath, CLI, ...args];
+  if (opts.nice !== undefined) argv.unshift('nice', '-n', String(opts.nice));
+  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Log[] = [];
   let stderr = '';
   let buf = '';

@@ -26,11 +26,13 @@ interface AlertLine {
  * The environment the systemd unit gives the agent (`Environment=` lines, e.g. MALLOC_ARENA_MAX),
  * read from the unit itself so the bench measures the agent as installed.
  */
-function unitEnvironment(): Record<string, string> {
+/** What the agent's unit sets for its process (Environment=, Nice=): the bench runs it the same. */
+function unitSettings(): { env: Record<string, string>; nice?: number } {
   const unit = readFileSync(join(findRepoRoot(), 'systemd/ldguard-agent.service'), 'utf8');
   const env: Record<string, string> = {};
   for (const m of unit.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/gm)) env[m[1]!] = m[2]!;
-  return env;
+  const nice = /^Nice=(-?\d+)$/m.exec(unit)?.[1];
+  return { env, ...(nice === undefined ? {} : { nice: Number(nice) }) };
 }
 
 function eventTime(iso: string | undefined): bigint | undefined {
@@ -52,7 +54,7 @@ export function ldguardTool(source: 'fanotify' | 'inotify'): Tool {
       prepareTools();
       const extra = ['--rule', ctx.rules];
       if (ctx.collector) extra.push('--collector', ctx.collector.url, '--token-file', ctx.collector.newAgentTokenFile(`bench-${source}`));
-      const agent = await startAgent({ source, root: ctx.host.root, extra, env: unitEnvironment() });
+      const agent = await startAgent({ source, root: ctx.host.root, extra, ...unitSettings() });
       const unregister = onInterrupt(() => agent.proc.kill('SIGKILL'));
       agent.proc.once('exit', unregister);
       // The alerts file is opened at start; make sure it exists before the tailer follows it.
