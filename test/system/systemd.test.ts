@@ -176,8 +176,13 @@ describe('ldguard on a systemd host (Debian bookworm under systemd-nspawn)', () 
     console.log(`systemd-analyze security --offline=true (inside the machine):\n  ${scores.join('\n  ')}`);
   });
 
-  it('runs the agent with only its capabilities and the collector unprivileged', async () => {
-    const agent = await capabilities((await unit('ldguard-agent')).pid);
+  it('runs the agent with only its capabilities, every thread at nice -10, and the collector unprivileged', async () => {
+    const pid = (await unit('ldguard-agent')).pid;
+    const agent = await capabilities(pid);
+    // The unit's Nice=: the fanotify reader cannot ask for -10 itself without CAP_SYS_NICE.
+    const nices = (await machine().sh(`sed 's/.*) //' /proc/${pid}/task/*/stat | cut -d' ' -f17`)).stdout.trim().split('\n').map(Number);
+    expect(nices.length).toBeGreaterThan(1);
+    expect([...new Set(nices)]).toEqual([-10]);
     const allowed = Object.values(CAP).reduce((s, b) => s | (1n << BigInt(b)), 0n);
     expect(agent.eff & ~allowed, `agent CapEff ${agent.eff.toString(16)}`).toBe(0n);
     expect(agent.eff & (1n << BigInt(CAP.SYS_ADMIN))).not.toBe(0n);
