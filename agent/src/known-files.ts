@@ -4,11 +4,13 @@
 // the file is not, and the agent reports it.
 import { lstatSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } from './byte-path.js';
+import { fsyncDir } from './fsync-dir.js';
 import type { WatchDir } from './watch-dirs.js';
 import { lstatNow } from './stat-now.js';
 
@@ -197,10 +199,10 @@ export class KnownFiles {
   }
 
   /**
-   * Writes the baseline to a temporary file, fsyncs it and renames it over the old one, in the
-   * thread pool: done on the event loop, the fsync (1-5 ms, more while a collector on the same disk
-   * commits) held back every kernel event that arrived meanwhile, and the alert it would have
-   * raised. One save at a time: what changes meanwhile goes in the next. A failure is logged and
+   * Writes the baseline to a temporary file, fsyncs it, renames it over the old one and fsyncs the
+   * folder, in the thread pool: done on the event loop, the fsync (1-5 ms, more while a collector
+   * on the same disk commits) held back every kernel event that arrived meanwhile, and the alert
+   * it would have raised. One save at a time: what changes meanwhile goes in the next. A failure is logged and
    * the next change (or shutdown) tries again; it costs at most a repeated alert at the next start.
    */
   private save(): Promise<void> {
@@ -217,6 +219,7 @@ export class KnownFiles {
         await fh.close();
       }
       await rename(tmp, this.file);
+      await fsyncDir(dirname(this.file)); // the rename too: else a power loss can bring the old baseline back
     };
     let failed = false;
     this.saving = run()

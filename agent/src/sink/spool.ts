@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
+import { fsyncDir } from '../fsync-dir.js';
 
 const HEADER_BYTES = 16;
 /** No alert comes near this; a larger length in a header means the header itself is garbage. */
@@ -136,15 +137,6 @@ export async function readNewestSegment(dir: string): Promise<Buffer[]> {
   const out: Buffer[] = [];
   if (buf) parseRecords(buf, Number(SEGMENT_NAME.exec(name)![1]), (_seq, data) => out.push(data) > 0);
   return out;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 export class Spool {
