@@ -51,9 +51,11 @@ rate_messages_per_sec = 1000
 rate_messages_burst = 500
 `;
 
+/** TEST_CONFIG plus `extra`; a setting in `extra` replaces TEST_CONFIG's (TOML refuses a key twice). */
 function writeConfig(name: string, extra = ''): string {
   const file = join(work, `${name}.toml`);
-  writeFileSync(file, TEST_CONFIG + extra);
+  const keys = new Set(extra.match(/^\w+(?= =)/gm));
+  writeFileSync(file, TEST_CONFIG.split('\n').filter((l) => !keys.has(l.split(' = ')[0]!)).join('\n') + extra);
   return file;
 }
 
@@ -752,9 +754,7 @@ describe('agents going offline together', () => {
   it('are logged in one line per sweep with a count and a few names, not one line each', async () => {
     const db = join(work, 'offline', 'c.db');
     // A slow sweep, so that all of them are found overdue by the same one.
-    const config = join(work, 'offline.toml');
-    writeFileSync(config, TEST_CONFIG.replace(/^sweep_interval_ms = .*$/m, 'sweep_interval_ms = 1500'));
-    const col = await startCollector({ db, config });
+    const col = await startCollector({ db, config: writeConfig('offline', 'sweep_interval_ms = 1500\n') });
     const n = 8;
     // Every token first: each is a CLI run, and a connection made while the others are still being
     // created could pass hello_timeout_ms (1.5 s) before the hellos below are sent.
@@ -781,9 +781,7 @@ describe('pings', () => {
     const db = join(work, 'pings', 'c.db');
     // 3 s: three ticks of a second a round. A round that ended once every agent had been pinged
     // pinged a lone agent every tick.
-    const config = join(work, 'pings.toml');
-    writeFileSync(config, TEST_CONFIG.replace(/^ping_interval_ms = .*$/m, 'ping_interval_ms = 3000'));
-    const col = await startCollector({ db, config });
+    const col = await startCollector({ db, config: writeConfig('pings', 'ping_interval_ms = 3000\n') });
     const raw = await rawAgent(col.port, await createToken(db, 'pinged'));
     let pings = 0;
     raw.ws.on('ping', () => (pings += 1));
