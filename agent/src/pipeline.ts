@@ -14,6 +14,7 @@ import { fileFacts, fileNames } from './enrich/file.js';
 import { ecsProcess, processEscaped } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
+import { alertJson } from './sink/alert-json.js';
 import { lstatNow } from './stat-now.js';
 
 export interface PipelineOptions {
@@ -92,6 +93,23 @@ export class Pipeline {
       }
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
     }
+  }
+
+  /**
+   * Takes an event through every step an alert takes, up to its JSON text, and throws the result
+   * away: V8 compiles a function at its first call, and the first alert after start paid for the
+   * whole pipeline (write→alert 7.6-16 ms, against ~2 ms for the next ones; quick bench, 9 runs).
+   * The agent rehearses with its self-test's event before it says ready. Emits nothing, and
+   * leaves the counts, the max_signals windows and the waiting files as they were.
+   */
+  rehearse(raw: RawFileEvent): void {
+    const realPath = eventPath(raw);
+    const event = this.toEcs(raw, realPath);
+    for (const rule of this.rules) rule.query.match(event);
+    complete(realPath);
+    const facts = fileFacts(realPath, this.o.hashMaxBytes, this.o.names);
+    if (!(facts instanceof Promise)) event.file = { ...event.file, ...facts };
+    if (this.rules[0]) alertJson(buildAlert(event, this.rules[0], new Date().toISOString()));
   }
 
   /** Files a rescan found that nobody saw appear: judged as creations with an unknown writer. */

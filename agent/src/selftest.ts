@@ -16,6 +16,8 @@ export interface SelfTestResult {
   ms: number;
   attributed: boolean;
   pid: number;
+  /** The test write's event as the source reported it (the agent rehearses its pipeline with it). */
+  event: RawFileEvent;
 }
 
 export class SelfTest {
@@ -49,14 +51,14 @@ export class SelfTest {
     child.on('error', () => undefined);
     const event = await arrived.finally(() => (this.waiter = undefined));
     const ms = performance.now() - started;
-    if (source.degraded) return { ok: true, ms, attributed: false, pid: event.pid };
+    if (source.degraded) return { ok: true, ms, attributed: false, pid: event.pid, event };
     if (event.pid !== child.pid || event.process?.exe !== shell) {
       throw new LdgError(
         'LDG_ERR_SELFTEST',
         `the ${source.name} source attributed the test write to pid ${event.pid} (${event.process?.exe ?? 'unknown'}), not to the writer pid ${child.pid} (${shell}); run as root with CAP_SYS_ADMIN and CAP_SYS_PTRACE, or set source = "inotify"`,
       );
     }
-    return { ok: true, ms, attributed: true, pid: event.pid };
+    return { ok: true, ms, attributed: true, pid: event.pid, event };
   }
 
   cleanup(): void {

@@ -57,6 +57,8 @@ export interface ToolResult {
   referenceOverflows: number;
   /** How far the reference observer's stamp trails the writer's own clock (C writers, quiet). */
   referenceLag: Summary | null;
+  /** Write → alert line of the first creation after the tool started (and idled): what compiling and warming up cost. */
+  firstMs: number | null;
   /** ldguard: write → its reader took the event → the alert was built → its line in the alerts file. */
   split?: Partial<Record<'quiet' | 'churn' | 'burst', { toReader: Summary | null; toBuilt: Summary | null; toLine: Summary | null }>>;
   exclusionRule: string;
@@ -143,7 +145,7 @@ export async function runTool(tool: Tool, native: Native, rules: string, collect
   const work = mkdtempSync(join(tmpdir(), `ldg-bench-${tool.key}-`));
   const res: ToolResult = {
     key: tool.key, label: tool.label, phases: {} as ToolResult['phases'], stored: null, idleCpuPerMin: null, idleForksPerSec: null, burstCpuS: null, cpuPer10k: null,
-    bursts: [], baseline, slowdown: null, slowdownCpu: null, peakRssMb: null, lost: { count: null, detail: '' }, churnReported: null, referenceOverflows: 0, referenceLag: null,
+    bursts: [], baseline, slowdown: null, slowdownCpu: null, peakRssMb: null, lost: { count: null, detail: '' }, churnReported: null, referenceOverflows: 0, referenceLag: null, firstMs: null,
     exclusionRule: tool.exclusionRule, dnfAlerts: {}, notes: [],
   };
   let run: ToolRun | undefined;
@@ -240,6 +242,10 @@ export async function runTool(tool: Tool, native: Native, rules: string, collect
     res.phases.churn = score('churn', churn, obs, refSeen, tool.excluded, tool.exclusionRule);
     res.referenceOverflows = refs.reduce((n, r) => n + r.overflows, 0);
     res.referenceLag = summarize(calib.filter((c) => refSeen.has(c.name)).map((c) => msBetween(c.stampedNs!, refSeen.get(c.name)!)));
+    const first = quiet.find((c) => !c.excluded);
+    const firstAt = first ? (first.stampedNs ?? refSeen.get(first.name)) : undefined;
+    const firstObs = first ? obs.get(first.name)?.[0] : undefined;
+    if (firstAt !== undefined && firstObs) res.firstMs = msBetween(firstAt, firstObs.at);
     // ldguard's alert carries when its reader took the event (kibana.alert.original_time) and
     // when the alert was built (@timestamp): split the latency at both.
     for (const [phase, list] of [['quiet', quiet], ['churn', churn], ['burst', burst.stamped]] as const) {

@@ -144,6 +144,7 @@ export function markdown(r: Report): string {
     const n: string[] = [];
     if (!t.skipped && !t.error) {
       n.push(`${t.label}: lost: ${t.lost.detail}; excluded dnf means: ${t.exclusionRule}` + (Object.keys(t.dnfAlerts).length ? `; dnf's files raised ${Object.entries(t.dnfAlerts).map(([k, v]) => `${v}× "${k}"`).join(', ')}` : '') + (t.referenceOverflows ? `; the reference observer overflowed ${t.referenceOverflows}×` : '') + (t.referenceLag ? `; reference stamp trails the writer's own clock by p50 ${fmt(t.referenceLag.p50, 3)} / max ${fmt(t.referenceLag.max, 3)} ms` : ''));
+      if (t.firstMs !== null) n.push(`${t.label}: the first alert after start (the quiet phase's first creation) came ${fmt(t.firstMs, 2)} ms after the write`);
       for (const [phase, sp] of Object.entries(t.split ?? {})) {
         n.push(`${t.label}, ${phase}, where the time goes (p50/p99/max ms; the agent's stamps are whole ms): write → the agent took the event from the kernel (kibana.alert.original_time) ${lat(sp.toReader)}; → alert built (@timestamp) ${lat(sp.toBuilt)}; → line in the alerts file ${lat(sp.toLine)}`);
       }
