@@ -164,7 +164,10 @@ export async function runTool(tool: Tool, native: Native, rules: string, collect
     run = await tool.start({ native, host, work, rules, collector });
     const got = new Collected(run);
 
-    // Idle: nothing happens in the watched directories.
+    // Idle: nothing happens in the watched directories. Measured from a settle period after the
+    // start, so that what a tool finishes after saying ready (ldguard's first hello to the
+    // collector) is not counted as idling; CPU time comes in 10 ms ticks, so the window is long.
+    await sleep(sizes.settleMs);
     const idle0 = cpuOf(run.pids());
     const forks0 = forksSinceBoot();
     await sleep(sizes.idleMs);
