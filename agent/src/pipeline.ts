@@ -89,7 +89,7 @@ export class Pipeline {
         if (!rule.query.match(event)) continue;
         matched = true;
         this.counts.matched++;
-        this.hold(realPath, event, rule, raw.kind === 'create' && !raw.isDir);
+        this.hold(realPath, event, rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
     }

@@ -284,3 +284,36 @@ describe.skipIf(!isRoot)('agent hashes what new files hold once written (needs r
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final nested') }]);
   });
 });
+
+// The inotify fallback has no close-write to wait for (@parcel/watcher folds a new file's writes
+// into its creation): a creation that no process holds open any more is complete, and its alert must
+// not sit out write_wait_ms (20 s here; the test waits 8). One still being written is finished by
+// its next write event. No root needed: inotify and a scratch tree.
+describe('agent with inotify: a finished write is not held for write_wait_ms', () => {
+  let agent: RunningAgent;
+  beforeAll(async () => {
+    const conf = join(tempDir('ldg-cw-conf-'), 'agent.toml');
+    writeFileSync(conf, 'write_wait_ms = 20000\n');
+    agent = await startAgent({ source: 'inotify', extra: ['--config', conf] });
+  });
+  afterAll(async () => {
+    expect(await agent.stop()).toBe(0);
+  });
+
+  async function alertFor(hostPath: string): Promise<Array<Record<string, any>>> {
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === hostPath), 8000);
+    return agent.alerts().filter((a) => a.file.path === hostPath);
+  }
+
+  it('a shell redirect, done before the event is read', async () => {
+    spawnSync('/bin/sh', ['-c', 'printf final > "$1"', 'sh', join(agent.root, 'lib64/ld-linux-x86-64.so.2.ino-done')]);
+    const hits = await alertFor('/usr/lib64/ld-linux-x86-64.so.2.ino-done');
+    expect(hits.map((a) => a.file.hash?.sha256)).toEqual([sha256('final')]);
+  });
+
+  it('a writer that holds the new file open 300 ms before writing', async () => {
+    const [pid] = await python(SLOW, [join(agent.root, 'lib64/ld-linux-x86-64.so.2.ino-slow'), '0.3', 'final slow']);
+    const hits = await alertFor('/usr/lib64/ld-linux-x86-64.so.2.ino-slow');
+    expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final slow') }]);
+  });
+});

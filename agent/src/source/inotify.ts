@@ -89,8 +89,8 @@ export class InotifySource implements Source {
     } catch {
       // gone already: still reported, by name
     }
-    const pid = isDir ? undefined : holders(path)[0];
-    const proc = pid ? readProc(pid) : null;
+    const held = isDir ? [] : holders(path);
+    const proc = held.length > 0 ? readProc(held[0]!) : null;
     if (proc) this.counts.attributed++;
     this.counts.forwarded++;
     return {
@@ -103,6 +103,7 @@ export class InotifySource implements Source {
       attribution: proc ? 'fd_scan' : 'unknown',
       process: proc,
       parent: proc && proc.ppid > 0 ? readProc(proc.ppid) : null,
+      ...(kind === 'create' && !isDir && held.length === 0 ? { writeDone: true } : {}),
     };
   }
 

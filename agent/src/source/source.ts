@@ -28,6 +28,12 @@ export interface RawFileEvent {
   attribution: Attribution;
   process: ProcFacts | null;
   parent: ProcFacts | null;
+  /**
+   * A creation whose write the source knows is complete already: inotify reports no close-write
+   * (@parcel/watcher folds a new file's writes into its creation), so it says so when no process
+   * held the file open as it reported the creation. The alert then need not wait for one.
+   */
+  writeDone?: boolean;
 }
 
 export interface SourceStats {
