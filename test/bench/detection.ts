@@ -27,6 +27,8 @@ export interface Sizes {
   burstMatches: number;
   churn: number;
   idleMs: number;
+  /** How long after the tool said ready the idle window starts. */
+  idleSettleMs: number;
   /** How long to wait for a tool's late lines once a phase is over. */
   settleMs: number;
 }
@@ -164,10 +166,11 @@ export async function runTool(tool: Tool, native: Native, rules: string, collect
     run = await tool.start({ native, host, work, rules, collector });
     const got = new Collected(run);
 
-    // Idle: nothing happens in the watched directories. Measured from a settle period after the
-    // start, so that what a tool finishes after saying ready (ldguard's first hello to the
-    // collector) is not counted as idling; CPU time comes in 10 ms ticks, so the window is long.
-    await sleep(sizes.settleMs);
+    // Idle: nothing happens in the watched directories. Measured once the tool's start-up has
+    // settled: V8's memory reducer runs full collections 5-10 s after the agent starts (strace:
+    // madvise and munmap, ~70 ms of CPU, once), which is start-up, not idling. CPU time comes in
+    // 10 ms ticks, so the window is long.
+    await sleep(sizes.idleSettleMs);
     const idle0 = cpuOf(run.pids());
     const forks0 = forksSinceBoot();
     await sleep(sizes.idleMs);

@@ -23,8 +23,8 @@ const KEYS = [...TOOLS.map((t) => t.key), 'collector'];
 
 // Sizes: the full run has a few hundred writers, tens of thousands of unrelated creations and the
 // 80,000 of the agent's target; the quick one ends within a minute on 2 cores.
-const FULL: Sizes = { writers: KINDS.length * 24, burst: 80_000, burstMatches: 100, churn: 40_000, idleMs: 10_000, settleMs: 2_000 };
-const QUICK: Sizes = { writers: KINDS.length * 2, burst: 5_000, burstMatches: 20, churn: 5_000, idleMs: 500, settleMs: 500 };
+const FULL: Sizes = { writers: KINDS.length * 24, burst: 80_000, burstMatches: 100, churn: 40_000, idleMs: 10_000, idleSettleMs: 15_000, settleMs: 2_000 };
+const QUICK: Sizes = { writers: KINDS.length * 2, burst: 5_000, burstMatches: 20, churn: 5_000, idleMs: 500, idleSettleMs: 500, settleMs: 500 };
 // Full: the protocol's default heartbeat (15,000 agents → 1,500/s). Quick: a shorter one, so that
 // some fall due in its few seconds.
 const LOAD_FULL: LoadOptions = { connections: 15_000, extra: 500, holdMs: 5_000, heartbeatMs: DEFAULT_HEARTBEAT_MS, lightAgents: 200, lightMs: 5_000, burstAgents: 500, burstMs: 15_000, floodAlerts: 45_000, deadlineMs: 150_000 };
