@@ -26,8 +26,12 @@ interface Command {
 // else), never hot enough to repay an optimising compiler, whose code pages and compile zones
 // cost 4 MB of RSS (quick bench, three runs each way: peak 56.0 MB instead of 59.9, write→alert
 // p50 1.9-2.2 ms either way). Turning it off is read at each tier-up decision, so it holds from here.
+//
+// And --optimize-for-size (V8's heuristics that trade speed for memory): peak RSS 58.2 MB against
+// 59.7-59.8 in full fanotify benches with a collector, alternated, two each, write→alert within the
+// runs' noise (quiet p50 2.2-2.4 against 2.1-2.5 ms): what is left of an alert's time is cold caches.
 // A flag given to node itself (on its command line or in NODE_OPTIONS) wins over the one here.
-const AGENT_V8_FLAGS = ['--semi-space-growth-factor=1', '--no-turbofan'];
+const AGENT_V8_FLAGS = ['--semi-space-growth-factor=1', '--no-turbofan', '--optimize-for-size'];
 
 const COMMANDS: Record<string, Command> = {
   agent: { summary: 'run the agent daemon: watch for new ld.so files and alert', load: () => import('./commands/agent.js'), v8Flags: AGENT_V8_FLAGS },
