@@ -150,7 +150,13 @@ export class Agent {
       const r = await this.selfTest.run(source);
       this.health.selfTest = { ms: r.ms, attributed: r.attributed };
       log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, pid: r.pid }, 'self-test passed');
-      pipeline.rehearse(r.event); // so that the first real alert does not pay for compiling the pipeline
+      // So that the first real alert does not pay for compiling the pipeline; a speed-up only,
+      // never a reason not to start.
+      try {
+        pipeline.rehearse(r.event);
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'rehearsing the alert path failed; the first alert will be slower');
+      }
     }
 
     const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'), log);
