@@ -226,6 +226,13 @@ describe.skipIf(!isRoot)('close-write of new files on the native watcher (needs 
   });
 });
 
+/** The agent's alerts for hostPath, once there is one (within 8 s) and a second one had time to follow. */
+async function alertFor(agent: RunningAgent, hostPath: string): Promise<Array<Record<string, any>>> {
+  await agent.waitForAlerts((a) => a.some((x) => x.file.path === hostPath), 8000);
+  await sleep(300); // a second alert would come within this
+  return agent.alerts().filter((a) => a.file.path === hostPath);
+}
+
 // The same through the whole agent: the alert carries the hash of the final content. JavaScript's
 // own wait for the write is raised to 20 s, so only the addon's close-write (or its inference) can
 // finish these alerts within the 8 s the test waits.
@@ -243,23 +250,17 @@ describe.skipIf(!isRoot)('agent hashes what new files hold once written (needs r
     expect(await agent.stop()).toBe(0);
   });
 
-  async function alertFor(hostPath: string): Promise<Array<Record<string, any>>> {
-    await agent.waitForAlerts((a) => a.some((x) => x.file.path === hostPath), 8000);
-    await sleep(300); // a second alert would come within this
-    return agent.alerts().filter((a) => a.file.path === hostPath);
-  }
-
   it('a writer that waits 300 ms before writing and closing', async () => {
     const f = name('slow');
     const [pid] = await python(SLOW, [join(agent.root, 'lib64', f), '0.3', 'final slow']);
-    const hits = await alertFor(`/usr/lib64/${f}`);
+    const hits = await alertFor(agent, `/usr/lib64/${f}`);
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final slow') }]);
   });
 
   it('a writer whose forked child writes after the parent closed and exited', async () => {
     const f = name('forked');
     const [parent] = await python(FORKED, [join(agent.root, 'lib64', f), '0.3', 'final forked']);
-    const hits = await alertFor(`/usr/lib64/${f}`);
+    const hits = await alertFor(agent, `/usr/lib64/${f}`);
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid: parent, sha256: sha256('final forked') }]);
   });
 
@@ -272,7 +273,7 @@ describe.skipIf(!isRoot)('agent hashes what new files hold once written (needs r
     } finally {
       process.kill(agent.proc.pid!, 'SIGCONT');
     }
-    const hits = await alertFor(`/usr/lib64/${f}`);
+    const hits = await alertFor(agent, `/usr/lib64/${f}`);
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final') }]);
   });
 
@@ -280,7 +281,7 @@ describe.skipIf(!isRoot)('agent hashes what new files hold once written (needs r
     mkdirSync(join(agent.root, 'lib/ld-linux-cw'));
     await sleep(300); // the agent marks the new directory
     const [pid] = await python(SLOW, [join(agent.root, 'lib/ld-linux-cw/evil.so'), '0.3', 'final nested']);
-    const hits = await alertFor('/usr/lib/ld-linux-cw/evil.so');
+    const hits = await alertFor(agent, '/usr/lib/ld-linux-cw/evil.so');
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final nested') }]);
   });
 });
@@ -300,20 +301,15 @@ describe('agent with inotify: a finished write is not held for write_wait_ms', (
     expect(await agent.stop()).toBe(0);
   });
 
-  async function alertFor(hostPath: string): Promise<Array<Record<string, any>>> {
-    await agent.waitForAlerts((a) => a.some((x) => x.file.path === hostPath), 8000);
-    return agent.alerts().filter((a) => a.file.path === hostPath);
-  }
-
   it('a shell redirect, done before the event is read', async () => {
     spawnSync('/bin/sh', ['-c', 'printf final > "$1"', 'sh', join(agent.root, 'lib64/ld-linux-x86-64.so.2.ino-done')]);
-    const hits = await alertFor('/usr/lib64/ld-linux-x86-64.so.2.ino-done');
+    const hits = await alertFor(agent, '/usr/lib64/ld-linux-x86-64.so.2.ino-done');
     expect(hits.map((a) => a.file.hash?.sha256)).toEqual([sha256('final')]);
   });
 
   it('a writer that holds the new file open 300 ms before writing', async () => {
     const [pid] = await python(SLOW, [join(agent.root, 'lib64/ld-linux-x86-64.so.2.ino-slow'), '0.3', 'final slow']);
-    const hits = await alertFor('/usr/lib64/ld-linux-x86-64.so.2.ino-slow');
+    const hits = await alertFor(agent, '/usr/lib64/ld-linux-x86-64.so.2.ino-slow');
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final slow') }]);
   });
 });
