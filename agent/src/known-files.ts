@@ -202,8 +202,9 @@ export class KnownFiles {
    * Writes the baseline to a temporary file, fsyncs it, renames it over the old one and fsyncs the
    * folder, in the thread pool: done on the event loop, the fsync (1-5 ms, more while a collector
    * on the same disk commits) held back every kernel event that arrived meanwhile, and the alert
-   * it would have raised. One save at a time: what changes meanwhile goes in the next. A failure is logged and
-   * the next change (or shutdown) tries again; it costs at most a repeated alert at the next start.
+   * it would have raised. One save at a time: what changes meanwhile goes in the next. A failure
+   * is logged and the next change (or shutdown) tries again; it costs at most a repeated alert at
+   * the next start.
    */
   private save(): Promise<void> {
     if (this.saving) return this.saving; // its end starts the next save if anything changed

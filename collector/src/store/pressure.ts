@@ -15,6 +15,9 @@ export const FLOOD_RATE = 2_000;
 const WINDOW_MS = 100;
 /** How long a sign of pressure holds the indexers back. */
 const HOLD_MS = 1_000;
+/** While it holds, an indexer takes batches of FLOOD_BATCH alerts for at most FLOOD_DUTY of the time. */
+export const FLOOD_BATCH = 100;
+export const FLOOD_DUTY = 0.05;
 
 export class IngestPressure {
   readonly buffer: SharedArrayBuffer;

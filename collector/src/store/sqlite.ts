@@ -43,7 +43,7 @@ import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime, scannedAlert, type ScannedFrame } from '../frame.js';
-import { IngestPressure } from './pressure.js';
+import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
 
 // Defined with the reading of alerts (frame.ts), which computes it for the fast path.
 export { originalTime };
@@ -668,10 +668,11 @@ parentPort.on('message', (m) => {
 // wake ten times a second; one that finds alerts brings it back to intervalMs.
 const IDLE_MS = 1000;
 let wait = workerData.intervalMs;
-// While ingest floods (store/pressure.ts), small batches at most FLOOD_DUTY of the time, as the
-// search indexer does (web/indexer-worker.ts): nice 19 gives up the CPU, not the disk.
-const FLOOD_BATCH = 100;
-const FLOOD_DUTY = 0.05;
+// While ingest floods, small batches at most floodDuty of the time, as the search indexer does
+// (web/indexer-worker.ts): nice 19 gives up the CPU, not the disk. The flag and the figures are
+// store/pressure.ts's (IngestPressure.active, FLOOD_BATCH, FLOOD_DUTY), read here as plain data:
+// eval'd CommonJS cannot import that module.
+const { floodBatch, floodDuty } = workerData;
 const pressure = new BigInt64Array(workerData.pressure);
 function tick() {
   if (stopping) return;
@@ -679,14 +680,14 @@ function tick() {
   const t0 = performance.now();
   let n = 0;
   try {
-    n = step(flooding ? FLOOD_BATCH : workerData.batch);
+    n = step(flooding ? floodBatch : workerData.batch);
   } catch (err) {
     parentPort.postMessage({ error: String((err && err.message) || err) });
     timer = setTimeout(tick, 5000);
     return;
   }
   wait = n > 0 ? workerData.intervalMs : Math.min(IDLE_MS, wait * 2);
-  if (flooding && n > 0) timer = setTimeout(tick, (performance.now() - t0) * (1 / FLOOD_DUTY - 1));
+  if (flooding && n > 0) timer = setTimeout(tick, (performance.now() - t0) * (1 / floodDuty - 1));
   else timer = setTimeout(tick, n === workerData.batch ? 0 : wait);
 }
 tick();
@@ -1068,7 +1069,7 @@ export class Store {
     this.checkpointer = checkpointer;
     this.hostIndexer = new Worker(HOST_INDEX_WORKER, {
       eval: true,
-      workerData: { sqlite, path: this.path, hostsPath: hostsDbPath(this.path), batch: HOST_INDEX_BATCH, intervalMs: 100, pressure: this.pressure.buffer },
+      workerData: { sqlite, path: this.path, hostsPath: hostsDbPath(this.path), batch: HOST_INDEX_BATCH, intervalMs: 100, pressure: this.pressure.buffer, floodBatch: FLOOD_BATCH, floodDuty: FLOOD_DUTY },
     });
     // Behind, a host filter only scans more new rows (hostKeysSql): worth a warning, not a failure.
     const hostIndexWarning = (message: string) => {

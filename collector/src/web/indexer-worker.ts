@@ -13,16 +13,13 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { IngestPressure } from '../store/pressure.js';
+import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from '../store/pressure.js';
 import { Indexer } from './indexer.js';
 
 const IDLE_MS = 100;
 const IDLE_MAX_MS = 1000;
 let wait = IDLE_MS;
 const BATCH = 500;
-/** While flooding: alerts per batch, and the share of the time batches may take. */
-const FLOOD_BATCH = 100;
-const FLOOD_DUTY = 0.05;
 
 const { main, side, pressure: shared } = workerData as { main: string; side: string; pressure: SharedArrayBuffer };
 const pressure = new IngestPressure(shared);

@@ -23,10 +23,9 @@ interface AlertLine {
 }
 
 /**
- * The environment the systemd unit gives the agent (`Environment=` lines, e.g. MALLOC_ARENA_MAX),
- * read from the unit itself so the bench measures the agent as installed.
+ * What the agent's systemd unit sets for its process (`Environment=` lines such as
+ * MALLOC_ARENA_MAX, and `Nice=`), read from the unit itself so the bench measures the agent as installed.
  */
-/** What the agent's unit sets for its process (Environment=, Nice=): the bench runs it the same. */
 function unitSettings(): { env: Record<string, string>; nice?: number } {
   const unit = readFileSync(join(findRepoRoot(), 'systemd/ldguard-agent.service'), 'utf8');
   const env: Record<string, string> = {};
