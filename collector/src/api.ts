@@ -167,7 +167,7 @@ export class Api {
     }
     if (path === '/metrics') {
       if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
-      const fleet = store.fleet();
+      const fleet = await store.fleet();
       const mem = process.memoryUsage();
       const text = this.ctx.metrics.render({
         ldguard_collector_connections: { help: 'Agent connections open now.', value: this.ctx.connections() },

@@ -217,7 +217,7 @@ export class Dashboard {
       },
       stillValid: (c) => Boolean(this.auth.session(c)),
       sameOrigin: (req) => this.sameOrigin(req, true),
-      fleet: () => this.queries.fleetSummary(),
+      fleet: () => o.store.fleet(),
     });
   }
 
@@ -392,7 +392,7 @@ export class Dashboard {
       only('GET');
       const connected = this.o.connectedAgents();
       const agents = this.o.store.listAgents().map((a) => fleetAgent(a, connected.has(a.agentId)));
-      return this.send(res, 200, { now: new Date().toISOString(), agents, summary: this.queries.fleetSummary() });
+      return this.send(res, 200, { now: new Date().toISOString(), agents, summary: await this.o.store.fleet() });
     }
     if (path === '/ui/api/overview') {
       only('GET');

@@ -42,8 +42,8 @@ export interface LiveFeedOptions {
   sessionCookie: (req: IncomingMessage) => string | undefined;
   stillValid: (cookie: string) => boolean;
   sameOrigin: (req: IncomingMessage) => boolean;
-  /** A small JSON-able summary of the fleet, pushed every FLEET_MS. */
-  fleet: () => unknown;
+  /** A small JSON-able summary of the fleet, pushed every FLEET_MS (read off the event loop). */
+  fleet: () => Promise<unknown>;
 }
 
 function refuse(socket: Socket, status: number, text: string): void {
@@ -91,12 +91,12 @@ export class LiveFeed {
       if (this.clients.size === 0) this.stop();
     });
     this.send(c, JSON.stringify({ type: 'hello', flushMs: FLUSH_MS }));
-    this.send(c, JSON.stringify({ type: 'fleet', fleet: this.o.fleet() }));
+    void this.o.fleet().then((fleet) => this.send(c, JSON.stringify({ type: 'fleet', fleet })), (err: unknown) => this.fleetFailed(err));
   }
 
   private start(): void {
     this.o.ingest.on('stored', this.onStored);
-    this.fleetTimer = setInterval(() => this.fleetTick(), FLEET_MS);
+    this.fleetTimer = setInterval(() => void this.fleetTick(), FLEET_MS);
     this.pingTimer = setInterval(() => {
       for (const c of this.clients) {
         if (!c.alive) {
@@ -151,13 +151,16 @@ export class LiveFeed {
     c.ws.send(frame);
   }
 
-  private fleetTick(): void {
+  private fleetFailed(err: unknown): void {
+    this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'dashboard fleet summary failed; will retry');
+  }
+
+  private async fleetTick(): Promise<void> {
     let fleet: unknown;
     try {
-      fleet = this.o.fleet();
+      fleet = await this.o.fleet();
     } catch (err) {
-      this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'dashboard fleet summary failed; will retry');
-      return;
+      return this.fleetFailed(err);
     }
     const frame = JSON.stringify({ type: 'fleet', fleet });
     for (const c of this.clients) {

@@ -17,9 +17,9 @@ import Database from 'better-sqlite3';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { ftsQuery } from './indexer.js';
 import { hostKeysSql, hostsDbPath } from '../store/sqlite.js';
-import type { FleetSummary, Overview } from '../../web/src/api-types.js';
+import type { Overview } from '../../web/src/api-types.js';
 
-export type { FleetSummary, Overview };
+export type { Overview };
 
 export const SCAN_BUDGET = 20_000;
 export const MAX_PAGE = 200;
@@ -90,11 +90,6 @@ export class DashboardQueries {
       cursor: this.db.prepare("SELECT coalesce((SELECT value FROM s.state WHERE key = 'cursor'), 0) AS c"),
       maxId: this.db.prepare('SELECT coalesce(max(id), 0) AS id FROM alerts'),
       rules: this.db.prepare('SELECT rule_id AS ruleId, name FROM s.rules ORDER BY name, rule_id'),
-      fleet: this.db.prepare(`SELECT count(*) AS total, coalesce(sum(online), 0) AS online, coalesce(sum(events_lost), 0) AS eventsLost,
-        coalesce(sum(spool_depth), 0) AS spoolDepth, coalesce(sum(spool_overflow), 0) AS spoolOverflow,
-        coalesce(sum(d), 0) AS degraded, coalesce(sum(online = 0 OR d), 0) AS attention
-        FROM (SELECT *, (coalesce(health ->> '$.source.degraded', facts ->> '$.source.degraded', 0)
-          OR coalesce(health ->> '$.attribution.degraded', facts ->> '$.attribution.degraded', 0)) AS d FROM agents)`),
       hosts: this.db.prepare(`SELECT host FROM (SELECT host, sum(n) AS n FROM s.by_hour WHERE hour >= ? AND host <> '' GROUP BY host
         UNION ALL SELECT hostname, 0 FROM agents WHERE hostname IS NOT NULL) GROUP BY host ORDER BY max(n) DESC, host LIMIT 1000`),
     };
@@ -301,11 +296,6 @@ export class DashboardQueries {
   }
 
   /** Counts for the fleet's header and the live feed's fleet message (one aggregate over the agents table). */
-  fleetSummary(): FleetSummary {
-    const f = this.stmts.fleet.get() as Omit<FleetSummary, 'offline'>;
-    return { ...f, offline: f.total - f.online };
-  }
-
   /** Values for the filter menus: hosts (busiest of the last 30 days, and every known agent) and rules. */
   facets(now = Date.now()): { hosts: string[]; rules: Array<{ ruleId: string; name: string | null }> } {
     const hosts = (this.stmts.hosts.all(Math.floor((now - 30 * 86_400_000) / 3_600_000)) as Array<{ host: string }>).map((h) => h.host);

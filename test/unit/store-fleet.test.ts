@@ -1,0 +1,49 @@
+// The fleet's numbers (/metrics, the dashboard) come from a scan of every agent row, which the
+// collector runs in its checkpointer thread so that it never holds the event loop; without worker
+// threads (`ldguard token`, tools) the same query runs in place. Both must count alike.
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../../collector/src/store/sqlite.js';
+import { tempDir } from '../helpers/temp.js';
+
+function seed(path: string): void {
+  const db = new Database(path);
+  const ins = db.prepare(`INSERT INTO agents (agent_id, hostname, health, facts, spool_depth, events_lost, spool_overflow, first_seen, last_seen, online)
+    VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`);
+  ins.run('a1', 'web-1', JSON.stringify({ source: { degraded: false } }), null, 3, 0, 0, 1);
+  // Degraded by its last health report: its attribution fell back.
+  ins.run('a2', 'web-2', JSON.stringify({ source: { degraded: false }, attribution: { degraded: true } }), null, 0, 7, 0, 1);
+  // Offline, and degraded by the facts of its hello (it never sent health).
+  ins.run('a3', 'web-3', null, JSON.stringify({ source: { degraded: true } }), 10, 0, 2, 0);
+  ins.run('a4', 'web-4', null, null, null, null, null, 1);
+  db.close();
+}
+
+const EXPECTED = { total: 4, online: 3, offline: 1, degraded: 2, attention: 2, spoolDepth: 13, eventsLost: 7, spoolOverflow: 2 };
+
+describe('Store.fleet', () => {
+  it('counts the fleet in the checkpointer thread', async () => {
+    const path = join(tempDir('ldg-fleet-'), 'c.db');
+    await Store.open(path).close();
+    seed(path);
+    const store = Store.open(path, { workers: true });
+    try {
+      expect(await store.fleet()).toEqual(EXPECTED);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('counts the same without worker threads', async () => {
+    const path = join(tempDir('ldg-fleet-'), 'c.db');
+    await Store.open(path).close();
+    seed(path);
+    const store = Store.open(path);
+    try {
+      expect(await store.fleet()).toEqual(EXPECTED);
+    } finally {
+      await store.close();
+    }
+  });
+});
