@@ -3,7 +3,11 @@
 // limit, and the collector's memory and CPU read from /proc at each step the client reports.
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onInterrupt } from './cleanup.js';
 import { startCollector } from './collector.js';
 import type { LoadConfig } from './load-client.js';
 import { cpuSeconds, peakRssMb, rssMb } from './stats.js';
@@ -61,6 +65,8 @@ export interface LoadResult {
      */
     collectorAckWithin?: Array<{ ms: number; share: number }>;
   } | null;
+  /** The same rated phase against a bare `ws` server that stores nothing (wsFloor). */
+  floor: { ackMs: Quantiles; ackMsBySecond: Quantiles[]; ackedPerSec: number } | null;
   heavy: { agents: number; ms: number; alertsAcked: number; ackMs: Quantiles } | null;
   alertsPerSec: number | null;
   flood: { alerts: number; perFrame: number; ackedAlerts: number; ms: number; lastAckMs: number | null; stillOpen: boolean; closeCode: number | null } | null;
@@ -97,6 +103,91 @@ async function ackHistogram(port: number): Promise<Map<string, number>> {
   return out;
 }
 
+/** Runs the load client (load-client.ts) to its end; `onEvent` sees each progress line as it comes. */
+async function runClient(cfg: LoadConfig, onEvent: (m: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
+  const client = fileURLToPath(new URL('./load-client.js', import.meta.url));
+  // LDG_BENCH_CLIENT_NODE_ARGS profiles the load client as LDG_BENCH_COLLECTOR_NODE_ARGS does the collector.
+  const clientArgs = (process.env.LDG_BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$@"', 'sh', process.execPath, ...clientArgs, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const unregister = onInterrupt(() => p.kill('SIGTERM'));
+  let result: Record<string, unknown> = {};
+  let stderr = '';
+  p.stderr!.on('data', (d) => (stderr += String(d)));
+  let buf = '';
+  p.stdout!.on('data', (d) => {
+    buf += String(d);
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let m: Record<string, unknown>;
+      try {
+        m = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      onEvent(m);
+      if (m.event === 'result' || m.event === 'error') result = m;
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => p.once('exit', resolve));
+  unregister();
+  if (code !== 0 && !result.event) throw new Error(`load client exited ${code}: ${stderr.slice(-500)}`);
+  return result;
+}
+
+/**
+ * The floor under the rated phase's figures: the same client (the held connections, then the rated
+ * phase alone) against a bare `ws` server that acks each batch once parsed and does nothing else
+ * (ws-floor.ts). What it measures is what the connections and the load client cost on these cores
+ * by themselves; the collector's figure is that plus all the collector does.
+ */
+async function wsFloor(o: LoadOptions, ratedAgents: number, tokensFile: string): Promise<LoadResult['floor']> {
+  const server = fileURLToPath(new URL('./ws-floor.js', import.meta.url));
+  const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$@"', 'sh', process.execPath, server], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const unregister = onInterrupt(() => p.kill('SIGTERM'));
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      p.stdout!.once('data', (d) => resolve(Number(String(d).trim())));
+      p.once('exit', (code) => reject(new Error(`the ws floor server exited (${code}) before listening`)));
+    });
+    const result = await runClient({
+      ...clientConfig(o, `ws://127.0.0.1:${port}`, tokensFile, ratedAgents),
+      extra: 0, lightAgents: 0, lightMs: 0, burstAgents: 0, burstMs: 0, floodAlerts: 0,
+    }, () => undefined);
+    const rated = result.rated as LoadResult['rated'];
+    return rated ? { ackMs: rated.ackMs, ackMsBySecond: rated.ackMsBySecond, ackedPerSec: rated.ackedPerSec } : null;
+  } finally {
+    p.kill('SIGTERM');
+    unregister();
+  }
+}
+
+function clientConfig(o: LoadOptions, url: string, tokensFile: string, ratedAgents: number): LoadConfig {
+  return {
+    url,
+    tokensFile,
+    connections: o.connections,
+    extra: o.extra,
+    rampConcurrency: 200,
+    heartbeatMs: o.heartbeatMs,
+    holdMs: o.holdMs,
+    lightAgents: o.lightAgents,
+    lightMs: o.lightMs,
+    ratedAgents,
+    ratedPerSec: RATED.perSec,
+    ratedBatch: RATED.batch,
+    ratedMs: Math.min(RATED.maxMs, o.burstMs * 2),
+    burstAgents: o.burstAgents,
+    burstMs: o.burstMs,
+    batchSize: 50,
+    inflight: 2,
+    floodAlerts: o.floodAlerts,
+    deadlineMs: o.deadlineMs,
+    localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`),
+  };
+}
+
 export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
   const ratedAgents = Math.min(RATED.maxAgents, Math.floor(o.connections / 2));
   // The rated phase's agents connect beside the held ones (load-client.ts, ratedPhase).
@@ -105,64 +196,20 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
     await new Promise((r) => setTimeout(r, 500));
     const rssIdle = rssMb(c.pid) ?? null;
     const cpu0 = cpuSeconds(c.pid);
-    const cfg: LoadConfig = {
-      url: c.url,
-      tokensFile: c.agentTokensFile,
-      connections: o.connections,
-      extra: o.extra,
-      rampConcurrency: 200,
-      heartbeatMs: o.heartbeatMs,
-      holdMs: o.holdMs,
-      lightAgents: o.lightAgents,
-      lightMs: o.lightMs,
-      ratedAgents,
-      ratedPerSec: RATED.perSec,
-      ratedBatch: RATED.batch,
-      ratedMs: Math.min(RATED.maxMs, o.burstMs * 2),
-      burstAgents: o.burstAgents,
-      burstMs: o.burstMs,
-      batchSize: 50,
-      inflight: 2,
-      floodAlerts: o.floodAlerts,
-      deadlineMs: o.deadlineMs,
-      localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`),
-    };
-    const client = fileURLToPath(new URL('./load-client.js', import.meta.url));
-    // LDG_BENCH_CLIENT_NODE_ARGS profiles the load client as LDG_BENCH_COLLECTOR_NODE_ARGS does the collector.
-    const clientArgs = (process.env.LDG_BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const p = spawn('/bin/sh', ['-c', 'ulimit -n 20000 && exec "$@"', 'sh', process.execPath, ...clientArgs, client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cfg = clientConfig(o, c.url, c.agentTokensFile, ratedAgents);
     let ackBefore: Promise<Map<string, number>> | undefined;
     let ackAfter: Promise<Map<string, number>> | undefined;
     let rssHeld: number | null = null;
     const rssAfter: Record<string, number | null> = {};
-    let result: Record<string, unknown> = {};
-    let stderr = '';
-    p.stderr!.on('data', (d) => (stderr += String(d)));
-    let buf = '';
-    p.stdout!.on('data', (d) => {
-      buf += String(d);
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let m: Record<string, unknown>;
-        try {
-          m = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
-        // Memory once every agent has connected and sent a few heartbeats, before any alert.
-        if (m.event === 'holding') rssHeld = rssMb(c.pid) ?? null;
-        // Memory at the end of each alert phase: the peak (VmHWM) alone does not say which one.
-        if (m.event === 'rated' || m.event === 'heavy') rssAfter[m.event] = rssMb(c.pid) ?? null;
-        // The collector's ack histogram before and after the rated phase's measured part.
-        if (m.event === 'rated-start') ackBefore = ackHistogram(c.port);
-        if (m.event === 'rated') ackAfter = ackHistogram(c.port);
-        if (m.event === 'result' || m.event === 'error') result = m;
-      }
+    const result = await runClient(cfg, (m) => {
+      // Memory once every agent has connected and sent a few heartbeats, before any alert.
+      if (m.event === 'holding') rssHeld = rssMb(c.pid) ?? null;
+      // Memory at the end of each alert phase: the peak (VmHWM) alone does not say which one.
+      if (m.event === 'rated' || m.event === 'heavy') rssAfter[m.event] = rssMb(c.pid) ?? null;
+      // The collector's ack histogram before and after the rated phase's measured part.
+      if (m.event === 'rated-start') ackBefore = ackHistogram(c.port);
+      if (m.event === 'rated') ackAfter = ackHistogram(c.port);
     });
-    const code = await new Promise<number | null>((resolve) => p.once('exit', resolve));
-    if (code !== 0 && !result.event) throw new Error(`load client exited ${code}: ${stderr.slice(-500)}`);
     const cpu1 = cpuSeconds(c.pid);
     const peak = peakRssMb(c.pid) ?? null;
     const health = await get(c.port, '/healthz');
@@ -184,6 +231,7 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       collectorCpuS: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : null,
       light: (result.light as LoadResult['light']) ?? null,
       rated: (result.rated as LoadResult['rated']) ?? null,
+      floor: null,
       heavy,
       alertsPerSec: heavy && heavy.ms > 0 ? (heavy.alertsAcked * 1000) / heavy.ms : null,
       flood: (result.flood as LoadResult['flood']) ?? null,
@@ -223,6 +271,16 @@ export async function collectorLoad(o: LoadOptions): Promise<LoadResult> {
       `${fmtN((1000 * num('ldguard_collector_commit_seconds_sum')) / commits)} ms each (longest ${fmtN(1000 * num('ldguard_collector_commit_seconds_max'))} ms), ` +
       `${fmtN(num('ldguard_collector_commit_seconds_sum'))} s committing in all; readers paused for ingest ${num('ldguard_collector_ingest_paused_total')}×\n`);
     out.collectorExit = await c.stop();
+    // After the collector has stopped, so that the floor has the cores to itself.
+    const dir = mkdtempSync(join(tmpdir(), 'ldg-floor-'));
+    try {
+      writeFileSync(join(dir, 'tokens'), 'floor\n');
+      out.floor = await wsFloor(o, ratedAgents, join(dir, 'tokens'));
+      const f = out.floor;
+      if (f) process.stderr.write(`[collector load] floor (bare ws server, same client): ack ms p50/p99/max ${f.ackMs.p50?.toFixed(1)} / ${f.ackMs.p99?.toFixed(1)} / ${f.ackMs.max?.toFixed(1)}; p99 by second: ${f.ackMsBySecond.map((x) => x.p99?.toFixed(0) ?? '-').join(' ')}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     return out;
   } finally {
     if (!c.exited()) await c.stop();

@@ -177,6 +177,7 @@ export function markdown(r: Report): string {
         ['collector RSS per connection', `${fmt(L.rssPerConnKb, 1)} kB (${fmt(L.rssIdleMb, 0)} MB idle → ${fmt(L.rssHeldMb, 0)} MB holding; peak ${fmt(L.peakRssMb, 0)} MB during the alert phases)`],
         ['ack ms p50/p99/max, light load', L.light ? `${q(L.light.ackMs)} (${L.light.agents} agents × a batch of 5 alerts a second = ${L.light.offeredPerSec} alerts/s offered)` : '–'],
         ['rated: ack ms p50/p99/max at 20,000 alerts/s offered', L.rated ? rated(L.rated) : '–'],
+        ['the floor: the same rated phase against a bare `ws` server that acks on parse and stores nothing', L.floor ? `${q(L.floor.ackMs)} (${L.floor.ackedPerSec.toLocaleString('en')} acked/s; p99 by second: ${L.floor.ackMsBySecond.map((b) => fmt(b.p99, 0)).join(' ')}; the same held connections and client, run after the collector stopped)` : '–'],
         ['alerts stored/s with acks, saturated', L.heavy ? `${fmt(L.alertsPerSec, 0)} (${L.heavy.alertsAcked.toLocaleString('en')} alerts acked in ${fmt(L.heavy.ms / 1000, 1)} s; ${L.heavy.agents} agents each keeping 2 batches of 50 unacked)` : '–'],
         ['ack ms p50/p99/max, saturated', L.heavy ? `${q(L.heavy.ackMs)} (queueing: ${L.heavy.agents * 100} alerts always in flight)` : '–'],
         ['past max_connections', `${L.extra.tried} more agents: ${L.extra.held} held, ${refusedExtra}`],
