@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onInterrupt } from './cleanup.js';
-import { startCollector } from './collector.js';
+import { onJsonLines, startCollector } from './collector.js';
 import type { LoadConfig } from './load-client.js';
 import { cpuSeconds, peakRssMb, rssMb } from './stats.js';
 
@@ -113,22 +113,9 @@ async function runClient(cfg: LoadConfig, onEvent: (m: Record<string, unknown>) 
   let result: Record<string, unknown> = {};
   let stderr = '';
   p.stderr!.on('data', (d) => (stderr += String(d)));
-  let buf = '';
-  p.stdout!.on('data', (d) => {
-    buf += String(d);
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let m: Record<string, unknown>;
-      try {
-        m = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      onEvent(m);
-      if (m.event === 'result' || m.event === 'error') result = m;
-    }
+  onJsonLines(p.stdout!, (m) => {
+    onEvent(m);
+    if (m.event === 'result' || m.event === 'error') result = m;
   });
   const code = await new Promise<number | null>((resolve) => p.once('exit', resolve));
   unregister();

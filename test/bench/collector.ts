@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { CLI } from '../helpers/agent.js';
 import { onInterrupt } from './cleanup.js';
@@ -50,6 +51,25 @@ function addAgentTokens(db: string, n: number, file: string): void {
   writeFileSync(file, `${tokens.join('\n')}\n`, { mode: 0o600 });
 }
 
+/** Calls `onLine` with each line of `stream` that is a JSON object (logs, the load client's events); others are skipped. */
+export function onJsonLines(stream: Readable, onLine: (j: Record<string, unknown>) => void): void {
+  let buf = '';
+  stream.on('data', (d) => {
+    buf += String(d);
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let j: unknown;
+      try {
+        j = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (j && typeof j === 'object') onLine(j as Record<string, unknown>);
+    }
+  });
+}
+
 export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number; agentTokens?: number } = {}): Promise<CollectorHandle> {
   const work = mkdtempSync(join(tmpdir(), 'ldg-bench-collector-'));
   const db = join(work, 'collector.db');
@@ -75,26 +95,14 @@ export async function startCollector(opts: { config?: Record<string, number | st
   const lines: Array<Record<string, unknown>> = [];
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += String(d)));
-  let buf = '';
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`collector not ready in 15 s: ${stderr}`)), 15_000);
-    proc.stdout!.on('data', (d) => {
-      buf += String(d);
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const j = JSON.parse(line) as Record<string, unknown>;
-          // Keep warnings and errors, not the line per agent connection of the load test.
-          if (j.msg === 'ready' || (typeof j.level === 'number' && j.level >= 40)) lines.push(j);
-          if (j.msg === 'ready') {
-            clearTimeout(timer);
-            resolve(Number(j.port));
-          }
-        } catch {
-          // not JSON: ignore
-        }
+    onJsonLines(proc.stdout!, (j) => {
+      // Keep warnings and errors, not the line per agent connection of the load test.
+      if (j.msg === 'ready' || (typeof j.level === 'number' && j.level >= 40)) lines.push(j);
+      if (j.msg === 'ready') {
+        clearTimeout(timer);
+        resolve(Number(j.port));
       }
     });
     proc.once('exit', (code) => {
