@@ -225,7 +225,7 @@ const FLEET_SQL = `SELECT count(*) AS total, coalesce(sum(online), 0) AS online,
   FROM (SELECT *, (coalesce(health ->> '$.source.degraded', facts ->> '$.source.degraded', 0)
     OR coalesce(health ->> '$.attribution.degraded', facts ->> '$.attribution.degraded', 0)) AS d FROM agents)`;
 
-/** The scans of every agent row that the checkpointer thread answers (Store.read), by name. */
+/** The scans of every agent row that the checkpointer thread answers (Store.scan), by name. */
 const AGENT_SCANS = { overdue: OVERDUE_SQL, fleet: FLEET_SQL };
 
 export function hashToken(token: string): string {
