@@ -95,7 +95,7 @@ export async function startCollector(opts: { config?: Record<string, number | st
   const lines: Array<Record<string, unknown>> = [];
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += String(d)));
-  const port = await new Promise<number>((resolve, reject) => {
+  const ready = new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`collector not ready in 15 s: ${stderr}`)), 15_000);
     onJsonLines(proc.stdout!, (j) => {
       // Keep warnings and errors, not the line per agent connection of the load test.
@@ -109,6 +109,12 @@ export async function startCollector(opts: { config?: Record<string, number | st
       clearTimeout(timer);
       reject(new Error(`collector exited (${code}) before ready: ${stderr}`));
     });
+  });
+  // A collector that never became ready leaves neither a process nor its folder behind.
+  const port = await ready.catch((err: unknown) => {
+    proc.kill('SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+    throw err;
   });
   return {
     proc,
