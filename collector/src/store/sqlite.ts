@@ -821,7 +821,15 @@ export class Store {
       db.prepare('ATTACH DATABASE ? AS hx').run(hostsDbPath(path));
       const store = new Store(path, db);
       store.upgraded = upgraded;
-      if (opts.workers) store.startWorkers();
+      if (opts.workers) {
+        try {
+          store.startWorkers();
+        } catch (err) {
+          // Threads already started would keep the process alive after the error is reported.
+          void store.close();
+          throw err;
+        }
+      }
       return store;
     } catch (err) {
       if (err instanceof LdgError) throw err;
