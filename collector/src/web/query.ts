@@ -295,7 +295,6 @@ export class DashboardQueries {
     };
   }
 
-  /** Counts for the fleet's header and the live feed's fleet message (one aggregate over the agents table). */
   /** Values for the filter menus: hosts (busiest of the last 30 days, and every known agent) and rules. */
   facets(now = Date.now()): { hosts: string[]; rules: Array<{ ruleId: string; name: string | null }> } {
     const hosts = (this.stmts.hosts.all(Math.floor((now - 30 * 86_400_000) / 3_600_000)) as Array<{ host: string }>).map((h) => h.host);
