@@ -19,8 +19,11 @@
 //
 // Every inbound message is validated here by hand-written checks that collect every problem (with
 // its JSON path), so the peer's log says exactly what was wrong. Frames are bounded by
-// MAX_FRAME_BYTES; a single alert by MAX_ALERT_BYTES.
+// MAX_FRAME_BYTES; a single alert by MAX_ALERT_BYTES; the shape of either by MESSAGE_BOUNDS, checked
+// on the bytes before anything parses them (collector/src/frame.ts). The checks read fixed paths
+// only and never serialise what they were given, so no value can make them throw.
 import type { Alert, Severity, WorkflowStatus } from './ecs.js';
+import type { JsonBounds } from './json-bounds.js';
 
 /** Bumped on any incompatible change; both sides refuse a version they do not speak. */
 export const PROTOCOL_VERSION = 1;
@@ -40,6 +43,24 @@ export const MAX_BATCH_ALERTS = 1000;
 /** How often agents send a heartbeat unless told otherwise. */
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 
+/**
+ * The longest heartbeat period an agent may announce. The collector marks an agent offline after a
+ * few missed periods: a period of 2^53 ms would keep a silent agent "online" for ever.
+ */
+export const MAX_HEARTBEAT_MS = 10 * 60_000;
+
+/**
+ * The shape every agent message must keep, checked on its bytes before anything parses, walks or
+ * serialises it (shared/json-bounds.ts): JSON.parse takes nesting 200,000 deep, JSON.stringify
+ * throws at ~5,000 and SQLite's JSON functions refuse past 1,000. An ldguard alert nests 5 deep and
+ * the agent shortens its long lists (serialiseAlert), so honest messages stay far inside. Numbers
+ * must also lie within ±(2^53−1), where every integer is exact.
+ */
+export const MESSAGE_BOUNDS: Readonly<JsonBounds> = Object.freeze({ maxDepth: 64, maxKeys: 1000, maxItems: 10_000 });
+
+/** An alert sits two levels inside its frame ({"alerts":[ALERT]}): its own bounds, as a document on its own. */
+export const ALERT_BOUNDS: Readonly<JsonBounds> = Object.freeze({ ...MESSAGE_BOUNDS, maxDepth: MESSAGE_BOUNDS.maxDepth - 2 });
+
 /** Close codes the collector uses, beside the standard 1007 (bad data), 1008 (policy), 1009 (too big). */
 export const CLOSE = {
   normal: 1000,
@@ -54,6 +75,12 @@ export const CLOSE = {
   revoked: 4001,
   /** The token is bound to another agent id (one token per host). */
   agentMismatch: 4002,
+  /** The agent id is bound to another token: a token cannot speak as another host. */
+  agentClaimed: 4003,
+  /** The connection used more than its share of the collector (connections, partial frames). */
+  overShare: 4004,
+  /** The collector failed handling this connection's message; it carries on with the others. */
+  internal: 1011,
 } as const;
 
 /** The writer-attribution and event-source health an agent reports (see FileEvent.ldguard). */
@@ -201,6 +228,13 @@ function describe(v: unknown): string {
   return typeof v === 'string' ? `a string` : `${typeof v}`;
 }
 
+/** A value as an error message shows it: scalars as JSON (bounded), containers by kind, never walked. */
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return describe(v);
+}
+
 function obj(p: Problems, v: unknown, path: string): Record<string, unknown> | undefined {
   if (isObject(v)) return v;
   p.add(path, `expected an object, got ${describe(v)}`);
@@ -224,10 +258,11 @@ function str(p: Problems, v: unknown, path: string, opts: { max?: number; option
   return true;
 }
 
-function int(p: Problems, v: unknown, path: string, opts: { min?: number; optional?: boolean } = {}): boolean {
+function int(p: Problems, v: unknown, path: string, opts: { min?: number; max?: number; optional?: boolean } = {}): boolean {
   if (v === undefined && opts.optional) return true;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (opts.min ?? 0)) {
-    p.add(path, `expected a whole number ≥ ${opts.min ?? 0}, got ${JSON.stringify(v) ?? describe(v)}`);
+  const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (opts.min ?? 0) || v > max) {
+    p.add(path, `expected a whole number ≥ ${opts.min ?? 0}${opts.max === undefined ? '' : ` and ≤ ${max}`}, got ${show(v)}`);
     return false;
   }
   return true;
@@ -255,13 +290,13 @@ function strings(p: Problems, v: unknown, path: string, maxItems: number, maxLen
 
 function oneOf<T extends string>(p: Problems, v: unknown, path: string, allowed: readonly T[]): v is T {
   if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return true;
-  p.add(path, `expected one of ${allowed.join(', ')}, got ${JSON.stringify(v) ?? describe(v)}`);
+  p.add(path, `expected one of ${allowed.join(', ')}, got ${show(v)}`);
   return false;
 }
 
 function version(p: Problems, m: Record<string, unknown>): void {
   if (m.v !== PROTOCOL_VERSION) {
-    p.add('v', `protocol version ${JSON.stringify(m.v)} is not spoken here (this side speaks ${PROTOCOL_VERSION}); run the same ldguard version on agent and collector`);
+    p.add('v', `protocol version ${show(m.v)} is not spoken here (this side speaks ${PROTOCOL_VERSION}); run the same ldguard version on agent and collector`);
   }
 }
 
@@ -302,7 +337,7 @@ export function validateAlert(v: unknown, path = 'alert', problems?: Problems): 
     p.add(`${path}.@timestamp`, 'not an ISO 8601 date');
   }
   const ev = obj(p, a.event, `${path}.event`);
-  if (ev && ev.kind !== 'signal') p.add(`${path}.event.kind`, `expected "signal", got ${JSON.stringify(ev.kind) ?? describe(ev.kind)}`);
+  if (ev && ev.kind !== 'signal') p.add(`${path}.event.kind`, `expected "signal", got ${show(ev.kind)}`);
   const rule = obj(p, a.rule, `${path}.rule`);
   if (rule) str(p, rule.name, `${path}.rule.name`, { min: 1, max: 1024 });
   const file = obj(p, a.file, `${path}.file`);
@@ -370,11 +405,15 @@ function parseJson(data: string | Buffer): { ok: true; value: unknown } | { ok: 
   }
 }
 
-/** Validates a message an agent sent (the collector's side). */
-export function parseAgentMessage(data: string | Buffer): AgentParseResult {
+/**
+ * Validates a message an agent sent (the collector's side). The caller has checked its bounds
+ * (MESSAGE_BOUNDS): the validation reads fixed paths only, but the collector then serialises and
+ * stores what passed. `known`: alerts already found invalid, by index (they are not read again).
+ */
+export function parseAgentMessage(data: string | Buffer, known?: ReadonlyMap<number, string[]>): AgentParseResult {
   const json = parseJson(data);
   if (!json.ok) return json;
-  return validateAgentMessage(json.value);
+  return validateAgentMessage(json.value, known);
 }
 
 /**
@@ -383,7 +422,7 @@ export function parseAgentMessage(data: string | Buffer): AgentParseResult {
  * with its own problems) for the collector to quarantine. A wrong envelope refuses the message,
  * listing every problem found, the alerts' included.
  */
-export function validateAgentMessage(value: unknown): AgentParseResult {
+export function validateAgentMessage(value: unknown, known?: ReadonlyMap<number, string[]>): AgentParseResult {
   const p = new Problems();
   const invalid: InvalidAlert[] = [];
   const m = obj(p, value, '');
@@ -393,7 +432,7 @@ export function validateAgentMessage(value: unknown): AgentParseResult {
       case 'hello':
         noExtraKeys(p, m, '', ['type', 'v', 'agent', 'heartbeatMs']);
         validateAgentFacts(p, m.agent, 'agent');
-        int(p, m.heartbeatMs, 'heartbeatMs', { min: 100 });
+        int(p, m.heartbeatMs, 'heartbeatMs', { min: 100, max: MAX_HEARTBEAT_MS });
         break;
       case 'alerts':
         noExtraKeys(p, m, '', ['type', 'v', 'seq', 'alerts']);
@@ -402,8 +441,10 @@ export function validateAgentMessage(value: unknown): AgentParseResult {
         else if (m.alerts.length === 0) p.add('alerts', 'must not be empty');
         else if (m.alerts.length > MAX_BATCH_ALERTS) p.add('alerts', `more than ${MAX_BATCH_ALERTS} alerts in one batch`);
         else {
+          // The last sequence number is acked: it must stay an exact integer too.
+          if (typeof m.seq === 'number' && m.seq > Number.MAX_SAFE_INTEGER - (m.alerts.length - 1)) p.add('seq', `the batch's last sequence passes 2^53−1`);
           m.alerts.forEach((a, i) => {
-            const errors = validateAlert(a, `alerts[${i}]`);
+            const errors = known?.get(i) ?? validateAlert(a, `alerts[${i}]`);
             if (errors.length > 0) invalid.push({ index: i, errors });
           });
         }
@@ -413,7 +454,7 @@ export function validateAgentMessage(value: unknown): AgentParseResult {
         validateHealth(p, m.health, 'health');
         break;
       default:
-        p.add('type', `expected "hello", "alerts" or "heartbeat", got ${JSON.stringify(m.type) ?? describe(m.type)}`);
+        p.add('type', `expected "hello", "alerts" or "heartbeat", got ${show(m.type)}`);
     }
   }
   if (p.list.length === 0) return { ok: true, value: value as AgentMessage, invalid };
@@ -455,7 +496,7 @@ export function parseCollectorMessage(data: string | Buffer): ParseResult<Collec
         str(p, m.message, 'message', { max: 4096 });
         break;
       default:
-        p.add('type', `expected "ack" or "error", got ${JSON.stringify(m.type) ?? describe(m.type)}`);
+        p.add('type', `expected "ack" or "error", got ${show(m.type)}`);
     }
   }
   return p.list.length === 0 ? { ok: true, value: json.value as CollectorMessage } : { ok: false, kind: 'schema', errors: p.list };

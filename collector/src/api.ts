@@ -4,8 +4,10 @@
 //   GET   /metrics               no auth: Prometheus text format
 //   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=
 //                                → {"alerts":[ECS documents], "next": cursor for ?before= | null}
-//   GET   /api/alerts/:uuid      → {"alert": document}
-//   PATCH /api/alerts/:uuid      {"status":"acknowledged"} → {"alert": document}, recording who and when
+//   GET   /api/alerts/:id        → {"alert": document, "key": "ots~uuid", "matches": [keys]}; :id is a key
+//                                  (one alert) or a uuid (every alert carrying it, newest first)
+//   PATCH /api/alerts/:id        {"status":"acknowledged"} → {"alert": document, "key"}, recording who and
+//                                  when; a uuid that several alerts share gets 409 with their keys
 //   GET   /api/agents            → {"agents":[...]}
 //   GET   /api/quarantine        invalid alerts the agents sent, newest first: ?limit=&agent=&before=
 //                                → {"quarantine":[{id, agentId, tokenName, seq, uuid, reason, text, size, truncated, received}], "next": id | null}
@@ -223,10 +225,12 @@ export class Api {
       } catch {
         throw new HttpError(400, 'LDG_ERR_API_QUERY', 'the alert id in the path is not valid URL encoding');
       }
+      // An id is a key (ots~uuid: one alert) or a uuid (every alert that carries it: events may share one).
+      const found = store.findAlerts(uuid);
+      if (found.length === 0) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
+      const keys = JSON.stringify(found.map((f) => f.key));
       if (method === 'GET') {
-        const doc = store.getAlert(uuid);
-        if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
-        sendJson(res, 200, `{"alert":${doc}}`);
+        sendJson(res, 200, `{"alert":${found[0]!.doc},"key":${JSON.stringify(found[0]!.key)},"matches":${keys}}`);
         return;
       }
       if (method === 'PATCH') {
@@ -241,10 +245,13 @@ export class Api {
         if (!b || typeof b !== 'object' || Array.isArray(b) || Object.keys(b).some((k) => k !== 'status') || !STATUSES.includes(b.status as WorkflowStatus)) {
           throw new HttpError(400, 'LDG_ERR_API_BODY', `send {"status": one of ${STATUSES.join(', ')}}`);
         }
-        const doc = store.setStatus(uuid, b.status as WorkflowStatus, who.name);
+        if (found.length > 1) {
+          throw new HttpError(409, 'LDG_ERR_API_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; address one by its key (PATCH /api/alerts/KEY), one of ${keys}`);
+        }
+        const doc = store.setStatus(found[0]!.id, b.status as WorkflowStatus, who.name);
         if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
-        this.ctx.log.info({ uuid, status: b.status, by: who.name }, 'alert workflow status changed');
-        sendJson(res, 200, `{"alert":${doc}}`);
+        this.ctx.log.info({ alert: found[0]!.key, status: b.status, by: who.name }, 'alert workflow status changed');
+        sendJson(res, 200, `{"alert":${doc},"key":${JSON.stringify(found[0]!.key)}}`);
         return;
       }
       throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET or PATCH`);

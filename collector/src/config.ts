@@ -25,7 +25,22 @@ export interface CollectorConfig {
   maxCommitAlerts: number;
   ingestHighWater: number;
   ingestHighWaterBytes: number;
+  maxConnectionsPerToken: number;
+  maxPreHelloPerAddress: number;
+  maxPartialBytesPerConnection: number;
+  maxPartialBytes: number;
+  tlsCiphers: string;
 }
+
+/**
+ * Forward-secret suites only: TLS 1.3's, then ECDHE with AES-GCM or ChaCha20 for TLS 1.2. Node's
+ * default list ends in HIGH, which offers static-RSA suites such as AES128-SHA (no forward secrecy).
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+].join(':');
 
 export const DEFAULTS: CollectorConfig = {
   listen: '127.0.0.1:8750', // HOST:PORT for agents (/agent), the API (/api) and /healthz, /metrics
@@ -40,12 +55,17 @@ export const DEFAULTS: CollectorConfig = {
   rateMessagesPerSec: 500, // per connection: messages per second (heartbeats, batches)
   rateMessagesBurst: 2_000, // per connection: messages at once before the rate applies
   pingIntervalMs: 30_000, // ping every agent this often; one that missed the last pong is dropped
-  helloTimeoutMs: 10_000, // a connection that says nothing this long after the upgrade is closed
+  helloTimeoutMs: 5_000, // a connection that has not said hello this long after the upgrade is closed
   offlineAfterMissedHeartbeats: 3, // an agent is offline after this many heartbeat periods unheard
   sweepIntervalMs: 5_000, // how often offline agents and revoked tokens are looked for
   maxCommitAlerts: 5_000, // alerts in one transaction at most (group commit); ~15 MB to the writer thread
   ingestHighWater: 20_000, // alerts waiting for a commit past which alert senders are not read until commits catch up
   ingestHighWaterBytes: 16 * 1024 * 1024, // ... or bytes of their documents (each costs several times that in memory until collected)
+  maxConnectionsPerToken: 2, // connections one agent token may hold: the live one, and the one replacing it
+  maxPreHelloPerAddress: 256, // connections from one address that have not said hello yet
+  maxPartialBytesPerConnection: 4 * 1024 * 1024, // bytes of an unfinished message one connection may make the collector hold
+  maxPartialBytes: 64 * 1024 * 1024, // ... and all connections together; past it the largest holder is closed
+  tlsCiphers: TLS_CIPHERS, // OpenSSL cipher list for TLS 1.2 and 1.3 (forward-secret only)
 };
 
 type Kind = 'string' | 'path' | 'nullable-path' | 'bool' | 'int';
@@ -68,6 +88,11 @@ const KEYS: Record<string, { key: keyof CollectorConfig; type: Kind; min?: numbe
   max_commit_alerts: { key: 'maxCommitAlerts', type: 'int', min: 1 },
   ingest_high_water: { key: 'ingestHighWater', type: 'int', min: 1 },
   ingest_high_water_bytes: { key: 'ingestHighWaterBytes', type: 'int', min: 65_536 },
+  max_connections_per_token: { key: 'maxConnectionsPerToken', type: 'int', min: 1 },
+  max_pre_hello_per_address: { key: 'maxPreHelloPerAddress', type: 'int', min: 1 },
+  max_partial_bytes_per_connection: { key: 'maxPartialBytesPerConnection', type: 'int', min: 65_536 },
+  max_partial_bytes: { key: 'maxPartialBytes', type: 'int', min: 65_536 },
+  tls_ciphers: { key: 'tlsCiphers', type: 'string' },
 };
 
 /** "HOST:PORT" or "[V6]:PORT" → parts; port 0 asks the system for a free one. */

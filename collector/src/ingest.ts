@@ -15,14 +15,21 @@
 // Back-pressure and memory: past `highWater` alerts or `highWaterBytes` bytes of documents waiting
 // (committing ones included), the server stops reading alert batches until commits bring the queue
 // one commit's worth under both (RESUME_AT, 'drain'). The bytes bound is the one that holds memory
-// down: what waits here is the frames the documents are in (a batch read by the fast path is its
-// frame and offsets into it, frame.ts; one from the general path also holds its parsed alerts until
-// the garbage collector runs), so a queue of 50,000 alerts once meant most of a gigabyte. A commit
+// down: what waits here is the frames the documents are in (and the parsed alerts, until the garbage
+// collector runs), so a queue of 50,000 alerts once meant most of a gigabyte. A commit
 // takes at most an eighth of highWaterBytes (COMMIT_SHARE_OF_HIGH_WATER), so that reading and
 // committing overlap even at the mark.
 //
 // Invalid alerts of a valid batch are not stored with the alerts but in the quarantine, in the same
 // transaction, and the ack that follows names them (`rejected`): the agent drops them and goes on.
+// Ingest adds what only it can judge, knowing the sender: an alert whose agent.id is not the
+// sending agent's is quarantined; a document that carries ldguard.received_from itself has it
+// dropped (the sender is stamped from the connection, in the rows' agent_id and token_name); an
+// alert dated past its receipt (FUTURE_SKEW_MS) is flagged and listed by its receive time, so it
+// cannot sit on top of the list for ever; its document and key are kept as sent.
+//
+// A token revoked before the commit: the writer refuses its alerts inside the transaction
+// (Store.commit), and its batches are neither acked nor stored; the connection is closed.
 //
 // Agent rows are written only when they say something new. 15,000 agents heartbeating every 10 s
 // are 1,500 updates a second, each dirtying a random 16 KB page of the agents table: in the WAL and
@@ -33,16 +40,28 @@
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import type { Alert } from '../../shared/ecs.js';
 import { MAX_ALERT_BYTES, rejectedAlert, type AlertsMessage, type InvalidAlert, type RejectedAlert } from '../../shared/protocol.js';
-import { SPANS_PER_ALERT, type ScannedFrame } from './frame.js';
 import type { Metrics } from './metrics.js';
 import {
-  QUARANTINE_TEXT_CHARS, alertRows, batchSize, originalTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
+  QUARANTINE_TEXT_CHARS, alertRows, originalTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
   type HelloRow, type QuarantineRow, type Store, type TokenBinding,
 } from './store/sqlite.js';
 
+/** An alert dated more than this after it was received is flagged (ldguard.future_timestamp): clocks may differ a little. */
+export const FUTURE_SKEW_MS = 5 * 60_000;
+
+/** Who sent a batch, as the connection authenticated it (never as the documents say). */
+export interface Sender {
+  agentId: string;
+  tokenName: string;
+  tokenHash: string;
+}
+
 interface Batch {
   agentId: string;
+  /** The sender's token hash; '' for the collector's own notices. */
+  tokenHash: string;
   /** Date.now() when it arrived (last_seen). */
   received: number;
   alerts: AlertBatch;
@@ -54,11 +73,12 @@ interface Batch {
   upTo: number;
   receivedAt: number;
   ack: (upTo: number, rejected: RejectedAlert[]) => void;
+  /** Called instead of `ack` when the token was revoked before the commit. */
+  revoked: () => void;
 }
 
-/** The `rejected` and `quarantine` of a batch with no invalid alert (never modified). */
 const NO_REJECTED: RejectedAlert[] = [];
-const NO_QUARANTINE: QuarantineRow[] = [];
+const NOTHING = () => undefined;
 
 /** Commits in flight at once: one committing, the next one queued behind it in the writer. */
 const PIPELINE = 2;
@@ -126,14 +146,17 @@ export class Ingest extends EventEmitter<IngestEvents> {
   }
 
   /**
-   * Queues a batch whose envelope is valid; the alerts listed in `invalid` (and any over
-   * MAX_ALERT_BYTES) go to the quarantine. `ack` is called with the batch's last sequence and its
-   * rejected alerts once all of it is committed.
+   * Queues a batch whose envelope is valid; the alerts listed in `invalid`, any over
+   * MAX_ALERT_BYTES and any whose agent.id is not the sender's go to the quarantine. `raw`: each
+   * alert's bytes as sent (frame.ts), when the frame could be sliced. `ack` is called with the
+   * batch's last sequence and its rejected alerts once all of it is committed; `revoked` instead,
+   * when the sender's token was revoked before that. Returns the first quarantine reason, if any.
    */
   submitAlerts(
-    agentId: string, tokenName: string, msg: AlertsMessage, invalid: readonly InvalidAlert[], raw: Buffer[] | undefined,
-    ack: (upTo: number, rejected: RejectedAlert[]) => void,
-  ): void {
+    sender: Sender, msg: AlertsMessage, invalid: readonly InvalidAlert[], raw: Buffer[] | undefined,
+    ack: (upTo: number, rejected: RejectedAlert[]) => void, revoked: () => void,
+  ): string | undefined {
+    const { agentId, tokenName } = sender;
     const received = Date.now();
     const bad = new Map(invalid.map((x) => [x.index, x.errors]));
     const rows: AlertRow[] = [];
@@ -142,9 +165,21 @@ export class Ingest extends EventEmitter<IngestEvents> {
     let bytes = 0;
     msg.alerts.forEach((a, i) => {
       const seq = msg.seq + i;
-      // The bytes as sent when the frame could be sliced (frame.ts), else the parsed alert again.
-      const doc = raw?.[i] ?? Buffer.from(JSON.stringify(a));
+      let doc = raw?.[i];
       let errors = bad.get(i);
+      const claimed = errors ? undefined : (a as { agent?: { id?: unknown } }).agent?.id;
+      if (!errors && claimed !== agentId) {
+        errors = [`alert.agent.id: ${typeof claimed === 'string' ? JSON.stringify(claimed.slice(0, 128)) : 'missing'} is not the sending agent's id ${agentId}: an agent reports only its own alerts`];
+      }
+      const stamped = !errors && (a as { ldguard?: { received_from?: unknown } }).ldguard?.received_from !== undefined;
+      if (stamped) {
+        // The sender is the collector's to say: the document's own claim is dropped, not stored.
+        const { received_from: _dropped, ...rest } = (a as Alert & { ldguard: Record<string, unknown> }).ldguard;
+        doc = Buffer.from(JSON.stringify({ ...a, ldguard: rest }));
+        this.metrics.receivedFromDropped += 1;
+      }
+      // Bounds were checked before parsing (frame.ts), so serialising the parsed alert is safe.
+      doc ??= Buffer.from(JSON.stringify(a));
       if (!errors && doc.length > MAX_ALERT_BYTES) {
         errors = [`alert: ${doc.length} bytes, over the ${MAX_ALERT_BYTES} an alert may have (the agent shortens bigger ones)`];
       }
@@ -157,9 +192,13 @@ export class Ingest extends EventEmitter<IngestEvents> {
       }
       bytes += doc.length;
       const ts = Date.parse(a['@timestamp']);
+      const future = ts > received + FUTURE_SKEW_MS;
+      if (future) this.metrics.futureTimestamps += 1;
       rows.push({
         uuid: a.kibana.alert.uuid,
-        ts,
+        // The list's order: a date in the future would sit on top for ever, so such an alert is
+        // listed by when it arrived (its document keeps the date it carries).
+        ts: future ? received : ts,
         ots: originalTime(a.kibana.alert.original_time, ts),
         host: a.host?.name ?? null,
         ruleId: a.kibana.alert.rule.rule_id,
@@ -169,24 +208,22 @@ export class Ingest extends EventEmitter<IngestEvents> {
         agentId,
         tokenName,
         received,
+        future,
         doc,
       });
     });
-    this.queue({ agentId, received, alerts: { rows }, size: msg.alerts.length, quarantine, rejected, bytes, upTo: msg.seq + msg.alerts.length - 1, receivedAt: performance.now(), ack });
+    this.queue({
+      agentId, tokenHash: sender.tokenHash, received, alerts: { rows, tokenHash: sender.tokenHash }, size: msg.alerts.length, quarantine, rejected: rejected.length > 0 ? rejected : NO_REJECTED,
+      bytes, upTo: msg.seq + msg.alerts.length - 1, receivedAt: performance.now(), ack, revoked,
+    });
+    return quarantine[0]?.reason;
   }
 
-  /**
-   * Queues a batch that scanAlertsFrame read (frame.ts): its envelope and every alert are valid,
-   * and the documents are the bytes as sent. It is kept as the scan left it (the frame and
-   * offsets into it) until its commit. `ack` as for submitAlerts.
-   */
-  submitScanned(agentId: string, tokenName: string, frame: ScannedFrame, ack: (upTo: number, rejected: RejectedAlert[]) => void): void {
-    const received = Date.now();
-    let bytes = 0;
-    for (let i = 0; i < frame.count; i++) bytes += frame.spans[i * SPANS_PER_ALERT + 1]! - frame.spans[i * SPANS_PER_ALERT]!;
+  /** Queues one of the collector's own alerts (notices.ts): stored like an agent's, acked to no one. */
+  submitNotice(row: AlertRow): void {
     this.queue({
-      agentId, received, alerts: { scanned: frame, agentId, tokenName, received }, size: frame.count, quarantine: NO_QUARANTINE, rejected: NO_REJECTED,
-      bytes, upTo: frame.seq + frame.count - 1, receivedAt: performance.now(), ack,
+      agentId: '', tokenHash: '', received: row.received, alerts: { rows: [row], tokenHash: '' }, size: 1, quarantine: [], rejected: NO_REJECTED,
+      bytes: row.doc.length, upTo: 0, receivedAt: performance.now(), ack: NOTHING, revoked: NOTHING,
     });
   }
 
@@ -273,8 +310,9 @@ export class Ingest extends EventEmitter<IngestEvents> {
     }
     const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
-      if (batchSize(b.alerts) > 0) work.alerts.push(b.alerts);
+      if (b.alerts.rows.length > 0) work.alerts.push(b.alerts);
       for (const q of b.quarantine) work.quarantine.push(q);
+      if (b.tokenHash === '') continue;
       const w = this.written.get(b.agentId);
       if (!w || this.stale(w, b.received)) {
         work.seen.set(b.agentId, b.received);
@@ -334,9 +372,15 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.metrics.alertsStored += result!.inserted.length;
     this.metrics.alertsDuplicate += result!.duplicates;
     this.metrics.alertsQuarantined += work.quarantine.length;
+    this.metrics.alertsRefusedRevoked += result!.refusedAlerts;
     this.pendingAlerts -= n;
     this.pendingBytes -= bytes;
+    const refused = new Set(result!.refusedTokens);
     for (const b of take) {
+      if (refused.has(b.tokenHash)) {
+        b.revoked();
+        continue;
+      }
       b.ack(b.upTo, b.rejected);
       this.metrics.observeAck((t1 - b.receivedAt) / 1000);
     }

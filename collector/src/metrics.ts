@@ -25,6 +25,20 @@ export class Metrics {
   connectionsAccepted = 0;
   /** Hellos refused because the token is bound to another agent id. */
   agentIdMismatches = 0;
+  /** Hellos refused because their agent id is bound to another token. */
+  agentIdClaims = 0;
+  /** Messages whose handler threw: that connection was closed (1011), the collector went on. */
+  handlerErrors = 0;
+  /** Connections closed for holding too many bytes of unfinished messages. */
+  partialBytesDropped = 0;
+  /** Collector notices (its own alerts) not stored because one of their kind and token was already stored in the window. */
+  noticesSuppressed = 0;
+  /** Alerts that carried ldguard.received_from themselves: dropped from the document (the collector stamps it). */
+  receivedFromDropped = 0;
+  /** Alerts dated after they were received (beyond the allowed skew): stored, flagged, listed by receive time. */
+  futureTimestamps = 0;
+  /** Alerts of a token revoked before their commit: not stored, not acked. */
+  alertsRefusedRevoked = 0;
   readonly rejected = new Map<string, number>();
 
   reject(reason: string): void {
@@ -58,6 +72,13 @@ export class Metrics {
     metric('ldguard_collector_connections_accepted_total', 'counter', 'Agent connections accepted.', this.connectionsAccepted);
     metric('ldguard_collector_auth_failures_total', 'counter', 'Upgrades and API calls refused for a missing, unknown or revoked token.', this.authFailures);
     metric('ldguard_collector_agent_id_mismatch_total', 'counter', 'Hellos refused because their token is bound to another agent id (close 4002).', this.agentIdMismatches);
+    metric('ldguard_collector_agent_id_claimed_total', 'counter', 'Hellos refused because their agent id is bound to another token (close 4003).', this.agentIdClaims);
+    metric('ldguard_collector_handler_errors_total', 'counter', 'Agent messages whose handling failed: that connection was closed (1011).', this.handlerErrors);
+    metric('ldguard_collector_partial_bytes_dropped_total', 'counter', 'Connections closed for holding too many bytes of unfinished messages.', this.partialBytesDropped);
+    metric('ldguard_collector_notices_suppressed_total', 'counter', 'Collector notices not stored again within their window (one per kind and token).', this.noticesSuppressed);
+    metric('ldguard_collector_received_from_dropped_total', 'counter', 'Alerts that carried ldguard.received_from themselves (dropped: the collector stamps the sender).', this.receivedFromDropped);
+    metric('ldguard_collector_future_timestamps_total', 'counter', 'Alerts dated after their receipt: stored, flagged ldguard.future_timestamp, listed by receive time.', this.futureTimestamps);
+    metric('ldguard_collector_alerts_refused_revoked_total', 'counter', 'Alerts of a token revoked before their commit: neither stored nor acked.', this.alertsRefusedRevoked);
     metric('ldguard_collector_half_open_dropped_total', 'counter', 'Connections dropped for not answering pings.', this.halfOpenDropped);
     metric('ldguard_collector_slow_clients_dropped_total', 'counter', 'Connections dropped for not reading what was sent to them.', this.slowClientsDropped);
     metric('ldguard_collector_rate_limited_total', 'counter', 'Times a connection was paused for passing its rate limit.', this.rateLimited);

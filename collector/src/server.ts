@@ -10,9 +10,17 @@
 // validation inside an otherwise valid batch is the exception: it is quarantined and acked (see
 // shared/protocol.ts), so one bad record cannot stall an agent's delivery for ever.
 //
-// One token, one agent: an agent token is bound to the agent id of the first hello that uses it
-// (stored with the token), and a hello with another id is refused (4002, LDG_ERR_TOKEN_AGENT), so a
-// stolen or shared token cannot speak as, or overwrite the state of, another host.
+// One token, one agent, both ways: an agent token is bound to the agent id of the first hello that
+// uses it (stored with the token); a hello with another id is refused (4002, LDG_ERR_TOKEN_AGENT),
+// and so is a hello from another token claiming a bound agent id (4003, LDG_ERR_AGENT_CLAIMED),
+// while the agent that holds it is left undisturbed. So a copied token cannot speak as, kick, or
+// overwrite the state of another host. Every stored alert carries its authenticated sender (the
+// agent_id and token_name columns, shown as ldguard.received_from), never what the document says.
+//
+// Every agent may be hostile. Each message's bounds are checked on its bytes before anything else
+// (frame.ts); a handler that throws closes that one connection (1011) and the collector carries on;
+// each token, each address and each connection gets a bounded share (connections, pre-hello
+// sockets, bytes of unfinished messages: see the fair-share options in config.ts).
 //
 // Back-pressure instead of falling over: a connection past its rate limit, or any alert sender while
 // the ingest queue is past its high-water mark, is simply not read for a while (its TCP window
@@ -26,14 +34,15 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import {
-  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, PROTOCOL_VERSION, ackMessage, errorMessageFrame, parseAgentMessage, type AgentMessage, type RejectedAlert,
+  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, MESSAGE_BOUNDS, PROTOCOL_VERSION, ackMessage, errorMessageFrame, type AgentMessage, type RejectedAlert,
 } from '../../shared/protocol.js';
 import { VERSION } from '../../shared/version.js';
 import { Api } from './api.js';
-import { alertSlices, scanAlertsFrame } from './frame.js';
+import { readAgentFrame } from './frame.js';
 import { parseListen, type CollectorConfig } from './config.js';
 import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
+import { Notices, type Notice } from './notices.js';
 import type { Store, TokenInfo } from './store/sqlite.js';
 import { Dashboard } from './web.js';
 
@@ -51,6 +60,13 @@ const OFFLINE_SAMPLE = 5;
 /** A connection's quarantined alerts are logged at most this often (with a count): a broken build can send nothing else. */
 const QUARANTINE_LOG_EVERY_MS = 10_000;
 
+/**
+ * How often the tokens table is looked at for revocations (one indexed count over a small table):
+ * a revoked token's connections close within this, and its batches are not acked meanwhile (the
+ * writer refuses them in the commit itself, see Store.commit).
+ */
+const TOKEN_CHECK_MS = 250;
+
 type PauseReason = 'rate' | 'ingest' | 'closing';
 
 class Conn {
@@ -66,8 +82,10 @@ class Conn {
   /** Quarantined alerts not logged yet, and when the last line was. */
   quarantinedUnlogged = 0;
   quarantineLoggedAt = -Infinity;
+  /** Bytes received since the last whole message: what the collector holds for it unfinished. */
+  partial = 0;
 
-  constructor(readonly ws: WebSocket, readonly remote: string, readonly token: TokenInfo, cfg: CollectorConfig) {
+  constructor(readonly ws: WebSocket, readonly remote: string, readonly address: string, readonly token: TokenInfo, cfg: CollectorConfig) {
     this.msgTokens = cfg.rateMessagesBurst;
     this.alertTokens = cfg.rateAlertsBurst;
   }
@@ -125,6 +143,15 @@ export class CollectorServer {
    * so this and the tokens table together are the truth.
    */
   private readonly bound = new Map<string, string>();
+  /** The same bindings the other way (agent id → token hash), for the hellos that claim an id. */
+  private readonly boundAgents = new Map<string, string>();
+  /** Connections per token hash, and connections per address that have not said hello. */
+  private readonly perToken = new Map<string, number>();
+  private readonly preHello = new Map<string, number>();
+  /** Bytes of unfinished messages held for all connections (Conn.partial summed). */
+  private partialTotal = 0;
+  private readonly notices = new Notices();
+  private tokenTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   /** The connections of the ping round in progress (see pingSome), and which of its slices is next. */
   private pingRound: Conn[] = [];
@@ -180,6 +207,9 @@ export class CollectorServer {
       this.http = createHttpsServer({
         cert: read(this.cfg.tlsCert, 'tls_cert'),
         key: read(this.cfg.tlsKey, 'tls_key'),
+        ciphers: this.cfg.tlsCiphers,
+        minVersion: 'TLSv1.2',
+        honorCipherOrder: true,
         ...(this.cfg.tlsClientCa ? { ca: read(this.cfg.tlsClientCa, 'tls_client_ca'), requestCert: true, rejectUnauthorized: this.cfg.tlsRequireClientCert } : {}),
       });
     } else {
@@ -192,7 +222,15 @@ export class CollectorServer {
     this.http.maxHeadersCount = 64;
     this.http.on('request', (req, res) => this.api.handle(req, res));
     this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.http.on('clientError', (_err, socket: Socket) => socket.destroy());
+    this.http.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+      // Headers past Node's limit get their status, not a reset the client cannot explain.
+      if (err.code === 'HPE_HEADER_OVERFLOW' && socket.writable) {
+        socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        socket.once('finish', () => socket.destroy());
+        return;
+      }
+      socket.destroy();
+    });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   }
 
@@ -223,6 +261,7 @@ export class CollectorServer {
     this.dashboard?.start();
     this.pingTimer = setInterval(() => this.pingSome(), this.cfg.pingIntervalMs / this.pingSlices());
     this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.sweepIntervalMs);
+    this.tokenTimer = setInterval(() => this.checkTokens(), TOKEN_CHECK_MS);
     const addr = this.http.address() as AddressInfo;
     if (!this.cfg.tlsCert && !['127.0.0.1', '::1', 'localhost'].includes(where.host) && !where.host.startsWith('127.')) {
       this.log.warn({ listen: this.cfg.listen }, 'listening without TLS on a non-loopback address: tokens and alerts cross the network in clear; set tls_cert and tls_key');
@@ -259,17 +298,44 @@ export class CollectorServer {
       this.log.warn({ remote, max: this.cfg.maxConnections }, 'agent refused: max_connections reached (503); it will retry');
       return rejectUpgrade(socket, 503, 'LDG_ERR_BUSY', 'the collector is at max_connections; retry later');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, remote, info));
+    const address = req.socket.remoteAddress ?? '?';
+    const share = (this.perToken.get(info.hash) ?? 0) >= this.cfg.maxConnectionsPerToken
+      ? `token "${info.name}" already holds ${this.cfg.maxConnectionsPerToken} connections (max_connections_per_token)`
+      : (this.preHello.get(address) ?? 0) >= this.cfg.maxPreHelloPerAddress
+        ? `${address} already holds ${this.cfg.maxPreHelloPerAddress} connections that have not said hello (max_pre_hello_per_address)`
+        : undefined;
+    if (share) {
+      this.metrics.reject('over_share');
+      this.log.warn({ remote, token: info.name, reason: share }, 'agent refused at the upgrade (429): over its share');
+      return rejectUpgrade(socket, 429, 'LDG_ERR_OVER_SHARE', `${share}; an agent needs one connection: wait for the old one to close, and give each host its own token`);
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, socket, remote, address, info));
   }
 
-  private onConnection(ws: WebSocket, remote: string, token: TokenInfo): void {
-    const c = new Conn(ws, remote, token, this.cfg);
+  private onConnection(ws: WebSocket, socket: Socket, remote: string, address: string, token: TokenInfo): void {
+    const c = new Conn(ws, remote, address, token, this.cfg);
     this.conns.add(c);
+    this.perToken.set(token.hash, (this.perToken.get(token.hash) ?? 0) + 1);
+    this.preHello.set(address, (this.preHello.get(address) ?? 0) + 1);
     this.metrics.connectionsAccepted += 1;
+    // What ws holds of an unfinished message is bounded per connection (maxPayload) but not in
+    // all: 400 sockets each 1 MB into a frame were 400 MB. Bytes in, minus what whole messages took.
+    socket.on('data', (chunk: Buffer) => this.held(c, chunk.length));
     c.helloTimer = setTimeout(() => {
       if (!c.agentId) this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', `no hello within ${this.cfg.helloTimeoutMs} ms of connecting; an agent must say hello first`, 'no_hello');
     }, this.cfg.helloTimeoutMs);
-    ws.on('message', (data, isBinary) => this.onMessage(c, data as Buffer, isBinary));
+    ws.on('message', (data, isBinary) => {
+      this.partialTotal -= c.partial;
+      c.partial = 0;
+      try {
+        this.onMessage(c, data as Buffer, isBinary);
+      } catch (err) {
+        // A bug must cost one connection, never the process and every other agent with it.
+        this.metrics.handlerErrors += 1;
+        this.log.error({ agentId: c.agentId, token: c.token.name, remote: c.remote, err: errorMessage(err) }, 'handling an agent message failed: closed that connection (1011); the collector carries on');
+        this.refuse(c, CLOSE.internal, 'LDG_ERR_INTERNAL', 'the collector failed handling this message; it was not stored. Reconnect; if it recurs, report it with the collector log', 'internal');
+      }
+    });
     ws.on('pong', () => {
       c.alive = true;
     });
@@ -283,6 +349,10 @@ export class CollectorServer {
     ws.on('close', (code, reason) => {
       this.conns.delete(c);
       this.pausedForIngest.delete(c);
+      this.partialTotal -= c.partial;
+      c.partial = 0;
+      this.release(this.perToken, c.token.hash);
+      if (!c.agentId) this.release(this.preHello, c.address);
       clearTimeout(c.helloTimer);
       clearTimeout(c.resumeTimer);
       if (c.agentId && this.byAgent.get(c.agentId) === c) {
@@ -299,22 +369,15 @@ export class CollectorServer {
     if (isBinary) {
       return this.refuse(c, CLOSE.unsupportedData, 'LDG_ERR_PROTO_BINARY', 'binary frames are not part of the protocol; send JSON text frames', 'binary');
     }
-    // Alert batches, nearly all the traffic, are read without building their objects when they
-    // are entirely valid (frame.ts); anything else takes the general path below, which words
-    // every problem.
-    const scanned = scanAlertsFrame(data);
-    if (scanned) {
-      this.charge(c, scanned.count);
-      if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'alerts before hello; an agent must say hello first', 'order');
-      this.ingest.submitScanned(c.agentId, c.token.name, scanned, (upTo, rejected) => this.sendAck(c, upTo, rejected));
-      this.pauseIfCongested(c);
-      return;
-    }
-    const parsed = parseAgentMessage(data);
+    const parsed = readAgentFrame(data);
     if (!parsed.ok) {
-      return parsed.kind === 'json'
-        ? this.refuse(c, CLOSE.invalidData, 'LDG_ERR_PROTO_JSON', `frame is not JSON: ${parsed.errors.join('; ')}`, 'json')
-        : this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_SCHEMA', `message does not follow protocol v${PROTOCOL_VERSION}: ${parsed.errors.join('; ')}`, 'schema', parsed.errors);
+      if (parsed.kind === 'json') return this.refuse(c, CLOSE.invalidData, 'LDG_ERR_PROTO_JSON', `frame is not JSON: ${parsed.errors.join('; ')}`, 'json');
+      if (parsed.kind === 'bounds') {
+        return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_BOUNDS',
+          `message out of the protocol's bounds: ${parsed.errors.join('; ')}; a message nests at most ${MESSAGE_BOUNDS.maxDepth} deep, with at most ${MESSAGE_BOUNDS.maxKeys} keys per object, ${MESSAGE_BOUNDS.maxItems} items per list, and numbers within ±(2^53−1)`,
+          'bounds', parsed.errors);
+      }
+      return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_SCHEMA', `message does not follow protocol v${PROTOCOL_VERSION}: ${parsed.errors.join('; ')}`, 'schema', parsed.errors);
     }
     const m: AgentMessage = parsed.value;
     this.charge(c, m.type === 'alerts' ? m.alerts.length : 0);
@@ -325,17 +388,29 @@ export class CollectorServer {
         const boundTo = this.bound.get(c.token.hash) ?? c.token.agentId;
         if (boundTo !== null && boundTo !== m.agent.agentId) {
           this.metrics.agentIdMismatches += 1;
+          this.notice(c, 'identity_refused', m.agent.agentId, `the token is bound to agent ${boundTo}, and this connection said it is agent ${m.agent.agentId}`);
           return this.refuse(c, CLOSE.agentMismatch, 'LDG_ERR_TOKEN_AGENT',
             `token "${c.token.name}" belongs to agent ${boundTo}, not ${m.agent.agentId}: each host needs a token of its own. ` +
             `Create one for this host with \`ldguard token create --name HOST --role agent\`; if this host was reinstalled and its agent id changed, revoke the old token and create a new one`,
             'agent_mismatch');
         }
+        // The other way: the id must not be bound to another token that is still active.
+        const holder = this.boundAgents.get(m.agent.agentId) ?? this.store.tokenOfAgent(m.agent.agentId)?.hash;
+        if (holder !== undefined && holder !== c.token.hash) {
+          this.metrics.agentIdClaims += 1;
+          this.notice(c, 'identity_refused', m.agent.agentId, `agent id ${m.agent.agentId} belongs to another token; this token tried to speak as it`);
+          return this.refuse(c, CLOSE.agentClaimed, 'LDG_ERR_AGENT_CLAIMED',
+            `agent id ${m.agent.agentId} is bound to another token: a token speaks only for its own host. ` +
+            'If this host was reinstalled with the same agent id, revoke the old token first (`ldguard token revoke --name OLD`)', 'agent_claimed');
+        }
         if (boundTo === null) {
           this.bound.set(c.token.hash, m.agent.agentId);
+          this.boundAgents.set(m.agent.agentId, c.token.hash);
           this.ingest.submitBinding({ hash: c.token.hash, agentId: m.agent.agentId });
           this.log.info({ token: c.token.name, agentId: m.agent.agentId }, 'agent token bound to its first agent id');
         }
         c.agentId = m.agent.agentId;
+        this.release(this.preHello, c.address);
         clearTimeout(c.helloTimer);
         const older = this.byAgent.get(c.agentId);
         if (older && older !== c) {
@@ -354,6 +429,7 @@ export class CollectorServer {
       case 'alerts': {
         if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'alerts before hello; an agent must say hello first', 'order');
         if (parsed.invalid.length > 0) {
+          // Logged here (one line per 10 s); ingest finds the others (agent.id not the sender's).
           c.quarantinedUnlogged += parsed.invalid.length;
           if (performance.now() - c.quarantineLoggedAt >= QUARANTINE_LOG_EVERY_MS) {
             this.log.warn({ agentId: c.agentId, token: c.token.name, remote: c.remote, seq: m.seq, alerts: c.quarantinedUnlogged, errors: parsed.invalid[0]!.errors.slice(0, 5) },
@@ -362,7 +438,9 @@ export class CollectorServer {
             c.quarantineLoggedAt = performance.now();
           }
         }
-        this.ingest.submitAlerts(c.agentId, c.token.name, m, parsed.invalid, alertSlices(data, m.alerts.length), (upTo, rejected) => this.sendAck(c, upTo, rejected));
+        const quarantined = this.ingest.submitAlerts({ agentId: c.agentId, tokenName: c.token.name, tokenHash: c.token.hash }, m, parsed.invalid, parsed.raw,
+          (upTo, rejected) => this.sendAck(c, upTo, rejected), () => this.refuseRevoked(c));
+        if (quarantined) this.notice(c, 'alerts_quarantined', c.agentId, quarantined);
         this.pauseIfCongested(c);
         return;
       }
@@ -377,6 +455,71 @@ export class CollectorServer {
         return;
       }
     }
+  }
+
+  /**
+   * Another process (ldguard token revoke, rotate) changed the tokens: recheck the connected
+   * ones. Each revoked one is closed, and the bindings this process keeps for it are dropped (a
+   * revoked token's agent id may be claimed by the token that replaces it).
+   */
+  private checkTokens(): void {
+    let v: string;
+    try {
+      v = this.store.tokensVersion();
+    } catch (err) {
+      if (!this.closing) this.log.error({ err: errorMessage(err) }, 'reading the tokens failed; will retry');
+      return;
+    }
+    if (v === this.tokensVersion) return;
+    this.tokensVersion = v;
+    for (const [hash, agentId] of this.bound) {
+      const t = this.store.lookupTokenHash(hash);
+      if (!t || t.revoked !== null) {
+        this.bound.delete(hash);
+        if (this.boundAgents.get(agentId) === hash) this.boundAgents.delete(agentId);
+      }
+    }
+    for (const c of this.conns) {
+      const t = this.store.lookupTokenHash(c.token.hash);
+      if (!t || t.revoked !== null) this.refuseRevoked(c);
+    }
+  }
+
+  private refuseRevoked(c: Conn): void {
+    if (c.closed) return;
+    this.log.warn({ agentId: c.agentId, token: c.token.name }, 'token revoked: closed its connection; nothing it sent since is acked');
+    this.refuse(c, CLOSE.revoked, 'LDG_ERR_TOKEN_REVOKED', `token "${c.token.name}" was revoked; create a new one with \`ldguard token create\``, 'revoked');
+  }
+
+  /** Counts a connection's share; past the per-connection or the overall bound, closes the largest holder. */
+  private held(c: Conn, bytes: number): void {
+    c.partial += bytes;
+    this.partialTotal += bytes;
+    let over: Conn | undefined;
+    if (c.partial > this.cfg.maxPartialBytesPerConnection) over = c;
+    else if (this.partialTotal > this.cfg.maxPartialBytes) {
+      for (const o of this.conns) if (!o.closed && (!over || o.partial > over.partial)) over = o;
+    }
+    if (!over || over.closed) return;
+    this.metrics.partialBytesDropped += 1;
+    this.refuse(over, CLOSE.overShare, 'LDG_ERR_OVER_SHARE',
+      `this connection held ${over.partial} bytes of unfinished messages (max_partial_bytes_per_connection ${this.cfg.maxPartialBytesPerConnection}, all connections ${this.partialTotal} of max_partial_bytes ${this.cfg.maxPartialBytes}); send whole messages, smaller than ${MAX_FRAME_BYTES} bytes`,
+      'over_share');
+    // Its bytes are freed with it, whether or not the peer reads the close.
+    over.ws.terminate();
+  }
+
+  private release(counts: Map<string, number>, key: string): void {
+    const n = (counts.get(key) ?? 0) - 1;
+    if (n > 0) counts.set(key, n);
+    else counts.delete(key);
+  }
+
+  /** Records a collector notice (an alert of the collector's own, see notices.ts), at most one per kind and token per window. */
+  private notice(c: Conn, kind: Notice['kind'], claimedAgentId: string | null, reason: string): void {
+    const row = this.notices.take({ kind, tokenName: c.token.name, claimedAgentId, remote: c.remote, reason });
+    if (row) this.ingest.submitNotice(row);
+    else this.metrics.noticesSuppressed += 1;
   }
 
   /** Past the ingest queue's high-water mark, alert senders are not read until it drains. */
@@ -425,6 +568,8 @@ export class CollectorServer {
     if (c.ws.readyState !== WebSocket.OPEN) return;
     c.ws.send(JSON.stringify(errorMessageFrame(code, message.slice(0, 4000))));
     c.ws.close(closeCode, code);
+    // A hostile peer need not answer the close: its socket (and its share) goes after a second.
+    setTimeout(() => c.ws.terminate(), 1000).unref();
   }
 
   /** Ticks per ping interval: a round of pings is spread over them. */
@@ -483,18 +628,6 @@ export class CollectorServer {
         this.log.warn({ count: gone.length, sample: gone.slice(0, OFFLINE_SAMPLE).map(view), more: gone.length - Math.min(gone.length, OFFLINE_SAMPLE) },
           'agent offline: several agents missed their heartbeats (GET /api/agents lists them)');
       }
-      // Another process (ldguard token revoke) changed the tokens: recheck connected tokens.
-      const v = this.store.tokensVersion();
-      if (v !== this.tokensVersion) {
-        this.tokensVersion = v;
-        for (const c of this.conns) {
-          const t = this.store.lookupTokenHash(c.token.hash);
-          if (!t || t.revoked !== null) {
-            this.log.warn({ agentId: c.agentId, token: c.token.name }, 'token revoked: closed its connection');
-            this.refuse(c, CLOSE.revoked, 'LDG_ERR_TOKEN_REVOKED', `token "${c.token.name}" was revoked; create a new one with \`ldguard token create\``, 'revoked');
-          }
-        }
-      }
     } catch (err) {
       if (!this.closing) this.log.error({ err: errorMessage(err) }, 'agent sweep failed; will retry');
     } finally {
@@ -512,6 +645,7 @@ export class CollectorServer {
     this.closing = true;
     clearInterval(this.pingTimer);
     clearInterval(this.sweepTimer);
+    clearInterval(this.tokenTimer);
     const stopped = new Promise<void>((resolve) => this.http.close(() => resolve()));
     await this.dashboard?.close();
     for (const c of this.conns) c.pause('closing');

@@ -378,7 +378,9 @@ export class Dashboard {
         if (Object.keys(body).some((k) => k !== 'status') || !STATUSES.includes(body.status as WorkflowStatus)) {
           throw new WebError(400, 'LDG_ERR_WEB_BODY', `send {"status": one of ${STATUSES.join(', ')}}`);
         }
-        if (!this.o.store.setStatus(uuid, body.status as WorkflowStatus, s.name)) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
+        const found = this.o.store.findAlerts(uuid);
+        if (found.length > 1) throw new WebError(409, 'LDG_ERR_WEB_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; change them through the API by key (PATCH /api/alerts/KEY)`);
+        if (!found[0] || !this.o.store.setStatus(found[0].id, body.status as WorkflowStatus, s.name)) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
         this.o.log.info({ uuid, status: body.status, by: s.name, via: 'dashboard' }, 'alert workflow status changed');
       } else {
         only('GET');

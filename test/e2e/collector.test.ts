@@ -103,18 +103,25 @@ async function api(port: number, path: string, token?: string, init: { method?: 
   return { status: res.status, body, headers: res.headers };
 }
 
+/**
+ * A sink for agent `o.agentId` (a random one by default). Its send() stamps the alert with that
+ * agent id, as the real agent's alerts carry its own: the collector quarantines any other.
+ */
 async function openSink(port: number, token: string, o: Partial<WebSocketSinkOptions> & { agentId?: string; host?: string; scheme?: string } = {}): Promise<WebSocketSink> {
+  const agentId = o.agentId ?? `agent-${randomUUID().slice(0, 8)}`;
   const sink = await WebSocketSink.open({
     url: `${o.scheme ?? 'ws'}://${o.scheme === 'wss' ? 'localhost' : '127.0.0.1'}:${port}`,
     token,
     spoolDir: o.spoolDir ?? join(work, `spool-${randomUUID()}`),
     spoolMaxBytes: 64 * 1024 * 1024,
-    facts: () => makeFacts(o.agentId ?? `agent-${randomUUID().slice(0, 8)}`, o.host ?? 'web-1'),
+    facts: () => makeFacts(agentId, o.host ?? 'web-1'),
     heartbeatMs: 500,
     backoffInitialMs: 50,
     backoffMaxMs: 400,
     ...o,
   });
+  const send = sink.send.bind(sink);
+  sink.send = (a) => send({ ...a, agent: { ...a.agent, id: agentId } });
   sinks.add(sink);
   return sink;
 }
@@ -262,9 +269,10 @@ describe('ldguard collector and the WebSocket sink', () => {
     expect(got.status).toBe(200);
     expect(got.body.alerts).toHaveLength(300);
     expect(new Set(got.body.alerts.map((a: Alert) => a.kibana.alert.uuid))).toEqual(new Set(alerts.map((a) => a.kibana.alert.uuid)));
-    // The stored document is the ECS document the agent sent.
+    // The stored document is the ECS document the agent sent, with its authenticated sender merged in.
     const one = got.body.alerts.find((a: Alert) => a.kibana.alert.uuid === alerts[0]!.kibana.alert.uuid);
-    expect(one).toEqual(alerts[0]);
+    const sent = alerts[0]!;
+    expect(one).toEqual({ ...sent, agent: { ...sent.agent, id: 'agent-basic' }, ldguard: { ...sent.ldguard, received_from: { agent_id: 'agent-basic', token_name: 'basic-host' } } });
     await closeSink(sink);
   });
 
@@ -359,10 +367,10 @@ describe('ldguard collector and the WebSocket sink', () => {
     it('stores the valid ones, keeps the invalid and the oversized ones apart, names them in the ack, keeps the connection', async () => {
       const raw = await rawAgent(c.port, await createToken(db, 'raw-quarantine'));
       raw.ws.send(hello('raw-quarantine'));
-      const good = makeAlert({ host: 'q-host' });
-      const bad = makeAlert({ host: 'q-host' }) as unknown as Log;
+      const good = makeAlert({ host: 'q-host', agentId: 'raw-quarantine' });
+      const bad = makeAlert({ host: 'q-host', agentId: 'raw-quarantine' }) as unknown as Log;
       bad.kibana.alert.severity = 'urgent';
-      const big = makeAlert({ host: 'q-host' });
+      const big = makeAlert({ host: 'q-host', agentId: 'raw-quarantine' });
       big.process.command_line = 'x'.repeat(MAX_ALERT_BYTES);
       raw.ws.send(alertsFrame(1, [JSON.stringify(good), JSON.stringify(bad), JSON.stringify(big)]));
       const ack = await waitFor(() => raw.messages.find((m) => m.type === 'ack'), 5_000, 'the ack');
@@ -375,7 +383,7 @@ describe('ldguard collector and the WebSocket sink', () => {
       expect((await api(c.port, `/api/alerts/${good.kibana.alert.uuid}`, adminToken)).status).toBe(200);
       for (const a of [bad, big] as Alert[]) expect((await api(c.port, `/api/alerts/${a.kibana.alert.uuid}`, adminToken)).status).toBe(404);
       // What follows on the same connection is stored as usual.
-      const next = makeAlert({ host: 'q-host' });
+      const next = makeAlert({ host: 'q-host', agentId: 'raw-quarantine' });
       raw.ws.send(alertsFrame(4, [JSON.stringify(next)]));
       await waitFor(() => raw.messages.find((m) => m.type === 'ack' && m.upTo === 4), 5_000, 'the second ack');
       expect((await api(c.port, `/api/alerts/${next.kibana.alert.uuid}`, adminToken)).status).toBe(200);
@@ -402,10 +410,10 @@ describe('ldguard collector and the WebSocket sink', () => {
     it('an invalid record in an agent\'s spool no longer stalls it: acked, counted in its health, the alerts after it delivered', async () => {
       const spoolDir = join(work, 'spool-invalid');
       const spool = await Spool.open({ dir: spoolDir, maxBytes: 1 << 20 });
-      const before = makeAlert({ host: 'stall-host' });
-      const broken = makeAlert({ host: 'stall-host' }) as unknown as Log;
+      const before = makeAlert({ host: 'stall-host', agentId: 'agent-stall' });
+      const broken = makeAlert({ host: 'stall-host', agentId: 'agent-stall' }) as unknown as Log;
       delete broken.kibana.alert.rule.rule_id; // as an older or buggy agent might have spooled it
-      const after = Array.from({ length: 5 }, () => makeAlert({ host: 'stall-host' }));
+      const after = Array.from({ length: 5 }, () => makeAlert({ host: 'stall-host', agentId: 'agent-stall' }));
       for (const a of [before, broken, ...after]) await spool.append(JSON.stringify(a));
       await spool.close();
       const { logger, lines } = captureLog();
@@ -714,7 +722,7 @@ describe('exactly once across kill -9', () => {
     `);
     const N = 2000;
     // Both runs build alert i from the same template: a resend is the same alert (same event time).
-    const template = JSON.stringify(makeAlert({ host: 'k2' }));
+    const template = JSON.stringify(makeAlert({ host: 'k2', agentId: 'agent-k2' }));
     const run = (from: number) => {
       const p = spawn(process.execPath, [script, `ws://127.0.0.1:${col.port}`, token, spoolDir, String(from), String(N)], {
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -794,13 +802,13 @@ describe('pings', () => {
   });
 });
 
-describe('a database written by the previous schema (1)', () => {
+describe('a database written by schema 1', () => {
   it('is upgraded in place at start: alerts, ids, history and tokens kept; a resend of an old alert is still stored once', async () => {
     const dir = join(work, 'schema1');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const db = join(dir, 'c.db');
     const token = `ldg_${randomUUID().replace(/-/g, '')}`;
-    const old = Array.from({ length: 3 }, (_, i) => makeAlert({ host: 'old-host', time: new Date(Date.now() - (3 - i) * 60_000).toISOString() }));
+    const old = Array.from({ length: 3 }, (_, i) => makeAlert({ host: 'old-host', agentId: 'agent-old', time: new Date(Date.now() - (3 - i) * 60_000).toISOString() }));
     const d = new Database(db);
     d.pragma('page_size = 16384');
     d.pragma('journal_mode = WAL');
@@ -832,7 +840,7 @@ describe('a database written by the previous schema (1)', () => {
     d.close();
 
     const col = await startCollector({ db });
-    expect(col.logs.some((l) => String(l.msg).startsWith('database upgraded from schema 1 to 2'))).toBe(true);
+    expect(col.logs.some((l) => String(l.msg).startsWith('database upgraded from schema 1 to 3'))).toBe(true);
     // The old agent resends its last alert (as after a crash) and sends a new one.
     const sink = await openSink(col.port, token, { agentId: 'agent-old', host: 'old-host' });
     await sink.send(old[2]!);
@@ -842,7 +850,7 @@ describe('a database written by the previous schema (1)', () => {
     await closeSink(sink);
     expect(storedCount(db)).toEqual({ count: 4, distinct: 4 });
     const r = new Database(db, { readonly: true });
-    expect(r.prepare("SELECT value FROM meta WHERE key = 'schema'").get()).toEqual({ value: '2' });
+    expect(r.prepare("SELECT value FROM meta WHERE key = 'schema'").get()).toEqual({ value: '3' });
     expect(r.prepare('SELECT id FROM alerts WHERE uuid = ?').get(old[0]!.kibana.alert.uuid)).toEqual({ id: 100 });
     expect(r.prepare('SELECT status FROM alert_history WHERE alert_id = 100').all()).toEqual([{ status: 'closed' }]);
     expect(r.prepare("SELECT agent_id AS a FROM tokens WHERE name = 'old-host'").get()).toEqual({ a: 'agent-old' });

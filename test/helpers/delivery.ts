@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import type { Alert } from '../../shared/ecs.js';
 import type { AgentFacts } from '../../shared/protocol.js';
 
-export function makeAlert(over: { uuid?: string; host?: string; ruleId?: string; severity?: Alert['kibana']['alert']['severity']; time?: string; path?: string; pid?: number } = {}): Alert {
+export function makeAlert(over: { uuid?: string; host?: string; ruleId?: string; severity?: Alert['kibana']['alert']['severity']; time?: string; path?: string; pid?: number; agentId?: string } = {}): Alert {
   const uuid = over.uuid ?? randomUUID();
   const time = over.time ?? new Date().toISOString();
   const ruleId = over.ruleId ?? '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
@@ -37,7 +37,7 @@ export function makeAlert(over: { uuid?: string; host?: string; ruleId?: string;
     },
     user: { id: '0', name: 'root' },
     host: { name: over.host ?? 'web-1', hostname: over.host ?? 'web-1', os: { type: 'linux', kernel: '6.1.0' } },
-    agent: { id: 'agent-test', type: 'ldguard', version: '0.1.0' },
+    agent: { id: over.agentId ?? 'agent-test', type: 'ldguard', version: '0.1.0' },
     ecs: { version: '8.11.0' },
     ldguard: { attribution: 'live_proc', source: 'fanotify' },
     rule: {

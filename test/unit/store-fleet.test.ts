@@ -47,3 +47,40 @@ describe('Store.fleet', () => {
     }
   });
 });
+
+describe('Store.fleet against rows an older build let in', () => {
+  it('counts an agent whose stored health SQLite cannot read as saying nothing, instead of failing every scrape (F2)', async () => {
+    const path = join(tempDir('ldg-fleet-'), 'c.db');
+    await Store.open(path).close();
+    seed(path);
+    const db = new Database(path);
+    const deep = `${'{"a":'.repeat(1500)}1${'}'.repeat(1500)}`;
+    db.prepare('INSERT INTO agents (agent_id, hostname, health, facts, first_seen, last_seen, online) VALUES (?, ?, ?, ?, 0, 0, 1)').run('a5', 'web-5', deep, deep);
+    db.close();
+    const store = Store.open(path, { workers: true });
+    try {
+      expect(await store.fleet()).toEqual({ ...EXPECTED, total: 5, online: 4 });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('the quarantine', () => {
+  it('keeps at most 1,000 rows per agent, so one agent cannot push the others\' out', async () => {
+    const path = join(tempDir('ldg-quarantine-'), 'c.db');
+    const store = Store.open(path, { workers: true });
+    const row = (agentId: string, seq: number) => ({ agentId, tokenName: agentId, seq, uuid: null, reason: 'r', text: '{}', size: 2, received: 0 });
+    try {
+      const commit = (quarantine: ReturnType<typeof row>[]) => store.commit({ alerts: [], hellos: [], heartbeats: [], seen: new Map(), bindings: [], quarantine });
+      await commit([row('quiet', 1), row('quiet', 2)]);
+      for (let i = 0; i < 3; i++) await commit(Array.from({ length: 500 }, (_, k) => row('noisy', 500 * i + k + 1)));
+      const counts = Object.fromEntries(['quiet', 'noisy'].map((a) => [a, store.listQuarantine({ limit: 5000, agentId: a }).length]));
+      expect(counts).toEqual({ quiet: 2, noisy: 1000 });
+      // The newest are the ones kept.
+      expect(store.listQuarantine({ limit: 1, agentId: 'noisy' })[0]!.seq).toBe(1500);
+    } finally {
+      await store.close();
+    }
+  });
+});

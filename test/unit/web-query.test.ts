@@ -64,7 +64,7 @@ describe('DashboardQueries', () => {
     expect(ix.lag()).toBe(0);
     ix.close();
     q = new DashboardQueries(store.path, searchDbPath(store.path), 500);
-    for (let i = 0; i < N; i += 37) store.setStatus(uuidAt(i), i % 2 ? 'acknowledged' : 'closed', 'alice', T0 + 10_000_000);
+    for (let i = 0; i < N; i += 37) store.setStatus(store.findAlerts(uuidAt(i))[0]!.id, i % 2 ? 'acknowledged' : 'closed', 'alice', T0 + 10_000_000);
     all = (q.db.prepare('SELECT id, ts, uuid, host, rule_id AS rule, severity, status, doc FROM alerts').all() as Array<Record<string, any>>).map((r) => ({
       id: r.id, ts: r.ts, uuid: r.uuid, host: r.host, rule: r.rule, severity: r.severity, status: r.status, path: JSON.parse(r.doc).file.path,
     }));
@@ -162,7 +162,7 @@ describe('DashboardQueries', () => {
   it('keeps the workflow history of an alert', () => {
     const a = q.alert(uuidAt(37))!;
     expect(a.history).toEqual([{ status: 'acknowledged', by: 'alice', at: new Date(T0 + 10_000_000).toISOString() }]);
-    store.setStatus(uuidAt(37), 'closed', 'bob', T0 + 20_000_000);
+    store.setStatus(store.findAlerts(uuidAt(37))[0]!.id, 'closed', 'bob', T0 + 20_000_000);
     expect(q.alert(uuidAt(37))!.history.map((h) => `${h.status} ${h.by}`)).toEqual(['acknowledged alice', 'closed bob']);
   });
 

@@ -19,8 +19,9 @@ import type WebSocketType from 'ws';
 import type { Alert } from '../../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
+import { checkJsonBounds } from '../../../shared/json-bounds.js';
 import {
-  AGENT_PATH, ALERTS_FRAME_OVERHEAD, DEFAULT_HEARTBEAT_MS, MAX_ALERT_BYTES, MAX_BATCH_ALERTS, MAX_FRAME_BYTES,
+  AGENT_PATH, ALERTS_FRAME_OVERHEAD, ALERT_BOUNDS, DEFAULT_HEARTBEAT_MS, MAX_ALERT_BYTES, MAX_BATCH_ALERTS, MAX_FRAME_BYTES,
   PROTOCOL_VERSION, alertsFrame, parseCollectorMessage, validateAlert,
   type AgentFacts, type AgentHealth, type AttributionHealth, type HeartbeatMessage, type HelloMessage, type SourceHealth,
 } from '../../../shared/protocol.js';
@@ -128,15 +129,18 @@ export function serialiseAlert(a: Alert): string {
   if (problems.length > 0) {
     throw new LdgError('LDG_ERR_ALERT_INVALID', `the pipeline built an alert the collector would refuse: ${problems.join('; ')}. This is a bug in ldguard; please report it with the alert`);
   }
+  // Within the protocol's size and shape (an honest `cp` with 15,000 empty arguments is 60 kB but
+  // 15,000 list items): the collector quarantines an alert past either.
+  const fits = (text: string) => Buffer.byteLength(text) <= MAX_ALERT_BYTES && checkJsonBounds(text, ALERT_BOUNDS).ok;
   let json = alertJson(a);
   for (const cut of [4096, 512, 64]) {
-    if (Buffer.byteLength(json) <= MAX_ALERT_BYTES) return json;
+    if (fits(json)) return json;
     // Command lines and args can be megabytes; the alert stays valid and says it was shortened.
     const short = shorten(a, cut) as Alert & { ldguard: Record<string, unknown> };
     short.ldguard = { ...short.ldguard, truncated: true };
     json = JSON.stringify(short);
   }
-  if (Buffer.byteLength(json) <= MAX_ALERT_BYTES) return json;
+  if (fits(json)) return json;
   throw new LdgError('LDG_ERR_ALERT_TOO_BIG', `alert ${a.kibana.alert.uuid} is over ${MAX_ALERT_BYTES} bytes even shortened; this is a bug in ldguard, please report it`);
 }
 

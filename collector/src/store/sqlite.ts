@@ -3,7 +3,7 @@
 // ingest stage puts many batches from many agents into one transaction (group commit).
 //
 // Tables:
-//   alerts  one row per alert, unique by (ots, uuid) (INSERT OR IGNORE: a resent alert is stored
+//   alerts  one row per alert, unique by (ots, uuid, agent_id) (INSERT OR IGNORE: a resent alert is stored
 //           once), with the columns the API filters on and the ECS document as sent (doc)
 //   agents  one row per agent id: first/last seen, version, host facts, health, spool depth
 //   tokens  SHA-256 of each token (never the token), name, role agent|admin, created, revoked, and
@@ -29,9 +29,15 @@
 // the rule and the event, and a resend or a re-judgement of the same event carries the same event
 // time (not the same @timestamp, which is when it was judged), so it is still stored once. Events
 // arrive in about time order, so the index grows at its right edge and a commit dirties a handful of
-// its pages. The price is a lookup by uuid alone (GET/PATCH /api/alerts/:uuid, a human's click) that
-// scans that small covering index: ~20 ms per million alerts here. Paging uses a (ts, id) cursor
-// and never looks a uuid up.
+// its pages. A lookup by uuid alone (GET/PATCH /api/alerts/:uuid, a human's click) therefore goes
+// through the derived index beside the database (uuid_id, filled behind ingest with the host index,
+// see HOSTS_SCHEMA), never a scan on the event loop (that took 104-185 ms at 216k alerts, and every
+// ack waited). Paging uses a (ts, id) cursor and never looks a uuid up.
+//
+// What the API and the dashboard return of a document: the bytes as sent, with the authenticated
+// sender (ldguard.received_from, from the agent_id and token_name columns) and, for an alert dated
+// in the future, ldguard.future_timestamp merged in (DOC_SQL). Ingest dropped any received_from the
+// agent wrote itself, so those fields always say what the collector saw.
 //
 // Times are integers (ms since the epoch) in the tables and ISO strings in the API.
 import Database from 'better-sqlite3';
@@ -42,12 +48,40 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
-import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime, scannedAlert, type ScannedFrame } from '../frame.js';
+import { originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 
 // Defined with the reading of alerts (frame.ts), which computes it for the fast path.
 export { originalTime };
+
+/**
+ * A stored alert's document as the API shows it (see above), for a query whose alerts table is
+ * `a`. A row that is not valid JSON (stored by an older build) is shown as stored, never an error.
+ */
+export function docSql(a: string): string {
+  return `CASE WHEN json_valid(${a}.doc) THEN json_set(CASE WHEN ${a}.future THEN json_set(${a}.doc, '$.ldguard.future_timestamp', json('true')) ELSE ${a}.doc END,
+    '$.ldguard.received_from', json_object('agent_id', ${a}.agent_id, 'token_name', ${a}.token_name)) ELSE ${a}.doc END`;
+}
+
+/**
+ * The ids of the alerts with a uuid (several when different events shared one), through the
+ * derived index up to its cursor and the few rows past it (as hostKeysSql). Parameters: uuid, uuid.
+ */
+/** A row's document as docSql shows it, for a row not read from the database (the live feed's). */
+export function stampedDoc(r: AlertRow): string {
+  const doc = JSON.parse(r.doc.toString('utf8')) as { ldguard?: Record<string, unknown> };
+  doc.ldguard = { ...doc.ldguard, ...(r.future ? { future_timestamp: true } : {}), received_from: { agent_id: r.agentId, token_name: r.tokenName } };
+  return JSON.stringify(doc);
+}
+
+/** An alert's key as the API writes it: its original time (ms) and uuid, which together are unique. */
+export function alertKey(ots: number, uuid: string): string {
+  return `${ots}~${uuid}`;
+}
+
+export const IDS_BY_UUID_SQL = `SELECT id FROM hx.uuid_id WHERE uuid = ?
+  UNION SELECT id FROM alerts NOT INDEXED WHERE id > (SELECT coalesce(max(value), 0) FROM hx.state WHERE key = 'cursor') AND uuid = ?`;
 
 export type Role = 'agent' | 'admin';
 
@@ -75,6 +109,8 @@ export interface AlertRow {
   agentId: string;
   tokenName: string;
   received: number;
+  /** Dated after it was received (ingest's FUTURE_SKEW_MS): `ts` is then the receive time. */
+  future: boolean;
   /** The ECS document's UTF-8 text, as the agent sent it (often a slice of the received frame). */
   doc: Buffer;
 }
@@ -120,34 +156,28 @@ export interface TokenBinding {
   agentId: string;
 }
 
-/**
- * The alerts of one batch: read by the fast path (collector/src/frame.ts: the frame, and offsets
- * into it), or built from the parsed alerts by the general path (rows).
- */
-export type AlertBatch = { rows: AlertRow[] } | { scanned: ScannedFrame; agentId: string; tokenName: string; received: number };
-
-export function batchSize(b: AlertBatch): number {
-  return 'rows' in b ? b.rows.length : b.scanned.count;
+/** The alerts of one batch, and the hash of the token that sent them ('' for the collector's own). */
+export interface AlertBatch {
+  rows: AlertRow[];
+  tokenHash?: string;
 }
 
 /** The alerts at `indexes` (in the order of the batches' alerts, all batches end to end) as rows. */
 export function alertRows(batches: readonly AlertBatch[], indexes: readonly number[]): AlertRow[] {
-  const out: AlertRow[] = [];
-  let b = 0;
-  let first = 0;
-  for (const i of indexes) {
-    while (i >= first + batchSize(batches[b]!)) first += batchSize(batches[b++]!);
-    const batch = batches[b]!;
-    if ('rows' in batch) out.push(batch.rows[i - first]!);
-    else out.push({ ...scannedAlert(batch.scanned, i - first), agentId: batch.agentId, tokenName: batch.tokenName, received: batch.received });
-  }
-  return out;
+  const all = batches.flatMap((b) => b.rows);
+  return indexes.map((i) => all[i]!);
 }
 
-/** What a commit did: the alerts newly stored (indexes in the commit's alerts, see alertRows), and how many were already there. */
+/**
+ * What a commit did: the alerts newly stored (indexes in the commit's alerts, see alertRows), how
+ * many were already there, and the tokens found revoked in the transaction (their alerts, counted
+ * in refusedAlerts, were not stored).
+ */
 export interface CommitResult {
   inserted: number[];
   duplicates: number;
+  refusedTokens: string[];
+  refusedAlerts: number;
 }
 
 /** One group commit: everything the ingest stage gathered since the last one. */
@@ -196,12 +226,14 @@ export interface AgentView {
 }
 
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
-/** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. */
-const SCHEMA_VERSION = 2;
+/** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. */
+const SCHEMA_VERSION = 3;
 /** Characters of a quarantined alert's JSON kept: enough to see what the agent sent, bounded. */
 export const QUARANTINE_TEXT_CHARS = 16 * 1024;
 /** Quarantined alerts kept at most; the oldest go first (a broken agent cannot fill the disk). */
 export const QUARANTINE_MAX_ROWS = 10_000;
+/** ... and per agent: one hostile agent cannot push every other agent's rows out. */
+export const QUARANTINE_MAX_ROWS_PER_AGENT = 1_000;
 
 const TOKEN_COLUMNS = 'hash, name, role, created, revoked, agent_id AS agentId';
 
@@ -217,13 +249,15 @@ interface OverdueRow {
 /**
  * The fleet in numbers (/metrics, the dashboard). It reads every agent row, facts and health
  * included: 25-80 ms with 15,000 agents, so the checkpointer thread answers it (see
- * CHECKPOINT_WORKER).
+ * CHECKPOINT_WORKER). A row SQLite cannot read as JSON (an older build stored a heartbeat nested
+ * 1,500 deep: every /metrics answered 500 from then on) counts as saying nothing.
  */
 const FLEET_SQL = `SELECT count(*) AS total, coalesce(sum(online), 0) AS online, coalesce(sum(events_lost), 0) AS eventsLost,
   coalesce(sum(spool_depth), 0) AS spoolDepth, coalesce(sum(spool_overflow), 0) AS spoolOverflow,
   coalesce(sum(d), 0) AS degraded, coalesce(sum(online = 0 OR d), 0) AS attention
-  FROM (SELECT *, (coalesce(health ->> '$.source.degraded', facts ->> '$.source.degraded', 0)
-    OR coalesce(health ->> '$.attribution.degraded', facts ->> '$.attribution.degraded', 0)) AS d FROM agents)`;
+  FROM (SELECT *, (coalesce(h ->> '$.source.degraded', f ->> '$.source.degraded', 0)
+    OR coalesce(h ->> '$.attribution.degraded', f ->> '$.attribution.degraded', 0)) AS d
+    FROM (SELECT *, iif(json_valid(health), health, NULL) AS h, iif(json_valid(facts), facts, NULL) AS f FROM agents))`;
 
 /** The scans of every agent row that the checkpointer thread answers (Store.scan), by name. */
 const AGENT_SCANS = { overdue: OVERDUE_SQL, fleet: FLEET_SQL };
@@ -249,10 +283,14 @@ CREATE TABLE IF NOT EXISTS alerts (
   token_name TEXT NOT NULL,
   received INTEGER NOT NULL,
   doc TEXT NOT NULL,
-  ots INTEGER NOT NULL DEFAULT 0
+  ots INTEGER NOT NULL DEFAULT 0,
+  future INTEGER NOT NULL DEFAULT 0
 );
--- The idempotence key (see the top of this file): a resend has the same original time and uuid.
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_key ON alerts (ots, uuid);
+-- The idempotence key (see the top of this file): a resend has the same original time and uuid,
+-- from the same sender. With the sender in it, a hostile agent that sends another host's uuids
+-- first stores only its own rows; the other host's alerts are still stored (schema 3).
+DROP INDEX IF EXISTS alerts_key;
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_sender_key ON alerts (ots, uuid, agent_id);
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts DESC, id DESC);
 -- No (host, ts) index here: see HOSTS_SCHEMA.
 DROP INDEX IF EXISTS alerts_host_ts;
@@ -282,6 +320,8 @@ CREATE TABLE IF NOT EXISTS tokens (
   agent_id TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tokens_active_name ON tokens (name) WHERE revoked IS NULL;
+-- Which token holds an agent id (a hello claiming it from another token is refused).
+CREATE INDEX IF NOT EXISTS tokens_agent ON tokens (agent_id) WHERE agent_id IS NOT NULL;
 -- For the dashboard (collector/src/web): its status filter and counts use the alerts someone has
 -- triaged. Partial, because alerts arrive open: ingest never writes to this index.
 CREATE INDEX IF NOT EXISTS alerts_triaged ON alerts (status, ts DESC, id DESC) WHERE status <> 'open';
@@ -303,6 +343,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
   size INTEGER NOT NULL,
   received INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS quarantine_agent ON quarantine (agent_id, id);
 `;
 
 /**
@@ -323,6 +364,9 @@ DROP TABLE alerts;
 ALTER TABLE alerts_v2 RENAME TO alerts;
 ALTER TABLE tokens ADD COLUMN agent_id TEXT;
 `;
+
+/** Schema 2 → 3: the future flag (an alert dated after its receipt, listed by receive time). */
+const MIGRATE_2_TO_3 = 'ALTER TABLE alerts ADD COLUMN future INTEGER NOT NULL DEFAULT 0;';
 
 /**
  * The host index, in a database file of its own beside the collector's (collector.db →
@@ -346,6 +390,7 @@ ALTER TABLE tokens ADD COLUMN agent_id TEXT;
 const HOSTS_SCHEMA = `
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS host_ts (host TEXT NOT NULL, ts INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (host, ts DESC, id DESC)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uuid_id (uuid TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (uuid, id)) WITHOUT ROWID;
 `;
 /** Alerts indexed per transaction of the host index. */
 const HOST_INDEX_BATCH = 5000;
@@ -375,11 +420,15 @@ function prepareHostIndex(db: Database.Database, hostsPath: string): void {
     // Several `ldguard token` at once open it too.
     hx.pragma('busy_timeout = 5000');
     hx.pragma('journal_mode = WAL');
+    // An index made before the uuid table existed is walked again from the start to fill it
+    // (its host entries are written again as no-ops).
+    const hadUuids = hx.prepare("SELECT 1 FROM sqlite_master WHERE name = 'uuid_id'").get() !== undefined;
     hx.exec(HOSTS_SCHEMA);
+    if (!hadUuids) hx.exec("DELETE FROM state WHERE key = 'cursor'");
     const cursor = (hx.prepare("SELECT coalesce(max(value), 0) AS c FROM state WHERE key = 'cursor'").get() as { c: number }).c;
     const maxId = (db.prepare('SELECT coalesce(max(id), 0) AS m FROM alerts').get() as { m: number }).m;
     // Ahead of the alerts: another database (restored, replaced) behind the same name. Start over.
-    if (cursor > maxId) hx.exec("DELETE FROM host_ts; DELETE FROM state WHERE key = 'cursor'");
+    if (cursor > maxId) hx.exec("DELETE FROM host_ts; DELETE FROM uuid_id; DELETE FROM state WHERE key = 'cursor'");
   } finally {
     hx.close();
   }
@@ -387,13 +436,15 @@ function prepareHostIndex(db: Database.Database, hostsPath: string): void {
 
 /** The statements of a group commit, prepared in the writer worker. */
 const WRITE_SQL = {
-  // Bound by position. The document and the text columns arrive as blobs (ranges of the commit's
-  // shared buffer, see WireWork) or strings, and are stored as the TEXT they are either way.
-  insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, doc)
-    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, CAST(? AS TEXT))`,
+  // Bound by position (see WireWork); the document arrives as a blob and is stored as TEXT.
+  insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))`,
+  // In the transaction itself: a token revoked before this commit has none of its alerts stored.
+  tokenActive: 'SELECT 1 AS ok FROM tokens WHERE hash = ? AND revoked IS NULL',
   quarantine: `INSERT INTO quarantine (agent_id, token_name, seq, uuid, reason, text, size, received)
     VALUES (@agentId, @tokenName, @seq, @uuid, @reason, @text, @size, @received)`,
   trimQuarantine: `DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ${QUARANTINE_MAX_ROWS}`,
+  trimAgentQuarantine: `DELETE FROM quarantine WHERE agent_id = @agentId AND id < coalesce((SELECT id FROM quarantine WHERE agent_id = @agentId ORDER BY id DESC LIMIT 1 OFFSET ${QUARANTINE_MAX_ROWS_PER_AGENT - 1}), 0)`,
   bind: 'UPDATE tokens SET agent_id = @agentId WHERE hash = @hash AND agent_id IS NULL',
   hello: `INSERT INTO agents (agent_id, hostname, version, token_name, heartbeat_ms, facts, first_seen, last_seen, online)
     VALUES (@agentId, @hostname, @version, @tokenName, @heartbeatMs, @facts, @at, @at, 1)
@@ -409,22 +460,19 @@ const WRITE_SQL = {
  * A group commit as posted to the writer. Structured cloning costs per value: building and posting
  * the columns as one array of strings and numbers per field was 14% of the event loop at 20,000
  * alerts/s. So the documents (95% of the bytes) go as their UTF-8 text laid end to end in a
- * SharedArrayBuffer, and the text columns as byte ranges of it (uuid, host, rule id and name,
- * severity and status are strings inside the document, and a JSON string without escapes is its
- * text's UTF-8), bound as blobs and stored as TEXT. Numbers go in typed arrays (transferred). Only
- * what has no range (a value written with escapes, a row of the general path, the agent and token
- * names) goes as a string, each distinct one once per commit in `strings`. So the writer holds no
- * document or field as a string (cloning the documents as strings cost it a third of its time, in
- * copies and GC), and the main thread keeps none for a waiting alert (see frame.ts). The
- * documents' buffer is reused from commit to commit (the writer is done with one when it replies):
- * a fresh one each time cost more in page faults than the copy itself.
+ * SharedArrayBuffer, numbers in typed arrays (transferred), and the text columns as indexes into
+ * `strings`, where each distinct value of the commit appears once (a fleet runs a handful of rules,
+ * severities and statuses; an agent's batch shares its host, agent and token). So the writer holds
+ * no document as a string (cloning the documents as strings cost it a third of its time, in copies
+ * and GC). The documents' buffer is reused from commit to commit (the writer is done with one when
+ * it replies): a fresh one each time cost more in page faults than the copy itself.
  */
 interface WireWork {
   /** Alerts in this commit. */
   n: number;
-  /** Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one ended), then per text column (WIRE_TEXTS, in the insert's order) [start, end) in `docs`, or [-1, index in `strings`] (-1: null), then the indexes of its agent id and token name in `strings`. */
+  /** Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one ended), then each WIRE_COLUMNS value's index in `strings` (-1: null). */
   meta: Int32Array;
-  /** ts, ots and received of alert i at 3i, 3i+1, 3i+2. */
+  /** ts, ots, received and future (0/1) of alert i at 4i … 4i+3. */
   times: Float64Array;
   strings: string[];
   docs: SharedArrayBuffer;
@@ -436,22 +484,21 @@ interface WireWork {
   bindings: TokenBinding[];
 }
 
-/** The text columns of a row, in the insert's order (frame.ts's TEXT_FIELDS). */
-const WIRE_TEXTS = TEXT_FIELDS.length;
-const WIRE_META = 1 + 2 * WIRE_TEXTS + 2;
+/** The text columns of a row as posted, in this order; the token hash is checked, not stored. */
+const WIRE_COLUMNS = ['uuid', 'host', 'ruleId', 'ruleName', 'severity', 'status', 'agentId', 'tokenName', 'tokenHash'] as const;
+const WIRE_META = 1 + WIRE_COLUMNS.length;
 
 function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire: WireWork; transfer: ArrayBuffer[] } {
   let n = 0;
   let total = 0;
   for (const b of work.alerts) {
-    n += batchSize(b);
-    if ('rows' in b) for (const r of b.rows) total += r.doc.length;
-    else for (let i = 0; i < b.scanned.count; i++) total += b.scanned.spans[i * SPANS_PER_ALERT + 1]! - b.scanned.spans[i * SPANS_PER_ALERT]!;
+    n += b.rows.length;
+    for (const r of b.rows) total += r.doc.length;
   }
   if (shared.buffer.byteLength < total) shared.buffer = new SharedArrayBuffer(Math.max(total, 2 * shared.buffer.byteLength));
   const docs = new Uint8Array(shared.buffer, 0, total);
   const meta = new Int32Array(Math.max(1, WIRE_META * n));
-  const times = new Float64Array(Math.max(1, 3 * n));
+  const times = new Float64Array(Math.max(1, 4 * n));
   const strings: string[] = [];
   const index = new Map<string, number>();
   const ref = (v: string | null): number => {
@@ -467,55 +514,19 @@ function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire
   let row = 0;
   let at = 0;
   for (const b of work.alerts) {
-    if ('rows' in b) {
-      for (const r of b.rows) {
-        // TypedArray.set, not Buffer.copy: 3x faster per document here (Buffer.copy's checks cost more than the bytes).
-        docs.set(r.doc, at);
-        at += r.doc.length;
-        const m = WIRE_META * row;
-        meta[m] = at;
-        const texts = [r.uuid, r.host, r.ruleId, r.ruleName, r.severity, r.status];
-        for (let f = 0; f < WIRE_TEXTS; f++) {
-          meta[m + 1 + 2 * f] = -1;
-          meta[m + 2 + 2 * f] = ref(texts[f]!);
-        }
-        meta[m + 1 + 2 * WIRE_TEXTS] = ref(r.agentId);
-        meta[m + 2 + 2 * WIRE_TEXTS] = ref(r.tokenName);
-        times[3 * row] = r.ts;
-        times[3 * row + 1] = r.ots;
-        times[3 * row + 2] = r.received;
-        row++;
-      }
-      continue;
-    }
-    const { frame, spans, times: t, texts } = b.scanned;
-    const agent = ref(b.agentId);
-    const token = ref(b.tokenName);
-    for (let i = 0; i < b.scanned.count; i++) {
-      const sp = i * SPANS_PER_ALERT;
-      const docStart = spans[sp]!;
-      const docEnd = spans[sp + 1]!;
-      docs.set(frame.subarray(docStart, docEnd), at);
-      // The text columns' offsets move with the document, from the frame to `docs`.
-      const shift = at - docStart;
-      at += docEnd - docStart;
+    const tokenHash = b.tokenHash ?? '';
+    for (const r of b.rows) {
+      // TypedArray.set, not Buffer.copy: 3x faster per document here (Buffer.copy's checks cost more than the bytes).
+      docs.set(r.doc, at);
+      at += r.doc.length;
       const m = WIRE_META * row;
       meta[m] = at;
-      for (let f = 0; f < WIRE_TEXTS; f++) {
-        const s = spans[sp + 2 + 2 * f]!;
-        if (s >= 0) {
-          meta[m + 1 + 2 * f] = s + shift;
-          meta[m + 2 + 2 * f] = spans[sp + 3 + 2 * f]! + shift;
-        } else {
-          meta[m + 1 + 2 * f] = -1;
-          meta[m + 2 + 2 * f] = ref(texts?.get(i * WIRE_TEXTS + f) ?? null);
-        }
-      }
-      meta[m + 1 + 2 * WIRE_TEXTS] = agent;
-      meta[m + 2 + 2 * WIRE_TEXTS] = token;
-      times[3 * row] = t[2 * i]!;
-      times[3 * row + 1] = t[2 * i + 1]!;
-      times[3 * row + 2] = b.received;
+      const values = [r.uuid, r.host, r.ruleId, r.ruleName, r.severity, r.status, r.agentId, r.tokenName, tokenHash];
+      for (let f = 0; f < WIRE_COLUMNS.length; f++) meta[m + 1 + f] = ref(values[f]!);
+      times[4 * row] = r.ts;
+      times[4 * row + 1] = r.ots;
+      times[4 * row + 2] = r.received;
+      times[4 * row + 3] = r.future ? 1 : 0;
       row++;
     }
   }
@@ -550,23 +561,35 @@ const tx = db.transaction((w) => {
   const docs = Buffer.from(w.docs, 0, w.docsLength);
   const t = w.times;
   const m = w.meta;
-  // A text column: a range of the documents' buffer, or a string (-1: null). See WireWork.
-  const text = (at) => (m[at] >= 0 ? docs.subarray(m[at], m[at + 1]) : m[at + 1] < 0 ? null : w.strings[m[at + 1]]);
+  const text = (at) => (m[at] < 0 ? null : w.strings[m[at]]);
+  // Each sender's token, looked up once: a token revoked before this commit stores nothing.
+  const active = new Map();
+  const refusedTokens = [];
+  let refusedAlerts = 0;
   let start = 0;
   for (let i = 0; i < n; i++) {
     const at = ${WIRE_META} * i;
     const end = m[at];
-    if (stmts.insertAlert.run(text(at + 1), t[3 * i], t[3 * i + 1], text(at + 3), text(at + 5), text(at + 7), text(at + 9), text(at + 11),
-      w.strings[m[at + 13]], w.strings[m[at + 14]], t[3 * i + 2], docs.subarray(start, end)).changes > 0) inserted.push(i);
+    const hash = text(at + 9);
+    let ok = active.get(hash);
+    if (ok === undefined) {
+      ok = hash === '' || stmts.tokenActive.get(hash) !== undefined;
+      active.set(hash, ok);
+      if (!ok) refusedTokens.push(hash);
+    }
+    if (!ok) refusedAlerts++;
+    else if (stmts.insertAlert.run(text(at + 1), t[4 * i], t[4 * i + 1], text(at + 2), text(at + 3), text(at + 4), text(at + 5), text(at + 6),
+      text(at + 7), text(at + 8), t[4 * i + 2], t[4 * i + 3], docs.subarray(start, end)).changes > 0) inserted.push(i);
     start = end;
   }
   if (w.quarantine.length > 0) {
     for (const q of w.quarantine) stmts.quarantine.run(q);
+    for (const agentId of new Set(w.quarantine.map((q) => q.agentId))) stmts.trimAgentQuarantine.run({ agentId });
     stmts.trimQuarantine.run();
   }
   for (const [agentId, at] of w.seen) stmts.seen.run(at, agentId);
   for (const h of w.heartbeats) stmts.heartbeat.run(h);
-  return { inserted, duplicates: n - inserted.length };
+  return { inserted, duplicates: n - inserted.length - refusedAlerts, refusedTokens, refusedAlerts };
 });
 parentPort.on('message', (m) => {
   if (m.type === 'stop') {
@@ -660,8 +683,9 @@ db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
 db.prepare('ATTACH DATABASE ? AS m').run(workerData.path);
 const cursor = db.prepare("SELECT coalesce(max(value), 0) AS c FROM state WHERE key = 'cursor'");
-const next = db.prepare('SELECT id, ts, host FROM m.alerts WHERE id > ? ORDER BY id LIMIT ?');
+const next = db.prepare('SELECT id, ts, host, uuid FROM m.alerts WHERE id > ? ORDER BY id LIMIT ?');
 const add = db.prepare('INSERT OR IGNORE INTO host_ts (host, ts, id) VALUES (?, ?, ?)');
+const addUuid = db.prepare('INSERT OR IGNORE INTO uuid_id (uuid, id) VALUES (?, ?)');
 const setCursor = db.prepare("INSERT INTO state (key, value) VALUES ('cursor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
 // Deferred, not IMMEDIATE: that would take the write lock of the attached collector database too.
 const step = db.transaction((batch) => {
@@ -670,6 +694,7 @@ const step = db.transaction((batch) => {
   // In key order: the batch's entries land host by host, each page of the index written once.
   rows.sort((a, b) => (a[2] === b[2] ? 0 : a[2] === null ? -1 : b[2] === null ? 1 : a[2] < b[2] ? -1 : 1));
   for (const [id, ts, host] of rows) if (host !== null) add.run(host, ts, id);
+  for (const [id, , , uuid] of rows) addUuid.run(uuid, id);
   setCursor.run(rows.reduce((m, r) => Math.max(m, r[0]), 0));
   return rows.length;
 });
@@ -754,12 +779,16 @@ export class Store {
       // Cheap to run at every sweep; changes when a token is revoked (or one is added).
       tokensVersion: db.prepare("SELECT count(*) || ':' || coalesce(max(created), 0) || ':' || coalesce(sum(revoked), 0) AS v FROM tokens"),
       // No index on uuid alone (see the top of this file): this scans the covering (ts, uuid) index.
-      alertByUuid: db.prepare('SELECT id, ts, doc FROM alerts WHERE uuid = ?'),
-      alertById: db.prepare('SELECT doc FROM alerts WHERE id = ?'),
+      // Every alert with that uuid, newest first (see IDS_BY_UUID_SQL).
+      alertsByUuid: db.prepare(`SELECT a.id, a.ts, a.ots, ${docSql('a')} AS doc FROM (${IDS_BY_UUID_SQL}) k CROSS JOIN alerts a ON a.id = k.id ORDER BY a.ts DESC, a.id DESC`),
+      alertByKey: db.prepare(`SELECT a.id, a.ts, a.ots, ${docSql('a')} AS doc FROM alerts a WHERE ots = ? AND uuid = ?`),
+      alertById: db.prepare(`SELECT ${docSql('a')} AS doc FROM alerts a WHERE id = ?`),
+      // A document that is not valid JSON (an older build's) keeps its text; the row's status changes all the same.
       setStatus: db.prepare(`UPDATE alerts SET status = @status, status_by = @by, status_at = @at,
-        doc = json_set(doc, '$.kibana.alert.workflow_status', @status, '$.kibana.alert.workflow_user', @by,
-          '$.kibana.alert.workflow_status_updated_at', @atIso)
+        doc = CASE WHEN json_valid(doc) THEN json_set(doc, '$.kibana.alert.workflow_status', @status, '$.kibana.alert.workflow_user', @by,
+          '$.kibana.alert.workflow_status_updated_at', @atIso) ELSE doc END
         WHERE id = @id`),
+      tokenOfAgent: db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE agent_id = ? AND revoked IS NULL ORDER BY created LIMIT 1`),
       quarantine: db.prepare('SELECT * FROM quarantine WHERE (@agentId IS NULL OR agent_id = @agentId) AND id < @before ORDER BY id DESC LIMIT @limit'),
       quarantineCount: db.prepare('SELECT count(*) AS n FROM quarantine'),
       agents: db.prepare('SELECT * FROM agents ORDER BY hostname, agent_id'),
@@ -813,6 +842,10 @@ export class Store {
           for (const r of rows) updates.push([originalTime(r.ot, r.ts), r.id]);
           for (const [ots, id] of updates) set.run(ots, id);
           upgraded = `schema 1 to ${SCHEMA_VERSION}, ${n} alerts in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+        }
+        if (version <= 2 && db.prepare("SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'future'").get() === undefined) {
+          db.exec(MIGRATE_2_TO_3);
+          upgraded ??= `schema ${version} to ${SCHEMA_VERSION}`;
         }
         db.exec(SCHEMA);
         db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(SCHEMA_VERSION));
@@ -893,6 +926,11 @@ export class Store {
     return this.stmts.lookupToken.get(hash) as TokenInfo | undefined;
   }
 
+  /** The active token an agent id is bound to, if any. */
+  tokenOfAgent(agentId: string): TokenInfo | undefined {
+    return this.stmts.tokenOfAgent.get(agentId) as TokenInfo | undefined;
+  }
+
   /**
    * Changes when a token is created or revoked (by `ldguard token` in another process). The
    * collector compares it at each sweep and rechecks its connections' tokens only then: SQLite's
@@ -930,7 +968,7 @@ export class Store {
       // A "ts.id" cursor (what `next` gives), or the uuid of the previous page's last alert (what
       // schema 1 gave; still taken, at the cost of a scan).
       const cursor = /^(-?\d{1,16})\.(\d{1,16})$/.exec(q.before);
-      const row = cursor ? { ts: Number(cursor[1]), id: Number(cursor[2]) } : (this.stmts.alertByUuid.get(q.before) as { id: number; ts: number } | undefined);
+      const row = cursor ? { ts: Number(cursor[1]), id: Number(cursor[2]) } : (this.stmts.alertsByUuid.get(q.before, q.before) as { id: number; ts: number } | undefined);
       if (!row) return undefined;
       keyWhere.push('(ts, id) < (?, ?)');
       keyParams.push(row.ts, row.id);
@@ -940,13 +978,13 @@ export class Store {
       // LIMIT -1 keeps the subquery's ORDER BY (SQLite drops it otherwise, then sorts all the
       // host's rows): its two sides are merged as they come, the index in order and the few rows
       // past its cursor sorted, and the walk stops with the page.
-      sql = `SELECT a.id, a.ts, a.doc FROM (${hostKeysSql(keyWhere)} ORDER BY ts DESC, id DESC LIMIT -1) k CROSS JOIN alerts a ON a.id = k.id
+      sql = `SELECT a.id, a.ts, ${docSql('a')} AS doc FROM (${hostKeysSql(keyWhere)} ORDER BY ts DESC, id DESC LIMIT -1) k CROSS JOIN alerts a ON a.id = k.id
         ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY k.ts DESC, k.id DESC LIMIT ?`;
       params.unshift(q.host, ...keyParams, q.host, ...keyParams);
     } else {
       where.unshift(...keyWhere);
       params.unshift(...keyParams);
-      sql = `SELECT id, ts, doc FROM alerts ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, id DESC LIMIT ?`;
+      sql = `SELECT a.id, a.ts, ${docSql('a')} AS doc FROM alerts a ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ts DESC, id DESC LIMIT ?`;
     }
     let stmt = this.queryCache.get(sql);
     if (!stmt) {
@@ -960,16 +998,20 @@ export class Store {
     return { docs: rows.map((r) => r.doc), next: more && last ? `${last.ts}.${last.id}` : null };
   }
 
-  getAlert(uuid: string): string | undefined {
-    return (this.stmts.alertByUuid.get(uuid) as { doc: string } | undefined)?.doc;
+  /**
+   * The alerts an id names: a key (`ots~uuid`, see alertKey) names one; a uuid every alert that
+   * carries it (different events may share one), newest first.
+   */
+  findAlerts(id: string): Array<{ id: number; key: string; doc: string }> {
+    const key = /^(-?\d{1,16})~(.+)$/.exec(id);
+    const rows = (key ? this.stmts.alertByKey.all(Number(key[1]), key[2]) : this.stmts.alertsByUuid.all(id, id)) as Array<{ id: number; ots: number; doc: string }>;
+    return rows.map((r) => ({ id: r.id, key: alertKey(r.ots, id.includes('~') ? key![2]! : id), doc: r.doc }));
   }
 
-  /** Sets the workflow status (in the row and in the document); the new document, or undefined. */
-  setStatus(uuid: string, status: WorkflowStatus, by: string, at = Date.now()): string | undefined {
-    const row = this.stmts.alertByUuid.get(uuid) as { id: number } | undefined;
-    if (!row) return undefined;
-    const n = this.stmts.setStatus.run({ id: row.id, status, by, at, atIso: new Date(at).toISOString() }).changes;
-    return n > 0 ? (this.stmts.alertById.get(row.id) as { doc: string } | undefined)?.doc : undefined;
+  /** Sets the workflow status of one alert (in the row and in the document); the new document, or undefined. */
+  setStatus(rowId: number, status: WorkflowStatus, by: string, at = Date.now()): string | undefined {
+    const n = this.stmts.setStatus.run({ id: rowId, status, by, at, atIso: new Date(at).toISOString() }).changes;
+    return n > 0 ? (this.stmts.alertById.get(rowId) as { doc: string } | undefined)?.doc : undefined;
   }
 
   // ---- quarantine
@@ -1063,7 +1105,7 @@ export class Store {
     this.db.pragma('journal_size_limit = 67108864');
     const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
     const writer = new Worker(WRITER_WORKER, { eval: true, workerData: { sqlite, path: this.path, sql: WRITE_SQL } });
-    writer.on('message', (m: { id: number; ok: boolean; result?: { inserted: number[]; duplicates: number }; error?: string; code?: string }) => {
+    writer.on('message', (m: { id: number; ok: boolean; result?: CommitResult; error?: string; code?: string }) => {
       const c = this.commits.get(m.id);
       if (!c) return;
       this.commits.delete(m.id);

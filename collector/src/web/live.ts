@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { Logger } from '../../../shared/log.js';
 import type { Ingest } from '../ingest.js';
-import type { AlertRow } from '../store/sqlite.js';
+import { stampedDoc, type AlertRow } from '../store/sqlite.js';
 
 const FLUSH_MS = 200;
 const FLEET_MS = 5_000;
@@ -120,7 +120,8 @@ export class LiveFeed {
   }
 
   private stored(rows: AlertRow[]): void {
-    for (const r of rows) this.pending.push(r.doc.toString('utf8'));
+    // Stamped with the sender as the API shows it (docSql); only while a page is open.
+    for (const r of rows) this.pending.push(stampedDoc(r));
     if (this.pending.length > MAX_PER_FLUSH) {
       this.skipped += this.pending.length - MAX_PER_FLUSH;
       this.pending = this.pending.slice(-MAX_PER_FLUSH);

@@ -16,7 +16,7 @@
 import Database from 'better-sqlite3';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { ftsQuery } from './indexer.js';
-import { hostKeysSql, hostsDbPath } from '../store/sqlite.js';
+import { IDS_BY_UUID_SQL, docSql, hostKeysSql, hostsDbPath } from '../store/sqlite.js';
 import type { Overview } from '../../web/src/api-types.js';
 
 export type { Overview };
@@ -85,7 +85,8 @@ export class DashboardQueries {
     // The host index (store/sqlite.ts, HOSTS_SCHEMA); Store.open created it before this opens.
     this.db.prepare('ATTACH DATABASE ? AS hx').run(hostsDbPath(mainPath));
     this.stmts = {
-      byUuid: this.db.prepare('SELECT id, doc FROM alerts WHERE uuid = ?'),
+      // The newest alert with that uuid (see IDS_BY_UUID_SQL), its document as the API shows it.
+      byUuid: this.db.prepare(`SELECT a.id, ${docSql('a')} AS doc FROM (${IDS_BY_UUID_SQL}) k CROSS JOIN alerts a ON a.id = k.id ORDER BY a.ts DESC, a.id DESC LIMIT 1`),
       history: this.db.prepare('SELECT status, by, at FROM alert_history WHERE alert_id = ? ORDER BY at, rowid'),
       cursor: this.db.prepare("SELECT coalesce((SELECT value FROM s.state WHERE key = 'cursor'), 0) AS c"),
       maxId: this.db.prepare('SELECT coalesce(max(id), 0) AS id FROM alerts'),
@@ -181,7 +182,7 @@ export class DashboardQueries {
         : `${hostKeysSql(where)} ORDER BY ts DESC, id DESC LIMIT ?`;
       if (!index) params.splice(0, params.length, q.host, ...params, q.host, ...params);
       const want = rest.sql ? Math.min(chunk, this.budget - scanned) : q.limit + 1;
-      const rows = this.prep(`SELECT a.id, a.ts, a.doc FROM (${inner}) k CROSS JOIN alerts a ON a.id = k.id ${rest.sql ? `WHERE ${rest.sql}` : ''} ORDER BY k.ts DESC, k.id DESC`)
+      const rows = this.prep(`SELECT a.id, a.ts, ${docSql('a')} AS doc FROM (${inner}) k CROSS JOIN alerts a ON a.id = k.id ${rest.sql ? `WHERE ${rest.sql}` : ''} ORDER BY k.ts DESC, k.id DESC`)
         .all(...params, want, ...rest.params) as Array<{ id: number; ts: number; doc: string }>;
       for (const r of rows) {
         if (page.length > q.limit) break;
@@ -230,7 +231,7 @@ export class DashboardQueries {
       .all(fts, after, want) as Array<{ id: number }>).map((r) => r.id);
     // CROSS JOIN keeps the hits as the outer loop: left to itself the planner may walk an index
     // of alerts for a filter and search the JSON array once per row.
-    const fetch = this.prep(`SELECT a.id, a.doc FROM json_each(?) j CROSS JOIN alerts a ON a.id = j.value ${rest.sql ? `WHERE ${rest.sql}` : ''} ORDER BY j.key`);
+    const fetch = this.prep(`SELECT a.id, ${docSql('a')} AS doc FROM json_each(?) j CROSS JOIN alerts a ON a.id = j.value ${rest.sql ? `WHERE ${rest.sql}` : ''} ORDER BY j.key`);
     const page: string[] = [];
     const pageIds: number[] = [];
     let scanned = 0;
@@ -253,7 +254,7 @@ export class DashboardQueries {
 
   /** One alert's document and its workflow history, or undefined. */
   alert(uuid: string): { doc: string; history: HistoryEntry[] } | undefined {
-    const row = this.stmts.byUuid.get(uuid) as { id: number; doc: string } | undefined;
+    const row = this.stmts.byUuid.get(uuid, uuid) as { id: number; doc: string } | undefined;
     if (!row) return undefined;
     const history = (this.stmts.history.all(row.id) as Array<{ status: string; by: string | null; at: number }>).map((h) => ({ status: h.status, by: h.by, at: iso(h.at) }));
     return { doc: row.doc, history };
