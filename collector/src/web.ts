@@ -423,7 +423,7 @@ export class Dashboard {
     }
     const body = await readJson(req);
     let admin;
-    let how: string;
+    let how: 'token' | 'password';
     if (typeof body.token === 'string') {
       how = 'token';
       admin = this.auth.checkToken(body.token.trim());
@@ -433,6 +433,8 @@ export class Dashboard {
     } else {
       throw new WebError(400, 'LDG_ERR_WEB_BODY', 'send {"token": "..."} or {"name": "...", "password": "..."}');
     }
+    // Attempts refused by the limiter above are not recorded: it bounds the audit log's growth.
+    this.auth.recordLogin({ from: remote, how, admin, name: how === 'password' ? (body.name as string) : undefined, token: how === 'token' ? (body.token as string).trim() : undefined });
     if (!admin) {
       this.o.log.warn({ remote, how, name: how === 'password' ? String(body.name).slice(0, 128) : undefined }, 'dashboard login failed (401)');
       throw new WebError(401, 'LDG_ERR_WEB_LOGIN', how === 'token' ? 'that is not an active admin token' : 'wrong name or password');

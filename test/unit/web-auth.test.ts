@@ -104,6 +104,62 @@ describe('Auth', () => {
   });
 });
 
+describe('a password belongs to one admin token, not to its name', () => {
+  it('dies with its token: a token re-created under the same name does not inherit it', async () => {
+    const store = Store.open(join(tempDir('ldg-web-auth-'), 'c.db'));
+    const db = new Database(store.path);
+    try {
+      const auth = new Auth(db);
+      store.createToken('admin', 'admin');
+      await auth.setPassword('admin', 'a long enough passphrase');
+      store.revokeToken('admin');
+      store.createToken('admin', 'admin');
+      expect(await auth.checkPassword('admin', 'a long enough passphrase')).toBeUndefined();
+      // Revoking deleted it; it is not merely unreachable.
+      expect(db.prepare('SELECT count(*) AS n FROM web_passwords').get()).toEqual({ n: 0 });
+    } finally {
+      db.close();
+      await store.close();
+    }
+  });
+
+  it('migrates passwords kept by name: each goes to the active admin token it was set for, or is dropped', async () => {
+    const store = Store.open(join(tempDir('ldg-web-auth-'), 'c.db'));
+    const db = new Database(store.path);
+    try {
+      const t0 = Date.now() - 60_000;
+      store.createToken('alice', 'admin', t0); // password set after: kept
+      store.createToken('bob', 'admin', t0);
+      store.revokeToken('bob', t0 + 1000);
+      store.createToken('bob', 'admin', t0 + 3000); // password set for the old bob (t0 + 2000): dropped
+      store.createToken('carol', 'admin', t0);
+      store.revokeToken('carol', t0 + 5000); // no active token: dropped
+      store.createToken('host-1', 'agent', t0); // not an admin: dropped
+      // The shape web_passwords had before passwords were bound to tokens.
+      db.exec('CREATE TABLE web_passwords (name TEXT PRIMARY KEY, hash TEXT NOT NULL, updated INTEGER NOT NULL)');
+      const put = db.prepare('INSERT INTO web_passwords (name, hash, updated) VALUES (?, ?, ?)');
+      const pw = await hashPassword('a long enough passphrase');
+      put.run('alice', pw, t0 + 1000);
+      put.run('bob', pw, t0 + 2000);
+      put.run('carol', pw, t0 + 2000);
+      put.run('host-1', pw, t0 + 2000);
+
+      const auth = new Auth(db);
+      expect((await auth.checkPassword('alice', 'a long enough passphrase'))?.name).toBe('alice');
+      expect(await auth.checkPassword('bob', 'a long enough passphrase')).toBeUndefined();
+      expect(await auth.checkPassword('carol', 'a long enough passphrase')).toBeUndefined();
+      expect(await auth.checkPassword('host-1', 'a long enough passphrase')).toBeUndefined();
+      expect(db.prepare('SELECT count(*) AS n FROM web_passwords').get()).toEqual({ n: 1 });
+      // Run again (another process opening the same database): nothing changes.
+      new Auth(db);
+      expect((await auth.checkPassword('alice', 'a long enough passphrase'))?.name).toBe('alice');
+    } finally {
+      db.close();
+      await store.close();
+    }
+  });
+});
+
 describe('LoginLimiter', () => {
   it('allows a burst per address, then one attempt per refill, and caps everyone together', () => {
     const t0 = 1_000_000;

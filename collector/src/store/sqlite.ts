@@ -913,9 +913,29 @@ export class Store {
     return this.stmts.listTokens.all() as TokenInfo[];
   }
 
-  /** Revokes the active token of that name; false when there is none. */
+  /** Revokes the active token of that name; false when there is none. Committed when it returns. */
   revokeToken(name: string, now = Date.now()): boolean {
     return this.stmts.revokeToken.run(now, name).changes > 0;
+  }
+
+  /**
+   * Gives the active token of that name a new secret on the same row: name, role, created and the
+   * bound agent id stay, the old secret matches nothing from the commit on. Returns the new token
+   * (the only time it exists outside the holder's hands) and the row, or undefined when no token of
+   * that name is active. Prepared here rather than with the other statements: it runs once per
+   * `ldguard token rotate`.
+   */
+  rotateToken(name: string): { token: string; info: TokenInfo } | undefined {
+    const token = `ldg_${randomBytes(32).toString('base64url')}`;
+    const hash = hashToken(token);
+    return this.db.transaction(() => {
+      const info = this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE name = ? AND revoked IS NULL`).get(name) as TokenInfo | undefined;
+      if (!info) return undefined;
+      this.db.prepare('UPDATE tokens SET hash = ? WHERE hash = ?').run(hash, info.hash);
+      // A rotation changes no count, created or revoked: counted here for tokensVersion.
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('token_rotations', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1").run();
+      return { token, info: { ...info, hash } };
+    }).immediate();
   }
 
   lookupToken(token: string): TokenInfo | undefined {
@@ -932,13 +952,17 @@ export class Store {
   }
 
   /**
-   * Changes when a token is created or revoked (by `ldguard token` in another process). The
-   * collector compares it at each sweep and rechecks its connections' tokens only then: SQLite's
+   * Changes when a token is created, rotated or revoked (by `ldguard token` in another process).
+   * The collector compares it at each sweep and rechecks its connections' tokens only then: SQLite's
    * data_version changes with every commit of the writer thread, i.e. all the time.
    */
   tokensVersion(): string {
-    return (this.stmts.tokensVersion.get() as { v: string }).v;
+    this.rotationsStmt ??= this.db.prepare("SELECT coalesce((SELECT value FROM meta WHERE key = 'token_rotations'), '0') AS r");
+    return `${(this.stmts.tokensVersion.get() as { v: string }).v}:${(this.rotationsStmt.get() as { r: string }).r}`;
   }
+
+  /** tokensVersion's count of rotations (see rotateToken). */
+  private rotationsStmt: Database.Statement | undefined;
 
   // ---- alerts
 
