@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { parseDuration } from '../../../shared/duration.js';
 import { LdgError } from '../../../shared/errors.js';
 import type { Alert } from '../../../shared/ecs.js';
+import { visible } from '../../../shared/visible.js';
 import { parseOptions } from '../args.js';
 import { alertsFiles } from '../sink/alerts-file.js';
 import { DEFAULT_SOCKET } from '../sink/local.js';
@@ -26,12 +27,13 @@ Prints the agent's alerts as they happen, one line each: time, severity, rule, f
 `;
 
 /**
- * Strings in an alert come from the host (file names are chosen by whoever wrote the file): escape
- * control characters so a crafted name cannot move the cursor, recolour or clear the terminal.
+ * Strings in an alert come from the host (file names are chosen by whoever wrote the file): a
+ * crafted name must not move the cursor, recolour or clear the terminal, nor read reordered or
+ * hide characters (shared/visible.ts, the same escaping the dashboard shows).
  */
 function clean(v: unknown): string {
   if (v === undefined || v === null || v === '') return '-';
-  return String(v).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return visible(String(v));
 }
 
 const SEVERITY_COLOUR: Record<string, string> = { critical: '\x1b[1;35m', high: '\x1b[1;31m', medium: '\x1b[33m', low: '\x1b[36m' };
