@@ -949,10 +949,12 @@ describe('ldguard tail and the local socket', () => {
   });
 
   function startTail(args: string[]) {
-    const p = spawn(process.execPath, [CLI, 'tail', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [CLI, 'tail', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     procs.add(p);
     tails.add(p);
     const lines: string[] = [];
+    const err = { text: '' };
+    p.stderr!.on('data', (d) => (err.text += String(d)));
     let buf = '';
     p.stdout!.on('data', (d) => {
       buf += String(d);
@@ -964,7 +966,7 @@ describe('ldguard tail and the local socket', () => {
       procs.delete(p);
       r(code);
     }));
-    return { p, lines, exit };
+    return { p, lines, err, exit };
   }
 
   it('creates the socket 0600 in a 0700 folder and refuses a second listener', async () => {
@@ -988,6 +990,14 @@ describe('ldguard tail and the local socket', () => {
     expect(t.lines.join('\n')).not.toContain('\x1b');
     t.p.kill('SIGINT');
     expect(await t.exit).toBe(0);
+  });
+
+  it('stops quietly on Ctrl-C, without saying the agent closed the stream', async () => {
+    const t = startTail([]);
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    t.p.kill('SIGINT');
+    expect(await t.exit).toBe(0);
+    expect(t.err.text).toBe('');
   });
 
   it('shows bidirectional controls and invisible characters in a name escaped, in the order they are on disk', async () => {
