@@ -211,9 +211,10 @@ export class Dashboard {
     this.live = new LiveFeed({
       ingest: o.ingest,
       log: o.log,
-      sessionCookie: (req) => {
+      session: (req) => {
         const c = cookies(req).get(this.cookieName);
-        return c && this.auth.session(c) ? c : undefined;
+        const s = c ? this.auth.session(c) : undefined;
+        return c && s ? { cookie: c, name: s.name } : undefined;
       },
       stillValid: (c) => Boolean(this.auth.session(c)),
       sameOrigin: (req) => this.sameOrigin(req, true),

@@ -957,10 +957,12 @@ describe('ldguard tail and the local socket', () => {
   });
 
   function startTail(args: string[]) {
-    const p = spawn(process.execPath, [CLI, 'tail', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [CLI, 'tail', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     procs.add(p);
     tails.add(p);
     const lines: string[] = [];
+    const err = { text: '' };
+    p.stderr!.on('data', (d) => (err.text += String(d)));
     let buf = '';
     p.stdout!.on('data', (d) => {
       buf += String(d);
@@ -972,7 +974,7 @@ describe('ldguard tail and the local socket', () => {
       procs.delete(p);
       r(code);
     }));
-    return { p, lines, exit };
+    return { p, lines, err, exit };
   }
 
   it('creates the socket 0600 in a 0700 folder and refuses a second listener', async () => {
@@ -992,10 +994,46 @@ describe('ldguard tail and the local socket', () => {
     const evil = makeAlert({ path: '/usr/lib/\x1b[2J\x1b[31mld.so\nfake line' });
     await local.send(evil);
     const second = await waitFor(() => t.lines[1], 5_000, 'a second line');
-    expect(second).toContain('/usr/lib/\\x1b[2J\\x1b[31mld.so\\x0afake line');
+    expect(second).toContain('/usr/lib/<U+001B>[2J<U+001B>[31mld.so<U+000A>fake line');
     expect(t.lines.join('\n')).not.toContain('\x1b');
     t.p.kill('SIGINT');
     expect(await t.exit).toBe(0);
+  });
+
+  it('stops quietly on Ctrl-C, without saying the agent closed the stream', async () => {
+    const t = startTail([]);
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    t.p.kill('SIGINT');
+    expect(await t.exit).toBe(0);
+    expect(t.err.text).toBe('');
+  });
+
+  it('shows bidirectional controls and invisible characters in a name escaped, in the order they are on disk', async () => {
+    const t = startTail([]);
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    // Displayed as written, the override makes this name read "…so.2exe.txt".
+    const a = makeAlert({ path: '/usr/lib64/ld-linux-x86-64.so.2\u202Etxt.exe' });
+    a.process.name = 'c\u200Bp\u2066';
+    a.user = { ...a.user, name: '\uFEFFroot\u200F' };
+    await local.send(a);
+    const line = await waitFor(() => t.lines[0], 5_000, 'a line from tail');
+    expect(line).toContain('  /usr/lib64/ld-linux-x86-64.so.2<U+202E>txt.exe  ');
+    expect(line).toContain('process=c<U+200B>p<U+2066> ');
+    expect(line).toContain('user=<U+FEFF>root<U+200F> ');
+    expect(line).not.toMatch(/[\u200B-\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF\u061C]/);
+    t.p.kill('SIGTERM');
+    await t.exit;
+  });
+
+  it('--json keeps such a name exact', async () => {
+    const t = startTail(['--json']);
+    await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
+    const a = makeAlert({ path: '/usr/lib64/ld-linux-x86-64.so.2\u202Etxt.exe' });
+    await local.send(a);
+    const line = await waitFor(() => t.lines[0], 5_000, 'a line from tail');
+    expect((JSON.parse(line) as Alert).file.path).toBe('/usr/lib64/ld-linux-x86-64.so.2\u202Etxt.exe');
+    t.p.kill('SIGTERM');
+    await t.exit;
   });
 
   it.skipIf(!existsSync('/usr/bin/script'))('colours the severity on a terminal (a pty from script(1)), not with NO_COLOR', async () => {

@@ -22,6 +22,11 @@ const CHROMIUM = '/usr/bin/chromium';
 // The flags the machine notes ask for: no background networking (this machine's network is closed).
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const XSS_NAME = 'ld-linux-<img src=x onerror=alert(1)>.so';
+// Rendered as written, the right-to-left override makes this name read "ld-linux.so.2exe.txt".
+const BIDI_NAME = 'ld-linux.so.2\u202Etxt.exe';
+const BIDI_SHOWN = 'ld-linux.so.2<U+202E>txt.exe';
+// Bidirectional controls and zero-width characters: none may reach the page unescaped.
+const HIDDEN = /[\u061C\u200B-\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF]/;
 
 const work = tempDir('ldg-dashboard-');
 // Made by the first screenshot. Not tempDir: the screenshots are for a human to look at when a
@@ -244,6 +249,27 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     expect(page.url()).toContain(`host=${encodeURIComponent(hostname())}`);
   });
 
+  it('shows a right-to-left override in a file name escaped, in the list and in the alert', async () => {
+    await page.click('nav a[data-section="alerts"]');
+    await page.waitForSelector('tr.alert-row');
+    await cp(join(root, 'lib64', BIDI_NAME));
+    const cell = page.locator('tr.alert-row td.col-path', { hasText: BIDI_SHOWN });
+    await cell.first().waitFor({ timeout: 15_000 });
+    expect(await cell.first().textContent()).toBe(`/usr/lib64/${BIDI_SHOWN}`);
+    expect(await cell.first().getAttribute('title')).toBe(`/usr/lib64/${BIDI_SHOWN}`);
+    expect(await page.textContent('table.alerts')).not.toMatch(HIDDEN);
+    await shot('08-bidi-list');
+    await cell.first().click();
+    await page.waitForSelector('.path-big');
+    expect(await page.textContent('.path-big')).toBe(`/usr/lib64/${BIDI_SHOWN}`);
+    const fields = page.locator('table.fields tr', { has: page.locator('th', { hasText: /^file\.path$/ }) });
+    expect(await fields.locator('td').textContent()).toBe(`/usr/lib64/${BIDI_SHOWN}`);
+    expect(await page.textContent('main.view')).not.toMatch(HIDDEN);
+    // Only the display is escaped: the stored alert keeps the name's real characters.
+    const uuid = decodeURIComponent(page.url().split('#/alerts/')[1] ?? '');
+    expect((await apiGet(`/api/alerts/${uuid}`)).alert.file.path).toBe(`/usr/lib64/${BIDI_NAME}`);
+  });
+
   it('shows the agent on the fleet page, and a degraded agent gone offline standing out', async () => {
     // A second agent, by hand over the real protocol: degraded (inotify, no writer attribution),
     // losing events, then gone silent; the collector marks it offline after its missed heartbeats.
@@ -252,7 +278,9 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
     const source = { name: 'inotify', degraded: true, reason: 'fanotify unavailable (EPERM): falling back to inotify' };
     const attribution = { degraded: true, reason: 'inotify carries no pid' };
-    ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, heartbeatMs: 200, agent: { ...makeFacts('agent-db-2', 'db-2'), source, attribution } }));
+    // Its kernel string, chosen by whoever runs that host, carries a right-to-left override.
+    const host = { architecture: 'x86_64', os: { name: 'Debian GNU/Linux', version: '12', kernel: '6.1.0\u202Ecve' } };
+    ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, heartbeatMs: 200, agent: { ...makeFacts('agent-db-2', 'db-2'), host, source, attribution } }));
     ws.send(JSON.stringify({ type: 'heartbeat', v: PROTOCOL_VERSION, health: { spoolDepth: 3, spoolBytes: 9000, spoolOverflow: 0, spoolTorn: 0, eventsLost: 12, source, attribution, uptimeSec: 3600 } }));
     await new Promise((r) => setTimeout(r, 300));
     ws.terminate();
@@ -268,6 +296,8 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     const bad = page.locator('tr.agent-row.agent-offline', { hasText: 'db-2' });
     await bad.waitFor({ timeout: 20_000 });
     expect(await bad.textContent()).toContain('inotify (degraded)');
+    expect(await bad.textContent()).toContain('6.1.0<U+202E>cve');
+    expect(await page.textContent('main.view')).not.toMatch(HIDDEN);
     expect(await page.locator('tr.agent-row').first().getAttribute('data-agent')).toBe('agent-db-2'); // problems first
     expect(await page.textContent('.nav-badge')).toBe('1');
     await shot('06-fleet');

@@ -1,5 +1,5 @@
 // `ldguard match` as a user runs it: the built CLI, events on stdin, alerts on stdout.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
@@ -57,6 +57,43 @@ describe('ldguard match', () => {
     const summary = alerts[100];
     expect(summary.ldguard.summary.held_back).toBe(5);
     expect(summary.ldguard.summary.paths).toEqual([100, 101, 102, 103, 104].map((i) => `/lib64/ld-linux-${i}.so.2`));
+  });
+
+  it('stops quietly when its reader goes away (`ldguard match … | head -1`)', async () => {
+    const base = JSON.parse(events.split('\n')[0]!);
+    // Each event an hour after the last: every one is its own max_signals window, so each matches.
+    const event = (i: number) => `${JSON.stringify({ ...base, '@timestamp': new Date(Date.UTC(2026, 0, 1) + i * 3_600_000).toISOString(), event: { ...base.event, id: `pipe-${i}` } })}\n`;
+    const p = spawn(process.execPath, [cli, 'match', '--rule', SEED], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += String(d)));
+    p.stdin.on('error', () => undefined); // it may exit before reading all of stdin, as it should
+    const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+    let gone = false;
+    void exited.then(() => (gone = true));
+    // As head -1: read the first line, then close the pipe's read end.
+    let buf = '';
+    const first = new Promise<string>((resolve) => {
+      p.stdout.on('data', (d) => {
+        buf += String(d);
+        const nl = buf.indexOf('\n');
+        if (nl >= 0) {
+          p.stdout.destroy();
+          resolve(buf.slice(0, nl));
+        }
+      });
+    });
+    let i = 0;
+    p.stdin.write(event(i++));
+    expect(JSON.parse(await first).kibana.alert.original_event.id).toBe('pipe-0');
+    // Keep it matching (and writing into the closed pipe) for a while, then end its input.
+    const until = Date.now() + 1_500;
+    while (!gone && Date.now() < until) {
+      p.stdin.write(event(i++));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    if (!gone) p.stdin.end();
+    expect(await exited).toBe(0);
+    expect(stderr).toBe('');
   });
 
   it('refuses an invalid rule file with its position', () => {

@@ -8,6 +8,7 @@ import { bundledRulesDir } from '../../../shared/paths.js';
 import { loadRules } from '../../../shared/rule.js';
 import { Throttle } from '../../../shared/throttle.js';
 import { parseOptions } from '../args.js';
+import { exitWhenStdoutCloses } from '../stdout-closed.js';
 
 const HELP = `Usage: ldguard match [--rule FILE|DIR ...] [--now ISO] < events.ndjson > alerts.ndjson
 
@@ -25,6 +26,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const rules = loadRules(values.rule?.length ? values.rule : [bundledRulesDir()]);
+  // `ldguard match … | head -1`: the reader leaving ends the run, quietly.
+  exitWhenStdoutCloses('match');
   const throttle = new Throttle();
   const write = (doc: unknown) => process.stdout.write(`${JSON.stringify(doc)}\n`);
   let lineNo = 0;

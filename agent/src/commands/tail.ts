@@ -7,9 +7,11 @@ import { createInterface } from 'node:readline';
 import { parseDuration } from '../../../shared/duration.js';
 import { LdgError } from '../../../shared/errors.js';
 import type { Alert } from '../../../shared/ecs.js';
+import { visible } from '../../../shared/visible.js';
 import { parseOptions } from '../args.js';
 import { alertsFiles } from '../sink/alerts-file.js';
 import { DEFAULT_SOCKET } from '../sink/local.js';
+import { exitWhenStdoutCloses } from '../stdout-closed.js';
 
 const DEFAULT_ALERTS_FILE = '/var/log/ldguard/alerts.ndjson';
 
@@ -26,12 +28,13 @@ Prints the agent's alerts as they happen, one line each: time, severity, rule, f
 `;
 
 /**
- * Strings in an alert come from the host (file names are chosen by whoever wrote the file): escape
- * control characters so a crafted name cannot move the cursor, recolour or clear the terminal.
+ * Strings in an alert come from the host (file names are chosen by whoever wrote the file): a
+ * crafted name must not move the cursor, recolour or clear the terminal, nor read reordered or
+ * hide characters (shared/visible.ts, the same escaping the dashboard shows).
  */
 function clean(v: unknown): string {
   if (v === undefined || v === null || v === '') return '-';
-  return String(v).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return visible(String(v));
 }
 
 const SEVERITY_COLOUR: Record<string, string> = { critical: '\x1b[1;35m', high: '\x1b[1;31m', medium: '\x1b[33m', low: '\x1b[36m' };
@@ -109,15 +112,8 @@ export async function run(argv: string[]): Promise<number> {
   const json = values.json ?? false;
   const colour = !json && process.stdout.isTTY === true && !process.env.NO_COLOR;
   const out = process.stdout;
-  let piped = false;
-  out.on('error', (err: NodeJS.ErrnoException) => {
-    // `ldguard tail | head`: the reader went away, which is a normal way to stop.
-    piped = true;
-    if (err.code !== 'EPIPE') process.stderr.write(`ldguard tail: cannot write to stdout: ${err.message}\n`);
-    process.exit(err.code === 'EPIPE' ? 0 : 1);
-  });
+  exitWhenStdoutCloses('tail');
   const print = (line: string, alert: Alert | undefined) => {
-    if (piped) return;
     if (json) out.write(`${line}\n`);
     else if (alert) out.write(`${formatAlert(alert, colour)}\n`);
   };
@@ -144,15 +140,19 @@ export async function run(argv: string[]): Promise<number> {
     if (id && seen.has(id)) return; // already printed from the backlog
     print(line, alert);
   };
+  // Set before this side closes the socket (Ctrl-C, SIGTERM): that close is not the agent's doing.
+  let stopping = false;
   const ended = new Promise<number>((resolve) => {
     const rl = createInterface({ input: sock, crlfDelay: Infinity });
     rl.on('line', (line) => (live ? onLine(line) : held.push(line)));
     sock.on('error', () => undefined);
     sock.on('close', () => {
+      if (stopping) return;
       process.stderr.write('ldguard tail: the agent closed the stream (it stopped or restarted); run ldguard tail again once it is back\n');
       resolve(1);
     });
   });
+  // Ctrl-C is the normal way to stop following: status 0 and nothing on stderr.
   const stop = new Promise<number>((resolve) => {
     process.once('SIGINT', () => resolve(0));
     process.once('SIGTERM', () => resolve(0));
@@ -168,6 +168,7 @@ export async function run(argv: string[]): Promise<number> {
   live = true;
   for (const line of held.splice(0)) onLine(line);
   const code = await Promise.race([ended, stop]);
+  stopping = true;
   sock.destroy();
   return code;
 }

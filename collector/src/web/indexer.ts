@@ -20,6 +20,7 @@
 // Everything here is derived: the file can be deleted while the collector is stopped and is
 // rebuilt from the alerts table at the next start.
 import Database from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** The ECS fields free-text search looks in (the page's client-side match for live alerts uses the same list). */
@@ -95,6 +96,24 @@ export function ftsQuery(input: string): string | undefined {
   return parts.length ? parts.join(' AND ') : undefined;
 }
 
+/**
+ * The index holds the alerts' searched text (paths, command lines, user names): as private as the
+ * collector's database. Created 0600 here, before SQLite, whatever the umask (outside systemd it is
+ * usually 022); SQLite gives the -wal and -shm files the database file's mode. A file an older
+ * version left readable by others (it let SQLite create it under the umask) is narrowed to 0600,
+ * with its -wal and -shm.
+ */
+function makePrivate(path: string): void {
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
 interface SourceRow {
   id: number;
   ts: number;
@@ -111,6 +130,7 @@ export class Indexer {
 
   /** Opens (creating) the search database beside `mainPath` and attaches the collector's database to read it. */
   constructor(mainPath: string, sidePath = searchDbPath(mainPath)) {
+    makePrivate(sidePath);
     this.db = new Database(sidePath);
     this.db.pragma('journal_mode = WAL');
     // Derived data: losing the last transactions to a power cut only means indexing them again.

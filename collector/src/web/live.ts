@@ -12,6 +12,11 @@
 //   client that does not read (more than MAX_BUFFERED waiting) gets nothing more until it has
 //   caught up, then one `resync`. One slow browser never holds memory or time of the collector.
 // - The session is re-checked on every fleet tick; an ended session closes its sockets (4401).
+// - Fair shares: one login session holds at most MAX_PER_SESSION feeds and one admin name (all its
+//   sessions) MAX_PER_NAME, so a script with one cookie cannot take the MAX_CLIENTS slots that
+//   everyone shares. Past either, the feed is accepted and closed at once with CLOSE_TOO_MANY and
+//   a reason that says which limit and what to do: a refused upgrade would reach the page only as
+//   a bare failure (1006) with nothing to tell it from a network error.
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -25,12 +30,20 @@ const PING_MS = 30_000;
 const MAX_PER_FLUSH = 200;
 const MAX_BUFFERED = 2 * 1024 * 1024;
 const MAX_CLIENTS = 200;
+/** Feeds one login session may hold: a person's few open tabs (each tab holds one). */
+const MAX_PER_SESSION = 4;
+/** Feeds one admin name may hold over all its sessions: a few people or browsers sharing it. */
+const MAX_PER_NAME = 16;
+/** Close code for a feed past MAX_PER_SESSION or MAX_PER_NAME (4000-4999: the application's own). */
+export const CLOSE_TOO_MANY = 4429;
 
 export const LIVE_PATH = '/ui/live';
 
 interface Client {
   ws: WebSocket;
   cookie: string;
+  /** The session's admin name, for MAX_PER_NAME. */
+  name: string;
   lagging: boolean;
   alive: boolean;
 }
@@ -38,8 +51,8 @@ interface Client {
 export interface LiveFeedOptions {
   ingest: Ingest;
   log: Logger;
-  /** The session cookie of a request, if its session is live. */
-  sessionCookie: (req: IncomingMessage) => string | undefined;
+  /** The session cookie of a request and its admin name, if its session is live. */
+  session: (req: IncomingMessage) => { cookie: string; name: string } | undefined;
   stillValid: (cookie: string) => boolean;
   sameOrigin: (req: IncomingMessage) => boolean;
   /** A small JSON-able summary of the fleet, pushed every FLEET_MS (read off the event loop). */
@@ -68,18 +81,41 @@ export class LiveFeed {
       this.o.log.warn({ origin: req.headers.origin, remote: req.socket.remoteAddress }, 'dashboard live feed refused: foreign Origin (403)');
       return refuse(socket, 403, 'Forbidden');
     }
-    const cookie = this.o.sessionCookie(req);
-    if (!cookie) return refuse(socket, 401, 'Unauthorized');
+    const session = this.o.session(req);
+    if (!session) return refuse(socket, 401, 'Unauthorized');
     if (this.clients.size >= MAX_CLIENTS) return refuse(socket, 503, 'Service Unavailable');
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, cookie));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, session.cookie, session.name));
+  }
+
+  /** Why this session or name may not open one more feed, or undefined when it may. */
+  private overLimit(cookie: string, name: string): string | undefined {
+    let bySession = 0;
+    let byName = 0;
+    for (const c of this.clients) {
+      if (c.cookie === cookie) bySession++;
+      if (c.name === name) byName++;
+    }
+    // Close reasons are at most 123 bytes; the name is cut to keep within them.
+    if (bySession >= MAX_PER_SESSION) return `too many live feeds for this session (${MAX_PER_SESSION}); close another dashboard tab`;
+    if (byName >= MAX_PER_NAME) return `too many live feeds for ${name.slice(0, 32)} (${MAX_PER_NAME}); close dashboards or log out elsewhere`;
+    return undefined;
   }
 
   get size(): number {
     return this.clients.size;
   }
 
-  private connected(ws: WebSocket, cookie: string): void {
-    const c: Client = { ws, cookie, lagging: false, alive: true };
+  private connected(ws: WebSocket, cookie: string, name: string): void {
+    // Counted here, not at the upgrade: upgrades complete asynchronously, and only clients that
+    // are in the set can be counted without a race.
+    const over = this.overLimit(cookie, name);
+    if (over) {
+      this.o.log.warn({ user: name, reason: over }, `dashboard live feed refused (${CLOSE_TOO_MANY})`);
+      ws.on('error', () => ws.terminate());
+      ws.close(CLOSE_TOO_MANY, over);
+      return;
+    }
+    const c: Client = { ws, cookie, name, lagging: false, alive: true };
     this.clients.add(c);
     if (this.clients.size === 1) this.start();
     ws.on('pong', () => (c.alive = true));

@@ -298,7 +298,8 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   );
 
   void api.get<Facets>('/ui/api/facets').then((fc) => {
-    replace(hostList, fc.hosts.map((x) => h('option', { value: x })));
+    // The label (escaped, as text is) is what the suggestion list shows; the value stays exact.
+    replace(hostList, fc.hosts.map((x) => h('option', { value: x, label: x })));
     for (const r of fc.rules) ruleSelect.appendChild(h('option', { value: r.ruleId, selected: r.ruleId === f.rule }, r.name ?? r.ruleId));
     if (f.rule && !fc.rules.some((r) => r.ruleId === f.rule)) ruleSelect.appendChild(h('option', { value: f.rule, selected: true }, f.rule));
   }).catch(() => undefined);

@@ -2,7 +2,7 @@
 // ATT&CK, investigation guide), the workflow (open → acknowledged → closed, who and when), and
 // every ECS field of the document.
 import { api, ApiError } from './api.js';
-import { get, h, replace, safeHref, str, type Child } from './dom.js';
+import { get, h, lines, replace, safeHref, str, type Child } from './dom.js';
 import { bytes, fullTime } from './format.js';
 import { attributionBadge, card, errorBox, kv, severityBadge, statusPill } from './ui.js';
 
@@ -193,7 +193,7 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
           'div',
           { class: 'col' },
           workflow(doc, d.history, (to) => void act(to)),
-          card('Rule', h('p', { class: 'description' }, str(doc, 'rule.description') ?? ''), kv([
+          card('Rule', h('p', { class: 'description' }, lines(str(doc, 'rule.description') ?? '')), kv([
             ['Rule ID', str(doc, 'rule.id'), { mono: true }],
             ['Severity', severityBadge(str(doc, 'kibana.alert.severity'))],
             ['Risk score', str(doc, 'kibana.alert.risk_score')],
@@ -205,7 +205,7 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
           card('MITRE ATT&CK', mitre(doc)),
           card(
             'Investigation guide',
-            d.guide.note ? h('pre', { class: 'note' }, d.guide.note) : null,
+            d.guide.note ? h('pre', { class: 'note' }, lines(d.guide.note)) : null,
             h('ol', { class: 'guide' }, d.guide.steps.map((s) => h('li', null, s))),
           ),
           get(doc, 'ldguard.summary') ? card('Held back by max_signals', kv([
@@ -219,7 +219,7 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
         'details',
         { class: 'card all-fields' },
         h('summary', null, h('h2', { class: 'card-title inline' }, `All fields (${fields.length})`), h('span', { class: 'muted small' }, ' every ECS field of the alert document, as stored')),
-        h('table', { class: 'fields' }, h('tbody', null, fields.map(([k, v]) => h('tr', null, h('th', { class: 'mono', scope: 'row' }, k), h('td', { class: 'mono' }, v))))),
+        h('table', { class: 'fields' }, h('tbody', null, fields.map(([k, v]) => h('tr', null, h('th', { class: 'mono', scope: 'row' }, k), h('td', { class: 'mono' }, lines(v)))))),
       ),
     );
   };

@@ -1,6 +1,14 @@
 // Building the page without HTML strings: every element is created with createElement and every
 // value goes in as a text node or a plain attribute. With the CSP's Trusted Types (no policy), an
 // HTML sink such as innerHTML would throw anyway; this module is the only way the page makes DOM.
+//
+// Text is also shown as it is, not as it renders: every string child and every attribute a person
+// reads (title, aria-label, label) goes through visible(), so a bidirectional override or a
+// zero-width character in a file or host name is shown as <U+202E>, never obeyed (the same escaping
+// as `ldguard tail`). Here, at the one place text enters the DOM, no view can forget it. Values a
+// person does not read (href, data-*, an input's or option's value) stay exact: filters must match
+// the stored text. Text that is meant to span lines goes in through lines().
+import { visible } from './visible.js';
 
 export type Child = Node | string | number | null | undefined | false | Child[];
 type AttrValue = string | number | boolean | null | undefined | ((ev: Event) => void);
@@ -11,9 +19,12 @@ function append(el: Node, children: Child[]): void {
     if (c === null || c === undefined || c === false) continue;
     if (Array.isArray(c)) append(el, c);
     else if (c instanceof Node) el.appendChild(c);
-    else el.appendChild(document.createTextNode(String(c)));
+    else el.appendChild(document.createTextNode(visible(String(c))));
   }
 }
+
+/** Attributes whose value is shown to a person (a tooltip, a screen reader's name, an option's label). */
+const READ_ATTRS = new Set(['title', 'aria-label', 'label']);
 
 function setAttrs(el: Element, attrs: Attrs | null | undefined): void {
   if (!attrs) return;
@@ -27,7 +38,7 @@ function setAttrs(el: Element, attrs: Attrs | null | undefined): void {
     } else if (k === 'href' && typeof v === 'string' && !safeHref(v)) {
       continue;
     } else {
-      el.setAttribute(k, v === true ? '' : String(v));
+      el.setAttribute(k, v === true ? '' : READ_ATTRS.has(k) ? visible(String(v)) : String(v));
     }
   }
 }
@@ -51,6 +62,15 @@ export function s<K extends keyof SVGElementTagNameMap>(tag: K, attrs?: Attrs | 
   setAttrs(el, attrs);
   append(el, children);
   return el;
+}
+
+/**
+ * Text of several lines (a rule's description, an investigation note, a field's value): each line
+ * escaped as any text is, joined by real newlines, which the element's CSS shows as line breaks
+ * (pre, pre-wrap) or, in flowing text, as spaces, as before.
+ */
+export function lines(text: string): Node[] {
+  return text.split('\n').flatMap((l, i) => (i === 0 ? [document.createTextNode(visible(l))] : [document.createTextNode('\n'), document.createTextNode(visible(l))]));
 }
 
 export function clear(el: Element): void {
