@@ -212,11 +212,11 @@ async function arenaForCase(): Promise<Arena> {
     const poisoned = arena.poisoned;
     await dropArena(arena);
     arena = undefined;
-    if (spare) arena = await spare;
+    const next = spare;
     // A failure is usually followed by more (shrinking): have the next arena ready by then.
     spare = poisoned ? buildArena() : undefined;
-    // A spare that failed to start is reported by the case that awaits it.
-    spare?.catch(() => undefined);
+    spare?.catch(() => undefined); // a spare that failed to start is built again below, when taken
+    arena = await next?.catch(() => undefined);
   }
   arena ??= await buildArena();
   arena.cases += 1;
