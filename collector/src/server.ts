@@ -488,7 +488,7 @@ export class CollectorServer {
   private refuseRevoked(c: Conn): void {
     if (c.closed) return;
     this.log.warn({ agentId: c.agentId, token: c.token.name }, 'token revoked: closed its connection; nothing it sent since is acked');
-    this.refuse(c, CLOSE.revoked, 'LDG_ERR_TOKEN_REVOKED', `token "${c.token.name}" was revoked; create a new one with \`ldguard token create\``, 'revoked');
+    this.refuse(c, CLOSE.revoked, 'LDG_ERR_TOKEN_REVOKED', `token "${c.token.name}" was revoked or rotated; use its new secret (after \`ldguard token rotate\`) or create a new token with \`ldguard token create\``, 'revoked');
   }
 
   /** Counts a connection's share; past the per-connection or the overall bound, closes the largest holder. */

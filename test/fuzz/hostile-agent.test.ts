@@ -562,7 +562,7 @@ async function runCase(attacks: Attack[]): Promise<void> {
   let passed = false;
   let sending = true;
   const honestSend = async () => {
-    const alert = makeAlert({ host: HONEST_HOST });
+    const alert = makeAlert({ host: HONEST_HOST, agentId: HONEST_ID });
     a.honestSent.push(alert.kibana.alert.uuid);
     await a.sink.send(alert);
   };
@@ -642,11 +642,11 @@ describe('hostile agents against a running collector, an honest agent delivering
   const timeout = TIME_MS + 60_000;
 
   // Each title starts with the property's name: the replay line selects it with -t.
-  it('size and shape: deep, wide and huge documents in hello, heartbeat and alerts never take the collector down nor touch the honest agent', () => fuzz('size and shape', shapeAttack, 10), timeout);
+  it('size and shape: deep, wide and huge documents in hello, heartbeat and alerts never take the collector down nor touch the honest agent', () => fuzz('size and shape', shapeAttack, 25), timeout);
 
   it('malformed envelopes: escaped and duplicated keys, wrong types, odd numbers, binary frames and invalid UTF-8 are refused without harm', () => fuzz('malformed envelopes', envelopeAttack, 40), timeout);
 
-  it('forged identities: the honest agent id said with another token, alerts naming it, a forged received_from neither displace nor impersonate it', () => fuzz('forged identities', forgeryAttack, 15), timeout);
+  it('forged identities: the honest agent id said with another token, alerts naming it, a forged received_from neither displace nor impersonate it', () => fuzz('forged identities', forgeryAttack, 30), timeout);
 
-  it('floods: many messages, many connections of one token, no hello, partial frames and half upgrades leave the honest agent delivering', () => fuzz('floods', floodAttack, 10), timeout);
+  it('floods: many messages, many connections of one token, no hello, partial frames and half upgrades leave the honest agent delivering', () => fuzz('floods', floodAttack, 15), timeout);
 });
