@@ -42,14 +42,12 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Alert } from '../../shared/ecs.js';
 import { MAX_ALERT_BYTES, rejectedAlert, type AlertsMessage, type InvalidAlert, type RejectedAlert } from '../../shared/protocol.js';
+import { SPANS_PER_ALERT, type ScannedFrame } from './frame.js';
 import type { Metrics } from './metrics.js';
 import {
-  QUARANTINE_TEXT_CHARS, alertRows, originalTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
+  QUARANTINE_TEXT_CHARS, alertRows, batchSize, listedTime, originalTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
   type HelloRow, type QuarantineRow, type Store, type TokenBinding,
 } from './store/sqlite.js';
-
-/** An alert dated more than this after it was received is flagged (ldguard.future_timestamp): clocks may differ a little. */
-export const FUTURE_SKEW_MS = 5 * 60_000;
 
 /** Who sent a batch, as the connection authenticated it (never as the documents say). */
 export interface Sender {
@@ -77,7 +75,9 @@ interface Batch {
   revoked: () => void;
 }
 
+/** The `rejected` and `quarantine` of a batch with no invalid alert (never modified). */
 const NO_REJECTED: RejectedAlert[] = [];
+const NO_QUARANTINE: QuarantineRow[] = [];
 const NOTHING = () => undefined;
 
 /** Commits in flight at once: one committing, the next one queued behind it in the writer. */
@@ -112,6 +112,27 @@ export interface IngestOptions {
 function uuidOf(a: unknown): string | null {
   const u = (a as { kibana?: { alert?: { uuid?: unknown } } } | null)?.kibana?.alert?.uuid;
   return typeof u === 'string' && u.length <= 128 ? u : null;
+}
+
+/** The fields the collector stamps on what it serves (store/sqlite.ts, docSql), never the agent. */
+const STAMPS = ['received_from', 'future_timestamp'];
+const DOTTED_STAMP = /^ldguard\.(received_from|future_timestamp)(\.|$)/;
+
+/**
+ * The alert without any stamp it wrote itself, nested (`ldguard.received_from`) or dotted
+ * (`"ldguard.received_from.agent_id"`, which Elasticsearch reads as the same field); undefined
+ * when it has none (the usual case: its bytes are then stored as sent).
+ */
+function withoutStamps(a: Alert): Alert | undefined {
+  const doc = a as unknown as Record<string, unknown>;
+  const ldg = doc.ldguard;
+  const nested = ldg !== null && typeof ldg === 'object' && !Array.isArray(ldg) && Object.keys(ldg).some((k) => STAMPS.some((s) => k === s || k.startsWith(`${s}.`)));
+  const dotted = Object.keys(doc).some((k) => DOTTED_STAMP.test(k));
+  if (!nested && !dotted) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(doc)) if (!DOTTED_STAMP.test(k)) out[k] = v;
+  if (nested) out.ldguard = Object.fromEntries(Object.entries(ldg as Record<string, unknown>).filter(([k]) => !STAMPS.some((s) => k === s || k.startsWith(`${s}.`))));
+  return out as unknown as Alert;
 }
 
 export interface IngestEvents {
@@ -171,11 +192,10 @@ export class Ingest extends EventEmitter<IngestEvents> {
       if (!errors && claimed !== agentId) {
         errors = [`alert.agent.id: ${typeof claimed === 'string' ? JSON.stringify(claimed.slice(0, 128)) : 'missing'} is not the sending agent's id ${agentId}: an agent reports only its own alerts`];
       }
-      const stamped = !errors && (a as { ldguard?: { received_from?: unknown } }).ldguard?.received_from !== undefined;
-      if (stamped) {
+      const cleaned = errors ? undefined : withoutStamps(a);
+      if (cleaned) {
         // The sender is the collector's to say: the document's own claim is dropped, not stored.
-        const { received_from: _dropped, ...rest } = (a as Alert & { ldguard: Record<string, unknown> }).ldguard;
-        doc = Buffer.from(JSON.stringify({ ...a, ldguard: rest }));
+        doc = Buffer.from(JSON.stringify(cleaned));
         this.metrics.receivedFromDropped += 1;
       }
       // Bounds were checked before parsing (frame.ts), so serialising the parsed alert is safe.
@@ -192,13 +212,12 @@ export class Ingest extends EventEmitter<IngestEvents> {
       }
       bytes += doc.length;
       const ts = Date.parse(a['@timestamp']);
-      const future = ts > received + FUTURE_SKEW_MS;
+      const listed = listedTime(ts, received);
+      const future = listed !== ts;
       if (future) this.metrics.futureTimestamps += 1;
       rows.push({
         uuid: a.kibana.alert.uuid,
-        // The list's order: a date in the future would sit on top for ever, so such an alert is
-        // listed by when it arrived (its document keeps the date it carries).
-        ts: future ? received : ts,
+        ts: listed,
         ots: originalTime(a.kibana.alert.original_time, ts),
         host: a.host?.name ?? null,
         ruleId: a.kibana.alert.rule.rule_id,
@@ -217,6 +236,26 @@ export class Ingest extends EventEmitter<IngestEvents> {
       bytes, upTo: msg.seq + msg.alerts.length - 1, receivedAt: performance.now(), ack, revoked,
     });
     return quarantine[0]?.reason;
+  }
+
+  /**
+   * Queues a batch that scanAlertsFrame read (frame.ts): within the bounds, its envelope and every
+   * alert valid, every alert the sender's own and without stamps; the documents are the bytes as
+   * sent. It is kept as the scan left it (the frame and offsets into it) until its commit. `ack`
+   * and `revoked` as for submitAlerts.
+   */
+  submitScanned(sender: Sender, frame: ScannedFrame, ack: (upTo: number, rejected: RejectedAlert[]) => void, revoked: () => void): void {
+    const received = Date.now();
+    let bytes = 0;
+    for (let i = 0; i < frame.count; i++) {
+      bytes += frame.spans[i * SPANS_PER_ALERT + 1]! - frame.spans[i * SPANS_PER_ALERT]!;
+      if (listedTime(frame.times[2 * i]!, received) !== frame.times[2 * i]) this.metrics.futureTimestamps += 1;
+    }
+    this.queue({
+      agentId: sender.agentId, tokenHash: sender.tokenHash, received,
+      alerts: { scanned: frame, agentId: sender.agentId, tokenName: sender.tokenName, tokenHash: sender.tokenHash, received },
+      size: frame.count, quarantine: NO_QUARANTINE, rejected: NO_REJECTED, bytes, upTo: frame.seq + frame.count - 1, receivedAt: performance.now(), ack, revoked,
+    });
   }
 
   /** Queues one of the collector's own alerts (notices.ts): stored like an agent's, acked to no one. */
@@ -310,7 +349,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
     }
     const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
-      if (b.alerts.rows.length > 0) work.alerts.push(b.alerts);
+      if (batchSize(b.alerts) > 0) work.alerts.push(b.alerts);
       for (const q of b.quarantine) work.quarantine.push(q);
       if (b.tokenHash === '') continue;
       const w = this.written.get(b.agentId);

@@ -38,7 +38,7 @@ import {
 } from '../../shared/protocol.js';
 import { VERSION } from '../../shared/version.js';
 import { Api } from './api.js';
-import { readAgentFrame } from './frame.js';
+import { readAgentFrame, scanAlertsFrame } from './frame.js';
 import { parseListen, type CollectorConfig } from './config.js';
 import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
@@ -369,6 +369,17 @@ export class CollectorServer {
     if (isBinary) {
       return this.refuse(c, CLOSE.unsupportedData, 'LDG_ERR_PROTO_BINARY', 'binary frames are not part of the protocol; send JSON text frames', 'binary');
     }
+    const sender = { agentId: c.agentId ?? '', tokenName: c.token.name, tokenHash: c.token.hash };
+    // Alert batches, nearly all the traffic, are read without building their objects when they
+    // are entirely valid and the sender's own (frame.ts); anything else takes the general way
+    // below, which checks the bounds first and words every problem.
+    const scanned = c.agentId ? scanAlertsFrame(data, c.agentId) : undefined;
+    if (scanned) {
+      this.charge(c, scanned.count);
+      this.ingest.submitScanned(sender, scanned, (upTo, rejected) => this.sendAck(c, upTo, rejected), () => this.refuseRevoked(c));
+      this.pauseIfCongested(c);
+      return;
+    }
     const parsed = readAgentFrame(data);
     if (!parsed.ok) {
       if (parsed.kind === 'json') return this.refuse(c, CLOSE.invalidData, 'LDG_ERR_PROTO_JSON', `frame is not JSON: ${parsed.errors.join('; ')}`, 'json');
@@ -438,7 +449,7 @@ export class CollectorServer {
             c.quarantineLoggedAt = performance.now();
           }
         }
-        const quarantined = this.ingest.submitAlerts({ agentId: c.agentId, tokenName: c.token.name, tokenHash: c.token.hash }, m, parsed.invalid, parsed.raw,
+        const quarantined = this.ingest.submitAlerts(sender, m, parsed.invalid, parsed.raw,
           (upTo, rejected) => this.sendAck(c, upTo, rejected), () => this.refuseRevoked(c));
         if (quarantined) this.notice(c, 'alerts_quarantined', c.agentId, quarantined);
         this.pauseIfCongested(c);

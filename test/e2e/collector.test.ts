@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
@@ -933,6 +934,15 @@ describe('wss:// with a private CA and client certificates', () => {
     expect(noCert.health().connected).toBe(false);
     await closeSink(noCert);
     expect(storedCount(db).count).toBe(1);
+    // Forward-secret suites only: a TLS 1.2 client offering static RSA (AES128-SHA, which Node's
+    // default list offered) gets no handshake; the same client with ECDHE gets one.
+    const handshake = (ciphers: string) => new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: col.port, ca: readFileSync(`${dir}/ca.pem`), cert: readFileSync(`${dir}/client.pem`), key: readFileSync(`${dir}/client.key`), servername: 'localhost', maxVersion: 'TLSv1.2', ciphers });
+      s.once('secureConnect', () => { resolve(s.getCipher().name); s.destroy(); });
+      s.once('error', (e: Error & { code?: string }) => resolve(`error ${e.code ?? e.message}`));
+    });
+    expect(await handshake('AES128-SHA')).toMatch(/^error /);
+    expect(await handshake('ECDHE-RSA-AES128-GCM-SHA256')).toBe('ECDHE-RSA-AES128-GCM-SHA256');
     await col.stop();
   });
 });

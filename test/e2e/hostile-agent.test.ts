@@ -116,10 +116,12 @@ describe('a hostile agent', () => {
     const liar = await rawAgent(c.port, token);
     liar.ws.send(helloText('agent-liar'));
     const forged = makeAlert({ agentId: HONEST_ID, host: 'honest-host' });
-    const own = { ...makeAlert({ agentId: 'agent-liar', host: 'liar-host' }), ldguard: { received_from: { agent_id: HONEST_ID, token_name: 'honest' } } };
-    liar.ws.send(alertsFrame(1, [JSON.stringify(forged), JSON.stringify(own)]));
+    const own = { ...makeAlert({ agentId: 'agent-liar', host: 'liar-host' }), ldguard: { received_from: { agent_id: HONEST_ID, token_name: 'honest' }, future_timestamp: false } };
+    // Dotted, as Elasticsearch reads the same field: dropped too.
+    const dotted = { ...makeAlert({ agentId: 'agent-liar', host: 'liar-host' }), 'ldguard.received_from.agent_id': HONEST_ID };
+    liar.ws.send(alertsFrame(1, [JSON.stringify(forged), JSON.stringify(own), JSON.stringify(dotted)]));
     await waitFor(() => liar.messages.find((m) => m.type === 'ack'), 5000, 'the ack');
-    expect(liar.messages.find((m) => m.type === 'ack')).toMatchObject({ upTo: 2, rejected: [{ seq: 1, errors: [expect.stringContaining('is not the sending agent\'s id')] }] });
+    expect(liar.messages.find((m) => m.type === 'ack')).toMatchObject({ upTo: 3, rejected: [{ seq: 1, errors: [expect.stringContaining('is not the sending agent\'s id')] }] });
     expect((await callApi(c.port, `/api/alerts/${forged.kibana.alert.uuid}`, admin)).status).toBe(404);
     const q = (await callApi(c.port, '/api/quarantine?agent=agent-liar', admin)).body;
     expect(JSON.stringify(q)).toContain(forged.kibana.alert.uuid);
@@ -127,6 +129,13 @@ describe('a hostile agent', () => {
     expect(got.status, got.text).toBe(200);
     const stored = got.body.alert;
     expect(stored.ldguard.received_from).toEqual({ agent_id: 'agent-liar', token_name: 'liar' });
+    expect(stored.ldguard).not.toHaveProperty('future_timestamp');
+    const flat = (await callApi(c.port, `/api/alerts/${dotted.kibana.alert.uuid}`, admin)).body.alert;
+    expect(Object.keys(flat).filter((k) => k.startsWith('ldguard.'))).toEqual([]);
+    expect(flat.ldguard.received_from).toEqual({ agent_id: 'agent-liar', token_name: 'liar' });
+    // Analysts see the quarantine as an alert of the collector's own, naming the token.
+    await waitFor(async () => ((await callApi(c.port, '/api/alerts?limit=50', admin)).body.alerts as Array<Record<string, any>>)
+      .find((x) => x.rule?.id === 'ldguard-collector-alerts-quarantined' && x.ldguard?.notice?.token_name === 'liar'), 5000, 'the quarantine notice');
     const honestAlert = await sendHonest();
     await waitFor(async () => honest.health().spool.depth === 0, 10_000, 'the honest alert');
     const mine = (await callApi(c.port, `/api/alerts/${honestAlert.kibana.alert.uuid}`, admin)).body.alert;

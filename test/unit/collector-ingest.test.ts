@@ -5,7 +5,7 @@ import { readAgentFrame } from '../../collector/src/frame.js';
 import { Ingest } from '../../collector/src/ingest.js';
 import { Metrics } from '../../collector/src/metrics.js';
 import { IngestPressure } from '../../collector/src/store/pressure.js';
-import { type CommitResult, type CommitWork, type Store } from '../../collector/src/store/sqlite.js';
+import { batchSize, type CommitResult, type CommitWork, type Store } from '../../collector/src/store/sqlite.js';
 import { createLogger } from '../../shared/log.js';
 import { alertsFrame } from '../../shared/protocol.js';
 import { makeAlert } from '../helpers/delivery.js';
@@ -23,7 +23,7 @@ class FakeStore {
   }
 }
 
-const alertsOf = (w: CommitWork) => w.alerts.reduce((n, b) => n + b.rows.length, 0);
+const alertsOf = (w: CommitWork) => w.alerts.reduce((n, b) => n + batchSize(b), 0);
 
 const tick = () => new Promise((r) => setImmediate(r));
 

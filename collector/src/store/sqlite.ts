@@ -48,7 +48,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
-import { originalTime } from '../frame.js';
+import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime, scannedAlert, type ScannedFrame } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 
@@ -156,16 +156,47 @@ export interface TokenBinding {
   agentId: string;
 }
 
-/** The alerts of one batch, and the hash of the token that sent them ('' for the collector's own). */
-export interface AlertBatch {
-  rows: AlertRow[];
-  tokenHash?: string;
+/** An alert dated more than this after it was received is flagged (ldguard.future_timestamp): clocks may differ a little. */
+export const FUTURE_SKEW_MS = 5 * 60_000;
+
+/**
+ * Where an alert dated `ts` and received at `received` sits in the list (the ts column): at its
+ * date, unless that is past its receipt by more than FUTURE_SKEW_MS. A date in the future would sit
+ * on top for ever, so such an alert is listed by when it arrived (its document keeps its date).
+ */
+export function listedTime(ts: number, received: number): number {
+  return ts > received + FUTURE_SKEW_MS ? received : ts;
+}
+
+/**
+ * The alerts of one batch: read by the fast path (collector/src/frame.ts: the frame, and offsets
+ * into it), or built from the parsed alerts by the general path (rows); with the hash of the token
+ * that sent them ('' for the collector's own), which the writer checks in the commit.
+ */
+export type AlertBatch =
+  | { rows: AlertRow[]; tokenHash?: string }
+  | { scanned: ScannedFrame; agentId: string; tokenName: string; tokenHash: string; received: number };
+
+export function batchSize(b: AlertBatch): number {
+  return 'rows' in b ? b.rows.length : b.scanned.count;
 }
 
 /** The alerts at `indexes` (in the order of the batches' alerts, all batches end to end) as rows. */
 export function alertRows(batches: readonly AlertBatch[], indexes: readonly number[]): AlertRow[] {
-  const all = batches.flatMap((b) => b.rows);
-  return indexes.map((i) => all[i]!);
+  const out: AlertRow[] = [];
+  let b = 0;
+  let first = 0;
+  for (const i of indexes) {
+    while (i >= first + batchSize(batches[b]!)) first += batchSize(batches[b++]!);
+    const batch = batches[b]!;
+    if ('rows' in batch) out.push(batch.rows[i - first]!);
+    else {
+      const a = scannedAlert(batch.scanned, i - first);
+      const ts = listedTime(a.ts, batch.received);
+      out.push({ ...a, ts, future: ts !== a.ts, agentId: batch.agentId, tokenName: batch.tokenName, received: batch.received });
+    }
+  }
+  return out;
 }
 
 /**
@@ -436,9 +467,10 @@ function prepareHostIndex(db: Database.Database, hostsPath: string): void {
 
 /** The statements of a group commit, prepared in the writer worker. */
 const WRITE_SQL = {
-  // Bound by position (see WireWork); the document arrives as a blob and is stored as TEXT.
+  // Bound by position. The document and the text columns arrive as blobs (ranges of the commit's
+  // shared buffer, see WireWork) or strings, and are stored as the TEXT they are either way.
   insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT))`,
+    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?, CAST(? AS TEXT))`,
   // In the transaction itself: a token revoked before this commit has none of its alerts stored.
   tokenActive: 'SELECT 1 AS ok FROM tokens WHERE hash = ? AND revoked IS NULL',
   quarantine: `INSERT INTO quarantine (agent_id, token_name, seq, uuid, reason, text, size, received)
@@ -460,19 +492,22 @@ const WRITE_SQL = {
  * A group commit as posted to the writer. Structured cloning costs per value: building and posting
  * the columns as one array of strings and numbers per field was 14% of the event loop at 20,000
  * alerts/s. So the documents (95% of the bytes) go as their UTF-8 text laid end to end in a
- * SharedArrayBuffer, numbers in typed arrays (transferred), and the text columns as indexes into
- * `strings`, where each distinct value of the commit appears once (a fleet runs a handful of rules,
- * severities and statuses; an agent's batch shares its host, agent and token). So the writer holds
- * no document as a string (cloning the documents as strings cost it a third of its time, in copies
- * and GC). The documents' buffer is reused from commit to commit (the writer is done with one when
- * it replies): a fresh one each time cost more in page faults than the copy itself.
+ * SharedArrayBuffer, and the text columns as byte ranges of it (uuid, host, rule id and name,
+ * severity and status are strings inside the document, and a JSON string without escapes is its
+ * text's UTF-8), bound as blobs and stored as TEXT. Numbers go in typed arrays (transferred). Only
+ * what has no range (a value written with escapes, a row of the general path, the agent and token
+ * names and the token's hash) goes as a string, each distinct one once per commit in `strings`. So
+ * the writer holds no document or field as a string (cloning the documents as strings cost it a
+ * third of its time, in copies and GC), and the main thread keeps none for a waiting alert (see
+ * frame.ts). The documents' buffer is reused from commit to commit (the writer is done with one
+ * when it replies): a fresh one each time cost more in page faults than the copy itself.
  */
 interface WireWork {
   /** Alerts in this commit. */
   n: number;
-  /** Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one ended), then each WIRE_COLUMNS value's index in `strings` (-1: null). */
+  /** Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one ended), then per text column (WIRE_TEXTS, in the insert's order) [start, end) in `docs`, or [-1, index in `strings`] (-1: null), then the indexes of its agent id, token name and token hash in `strings`. */
   meta: Int32Array;
-  /** ts, ots, received and future (0/1) of alert i at 4i … 4i+3. */
+  /** ts (the listed time, see listedTime), ots, received and future (0/1) of alert i at 4i … 4i+3. */
   times: Float64Array;
   strings: string[];
   docs: SharedArrayBuffer;
@@ -484,16 +519,17 @@ interface WireWork {
   bindings: TokenBinding[];
 }
 
-/** The text columns of a row as posted, in this order; the token hash is checked, not stored. */
-const WIRE_COLUMNS = ['uuid', 'host', 'ruleId', 'ruleName', 'severity', 'status', 'agentId', 'tokenName', 'tokenHash'] as const;
-const WIRE_META = 1 + WIRE_COLUMNS.length;
+/** The text columns of a row, in the insert's order (frame.ts's TEXT_FIELDS). */
+const WIRE_TEXTS = TEXT_FIELDS.length;
+const WIRE_META = 1 + 2 * WIRE_TEXTS + 3;
 
 function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire: WireWork; transfer: ArrayBuffer[] } {
   let n = 0;
   let total = 0;
   for (const b of work.alerts) {
-    n += b.rows.length;
-    for (const r of b.rows) total += r.doc.length;
+    n += batchSize(b);
+    if ('rows' in b) for (const r of b.rows) total += r.doc.length;
+    else for (let i = 0; i < b.scanned.count; i++) total += b.scanned.spans[i * SPANS_PER_ALERT + 1]! - b.scanned.spans[i * SPANS_PER_ALERT]!;
   }
   if (shared.buffer.byteLength < total) shared.buffer = new SharedArrayBuffer(Math.max(total, 2 * shared.buffer.byteLength));
   const docs = new Uint8Array(shared.buffer, 0, total);
@@ -514,19 +550,62 @@ function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire
   let row = 0;
   let at = 0;
   for (const b of work.alerts) {
-    const tokenHash = b.tokenHash ?? '';
-    for (const r of b.rows) {
-      // TypedArray.set, not Buffer.copy: 3x faster per document here (Buffer.copy's checks cost more than the bytes).
-      docs.set(r.doc, at);
-      at += r.doc.length;
+    if ('rows' in b) {
+      const hash = ref(b.tokenHash ?? '');
+      for (const r of b.rows) {
+        // TypedArray.set, not Buffer.copy: 3x faster per document here (Buffer.copy's checks cost more than the bytes).
+        docs.set(r.doc, at);
+        at += r.doc.length;
+        const m = WIRE_META * row;
+        meta[m] = at;
+        const texts = [r.uuid, r.host, r.ruleId, r.ruleName, r.severity, r.status];
+        for (let f = 0; f < WIRE_TEXTS; f++) {
+          meta[m + 1 + 2 * f] = -1;
+          meta[m + 2 + 2 * f] = ref(texts[f]!);
+        }
+        meta[m + 1 + 2 * WIRE_TEXTS] = ref(r.agentId);
+        meta[m + 2 + 2 * WIRE_TEXTS] = ref(r.tokenName);
+        meta[m + 3 + 2 * WIRE_TEXTS] = hash;
+        times[4 * row] = r.ts;
+        times[4 * row + 1] = r.ots;
+        times[4 * row + 2] = r.received;
+        times[4 * row + 3] = r.future ? 1 : 0;
+        row++;
+      }
+      continue;
+    }
+    const { frame, spans, times: t, texts } = b.scanned;
+    const agent = ref(b.agentId);
+    const token = ref(b.tokenName);
+    const hash = ref(b.tokenHash);
+    for (let i = 0; i < b.scanned.count; i++) {
+      const sp = i * SPANS_PER_ALERT;
+      const docStart = spans[sp]!;
+      const docEnd = spans[sp + 1]!;
+      docs.set(frame.subarray(docStart, docEnd), at);
+      // The text columns' offsets move with the document, from the frame to `docs`.
+      const shift = at - docStart;
+      at += docEnd - docStart;
       const m = WIRE_META * row;
       meta[m] = at;
-      const values = [r.uuid, r.host, r.ruleId, r.ruleName, r.severity, r.status, r.agentId, r.tokenName, tokenHash];
-      for (let f = 0; f < WIRE_COLUMNS.length; f++) meta[m + 1 + f] = ref(values[f]!);
-      times[4 * row] = r.ts;
-      times[4 * row + 1] = r.ots;
-      times[4 * row + 2] = r.received;
-      times[4 * row + 3] = r.future ? 1 : 0;
+      for (let f = 0; f < WIRE_TEXTS; f++) {
+        const s = spans[sp + 2 + 2 * f]!;
+        if (s >= 0) {
+          meta[m + 1 + 2 * f] = s + shift;
+          meta[m + 2 + 2 * f] = spans[sp + 3 + 2 * f]! + shift;
+        } else {
+          meta[m + 1 + 2 * f] = -1;
+          meta[m + 2 + 2 * f] = ref(texts?.get(i * WIRE_TEXTS + f) ?? null);
+        }
+      }
+      meta[m + 1 + 2 * WIRE_TEXTS] = agent;
+      meta[m + 2 + 2 * WIRE_TEXTS] = token;
+      meta[m + 3 + 2 * WIRE_TEXTS] = hash;
+      const ts = listedTime(t[2 * i]!, b.received);
+      times[4 * row] = ts;
+      times[4 * row + 1] = t[2 * i + 1]!;
+      times[4 * row + 2] = b.received;
+      times[4 * row + 3] = ts !== t[2 * i] ? 1 : 0;
       row++;
     }
   }
@@ -561,7 +640,8 @@ const tx = db.transaction((w) => {
   const docs = Buffer.from(w.docs, 0, w.docsLength);
   const t = w.times;
   const m = w.meta;
-  const text = (at) => (m[at] < 0 ? null : w.strings[m[at]]);
+  // A text column: a range of the documents' buffer, or a string (-1: null). See WireWork.
+  const text = (at) => (m[at] >= 0 ? docs.subarray(m[at], m[at + 1]) : m[at + 1] < 0 ? null : w.strings[m[at + 1]]);
   // Each sender's token, looked up once: a token revoked before this commit stores nothing.
   const active = new Map();
   const refusedTokens = [];
@@ -570,7 +650,7 @@ const tx = db.transaction((w) => {
   for (let i = 0; i < n; i++) {
     const at = ${WIRE_META} * i;
     const end = m[at];
-    const hash = text(at + 9);
+    const hash = w.strings[m[at + 15]];
     let ok = active.get(hash);
     if (ok === undefined) {
       ok = hash === '' || stmts.tokenActive.get(hash) !== undefined;
@@ -578,8 +658,8 @@ const tx = db.transaction((w) => {
       if (!ok) refusedTokens.push(hash);
     }
     if (!ok) refusedAlerts++;
-    else if (stmts.insertAlert.run(text(at + 1), t[4 * i], t[4 * i + 1], text(at + 2), text(at + 3), text(at + 4), text(at + 5), text(at + 6),
-      text(at + 7), text(at + 8), t[4 * i + 2], t[4 * i + 3], docs.subarray(start, end)).changes > 0) inserted.push(i);
+    else if (stmts.insertAlert.run(text(at + 1), t[4 * i], t[4 * i + 1], text(at + 3), text(at + 5), text(at + 7), text(at + 9), text(at + 11),
+      w.strings[m[at + 13]], w.strings[m[at + 14]], t[4 * i + 2], t[4 * i + 3], docs.subarray(start, end)).changes > 0) inserted.push(i);
     start = end;
   }
   if (w.quarantine.length > 0) {
