@@ -82,10 +82,10 @@ class Conn {
   /** Quarantined alerts not logged yet, and when the last line was. */
   quarantinedUnlogged = 0;
   quarantineLoggedAt = -Infinity;
-  /** Bytes received since the last whole message: what the collector holds for it unfinished. */
-  partial = 0;
+  /** socket.bytesRead at its last whole message: what came after is held unfinished (see checkShares). */
+  readAtMessage = 0;
 
-  constructor(readonly ws: WebSocket, readonly remote: string, readonly address: string, readonly token: TokenInfo, cfg: CollectorConfig) {
+  constructor(readonly ws: WebSocket, readonly socket: Socket, readonly remote: string, readonly address: string, readonly token: TokenInfo, cfg: CollectorConfig) {
     this.msgTokens = cfg.rateMessagesBurst;
     this.alertTokens = cfg.rateAlertsBurst;
   }
@@ -148,8 +148,6 @@ export class CollectorServer {
   /** Connections per token hash, and connections per address that have not said hello. */
   private readonly perToken = new Map<string, number>();
   private readonly preHello = new Map<string, number>();
-  /** Bytes of unfinished messages held for all connections (Conn.partial summed). */
-  private partialTotal = 0;
   private readonly notices = new Notices();
   private tokenTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
@@ -261,7 +259,10 @@ export class CollectorServer {
     this.dashboard?.start();
     this.pingTimer = setInterval(() => this.pingSome(), this.cfg.pingIntervalMs / this.pingSlices());
     this.sweepTimer = setInterval(() => void this.sweep(), this.cfg.sweepIntervalMs);
-    this.tokenTimer = setInterval(() => this.checkTokens(), TOKEN_CHECK_MS);
+    this.tokenTimer = setInterval(() => {
+      this.checkTokens();
+      this.checkShares();
+    }, TOKEN_CHECK_MS);
     const addr = this.http.address() as AddressInfo;
     if (!this.cfg.tlsCert && !['127.0.0.1', '::1', 'localhost'].includes(where.host) && !where.host.startsWith('127.')) {
       this.log.warn({ listen: this.cfg.listen }, 'listening without TLS on a non-loopback address: tokens and alerts cross the network in clear; set tls_cert and tls_key');
@@ -313,20 +314,16 @@ export class CollectorServer {
   }
 
   private onConnection(ws: WebSocket, socket: Socket, remote: string, address: string, token: TokenInfo): void {
-    const c = new Conn(ws, remote, address, token, this.cfg);
+    const c = new Conn(ws, socket, remote, address, token, this.cfg);
     this.conns.add(c);
     this.perToken.set(token.hash, (this.perToken.get(token.hash) ?? 0) + 1);
     this.preHello.set(address, (this.preHello.get(address) ?? 0) + 1);
     this.metrics.connectionsAccepted += 1;
-    // What ws holds of an unfinished message is bounded per connection (maxPayload) but not in
-    // all: 400 sockets each 1 MB into a frame were 400 MB. Bytes in, minus what whole messages took.
-    socket.on('data', (chunk: Buffer) => this.held(c, chunk.length));
     c.helloTimer = setTimeout(() => {
       if (!c.agentId) this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', `no hello within ${this.cfg.helloTimeoutMs} ms of connecting; an agent must say hello first`, 'no_hello');
     }, this.cfg.helloTimeoutMs);
     ws.on('message', (data, isBinary) => {
-      this.partialTotal -= c.partial;
-      c.partial = 0;
+      c.readAtMessage = socket.bytesRead;
       try {
         this.onMessage(c, data as Buffer, isBinary);
       } catch (err) {
@@ -349,8 +346,6 @@ export class CollectorServer {
     ws.on('close', (code, reason) => {
       this.conns.delete(c);
       this.pausedForIngest.delete(c);
-      this.partialTotal -= c.partial;
-      c.partial = 0;
       this.release(this.perToken, c.token.hash);
       if (!c.agentId) this.release(this.preHello, c.address);
       clearTimeout(c.helloTimer);
@@ -502,22 +497,41 @@ export class CollectorServer {
     this.refuse(c, CLOSE.revoked, 'LDG_ERR_TOKEN_REVOKED', `token "${c.token.name}" was revoked or rotated; use its new secret (after \`ldguard token rotate\`) or create a new token with \`ldguard token create\``, 'revoked');
   }
 
-  /** Counts a connection's share; past the per-connection or the overall bound, closes the largest holder. */
-  private held(c: Conn, bytes: number): void {
-    c.partial += bytes;
-    this.partialTotal += bytes;
-    let over: Conn | undefined;
-    if (c.partial > this.cfg.maxPartialBytesPerConnection) over = c;
-    else if (this.partialTotal > this.cfg.maxPartialBytes) {
-      for (const o of this.conns) if (!o.closed && (!over || o.partial > over.partial)) over = o;
+  /**
+   * What ws holds of unfinished messages is bounded per connection (maxPayload) but not in all: 400
+   * sockets each 1 MB into a frame were 400 MB. Each connection's share is the bytes it sent since
+   * its last whole message (socket.bytesRead, no listener per chunk: one of those cost 0.7 kB per
+   * connection and a call per read); past the per-connection bound that connection, and past the
+   * overall one the largest holders, are closed. Looked at every TOKEN_CHECK_MS: ws's own
+   * maxPayload bounds what one connection adds meanwhile.
+   */
+  private checkShares(): void {
+    let total = 0;
+    const over: Conn[] = [];
+    for (const c of this.conns) {
+      if (c.closed) continue;
+      const held = c.socket.bytesRead - c.readAtMessage;
+      total += held;
+      if (held > this.cfg.maxPartialBytesPerConnection) over.push(c);
     }
-    if (!over || over.closed) return;
-    this.metrics.partialBytesDropped += 1;
-    this.refuse(over, CLOSE.overShare, 'LDG_ERR_OVER_SHARE',
-      `this connection held ${over.partial} bytes of unfinished messages (max_partial_bytes_per_connection ${this.cfg.maxPartialBytesPerConnection}, all connections ${this.partialTotal} of max_partial_bytes ${this.cfg.maxPartialBytes}); send whole messages, smaller than ${MAX_FRAME_BYTES} bytes`,
-      'over_share');
-    // Its bytes are freed with it, whether or not the peer reads the close.
-    over.ws.terminate();
+    // The sort is for the rare tick past the overall bound (pongs leave every idle connection a few bytes).
+    if (total > this.cfg.maxPartialBytes) {
+      const byHeld = [...this.conns].filter((c) => !c.closed && !over.includes(c)).sort((x, y) => (y.socket.bytesRead - y.readAtMessage) - (x.socket.bytesRead - x.readAtMessage));
+      for (const c of over) total -= c.socket.bytesRead - c.readAtMessage;
+      for (const c of byHeld) {
+        if (total <= this.cfg.maxPartialBytes) break;
+        total -= c.socket.bytesRead - c.readAtMessage;
+        over.push(c);
+      }
+    }
+    for (const c of over) {
+      this.metrics.partialBytesDropped += 1;
+      this.refuse(c, CLOSE.overShare, 'LDG_ERR_OVER_SHARE',
+        `this connection held ${c.socket.bytesRead - c.readAtMessage} bytes of unfinished messages (max_partial_bytes_per_connection ${this.cfg.maxPartialBytesPerConnection}, all connections together at most max_partial_bytes ${this.cfg.maxPartialBytes}); send whole messages, smaller than ${MAX_FRAME_BYTES} bytes`,
+        'over_share');
+      // Its bytes are freed with it, whether or not the peer reads the close.
+      c.ws.terminate();
+    }
   }
 
   private release(counts: Map<string, number>, key: string): void {
