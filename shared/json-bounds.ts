@@ -36,8 +36,7 @@ export type BoundsResult =
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-// What each byte is to the scan outside strings; everything else is skipped.
-const OTHER = 0;
+// What each byte is to the scan outside strings; 0 (everything else) is skipped.
 const STRING = 1;
 const OPEN = 2;
 const CLOSE = 3;
