@@ -122,6 +122,10 @@ export interface FileEvent {
      * process.executable (and working_directory) are then paths as the agent sees them, which
      * the host inside the root cannot see. Absent otherwise (see agent/src/enrich/proc.ts). */
     process_outside_root?: true;
+    /** With attribution "unknown", why, when the source can tell: "exec_unseen" (the writer had
+     * exec'd an image fanotify cannot see, such as a memfd, and was gone before /proc named it:
+     * the image before that exec is NOT reported, it is not the writer), "writer_gone". */
+    attribution_reason?: 'exec_unseen' | 'writer_gone';
     /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
     summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
   };

@@ -11,7 +11,7 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
-import { ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
+import { ecsParent, ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
 import { alertJson } from './sink/alert-json.js';
@@ -200,12 +200,18 @@ export class Pipeline {
         outcome: 'success',
       },
       file: { ...fileNames(hostPath), ...(raw.isDir ? { type: 'dir' } : {}) },
-      process: raw.process ? ecsProcess(raw.process, raw.parent, host.id ?? '', this.o.names, this.o.realRoot) : raw.pid > 0 ? { pid: raw.pid } : {},
+      // An unidentified writer keeps what is known: its pid, and its parent (who ran it).
+      process: raw.process
+        ? ecsProcess(raw.process, raw.parent, host.id ?? '', this.o.names, this.o.realRoot)
+        : raw.pid > 0
+          ? { pid: raw.pid, ...(raw.parent ? { parent: ecsParent(raw.parent, host.id ?? '', this.o.realRoot) } : {}) }
+          : {},
       host,
       agent: this.o.agent,
       ecs: { version: ECS_VERSION },
       ldguard: {
         attribution: raw.attribution,
+        ...(raw.attributionReason ? { attribution_reason: raw.attributionReason } : {}),
         source: this.o.source,
         ...(typeof realPath === 'string' ? {} : { path_escaped: true }),
         ...(processEscaped(raw.process, raw.parent) ? { process_escaped: true } : {}),

@@ -49,6 +49,39 @@ describe.skipIf(!isRoot)('kernel view with fanotify (skipped: needs root for fan
     ]);
   });
 
+  it('a writer that set its comm to dnf, then fexecve\'d a memfd, is never dropped and never named by its previous image', async () => {
+    // The previous image (python3) calls itself dnf, which the rule excludes; the writer is the
+    // memfd's program. The exec is invisible to fanotify (memfd has no mount to mark).
+    const script = [
+      'import ctypes, os, sys',
+      'ctypes.CDLL(None).prctl(15, b"dnf", 0, 0, 0)',
+      'fd = os.memfd_create("ldg-payload", 0)',
+      'os.write(fd, open("/bin/touch", "rb").read())',
+      'os.execve(f"/proc/self/fd/{fd}", ["touch", sys.argv[1]], {})',
+    ].join('\n');
+    const paths: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const name = `ld-linux-x86-64.so.2.memfd${i}`;
+      const r = spawnSync('python3', ['-c', script, join(agent.root, 'lib64', name)]);
+      expect(r.status, String(r.stderr)).toBe(0);
+      paths.push(`/usr/lib64/${name}`);
+    }
+    const alerts = await agent.waitForAlerts((a) => paths.every((p) => a.some((x) => x.file.path === p)));
+    for (const p of paths) {
+      const hits = alerts.filter((x) => x.file.path === p);
+      expect(hits, `${p}: exactly one alert`).toHaveLength(1);
+      const a = hits[0]!;
+      expect(a.process.name, p).not.toBe('dnf');
+      expect(a.process.executable ?? '', p).not.toMatch(/python/);
+      if (a.ldguard.attribution === 'unknown') {
+        expect(a.rule.name).toBe('Dynamic Linker (ld.so) Created by an Unidentified Process');
+        expect(a.ldguard.attribution_reason).toBe('exec_unseen');
+      } else {
+        expect(a.process.executable).toBe('/memfd:ldg-payload (deleted)');
+      }
+    }
+  });
+
   it('a FIFO is not reported as file.type "file": file.type is left out and ldguard.file_type says fifo', async () => {
     spawnSync('mkfifo', [join(agent.root, 'lib64/ld-linux-x86-64.so.2.fifo')]);
     const alerts = await agent.waitForAlerts((a) => a.some((x) => x.file.path.endsWith('.fifo')));
