@@ -113,6 +113,19 @@ export interface FileEvent {
      * field as file.path does with path_escaped, field by field; well-formed fields, literal
      * backslashes included, are as they were. Absent otherwise. */
     process_escaped?: true;
+    /** What the file is when ECS's file.type (file, dir, symlink) has no word for it: a FIFO, a
+     * socket or a device node. file.type is then absent, never a wrong "file"; Elastic Defend has
+     * no file.Ext field for it either. Absent for files, directories and symlinks. */
+    file_type?: 'fifo' | 'socket' | 'char_device' | 'block_device';
+    /** True when the agent runs with --root and the writer's executable lies outside that root
+     * (a process of the agent's own side, e.g. a container's, writing into the mounted host):
+     * process.executable (and working_directory) are then paths as the agent sees them, which
+     * the host inside the root cannot see. Absent otherwise (see agent/src/enrich/proc.ts). */
+    process_outside_root?: true;
+    /** With attribution "unknown", why, when the source can tell: "exec_unseen" (the writer had
+     * exec'd an image fanotify cannot see, such as a memfd, and was gone before /proc named it:
+     * the image before that exec is NOT reported, it is not the writer), "writer_gone". */
+    attribution_reason?: 'exec_unseen' | 'writer_gone';
     /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
     summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
   };

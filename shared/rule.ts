@@ -7,6 +7,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { compileEql, EqlError, parseEql, type CompiledQuery, type QueryAst } from './eql/index.js';
 import type { Severity, ThreatEntry } from './ecs.js';
 import { LdgError } from './errors.js';
+import { unknownFieldProblems } from './rule-fields.js';
 
 export interface Rule {
   readonly file: string;
@@ -163,6 +164,8 @@ export function parseRule(text: string, file: string): Rule {
   const interval = str('interval', false) ?? DEFAULTS.interval;
   const m = DURATION.exec(interval);
   if (!m) problem('interval', `interval: expected a duration like "5m" (s, m, h or d), got "${interval}"`);
+  // A zero window would make max_signals meaningless (every alert its own window), and Kibana refuses it.
+  else if (Number(m[1]) === 0) problem('interval', `interval: must be longer than zero, got "${interval}"; Kibana's default is "5m"`);
   const type = str('type');
   if (type !== undefined && type !== 'eql') problem('type', `type: only "eql" rules run here, got "${type}"`);
   const language = str('language', false);
@@ -182,6 +185,7 @@ export function parseRule(text: string, file: string): Rule {
     try {
       ast = parseEql(source);
       query = compileEql(source);
+      for (const u of unknownFieldProblems(ast)) problems.push({ ...queryPosition(text, u.line, u.column), message: `query: ${u.message}` });
     } catch (err) {
       if (!(err instanceof EqlError)) throw err;
       const pos = queryPosition(text, err.line, err.column);

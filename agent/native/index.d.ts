@@ -98,6 +98,13 @@ export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'overflow'
  * - unknown: neither (process is then null). */
 export type Attribution = 'live_proc' | 'exec_cache' | 'unknown';
 
+/** Why a writer is 'unknown' (absent when it is known, or the reason is):
+ * - exec_unseen: it had exec'd an image fanotify could not see (fexecve of a memfd, a filesystem
+ *   that could not be marked) and was gone before /proc could name it; the cache's image is
+ *   the one before that exec, so it is not used;
+ * - writer_gone: it was gone before any /proc read and the exec cache did not know it. */
+export type AttributionReason = 'exec_unseen' | 'writer_gone';
+
 export interface NativeEvent {
   /** One kernel event can carry several kinds: each kind is reported as its own object,
    * create/moved_to before close_write.
@@ -127,6 +134,7 @@ export interface NativeEvent {
   /** CLOCK_REALTIME when the C thread read the event. */
   timeNs: bigint;
   attribution: Attribution;
+  attributionReason?: AttributionReason;
   process: ProcInfo | null;
   /** The parent (ppid) as /proc or the cache knows it; null when unknown. */
   parent: ProcInfo | null;

@@ -3,10 +3,11 @@
 // runs, in reverse, whatever step failed.
 import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { Alert, EcsAgent } from '../../shared/ecs.js';
+import type { Alert, EcsAgent, FileEvent } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { loadRules, type Rule } from '../../shared/rule.js';
+import { fieldsNotSet } from '../../shared/rule-fields.js';
 import { VERSION } from '../../shared/version.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
@@ -36,6 +37,8 @@ export interface AgentHealth {
   watched: string[];
   missing: string[];
   rules: string[];
+  /** Per rule, the fields it names that the agent never sets (see warnUnsetFields). */
+  ruleWarnings: string[];
 }
 
 export class Agent {
@@ -52,7 +55,7 @@ export class Agent {
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
-  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [] };
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [] };
 
   constructor(
     private cfg: Readonly<AgentConfig>,
@@ -67,6 +70,7 @@ export class Agent {
 
     const rules = loadRules(cfg.rules);
     this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
+    this.warnUnsetFields(rules);
     log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })) }, 'rules loaded');
 
     const { dirs, missing } = resolveWatchDirs(cfg.root, cfg.watch);
@@ -128,7 +132,7 @@ export class Agent {
       writeWaitMs: cfg.writeWaitMs,
       log,
       emit: (a) => this.emit(a),
-      onDirectory: (dir) => void this.markDirectory(dir),
+      onDirectory: (dir, movedIn) => void this.markDirectory(dir, true, movedIn),
       onUnalerted: (real, hostPath) => {
         try {
           this.known?.add(hostPath, lstatSync(real).ino);
@@ -259,21 +263,22 @@ export class Agent {
   }
 
   /** A new rule-matching directory: watch it and everything below (the rule's * crosses /). */
-  private async markDirectory(real: FsPath, rescan = true): Promise<void> {
+  private async markDirectory(real: FsPath, rescan = true, movedIn?: MovedIn): Promise<void> {
     const key = pathKey(real);
     if (this.marked.has(key) || !this.source) return;
     this.marked.add(key);
     try {
       await this.source.addDir(real, { forwardAll: true });
-      // Files written before the mark was in place are found by the rescan, reported as unobserved.
-      if (rescan) this.rescan('new directory');
+      // Files written before the mark was in place are found by the rescan, reported as unobserved,
+      // except those a directory renamed into place brought with it (see rescan).
+      if (rescan) this.rescan('new directory', true, movedIn && { ...movedIn, dir: real });
     } catch (err) {
       this.log.warn({ dir: displayPath(real), err: errorMessage(err) }, 'could not watch a new rule-matching directory');
     }
   }
 
   /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
-  private rescan(why: string, report = true): void {
+  private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }): void {
     if (!this.known || !this.matcher || !this.pipeline) return;
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
@@ -285,6 +290,20 @@ export class Agent {
     } else {
       // Files that just arrived as live events are on their way to alerts already.
       reported = fresh.filter((f) => !this.seen.wasLive(f.realPath, f.inode));
+      // One mv, one alert: files a directory renamed into place brought with it were not created
+      // unobserved; the rename was observed, writer and all. They are those under it whose
+      // ctime is not later than the rename event (a file made inside it since is not).
+      const brought = movedIn ? reported.filter((f) => cameWith(f, movedIn)) : [];
+      if (brought.length > 0) {
+        reported = reported.filter((f) => !brought.includes(f));
+        if (movedIn!.alerted) {
+          // The directory's own alert names the rename; its contents join the baseline with it.
+          this.log.info({ dir: movedIn!.event.file.path, files: brought.map((f) => f.hostPath), event: movedIn!.event.event.id }, 'files arrived with a directory already reported as renamed into place');
+        } else {
+          for (const f of brought) this.seen.rescanned(f.realPath, f.inode);
+          this.pipeline.handleMovedIn(brought, movedIn!.event);
+        }
+      }
       if (reported.length > 0) {
         this.log.warn({ why, files: reported.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
         for (const f of reported) this.seen.rescanned(f.realPath, f.inode);
@@ -306,6 +325,20 @@ export class Agent {
     });
   }
 
+  /**
+   * A rule naming a valid field that this agent never sets (process.Ext.ancestry, say) loads, as
+   * it would in Elastic, but its conditions on that field see it missing: said in the log and in
+   * health, per rule, so that nobody believes such a rule runs as it does in Elastic.
+   */
+  private warnUnsetFields(rules: readonly Rule[]): void {
+    this.health.ruleWarnings = rules.flatMap((r) => {
+      const unset = fieldsNotSet(r.ast);
+      if (unset.length === 0) return [];
+      this.log.warn({ rule: r.ruleId, file: r.file, fields: unset }, 'a rule names fields this agent never sets: conditions on them see the field missing');
+      return [`${r.ruleId} ${r.name}: never set by this agent: ${unset.join(', ')}`];
+    });
+  }
+
   /** SIGHUP: reload config and rules; on any error keep running with the old ones. */
   reload(): void {
     try {
@@ -324,6 +357,7 @@ export class Agent {
       this.matcher = pathMatcher(rules);
       this.cfg = cfg;
       this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
+      this.warnUnsetFields(rules);
       this.log.info({ rules: rules.length }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
@@ -342,6 +376,20 @@ export class Agent {
       }
     }
   }
+}
+
+/** A directory renamed into place, as its event was judged (see Pipeline.onDirectory). */
+type MovedIn = { event: FileEvent; alerted: boolean };
+
+/** Whether a file a rescan found came with the directory renamed into place (see rescan). */
+function cameWith(f: FoundFile, m: MovedIn & { dir: FsPath }): boolean {
+  const bytes = (p: FsPath) => (typeof p === 'string' ? Buffer.from(p) : p);
+  const dir = Buffer.concat([bytes(m.dir), Buffer.from('/')]);
+  if (!bytes(f.realPath).subarray(0, dir.length).equals(dir)) return false;
+  const st = lstatNow(f.realPath);
+  // @timestamp is when the agent read the rename, after it happened: a file created inside in
+  // between is taken as brought by the mover, who made the directory appear there anyway.
+  return st !== null && st.ctimeMs <= Date.parse(m.event['@timestamp']) + 1;
 }
 
 /** An event whose path lost bytes that are not UTF-8 to U+FFFD (see Agent.exactNames). */

@@ -1,7 +1,7 @@
 // The agent's configuration: one visible defaults object, a TOML file over it, command-line flags
 // over that. Every problem is collected before failing, paths are made absolute, and the result is
 // frozen so no stage can change it behind another's back.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { LdgError } from '../../shared/errors.js';
@@ -135,6 +135,12 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
         else cfg[key] = spec.type === 'path' ? resolve(value) : value;
     }
   }
+  // Checked here, with the other options, so that a mistyped --root is one clear line and exit 2
+  // rather than a stack trace from the first lstat(2) under it.
+  const root = cfg.root as string;
+  const rootStat = statSync(root, { throwIfNoEntry: false });
+  if (!rootStat) errors.push(`option root: ${root} does not exist; give the directory where the host's / is mounted (e.g. --root /host), or leave --root out to watch this host`);
+  else if (!rootStat.isDirectory()) errors.push(`option root: ${root} is not a directory; give the directory where the host's / is mounted (e.g. --root /host)`);
   for (const w of cfg.watch as string[]) {
     if (!isAbsolute(w)) errors.push(`option watch: "${w}" must be an absolute path as the host sees it (e.g. /lib64)`);
   }

@@ -5,13 +5,13 @@
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
 import { buildAlert } from '../../shared/alert.js';
-import { ECS_VERSION, type Alert, type EcsAgent, type EcsFile, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
 import type { Logger } from '../../shared/log.js';
 import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
-import { fileFacts, fileNames } from './enrich/file.js';
-import { ecsProcess, processEscaped } from './enrich/proc.js';
+import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
+import { ecsParent, ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
 import { alertJson } from './sink/alert-json.js';
@@ -29,8 +29,9 @@ export interface PipelineOptions {
   /** Called with each alert, in the order alerts complete. Must not throw. */
   emit: (alert: Alert) => void;
   /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /).
-   * Real paths are Buffers when their bytes are not UTF-8 (byte-path.ts). */
-  onDirectory: (realDir: FsPath) => void;
+   * Real paths are Buffers when their bytes are not UTF-8 (byte-path.ts). `movedIn`: it was renamed
+   * into place (with whatever it holds), by the writer of `event`; `alerted`: a rule fired on it. */
+  onDirectory: (realDir: FsPath, movedIn?: { event: FileEvent; alerted: boolean }) => void;
   /**
    * A file was created or renamed in and no rule fired on it (a package manager wrote it, say): it
    * was seen appearing, so the agent puts it in the baseline now; otherwise the next start's
@@ -82,7 +83,6 @@ export class Pipeline {
         const w = this.waiting.get(pathKey(realPath));
         if (w) this.release(realPath, w);
       }
-      if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath);
       const event = this.toEcs(raw, realPath);
       let matched = false;
       for (const rule of this.rules) {
@@ -91,6 +91,7 @@ export class Pipeline {
         this.counts.matched++;
         this.hold(realPath, event, rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
+      if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
     }
   }
@@ -108,7 +109,7 @@ export class Pipeline {
     for (const rule of this.rules) rule.query.match(event);
     complete(realPath);
     const facts = fileFacts(realPath, this.o.hashMaxBytes, this.o.names);
-    if (!(facts instanceof Promise)) event.file = { ...event.file, ...facts };
+    if (!(facts instanceof Promise)) applyFacts(event, facts);
     if (this.rules[0]) alertJson(buildAlert(event, this.rules[0], new Date().toISOString()));
   }
 
@@ -124,6 +125,34 @@ export class Pipeline {
       const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event, rule }));
       this.counts.matched += hits.length;
       if (hits.length > 0) this.finish(hits, f.realPath);
+    }
+  }
+
+  /**
+   * Files found in a directory just renamed into place (see Agent.rescan): they came with that
+   * rename, so each is judged as a rename by the same writer, under its new path, with its old
+   * path when the directory's is known; never as a creation by nobody. One that no rule fires on
+   * joins the baseline (onUnalerted) as any file seen arriving does.
+   */
+  handleMovedIn(found: ReadonlyArray<{ hostPath: string; realPath: FsPath }>, via: FileEvent): void {
+    const from = via.file.Ext?.original?.path;
+    for (const f of found) {
+      const file = fileNames(f.hostPath);
+      if (from && f.hostPath.startsWith(`${via.file.path}/`)) {
+        const old = from + f.hostPath.slice(via.file.path.length);
+        file.Ext = { original: { path: old, name: file.name } };
+      }
+      const { path_escaped: _, ...ldguard } = via.ldguard;
+      const event: FileEvent = {
+        ...via,
+        event: { ...via.event, id: randomUUID() },
+        file,
+        ldguard: { ...ldguard, ...(typeof f.realPath === 'string' ? {} : { path_escaped: true }) },
+      };
+      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event, rule }));
+      this.counts.matched += hits.length;
+      if (hits.length > 0) this.finish(hits, f.realPath);
+      else this.o.onUnalerted?.(f.realPath, f.hostPath);
     }
   }
 
@@ -171,15 +200,22 @@ export class Pipeline {
         outcome: 'success',
       },
       file: { ...fileNames(hostPath), ...(raw.isDir ? { type: 'dir' } : {}) },
-      process: raw.process ? ecsProcess(raw.process, raw.parent, host.id ?? '', this.o.names) : raw.pid > 0 ? { pid: raw.pid } : {},
+      // An unidentified writer keeps what is known: its pid, and its parent (who ran it).
+      process: raw.process
+        ? ecsProcess(raw.process, raw.parent, host.id ?? '', this.o.names, this.o.realRoot)
+        : raw.pid > 0
+          ? { pid: raw.pid, ...(raw.parent ? { parent: ecsParent(raw.parent, host.id ?? '', this.o.realRoot) } : {}) }
+          : {},
       host,
       agent: this.o.agent,
       ecs: { version: ECS_VERSION },
       ldguard: {
         attribution: raw.attribution,
+        ...(raw.attributionReason ? { attribution_reason: raw.attributionReason } : {}),
         source: this.o.source,
         ...(typeof realPath === 'string' ? {} : { path_escaped: true }),
         ...(processEscaped(raw.process, raw.parent) ? { process_escaped: true } : {}),
+        ...(processOutsideRoot(raw.process, this.o.realRoot) ? { process_outside_root: true } : {}),
       },
     };
     if (event.process.user) event.user = { ...event.process.user };
@@ -213,9 +249,9 @@ export class Pipeline {
   }
 
   private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: FsPath): void {
-    const conclude = (facts: Partial<EcsFile>) => {
+    const conclude = (facts: FileFacts) => {
       for (const { event, rule } of items) {
-        event.file = { ...event.file, ...facts };
+        applyFacts(event, facts);
         const now = Date.now();
         for (const s of this.throttle.flush(now)) this.o.emit(s);
         const alert = this.throttle.admit(buildAlert(event, rule, new Date(now).toISOString()), rule, now);

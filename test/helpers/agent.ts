@@ -61,7 +61,8 @@ export async function startAgent(opts: { root?: string; stateDir?: string; sourc
     remove();
     throw err;
   }
-  const alerts = () => (existsSync(alertsFile) ? readFileSync(alertsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>) : []);
+  // The agent may be writing a line as it is read: only whole lines (ended by \n) are alerts yet.
+  const alerts = () => (existsSync(alertsFile) ? readFileSync(alertsFile, 'utf8').split('\n').slice(0, -1).filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>) : []);
   return {
     proc: d.proc,
     root,

@@ -116,3 +116,15 @@ describe('one file, one alert when a rescan and a live event both see it', () =>
     expect(seen.wasLive(file, ino + 1)).toBe(false); // another inode is another file
   });
 });
+
+describe('--root', () => {
+  it('a missing root is a configuration error naming the fix, not a stack trace', () => {
+    expect(() => loadConfig(undefined, { root: '/nonexistent-ldguard-root' })).toThrowError(/LDG_ERR_CONFIG[\s\S]*option root: \/nonexistent-ldguard-root does not exist; give the directory where the host's \/ is mounted/);
+  });
+
+  it('a root that is a file is refused too', () => {
+    const file = join(tmp(), 'f');
+    writeFileSync(file, '');
+    expect(() => loadConfig(undefined, { root: file })).toThrowError(/option root: .* is not a directory/);
+  });
+});

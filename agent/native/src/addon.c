@@ -278,6 +278,7 @@ static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned
   napi_create_int32(env, e->pid, &v), set(env, o, "pid", v);
   napi_create_bigint_int64(env, e->time_ns, &v), set(env, o, "timeNs", v);
   set(env, o, "attribution", str_or_null(env, attr[e->attribution]));
+  if (e->reason) set(env, o, "attributionReason", str_or_null(env, e->reason));
   if (e->has_proc) v = proc_object(env, &e->proc);
   else napi_get_null(env, &v);
   set(env, o, "process", v);

@@ -410,6 +410,11 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
     if (o->has_loginuid) img->p.loginuid = o->loginuid, img->p.has_loginuid = 1;
   }
   int continuation = kind == LDG_EXEC_SCRIPT && e->expect && strcmp(path, e->expect) == 0 && e->img;
+  /* An ld.so opened after an EXEC whose /proc read found the process gone: either `ld.so PROG`
+   * run directly, or the interpreter of an image fanotify could not see (fexecve of a memfd).
+   * Which one cannot be told, so the exec stays pending and decide() (watcher.c) reports the
+   * writer as unknown (exec_unseen) rather than as ld.so. */
+  int unsure_ldso = !continuation && e->pending_exec_ns && !e->snap && looks_like_ldso(path);
   if (!continuation) e->fan_execs++;
   if (continuation) {
     /* binfmt_script: the interpreter becomes the image; comm stays the script's name. */
@@ -431,7 +436,7 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
      * yet (or it failed), and every child listed forked before it. */
     settle_children(c, e, e->pending_exec_ns ? e->pending_exec_ns : UINT64_MAX);
     img->confirmed = e->pending_exec_ns != 0;
-    e->pending_exec_ns = 0;
+    if (!unsure_ldso) e->pending_exec_ns = 0;
   }
   int snapped = e->snap && e->snap->p.exe && strcmp(e->snap->p.exe, path) == 0;
   if (snapped) {
@@ -496,9 +501,11 @@ void ldg_cache_on_exec(struct ldg_cache *c, pid_t pid, uint64_t ts_ns) {
   struct ldg_image *s = image_from(&p, 0);
   if (!s) return;
   if (!c->fan_exec || !exec_visible(c, pid, s->p.exe)) {
-    /* No exec event will come for this one: the snapshot is the image (not ordered). */
+    /* No exec event will come for this one: the snapshot is the image (not ordered). Its
+     * ELF interpreter may still be opened from a marked filesystem (a dynamic program run
+     * from a memfd opens /lib64/ld-linux…): that event is part of this exec, not an image. */
     e->inherit_from = 0;
-    e->expect_kind = LDG_EXEC_OTHER;
+    e->expect_kind = LDG_EXEC_UNREADABLE;
     e->pending_exec_ns = 0;
     settle_children(c, e, ts_ns);
     set_img(&e->img, s);

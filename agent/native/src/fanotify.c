@@ -472,6 +472,7 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
           ev.cap_seq = e->exec_seq;
           ev.cap_gen = e->gen;
           ev.cap_entry = 1;
+          ev.cap_pending_exec = e->pending_exec_ns;
         }
       }
       ldg_pending_push(w, &ev);

@@ -173,6 +173,9 @@ struct ldg_event {
   struct ldg_image *cap_img; /* the cache's image for pid at the event's place in the queue */
   uint32_t cap_seq, cap_gen;
   int cap_entry;
+  uint64_t cap_pending_exec; /* the entry's pending_exec_ns at the event: an EXEC without its
+                                fanotify event yet (see decide() in watcher.c) */
+  const char *reason;        /* why attribution is unknown, when known (static string) */
   struct ldg_procinfo live;
   int live_same;             /* live read describes the process that made the event */
   int live_alive;

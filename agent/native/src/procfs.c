@@ -52,7 +52,9 @@ static ssize_t read_at(int dirfd, const char *name, char *buf, size_t cap) {
 }
 
 /* readlink of exe or cwd; drops the " (deleted)" the kernel appends for unlinked files, so the
- * path matches the one the exec event reported. */
+ * path matches the one the exec event reported. A memfd ("/memfd:NAME (deleted)") keeps it: it
+ * has no exec event to match, never had a path, and the suffix is how Elastic Defend and the
+ * analyst know the image lived in memory only. */
 static char *link_at(int dirfd, const char *name) {
   char buf[PATH_MAX];
   ssize_t n = readlinkat(dirfd, name, buf, sizeof buf - 1);
@@ -60,7 +62,7 @@ static char *link_at(int dirfd, const char *name) {
   buf[n] = 0;
   static const char deleted[] = " (deleted)";
   size_t dl = sizeof deleted - 1;
-  if ((size_t)n > dl && memcmp(buf + n - dl, deleted, dl) == 0) buf[n - dl] = 0;
+  if ((size_t)n > dl && memcmp(buf + n - dl, deleted, dl) == 0 && strncmp(buf, "/memfd:", 7) != 0) buf[n - dl] = 0;
   return strdup(buf);
 }
 

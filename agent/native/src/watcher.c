@@ -272,6 +272,14 @@ static void decide(struct ldg_watcher *w, struct ldg_event *e) {
         ldg_proc_free(&p);
       }
     }
+  } else if (ci && e->cap_pending_exec && (!en || en->pending_exec_ns == e->cap_pending_exec)) {
+    /* P had exec'd (the connector said so) and no fanotify exec event for it came, before the
+     * event or since: the exec was invisible to fanotify (fexecve of a memfd, a filesystem we
+     * could not mark) and /proc was gone before the connector's read. The cache's image is the
+     * one P ran BEFORE that exec; naming it would blame the previous program, and if that one
+     * had called itself dnf, the rule's exclusion would drop the alert. So: unknown, and why. */
+    e->attribution = LDG_ATTR_UNKNOWN;
+    e->reason = "exec_unseen";
   } else if (ci && ci->p.exe) {
     e->attribution = LDG_ATTR_CACHE;
     from_image(&e->proc, ci, en, e->pid);
@@ -287,6 +295,7 @@ static void decide(struct ldg_watcher *w, struct ldg_event *e) {
     }
   } else {
     e->attribution = LDG_ATTR_UNKNOWN;
+    e->reason = "writer_gone";   /* gone before any /proc read, and not in the cache */
   }
   pid_t ppid = e->has_proc && e->proc.has_ppid ? e->proc.ppid : (en && en->has_ppid ? en->ppid : 0);
   resolve_parent(w, e, ppid);

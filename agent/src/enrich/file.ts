@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { EcsFile } from '../../../shared/ecs.js';
+import type { EcsFile, FileEvent } from '../../../shared/ecs.js';
 import type { FsPath } from '../byte-path.js';
 import { lstatNow } from '../stat-now.js';
 import type { NameTable } from './users.js';
@@ -25,6 +25,21 @@ export function fileNames(hostPath: string): EcsFile {
   };
 }
 
+// Carries ldguard.file_type from fileFacts to applyFacts inside the facts object, under a key
+// no ECS field can have, so the facts stay one value (they may come from a promise).
+const SPECIAL = Symbol('ldguard.file_type');
+export type FileFacts = Partial<EcsFile> & { [SPECIAL]?: NonNullable<FileEvent['ldguard']['file_type']> };
+
+/** Puts the facts on the event: file.* fields, and ldguard.file_type for a FIFO, socket or device. */
+export function applyFacts(event: FileEvent, facts: FileFacts): void {
+  const { [SPECIAL]: special, ...file } = facts;
+  event.file = { ...event.file, ...file };
+  if (special) {
+    delete event.file.type; // toEcs may have said nothing, or "dir"; lstat knows better
+    event.ldguard.file_type = special;
+  }
+}
+
 /**
  * lstat and hash the file at realPath (a Buffer when its bytes are not UTF-8: every call below
  * takes it as is); missing facts stay absent (the file may be gone).
@@ -36,14 +51,18 @@ export function fileFacts(
   realPath: FsPath,
   maxHashBytes: number,
   names: { users: NameTable; groups: NameTable },
-): Partial<EcsFile> | Promise<Partial<EcsFile>> {
+): FileFacts | Promise<FileFacts> {
   const st = lstatNow(realPath);
   if (!st) return {};
-  const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : 'file';
+  // ECS allows file, dir and symlink only: a FIFO, socket or device is left out of file.type
+  // (not reported as "file") and named in ldguard.file_type by applyFacts.
+  const type = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined;
+  const special = st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : st.isCharacterDevice() ? 'char_device' : st.isBlockDevice() ? 'block_device' : undefined;
   const owner = names.users.name(st.uid);
   const group = names.groups.name(st.gid);
-  const facts: Partial<EcsFile> = {
-    type,
+  const facts: FileFacts = {
+    ...(type ? { type } : {}),
+    ...(special ? { [SPECIAL]: special } : {}),
     size: st.size,
     inode: String(st.ino),
     mode: (st.mode & 0o7777).toString(8).padStart(4, '0'),

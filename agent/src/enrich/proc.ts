@@ -71,14 +71,39 @@ function procText(p: ProcFacts): ProcText {
   };
 }
 
+/**
+ * Under --root the agent sees the host's files at ROOT/…, and /proc/PID/exe of a host process
+ * says ROOT/usr/bin/cp; the host sees /usr/bin/cp, and the rules' exclusions are written for
+ * that. So an executable or working directory under the root is reported as the host sees it,
+ * as file.path is. One outside the root (a process of the agent's own side writing into the
+ * mounted host: the container's cp, say) has no host path: it is reported as the agent sees it,
+ * unchanged, and the event says so (ldguard.process_outside_root) rather than passing it off as
+ * a host path. A deleted or memfd image ("/memfd:x (deleted)") is outside every root: as is.
+ */
+function inRoot(realRoot: string, path: string | null): string | null {
+  if (path === null || realRoot === '/') return path;
+  return path === realRoot ? '/' : path.startsWith(`${realRoot}/`) ? path.slice(realRoot.length) : path;
+}
+
+function rootedText(t: ProcText, realRoot: string): ProcText {
+  if (realRoot === '/') return t;
+  return { ...t, exe: inRoot(realRoot, t.exe), cwd: inRoot(realRoot, t.cwd) };
+}
+
+/** Whether the writer's executable lies outside --root (ldguard.process_outside_root). */
+export function processOutsideRoot(p: ProcFacts | null, realRoot: string): boolean {
+  const exe = p ? procText(p).exe : null;
+  return realRoot !== '/' && exe !== null && exe !== realRoot && !exe.startsWith(`${realRoot}/`);
+}
+
 /** Whether an alert about this writer shows escaped bytes (ldguard.process_escaped). */
 export function processEscaped(p: ProcFacts | null, parent: ProcFacts | null): boolean {
   const raw = (q: ProcFacts | null) => q !== null && Boolean(q.rawExe ?? q.rawComm ?? q.rawArgs ?? q.rawCwd);
   return raw(p) || raw(parent);
 }
 
-export function ecsParent(p: ProcFacts, hostId: string): EcsProcessParent {
-  const t = procText(p);
+export function ecsParent(p: ProcFacts, hostId: string, realRoot = '/'): EcsProcessParent {
+  const t = rootedText(procText(p), realRoot);
   return {
     pid: p.pid,
     entity_id: entityId(hostId, p.pid, p.startTicks),
@@ -96,10 +121,11 @@ export function ecsProcess(
   parent: ProcFacts | null,
   hostId: string,
   names: { users: NameTable; groups: NameTable },
+  realRoot = '/',
 ): EcsProcess {
   const user = p.euid === NO_ID ? undefined : names.users.name(p.euid);
   const group = p.egid === NO_ID ? undefined : names.groups.name(p.egid);
-  const t = procText(p);
+  const t = rootedText(procText(p), realRoot);
   const out: EcsProcess = {
     pid: p.pid,
     entity_id: entityId(hostId, p.pid, p.startTicks),
@@ -113,7 +139,7 @@ export function ecsProcess(
     ...(p.euid === NO_ID ? {} : { user: { id: String(p.euid), ...(user ? { name: user } : {}) } }),
     ...(p.egid === NO_ID ? {} : { group: { id: String(p.egid), ...(group ? { name: group } : {}) } }),
   };
-  if (parent) out.parent = ecsParent(parent, hostId);
+  if (parent) out.parent = ecsParent(parent, hostId, realRoot);
   else if (p.ppid > 0) out.parent = { pid: p.ppid };
   return out;
 }

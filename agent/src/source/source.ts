@@ -26,6 +26,8 @@ export interface RawFileEvent {
   pid: number;
   timeNs: bigint;
   attribution: Attribution;
+  /** Why the writer is unknown, when the source can tell (the addon's AttributionReason). */
+  attributionReason?: 'exec_unseen' | 'writer_gone';
   process: ProcFacts | null;
   parent: ProcFacts | null;
   /**
