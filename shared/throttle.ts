@@ -254,7 +254,8 @@ function summarise(w: Window, final: boolean): Alert {
     groups: all.slice(0, SUMMARY_GROUPS).map(groupView),
     groups_total: all.length,
   };
-  const { held_back_by: _hb, ...ldguard } = base.ldguard;
+  // Events of `ldguard match` are arbitrary JSON: ldguard may be missing.
+  const { held_back_by: _hb, ...ldguard } = base.ldguard ?? ({} as Alert['ldguard']);
   return {
     ...base,
     kibana: {
