@@ -2,6 +2,7 @@
 // like an Elastic Security alert, so either can be indexed into Elastic unchanged.
 // Field names follow ECS exactly (dotted paths become nested objects); optional fields are absent
 // rather than null, because EQL's `field != null` is an existence test.
+import type { SummaryFacts, SuppressionTerm } from './throttle.js';
 
 /** How the writing process was identified; an alert carries it so a degraded host is visible. */
 export type Attribution =
@@ -67,6 +68,8 @@ export interface EcsFile {
   owner?: string;
   group?: string;
   type?: 'file' | 'dir' | 'symlink';
+  /** A symlink's target as read (ECS file.target_path), escaped as file.path is. */
+  target_path?: string;
   hash?: { sha256?: string };
   Ext?: { original?: { path?: string; name?: string }; header_bytes?: string };
 }
@@ -126,8 +129,11 @@ export interface FileEvent {
      * exec'd an image fanotify cannot see, such as a memfd, and was gone before /proc named it:
      * the image before that exec is NOT reported, it is not the writer), "writer_gone". */
     attribution_reason?: 'exec_unseen' | 'writer_gone';
-    /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
-    summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
+    /** On a max_signals summary alert: the window, its count and its groups (shared/throttle.ts). */
+    summary?: SummaryFacts;
+    /** On a held-back record (an alert past max_signals, recorded but paging no one): the uuid of
+     * its window's first summary, shared by all that window's summaries as ldguard.summary.id. */
+    held_back_by?: string;
   };
 }
 
@@ -168,6 +174,11 @@ export interface Alert extends Omit<FileEvent, 'event'> {
       severity: Severity;
       risk_score: number;
       workflow_status: WorkflowStatus;
+      /** "default" on a held-back record: kept and searchable, not in the default alerts view (Elastic's building blocks). */
+      building_block_type?: 'default';
+      /** On a max_signals summary: the group it names (terms), when the window's records were held
+       * back (start, end) and how many (docs_count, the whole window's count). */
+      suppression?: { terms: SuppressionTerm[]; start: string; end: string; docs_count: number };
       original_event: FileEvent['event'];
       rule: {
         rule_id: string;

@@ -12,6 +12,7 @@ import { VERSION } from '../../shared/version.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
+import { loadersInUse } from './enrich/interp.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
 import { namePrefixes } from './prefilter.js';
@@ -94,6 +95,9 @@ export class Agent {
     this.health.degraded = source.degraded;
 
     const names = hostNameTables(cfg.root);
+    const loaders = loadersInUse(cfg.root);
+    if (loaders.named.length === 0) log.warn({ root: cfg.root }, 'no program interpreter (PT_INTERP) found in the root\'s binaries (bin/sh, usr/bin/env …): writes to the loader in use may be held back by max_signals like any other');
+    else log.info({ interpreters: loaders.named, paths: [...loaders.paths] }, 'loaders in use: alerts on them are never held back');
     const sourceHealth = () => ({
       name: source.name,
       degraded: source.degraded,
@@ -130,6 +134,7 @@ export class Agent {
       names,
       hashMaxBytes: cfg.hashMaxBytes,
       writeWaitMs: cfg.writeWaitMs,
+      loadersInUse: loaders.paths,
       log,
       emit: (a) => this.emit(a),
       onDirectory: (dir, movedIn) => void this.markDirectory(dir, true, movedIn),
@@ -317,9 +322,11 @@ export class Agent {
 
   private emit(alert: Alert): void {
     const how = alert.ldguard?.attribution ?? 'unknown';
-    this.attributed[how] = (this.attributed[how] ?? 0) + 1;
+    if (!alert.ldguard?.summary) this.attributed[how] = (this.attributed[how] ?? 0) + 1;
     // The file joins the baseline only once its alert is accepted (spooled): a crash in between
-    // leaves it out, so the next start's rescan reports it rather than losing it.
+    // leaves it out, so the next start's rescan reports it rather than losing it. A held-back
+    // record is accepted the same way, so it counts as reported: a restart does not report its
+    // file again as having appeared unobserved.
     void this.sinks?.send(alert).then(() => {
       if (alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
     });

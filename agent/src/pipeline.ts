@@ -1,4 +1,5 @@
 // The middle of the agent: raw kernel events → ECS file events → rules → max_signals → sinks.
+// Every match is emitted: past max_signals as a held-back record, with summaries (shared/throttle.ts).
 // Events arrive in kernel order on the JS thread. A matching new regular file waits (briefly,
 // bounded by writeWaitMs) for its first write to complete so the alert can carry the file's hash;
 // links, renames and directories are complete at once. The rules' verdict never waits: it is taken
@@ -26,7 +27,9 @@ export interface PipelineOptions {
   hashMaxBytes: number;
   writeWaitMs: number;
   log: Logger;
-  /** Called with each alert, in the order alerts complete. Must not throw. */
+  /** Host paths of the loaders the host's binaries name (enrich/interp.ts): alerts on them are never held back. */
+  loadersInUse?: ReadonlySet<string>;
+  /** Called with each alert, held-back record and summary, in the order they complete. Must not throw. */
   emit: (alert: Alert) => void;
   /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /).
    * Real paths are Buffers when their bytes are not UTF-8 (byte-path.ts). `movedIn`: it was renamed
@@ -61,6 +64,8 @@ export class Pipeline {
   private readonly waiting = new Map<string, Waiting>(); // by pathKey
   private readonly inFlight = new Set<Promise<void>>();
   private summaryTimer: NodeJS.Timeout | undefined;
+  /** When summaryTimer fires (Infinity: no timer). */
+  private summaryAt = Infinity;
   readonly counts = { events: 0, matched: 0, alerts: 0, heldBack: 0 };
 
   constructor(
@@ -156,26 +161,31 @@ export class Pipeline {
     }
   }
 
-  /** Emit summaries of max_signals windows that have ended, and wake again for the next one. */
+  /** Emit the max_signals summaries that are due (updates, windows that ended), and wake again for the next. */
   private tick(): void {
     this.summaryTimer = undefined;
-    for (const s of this.throttle.flush(Date.now())) this.o.emit(s);
+    this.summaryAt = Infinity;
+    for (const s of this.throttle.due(Date.now())) this.o.emit(s);
     this.scheduleSummary();
   }
 
-  // No timer runs while nothing is held back: an idle agent does not wake up.
+  // No timer runs while nothing is held back: an idle agent does not wake up. A record that opens
+  // a new group brings the next due time forward (an update within a second), so an earlier due
+  // time replaces the timer.
   private scheduleSummary(): void {
     const due = this.throttle.nextDue();
-    if (due === null || this.summaryTimer) return;
+    if (due === null || due >= this.summaryAt) return;
+    clearTimeout(this.summaryTimer);
+    this.summaryAt = due;
     this.summaryTimer = setTimeout(() => this.tick(), Math.max(0, due - Date.now()));
   }
 
-  /** Finish every waiting alert and the open windows' summaries; for shutdown. */
+  /** Finish every waiting alert and the open windows' final summaries; for shutdown. */
   async drain(): Promise<void> {
     clearTimeout(this.summaryTimer);
     for (const w of this.waiting.values()) this.release(w.path, w);
     await Promise.all(this.inFlight);
-    for (const s of this.throttle.flush(Date.now(), true)) this.o.emit(s);
+    for (const s of this.throttle.due(Date.now(), true)) this.o.emit(s);
   }
 
   /** realPath: the file's path as the filesystem knows it (a Buffer for bytes that are not UTF-8). */
@@ -253,14 +263,17 @@ export class Pipeline {
       for (const { event, rule } of items) {
         applyFacts(event, facts);
         const now = Date.now();
-        for (const s of this.throttle.flush(now)) this.o.emit(s);
-        const alert = this.throttle.admit(buildAlert(event, rule, new Date(now).toISOString()), rule, now);
-        if (alert) {
-          this.counts.alerts++;
-          this.o.emit(alert);
-        } else {
+        for (const s of this.throttle.due(now)) this.o.emit(s);
+        const alert = buildAlert(event, rule, new Date(now).toISOString());
+        // Past max_signals the alert is still emitted, as a held-back record (shared/throttle.ts);
+        // a write to the loader in use never is one.
+        const { out, heldBack } = this.throttle.admit(alert, rule, now, this.o.loadersInUse?.has(alert.file.path) ?? false);
+        for (const a of out) this.o.emit(a);
+        if (heldBack) {
           this.counts.heldBack++;
           this.scheduleSummary();
+        } else {
+          this.counts.alerts++;
         }
       }
     };

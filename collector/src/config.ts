@@ -29,6 +29,7 @@ export interface CollectorConfig {
   maxPreHelloPerAddress: number;
   maxPartialBytesPerConnection: number;
   maxPartialBytes: number;
+  heldBackQuotaPerToken: number;
   tlsCiphers: string;
 }
 
@@ -65,6 +66,7 @@ export const DEFAULTS: CollectorConfig = {
   maxPreHelloPerAddress: 256, // connections from one address that have not said hello yet
   maxPartialBytesPerConnection: 4 * 1024 * 1024, // bytes of an unfinished message one connection may make the collector hold
   maxPartialBytes: 64 * 1024 * 1024, // ... and all connections together; past it the largest holder is closed
+  heldBackQuotaPerToken: 100_000, // held-back records (an agent's matches past max_signals) one token may have stored per collector run; the rest are counted and alerted, not stored
   tlsCiphers: TLS_CIPHERS, // OpenSSL cipher list for TLS 1.2 and 1.3 (forward-secret only)
 };
 
@@ -92,6 +94,7 @@ const KEYS: Record<string, { key: keyof CollectorConfig; type: Kind; min?: numbe
   max_pre_hello_per_address: { key: 'maxPreHelloPerAddress', type: 'int', min: 1 },
   max_partial_bytes_per_connection: { key: 'maxPartialBytesPerConnection', type: 'int', min: 65_536 },
   max_partial_bytes: { key: 'maxPartialBytes', type: 'int', min: 65_536 },
+  held_back_quota_per_token: { key: 'heldBackQuotaPerToken', type: 'int', min: 0 },
   tls_ciphers: { key: 'tlsCiphers', type: 'string' },
 };
 

@@ -62,6 +62,8 @@ export interface ScannedFrame {
   times: Float64Array;
   /** Decoded values with escapes, by alert × TEXT_FIELDS.length + field; undefined when there are none (the usual case). */
   texts: Map<number, string> | undefined;
+  /** How many of the alerts are held-back records (ldguard.held_back_by present). */
+  heldBack: number;
 }
 
 /** One alert of a scanned frame with its fields decoded (for the live feed and for tests; ingest never needs it). */
@@ -153,7 +155,8 @@ const S_AGENT_ID = 19;
 const S_LDGUARD = 20;
 const S_RECEIVED_FROM = 21;
 const S_FUTURE = 22;
-const SLOTS = 23;
+const S_HELD_BACK = 23;
+const SLOTS = 24;
 
 /** An object on a path we read: its keys of interest, each a leaf (slot) or a nested object. */
 interface Target {
@@ -174,8 +177,9 @@ const ALERT: Target = target([
   ['file', S_FILE, target([['path', S_FILE_PATH, null]])],
   ['host', S_HOST, target([['name', S_HOST_NAME, null]])],
   ['agent', S_AGENT, target([['id', S_AGENT_ID, null]])],
-  // Only to see that the agent wrote none of the collector's stamps (the general way drops them).
-  ['ldguard', S_LDGUARD, target([['received_from', S_RECEIVED_FROM, null], ['future_timestamp', S_FUTURE, null]])],
+  // To see that the agent wrote none of the collector's stamps (the general way drops them), and
+  // which alerts are held-back records (they count against the token's quota, quota.ts).
+  ['ldguard', S_LDGUARD, target([['received_from', S_RECEIVED_FROM, null], ['future_timestamp', S_FUTURE, null], ['held_back_by', S_HELD_BACK, null]])],
   ['kibana', S_KIBANA, target([
     ['alert', S_KALERT, target([
       ['uuid', S_UUID, null],
@@ -395,6 +399,7 @@ function valueOf(buf: Buffer, slot: number): unknown {
 const outSpans = new Int32Array(MAX_BATCH_ALERTS * SPANS_PER_ALERT);
 const outTimes = new Float64Array(MAX_BATCH_ALERTS * 2);
 let outTexts: Map<number, string> | undefined;
+let outHeldBack = 0;
 
 /** The slot of each TEXT_FIELDS value. */
 const TEXT_SLOTS = [S_UUID, S_HOST_NAME, S_RULE_ID, S_RULE_NAME, S_SEVERITY, S_STATUS];
@@ -440,6 +445,7 @@ function record(buf: Buffer, index: number, docStart: number, docEnd: number, ag
       if (starts[slot]! >= 0) (outTexts ??= new Map()).set(index * TEXT_FIELDS.length + f, valueOf(buf, slot) as string);
     }
   }
+  if (has(S_HELD_BACK)) outHeldBack++;
   const ts = Date.parse(a['@timestamp'] as string);
   outTimes[2 * index] = ts;
   outTimes[2 * index + 1] = originalTime(ka!.original_time, ts);
@@ -473,6 +479,7 @@ function scan(buf: Buffer, agentId: Buffer): ScannedFrame | undefined {
   let seq: number | undefined;
   let count = -1;
   outTexts = undefined;
+  outHeldBack = 0;
   for (;;) {
     if (buf[i] !== QUOTE) return undefined;
     const keyStart = i + 1;
@@ -525,7 +532,7 @@ function scan(buf: Buffer, agentId: Buffer): ScannedFrame | undefined {
   }
   if (skipSpace(buf, i + 1, n) !== n) return undefined;
   if (!type || v !== PROTOCOL_VERSION || seq === undefined || !Number.isSafeInteger(seq) || seq < 1 || count < 0) return undefined;
-  return { seq, count, frame: buf, spans: outSpans.slice(0, count * SPANS_PER_ALERT), times: outTimes.slice(0, count * 2), texts: outTexts };
+  return { seq, count, frame: buf, spans: outSpans.slice(0, count * SPANS_PER_ALERT), times: outTimes.slice(0, count * 2), texts: outTexts, heldBack: outHeldBack };
 }
 
 export type FrameRead =

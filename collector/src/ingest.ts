@@ -171,11 +171,13 @@ export class Ingest extends EventEmitter<IngestEvents> {
    * MAX_ALERT_BYTES and any whose agent.id is not the sender's go to the quarantine. `raw`: each
    * alert's bytes as sent (frame.ts), when the frame could be sliced. `ack` is called with the
    * batch's last sequence and its rejected alerts once all of it is committed; `revoked` instead,
-   * when the sender's token was revoked before that. Returns the first quarantine reason, if any.
+   * when the sender's token was revoked before that. Alerts whose index is in `skip` (held-back
+   * records past the token's quota, quota.ts) are acked with the batch and neither stored nor
+   * quarantined. Returns the first quarantine reason, if any.
    */
   submitAlerts(
     sender: Sender, msg: AlertsMessage, invalid: readonly InvalidAlert[], raw: Buffer[] | undefined,
-    ack: (upTo: number, rejected: RejectedAlert[]) => void, revoked: () => void,
+    ack: (upTo: number, rejected: RejectedAlert[]) => void, revoked: () => void, skip?: ReadonlySet<number>,
   ): string | undefined {
     const { agentId, tokenName } = sender;
     const received = Date.now();
@@ -185,6 +187,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
     const rejected: RejectedAlert[] = [];
     let bytes = 0;
     msg.alerts.forEach((a, i) => {
+      if (skip?.has(i)) return;
       const seq = msg.seq + i;
       let doc = raw?.[i];
       let errors = bad.get(i);

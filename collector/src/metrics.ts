@@ -39,6 +39,9 @@ export class Metrics {
   futureTimestamps = 0;
   /** Alerts of a token revoked before their commit: not stored, not acked. */
   alertsRefusedRevoked = 0;
+  /** Held-back records (ldguard.held_back_by) received within their token's quota, and past it (acked, not stored). */
+  heldBackReceived = 0;
+  heldBackOverQuota = 0;
   readonly rejected = new Map<string, number>();
 
   reject(reason: string): void {
@@ -79,6 +82,8 @@ export class Metrics {
     metric('ldguard_collector_received_from_dropped_total', 'counter', 'Alerts that carried ldguard.received_from themselves (dropped: the collector stamps the sender).', this.receivedFromDropped);
     metric('ldguard_collector_future_timestamps_total', 'counter', 'Alerts dated after their receipt: stored, flagged ldguard.future_timestamp, listed by receive time.', this.futureTimestamps);
     metric('ldguard_collector_alerts_refused_revoked_total', 'counter', 'Alerts of a token revoked before their commit: neither stored nor acked.', this.alertsRefusedRevoked);
+    metric('ldguard_collector_held_back_received_total', 'counter', 'Held-back records (matches past an agent\'s max_signals) received within their token\'s quota.', this.heldBackReceived);
+    metric('ldguard_collector_held_back_over_quota_total', 'counter', 'Held-back records past held_back_quota_per_token: acked, counted, alerted, not stored.', this.heldBackOverQuota);
     metric('ldguard_collector_half_open_dropped_total', 'counter', 'Connections dropped for not answering pings.', this.halfOpenDropped);
     metric('ldguard_collector_slow_clients_dropped_total', 'counter', 'Connections dropped for not reading what was sent to them.', this.slowClientsDropped);
     metric('ldguard_collector_rate_limited_total', 'counter', 'Times a connection was paused for passing its rate limit.', this.rateLimited);

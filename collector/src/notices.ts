@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AlertRow } from './store/sqlite.js';
 
-export type NoticeKind = 'identity_refused' | 'alerts_quarantined';
+export type NoticeKind = 'identity_refused' | 'alerts_quarantined' | 'held_back_quota';
 
 /** One alert per kind and token per this long. */
 export const NOTICE_WINDOW_MS = 5 * 60_000;
@@ -35,6 +35,15 @@ const RULES: Record<NoticeKind, { id: string; name: string; severity: 'medium' |
     risk: 47,
     description: 'The collector refused alerts from this token (invalid, out of bounds, or naming another agent) and kept them in the quarantine (GET /api/quarantine). ' +
       'A build mismatch explains some; an alert that names another agent does not.',
+  },
+  held_back_quota: {
+    id: 'ldguard-collector-held-back-quota',
+    name: 'Agent Held-Back Records Over Quota',
+    severity: 'medium',
+    risk: 47,
+    description: 'This token sent more held-back records (matches past a rule\'s max_signals, ldguard.held_back_by) than held_back_quota_per_token allows; ' +
+      'the excess was acked and counted (ldguard_collector_held_back_over_quota_total) but not stored. A host flooding the rule is under attack or misconfigured: ' +
+      'look at it (its alerts file keeps every record), then raise held_back_quota_per_token if the flood was legitimate.',
   },
 };
 

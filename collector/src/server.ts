@@ -43,6 +43,7 @@ import { parseListen, type CollectorConfig } from './config.js';
 import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
 import { Notices, type Notice } from './notices.js';
+import { HeldBackQuota, isHeldBack } from './quota.js';
 import type { Store, TokenInfo } from './store/sqlite.js';
 import { Dashboard } from './web.js';
 
@@ -149,6 +150,7 @@ export class CollectorServer {
   private readonly perToken = new Map<string, number>();
   private readonly preHello = new Map<string, number>();
   private readonly notices = new Notices();
+  private readonly heldBackQuota: HeldBackQuota;
   private tokenTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   /** The connections of the ping round in progress (see pingSome), and which of its slices is next. */
@@ -163,6 +165,7 @@ export class CollectorServer {
 
   constructor(opts: CollectorServerOptions) {
     this.cfg = opts.config;
+    this.heldBackQuota = new HeldBackQuota(this.cfg.heldBackQuotaPerToken);
     this.store = opts.store;
     this.log = opts.log;
     if (this.store.upgraded) this.log.info({ db: this.store.path, upgrade: this.store.upgraded }, `database upgraded from ${this.store.upgraded}`);
@@ -368,8 +371,11 @@ export class CollectorServer {
     // Alert batches, nearly all the traffic, are read without building their objects when they
     // are entirely valid and the sender's own (frame.ts); anything else takes the general way
     // below, which checks the bounds first and words every problem.
+    // A batch with held-back records takes the fast way only when all of them fit the token's
+    // quota (quota.ts); otherwise the general way below stores those that fit.
     const scanned = c.agentId ? scanAlertsFrame(data, c.agentId) : undefined;
-    if (scanned) {
+    if (scanned && (scanned.heldBack === 0 || this.heldBackQuota.takeAll(c.token.name, scanned.heldBack))) {
+      this.metrics.heldBackReceived += scanned.heldBack;
       this.charge(c, scanned.count);
       this.ingest.submitScanned(sender, scanned, (upTo, rejected) => this.sendAck(c, upTo, rejected), () => this.refuseRevoked(c));
       this.pauseIfCongested(c);
@@ -444,8 +450,20 @@ export class CollectorServer {
             c.quarantineLoggedAt = performance.now();
           }
         }
+        const invalid = new Set(parsed.invalid.map((x) => x.index));
+        const over = new Set<number>();
+        m.alerts.forEach((a, i) => {
+          if (invalid.has(i) || !isHeldBack(a)) return;
+          if (this.heldBackQuota.take(c.token.name)) this.metrics.heldBackReceived += 1;
+          else over.add(i);
+        });
+        if (over.size > 0) {
+          this.metrics.heldBackOverQuota += over.size;
+          this.notice(c, 'held_back_quota', c.agentId, `token ${c.token.name} sent more than held_back_quota_per_token (${this.cfg.heldBackQuotaPerToken}) held-back records; ` +
+            `${over.size} more acked and not stored (ldguard_collector_held_back_over_quota_total counts them all). The agent's alerts file keeps every record; look at the host, or raise held_back_quota_per_token.`);
+        }
         const quarantined = this.ingest.submitAlerts(sender, m, parsed.invalid, parsed.raw,
-          (upTo, rejected) => this.sendAck(c, upTo, rejected), () => this.refuseRevoked(c));
+          (upTo, rejected) => this.sendAck(c, upTo, rejected), () => this.refuseRevoked(c), over);
         if (quarantined) this.notice(c, 'alerts_quarantined', c.agentId, quarantined);
         this.pauseIfCongested(c);
         return;

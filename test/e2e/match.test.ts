@@ -47,16 +47,23 @@ describe('ldguard match', () => {
     expect(alerts.map((a) => a.kibana.alert.original_event.id)).toEqual(['ev-01', 'ev-04']);
   });
 
-  it('holds back what goes over max_signals in a window and says so in one summary alert', () => {
+  it('records what goes over max_signals in a window as held-back records of a summary, and closes the window with a final one', () => {
     const base = JSON.parse(events.split('\n')[0]!);
     const input = Array.from({ length: 105 }, (_, i) =>
-      JSON.stringify({ ...base, '@timestamp': new Date(Date.UTC(2026, 10, 26, 6, 0, i)).toISOString(), event: { ...base.event, id: `burst-${i}` }, file: { ...base.file, path: `/lib64/ld-linux-${i}.so.2` } }),
+      JSON.stringify({ ...base, '@timestamp': new Date(Date.UTC(2026, 10, 26, 6, 0, i)).toISOString(), event: { ...base.event, id: `burst-${i}` }, file: { ...base.file, path: `/lib64/ld-linux-${i}.so.2`, hash: { sha256: 'ab'.repeat(32) } } }),
     ).join('\n');
     const { alerts } = match([SEED], input);
-    expect(alerts).toHaveLength(101);
-    const summary = alerts[100];
-    expect(summary.ldguard.summary.held_back).toBe(5);
-    expect(summary.ldguard.summary.paths).toEqual([100, 101, 102, 103, 104].map((i) => `/lib64/ld-linux-${i}.so.2`));
+    // One writer, one content: one group. 100 alerts, the first summary, 5 records, the final
+    // summary: every event is in the output.
+    expect(alerts).toHaveLength(107);
+    const [first, ...rest] = alerts.filter((a) => a.ldguard?.summary);
+    expect(first.ldguard.summary).toMatchObject({ update: 0, final: false, held_back: 1 });
+    expect(rest).toHaveLength(1);
+    expect(rest[0].ldguard.summary).toMatchObject({ id: first.ldguard.summary.id, final: true, held_back: 5, groups_total: 1 });
+    expect(rest[0].kibana.alert.suppression.docs_count).toBe(5);
+    const records = alerts.filter((a) => a.ldguard?.held_back_by);
+    expect(records.map((a) => a.file.path)).toEqual([100, 101, 102, 103, 104].map((i) => `/lib64/ld-linux-${i}.so.2`));
+    expect(records.every((a) => a.ldguard.held_back_by === first.kibana.alert.uuid)).toBe(true);
   });
 
   it('stops quietly when its reader goes away (`ldguard match … | head -1`)', async () => {

@@ -84,6 +84,16 @@ describe('scanAlertsFrame', () => {
     expect(fast?.alerts[0]!.doc.buffer).toBe(frame.buffer);
   });
 
+  it('accepts a batch of held-back records and summaries as the general path does, and counts the records', () => {
+    const plain = makeAlert({ agentId: SENDER });
+    const record = { ...makeAlert({ agentId: SENDER }), ldguard: { attribution: 'live_proc', source: 'fanotify', held_back_by: plain.kibana.alert.uuid } };
+    const summary = { ...makeAlert({ agentId: SENDER }), ldguard: { attribution: 'live_proc', source: 'fanotify', summary: { id: plain.kibana.alert.uuid, update: 1, final: false, held_back: 2, groups: [], new_groups: [], groups_total: 1 } } };
+    const frame = frameOf([plain, record, summary, record]);
+    expect(expectSound(frame)?.alerts).toHaveLength(4);
+    expect(scanAlertsFrame(frame, SENDER)!.heldBack).toBe(2);
+    expect(scanAlertsFrame(frameOf([plain]), SENDER)!.heldBack).toBe(0);
+  });
+
   it('accepts what JSON allows beside the agent\'s compact form: spaces, escapes in values, other unicode, numbers in any notation', () => {
     const a = makeAlert({ host: 'hôte-\u{1F600}' }) as unknown as Doc;
     a.rule.name = 'quote " backslash \\ tab \t and \u2028';

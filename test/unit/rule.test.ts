@@ -4,7 +4,6 @@ import { buildAlert } from '../../shared/alert.js';
 import type { FileEvent } from '../../shared/ecs.js';
 import { bundledRulesDir } from '../../shared/paths.js';
 import { loadRuleFile, loadRules, parseRule, RuleError } from '../../shared/rule.js';
-import { Throttle } from '../../shared/throttle.js';
 
 const SEED = `${bundledRulesDir()}/linux/defense_evasion_ld_so_creation.toml`;
 const seedText = readFileSync(SEED, 'utf8');
@@ -149,33 +148,5 @@ describe('alerts', () => {
     expect(a.kibana.alert.uuid).toBe(b.kibana.alert.uuid);
     expect(a.kibana.alert.uuid).not.toBe(c.kibana.alert.uuid);
     expect(a.kibana.alert.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-  });
-});
-
-describe('max_signals per rule, host and interval window', () => {
-  const rule = { ruleId: 'r', intervalMs: 300_000, maxSignals: 3 };
-  const alertFor = (i: number, host = 'h1') =>
-    ({ host: { name: host }, file: { path: `/lib/ld-linux-${i}.so` }, kibana: { alert: { uuid: `u${i}`, rule: { rule_id: 'r', name: 'R', interval: '5m' } } }, ldguard: {} }) as never;
-
-  it('passes max_signals, holds back and counts the rest, then summarises them when the window ends', () => {
-    const t = new Throttle();
-    const t0 = 1_800_000_000_000 - (1_800_000_000_000 % 300_000);
-    const passed = [0, 1, 2, 3, 4].map((i) => t.admit(alertFor(i), rule, t0 + i));
-    expect(passed.filter(Boolean)).toHaveLength(3);
-    expect(t.admit(alertFor(9, 'h2'), rule, t0 + 10)).not.toBeNull(); // another host has its own budget
-    expect(t.nextDue()).toBe(t0 + 300_000); // the summary is due when the window ends
-    expect(t.flush(t0 + 299_999)).toEqual([]);
-    const [summary, ...more] = t.flush(t0 + 300_000);
-    expect(more).toEqual([]);
-    expect(summary!.ldguard.summary).toEqual({
-      held_back: 2,
-      paths: ['/lib/ld-linux-3.so', '/lib/ld-linux-4.so'],
-      window: { start: new Date(t0).toISOString(), end: new Date(t0 + 300_000).toISOString() },
-    });
-    expect(summary!.kibana.alert.reason).toContain('2 more alert(s)');
-    expect(summary!.kibana.alert.uuid).not.toBe('u4');
-    expect(t.nextDue()).toBeNull(); // nothing held back: no timer needed
-    // a new window starts with a fresh budget
-    expect(t.admit(alertFor(5), rule, t0 + 300_001)).not.toBeNull();
   });
 });

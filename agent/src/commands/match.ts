@@ -1,6 +1,7 @@
 // `ldguard match`: run rules over ECS events offline. Reads NDJSON events on stdin, writes one alert
 // per match as NDJSON on stdout, and reports bad lines on stderr with their number, then goes on.
-// max_signals applies per window of the events' own @timestamp, as it would have live.
+// max_signals applies per window of the events' own @timestamp, as it would have live: past it each
+// match is printed as a held-back record, with the window's summaries (shared/throttle.ts).
 import { createInterface } from 'node:readline';
 import { buildAlert } from '../../../shared/alert.js';
 import type { FileEvent } from '../../../shared/ecs.js';
@@ -55,12 +56,11 @@ export async function run(argv: string[]): Promise<number> {
     for (const rule of rules) {
       if (!rule.query.match(doc)) continue;
       const alert = buildAlert(doc as FileEvent, rule, values.now ?? new Date().toISOString());
-      for (const s of throttle.flush(atMs)) write(s);
-      const admitted = throttle.admit(alert, rule, atMs);
-      if (admitted) write(admitted);
+      for (const s of throttle.due(atMs)) write(s);
+      for (const a of throttle.admit(alert, rule, atMs).out) write(a);
     }
   }
-  for (const s of throttle.flush(lastMs, true)) write(s);
+  for (const s of throttle.due(lastMs, true)) write(s);
   if (bad > 0) process.stderr.write(`ldguard match: ${bad} bad line(s) of ${lineNo} skipped\n`);
   return 0;
 }

@@ -15,13 +15,19 @@ import { exitWhenStdoutCloses } from '../stdout-closed.js';
 
 const DEFAULT_ALERTS_FILE = '/var/log/ldguard/alerts.ndjson';
 
-const HELP = `Usage: ldguard tail [--socket PATH] [--json] [--since DURATION [--alerts-file FILE]]
+const HELP = `Usage: ldguard tail [--socket PATH] [--json] [--held-back] [--since DURATION [--alerts-file FILE]]
 
 Prints the agent's alerts as they happen, one line each: time, severity, rule, file, process
 (name, executable, pid), user and how the writer was identified (attribution).
 
+Past a rule's max_signals (100 alerts per 5 minutes and host by default) further matches are
+recorded as held-back records, not alerts: a line says when holding back starts and ends, and each
+summary is printed marked SUMMARY, naming the new groups (writer and file hash) it saw. The records
+themselves are in the alerts file and at the collector (ldguard.held_back_by: the summary id).
+
   --socket PATH        the agent's socket (default ${DEFAULT_SOCKET})
-  --json               print each alert as one JSON line (NDJSON) instead
+  --json               print each alert as one JSON line (NDJSON) instead (records included)
+  --held-back          print the held-back records too, each marked HELD
   --since DURATION     first print alerts from the last DURATION (30s, 15m, 2h, 7d) found in
                        the alerts file and its rotations
   --alerts-file FILE   the agent's alerts_file (default ${DEFAULT_ALERTS_FILE})
@@ -42,8 +48,33 @@ const DIM = '\x1b[2m';
 const BOLD = '\x1b[1m';
 const RESET = '\x1b[0m';
 
+/**
+ * One line for a person about a max_signals summary (shared/throttle.ts), marked SUMMARY: the count,
+ * the groups, the new ones it names, and the id that finds its records. The first summary of a
+ * window and the final one are preceded and followed by a line saying holding back starts and ends.
+ */
+export function formatSummary(a: Alert, colour: boolean): string {
+  const s = a.ldguard.summary!;
+  const c = (code: string, t: string) => (colour ? `${code}${t}${RESET}` : t);
+  const rule = clean(a.rule?.name ?? a.kibana?.alert?.rule?.name);
+  const fresh = (s.new_groups ?? []).map((g) => `${clean(g.first?.path)} (${(g.terms ?? []).map((t) => `${clean(t.field)}=${clean(t.value?.[0])}`).join(' ')}, ${clean(g.docs_count)})`);
+  const line = [
+    c(DIM, clean(a['@timestamp'])),
+    c(BOLD, 'SUMMARY '),
+    c(BOLD, rule),
+    `${clean(s.held_back)} held back in ${clean(s.groups_total)} group(s)${s.final ? ', final' : ''}`,
+    fresh.length > 0 ? `new: ${fresh.join('; ')}` : '',
+    `${c(DIM, 'summary=')}${clean(s.id)} ${c(DIM, 'update=')}${clean(s.update)}`,
+  ].filter(Boolean).join('  ');
+  const host = clean(a.host?.name);
+  if (s.update === 0) return `${c(BOLD, `-- max_signals reached: holding back further alerts of ${rule} on ${host} until ${clean(s.window?.end)}; records: ldguard.held_back_by:${clean(s.id)}`)}\n${line}`;
+  if (s.final) return `${line}\n${c(BOLD, `-- holding back ended for ${rule} on ${host}: ${clean(s.held_back)} record(s) held back`)}`;
+  return line;
+}
+
 /** One line for a person: time severity rule path process(exe) pid user attribution. */
 export function formatAlert(a: Alert, colour: boolean): string {
+  if (a.ldguard?.summary) return formatSummary(a, colour);
   const sev = String(a.kibana?.alert?.severity ?? '-');
   const p = a.process ?? {};
   const user = a.user?.name ?? p.user?.name ?? a.user?.id ?? p.user?.id;
@@ -53,12 +84,14 @@ export function formatAlert(a: Alert, colour: boolean): string {
     ['pid', clean(p.pid)],
     ['user', clean(user)],
     ['attribution', clean(a.ldguard?.attribution)],
+    ...(a.ldguard?.held_back_by !== undefined ? [['held_back_by', clean(a.ldguard.held_back_by)] as [string, string]] : []),
   ];
   const c = (code: string, s: string) => (colour ? `${code}${s}${RESET}` : s);
   const kv = fields.map(([k, v]) => `${c(DIM, `${k}=`)}${v}`).join(' ');
+  const held = a.ldguard?.held_back_by !== undefined;
   return [
     c(DIM, clean(a['@timestamp'])),
-    c(SEVERITY_COLOUR[sev] ?? '', clean(sev.toUpperCase()).padEnd(8)),
+    held ? c(DIM, 'HELD    ') : c(SEVERITY_COLOUR[sev] ?? '', clean(sev.toUpperCase()).padEnd(8)),
     c(BOLD, clean(a.rule?.name ?? a.kibana?.alert?.rule?.name)),
     clean(a.file?.path),
     kv,
@@ -99,6 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     json: { type: 'boolean' },
     since: { type: 'string' },
     'alerts-file': { type: 'string' },
+    'held-back': { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(HELP);
@@ -113,9 +147,11 @@ export async function run(argv: string[]): Promise<number> {
   const colour = !json && process.stdout.isTTY === true && !process.env.NO_COLOR;
   const out = process.stdout;
   exitWhenStdoutCloses('tail');
+  const heldBack = values['held-back'] ?? false;
   const print = (line: string, alert: Alert | undefined) => {
     if (json) out.write(`${line}\n`);
-    else if (alert) out.write(`${formatAlert(alert, colour)}\n`);
+    // A flood's records would bury the screen the summaries are there to keep readable.
+    else if (alert && (heldBack || alert.ldguard?.held_back_by === undefined)) out.write(`${formatAlert(alert, colour)}\n`);
   };
 
   // Connect first and hold live alerts while the backlog prints, so none falls between the two.

@@ -1,11 +1,11 @@
 // File facts for an alert: type, size, mode, owner, inode and sha256. Read once the first write has
 // completed (or the wait for it ran out), bounded in size so a huge file cannot stall the agent.
 import { createHash } from 'node:crypto';
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync, readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { EcsFile, FileEvent } from '../../../shared/ecs.js';
-import type { FsPath } from '../byte-path.js';
+import { displayPath, fromBytes, type FsPath } from '../byte-path.js';
 import { lstatNow } from '../stat-now.js';
 import type { NameTable } from './users.js';
 
@@ -70,11 +70,21 @@ export function fileFacts(
     gid: String(st.gid),
     ...(owner ? { owner } : {}),
     ...(group ? { group } : {}),
+    ...(st.isSymbolicLink() ? targetOf(realPath) : {}),
   };
   if (!st.isFile() || st.size > maxHashBytes) return facts;
   const withHash = (sha: string | null) => (sha ? { ...facts, hash: { sha256: sha } } : facts);
   if (st.size <= SYNC_BYTES) return withHash(sha256Sync(realPath, Math.min(maxHashBytes, SYNC_BYTES * 2)));
   return sha256(realPath, maxHashBytes).then(withHash);
+}
+
+/** A symlink's target (file.target_path): max_signals groups symlinks by it (shared/throttle.ts). */
+function targetOf(realPath: FsPath): Partial<EcsFile> {
+  try {
+    return { target_path: displayPath(fromBytes(readlinkSync(realPath, { encoding: 'buffer' }))) };
+  } catch {
+    return {}; // replaced or gone since the lstat
+  }
 }
 
 // The path was a regular file a moment ago: do not follow a swapped-in symlink, and do not block

@@ -28,6 +28,8 @@ export const SEARCH_FIELDS = [
   'host.name', 'file.path', 'file.hash.sha256', 'process.name', 'process.executable', 'process.command_line', 'process.pid',
   'process.parent.name', 'process.parent.executable', 'process.parent.pid', 'user.name', 'process.user.name', 'rule.name',
   'kibana.alert.uuid', 'ldguard.attribution', 'ldguard.source',
+  // A summary's id finds its held-back records (shared/throttle.ts): the dashboard lists them under it.
+  'ldguard.held_back_by',
 ] as const;
 
 /** Bumped whenever the tables below change: an older search database is dropped and rebuilt. */

@@ -104,6 +104,25 @@ function workflow(doc: unknown, history: HistoryEntry[], act: (status: string) =
   );
 }
 
+/** The groups a summary lists (shared/throttle.ts SummaryGroup): first path, writer, count. */
+function groupList(v: unknown): Child {
+  if (!Array.isArray(v) || v.length === 0) return undefined;
+  return h('ol', { class: 'args mono' }, v.map((g) => {
+    const terms = Array.isArray(get(g, 'terms')) ? (get(g, 'terms') as unknown[]).map((t) => `${str(t, 'field') ?? ''}=${String((get(t, 'value') as unknown[] | undefined)?.[0] ?? '')}`).join(' ') : '';
+    return h('li', null, `${str(g, 'first.path') ?? ''} (${str(g, 'docs_count') ?? '?'}) ${terms}`);
+  }));
+}
+
+/** The held-back records of a summary, newest first (the first 50), each a link to its detail. */
+export async function heldBackRecords(id: string): Promise<Child> {
+  const page = await api.get<{ alerts: unknown[]; next: string | null; indexLag: number }>(`/ui/api/alerts?q=${encodeURIComponent(id)}&limit=50`);
+  const rows = page.alerts.filter((a) => str(a, 'ldguard.held_back_by') === id);
+  if (rows.length === 0) return h('p', { class: 'muted small' }, page.indexLag > 0 ? 'No records found yet: the search index is catching up.' : 'No records stored for this summary.');
+  return h('div', null,
+    h('h3', null, `Records (${rows.length}${page.next ? '+' : ''})`),
+    h('ol', { class: 'args mono' }, rows.map((a) => h('li', null, h('a', { href: `#/alerts/${encodeURIComponent(str(a, 'kibana.alert.uuid') ?? '')}` }, `${str(a, 'file.path') ?? ''} — ${str(a, 'process.executable') ?? '-'}`)))));
+}
+
 export function detailView(root: HTMLElement, uuid: string): () => void {
   let alive = true;
   replace(root, h('p', { class: 'muted' }, 'Loading…'));
@@ -129,6 +148,10 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
       ['Entity ID', str(doc, 'process.parent.entity_id'), { mono: true }],
     ];
     const ancestry = get(doc, 'process.Ext.ancestry');
+    // A summary's records: the alerts whose ldguard.held_back_by is its id (a search on that field).
+    const summaryId = str(doc, 'ldguard.summary.id');
+    const recordsBox = h('div', { class: 'held-back-records' }, summaryId ? h('p', { class: 'muted small' }, 'Loading the records…') : null);
+    if (summaryId) void heldBackRecords(summaryId).then((rows) => alive && replace(recordsBox, rows), (err) => alive && replace(recordsBox, errorBox(err)));
     const fields = flatten(doc);
     replace(
       root,
@@ -209,9 +232,14 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
             h('ol', { class: 'guide' }, d.guide.steps.map((s) => h('li', null, s))),
           ),
           get(doc, 'ldguard.summary') ? card('Held back by max_signals', kv([
-            ['Alerts held back', str(doc, 'ldguard.summary.held_back')],
+            ['Records held back', str(doc, 'ldguard.summary.held_back')],
             ['Window', `${fullTime(str(doc, 'ldguard.summary.window.start'))} – ${fullTime(str(doc, 'ldguard.summary.window.end'))}`],
-            ['Paths', argsList(get(doc, 'ldguard.summary.paths'))],
+            ['Summary', `${str(doc, 'ldguard.summary.final') === 'true' ? 'final' : 'update'} ${str(doc, 'ldguard.summary.update') ?? ''} of ${str(doc, 'ldguard.summary.id') ?? ''}`, { mono: true }],
+            ['Groups', groupList(get(doc, 'ldguard.summary.groups'))],
+            ['New in this summary', groupList(get(doc, 'ldguard.summary.new_groups'))],
+          ]), recordsBox) : null,
+          str(doc, 'ldguard.held_back_by') ? card('Held-back record', kv([
+            ['Summary', h('a', { href: `#/alerts/${encodeURIComponent(str(doc, 'ldguard.held_back_by')!)}`, class: 'mono' }, str(doc, 'ldguard.held_back_by')!)],
           ])) : null,
         ),
       ),
