@@ -113,6 +113,9 @@ export interface FileEvent {
      * field as file.path does with path_escaped, field by field; well-formed fields, literal
      * backslashes included, are as they were. Absent otherwise. */
     process_escaped?: true;
+    /** On an alert the rule raised but an exception list item spared: which one. The alert is
+     * recorded (closed, paging no one, outside max_signals) so the spared write stays on record. */
+    excepted_by?: { list_id: string; item_id: string };
     /** On a max_signals summary alert: how many alerts of the window were held back, and where. */
     summary?: { held_back: number; paths: string[]; window: { start: string; end: string } };
   };

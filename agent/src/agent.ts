@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import type { Alert, EcsAgent } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { loadRules, type Rule } from '../../shared/rule.js';
+import { loadRuleSet, type RuleSet } from '../../shared/rule.js';
 import { VERSION } from '../../shared/version.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
@@ -36,6 +36,8 @@ export interface AgentHealth {
   watched: string[];
   missing: string[];
   rules: string[];
+  /** Exception lists bound to the loaded rules, as "rule_id list_id (N items) file". */
+  exceptionLists: string[];
 }
 
 export class Agent {
@@ -52,7 +54,7 @@ export class Agent {
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
-  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [] };
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], exceptionLists: [] };
 
   constructor(
     private cfg: Readonly<AgentConfig>,
@@ -65,9 +67,10 @@ export class Agent {
     const { cfg, log } = this;
     mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
 
-    const rules = loadRules(cfg.rules);
-    this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
-    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })) }, 'rules loaded');
+    const ruleSet = loadRuleSet(cfg.rules);
+    const rules = ruleSet.rules;
+    this.noteRules(ruleSet);
+    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists }, 'rules loaded');
 
     const { dirs, missing } = resolveWatchDirs(cfg.root, cfg.watch);
     this.realRoot = realpathSync(cfg.root);
@@ -113,7 +116,7 @@ export class Agent {
         source: sourceHealth(),
         attribution: attribution(),
       }),
-      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution() }),
+      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts() }),
     );
     this.sinks = sinks;
     this.cleanup.push(() => sinks.close());
@@ -296,6 +299,21 @@ export class Agent {
     this.known.replace(found.filter((f) => !pending.has(f)));
   }
 
+  /** Health's view of the loaded rules and their lists; each loader warning is logged (at start and at each reload). */
+  private noteRules({ rules, warnings }: RuleSet): void {
+    this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
+    this.health.exceptionLists = rules.flatMap((r) => r.exceptions.map((l) => `${r.ruleId} ${l.listId} (${l.items.length} items) ${l.file}`));
+    for (const w of warnings) this.log.warn({ warning: w }, 'exception list loaded with a warning');
+  }
+
+  /** Events spared by exceptions since start, per rule and item (heartbeat health, collector metrics). */
+  exceptionCounts(): Array<{ ruleId: string; listId: string; itemId: string; count: number }> {
+    return [...(this.pipeline?.excepted ?? new Map<string, number>())].map(([key, count]) => {
+      const [ruleId, listId, itemId] = key.split('\0') as [string, string, string];
+      return { ruleId, listId, itemId, count };
+    });
+  }
+
   private emit(alert: Alert): void {
     const how = alert.ldguard?.attribution ?? 'unknown';
     this.attributed[how] = (this.attributed[how] ?? 0) + 1;
@@ -310,7 +328,8 @@ export class Agent {
   reload(): void {
     try {
       const cfg = loadConfig(this.configFile, this.overrides);
-      const rules: Rule[] = loadRules(cfg.rules);
+      const ruleSet = loadRuleSet(cfg.rules);
+      const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
       if (prefixes.join('\0') !== this.prefixes.join('\0')) {
         this.source?.setPrefixes(prefixes);
@@ -323,8 +342,8 @@ export class Agent {
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);
       this.cfg = cfg;
-      this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
-      this.log.info({ rules: rules.length }, 'reloaded configuration and rules');
+      this.noteRules(ruleSet);
+      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
     }
