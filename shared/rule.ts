@@ -1,7 +1,7 @@
 // Rules are data: TOML files in the layout of Elastic's detection-rules repository, loaded and
 // checked at start. A bad rule is refused whole, with every problem found (file, line, column and
 // what was expected), so one edit fixes them all; a running agent keeps its previous rules.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { compileEql, EqlError, parseEql, type CompiledQuery, type QueryAst } from './eql/index.js';
@@ -152,11 +152,32 @@ function ruleFiles(path: string): string[] {
 }
 
 export function loadRuleFile(file: string): Rule {
-  return parseRule(readFileSync(file, 'utf8'), file);
+  return parseRule(readFileSync(file, 'utf8'), file, sourceVersion(file));
 }
 
-/** Parse and check one rule file's text; `file` only names it in errors. */
-export function parseRule(text: string, file: string): Rule {
+/**
+ * An upstream rule file is kept byte for byte, and detection-rules keeps its version outside it
+ * (etc/version.lock.json): a `NAME.source` beside `NAME.toml` may give `version_lock`, used where
+ * the rule sets no version, so alerts carry the version Kibana would show.
+ */
+function sourceVersion(file: string): number | undefined {
+  const source = file.replace(/\.toml$/, '.source');
+  if (source === file || !existsSync(source)) return undefined;
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(readFileSync(source, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    throw new RuleError(source, [{ line: err.line, column: err.column, message: `TOML syntax: ${err.message.split('\n')[0]}` }]);
+  }
+  const v = doc.version_lock;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' && typeof v !== 'bigint') throw new RuleError(source, [{ ...keyPosition(readFileSync(source, 'utf8'), 'version_lock'), message: 'version_lock: expected an integer' }]);
+  return Number(v);
+}
+
+/** Parse and check one rule file's text; `file` only names it in errors; `versionLock` stands in for an absent version. */
+export function parseRule(text: string, file: string, versionLock?: number): Rule {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text) as Record<string, unknown>;
@@ -221,7 +242,7 @@ export function parseRule(text: string, file: string): Rule {
     problem('severity', `severity: expected one of ${SEVERITIES.join(', ')}, got "${severity}"`);
   }
   const riskScore = int('risk_score', 0, 100);
-  const version = int('version', 1, 1_000_000, DEFAULTS.version);
+  const version = int('version', 1, 1_000_000, versionLock ?? DEFAULTS.version);
   const maxSignals = int('max_signals', 1, 100_000, DEFAULTS.maxSignals);
   const from = str('from', false) ?? 'now-6m';
   const interval = str('interval', false) ?? DEFAULTS.interval;
