@@ -13,7 +13,7 @@ import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
-import { namePrefixes } from './prefilter.js';
+import { namePrefixes, ruleDirectories } from './prefilter.js';
 import { SelfTest } from './selftest.js';
 import { openSinks, type Sinks } from './sink/open.js';
 import { readNewestSegment } from './sink/spool.js';
@@ -49,6 +49,7 @@ export class Agent {
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
   private prefixes: string[] = [];
+  private ruleDirs: string[] = [];
   private matcher: ((hostPath: string) => boolean) | null = null;
   private realRoot = '/';
   private readonly marked = new Set<string>(); // by pathKey
@@ -72,12 +73,17 @@ export class Agent {
     this.noteRules(ruleSet);
     log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists }, 'rules loaded');
 
-    const { dirs, missing } = resolveWatchDirs(cfg.root, cfg.watch);
+    // The configured directories, and those the rules name in file.directory (the multiarch rule's
+    // /usr/lib/<triplet>): a rule about a directory nobody watches would be written in vain. Most
+    // hosts have one or two triplets, so a rule directory that is absent is not a warning.
+    this.ruleDirs = ruleDirectories(rules);
+    const { dirs, missing } = resolveWatchDirs(cfg.root, [...cfg.watch, ...this.ruleDirs.filter((d) => !cfg.watch.includes(d))]);
     this.realRoot = realpathSync(cfg.root);
     this.dirs = dirs;
     this.health.watched = dirs.map((d) => d.host);
-    this.health.missing = missing;
-    if (missing.length > 0) log.warn({ missing }, 'some watched directories do not exist under the root; they are not watched');
+    this.health.missing = missing.filter((m) => cfg.watch.includes(m));
+    if (this.health.missing.length > 0) log.warn({ missing: this.health.missing }, 'some watched directories do not exist under the root; they are not watched');
+    log.info({ fromRules: this.ruleDirs.filter((d) => !missing.includes(d)) }, 'directories named by the rules are watched too');
     if (dirs.length === 0) throw new LdgError('LDG_ERR_NO_DIRS', `none of ${cfg.watch.join(', ')} exists under ${cfg.root}; check --root and the watch option`);
     this.prefixes = namePrefixes(rules, dirs.flatMap((d) => [d.host, ...d.aliases]));
     this.matcher = pathMatcher(rules);
@@ -331,6 +337,11 @@ export class Agent {
       const ruleSet = loadRuleSet(cfg.rules);
       const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
+      const ruleDirs = ruleDirectories(rules);
+      if (ruleDirs.join('\0') !== this.ruleDirs.join('\0')) {
+        // Marks are placed at start (watch-dirs.ts resolves them with the source); say so rather than watch less than the rules say.
+        this.log.warn({ before: this.ruleDirs, after: ruleDirs }, 'the rules name other directories now: restart the agent to watch them');
+      }
       if (prefixes.join('\0') !== this.prefixes.join('\0')) {
         this.source?.setPrefixes(prefixes);
         this.prefixes = prefixes;
