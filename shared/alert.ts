@@ -23,6 +23,9 @@ export function alertId(ruleId: string, event: { event?: { id?: unknown } }, ext
  */
 export function buildAlert(event: FileEvent, rule: Rule, nowIso: string): Alert {
   const uuid = alertId(rule.ruleId, event);
+  // An excepted event is recorded as Kibana leaves an alert closed by "close alerts matching this
+  // exception": on record, out of every open queue, and saying why.
+  const excepted = event.ldguard?.excepted_by;
   const { event: ev, ...rest } = event;
   const threat = rule.threat.length > 0 ? (rule.threat as Alert['threat']) : undefined;
   return {
@@ -45,10 +48,10 @@ export function buildAlert(event: FileEvent, rule: Rule, nowIso: string): Alert 
       alert: {
         uuid,
         original_time: event['@timestamp'],
-        reason: reason(event, rule),
+        reason: excepted ? `${reason(event, rule)} Excepted by list ${excepted.list_id}, item ${excepted.item_id}: recorded, not paged.` : reason(event, rule),
         severity: rule.severity,
         risk_score: rule.riskScore,
-        workflow_status: 'open',
+        workflow_status: excepted ? 'closed' : 'open',
         original_event: { ...ev },
         rule: {
           rule_id: rule.ruleId,

@@ -134,6 +134,9 @@ export interface FileEvent {
     /** On a held-back record (an alert past max_signals, recorded but paging no one): the uuid of
      * its window's first summary, shared by all that window's summaries as ldguard.summary.id. */
     held_back_by?: string;
+    /** On an alert the rule raised but an exception list item spared: which one. The alert is
+     * recorded (closed, paging no one, outside max_signals) so the spared write stays on record. */
+    excepted_by?: { list_id: string; item_id: string };
   };
 }
 

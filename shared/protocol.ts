@@ -130,8 +130,20 @@ export interface AgentHealth {
   eventsLost: number;
   source: SourceHealth;
   attribution?: AttributionHealth;
+  /** Events an exception list item spared (recorded, not paged), per rule and item, since the agent started. */
+  exceptions?: ExceptionCount[];
   uptimeSec?: number;
 }
+
+export interface ExceptionCount {
+  ruleId: string;
+  listId: string;
+  itemId: string;
+  count: number;
+}
+
+/** Bound on the exception counts one heartbeat may carry (rules × items on one host). */
+export const MAX_EXCEPTION_COUNTS = 1000;
 
 export interface HelloMessage {
   type: 'hello';
@@ -395,6 +407,18 @@ function validateHealth(p: Problems, v: unknown, path: string): void {
   int(p, h.uptimeSec, `${path}.uptimeSec`, { optional: true });
   sourceHealth(p, h.source, `${path}.source`);
   if (h.attribution !== undefined) attributionHealth(p, h.attribution, `${path}.attribution`);
+  if (h.exceptions !== undefined) {
+    if (!Array.isArray(h.exceptions) || h.exceptions.length > MAX_EXCEPTION_COUNTS) {
+      p.add(`${path}.exceptions`, `expected an array of at most ${MAX_EXCEPTION_COUNTS} counts`);
+    } else {
+      h.exceptions.forEach((c, i) => {
+        const o = obj(p, c, `${path}.exceptions[${i}]`);
+        if (!o) return;
+        for (const k of ['ruleId', 'listId', 'itemId'] as const) str(p, o[k], `${path}.exceptions[${i}].${k}`, { max: 256 });
+        int(p, o.count, `${path}.exceptions[${i}].count`);
+      });
+    }
+  }
 }
 
 function parseJson(data: string | Buffer): { ok: true; value: unknown } | { ok: false; kind: 'json'; errors: string[] } {

@@ -1,10 +1,12 @@
 // Rules are data: TOML files in the layout of Elastic's detection-rules repository, loaded and
 // checked at start. A bad rule is refused whole, with every problem found (file, line, column and
 // what was expected), so one edit fixes them all; a running agent keeps its previous rules.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { compileEql, EqlError, parseEql, type CompiledQuery, type QueryAst } from './eql/index.js';
+import { parseExceptionLists } from './exceptions/list.js';
+import type { CompiledList } from './exceptions/match.js';
 import type { Severity, ThreatEntry } from './ecs.js';
 import { LdgError } from './errors.js';
 import { unknownFieldProblems } from './rule-fields.js';
@@ -31,6 +33,22 @@ export interface Rule {
   readonly threat: readonly ThreatEntry[];
   readonly query: CompiledQuery;
   readonly ast: QueryAst;
+  /** The rule's `exceptions_list` references, as written (detection-rules' format, Kibana's fields). */
+  readonly exceptionsList: readonly ExceptionListRef[];
+  /** The lists those references name, bound by loadRules; empty from parseRule alone. */
+  readonly exceptions: readonly CompiledList[];
+}
+
+/** One `[[rule.exceptions_list]]` table: bound by list_id (and namespace_type when given). */
+export interface ExceptionListRef {
+  readonly listId: string;
+  readonly namespaceType?: 'single' | 'agnostic';
+}
+
+/** Rules with their exception lists bound, and what deserves a warning in the log. */
+export interface RuleSet {
+  rules: Rule[];
+  warnings: string[];
 }
 
 /** One problem in a rule file, positioned as precisely as the file allows. */
@@ -61,7 +79,17 @@ const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /** Load every `.toml` under each path (a file or a directory, searched recursively). */
 export function loadRules(paths: readonly string[]): Rule[] {
-  const files = paths.flatMap((p) => tomlFiles(resolve(p)));
+  return loadRuleSet(paths).rules;
+}
+
+/**
+ * Load every rule (`.toml`) and every exception list (Kibana's export, `.ndjson`) under each path,
+ * and bind each rule's exceptions_list to the lists by list_id. A reference to a list that is not
+ * there is an error, not a silent no-op: the user meant that exception to apply.
+ */
+export function loadRuleSet(paths: readonly string[]): RuleSet {
+  const all = paths.flatMap((p) => ruleFiles(resolve(p)));
+  const files = all.filter((f) => !f.endsWith('.ndjson'));
   if (files.length === 0) {
     throw new LdgError('LDG_ERR_RULE_NONE', `no rule files (*.toml) found in ${paths.join(', ')}; point --rule or rules_path at a rule file or folder`);
   }
@@ -69,13 +97,49 @@ export function loadRules(paths: readonly string[]): Rule[] {
   const seen = new Map<string, string>();
   for (const r of rules) {
     const other = seen.get(r.ruleId);
-    if (other) throw new LdgError('LDG_ERR_RULE_DUPLICATE', `rule_id ${r.ruleId} is defined twice, in ${other} and ${r.file}; keep one of them`);
+    if (other) {
+      throw new LdgError(
+        'LDG_ERR_RULE_DUPLICATE',
+        `rule_id ${r.ruleId} is defined twice, in ${other} and ${r.file}; keep one of them (to run an upstream revision of a bundled rule, set rule_revision rather than adding its file)`,
+      );
+    }
     seen.set(r.ruleId, r.file);
   }
-  return rules;
+  const warnings: string[] = [];
+  const lists = new Map<string, CompiledList>();
+  for (const file of all.filter((f) => f.endsWith('.ndjson'))) {
+    const parsed = parseExceptionLists(readFileSync(file, 'utf8'), file);
+    warnings.push(...parsed.warnings);
+    for (const l of parsed.lists) {
+      const other = lists.get(l.listId);
+      if (other) throw new LdgError('LDG_ERR_EXCEPTION_DUPLICATE', `exception list_id ${l.listId} is defined twice, in ${other.file} and ${l.file}; keep one of them`);
+      lists.set(l.listId, l);
+    }
+  }
+  const used = new Set<string>();
+  const bound = rules.map((r) => {
+    const exceptions = r.exceptionsList.map((ref) => {
+      const l = lists.get(ref.listId);
+      if (!l || (ref.namespaceType !== undefined && ref.namespaceType !== l.namespaceType)) {
+        throw new LdgError(
+          'LDG_ERR_EXCEPTION_LIST_MISSING',
+          `rule ${r.file} names exception list_id ${ref.listId}${ref.namespaceType ? ` (namespace_type ${ref.namespaceType})` : ''}, ` +
+            `which ${l ? `is ${l.namespaceType} in ${l.file}` : 'no .ndjson file in the rules path defines'}; put Kibana's export of that list beside the rules, or remove the reference`,
+        );
+      }
+      used.add(l.listId);
+      return l;
+    });
+    return exceptions.length === 0 ? r : Object.freeze({ ...r, exceptions: Object.freeze(exceptions) });
+  });
+  for (const l of lists.values()) {
+    if (!used.has(l.listId)) warnings.push(`${l.file}: exception list ${l.listId} is named by no rule's exceptions_list, so it excepts nothing`);
+  }
+  return { rules: bound, warnings };
 }
 
-function tomlFiles(path: string): string[] {
+/** Rule files (.toml) and exception lists (.ndjson) at a path, a directory searched recursively. */
+function ruleFiles(path: string): string[] {
   let st;
   try {
     st = statSync(path);
@@ -85,15 +149,36 @@ function tomlFiles(path: string): string[] {
   if (!st.isDirectory()) return [path];
   return readdirSync(path, { withFileTypes: true })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) // not localeCompare: it loads ICU's collation data (~3 MB in the agent)
-    .flatMap((d) => (d.isDirectory() ? tomlFiles(join(path, d.name)) : d.name.endsWith('.toml') ? [join(path, d.name)] : []));
+    .flatMap((d) => (d.isDirectory() ? ruleFiles(join(path, d.name)) : /\.(toml|ndjson)$/.test(d.name) ? [join(path, d.name)] : []));
 }
 
 export function loadRuleFile(file: string): Rule {
-  return parseRule(readFileSync(file, 'utf8'), file);
+  return parseRule(readFileSync(file, 'utf8'), file, sourceVersion(file));
 }
 
-/** Parse and check one rule file's text; `file` only names it in errors. */
-export function parseRule(text: string, file: string): Rule {
+/**
+ * An upstream rule file is kept byte for byte, and detection-rules keeps its version outside it
+ * (etc/version.lock.json): a `NAME.source` beside `NAME.toml` may give `version_lock`, used where
+ * the rule sets no version, so alerts carry the version Kibana would show.
+ */
+function sourceVersion(file: string): number | undefined {
+  const source = file.replace(/\.toml$/, '.source');
+  if (source === file || !existsSync(source)) return undefined;
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(readFileSync(source, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    throw new RuleError(source, [{ line: err.line, column: err.column, message: `TOML syntax: ${err.message.split('\n')[0]}` }]);
+  }
+  const v = doc.version_lock;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' && typeof v !== 'bigint') throw new RuleError(source, [{ ...keyPosition(readFileSync(source, 'utf8'), 'version_lock'), message: 'version_lock: expected an integer' }]);
+  return Number(v);
+}
+
+/** Parse and check one rule file's text; `file` only names it in errors; `versionLock` stands in for an absent version. */
+export function parseRule(text: string, file: string, versionLock?: number): Rule {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text) as Record<string, unknown>;
@@ -158,7 +243,7 @@ export function parseRule(text: string, file: string): Rule {
     problem('severity', `severity: expected one of ${SEVERITIES.join(', ')}, got "${severity}"`);
   }
   const riskScore = int('risk_score', 0, 100);
-  const version = int('version', 1, 1_000_000, DEFAULTS.version);
+  const version = int('version', 1, 1_000_000, versionLock ?? DEFAULTS.version);
   const maxSignals = int('max_signals', 1, 100_000, DEFAULTS.maxSignals);
   const from = str('from', false) ?? 'now-6m';
   const interval = str('interval', false) ?? DEFAULTS.interval;
@@ -177,6 +262,7 @@ export function parseRule(text: string, file: string): Rule {
   const references = strList('references');
   const license = str('license', false);
   const note = str('note', false);
+  const exceptionsList = parseExceptionRefs(rule.exceptions_list, (msg) => problem('[[rule.exceptions_list]]', msg));
 
   let query: CompiledQuery | undefined;
   let ast: QueryAst | undefined;
@@ -215,6 +301,34 @@ export function parseRule(text: string, file: string): Rule {
     threat: deepFreeze(threat), // alerts share it (see buildAlert)
     query,
     ast,
+    exceptionsList,
+    exceptions: [],
+  });
+}
+
+// detection-rules writes a rule's lists as [[rule.exceptions_list]] tables of Kibana's fields
+// (id, list_id, namespace_type, type); id is a Kibana saved-object id and means nothing here.
+function parseExceptionRefs(value: unknown, problem: (msg: string) => void): ExceptionListRef[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    problem('rule.exceptions_list: expected an array of tables ([[rule.exceptions_list]]) with list_id');
+    return [];
+  }
+  return value.flatMap((t, i): ExceptionListRef[] => {
+    if (!isRecord(t) || typeof t.list_id !== 'string' || t.list_id === '') {
+      problem(`rule.exceptions_list[${i}]: expected a table with a non-empty list_id`);
+      return [];
+    }
+    const ns = t.namespace_type;
+    if (ns !== undefined && ns !== 'single' && ns !== 'agnostic') {
+      problem(`rule.exceptions_list[${i}].namespace_type: expected "single" or "agnostic", got ${JSON.stringify(ns)}`);
+      return [];
+    }
+    if (t.type !== undefined && t.type !== 'detection' && t.type !== 'rule_default') {
+      problem(`rule.exceptions_list[${i}].type: expected "detection" or "rule_default", got ${JSON.stringify(t.type)}`);
+      return [];
+    }
+    return [{ listId: t.list_id, ...(ns ? { namespaceType: ns } : {}) }];
   });
 }
 

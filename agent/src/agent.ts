@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import type { Alert, EcsAgent, FileEvent } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { loadRules, type Rule } from '../../shared/rule.js';
+import { loadRuleSet, type Rule, type RuleSet } from '../../shared/rule.js';
 import { fieldsNotSet } from '../../shared/rule-fields.js';
 import { VERSION } from '../../shared/version.js';
 import { loadConfig, type AgentConfig } from './config.js';
@@ -15,7 +15,7 @@ import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
-import { namePrefixes } from './prefilter.js';
+import { namePrefixes, ruleDirectories } from './prefilter.js';
 import { SelfTest } from './selftest.js';
 import { openSinks, type Sinks } from './sink/open.js';
 import { readNewestSegment } from './sink/spool.js';
@@ -40,6 +40,8 @@ export interface AgentHealth {
   rules: string[];
   /** Per rule, the fields it names that the agent never sets (see warnUnsetFields). */
   ruleWarnings: string[];
+  /** Exception lists bound to the loaded rules, as "rule_id list_id (N items) file". */
+  exceptionLists: string[];
 }
 
 export class Agent {
@@ -51,12 +53,13 @@ export class Agent {
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
   private prefixes: string[] = [];
+  private ruleDirs: string[] = [];
   private matcher: ((hostPath: string) => boolean) | null = null;
   private realRoot = '/';
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
-  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [] };
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [] };
 
   constructor(
     private cfg: Readonly<AgentConfig>,
@@ -69,17 +72,22 @@ export class Agent {
     const { cfg, log } = this;
     mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
 
-    const rules = loadRules(cfg.rules);
-    this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
-    this.warnUnsetFields(rules);
-    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })) }, 'rules loaded');
+    const ruleSet = loadRuleSet(cfg.rules);
+    const rules = ruleSet.rules;
+    this.noteRules(ruleSet);
+    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists }, 'rules loaded');
 
-    const { dirs, missing } = resolveWatchDirs(cfg.root, cfg.watch);
+    // The configured directories, and those the rules name in file.directory (the multiarch rule's
+    // /usr/lib/<triplet>): a rule about a directory nobody watches would be written in vain. Most
+    // hosts have one or two triplets, so a rule directory that is absent is not a warning.
+    this.ruleDirs = ruleDirectories(rules);
+    const { dirs, missing } = resolveWatchDirs(cfg.root, [...cfg.watch, ...this.ruleDirs.filter((d) => !cfg.watch.includes(d))]);
     this.realRoot = realpathSync(cfg.root);
     this.dirs = dirs;
     this.health.watched = dirs.map((d) => d.host);
-    this.health.missing = missing;
-    if (missing.length > 0) log.warn({ missing }, 'some watched directories do not exist under the root; they are not watched');
+    this.health.missing = missing.filter((m) => cfg.watch.includes(m));
+    if (this.health.missing.length > 0) log.warn({ missing: this.health.missing }, 'some watched directories do not exist under the root; they are not watched');
+    log.info({ fromRules: this.ruleDirs.filter((d) => !missing.includes(d)) }, 'directories named by the rules are watched too');
     if (dirs.length === 0) throw new LdgError('LDG_ERR_NO_DIRS', `none of ${cfg.watch.join(', ')} exists under ${cfg.root}; check --root and the watch option`);
     this.prefixes = namePrefixes(rules, dirs.flatMap((d) => [d.host, ...d.aliases]));
     this.matcher = pathMatcher(rules);
@@ -121,7 +129,7 @@ export class Agent {
         source: sourceHealth(),
         attribution: attribution(),
       }),
-      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution() }),
+      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts() }),
     );
     this.sinks = sinks;
     this.cleanup.push(() => sinks.close());
@@ -320,6 +328,22 @@ export class Agent {
     this.known.replace(found.filter((f) => !pending.has(f)));
   }
 
+  /** Health's view of the loaded rules and their lists; each loader warning is logged (at start and at each reload). */
+  private noteRules({ rules, warnings }: RuleSet): void {
+    this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
+    this.warnUnsetFields(rules);
+    this.health.exceptionLists = rules.flatMap((r) => r.exceptions.map((l) => `${r.ruleId} ${l.listId} (${l.items.length} items) ${l.file}`));
+    for (const w of warnings) this.log.warn({ warning: w }, 'exception list loaded with a warning');
+  }
+
+  /** Events spared by exceptions since start, per rule and item (heartbeat health, collector metrics). */
+  exceptionCounts(): Array<{ ruleId: string; listId: string; itemId: string; count: number }> {
+    return [...(this.pipeline?.excepted ?? new Map<string, number>())].map(([key, count]) => {
+      const [ruleId, listId, itemId] = key.split('\0') as [string, string, string];
+      return { ruleId, listId, itemId, count };
+    });
+  }
+
   private emit(alert: Alert): void {
     const how = alert.ldguard?.attribution ?? 'unknown';
     if (!alert.ldguard?.summary) this.attributed[how] = (this.attributed[how] ?? 0) + 1;
@@ -350,8 +374,14 @@ export class Agent {
   reload(): void {
     try {
       const cfg = loadConfig(this.configFile, this.overrides);
-      const rules: Rule[] = loadRules(cfg.rules);
+      const ruleSet = loadRuleSet(cfg.rules);
+      const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
+      const ruleDirs = ruleDirectories(rules);
+      if (ruleDirs.join('\0') !== this.ruleDirs.join('\0')) {
+        // Marks are placed at start (watch-dirs.ts resolves them with the source); say so rather than watch less than the rules say.
+        this.log.warn({ before: this.ruleDirs, after: ruleDirs }, 'the rules name other directories now: restart the agent to watch them');
+      }
       if (prefixes.join('\0') !== this.prefixes.join('\0')) {
         this.source?.setPrefixes(prefixes);
         this.prefixes = prefixes;
@@ -363,9 +393,8 @@ export class Agent {
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);
       this.cfg = cfg;
-      this.health.rules = rules.map((r) => `${r.ruleId} ${r.name} v${r.version}`);
-      this.warnUnsetFields(rules);
-      this.log.info({ rules: rules.length }, 'reloaded configuration and rules');
+      this.noteRules(ruleSet);
+      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
     }

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { LdgError } from '../../shared/errors.js';
-import { bundledRulesDir } from '../../shared/paths.js';
+import { bundledRulePaths, RULE_REVISIONS, type RuleRevision } from '../../shared/paths.js';
 
 export type SourceChoice = 'auto' | 'fanotify' | 'inotify';
 
@@ -19,6 +19,7 @@ export interface AgentConfig {
   socket: string;
   source: SourceChoice;
   rules: readonly string[];
+  ruleRevision: RuleRevision;
   collector: string | null;
   tokenFile: string | null;
   caFile: string | null;
@@ -41,7 +42,8 @@ export const DEFAULTS: AgentConfig = {
   alertsFileKeep: 5, // rotated alerts files kept (alerts.ndjson.1 … .5)
   socket: '/run/ldguard/agent.sock', // local stream for `ldguard tail` (0600, root only)
   source: 'auto', // fanotify, falling back to inotify (degraded: no writer pid) where not permitted
-  rules: [bundledRulesDir()], // rule files or folders of them
+  rules: bundledRulePaths('seed'), // rule files or folders of them; unset: the bundled rules, per rule_revision
+  ruleRevision: 'seed', // which revision of Elastic's ld.so creation rule the bundled rules run: seed, v1 or current
   collector: null, // ws(s)://HOST:PORT of the collector; null keeps alerts on the host
   tokenFile: null, // file holding this agent's collector token (0600)
   caFile: null, // CA bundle to trust for wss://
@@ -56,7 +58,7 @@ export const DEFAULTS: AgentConfig = {
 };
 
 // Option names in the TOML file (snake_case, as users write config) and their types.
-const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'nullable-path' | 'nullable-string' }> = {
+const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'revision' | 'nullable-path' | 'nullable-string' }> = {
   root: { key: 'root', type: 'path' },
   watch: { key: 'watch', type: 'strings' },
   state_dir: { key: 'stateDir', type: 'path' },
@@ -66,6 +68,7 @@ const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' 
   socket: { key: 'socket', type: 'path' },
   source: { key: 'source', type: 'source' },
   rules: { key: 'rules', type: 'paths' },
+  rule_revision: { key: 'ruleRevision', type: 'revision' },
   collector: { key: 'collector', type: 'nullable-string' },
   token_file: { key: 'tokenFile', type: 'nullable-path' },
   ca_file: { key: 'caFile', type: 'nullable-path' },
@@ -119,6 +122,10 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
         if (value !== 'auto' && value !== 'fanotify' && value !== 'inotify') err('"auto", "fanotify" or "inotify"');
         else cfg[key] = value;
         break;
+      case 'revision':
+        if (!RULE_REVISIONS.includes(value as RuleRevision)) err(RULE_REVISIONS.map((r) => `"${r}"`).join(', '));
+        else cfg[key] = value;
+        break;
       case 'strings':
       case 'paths':
         if (!Array.isArray(value) || value.length === 0 || !value.every((x) => typeof x === 'string' && x !== '')) err('a non-empty list of strings');
@@ -141,6 +148,11 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
   const rootStat = statSync(root, { throwIfNoEntry: false });
   if (!rootStat) errors.push(`option root: ${root} does not exist; give the directory where the host's / is mounted (e.g. --root /host), or leave --root out to watch this host`);
   else if (!rootStat.isDirectory()) errors.push(`option root: ${root} is not a directory; give the directory where the host's / is mounted (e.g. --root /host)`);
+  if (raw.rules === undefined) cfg.rules = bundledRulePaths(cfg.ruleRevision as RuleRevision);
+  else if (raw.ruleRevision !== undefined && raw.ruleRevision !== 'seed') {
+    // One key selects the revision: rules given by hand are loaded as given.
+    errors.push(`option rule_revision selects among the bundled rules, but rules is set too; drop rules to run the bundled "${String(raw.ruleRevision)}" revision, or put the revision's file (shared/rules-upstream/) in your rules and drop rule_revision`);
+  }
   for (const w of cfg.watch as string[]) {
     if (!isAbsolute(w)) errors.push(`option watch: "${w}" must be an absolute path as the host sees it (e.g. /lib64)`);
   }

@@ -29,7 +29,21 @@ export function pathMatcher(rules: readonly Rule[]): ((hostPath: string) => bool
   const tests: Array<(p: string) => boolean> = [];
   for (const r of rules) {
     const c = fieldConstraint(r.ast, 'file.path');
-    if (!c) return null;
+    if (!c) {
+      // A rule that pins file.directory and file.name (the multiarch rule) is a path test too.
+      const dirs = fieldConstraint(r.ast, 'file.directory');
+      const names = fieldConstraint(r.ast, 'file.name');
+      if (!dirs || !names) return null;
+      const inDir = [...dirs.patterns.map((p) => compileWildcard(p, true)), ...dirs.exact.map((e) => (v: string) => v.toLowerCase() === e.toLowerCase())];
+      const named = [...names.patterns.map((p) => compileWildcard(p, true)), ...names.exact.map((e) => (v: string) => v.toLowerCase() === e.toLowerCase())];
+      tests.push((p) => {
+        const cut = p.lastIndexOf('/');
+        const dir = cut <= 0 ? '/' : p.slice(0, cut);
+        const name = p.slice(cut + 1);
+        return inDir.some((t) => t(dir)) && named.some((t) => t(name));
+      });
+      continue;
+    }
     for (const p of c.patterns) tests.push(compileWildcard(p, true));
     for (const e of c.exact) tests.push((v) => v === e);
   }

@@ -6,7 +6,8 @@
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
 import { buildAlert } from '../../shared/alert.js';
-import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { ECS_VERSION, type Alert, type EcsAgent, type EcsFile, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { exceptedBy } from '../../shared/exceptions/match.js';
 import type { Logger } from '../../shared/log.js';
 import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
@@ -66,7 +67,9 @@ export class Pipeline {
   private summaryTimer: NodeJS.Timeout | undefined;
   /** When summaryTimer fires (Infinity: no timer). */
   private summaryAt = Infinity;
-  readonly counts = { events: 0, matched: 0, alerts: 0, heldBack: 0 };
+  readonly counts = { events: 0, matched: 0, alerts: 0, heldBack: 0, excepted: 0 };
+  /** Events spared by an exception, per rule and item (rule_id, list_id and item_id joined by NUL), since start. */
+  readonly excepted = new Map<string, number>();
 
   constructor(
     rules: readonly Rule[],
@@ -94,7 +97,7 @@ export class Pipeline {
         if (!rule.query.match(event)) continue;
         matched = true;
         this.counts.matched++;
-        this.hold(realPath, event, rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
+        this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
       if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
@@ -127,7 +130,7 @@ export class Pipeline {
         f.realPath,
       );
       event.ldguard.source = 'rescan';
-      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event, rule }));
+      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
       this.counts.matched += hits.length;
       if (hits.length > 0) this.finish(hits, f.realPath);
     }
@@ -154,11 +157,27 @@ export class Pipeline {
         file,
         ldguard: { ...ldguard, ...(typeof f.realPath === 'string' ? {} : { path_escaped: true }) },
       };
-      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event, rule }));
+      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
       this.counts.matched += hits.length;
       if (hits.length > 0) this.finish(hits, f.realPath);
       else this.o.onUnalerted?.(f.realPath, f.hostPath);
     }
+  }
+
+  /**
+   * The event as this rule's alert will carry it: flagged ldguard.excepted_by when an item of one
+   * of the rule's exception lists spares it. Taken with the rule's verdict, on the event as it
+   * arrived (so an exception cannot see the file's hash, which comes later). The flagged event is
+   * a copy: the same event may page for another rule.
+   */
+  private judged(event: FileEvent, rule: Rule): FileEvent {
+    if (rule.exceptions.length === 0) return event;
+    const by = exceptedBy(rule.exceptions, event, Date.now());
+    if (!by) return event;
+    this.counts.excepted++;
+    const key = `${rule.ruleId}\0${by.list_id}\0${by.item_id}`;
+    this.excepted.set(key, (this.excepted.get(key) ?? 0) + 1);
+    return { ...event, ldguard: { ...event.ldguard, excepted_by: by } };
   }
 
   /** Emit the max_signals summaries that are due (updates, windows that ended), and wake again for the next. */
@@ -263,6 +282,10 @@ export class Pipeline {
       for (const { event, rule } of items) {
         applyFacts(event, facts);
         const now = Date.now();
+        if (event.ldguard.excepted_by) {
+          this.o.emit(buildAlert(event, rule, new Date(now).toISOString())); // on record, paging no one: outside max_signals
+          continue;
+        }
         for (const s of this.throttle.due(now)) this.o.emit(s);
         const alert = buildAlert(event, rule, new Date(now).toISOString());
         // Past max_signals the alert is still emitted, as a held-back record (shared/throttle.ts);

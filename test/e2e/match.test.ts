@@ -17,7 +17,7 @@ function match(rules: string[], input: string) {
 
 describe('ldguard match', () => {
   const events = readFileSync(`${fixtures}/events/ld_so_creation.ndjson`, 'utf8');
-  const expected = JSON.parse(readFileSync(`${fixtures}/events/ld_so_creation.expected.json`, 'utf8')) as { seed: string[]; revision: string[] };
+  const expected = JSON.parse(readFileSync(`${fixtures}/events/ld_so_creation.expected.json`, 'utf8')) as { seed: string[]; v1: string[]; current: string[] };
 
   it('gives exactly the expected alerts for the seed rule', () => {
     const { status, alerts, stderr } = match([SEED], events);
@@ -31,10 +31,15 @@ describe('ldguard match', () => {
     }
   });
 
-  it('gives exactly the expected alerts for a later upstream-style revision, unchanged', () => {
-    const { alerts } = match([`${fixtures}/rules/ld_so_creation_revision.toml`], events);
-    expect(alerts.map((a) => a.kibana.alert.original_event.id)).toEqual(expected.revision);
-    expect(alerts[0].kibana.alert).toMatchObject({ severity: 'medium', risk_score: 47 });
+  it.each([
+    ['v1', { severity: 'low', risk_score: 21 }, 1],
+    ['current', { severity: 'medium', risk_score: 47 }, 107],
+  ] as const)('gives exactly the expected alerts for the upstream %s revision, unchanged', (rev, kibana, version) => {
+    const { alerts, stderr } = match([`${root}/shared/rules-upstream/defense_evasion_ld_so_creation.${rev}.toml`], events);
+    expect(stderr).toBe('');
+    expect(alerts.map((a) => a.kibana.alert.original_event.id)).toEqual(expected[rev]);
+    expect(alerts[0].kibana.alert).toMatchObject(kibana);
+    expect(alerts[0].kibana.alert.rule.version).toBe(version); // from the .source's version_lock
   });
 
   it('reports bad lines with their number on stderr and goes on', () => {

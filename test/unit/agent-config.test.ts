@@ -2,7 +2,8 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/src/config.js';
-import { namePrefixes } from '../../agent/src/prefilter.js';
+import { pathMatcher } from '../../agent/src/known-files.js';
+import { namePrefixes, ruleDirectories } from '../../agent/src/prefilter.js';
 import { resolveInRoot, resolveWatchDirs } from '../../agent/src/watch-dirs.js';
 import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
 import { loadRules, parseRule } from '../../shared/rule.js';
@@ -42,7 +43,23 @@ describe('the kernel pre-filter is derived from the rules', () => {
   const rules = loadRules([bundledRulesDir()]);
 
   it('the seed rule needs only names starting ld-linux in the four directories', () => {
-    expect(namePrefixes(rules, ['/lib', '/lib64', '/usr/lib', '/usr/lib64'])).toEqual(['ld-linux']);
+    expect(namePrefixes(rules.filter((r) => r.file.includes('/linux/')), ['/lib', '/lib64', '/usr/lib', '/usr/lib64'])).toEqual(['ld-linux']);
+  });
+
+  it('the multiarch rule adds its file.name prefixes, and its file.directory values to the watched directories', () => {
+    expect(namePrefixes(rules, ['/lib', '/lib64', '/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu'])).toEqual(['ld-linux', 'ld64.so']);
+    const dirs = ruleDirectories(rules);
+    expect(dirs).toContain('/usr/lib/x86_64-linux-gnu');
+    expect(dirs).toContain('/lib/aarch64-linux-gnu');
+    expect(dirs.every((d) => /^\/(usr\/)?lib\/[a-z0-9_]+-linux-gnu[a-z0-9]*$/.test(d))).toBe(true);
+  });
+
+  it('the rescan matcher reaches the multiarch loader, and only it', () => {
+    const m = pathMatcher(rules)!;
+    expect(m('/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2')).toBe(true);
+    expect(m('/lib/powerpc64le-linux-gnu/ld64.so.2')).toBe(true);
+    expect(m('/usr/lib/x86_64-linux-gnu/libc.so.6')).toBe(false);
+    expect(m('/usr/lib/x86_64-linux-gnu/sub/ld-linux-x86-64.so.2')).toBe(false);
   });
 
   it('a rule whose pattern wildcards over the directory forwards everything', () => {

@@ -39,7 +39,7 @@ describe('Pipeline.rehearse', () => {
     pipeline.rehearse(raw);
     await pipeline.drain();
     expect(emitted).toEqual([]);
-    expect(pipeline.counts).toEqual({ events: 0, matched: 0, alerts: 0, heldBack: 0 });
+    expect(pipeline.counts).toEqual({ events: 0, matched: 0, alerts: 0, heldBack: 0, excepted: 0 });
 
     // The same event handled for real does alert: the rehearsal had something to hide.
     pipeline.handle([raw, { ...raw, kind: 'close_write' }]);

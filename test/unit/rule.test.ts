@@ -62,6 +62,7 @@ describe('the bundled seed rule', () => {
     expect(rules.map((r) => r.name).sort()).toEqual([
       'Dynamic Linker (ld.so) Created by an Unidentified Process',
       'Dynamic Linker (ld.so) Creation',
+      'Dynamic Linker (ld.so) Creation in a Multiarch Directory',
       'Dynamic Linker (ld.so) Renamed Into Place',
     ]);
   });

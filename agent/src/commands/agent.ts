@@ -18,6 +18,7 @@ runs the rules; alerts go to the alerts file, to \`ldguard tail\`, and to the co
   --socket PATH        local socket for \`ldguard tail\` (default ${DEFAULTS.socket})
   --source S           auto | fanotify | inotify (default auto: fanotify, else inotify)
   --rule PATH          rule file or folder; repeatable (default: the bundled rules)
+  --rule-revision R    seed | v1 | current: the bundled revision of Elastic's ld.so creation rule (default seed)
   --collector URL      ws(s)://HOST:PORT of the collector
   --token-file FILE    this agent's collector token (0600)
 `;
@@ -31,6 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     socket: { type: 'string' },
     source: { type: 'string' },
     rule: { type: 'string', multiple: true },
+    'rule-revision': { type: 'string' },
     collector: { type: 'string' },
     'token-file': { type: 'string' },
   });
@@ -45,6 +47,7 @@ export async function run(argv: string[]): Promise<number> {
     socket: values.socket,
     source: values.source,
     rules: values.rule,
+    ruleRevision: values['rule-revision'],
     collector: values.collector,
     tokenFile: values['token-file'],
   };

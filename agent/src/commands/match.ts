@@ -6,7 +6,8 @@ import { createInterface } from 'node:readline';
 import { buildAlert } from '../../../shared/alert.js';
 import type { FileEvent } from '../../../shared/ecs.js';
 import { bundledRulesDir } from '../../../shared/paths.js';
-import { loadRules } from '../../../shared/rule.js';
+import { exceptedBy } from '../../../shared/exceptions/match.js';
+import { loadRuleSet } from '../../../shared/rule.js';
 import { Throttle } from '../../../shared/throttle.js';
 import { parseOptions } from '../args.js';
 import { exitWhenStdoutCloses } from '../stdout-closed.js';
@@ -26,7 +27,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const rules = loadRules(values.rule?.length ? values.rule : [bundledRulesDir()]);
+  const { rules, warnings } = loadRuleSet(values.rule?.length ? values.rule : [bundledRulesDir()]);
+  for (const w of warnings) process.stderr.write(`ldguard match: warning: ${w}\n`);
   // `ldguard match … | head -1`: the reader leaving ends the run, quietly.
   exitWhenStdoutCloses('match');
   const throttle = new Throttle();
@@ -55,7 +57,14 @@ export async function run(argv: string[]): Promise<number> {
     lastMs = Math.max(lastMs, atMs);
     for (const rule of rules) {
       if (!rule.query.match(doc)) continue;
-      const alert = buildAlert(doc as FileEvent, rule, values.now ?? new Date().toISOString());
+      // An exception's expire_time is judged at the event's own time, as max_signals is.
+      const by = rule.exceptions.length > 0 ? exceptedBy(rule.exceptions, doc, atMs) : null;
+      const event = by ? { ...(doc as FileEvent), ldguard: { ...(doc as FileEvent).ldguard, excepted_by: by } } : (doc as FileEvent);
+      const alert = buildAlert(event, rule, values.now ?? new Date().toISOString());
+      if (by) {
+        write(alert); // on record, paging no one: outside max_signals
+        continue;
+      }
       for (const s of throttle.due(atMs)) write(s);
       for (const a of throttle.admit(alert, rule, atMs).out) write(a);
     }

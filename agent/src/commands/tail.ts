@@ -86,12 +86,15 @@ export function formatAlert(a: Alert, colour: boolean): string {
     ['attribution', clean(a.ldguard?.attribution)],
     ...(a.ldguard?.held_back_by !== undefined ? [['held_back_by', clean(a.ldguard.held_back_by)] as [string, string]] : []),
   ];
+  // An excepted alert is on record, not a page: it must not read like one (no severity colour).
+  const excepted = a.ldguard?.excepted_by;
+  if (excepted) fields.push(['excepted_by', `${clean(excepted.list_id)}/${clean(excepted.item_id)}`]);
   const c = (code: string, s: string) => (colour ? `${code}${s}${RESET}` : s);
   const kv = fields.map(([k, v]) => `${c(DIM, `${k}=`)}${v}`).join(' ');
   const held = a.ldguard?.held_back_by !== undefined;
   return [
     c(DIM, clean(a['@timestamp'])),
-    held ? c(DIM, 'HELD    ') : c(SEVERITY_COLOUR[sev] ?? '', clean(sev.toUpperCase()).padEnd(8)),
+    held ? c(DIM, 'HELD    ') : excepted ? c(DIM, 'EXCEPTED') : c(SEVERITY_COLOUR[sev] ?? '', clean(sev.toUpperCase()).padEnd(8)),
     c(BOLD, clean(a.rule?.name ?? a.kibana?.alert?.rule?.name)),
     clean(a.file?.path),
     kv,

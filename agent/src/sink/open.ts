@@ -27,7 +27,7 @@ export async function openSinks(
   cfg: Readonly<AgentConfig>,
   log: Logger,
   facts: () => AgentFacts,
-  health: () => Pick<AgentHealth, 'eventsLost' | 'source' | 'attribution'>,
+  health: () => Pick<AgentHealth, 'eventsLost' | 'source' | 'attribution' | 'exceptions'>,
 ): Promise<Sinks> {
   const opened: Array<{ name: string; sink: Sink }> = [];
   let ws: WebSocketSink | null = null;

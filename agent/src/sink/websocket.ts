@@ -22,8 +22,8 @@ import type { Logger } from '../../../shared/log.js';
 import { checkJsonBounds } from '../../../shared/json-bounds.js';
 import {
   AGENT_PATH, ALERTS_FRAME_OVERHEAD, ALERT_BOUNDS, DEFAULT_HEARTBEAT_MS, MAX_ALERT_BYTES, MAX_BATCH_ALERTS, MAX_FRAME_BYTES,
-  PROTOCOL_VERSION, alertsFrame, parseCollectorMessage, validateAlert,
-  type AgentFacts, type AgentHealth, type AttributionHealth, type HeartbeatMessage, type HelloMessage, type SourceHealth,
+  MAX_EXCEPTION_COUNTS, PROTOCOL_VERSION, alertsFrame, parseCollectorMessage, validateAlert,
+  type AgentFacts, type AgentHealth, type AttributionHealth, type ExceptionCount, type HeartbeatMessage, type HelloMessage, type SourceHealth,
 } from '../../../shared/protocol.js';
 import type { Sink } from './sink.js';
 import { Spool, type SpoolHealth } from './spool.js';
@@ -48,7 +48,7 @@ export interface WebSocketSinkOptions {
   /** Facts sent in the hello of every connection (read at each connect, so they can change). */
   facts: () => AgentFacts;
   /** The pipeline's own health, sent with every heartbeat beside the spool's. */
-  health?: () => { eventsLost: number; source: SourceHealth; attribution?: AttributionHealth };
+  health?: () => { eventsLost: number; source: SourceHealth; attribution?: AttributionHealth; exceptions?: ExceptionCount[] };
   /** PEM CA bundle to trust for wss:// (ca_file); default: the system's CAs. */
   caFile?: string | null;
   /** Client certificate and key for wss:// when the collector asks for one (cert_file, key_file). */
@@ -355,6 +355,7 @@ export class WebSocketSink implements Sink {
       eventsLost: p.eventsLost,
       source: p.source,
       ...(p.attribution ? { attribution: p.attribution } : {}),
+      ...(p.exceptions?.length ? { exceptions: p.exceptions.slice(0, MAX_EXCEPTION_COUNTS) } : {}),
       uptimeSec: Math.floor((Date.now() - this.startedAt) / 1000),
     };
   }

@@ -109,6 +109,8 @@ function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
   const ts = str(doc, '@timestamp');
   const pid = str(doc, 'process.pid');
   const summary = get(doc, 'ldguard.summary');
+  // An excepted alert is on record, not a page: it shows "excepted" where a page shows its severity.
+  const exceptedBy = str(doc, 'ldguard.excepted_by.item_id') ? `${str(doc, 'ldguard.excepted_by.list_id') ?? '?'} / ${str(doc, 'ldguard.excepted_by.item_id')}` : null;
   const tr = h(
     'tr',
     {
@@ -124,7 +126,7 @@ function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
       },
     },
     h('td', { class: 'col-time nowrap', title: fullTime(ts) }, time(ts)),
-    h('td', { class: 'col-sev' }, severityBadge(str(doc, 'kibana.alert.severity'))),
+    h('td', { class: 'col-sev' }, exceptedBy ? h('span', { class: 'badge excepted', title: `excepted by ${exceptedBy}` }, 'excepted') : severityBadge(str(doc, 'kibana.alert.severity'))),
     h('td', { class: 'col-rule' }, h('a', { href }, str(doc, 'rule.name') ?? str(doc, 'kibana.alert.rule.name') ?? '(rule)'), summary ? h('span', { class: 'badge summary' }, 'summary') : null),
     h('td', { class: 'col-host' }, str(doc, 'host.name') ?? '—'),
     h('td', { class: 'col-path mono', title: str(doc, 'file.path') ?? '' }, str(doc, 'file.path') ?? '—'),
