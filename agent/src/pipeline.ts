@@ -6,7 +6,7 @@
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
 import { buildAlert } from '../../shared/alert.js';
-import { ECS_VERSION, type Alert, type EcsAgent, type EcsFile, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
 import { exceptedBy } from '../../shared/exceptions/match.js';
 import type { Logger } from '../../shared/log.js';
 import type { Rule } from '../../shared/rule.js';
