@@ -97,9 +97,11 @@ describe.skipIf(!isRoot).each([
     expect(alerts.filter((a) => a.file.path.endsWith('.direct')).map((a) => a.file.path)).toEqual(['/usr/lib/ld-linux.so.2.direct']);
   });
 
-  it('gives no alert for non-matching names, other directories, or Debian multiarch paths', async () => {
+  // Debian's multiarch loader path is ldguard's multiarch rule's (test/kernel/multiarch.test.ts),
+  // out of the seed's reach; here only names and directories no rule names.
+  it('gives no alert for non-matching names or other directories', async () => {
     const before = agent.alerts().length;
-    spawnSync('touch', [join(agent.root, 'lib64/libc.so.6'), join(agent.root, 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2')]);
+    spawnSync('touch', [join(agent.root, 'lib64/libc.so.6'), join(agent.root, 'usr/lib/x86_64-linux-gnu/libc.so.6')]);
     mkdirSync(join(agent.root, 'etc'), { recursive: true });
     spawnSync('touch', [join(agent.root, 'etc/ld-linux.so.2')]);
     spawnSync('touch', [join(agent.root, 'lib64/ld-linux-x86-64.so.2.marker')]);

@@ -8,7 +8,8 @@ import { parseRule, RuleError } from '../../shared/rule.js';
 import { fieldsNotSet, KNOWN_FIELDS, nearestField } from '../../shared/rule-fields.js';
 
 const seedText = readFileSync(`${bundledRulesDir()}/linux/defense_evasion_ld_so_creation.toml`, 'utf8');
-const revision = readFileSync(`${findRepoRoot()}/test/fixtures/rules/ld_so_creation_revision.toml`, 'utf8');
+// Elastic's current revision, byte for byte (shared/rules-upstream/).
+const revision = readFileSync(`${findRepoRoot()}/shared/rules-upstream/defense_evasion_ld_so_creation.current.toml`, 'utf8');
 
 function refusal(text: string): RuleError {
   try {
