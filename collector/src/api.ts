@@ -21,7 +21,7 @@ import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Ingest } from './ingest.js';
-import type { Metrics } from './metrics.js';
+import { Metrics } from './metrics.js';
 import type { AlertQuery, Store, TokenInfo } from './store/sqlite.js';
 
 /** Serves a request it knows and returns true, or returns false to let the next one try. */
@@ -186,8 +186,10 @@ export class Api {
         ldguard_collector_buffers_bytes: { help: 'Memory of Buffers and ArrayBuffers (frames received, documents on their way to the writer).', value: mem.arrayBuffers },
         ldguard_collector_quarantine_alerts: { help: 'Invalid alerts kept in the quarantine now (GET /api/quarantine).', value: store.quarantineCount() },
       }, this.ctx.version);
+      const spared = Metrics.labeled('ldguard_collector_excepted_events', 'Events an exception list item spared (recorded, paging no one), per rule and item, summed over the agents\' counts since each started.',
+        (await store.exceptionCounts()).map((e) => ({ labels: { rule_id: e.ruleId, list_id: e.listId, item_id: e.itemId }, value: e.count })));
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(text);
+      res.end(text + spared);
       return;
     }
     if (path === '/api' || path.startsWith('/api/')) {

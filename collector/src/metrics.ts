@@ -54,6 +54,13 @@ export class Metrics {
     for (let i = 0; i < this.ackBuckets.length; i++) if (seconds <= this.ackBuckets[i]!) this.ackBucketCounts[i]! += 1;
   }
 
+  /** Gauges with labels (one line per label set), after the rest; label values escaped as the format says. */
+  static labeled(name: string, help: string, rows: ReadonlyArray<{ labels: Record<string, string>; value: number }>): string {
+    const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+    const lines = rows.map((r) => `${name}{${Object.entries(r.labels).map(([k, v]) => `${k}="${esc(v)}"`).join(',')}} ${r.value}`);
+    return `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${lines.map((l) => `${l}\n`).join('')}`;
+  }
+
   render(gauges: Record<string, { help: string; value: number }>, version: string): string {
     const out: string[] = [];
     const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number, labels = '') => {

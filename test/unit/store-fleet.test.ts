@@ -84,3 +84,28 @@ describe('the quarantine', () => {
     }
   });
 });
+
+describe('exception counts for /metrics', () => {
+  it('sums each rule and item over the agents\' last health, skipping rows SQLite cannot read', async () => {
+    const path = join(tempDir('ldg-excepted-'), 'c.db');
+    await Store.open(path).close();
+    const db = new Database(path);
+    const ins = db.prepare('INSERT INTO agents (agent_id, hostname, health, first_seen, last_seen, online) VALUES (?, ?, ?, 0, 0, 1)');
+    const health = (counts: Array<[string, string, string, number]>) => JSON.stringify({ source: { degraded: false }, exceptions: counts.map(([ruleId, listId, itemId, count]) => ({ ruleId, listId, itemId, count })) });
+    ins.run('a1', 'web-1', health([['r1', 'pm', 'dpkg', 3], ['r1', 'pm', 'rpm', 1]]));
+    ins.run('a2', 'web-2', health([['r1', 'pm', 'dpkg', 4]]));
+    ins.run('a3', 'web-3', `${'{"a":'.repeat(1500)}1${'}'.repeat(1500)}`);
+    db.close();
+    const store = Store.open(path, { workers: true });
+    try {
+      expect(await store.exceptionCounts()).toEqual([
+        { ruleId: 'r1', listId: 'pm', itemId: 'dpkg', count: 7 },
+        { ruleId: 'r1', listId: 'pm', itemId: 'rpm', count: 1 },
+      ]);
+    } finally {
+      await store.close();
+    }
+    const { Metrics } = await import('../../collector/src/metrics.js');
+    expect(Metrics.labeled('x', 'h', [{ labels: { item_id: 'a"b\\c\nd' }, value: 2 }])).toBe('# HELP x h\n# TYPE x gauge\nx{item_id="a\\"b\\\\c\\nd"} 2\n');
+  });
+});

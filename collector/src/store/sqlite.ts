@@ -290,8 +290,17 @@ const FLEET_SQL = `SELECT count(*) AS total, coalesce(sum(online), 0) AS online,
     OR coalesce(h ->> '$.attribution.degraded', f ->> '$.attribution.degraded', 0)) AS d
     FROM (SELECT *, iif(json_valid(health), health, NULL) AS h, iif(json_valid(facts), facts, NULL) AS f FROM agents))`;
 
+/**
+ * Events spared by each exception list item, summed over the agents' last reported health (each
+ * agent counts since it started, shared/protocol.ts AgentHealth.exceptions).
+ */
+const EXCEPTIONS_SQL = `SELECT e.value ->> '$.ruleId' AS ruleId, e.value ->> '$.listId' AS listId, e.value ->> '$.itemId' AS itemId,
+  sum(e.value ->> '$.count') AS count
+  FROM agents, json_each(iif(json_valid(agents.health), agents.health -> '$.exceptions', NULL)) e
+  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`;
+
 /** The scans of every agent row that the checkpointer thread answers (Store.scan), by name. */
-const AGENT_SCANS = { overdue: OVERDUE_SQL, fleet: FLEET_SQL };
+const AGENT_SCANS = { overdue: OVERDUE_SQL, fleet: FLEET_SQL, exceptions: EXCEPTIONS_SQL };
 
 export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
@@ -874,6 +883,7 @@ export class Store {
       agents: db.prepare('SELECT * FROM agents ORDER BY hostname, agent_id'),
       overdue: db.prepare(OVERDUE_SQL),
       fleet: db.prepare(FLEET_SQL),
+      exceptions: db.prepare(EXCEPTIONS_SQL),
       // Again overdue when marked: the agent may have been heard from since the scan (markOffline).
       markOffline: db.prepare('UPDATE agents SET online = 0 WHERE agent_id = ? AND online = 1 AND last_seen + coalesce(heartbeat_ms, 10000) * ? < ?'),
       ping: db.prepare('SELECT 1 AS ok'),
@@ -1181,6 +1191,11 @@ export class Store {
   async fleet(): Promise<FleetSummary> {
     const [f] = await this.scan<Omit<FleetSummary, 'offline'>>('fleet', []);
     return { ...f!, offline: f!.total - f!.online };
+  }
+
+  /** Events spared per exception list item, summed over the agents' last health (see EXCEPTIONS_SQL). */
+  exceptionCounts(): Promise<Array<{ ruleId: string; listId: string; itemId: string; count: number }>> {
+    return this.scan('exceptions', []);
   }
 
   /** Runs one of AGENT_SCANS in the checkpointer thread, or here when there is none (no workers). */
