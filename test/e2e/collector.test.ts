@@ -18,6 +18,7 @@ import type { Alert } from '../../shared/ecs.js';
 import { findRepoRoot } from '../../shared/paths.js';
 import { MAX_ALERT_BYTES, MAX_FRAME_BYTES, alertsFrame } from '../../shared/protocol.js';
 import { cliPath } from '../helpers/cli.js';
+import { createToken, rawAgent, runCli as cli, type RawAgent as Raw } from '../helpers/collector.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
@@ -67,27 +68,6 @@ async function startCollector(o: { db: string; port?: number; config?: string })
   return { proc: d.proc, port: d.ready.port as number, logs: d.logs, stop: d.stop };
 }
 
-/**
- * Runs the CLI without blocking this process: WebSocket clients in it must keep answering the
- * collector's pings meanwhile (a blocked client looks half-open and is rightly dropped).
- */
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (d) => (stdout += String(d)));
-    p.stderr!.on('data', (d) => (stderr += String(d)));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function createToken(db: string, name: string, role: 'agent' | 'admin' = 'agent'): Promise<string> {
-  const r = await cli(['token', 'create', '--db', db, '--name', name, '--role', role]);
-  if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
 async function api(port: number, path: string, token?: string, init: { method?: string; body?: unknown } = {}): Promise<{ status: number; body: Json; headers: Headers }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, {
     method: init.method ?? 'GET',
@@ -130,25 +110,6 @@ async function openSink(port: number, token: string, o: Partial<WebSocketSinkOpt
 async function closeSink(sink: WebSocketSink): Promise<void> {
   sinks.delete(sink);
   await sink.close();
-}
-
-interface Raw {
-  ws: WebSocket;
-  messages: Log[];
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-async function rawAgent(port: number, token: string, opts: WebSocket.ClientOptions = {}): Promise<Raw> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/agent`, { headers: { authorization: `Bearer ${token}` }, ...opts });
-  const messages: Log[] = [];
-  ws.on('message', (d) => messages.push(JSON.parse(String(d)) as Log));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
-  ws.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-  });
-  return { ws, messages, closed };
 }
 
 function hello(agentId: string) {

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { makeFacts, waitFor } from '../helpers/delivery.js';
+import { rawAgent as rawAgentAt } from '../helpers/collector.js';
 import { tempDir } from '../helpers/temp.js';
 
 const work = tempDir('ldg-credentials-');
@@ -71,28 +72,8 @@ async function apiStatus(token: string): Promise<number> {
   return res.status;
 }
 
-interface Raw {
-  ws: WebSocket;
-  messages: Log[];
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-/** A raw agent connection at /agent; rejects with the status when the upgrade is refused. */
-async function rawAgent(token: string): Promise<Raw> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/agent`, { headers: { authorization: `Bearer ${token}` } });
-  const messages: Log[] = [];
-  ws.on('message', (d) => messages.push(JSON.parse(String(d)) as Log));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
-  ws.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('unexpected-response', (_req, res) => {
-      res.resume();
-      reject(new Error(`upgrade refused: ${res.statusCode}`));
-    });
-  });
-  return { ws, messages, closed };
-}
+/** A raw agent connection at /agent on this file's collector (see helpers/collector.ts). */
+const rawAgent = (token: string) => rawAgentAt(port, token);
 
 function hello(agentId: string): string {
   return JSON.stringify({ type: 'hello', v: 1, agent: makeFacts(agentId, 'cred-host'), heartbeatMs: 10_000 });

@@ -17,7 +17,6 @@
 // Replay: every failure prints its seed and path; `LDGUARD_FUZZ_SEED=… LDGUARD_FUZZ_PATH=…` with
 // `-t '<property>'` runs that counterexample again. `npm run fuzz` runs many more cases from a
 // random seed (printed first); see RUNS and TIME_MS below.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -29,7 +28,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import { alertsFrame } from '../../shared/protocol.js';
-import { cliPath } from '../helpers/cli.js';
+import { createToken } from '../helpers/collector.js';
 import { startDaemon, type Daemon, type Log } from '../helpers/daemon.js';
 import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
@@ -70,7 +69,6 @@ hello_timeout_ms = 1000
 `;
 
 const work = tempDir('ldg-fuzz-');
-const CLI = cliPath();
 
 // ---------------------------------------------------------------------------------------------
 // Tokens: made once with the CLI in a template database that each arena copies.
@@ -83,22 +81,6 @@ interface Template {
   fresh: string[];
 }
 
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (d) => (stdout += String(d)));
-    p.stderr!.on('data', (d) => (stderr += String(d)));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-async function createToken(db: string, name: string, role: 'agent' | 'admin' = 'agent'): Promise<string> {
-  const r = await cli(['token', 'create', '--db', db, '--name', name, '--role', role]);
-  if (r.status !== 0) throw new Error(`token create ${name} failed: ${r.stderr}`);
-  return r.stdout.trim();
-}
 
 async function makeTemplate(): Promise<Template> {
   const dir = join(work, 'template');

@@ -85,9 +85,9 @@ export interface RawAgent {
   closed: Promise<{ code: number; reason: string }>;
 }
 
-/** A WebSocket at /agent with `token`; rejects with the status when the upgrade is refused. */
-export async function rawAgent(port: number, token: string): Promise<RawAgent> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/agent`, { headers: { authorization: `Bearer ${token}` } });
+/** A WebSocket at /agent with `token` (and ws options); rejects with the status when the upgrade is refused. */
+export async function rawAgent(port: number, token: string, opts: WebSocket.ClientOptions = {}): Promise<RawAgent> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/agent`, { headers: { authorization: `Bearer ${token}` }, ...opts });
   const messages: Log[] = [];
   ws.on('message', (d) => {
     try {

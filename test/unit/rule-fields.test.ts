@@ -4,22 +4,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
-import { parseRule, RuleError } from '../../shared/rule.js';
+import { parseRule } from '../../shared/rule.js';
 import { fieldsNotSet, KNOWN_FIELDS, nearestField } from '../../shared/rule-fields.js';
+import { refusalOf } from '../helpers/rules.js';
 
 const seedText = readFileSync(`${bundledRulesDir()}/linux/defense_evasion_ld_so_creation.toml`, 'utf8');
 // Elastic's current revision, byte for byte (shared/rules-upstream/).
 const revision = readFileSync(`${findRepoRoot()}/shared/rules-upstream/defense_evasion_ld_so_creation.current.toml`, 'utf8');
 
-function refusal(text: string): RuleError {
-  try {
-    parseRule(text, 'bad.toml');
-  } catch (err) {
-    expect(err).toBeInstanceOf(RuleError);
-    return err as RuleError;
-  }
-  throw new Error('the rule was accepted');
-}
+const refusal = (text: string) => refusalOf(text);
 
 describe('rule fields', () => {
   it('refuses a field in neither ECS nor Elastic Defend, at its line and column, naming the nearest field', () => {
