@@ -3,7 +3,8 @@
 // root whose /lib points at /usr/lib is watched at ROOT/usr/lib, not at the agent's /usr/lib.
 // On merged-/usr systems /lib and /usr/lib are one directory: it is watched once, under its real
 // path, so one file gives one event.
-import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { lstatSync, realpathSync } from 'node:fs';
+import { resolveInRoot } from './root-path.js';
 import { posix } from 'node:path';
 
 export interface WatchDir {
@@ -15,37 +16,9 @@ export interface WatchDir {
   aliases: string[];
 }
 
-const MAX_LINKS = 40; // as the kernel's ELOOP limit
-
-/** Resolve a host path inside root; null when it does not exist (or is not a directory). */
-export function resolveInRoot(root: string, hostPath: string): string | null {
-  const parts = hostPath.split('/').filter(Boolean);
-  let cur: string[] = [];
-  let links = 0;
-  while (parts.length > 0) {
-    const part = parts.shift()!;
-    if (part === '.') continue;
-    if (part === '..') {
-      cur.pop(); // never above the root, as chroot(2) resolves
-      continue;
-    }
-    const candidate = posix.join(root, ...cur, part);
-    let st;
-    try {
-      st = lstatSync(candidate);
-    } catch {
-      return null;
-    }
-    if (st.isSymbolicLink()) {
-      if (++links > MAX_LINKS) return null;
-      const target = readlinkSync(candidate);
-      if (target.startsWith('/')) cur = [];
-      parts.unshift(...target.split('/').filter(Boolean));
-      continue;
-    }
-    cur.push(part);
-  }
-  const real = posix.join(root, ...cur);
+/** A directory's real path on the agent's filesystem, resolved inside root; null when it does not exist (or is not a directory). */
+export function resolveDirInRoot(root: string, hostPath: string): string | null {
+  const real = posix.join(root, resolveInRoot(root, hostPath));
   try {
     return lstatSync(real).isDirectory() ? real : null;
   } catch {
@@ -59,7 +32,7 @@ export function resolveWatchDirs(root: string, hostPaths: readonly string[]): { 
   const byReal = new Map<string, WatchDir>();
   const missing: string[] = [];
   for (const h of hostPaths) {
-    const real = resolveInRoot(realRoot, h);
+    const real = resolveDirInRoot(realRoot, h);
     if (!real) {
       missing.push(h);
       continue;

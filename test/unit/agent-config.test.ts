@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/src/config.js';
 import { pathMatcher } from '../../agent/src/known-files.js';
 import { namePrefixes, ruleDirectories } from '../../agent/src/prefilter.js';
-import { resolveInRoot, resolveWatchDirs } from '../../agent/src/watch-dirs.js';
+import { resolveDirInRoot, resolveWatchDirs } from '../../agent/src/watch-dirs.js';
 import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
 import { loadRules, parseRule } from '../../shared/rule.js';
 import { tempDir } from '../helpers/temp.js';
@@ -26,16 +26,16 @@ describe('watched directories are resolved the way the host inside --root resolv
     const root = tmp();
     mkdirSync(join(root, 'usr/lib64'), { recursive: true });
     symlinkSync('/usr/lib64', join(root, 'lib64'));
-    expect(resolveInRoot(root, '/lib64')).toBe(join(root, 'usr/lib64'));
+    expect(resolveDirInRoot(root, '/lib64')).toBe(join(root, 'usr/lib64'));
     symlinkSync('../../../../../../usr/lib64', join(root, 'up'));
-    expect(resolveInRoot(root, '/up')).toBe(join(root, 'usr/lib64')); // .. stops at the root
+    expect(resolveDirInRoot(root, '/up')).toBe(join(root, 'usr/lib64')); // .. stops at the root
   });
 
   it('a symlink loop resolves to nothing rather than hanging', () => {
     const root = tmp();
     symlinkSync('b', join(root, 'a'));
     symlinkSync('a', join(root, 'b'));
-    expect(resolveInRoot(root, '/a')).toBeNull();
+    expect(resolveDirInRoot(root, '/a')).toBeNull();
   });
 });
 

@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { elfInterp, loadersInUse, resolveInRoot } from '../../agent/src/enrich/interp.js';
+import { elfInterp, loadersInUse } from '../../agent/src/enrich/interp.js';
+import { resolveInRoot } from '../../agent/src/root-path.js';
 import { scratchRoot } from '../helpers/agent.js';
 import { removeWhenDone } from '../helpers/temp.js';
 

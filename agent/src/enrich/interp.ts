@@ -9,14 +9,14 @@
 // interpreter is returned in every spelling an alert can give it: as named, with its folder's
 // symlinks resolved (fanotify reports /lib64/x as /usr/lib64/x on merged /usr), and fully resolved
 // (the file the name points at: writing that file replaces the loader too).
-import { closeSync, lstatSync, openSync, readSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { posix } from 'node:path';
+import { resolveInRoot } from '../root-path.js';
 
 /** Binaries every Linux root has; their interpreter is the one in use. */
 export const INTERP_PROBES = ['/bin/sh', '/usr/bin/env', '/bin/ls', '/usr/bin/ls', '/sbin/init', '/usr/bin/bash'];
 
 const PT_INTERP = 3;
-const MAX_HOPS = 40; // as the kernel's ELOOP bound
 
 /** The PT_INTERP path of an ELF file's bytes (its first 64 KiB are enough), or null. */
 export function elfInterp(head: Buffer): string | null {
@@ -41,43 +41,6 @@ export function elfInterp(head: Buffer): string | null {
     return s.startsWith('/') ? s : null;
   }
   return null;
-}
-
-/**
- * A host path resolved inside the root: every symlink followed (an absolute target starts again at
- * the root, `..` stops at it), the last component too unless `keepLast`. Returns the host path.
- */
-export function resolveInRoot(root: string, hostPath: string, keepLast = false): string {
-  let todo = hostPath.split('/').filter(Boolean);
-  let done: string[] = [];
-  let hops = 0;
-  while (todo.length > 0) {
-    const part = todo.shift()!;
-    if (part === '.') continue;
-    if (part === '..') {
-      done.pop();
-      continue;
-    }
-    const host = `/${[...done, part].join('/')}`;
-    if (keepLast && todo.length === 0) {
-      done.push(part);
-      break;
-    }
-    let target: string | undefined;
-    try {
-      if (lstatSync(posix.join(root, host)).isSymbolicLink()) target = readlinkSync(posix.join(root, host));
-    } catch {
-      // missing: the rest is taken as written
-    }
-    if (target === undefined) {
-      done.push(part);
-      continue;
-    }
-    if (++hops > MAX_HOPS) return host;
-    if (target.startsWith('/')) done = [];
-    todo = [...target.split('/').filter(Boolean), ...todo];
-  }
-  return `/${done.join('/')}`;
 }
 
 /** The interpreter of one binary inside the root (symlinks followed inside it), or null. */
