@@ -137,6 +137,9 @@ export interface FileEvent {
     /** On an alert the rule raised but an exception list item spared: which one. The alert is
      * recorded (closed, paging no one, outside max_signals) so the spared write stays on record. */
     excepted_by?: { list_id: string; item_id: string };
+    /** The writer's executable against its package database (agent/src/enrich/package/): absent
+     * when the writer is unknown. What an exclusion by name cannot fake (#19). */
+    package?: PackageFacts;
   };
 }
 
@@ -201,3 +204,18 @@ export interface Alert extends Omit<FileEvent, 'event'> {
 
 /** The ECS version these documents follow. */
 export const ECS_VERSION = '8.11.0';
+
+/**
+ * ldguard.package. verdict "verified": the image the writer runs has the bytes its package
+ * recorded, and no tracer is attached; "mismatch": the package lists the path but the bytes
+ * differ; "inconclusive": it could not be told, and `reason` says why (writer_unknown,
+ * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced).
+ * `role` is "package_manager" when the owning package is a package manager's.
+ */
+export interface PackageFacts {
+  manager: 'dpkg';
+  name?: string;
+  role?: 'package_manager';
+  verdict: 'verified' | 'mismatch' | 'inconclusive';
+  reason: string;
+}

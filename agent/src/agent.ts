@@ -26,6 +26,7 @@ import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
 import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
+import { PackageVerifier } from './enrich/package/verify.js';
 
 const DEGRADED_RESCAN_MS = 10_000;
 
@@ -143,6 +144,7 @@ export class Agent {
       hashMaxBytes: cfg.hashMaxBytes,
       writeWaitMs: cfg.writeWaitMs,
       loadersInUse: loaders.paths,
+      packages: new PackageVerifier(this.realRoot),
       log,
       emit: (a) => this.emit(a),
       onDirectory: (dir, movedIn) => void this.markDirectory(dir, true, movedIn),

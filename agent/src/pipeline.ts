@@ -13,6 +13,7 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
+import type { PackageVerifier } from './enrich/package/verify.js';
 import { ecsParent, ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
@@ -30,6 +31,9 @@ export interface PipelineOptions {
   log: Logger;
   /** Host paths of the loaders the host's binaries name (enrich/interp.ts): alerts on them are never held back. */
   loadersInUse?: ReadonlySet<string>;
+  /** Judges the writer's executable against its package database (ldguard.package), before the
+   * rules: absent, no event carries package facts. */
+  packages?: PackageVerifier;
   /** Called with each alert, held-back record and summary, in the order they complete. Must not throw. */
   emit: (alert: Alert) => void;
   /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /).
@@ -247,6 +251,8 @@ export class Pipeline {
         ...(processOutsideRoot(raw.process, this.o.realRoot) ? { process_outside_root: true } : {}),
       },
     };
+    // Before the rules, as the rest of the process facts: the masquerade rule reads the verdict.
+    if (raw.process && this.o.packages) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
     if (event.process.user) event.user = { ...event.process.user };
     if (event.process.group) event.group = { ...event.process.group };
     return event;

@@ -57,6 +57,7 @@ describe('the bundled seed rule', () => {
       'Dynamic Linker (ld.so) Creation',
       'Dynamic Linker (ld.so) Creation in a Multiarch Directory',
       'Dynamic Linker (ld.so) Renamed Into Place',
+      'Dynamic Linker (ld.so) Written by a Process Posing as a Package Manager',
     ]);
   });
 });

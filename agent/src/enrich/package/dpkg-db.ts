@@ -1,0 +1,128 @@
+// dpkg's database read directly, never through dpkg-query: the verdict on a writer is taken on the
+// hot path, and a child process there would cost more than the write it judges (and a tool can be
+// swapped; the files it reads are root's). What is read, under an admindir (/var/lib/dpkg):
+//   status              paragraphs; a package counts only with "Status: install ok installed"
+//   info/<pkg>[:arch].list     one absolute path per line (what the package put on disk)
+//   info/<pkg>[:arch].md5sums  "<md5>  <path without its leading />" per regular file
+// Not read (known gaps): diversions (dpkg-divert moves a file to another name; the moved file is
+// then listed under its original name) and statoverride (modes only, no bytes).
+// Contract: a DpkgDb is a snapshot; stamp() changes when dpkg has written the database since (it
+// rewrites status and the info files of what it installed), and the owner of that admindir then
+// builds a new one (package/verify.ts does). Owner lookups read the .list files on demand and
+// remember each answer for the snapshot's life, so memory grows with the executables asked about,
+// not with the ~100k paths of a full system.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface InstalledPackage {
+  /** The package's name as the info files carry it: "libc6:amd64" for Multi-Arch: same, else "dpkg". */
+  key: string;
+  /** The name alone ("libc6"). */
+  name: string;
+}
+
+/** The database's state as dpkg leaves it: status and info/ change on every install and removal. */
+export function dpkgStamp(admindir: string): string | null {
+  try {
+    const s = statSync(join(admindir, 'status'));
+    const i = statSync(join(admindir, 'info'));
+    return `${s.ino}:${s.mtimeMs}:${s.size}:${i.mtimeMs}`;
+  } catch {
+    return null;
+  }
+}
+
+/** Names of installed packages ("install ok installed") in a status file's text, with their arch. */
+export function parseStatus(text: string): Map<string, { arch: string; multiArchSame: boolean }> {
+  const out = new Map<string, { arch: string; multiArchSame: boolean }>();
+  for (const para of text.split(/\n\n+/)) {
+    const field = (k: string) => new RegExp(`^${k}: *(.*)$`, 'm').exec(para)?.[1]?.trim();
+    const name = field('Package');
+    if (!name || field('Status') !== 'install ok installed') continue;
+    out.set(name, { arch: field('Architecture') ?? '', multiArchSame: field('Multi-Arch') === 'same' });
+  }
+  return out;
+}
+
+/**
+ * The names one file has on a merged-/usr system, the given one first: /bin/cp and /usr/bin/cp
+ * are one file, and dpkg lists it under whichever the package shipped (coreutils: /bin/cp; libc6:
+ * /lib64/ld-linux-x86-64.so.2), while /proc/PID/exe gives the real path (/usr/bin/cp).
+ */
+export function mergedUsrAliases(path: string): string[] {
+  const m = /^\/usr(\/(?:bin|sbin|lib|lib32|lib64|libx32)\/.*)$/.exec(path);
+  if (m) return [path, m[1]!];
+  return /^\/(?:bin|sbin|lib|lib32|lib64|libx32)\//.test(path) ? [path, `/usr${path}`] : [path];
+}
+
+export class DpkgDb {
+  private readonly installed: Map<string, { arch: string; multiArchSame: boolean }>;
+  private readonly owners = new Map<string, InstalledPackage | null>();
+  private listFiles: string[] | undefined;
+
+  /** Throws when admindir/status cannot be read (no dpkg database there). */
+  constructor(readonly admindir: string) {
+    this.installed = parseStatus(readFileSync(join(admindir, 'status'), 'utf8'));
+  }
+
+  /** How many packages are installed. */
+  get size(): number {
+    return this.installed.size;
+  }
+
+  private infoKey(name: string): string {
+    const p = this.installed.get(name);
+    return p?.multiArchSame ? `${name}:${p.arch}` : name;
+  }
+
+  /**
+   * The installed package that lists `path` (tried under each merged-/usr alias), with the alias
+   * it is listed under; null when none does. Reads every .list file on a miss (~800 on a Debian
+   * desktop): once per path per snapshot.
+   */
+  owner(path: string): { pkg: InstalledPackage; listed: string } | null {
+    for (const alias of mergedUsrAliases(path)) {
+      let hit = this.owners.get(alias);
+      if (hit === undefined) {
+        hit = this.scan(alias);
+        this.owners.set(alias, hit);
+      }
+      if (hit) return { pkg: hit, listed: alias };
+    }
+    return null;
+  }
+
+  private scan(path: string): InstalledPackage | null {
+    this.listFiles ??= readdirSync(join(this.admindir, 'info')).filter((f) => f.endsWith('.list'));
+    const needle = `\n${path}\n`;
+    for (const f of this.listFiles) {
+      const key = f.slice(0, -'.list'.length);
+      const name = key.split(':')[0]!;
+      if (!this.installed.has(name)) continue; // a leftover of a removed package
+      let text: string;
+      try {
+        text = readFileSync(join(this.admindir, 'info', f), 'utf8');
+      } catch {
+        continue;
+      }
+      if (`\n${text}`.includes(needle)) return { key: this.infoKey(name), name };
+    }
+    return null;
+  }
+
+  /** The md5 (hex) the package recorded for a path it lists, or null when it recorded none. */
+  md5(pkg: InstalledPackage, listed: string): string | null {
+    let text: string;
+    try {
+      text = readFileSync(join(this.admindir, 'info', `${pkg.key}.md5sums`), 'utf8');
+    } catch {
+      return null;
+    }
+    const rel = listed.replace(/^\//, '');
+    for (const line of text.split('\n')) {
+      const m = /^([0-9a-f]{32}) +(.*)$/.exec(line);
+      if (m && m[2] === rel) return m[1]!;
+    }
+    return null;
+  }
+}

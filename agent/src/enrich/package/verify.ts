@@ -1,0 +1,143 @@
+// The writer's package facts (ldguard.package): which package owns its executable, and whether the
+// image the process runs has the bytes the package database recorded. This is what an exclusion by
+// name cannot give: a copy of cp named dnf, or a process that set its comm to dnf, has the name
+// but not a package manager's package and bytes.
+// When: on the event as it arrived, before the rules (their verdict reads these facts), while the
+// writer is normally still alive. The image is read through /proc/PID/exe, the inode the process
+// runs, not the path: a binary swapped at the path after exec is judged by what ran. The pid is
+// first checked to be the same process (start time), because pid_max is small and pids are reused.
+// Cost: one stat and one read of /proc/PID/status per event; a hash of the image and a database
+// lookup only per new (device, inode, size, ctime), cached until the database changes. Bounded:
+// at most CACHE_MAX images, the cache starts over when full.
+import { createHash } from 'node:crypto';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PackageFacts } from '../../../../shared/ecs.js';
+import type { ProcFacts } from '../../source/source.js';
+import { DpkgDb, dpkgStamp } from './dpkg-db.js';
+import { isPackageManagerPackage } from './managers.js';
+
+const CACHE_MAX = 4096;
+/** Images larger than this are not hashed on the hot path (dockerd is ~100 MB; this is 4x that). */
+const HASH_MAX_BYTES = 512 * 1024 * 1024;
+
+type ImageVerdict = Omit<PackageFacts, 'manager'>;
+
+/** /proc/PID/stat field 22; null when the process is gone. */
+function startTicks(pid: number): number | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[19]);
+  } catch {
+    return null;
+  }
+}
+
+/** TracerPid from /proc/PID/status: a traced process may run code its image does not hold. */
+function tracerPid(pid: number): number | null {
+  try {
+    const m = /^TracerPid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+export class PackageVerifier {
+  private readonly dbs = new Map<string, { stamp: string; db: DpkgDb }>();
+  private readonly cache = new Map<string, ImageVerdict>();
+  readonly counts = { hashed: 0, cacheHits: 0 };
+
+  /**
+   * realRoot: the agent's --root, real path. An executable under it is judged against that root's
+   * database (ROOT/var/lib/dpkg) under its path inside the root; one outside it (the agent's own
+   * side) against the agent's host database, /var/lib/dpkg.
+   */
+  constructor(
+    private readonly realRoot: string,
+    private readonly hostAdmindir = '/var/lib/dpkg',
+  ) {}
+
+  /**
+   * attribution: the source's (RawFileEvent.attribution). Only a live_proc writer is judged: with
+   * exec_cache the writer has exited or exec'd since, so /proc/PID/exe is no longer the image
+   * that wrote (a fake dnf that writes, then execs the real dpkg, must not borrow its verdict).
+   */
+  facts(pid: number, p: ProcFacts, attribution: string): PackageFacts {
+    if (attribution !== 'live_proc') return { manager: 'dpkg', verdict: 'inconclusive', reason: 'writer_gone' };
+    const v = this.judge(pid, p);
+    return { manager: 'dpkg', ...v };
+  }
+
+  private judge(pid: number, p: ProcFacts): ImageVerdict {
+    if (pid <= 0 || p.exe === null) return { verdict: 'inconclusive', reason: 'writer_unknown' };
+    if (p.startTicks === null || startTicks(pid) !== p.startTicks) return { verdict: 'inconclusive', reason: 'writer_gone' };
+    const tracer = tracerPid(pid);
+    if (tracer === null) return { verdict: 'inconclusive', reason: 'writer_gone' };
+    let st;
+    try {
+      st = statSync(`/proc/${pid}/exe`, { bigint: true });
+    } catch {
+      return { verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    // The image now running must be the one the source named: an exec in between changes it.
+    try {
+      if (readlinkSync(`/proc/${pid}/exe`) !== p.exe) return { verdict: 'inconclusive', reason: 'writer_gone' };
+    } catch {
+      return { verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    const { admindir, path } = this.where(p.exe);
+    const stamp = dpkgStamp(admindir);
+    if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${admindir}:${stamp}:${path}`;
+    let v = this.cache.get(key);
+    if (v) this.counts.cacheHits++;
+    else {
+      v = this.image(pid, path, admindir, stamp, Number(st.size));
+      if (this.cache.size >= CACHE_MAX) this.cache.clear();
+      this.cache.set(key, v);
+    }
+    // The tracer is the process's, not the image's: checked every time, never cached.
+    if (tracer !== 0 && v.verdict === 'verified') return { ...v, verdict: 'inconclusive', reason: 'traced' };
+    return v;
+  }
+
+  private where(exe: string): { admindir: string; path: string } {
+    const root = this.realRoot;
+    if (root !== '/' && exe.startsWith(`${root}/`)) return { admindir: join(root, 'var/lib/dpkg'), path: exe.slice(root.length) };
+    return { admindir: this.hostAdmindir, path: exe };
+  }
+
+  private db(admindir: string, stamp: string): DpkgDb | null {
+    const held = this.dbs.get(admindir);
+    if (held?.stamp === stamp) return held.db;
+    try {
+      const db = new DpkgDb(admindir);
+      this.dbs.set(admindir, { stamp, db });
+      return db;
+    } catch {
+      return null;
+    }
+  }
+
+  private image(pid: number, path: string, admindir: string, stamp: string, size: number): ImageVerdict {
+    if (path.endsWith(' (deleted)')) return { verdict: 'inconclusive', reason: 'image_deleted' };
+    const db = this.db(admindir, stamp);
+    if (!db) return { verdict: 'inconclusive', reason: 'no_database' };
+    const owner = db.owner(path);
+    if (!owner) return { verdict: 'inconclusive', reason: 'not_in_any_package' };
+    const named = { name: owner.pkg.name, ...(isPackageManagerPackage(owner.pkg.name) ? { role: 'package_manager' as const } : {}) };
+    const want = db.md5(owner.pkg, owner.listed);
+    if (!want) return { ...named, verdict: 'inconclusive', reason: 'no_md5sum' };
+    if (size > HASH_MAX_BYTES) return { ...named, verdict: 'inconclusive', reason: 'too_large' };
+    let got: string;
+    try {
+      got = createHash('md5').update(readFileSync(`/proc/${pid}/exe`)).digest('hex');
+    } catch {
+      return { ...named, verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    this.counts.hashed++;
+    return got === want ? { ...named, verdict: 'verified', reason: 'md5_matches' } : { ...named, verdict: 'mismatch', reason: 'md5_differs' };
+  }
+}

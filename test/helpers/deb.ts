@@ -1,0 +1,45 @@
+// Real Debian packages for tests, made and installed by the genuine tools: dpkg-deb builds the
+// .deb, dpkg installs it into a scratch root with its own database (ROOT/var/lib/dpkg), never
+// into the system's.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { tempDir } from './temp.js';
+
+/** Gives ROOT the empty database dpkg --root needs (status, info/, updates/, available). */
+export function dpkgDatabase(root: string): string {
+  const admin = join(root, 'var/lib/dpkg');
+  for (const d of ['info', 'updates', 'triggers']) mkdirSync(join(admin, d), { recursive: true });
+  writeFileSync(join(admin, 'status'), '');
+  writeFileSync(join(admin, 'available'), '');
+  return admin;
+}
+
+/**
+ * "ldg-fakepm": a copy of /bin/cp shipped as /usr/bin/dnf (a tool with a package manager's name
+ * that is no package manager), plus a marker under /lib64 for the merged-/usr alias lookups.
+ * Returns the .deb's path.
+ */
+export function buildFakePm(): string {
+  const stage = join(tempDir('ldg-deb-'), 'ldg-fakepm');
+  mkdirSync(join(stage, 'DEBIAN'), { recursive: true });
+  writeFileSync(
+    join(stage, 'DEBIAN/control'),
+    'Package: ldg-fakepm\nVersion: 1.0\nArchitecture: all\nMaintainer: ldguard tests <tests@ldguard.invalid>\nDescription: cp shipped under a package manager name\n',
+  );
+  const files: Array<[string, string]> = [['/bin/cp', 'usr/bin/dnf']];
+  for (const [from, to] of files) {
+    mkdirSync(dirname(join(stage, to)), { recursive: true });
+    copyFileSync(from, join(stage, to));
+    chmodSync(join(stage, to), 0o755);
+  }
+  mkdirSync(join(stage, 'lib64'), { recursive: true });
+  writeFileSync(join(stage, 'lib64/ldg-fakepm.marker'), 'marker\n');
+  execFileSync('dpkg-deb', ['--root-owner-group', '--build', stage, `${stage}.deb`], { stdio: 'pipe' });
+  return `${stage}.deb`;
+}
+
+/** Installs a .deb into ROOT with the genuine dpkg, against ROOT's own database. */
+export function dpkgInstall(root: string, deb: string): void {
+  execFileSync('dpkg', [`--root=${root}`, '--force-script-chrootless', '--force-unsafe-io', '-i', deb], { stdio: 'pipe' });
+}
