@@ -7,7 +7,7 @@ import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { compileWildcard, fieldConstraint } from '../../shared/eql/index.js';
+import { compileWildcard, type Expr } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } from './byte-path.js';
 import { fsyncDir } from './fsync-dir.js';
@@ -24,31 +24,65 @@ export interface FoundFile {
   inode: number;
 }
 
-/** A test for host paths the rules' file.path constraints can match; null when they cannot be bounded. */
+/**
+ * A test for host paths the rules can match; null when one rule's cannot be bounded (then the
+ * rescan cannot tell what to look for). Derived from each rule's conditions on file.path,
+ * file.directory and file.name, through and/or (a rule that names paths in one branch and a
+ * directory and names in another, as the masquerade rule does, is still a path test): a sound
+ * over-approximation, case-insensitive even where the rule is not.
+ */
 export function pathMatcher(rules: readonly Rule[]): ((hostPath: string) => boolean) | null {
   const tests: Array<(p: string) => boolean> = [];
   for (const r of rules) {
-    const c = fieldConstraint(r.ast, 'file.path');
-    if (!c) {
-      // A rule that pins file.directory and file.name (the multiarch rule) is a path test too.
-      const dirs = fieldConstraint(r.ast, 'file.directory');
-      const names = fieldConstraint(r.ast, 'file.name');
-      if (!dirs || !names) return null;
-      const inDir = [...dirs.patterns.map((p) => compileWildcard(p, true)), ...dirs.exact.map((e) => (v: string) => v.toLowerCase() === e.toLowerCase())];
-      const named = [...names.patterns.map((p) => compileWildcard(p, true)), ...names.exact.map((e) => (v: string) => v.toLowerCase() === e.toLowerCase())];
-      tests.push((p) => {
-        const cut = p.lastIndexOf('/');
-        const dir = cut <= 0 ? '/' : p.slice(0, cut);
-        const name = p.slice(cut + 1);
-        return inDir.some((t) => t(dir)) && named.some((t) => t(name));
-      });
-      continue;
-    }
-    for (const p of c.patterns) tests.push(compileWildcard(p, true));
-    for (const e of c.exact) tests.push((v) => v === e);
+    const t = pathTest(r.ast.condition);
+    if (!t) return null;
+    tests.push(t);
   }
   return (p) => tests.some((t) => t(p));
 }
+
+type PathTest = (hostPath: string) => boolean;
+
+/** The paths `e` can match, as a test (see pathMatcher); null when it does not bound them. */
+function pathTest(e: Expr): PathTest | null {
+  switch (e.kind) {
+    case 'and': {
+      const l = pathTest(e.left);
+      const r = pathTest(e.right);
+      return l && r ? (p) => l(p) && r(p) : l ?? r;
+    }
+    case 'or': {
+      const l = pathTest(e.left);
+      const r = pathTest(e.right);
+      return l && r ? (p) => l(p) || r(p) : null;
+    }
+    case 'bool':
+      return e.value ? null : () => false;
+    case 'compare':
+    case 'in':
+    case 'like': {
+      const part = PATH_PARTS[e.field.path];
+      if (!part) return null;
+      let values: Array<(v: string) => boolean>;
+      if (e.kind === 'like') values = e.patterns.map((p) => compileWildcard(p, true));
+      else {
+        const exact = e.kind === 'in' ? e.values : e.op === '==' ? [e.value] : [];
+        if (exact.length === 0 || exact.some((v) => typeof v !== 'string')) return null;
+        values = (exact as string[]).map((x) => (v: string) => v.toLowerCase() === x.toLowerCase());
+      }
+      return (p) => values.some((t) => t(part(p)));
+    }
+    default:
+      return null;
+  }
+}
+
+/** The part of a host path each path field holds. */
+const PATH_PARTS: Record<string, (p: string) => string> = {
+  'file.path': (p) => p,
+  'file.directory': (p) => (p.lastIndexOf('/') <= 0 ? '/' : p.slice(0, p.lastIndexOf('/'))),
+  'file.name': (p) => p.slice(p.lastIndexOf('/') + 1),
+};
 
 /**
  * Files under the watched directories that match, descending into subdirectories whose names pass

@@ -13,6 +13,7 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
+import { carriesManagerName } from './enrich/package/managers.js';
 import type { PackageVerifier } from './enrich/package/verify.js';
 import { ecsParent, ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
@@ -252,7 +253,9 @@ export class Pipeline {
       },
     };
     // Before the rules, as the rest of the process facts: the masquerade rule reads the verdict.
-    if (raw.process && this.o.packages) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
+    // Only for a writer carrying a package manager's name (see PACKAGE_MANAGER_NAMES: a lookup can
+    // cost 90 ms, and no rule reads another writer's verdict).
+    if (raw.process && this.o.packages && carriesManagerName(raw.process)) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
     if (event.process.user) event.user = { ...event.process.user };
     if (event.process.group) event.group = { ...event.process.group };
     return event;

@@ -4,37 +4,74 @@
 // file.directory and file.name instead (the multiarch rule) gives its file.name prefixes, in every
 // directory: wider than needed, never narrower. The reduction only ever widens: a pattern whose
 // wildcard could reach the directory itself forwards everything (''), and a rule that pins neither
-// file.path nor file.name to a finite set of patterns forwards everything too.
-import { fieldConstraint } from '../../shared/eql/index.js';
+// file.path nor file.name to a finite set of patterns forwards everything too. The conditions are
+// read through and/or: a rule naming paths in one branch and names in another is still bounded.
+import { fieldConstraint, type Expr } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
 
-/** Name prefixes (lowercase) for files directly inside a directory known by these host paths. */
+/**
+ * Name prefixes (lowercase) for files directly inside a directory known by these host paths: what
+ * the kernel's name filter lets through. Derived from each rule's file.path and file.name
+ * conditions through and/or, so that a rule naming paths in one branch and a directory and names
+ * in another (the masquerade rule) still bounds its names. [''] (everything) when a rule does not.
+ */
 export function namePrefixes(rules: readonly Rule[], hostDirs: readonly string[]): string[] {
   const out = new Set<string>();
   for (const rule of rules) {
-    const c = fieldConstraint(rule.ast, 'file.path');
-    if (!c) {
-      const names = fieldConstraint(rule.ast, 'file.name');
-      if (!names) return [''];
-      for (const n of [...names.patterns, ...names.exact]) out.add(n.toLowerCase().split(/[*?]/)[0]!);
-      continue;
-    }
-    // An exact value's '*' or '?' is literal; cutting the prefix there only widens it, which is safe.
-    for (const pattern of [...c.patterns, ...c.exact]) {
-      const p = pattern.toLowerCase();
-      const wild = p.search(/[*?]/);
-      const head = wild < 0 ? p : p.slice(0, wild);
-      for (const d of hostDirs) {
-        const dir = d.toLowerCase().replace(/\/+$/, '') + '/';
-        if (dir.startsWith(head)) {
-          if (wild >= 0) out.add(''); // the wildcard may stand for the directory part: anything can match
-        } else if (head.startsWith(dir)) {
-          out.add(head.slice(dir.length).split('/')[0]!);
-        }
-      }
-    }
+    const p = prefixesOf(rule.ast.condition, hostDirs);
+    if (!p) return [''];
+    for (const x of p) out.add(x);
   }
   return out.has('') ? [''] : [...out].sort();
+}
+
+/** The name prefixes `e` can match in hostDirs (see namePrefixes); null when it does not bound them. */
+function prefixesOf(e: Expr, hostDirs: readonly string[]): Set<string> | null {
+  switch (e.kind) {
+    case 'and': {
+      // Either side alone is a sound bound; the smaller one filters more.
+      const l = prefixesOf(e.left, hostDirs);
+      const r = prefixesOf(e.right, hostDirs);
+      if (!l || !r) return l ?? r;
+      return l.size <= r.size ? l : r;
+    }
+    case 'or': {
+      const l = prefixesOf(e.left, hostDirs);
+      const r = prefixesOf(e.right, hostDirs);
+      return l && r ? new Set([...l, ...r]) : null;
+    }
+    case 'bool':
+      return e.value ? null : new Set();
+    case 'compare':
+    case 'in':
+    case 'like': {
+      if (e.field.path !== 'file.path' && e.field.path !== 'file.name') return null;
+      const values = e.kind === 'like' ? e.patterns : e.kind === 'in' ? e.values : e.op === '==' ? [e.value] : [];
+      if (values.length === 0 || values.some((v) => typeof v !== 'string')) return null;
+      const out = new Set<string>();
+      // An exact value's '*' or '?' is literal; cutting the prefix there only widens it, which is safe.
+      for (const v of values as string[]) {
+        const low = v.toLowerCase();
+        const wild = low.search(/[*?]/);
+        const head = wild < 0 ? low : low.slice(0, wild);
+        if (e.field.path === 'file.name') {
+          out.add(head);
+          continue;
+        }
+        for (const d of hostDirs) {
+          const dir = d.toLowerCase().replace(/\/+$/, '') + '/';
+          if (dir.startsWith(head)) {
+            if (wild >= 0) out.add(''); // the wildcard may stand for the directory part: anything can match
+          } else if (head.startsWith(dir)) {
+            out.add(head.slice(dir.length).split('/')[0]!);
+          }
+        }
+      }
+      return out;
+    }
+    default:
+      return null;
+  }
 }
 
 /**

@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PACKAGE_MANAGER_NAMES } from '../../agent/src/enrich/package/managers.js';
 import { bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
 
 const rule = readFileSync(join(bundledRulesDir(), 'ldguard/ldguard_ld_so_package_manager_masquerade.toml'), 'utf8');
@@ -39,5 +40,9 @@ describe('masquerade rule names', () => {
   it('compares the same names with the executable basename, each within comm\'s 15 characters', () => {
     expect([...basenames].sort()).toEqual([...names].sort());
     for (const n of names) expect(n.length, n).toBeLessThanOrEqual(15);
+  });
+
+  it('names exactly the writers the agent judges against their package database (PACKAGE_MANAGER_NAMES)', () => {
+    expect([...names].sort()).toEqual([...PACKAGE_MANAGER_NAMES].sort());
   });
 });

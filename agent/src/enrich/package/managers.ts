@@ -11,3 +11,22 @@ const PACKAGE_MANAGER_PACKAGES: ReadonlySet<string> = new Set([
 export function isPackageManagerPackage(name: string): boolean {
   return PACKAGE_MANAGER_PACKAGES.has(name);
 }
+
+/**
+ * The names package managers run under: both upstream revisions' exclusions, plus zypper and
+ * packagekitd (the masquerade rule compares the same list with comm and with the executable's
+ * basename; test/unit/masquerade-rule.test.ts keeps the two equal). A writer is judged against its
+ * package database only when it carries one of them: a miss reads every .list file (45-90 ms here,
+ * 828 packages), which any other writer would otherwise make the agent pay for each new executable,
+ * and only a writer carrying such a name has a verdict that a rule reads.
+ */
+export const PACKAGE_MANAGER_NAMES: ReadonlySet<string> = new Set([
+  'dockerd', 'yum', 'dnf', 'microdnf', 'pacman', 'dpkg', 'rpm', 'snapd', 'podman', 'dnf-automatic', 'dpkg-divert',
+  'apk', 'apt', 'puppet', 'chef-client', 'autossl_check', 'pamac-daemon', 'platform-python', 'snap-update-ns', 'crio',
+  'buildah', 'dnf5', 'pamac', 'zypper', 'packagekitd',
+]);
+
+/** True when the writer's comm or executable basename is a package manager's name. */
+export function carriesManagerName(p: { comm: string | null; exe: string | null }): boolean {
+  return (p.comm !== null && PACKAGE_MANAGER_NAMES.has(p.comm)) || (p.exe !== null && PACKAGE_MANAGER_NAMES.has(p.exe.slice(p.exe.lastIndexOf('/') + 1)));
+}
