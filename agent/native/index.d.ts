@@ -127,6 +127,14 @@ export interface NativeEvent {
   /** Present only when `name` is not valid UTF-8 (e.g. "ld-linux-x86-64.so.2\xff"): its exact
    * bytes. Valid names, nearly all, carry nothing more. */
   rawName?: Buffer;
+  /** moved_to only: the renamed file's directory (real path, as resolved when the event was read)
+   * and old name, from FAN_RENAME (Linux 5.17). Absent, never guessed, when the kernel does not
+   * report it or the directory cannot be resolved (deleted since, or on a filesystem whose handles
+   * cannot be decoded). rawOriginalDir/rawOriginalName as rawDir/rawName. */
+  originalDir?: string;
+  originalName?: string;
+  rawOriginalDir?: Buffer;
+  rawOriginalName?: Buffer;
   isDir: boolean;
   /** Thread-group id of the writer (of a close_write: of the closer); 0 when unknown (overflow, an
    * inferred close_write). */

@@ -233,7 +233,7 @@ export class Pipeline {
         created: at,
         outcome: 'success',
       },
-      file: { ...fileNames(hostPath), ...(raw.isDir ? { type: 'dir' } : {}) },
+      file: { ...fileNames(hostPath), ...(raw.isDir ? { type: 'dir' } : {}), ...originalOf(raw, this.o.realRoot) },
       // An unidentified writer keeps what is known: its pid, and its parent (who ran it).
       process: raw.process
         ? ecsProcess(raw.process, raw.parent, host.id ?? '', this.o.names, this.o.realRoot)
@@ -317,4 +317,13 @@ export class Pipeline {
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
+}
+
+/** A rename's source as Elastic Defend reports it (file.Ext.original.path and .name), in the host's
+ * view like file.path; nothing when the source did not say where the file came from. */
+function originalOf(raw: RawFileEvent, realRoot: string): Pick<FileEvent['file'], 'Ext'> {
+  if (raw.kind !== 'moved_to' || raw.originalDir === undefined || raw.originalName === undefined) return {};
+  const real = eventPath({ dir: raw.originalDir, name: raw.originalName, rawDir: raw.rawOriginalDir, rawName: raw.rawOriginalName });
+  const path = displayPath(hostPathOf(realRoot, real));
+  return { Ext: { original: { path, name: path.slice(path.lastIndexOf('/') + 1) } } };
 }

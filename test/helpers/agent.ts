@@ -41,7 +41,7 @@ export interface RunningAgent {
  * scratch root when none is given) are removed by stop(), or at once when it does not start; a
  * caller's own root and state folder are the caller's to remove.
  */
-export async function startAgent(opts: { root?: string; stateDir?: string; source?: string; extra?: string[]; env?: NodeJS.ProcessEnv; nice?: number } = {}): Promise<RunningAgent> {
+export async function startAgent(opts: { root?: string; stateDir?: string; source?: string; extra?: string[]; env?: NodeJS.ProcessEnv; nice?: number; wrap?: string[] } = {}): Promise<RunningAgent> {
   const root = opts.root ?? scratchRoot();
   const work = mkdtempSync(join(tmpdir(), 'ldg-agent-'));
   const remove = () => {
@@ -55,7 +55,7 @@ export async function startAgent(opts: { root?: string; stateDir?: string; sourc
   try {
     d = await startDaemon(
       ['agent', '--root', root, '--state-dir', stateDir, '--alerts-file', alertsFile, '--socket', socket, '--source', opts.source ?? 'fanotify', ...(opts.extra ?? [])],
-      { env: opts.env, nice: opts.nice },
+      { env: opts.env, nice: opts.nice, wrap: opts.wrap },
     );
   } catch (err) {
     remove();

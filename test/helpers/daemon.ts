@@ -18,9 +18,12 @@ export interface Daemon {
  * `nice`: start it at this nice value (nice(1) execs it, so the pid is the daemon's), as a unit's
  * Nice= does. `umask`: start it with this umask (a shell sets it and execs, so the pid is the
  * daemon's), as a login shell outside systemd would, rather than inheriting the test runner's.
+ * `wrap`: a command that runs the daemon (its argv is appended), e.g. unshare(1) to start it in a
+ * pid namespace of its own; the pid is then the wrapper's, which must pass SIGTERM on.
  */
-export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number; nice?: number; umask?: number } = {}): Promise<Daemon> {
+export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number; nice?: number; umask?: number; wrap?: string[] } = {}): Promise<Daemon> {
   const argv = [process.execPath, CLI, ...args];
+  if (opts.wrap) argv.unshift(...opts.wrap);
   if (opts.nice !== undefined) argv.unshift('nice', '-n', String(opts.nice));
   if (opts.umask !== undefined) argv.unshift('/bin/sh', '-c', `umask ${opts.umask.toString(8).padStart(3, '0')} && exec "$@"`, 'sh');
   const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });

@@ -2,7 +2,7 @@
 // Each case ends in an alert that names the path and, where knowable, the exact writer; and no
 // case gives two alerts for one operation.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
@@ -80,6 +80,20 @@ describe.skipIf(!isRoot)('kernel view with fanotify (skipped: needs root for fan
         expect(a.process.executable).toBe('/memfd:ldg-payload (deleted)');
       }
     }
+  });
+
+  it('a rename into place carries its source, as Elastic Defend does: file.Ext.original.path and .name', async () => {
+    const staged = join(realpathSync(agent.stateDir), 'staged-loader');
+    writeFileSync(staged, 'not a loader');
+    expect(spawnSync('mv', [staged, join(agent.root, 'lib64/ld-linux-x86-64.so.2.origin')]).status).toBe(0);
+    // dpkg's way: NAME.dpkg-new renamed over NAME in the same directory, reported in the host's view.
+    writeFileSync(join(agent.root, 'lib64/ld-linux-x86-64.so.2.dpkg-new'), 'x');
+    expect(spawnSync('mv', [join(agent.root, 'lib64/ld-linux-x86-64.so.2.dpkg-new'), join(agent.root, 'lib64/ld-linux-x86-64.so.2.final')]).status).toBe(0);
+    const alerts = await settle('origin');
+    const origin = alerts.filter((a) => a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.origin');
+    expect(origin.map((a) => [a.rule.name, a.file.Ext?.original])).toEqual([[RENAMED, { path: staged, name: 'staged-loader' }]]);
+    const final = alerts.filter((a) => a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.final');
+    expect(final.map((a) => a.file.Ext?.original)).toEqual([{ path: '/usr/lib64/ld-linux-x86-64.so.2.dpkg-new', name: 'ld-linux-x86-64.so.2.dpkg-new' }]);
   });
 
   it('a FIFO is not reported as file.type "file": file.type is left out and ldguard.file_type says fifo', async () => {

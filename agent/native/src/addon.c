@@ -274,6 +274,12 @@ static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned
   set(env, o, "name", str_or_null(env, e->name ? e->name : ""));
   set_raw_if_needed(env, o, "rawDir", e->dir);
   set_raw_if_needed(env, o, "rawName", e->name);
+  if (kind == LDG_MOVED_TO && e->orig_dir && e->orig_name) {
+    set(env, o, "originalDir", str_or_null(env, e->orig_dir));
+    set(env, o, "originalName", str_or_null(env, e->orig_name));
+    set_raw_if_needed(env, o, "rawOriginalDir", e->orig_dir);
+    set_raw_if_needed(env, o, "rawOriginalName", e->orig_name);
+  }
   napi_get_boolean(env, e->is_dir, &v), set(env, o, "isDir", v);
   napi_create_int32(env, e->pid, &v), set(env, o, "pid", v);
   napi_create_bigint_int64(env, e->time_ns, &v), set(env, o, "timeNs", v);

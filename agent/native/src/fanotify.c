@@ -40,6 +40,12 @@
 #endif
 
 #define DIR_MASK (FAN_CREATE | FAN_MOVED_TO | FAN_ONDIR | FAN_EVENT_ON_CHILD)
+/* The main group asks for FAN_RENAME instead of FAN_MOVED_TO (Linux 5.17): one event per rename
+ * that names both the old and the new directory and name, so a rename into place carries its
+ * source (file.Ext.original.*). It fires when either directory is marked: watched() keeps only
+ * renames whose new directory is watched. The doorbell reports no names, which FAN_RENAME
+ * needs, so it keeps FAN_MOVED_TO. */
+#define MAIN_MASK(w) ((w)->no_rename ? DIR_MASK : (FAN_CREATE | FAN_RENAME | FAN_ONDIR | FAN_EVENT_ON_CHILD))
 #define BUF_SIZE (256 * 1024)
 #define HSLOTS 1024
 
@@ -121,7 +127,12 @@ int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, st
     free(real);
     return -1;
   }
-  if (fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0) {
+  int rc = fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, MAIN_MASK(w), AT_FDCWD, real);
+  if (rc < 0 && errno == EINVAL && !w->no_rename) {
+    w->no_rename = 1;                /* an older kernel: renames come without their source */
+    rc = fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, MAIN_MASK(w), AT_FDCWD, real);
+  }
+  if (rc < 0) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "fanotify_mark(2) failed for %s", real);
     free(real);
     return -1;
@@ -162,7 +173,7 @@ int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *
   char *real = realpath(path, NULL);
   const char *p = real ? real : path;
   /* A deleted directory lost its mark with its inode: only the table needs updating. */
-  if (real && fanotify_mark(w->fan_fd, FAN_MARK_REMOVE | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0 &&
+  if (real && fanotify_mark(w->fan_fd, FAN_MARK_REMOVE | FAN_MARK_ONLYDIR, MAIN_MASK(w), AT_FDCWD, real) < 0 &&
       errno != ENOENT) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "fanotify_mark(2) FAN_MARK_REMOVE failed for %s", real);
     free(real);
@@ -388,6 +399,36 @@ static char *watched(struct ldg_watcher *w, const struct hkey *k, const char *na
   return path;
 }
 
+/* The handle and name of a DFID_NAME-like info record; 0 when the handle is too big. */
+static int fid_key(const struct fanotify_event_info_header *h, struct hkey *k, const char **name) {
+  const struct fanotify_event_info_fid *fid = (const void *)h;
+  const struct file_handle *fh = (const struct file_handle *)fid->handle;
+  if (fh->handle_bytes > MAX_HANDLE_SZ) return 0;
+  memcpy(k->fsid, &fid->fsid, 8);
+  k->type = fh->handle_type;
+  k->len = fh->handle_bytes;
+  memcpy(k->bytes, fh->f_handle, k->len);
+  if (h->info_type != FAN_EVENT_INFO_TYPE_DFID) *name = (const char *)fh->f_handle + fh->handle_bytes;
+  return 1;
+}
+
+/* A rename's source directory, malloc'ed: a watched directory's path, or the handle decoded now
+ * (not from the cache of exec directories, which may name where the directory used to be: a
+ * rename is rare enough to pay one open_by_handle_at). NULL when it cannot be told: the kernel
+ * resolves a deleted directory to "PATH (deleted)", which is not a path. */
+static char *source_dir(struct ldg_watcher *w, const struct hkey *k) {
+  int passes;
+  char *path = watched(w, k, "", 1, &passes);
+  if (path) return path;
+  path = decode_dir(w, k);
+  size_t n = path ? strlen(path) : 0;
+  if (path && n >= 10 && strcmp(path + n - 10, " (deleted)") == 0) {
+    free(path);
+    path = NULL;
+  }
+  return path;
+}
+
 static void trace(struct ldg_watcher *w, const struct fanotify_event_metadata *m, const char *dir,
                   const char *name) {
   if (w->trace)
@@ -404,22 +445,19 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
     struct hkey k;
     const char *name = NULL;
     int have_fid = 0;
+    struct hkey old_k;               /* FAN_RENAME: where the file came from */
+    const char *old_name = NULL;
+    int have_old = 0;
     for (size_t off = m->metadata_len; off + sizeof(struct fanotify_event_info_header) <= m->event_len;) {
       struct fanotify_event_info_header *h = (void *)((char *)m + off);
       if (h->len == 0 || off + h->len > m->event_len) break;
       if (h->info_type == FAN_EVENT_INFO_TYPE_PIDFD) {
         pidfd = ((struct fanotify_event_info_pidfd *)h)->pidfd;
-      } else if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || h->info_type == FAN_EVENT_INFO_TYPE_DFID) {
-        struct fanotify_event_info_fid *fid = (void *)h;
-        struct file_handle *fh = (struct file_handle *)fid->handle;
-        if (fh->handle_bytes <= MAX_HANDLE_SZ) {
-          memcpy(k.fsid, &fid->fsid, 8);
-          k.type = fh->handle_type;
-          k.len = fh->handle_bytes;
-          memcpy(k.bytes, fh->f_handle, k.len);
-          have_fid = 1;
-          if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) name = (const char *)fh->f_handle + fh->handle_bytes;
-        }
+      } else if (h->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || h->info_type == FAN_EVENT_INFO_TYPE_DFID ||
+                 h->info_type == FAN_EVENT_INFO_TYPE_NEW_DFID_NAME) {
+        if (fid_key(h, &k, &name)) have_fid = 1;
+      } else if (h->info_type == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME) {
+        if (fid_key(h, &old_k, &old_name)) have_old = 1;
       }
       off += h->len;
     }
@@ -442,7 +480,7 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
       if (dir) snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name);
       ldg_cache_on_exec_open(&w->cache, m->pid, dir ? path : NULL);
     }
-    unsigned kinds = ((m->mask & FAN_CREATE) ? LDG_CREATE : 0) | ((m->mask & FAN_MOVED_TO) ? LDG_MOVED_TO : 0);
+    unsigned kinds = ((m->mask & FAN_CREATE) ? LDG_CREATE : 0) | ((m->mask & (FAN_MOVED_TO | FAN_RENAME)) ? LDG_MOVED_TO : 0);
     int closed = (m->mask & FAN_CLOSE_WRITE) && have_fid && name;
     int passes = 0;
     char *dir = (kinds || closed) && have_fid && name ? watched(w, &k, name, closed, &passes) : NULL;
@@ -460,6 +498,8 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
       struct ldg_event ev = {.kinds = kinds, .is_dir = !!(m->mask & FAN_ONDIR), .dir = dir,
                              .name = strdup(name), .pid = m->pid, .time_ns = now, .pidfd = pidfd};
       pidfd = -1;                    /* the pending event owns it now */
+      if ((kinds & LDG_MOVED_TO) && have_old && old_name && (ev.orig_dir = source_dir(w, &old_k)))
+        ev.orig_name = strdup(old_name);
       /* A new regular file: ask for its close-write, or learn that its write is complete (then
        * it goes on as if its close-write had arrived with it). A close-write merged into this
        * event belonged to the file this name had before. */

@@ -163,6 +163,10 @@ enum ldg_attr { LDG_ATTR_UNKNOWN = 0, LDG_ATTR_LIVE, LDG_ATTR_CACHE };
 struct ldg_event {
   unsigned kinds, is_dir;
   char *dir, *name;
+  /* A rename's source (FAN_RENAME): its directory as this host resolves it now and its old name;
+   * both NULL when the kernel did not report it (before Linux 5.17) or the directory could not
+   * be resolved (deleted, on a filesystem we cannot decode handles of). Never guessed. */
+  char *orig_dir, *orig_name;
   pid_t pid;
   int64_t time_ns;           /* CLOCK_REALTIME when read */
   int attribution;
@@ -229,6 +233,7 @@ struct ldg_watcher {
   int bell_fd;               /* doorbell group: the directory marks alone (fanotify.c); -1 = none */
   int nl_exec_fd, nl_lazy_fd;/* process connector: EXEC, and FORK/EXIT/COMM (procconn.c) */
   int pidfd;                 /* FAN_REPORT_PIDFD accepted */
+  int no_rename;             /* the kernel refused FAN_RENAME: FAN_MOVED_TO, without the source */
   volatile int bell_ok;      /* every watched directory is also marked in the doorbell group */
   int exec_cache;
   uint64_t grace_ns;

@@ -98,6 +98,8 @@ void ldg_pending_push(struct ldg_watcher *w, struct ldg_event *e) {
     if (!n) {                        /* out of memory: drop this event, keep the batch */
       free(e->dir);
       free(e->name);
+      free(e->orig_dir);
+      free(e->orig_name);
       if (e->pidfd >= 0) close(e->pidfd);
       ldg_image_put(e->cap_img);
       return;
@@ -112,6 +114,8 @@ void ldg_pending_push(struct ldg_watcher *w, struct ldg_event *e) {
 static void event_free(struct ldg_event *e) {
   free(e->dir);
   free(e->name);
+  free(e->orig_dir);
+  free(e->orig_name);
   ldg_proc_free(&e->proc);
   ldg_proc_free(&e->parent);
   ldg_proc_free(&e->live);

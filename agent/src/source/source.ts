@@ -22,6 +22,11 @@ export interface RawFileEvent {
    * byte-path.ts's eventPath() gives the path to use for filesystem calls. */
   rawDir?: Buffer;
   rawName?: Buffer;
+  /** moved_to: where the file came from, when the source knows (the addon's NativeEvent). */
+  originalDir?: string;
+  originalName?: string;
+  rawOriginalDir?: Buffer;
+  rawOriginalName?: Buffer;
   isDir: boolean;
   pid: number;
   timeNs: bigint;
