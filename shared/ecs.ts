@@ -89,7 +89,9 @@ export interface FileEvent {
     kind: 'event';
     category: ['file'];
     type: Array<'creation' | 'change' | 'deletion'>;
-    action: 'creation' | 'rename' | 'modification';
+    /** modification: a watched file's content changed in place; attributes_modified (Auditbeat's
+     * name): its mode or owner did. */
+    action: 'creation' | 'rename' | 'modification' | 'attributes_modified';
     dataset: 'endpoint.events.file';
     module: 'endpoint';
     created: string;
@@ -105,7 +107,8 @@ export interface FileEvent {
   /** ldguard's own facts about the event: how it was attributed and by which source. */
   ldguard: {
     attribution: Attribution;
-    source: 'fanotify' | 'inotify' | 'rescan' | 'stdin';
+    /** rehash: the agent's periodic re-hash of the watched files found the change (agent/src/integrity.ts). */
+    source: 'fanotify' | 'inotify' | 'rescan' | 'rehash' | 'stdin';
     /** True when the file's path is not UTF-8: file.path, name, directory (and extension) show
      * each byte that is not part of a UTF-8 sequence as \xNN, and each backslash as \x5c, so
      * the literal name is bytes (agent/src/byte-path.ts). Absent otherwise. */

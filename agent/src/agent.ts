@@ -13,6 +13,7 @@ import { loadConfig, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
+import { Integrity } from './integrity.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
 import { namePrefixes, ruleDirectories } from './prefilter.js';
@@ -42,6 +43,8 @@ export interface AgentHealth {
   ruleWarnings: string[];
   /** Exception lists bound to the loaded rules, as "rule_id list_id (N items) file". */
   exceptionLists: string[];
+  /** Loader files watched whole for in-place changes (integrity.ts), and how often they are re-hashed. */
+  integrity: { watched: number; rehashMs: number; marks: boolean };
 }
 
 export class Agent {
@@ -50,6 +53,8 @@ export class Agent {
   private pipeline: Pipeline | undefined;
   private sinks: Sinks | undefined;
   private known: KnownFiles | undefined;
+  private integrity: Integrity | undefined;
+  private integritySync: NodeJS.Immediate | undefined;
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
   private prefixes: string[] = [];
@@ -59,7 +64,7 @@ export class Agent {
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
-  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [] };
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [], integrity: { watched: 0, rehashMs: 0, marks: false } };
 
   constructor(
     private cfg: Readonly<AgentConfig>,
@@ -182,6 +187,32 @@ export class Agent {
     if (!known.firstRun) for (const f of spooled) known.add(f.path, f.inode);
     this.rescan('start');
     await known.flush(); // the baseline is on disk before the agent says it is ready
+
+    // The files of the baseline are watched whole from now on, their first state taken before
+    // ready: a change made after the ready line is compared with what was there before it.
+    const integrity = new Integrity({
+      realRoot: this.realRoot,
+      source,
+      hashMaxBytes: cfg.hashMaxBytes,
+      rehashMs: cfg.rehashMs,
+      log,
+      changed: (c) => pipeline.handleChange(c),
+    });
+    this.integrity = integrity;
+    this.cleanup.push(() => {
+      clearImmediate(this.integritySync);
+      integrity.close();
+    });
+    known.onChange = () => {
+      this.integritySync ??= setImmediate(() => {
+        this.integritySync = undefined;
+        void integrity.sync(known.paths()).then(() => this.noteIntegrity());
+      });
+    };
+    await integrity.sync(known.paths());
+    this.health.integrity = { watched: 0, rehashMs: cfg.rehashMs, marks: !!source.watchFile };
+    this.noteIntegrity();
+    log.info({ files: integrity.counts.watched, rehashMs: cfg.rehashMs, marks: !!source.watchFile }, 'loader files watched for in-place changes');
     if (source.degraded) {
       // @parcel/watcher swallows inotify queue overflows (the bench lost files in an 80k burst with
       // no sign), so the degraded source is backed by a periodic rescan: late, never silent.
@@ -216,6 +247,7 @@ export class Agent {
     // one file, one alert.
     keep = keep.filter((e) => e.kind !== 'create' || !this.seen.fromRescan(eventPath(e)));
     for (const e of keep) if (e.kind === 'create' || e.kind === 'moved_to') this.seen.live(eventPath(e));
+    this.integrity?.onEvents(keep);
     this.pipeline?.handle(keep);
   }
 
@@ -336,6 +368,10 @@ export class Agent {
     for (const w of warnings) this.log.warn({ warning: w }, 'exception list loaded with a warning');
   }
 
+  private noteIntegrity(): void {
+    if (this.integrity) this.health.integrity.watched = this.integrity.counts.watched;
+  }
+
   /** Events spared by exceptions since start, per rule and item (heartbeat health, collector metrics). */
   exceptionCounts(): Array<{ ruleId: string; listId: string; itemId: string; count: number }> {
     return [...(this.pipeline?.excepted ?? new Map<string, number>())].map(([key, count]) => {
@@ -351,8 +387,10 @@ export class Agent {
     // leaves it out, so the next start's rescan reports it rather than losing it. A held-back
     // record is accepted the same way, so it counts as reported: a restart does not report its
     // file again as having appeared unobserved.
+    // A change in place is no new file: its alert may name a symlink with its target's inode.
+    const inPlace = alert.event?.action === 'modification' || alert.event?.action === 'attributes_modified';
     void this.sinks?.send(alert).then(() => {
-      if (alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
+      if (!inPlace && alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
     });
   }
 

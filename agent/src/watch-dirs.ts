@@ -19,6 +19,16 @@ const MAX_LINKS = 40; // as the kernel's ELOOP limit
 
 /** Resolve a host path inside root; null when it does not exist (or is not a directory). */
 export function resolveInRoot(root: string, hostPath: string): string | null {
+  const real = resolvePathInRoot(root, hostPath);
+  try {
+    return real !== null && lstatSync(real).isDirectory() ? real : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Resolve a host path inside root, every symlink included, the last one too; null when it does not exist. */
+export function resolvePathInRoot(root: string, hostPath: string): string | null {
   const parts = hostPath.split('/').filter(Boolean);
   let cur: string[] = [];
   let links = 0;
@@ -45,12 +55,7 @@ export function resolveInRoot(root: string, hostPath: string): string | null {
     }
     cur.push(part);
   }
-  const real = posix.join(root, ...cur);
-  try {
-    return lstatSync(real).isDirectory() ? real : null;
-  } catch {
-    return null;
-  }
+  return posix.join(root, ...cur);
 }
 
 /** The distinct real directories behind the configured host paths, with their host names. */
