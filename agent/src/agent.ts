@@ -3,7 +3,7 @@
 // runs, in reverse, whatever step failed.
 import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { Alert, EcsAgent, FileEvent } from '../../shared/ecs.js';
+import type { Alert, EcsAgent, EcsHost, FileEvent } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { loadRuleSet, type Rule, type RuleSet } from '../../shared/rule.js';
@@ -14,6 +14,7 @@ import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
 import { Integrity } from './integrity.js';
+import { changedFiles, rulesChangedAlerts, rulesDigest, type RulesDigest } from './rules-digest.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
 import { namePrefixes, ruleDirectories } from './prefilter.js';
@@ -45,6 +46,8 @@ export interface AgentHealth {
   exceptionLists: string[];
   /** Loader files watched whole for in-place changes (integrity.ts), and how often they are re-hashed. */
   integrity: { watched: number; rehashMs: number; marks: boolean };
+  /** sha256 of the loaded rule files and exception lists (rules-digest.ts); in every hello and heartbeat. */
+  rulesDigest: string;
 }
 
 export class Agent {
@@ -55,6 +58,9 @@ export class Agent {
   private known: KnownFiles | undefined;
   private integrity: Integrity | undefined;
   private integritySync: NodeJS.Immediate | undefined;
+  private ruleFiles: RulesDigest | undefined;
+  /** What the agent's own alerts (rules changed on reload) say of the host and the agent. */
+  private alertContext: { host: () => EcsHost; agent: EcsAgent } | undefined;
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
   private prefixes: string[] = [];
@@ -64,7 +70,7 @@ export class Agent {
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
-  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [], integrity: { watched: 0, rehashMs: 0, marks: false } };
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [], integrity: { watched: 0, rehashMs: 0, marks: false }, rulesDigest: '' };
 
   constructor(
     private cfg: Readonly<AgentConfig>,
@@ -80,7 +86,9 @@ export class Agent {
     const ruleSet = loadRuleSet(cfg.rules);
     const rules = ruleSet.rules;
     this.noteRules(ruleSet);
-    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists }, 'rules loaded');
+    this.ruleFiles = rulesDigest(ruleSet);
+    this.health.rulesDigest = this.ruleFiles.digest;
+    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest }, 'rules loaded');
 
     // The configured directories, and those the rules name in file.directory (the multiarch rule's
     // /usr/lib/<triplet>): a rule about a directory nobody watches would be written in vain. Most
@@ -100,6 +108,7 @@ export class Agent {
     const host = await HostFacts.start(cfg.root, (err) => log.warn({ err: errorMessage(err) }, 'host facts refresh failed'));
     this.cleanup.push(() => host.stop());
     const agent: EcsAgent = { id: agentId(cfg.stateDir), type: 'ldguard', version: VERSION, name: host.current.name };
+    this.alertContext = { host: () => host.current, agent };
 
     const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log);
     this.source = source;
@@ -131,10 +140,11 @@ export class Agent {
         hostname: host.current.hostname ?? 'unknown',
         host: { architecture: host.current.architecture, ip: host.current.ip, os: host.current.os },
         rules: { count: this.health.rules.length, ids: this.health.rules.map((r) => r.split(' ')[0]!) },
+        rulesDigest: this.health.rulesDigest,
         source: sourceHealth(),
         attribution: attribution(),
       }),
-      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts() }),
+      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts(), rulesDigest: this.health.rulesDigest }),
     );
     this.sinks = sinks;
     this.cleanup.push(() => sinks.close());
@@ -368,6 +378,21 @@ export class Agent {
     for (const w of warnings) this.log.warn({ warning: w }, 'exception list loaded with a warning');
   }
 
+  /**
+   * A reload's rule files against the last ones: each file whose content changed (or that came or
+   * went) is an alert of the agent's own, naming it; it goes to the sinks as it is, outside
+   * max_signals and exception lists (which are rules' business, and what may have been edited).
+   */
+  private noteRuleFiles(now: RulesDigest): void {
+    const before = this.ruleFiles;
+    this.ruleFiles = now;
+    this.health.rulesDigest = now.digest;
+    if (!before || before.digest === now.digest || !this.alertContext) return;
+    const changes = changedFiles(before, now);
+    this.log.warn({ before: before.digest, after: now.digest, files: changes }, 'the reload loaded rule files or exception lists that changed');
+    for (const a of rulesChangedAlerts(changes, { host: this.alertContext.host(), agent: this.alertContext.agent, digest: now.digest })) void this.sinks?.send(a);
+  }
+
   private noteIntegrity(): void {
     if (this.integrity) this.health.integrity.watched = this.integrity.counts.watched;
   }
@@ -432,7 +457,8 @@ export class Agent {
       this.matcher = pathMatcher(rules);
       this.cfg = cfg;
       this.noteRules(ruleSet);
-      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists }, 'reloaded configuration and rules');
+      this.noteRuleFiles(rulesDigest(ruleSet));
+      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
     }

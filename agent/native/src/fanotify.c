@@ -1,7 +1,7 @@
 /*
  * The fanotify group: inode marks on the watched directories (creations and renames into them),
- * inode marks for FAN_CLOSE_WRITE on the new files whose write is awaited (closewrite.c) and, for
- * the loaders watched whole, inode marks for their writes and attribute changes (integrity.c), and, for
+ * inode marks for FAN_CLOSE_WRITE on the new files whose write is awaited (closewrite.c), inode
+ * marks for the writes and attribute changes of the loaders watched whole (integrity.c) and, for
  * the exec cache, FAN_OPEN_EXEC filesystem marks on every real filesystem, all in one group so
  * that one queue orders a pid's execs before its writes, and a file's creation before its
  * close-write.
