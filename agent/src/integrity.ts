@@ -8,14 +8,15 @@
 // - content: at each close-write of a description that had the file open for writing, the file is
 //   hashed again (in the thread pool); a hash or size other than the last one known is a
 //   "modification", whose writer is the process of the last write (FAN_MODIFY) since the previous
-//   check, else the closer (a write through a shared mapping has no write event; its close-write
-//   comes at the mapping's last release). So an alert's hash is the content when its writer
-//   finished, and a later change is a new alert.
+//   check, or the closer when it is that same pid or there was no write event (a write through a
+//   shared mapping has none; its close-write comes at the mapping's last release). So an alert's
+//   hash is the content when its writer finished, and a later change is a new alert.
 // - attributes: at each attribute event, mode, owner and group are compared with the last known
 //   ones; another is "attributes_modified", by the process that made the event. Times and link
 //   counts are not compared: a truncate or touch is no change of attributes worth a page.
 // - the backstop: a mapping that is never released makes no close-write, and a source that cannot
-//   mark files (inotify) reports nothing at all; so every rehashMs each watched file is hashed
+//   mark files (inotify: its update events are taken as close-writes, when it delivers them) may
+//   miss a change; so every rehashMs each watched file is hashed
 //   again, one at a time, in the thread pool, and a change found is a modification with the writer
 //   of its last write event if there was one, else unknown (ldguard.source "rehash").
 //
@@ -184,7 +185,10 @@ export class Integrity {
       w.state = now;
       return;
     }
-    const writer = w.writer ?? closer;
+    // The closer, when it is the last writer's own pid: its event sits later in the queue, after any
+    // exec in between (`sh -c 'exec cat x > f'` truncates as sh and writes as cat, and the kernel may
+    // merge both writes into one event at the first one's place, where the exec cache says sh).
+    const writer = w.writer && (!closer || closer.pid !== w.writer.pid) ? w.writer : (closer ?? w.writer);
     if (how === 'event' || now.size !== before.size || now.sha256 !== before.sha256) w.writer = null;
     w.state = { ...now, mode: before.mode, uid: before.uid, gid: before.gid }; // attributes are checkAttributes'
     if (now.size === before.size && now.sha256 === before.sha256) return;
