@@ -89,7 +89,10 @@ export interface FileEvent {
     kind: 'event';
     category: ['file'];
     type: Array<'creation' | 'change' | 'deletion'>;
-    action: 'creation' | 'rename' | 'modification';
+    /** modification: a watched file's content changed in place; attributes_modified (Auditbeat's
+     * name): its mode or owner did; rules_reloaded: the agent's own alert for a rule file or
+     * exception list whose content changed at a reload (agent/src/rules-digest.ts). */
+    action: 'creation' | 'rename' | 'modification' | 'attributes_modified' | 'rules_reloaded';
     dataset: 'endpoint.events.file';
     module: 'endpoint';
     created: string;
@@ -105,7 +108,11 @@ export interface FileEvent {
   /** ldguard's own facts about the event: how it was attributed and by which source. */
   ldguard: {
     attribution: Attribution;
-    source: 'fanotify' | 'inotify' | 'rescan' | 'stdin';
+    /** rehash: the agent's periodic re-hash of the watched files found the change (agent/src/integrity.ts). */
+    source: 'fanotify' | 'inotify' | 'rescan' | 'rehash' | 'reload' | 'stdin';
+    /** On a rules_reloaded alert: the digest of the rules now loaded, and how this file changed. */
+    rules_digest?: string;
+    rule_file_change?: 'modified' | 'added' | 'removed';
     /** True when the file's path is not UTF-8: file.path, name, directory (and extension) show
      * each byte that is not part of a UTF-8 sequence as \xNN, and each backslash as \x5c, so
      * the literal name is bytes (agent/src/byte-path.ts). Absent otherwise. */

@@ -111,6 +111,9 @@ export interface AgentFacts {
     os?: { name?: string; version?: string; kernel?: string; family?: string; platform?: string; full?: string };
   };
   rules: { count: number; ids: string[] };
+  /** sha256 (64 hex digits) of the loaded rule files and exception lists (agent/src/rules-digest.ts);
+   * absent from agents older than it. */
+  rulesDigest?: string;
   source: SourceHealth;
   attribution: AttributionHealth;
 }
@@ -133,6 +136,8 @@ export interface AgentHealth {
   /** Events an exception list item spared (recorded, not paged), per rule and item, since the agent started. */
   exceptions?: ExceptionCount[];
   uptimeSec?: number;
+  /** As AgentFacts.rulesDigest, now: a SIGHUP may have loaded other rules since the hello. */
+  rulesDigest?: string;
 }
 
 export interface ExceptionCount {
@@ -395,8 +400,15 @@ function validateAgentFacts(p: Problems, v: unknown, path: string): void {
     int(p, rules.count, `${path}.rules.count`);
     strings(p, rules.ids, `${path}.rules.ids`, 10_000, 256);
   }
+  digest(p, a.rulesDigest, `${path}.rulesDigest`);
   sourceHealth(p, a.source, `${path}.source`);
   attributionHealth(p, a.attribution, `${path}.attribution`);
+}
+
+/** An optional sha256 in hex (the rules' digest). */
+function digest(p: Problems, v: unknown, path: string): void {
+  if (v === undefined) return;
+  if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)) p.add(path, `expected a sha256 as 64 lowercase hex digits, got ${show(v)}`);
 }
 
 function validateHealth(p: Problems, v: unknown, path: string): void {
@@ -405,6 +417,7 @@ function validateHealth(p: Problems, v: unknown, path: string): void {
   for (const k of ['spoolDepth', 'spoolBytes', 'spoolOverflow', 'spoolTorn', 'eventsLost'] as const) int(p, h[k], `${path}.${k}`);
   int(p, h.alertsRejected, `${path}.alertsRejected`, { optional: true });
   int(p, h.uptimeSec, `${path}.uptimeSec`, { optional: true });
+  digest(p, h.rulesDigest, `${path}.rulesDigest`);
   sourceHealth(p, h.source, `${path}.source`);
   if (h.attribution !== undefined) attributionHealth(p, h.attribution, `${path}.attribution`);
   if (h.exceptions !== undefined) {

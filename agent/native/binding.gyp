@@ -9,6 +9,7 @@
         "src/watcher.c",
         "src/fanotify.c",
         "src/closewrite.c",
+        "src/integrity.c",
         "src/procconn.c",
         "src/cache.c",
         "src/execfile.c",

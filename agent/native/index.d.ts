@@ -88,7 +88,9 @@ export interface ProcInfo {
   startTicks: number | null;
 }
 
-export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'overflow';
+/** modify and attrib come only from files watched whole (watchFile): a write or truncate, resp. a
+ * change of mode, owner, times or link count. */
+export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow';
 
 /** How the writer was identified:
  * - live_proc: /proc/<pid> read after the event, while the pidfd showed the same process alive and
@@ -114,7 +116,10 @@ export interface NativeEvent {
    * addon looked; then later with the closing pid; or, with pid 0 and attribution 'unknown', when
    * a recheck found the write complete without its event. None comes when the file was renamed or
    * deleted while open, stayed open for writing longer than 5 s, or could not be leased (see above)
-   * and was closed before the addon marked it: wait for it with a timeout. */
+   * and was closed before the addon marked it: wait for it with a timeout.
+   * A file watched whole (watchFile) also reports every close-write of a description that had it
+   * open for writing, after its modify events (one kernel event carrying both gives attrib, then
+   * modify, then close_write), and nothing for a write through a shared mapping until that close. */
   kind: NativeEventKind;
   /** Real path of the directory holding `name`; '' for overflow. */
   dir: string;
@@ -198,6 +203,11 @@ export declare class Watcher {
   addDir(dir: string | Buffer, opts?: { forwardAll?: boolean }): void;
   /** Unmarks a directory (given as it was added); a directory already deleted is only forgotten. */
   removeDir(dir: string | Buffer): void;
+  /** Watches one existing regular file whole (on, the default) or stops (false): its in-place
+   * changes come as modify, attrib and close_write events naming it by its directory and name.
+   * A symlink is refused, not followed (mark its target, resolved where it should be). The mark
+   * goes with the inode when the file is deleted. Throws LDG_ERR_FANOTIFY_MARK. */
+  watchFile(file: string | Buffer, on?: boolean): void;
   /** Replaces the name prefixes (config reload). */
   setPrefixes(prefixes: string[]): void;
   stats(): WatcherStats;

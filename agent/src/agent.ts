@@ -3,7 +3,7 @@
 // runs, in reverse, whatever step failed.
 import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { Alert, EcsAgent, FileEvent } from '../../shared/ecs.js';
+import type { Alert, EcsAgent, EcsHost, FileEvent } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { loadRuleSet, type Rule, type RuleSet } from '../../shared/rule.js';
@@ -13,6 +13,8 @@ import { loadConfig, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
+import { Integrity } from './integrity.js';
+import { changedFiles, rulesChangedAlerts, rulesDigest, type RulesDigest } from './rules-digest.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
 import { namePrefixes, ruleDirectories } from './prefilter.js';
@@ -43,6 +45,10 @@ export interface AgentHealth {
   ruleWarnings: string[];
   /** Exception lists bound to the loaded rules, as "rule_id list_id (N items) file". */
   exceptionLists: string[];
+  /** Loader files watched whole for in-place changes (integrity.ts), and how often they are re-hashed. */
+  integrity: { watched: number; rehashMs: number; marks: boolean };
+  /** sha256 of the loaded rule files and exception lists (rules-digest.ts); in every hello and heartbeat. */
+  rulesDigest: string;
 }
 
 export class Agent {
@@ -51,6 +57,11 @@ export class Agent {
   private pipeline: Pipeline | undefined;
   private sinks: Sinks | undefined;
   private known: KnownFiles | undefined;
+  private integrity: Integrity | undefined;
+  private integritySync: NodeJS.Immediate | undefined;
+  private ruleFiles: RulesDigest | undefined;
+  /** What the agent's own alerts (rules changed on reload) say of the host and the agent. */
+  private alertContext: { host: () => EcsHost; agent: EcsAgent } | undefined;
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
   private prefixes: string[] = [];
@@ -60,7 +71,7 @@ export class Agent {
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
-  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [] };
+  readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [], integrity: { watched: 0, rehashMs: 0, marks: false }, rulesDigest: '' };
 
   constructor(
     private cfg: Readonly<AgentConfig>,
@@ -76,7 +87,9 @@ export class Agent {
     const ruleSet = loadRuleSet(cfg.rules);
     const rules = ruleSet.rules;
     this.noteRules(ruleSet);
-    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists }, 'rules loaded');
+    this.ruleFiles = rulesDigest(ruleSet);
+    this.health.rulesDigest = this.ruleFiles.digest;
+    log.info({ rules: rules.map((r) => ({ id: r.ruleId, name: r.name, version: r.version, file: r.file })), exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest }, 'rules loaded');
 
     // The configured directories, and those the rules name in file.directory (the multiarch rule's
     // /usr/lib/<triplet>): a rule about a directory nobody watches would be written in vain. Most
@@ -96,6 +109,7 @@ export class Agent {
     const host = await HostFacts.start(cfg.root, (err) => log.warn({ err: errorMessage(err) }, 'host facts refresh failed'));
     this.cleanup.push(() => host.stop());
     const agent: EcsAgent = { id: agentId(cfg.stateDir), type: 'ldguard', version: VERSION, name: host.current.name };
+    this.alertContext = { host: () => host.current, agent };
 
     const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log);
     this.source = source;
@@ -127,10 +141,11 @@ export class Agent {
         hostname: host.current.hostname ?? 'unknown',
         host: { architecture: host.current.architecture, ip: host.current.ip, os: host.current.os },
         rules: { count: this.health.rules.length, ids: this.health.rules.map((r) => r.split(' ')[0]!) },
+        rulesDigest: this.health.rulesDigest,
         source: sourceHealth(),
         attribution: attribution(),
       }),
-      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts() }),
+      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts(), rulesDigest: this.health.rulesDigest }),
     );
     this.sinks = sinks;
     this.cleanup.push(() => sinks.close());
@@ -184,6 +199,32 @@ export class Agent {
     if (!known.firstRun) for (const f of spooled) known.add(f.path, f.inode);
     this.rescan('start');
     await known.flush(); // the baseline is on disk before the agent says it is ready
+
+    // The files of the baseline are watched whole from now on, their first state taken before
+    // ready: a change made after the ready line is compared with what was there before it.
+    const integrity = new Integrity({
+      realRoot: this.realRoot,
+      source,
+      hashMaxBytes: cfg.hashMaxBytes,
+      rehashMs: cfg.rehashMs,
+      log,
+      changed: (c) => pipeline.handleChange(c),
+    });
+    this.integrity = integrity;
+    this.cleanup.push(() => {
+      clearImmediate(this.integritySync);
+      integrity.close();
+    });
+    known.onChange = () => {
+      this.integritySync ??= setImmediate(() => {
+        this.integritySync = undefined;
+        void integrity.sync(known.paths()).then(() => this.noteIntegrity());
+      });
+    };
+    await integrity.sync(known.paths());
+    this.health.integrity = { watched: 0, rehashMs: cfg.rehashMs, marks: !!source.watchFile };
+    this.noteIntegrity();
+    log.info({ files: integrity.counts.watched, rehashMs: cfg.rehashMs, marks: !!source.watchFile }, 'loader files watched for in-place changes');
     if (source.degraded) {
       // @parcel/watcher swallows inotify queue overflows (the bench lost files in an 80k burst with
       // no sign), so the degraded source is backed by a periodic rescan: late, never silent.
@@ -218,6 +259,7 @@ export class Agent {
     // one file, one alert.
     keep = keep.filter((e) => e.kind !== 'create' || !this.seen.fromRescan(eventPath(e)));
     for (const e of keep) if (e.kind === 'create' || e.kind === 'moved_to') this.seen.live(eventPath(e));
+    this.integrity?.onEvents(keep);
     this.pipeline?.handle(keep);
   }
 
@@ -338,6 +380,25 @@ export class Agent {
     for (const w of warnings) this.log.warn({ warning: w }, 'exception list loaded with a warning');
   }
 
+  /**
+   * A reload's rule files against the last ones: each file whose content changed (or that came or
+   * went) is an alert of the agent's own, naming it; it goes to the sinks as it is, outside
+   * max_signals and exception lists (which are rules' business, and what may have been edited).
+   */
+  private noteRuleFiles(now: RulesDigest): void {
+    const before = this.ruleFiles;
+    this.ruleFiles = now;
+    this.health.rulesDigest = now.digest;
+    if (!before || before.digest === now.digest || !this.alertContext) return;
+    const changes = changedFiles(before, now);
+    this.log.warn({ before: before.digest, after: now.digest, files: changes }, 'the reload loaded rule files or exception lists that changed');
+    for (const a of rulesChangedAlerts(changes, { host: this.alertContext.host(), agent: this.alertContext.agent, digest: now.digest })) void this.sinks?.send(a);
+  }
+
+  private noteIntegrity(): void {
+    if (this.integrity) this.health.integrity.watched = this.integrity.counts.watched;
+  }
+
   /** Events spared by exceptions since start, per rule and item (heartbeat health, collector metrics). */
   exceptionCounts(): Array<{ ruleId: string; listId: string; itemId: string; count: number }> {
     return [...(this.pipeline?.excepted ?? new Map<string, number>())].map(([key, count]) => {
@@ -353,8 +414,10 @@ export class Agent {
     // leaves it out, so the next start's rescan reports it rather than losing it. A held-back
     // record is accepted the same way, so it counts as reported: a restart does not report its
     // file again as having appeared unobserved.
+    // A change in place is no new file: its alert may name a symlink with its target's inode.
+    const inPlace = alert.event?.action === 'modification' || alert.event?.action === 'attributes_modified';
     void this.sinks?.send(alert).then(() => {
-      if (alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
+      if (!inPlace && alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
     });
   }
 
@@ -396,7 +459,8 @@ export class Agent {
       this.matcher = pathMatcher(rules);
       this.cfg = cfg;
       this.noteRules(ruleSet);
-      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists }, 'reloaded configuration and rules');
+      this.noteRuleFiles(rulesDigest(ruleSet));
+      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
     }

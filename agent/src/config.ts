@@ -29,6 +29,7 @@ export interface AgentConfig {
   spoolMaxBytes: number;
   hashMaxBytes: number;
   writeWaitMs: number;
+  rehashMs: number;
   execGraceMs: number;
   selfTest: boolean;
 }
@@ -53,6 +54,7 @@ export const DEFAULTS: AgentConfig = {
   spoolMaxBytes: 256 * 1024 * 1024, // bound of the on-disk delivery spool; overflow is counted and reported
   hashMaxBytes: 64 * 1024 * 1024, // files larger than this are not hashed (size is still reported)
   writeWaitMs: 200, // how long a new file's alert waits for its first write to complete, for the hash
+  rehashMs: 60_000, // every watched loader is hashed again this often: a write through a mapping never released (0: never)
   execGraceMs: 30_000, // how long an exited process stays in the exec cache
   selfTest: true, // prove the source attributes a known write before announcing ready
 };
@@ -78,6 +80,7 @@ const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' 
   spool_max_bytes: { key: 'spoolMaxBytes', type: 'int' },
   hash_max_bytes: { key: 'hashMaxBytes', type: 'int' },
   write_wait_ms: { key: 'writeWaitMs', type: 'int' },
+  rehash_ms: { key: 'rehashMs', type: 'int' },
   exec_grace_ms: { key: 'execGraceMs', type: 'int' },
   self_test: { key: 'selfTest', type: 'bool' },
 };

@@ -184,6 +184,14 @@ export class KnownFiles {
     private readonly log?: Logger,
   ) {}
 
+  /** Called (synchronously, must not throw) whenever the set changes: the integrity watch follows it. */
+  onChange: (() => void) | undefined;
+
+  /** The host paths known now. */
+  paths(): string[] {
+    return [...this.known.keys()];
+  }
+
   /** True until the first baseline is recorded: then nothing can be told apart as new. */
   get firstRun(): boolean {
     return this.noBaseline;
@@ -240,6 +248,7 @@ export class KnownFiles {
 
   private changed(): void {
     this.dirty = true;
+    this.onChange?.();
     this.saveTimer ??= setImmediate(() => {
       this.saveTimer = undefined;
       void this.save();

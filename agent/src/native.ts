@@ -147,6 +147,10 @@ export class Watcher implements Addon.Watcher {
     native(() => this.#native.removeDir(dir));
   }
 
+  watchFile(file: string | Buffer, on = true): void {
+    native(() => this.#native.watchFile(file, on));
+  }
+
   setPrefixes(prefixes: string[]): void {
     native(() => this.#native.setPrefixes(prefixes));
   }

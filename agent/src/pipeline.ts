@@ -96,6 +96,10 @@ export class Pipeline {
         const w = this.waiting.get(pathKey(realPath));
         if (w) this.release(realPath, w);
       }
+      // A close-write ends a wait; a write or attribute event is the integrity watch's to judge
+      // (integrity.ts), which hands a change it finds to handleChange. Neither is judged here: a
+      // loader's every close would otherwise be a "modification" whether or not anything changed.
+      if (raw.kind === 'close_write' || raw.kind === 'modify' || raw.kind === 'attrib') continue;
       const event = this.toEcs(raw, realPath);
       let matched = false;
       for (const rule of this.rules) {
@@ -104,7 +108,7 @@ export class Pipeline {
         this.counts.matched++;
         this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
-      if (raw.isDir && raw.kind !== 'close_write') this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
+      if (raw.isDir) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
     }
   }
@@ -138,6 +142,40 @@ export class Pipeline {
       const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
       this.counts.matched += hits.length;
       if (hits.length > 0) this.finish(hits, f.realPath);
+    }
+  }
+
+  /**
+   * A watched file changed in place (integrity.ts): judged as Elastic Defend's Linux "change"
+   * event, action "modification" (content) or "attributes_modified" (mode, owner), by the writer
+   * the change names (unknown when the re-hash found it). The file is known by several names (its
+   * own, and symlinks that resolve to it): the first name a rule fires on is the alert's, so one
+   * change gives one alert per rule; the facts (hash, size, mode) are the file's, read now.
+   */
+  handleChange(c: { action: 'modification' | 'attributes_modified'; realPath: string; names: readonly string[]; writer: RawFileEvent | null; how: 'event' | 'rehash' }): void {
+    this.counts.events++;
+    const { dir, name } = splitPath(c.realPath);
+    const { rawDir: _d, rawName: _n, ...writer } = c.writer ?? {};
+    const base: RawFileEvent = c.writer
+      ? { ...(writer as RawFileEvent), dir: displayPath(dir), name: displayPath(name), isDir: false }
+      : { kind: 'modify', dir: displayPath(dir), name: displayPath(name), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', process: null, parent: null };
+    for (const hostPath of c.names) {
+      const event = this.toEcs(base, c.realPath);
+      event.event.type = ['change'];
+      event.event.action = c.action;
+      event.file = { ...fileNames(hostPath), ...(hostPath !== c.names[0] ? { target_path: c.names[0] } : {}) };
+      if (c.how === 'rehash') event.ldguard.source = 'rehash';
+      const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
+      if (hits.length === 0) continue;
+      this.counts.matched += hits.length;
+      // A symlink's name, the target's facts: the file read is the one that changed.
+      const facts = fileFacts(c.realPath, this.o.hashMaxBytes, this.o.names);
+      const keepName = (f: FileFacts) => {
+        const { target_path: _t, ...rest } = f;
+        return rest;
+      };
+      this.finish(hits, c.realPath, facts instanceof Promise ? facts.then(keepName) : keepName(facts));
+      return;
     }
   }
 
@@ -286,7 +324,7 @@ export class Pipeline {
     this.finish(w.alerts, realPath);
   }
 
-  private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: FsPath): void {
+  private finish(items: Array<{ event: FileEvent; rule: Rule }>, realPath: FsPath, known?: FileFacts | Promise<FileFacts>): void {
     const conclude = (facts: FileFacts) => {
       for (const { event, rule } of items) {
         applyFacts(event, facts);
@@ -309,7 +347,7 @@ export class Pipeline {
         }
       }
     };
-    const facts = fileFacts(realPath, this.o.hashMaxBytes, this.o.names);
+    const facts = known ?? fileFacts(realPath, this.o.hashMaxBytes, this.o.names);
     if (!(facts instanceof Promise)) return conclude(facts); // the common case: no thread-pool hop
     const p = facts
       .then(conclude)

@@ -18,9 +18,20 @@ export interface WatchDir {
 
 /** A directory's real path on the agent's filesystem, resolved inside root; null when it does not exist (or is not a directory). */
 export function resolveDirInRoot(root: string, hostPath: string): string | null {
+  const real = resolvePathInRoot(root, hostPath);
+  try {
+    return real !== null && lstatSync(real).isDirectory() ? real : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A path's real place on the agent's filesystem, every symlink resolved inside root (the last one too); null when it does not exist. */
+export function resolvePathInRoot(root: string, hostPath: string): string | null {
   const real = posix.join(root, resolveInRoot(root, hostPath));
   try {
-    return lstatSync(real).isDirectory() ? real : null;
+    lstatSync(real);
+    return real;
   } catch {
     return null;
   }

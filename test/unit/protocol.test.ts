@@ -69,6 +69,16 @@ describe('agent messages', () => {
     expect(errorsOf({ type: 'heartbeat', v: 1, health: { ...health, eventsLost: -1 } })).toEqual([expect.stringMatching(/^health\.eventsLost/)]);
   });
 
+  it("carries the rules' digest in the hello and the heartbeat, and refuses one that is no sha256", () => {
+    const digest = 'a'.repeat(64);
+    const hello = { type: 'hello', v: PROTOCOL_VERSION, agent: { ...makeFacts(), rulesDigest: digest }, heartbeatMs: 10_000 };
+    expect(parseAgentMessage(JSON.stringify(hello))).toMatchObject({ ok: true, value: hello });
+    const beat = { type: 'heartbeat', v: PROTOCOL_VERSION, health: { ...health, rulesDigest: digest } };
+    expect(parseAgentMessage(JSON.stringify(beat))).toMatchObject({ ok: true });
+    expect(errorsOf({ ...hello, agent: { ...makeFacts(), rulesDigest: 'A'.repeat(64) } })).toEqual([expect.stringMatching(/^agent\.rulesDigest: expected a sha256/)]);
+    expect(errorsOf({ ...beat, health: { ...health, rulesDigest: 42 } })).toEqual([expect.stringMatching(/^health\.rulesDigest: expected a sha256/)]);
+  });
+
   it('refuses an alert that is not a signal or lacks the fields the store indexes', () => {
     const a = makeAlert() as unknown as Doc;
     a.event.kind = 'event';

@@ -266,7 +266,8 @@ static napi_value proc_object(napi_env env, const struct ldg_procinfo *p) {
 static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned kind) {
   static const char *const attr[] = {"unknown", "live_proc", "exec_cache"};
   const char *k = kind == LDG_CREATE ? "create" : kind == LDG_MOVED_TO ? "moved_to"
-                : kind == LDG_CLOSE_WRITE ? "close_write" : "overflow";
+                : kind == LDG_CLOSE_WRITE ? "close_write" : kind == LDG_MODIFY ? "modify"
+                : kind == LDG_ATTRIB ? "attrib" : "overflow";
   napi_value o, v;
   napi_create_object(env, &o);
   set(env, o, "kind", str_or_null(env, k));
@@ -304,7 +305,8 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   napi_value arr, undefined;
   napi_create_array(env, &arr);
   uint32_t n = 0;
-  static const unsigned order[] = {LDG_OVERFLOW, LDG_CREATE, LDG_MOVED_TO, LDG_CLOSE_WRITE};
+  /* A write's modify before its close-write: the close-write ends what the modify began. */
+  static const unsigned order[] = {LDG_OVERFLOW, LDG_CREATE, LDG_MOVED_TO, LDG_ATTRIB, LDG_MODIFY, LDG_CLOSE_WRITE};
   for (size_t i = 0; i < b->len; i++)
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
       if (b->ev[i].kinds & order[k]) napi_set_element(env, arr, n++, event_object(env, &b->ev[i], order[k]));
@@ -506,6 +508,24 @@ static napi_value watcher_remove_dir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value watcher_watch_file(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  struct addon *a = this_addon(env, info, &argc, argv);
+  if (!a) return NULL;
+  if (a->closed) return napi_throw_error(env, "LDG_ERR_WATCHER_CLOSED", "watchFile() after close()"), NULL;
+  char *file;
+  bool on = true;
+  if (argc < 1) return type_error(env, "file must be a string"), NULL;
+  if (get_path(env, argv[0], &file, "file") < 0) return NULL;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &on);
+  struct ldg_err err;
+  int rc = ldg_int_mark(a->w, file, on, &err);
+  free(file);
+  if (rc < 0) napi_throw_error(env, err.code, err.msg);
+  return NULL;
+}
+
 static napi_value watcher_set_prefixes(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], holder;
@@ -607,6 +627,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"addDir", NULL, watcher_add_dir, NULL, NULL, NULL, napi_default_method, NULL},
       {"removeDir", NULL, watcher_remove_dir, NULL, NULL, NULL, napi_default_method, NULL},
+      {"watchFile", NULL, watcher_watch_file, NULL, NULL, NULL, napi_default_method, NULL},
       {"setPrefixes", NULL, watcher_set_prefixes, NULL, NULL, NULL, napi_default_method, NULL},
       {"stats", NULL, watcher_stats, NULL, NULL, NULL, napi_default_method, NULL},
       {"close", NULL, watcher_close, NULL, NULL, NULL, napi_default_method, NULL},

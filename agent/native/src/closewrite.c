@@ -120,7 +120,9 @@ static void unmark_name(struct ldg_watcher *w, const char *dir, const char *name
   struct stat st;
   int fd = open_name(dir, name, &st);
   if (fd < 0) return;
-  if (S_ISREG(st.st_mode) && (ino == 0 || (st.st_dev == dev && st.st_ino == ino))) mark_fd(w, fd, FAN_MARK_REMOVE);
+  /* A file watched whole (integrity.c) keeps its mark: its close-writes are wanted. */
+  if (S_ISREG(st.st_mode) && (ino == 0 || (st.st_dev == dev && st.st_ino == ino)) && !ldg_int_has(w, st.st_dev, st.st_ino))
+    mark_fd(w, fd, FAN_MARK_REMOVE);
   close(fd);
 }
 

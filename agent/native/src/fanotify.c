@@ -1,6 +1,7 @@
 /*
  * The fanotify group: inode marks on the watched directories (creations and renames into them),
- * inode marks for FAN_CLOSE_WRITE on the new files whose write is awaited (closewrite.c) and, for
+ * inode marks for FAN_CLOSE_WRITE on the new files whose write is awaited (closewrite.c), inode
+ * marks for the writes and attribute changes of the loaders watched whole (integrity.c) and, for
  * the exec cache, FAN_OPEN_EXEC filesystem marks on every real filesystem, all in one group so
  * that one queue orders a pid's execs before its writes, and a file's creation before its
  * close-write.
@@ -482,13 +483,20 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
     }
     unsigned kinds = ((m->mask & FAN_CREATE) ? LDG_CREATE : 0) | ((m->mask & (FAN_MOVED_TO | FAN_RENAME)) ? LDG_MOVED_TO : 0);
     int closed = (m->mask & FAN_CLOSE_WRITE) && have_fid && name;
+    /* Only the marks of files watched whole ask for these (integrity.c): always forwarded. */
+    unsigned whole = have_fid && name ? ((m->mask & FAN_MODIFY) ? LDG_MODIFY : 0) | ((m->mask & FAN_ATTRIB) ? LDG_ATTRIB : 0) : 0;
     int passes = 0;
-    char *dir = (kinds || closed) && have_fid && name ? watched(w, &k, name, closed, &passes) : NULL;
+    char *dir = (kinds || closed || whole) && have_fid && name ? watched(w, &k, name, closed || whole, &passes) : NULL;
     if (!passes) kinds = 0;
+    /* A symlink's target may live in a directory nobody marked: decode its handle. */
+    if (!dir && (closed || whole)) {
+      const char *d = dir_path(w, &k);
+      dir = d ? strdup(d) : NULL;
+    }
     /* Only our marks on single files ask for close-writes: forwarded when awaited, and always
-     * the end of that file's mark. A file renamed out of the watched directories is found by
-     * decoding its directory. */
-    if (closed && ldg_cw_closed(w, dir ? dir : dir_path(w, &k), name)) kinds |= LDG_CLOSE_WRITE;
+     * the end of that file's mark, unless the file is watched whole: then it is forwarded. */
+    if (closed && (ldg_cw_closed(w, dir, name) || ldg_int_name(w, dir, name))) kinds |= LDG_CLOSE_WRITE;
+    if (dir) kinds |= whole;
     if (dir && !kinds) {
       free(dir);
       dir = NULL;
@@ -526,6 +534,7 @@ void ldg_fan_destroy(struct ldg_watcher *w) {
   if (w->bell_fd >= 0) close(w->bell_fd);
   w->fan_fd = w->bell_fd = -1;
   ldg_cw_clear(w);                   /* the group's marks went with it */
+  ldg_int_clear(w);
   w->bell_ok = 0;
   free(w->buf);
   w->buf = NULL;

@@ -154,7 +154,8 @@ struct ldg_image *ldg_image_get(struct ldg_image *img);
 
 /* ---- events handed to JavaScript ------------------------------------------------------- */
 
-enum ldg_kind { LDG_CREATE = 1, LDG_MOVED_TO = 2, LDG_CLOSE_WRITE = 4, LDG_OVERFLOW = 8 };
+enum ldg_kind { LDG_CREATE = 1, LDG_MOVED_TO = 2, LDG_CLOSE_WRITE = 4, LDG_OVERFLOW = 8,
+                LDG_MODIFY = 16, LDG_ATTRIB = 32 /* of a file watched whole (integrity.c) */ };
 enum ldg_attr { LDG_ATTR_UNKNOWN = 0, LDG_ATTR_LIVE, LDG_ATTR_CACHE };
 
 /* One kernel event that passed the filter. `kinds` is a set, JavaScript gets one object per
@@ -262,6 +263,9 @@ struct ldg_watcher {
   int64_t read_ns;           /* CLOCK_REALTIME of the last fanotify read */
   void *hcache;              /* fanotify.c: directory handle -> path */
   struct ldg_cw *cw;         /* closewrite.c: files whose close-write is awaited */
+  /* integrity.c: inodes watched whole (content and attributes); shared, under `lock` */
+  struct ldg_ino { dev_t dev; ino_t ino; } *ino;
+  size_t nino, ino_cap;
   size_t ncw, cw_cap;
 
   ldg_deliver_fn deliver;
@@ -312,6 +316,16 @@ int ldg_cw_next_ms(struct ldg_watcher *w);
 /* After a queue overflow (close-writes may be lost): look again at every entry now. */
 void ldg_cw_check_soon(struct ldg_watcher *w);
 void ldg_cw_clear(struct ldg_watcher *w);
+
+/* integrity.c: existing files watched whole (see there) */
+/* Adds (on) or removes (!on) the inode mark of the regular file at path (not followed if a
+ * symlink); -1 with err set (LDG_ERR_FANOTIFY_MARK) when it cannot. JS thread. */
+int ldg_int_mark(struct ldg_watcher *w, const char *path, int on, struct ldg_err *err);
+/* Whether (dev, ino) is watched whole. Any thread. */
+int ldg_int_has(struct ldg_watcher *w, dev_t dev, ino_t ino);
+/* Whether dir/name names a file watched whole now (dir NULL: no). */
+int ldg_int_name(struct ldg_watcher *w, const char *dir, const char *name);
+void ldg_int_clear(struct ldg_watcher *w);
 
 /* procconn.c */
 int ldg_nl_open(struct ldg_watcher *w, struct ldg_err *err);

@@ -118,7 +118,9 @@ function sha256Sync(path: FsPath, max: number): string | null {
   }
 }
 
-async function sha256(path: FsPath, max: number): Promise<string | null> {
+/** sha256 of the file, read in the thread pool (never on the event loop); null when it cannot be
+ * read, is a symlink, or is or grows larger than max. */
+export async function sha256(path: FsPath, max: number): Promise<string | null> {
   let fh;
   try {
     fh = await open(path, OPEN_FLAGS);

@@ -37,6 +37,10 @@ export class FanotifySource implements Source {
     this.watcher?.addDir(dir, opts);
   }
 
+  watchFile(file: FsPath, on: boolean): void {
+    this.watcher?.watchFile(file, on);
+  }
+
   setPrefixes(prefixes: readonly string[]): void {
     this.watcher?.setPrefixes([...prefixes]);
   }

@@ -13,8 +13,9 @@ import type { ProcInfo } from '../native.js';
 export type ProcFacts = ProcInfo;
 
 export interface RawFileEvent {
-  /** create: new file, link, symlink or directory; moved_to: renamed into the directory. */
-  kind: 'create' | 'moved_to' | 'close_write' | 'overflow';
+  /** create: new file, link, symlink or directory; moved_to: renamed into the directory;
+   * modify, attrib: an in-place change of a file watched whole (Source.watchFile). */
+  kind: 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow';
   /** Real directory on the agent's filesystem ('' for overflow). */
   dir: string;
   name: string;
@@ -55,6 +56,13 @@ export interface Source {
   /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories). */
   /** Resolves once events in dir are being delivered. A Buffer is a directory whose name is not UTF-8. */
   addDir(dir: FsPath, opts?: { forwardAll?: boolean }): Promise<void>;
+  /**
+   * Watch an existing regular file whole (on) or stop: its writes, close-writes and attribute
+   * changes arrive as modify, close_write and attrib events. Absent where the source cannot
+   * (inotify): the agent's periodic re-hash is then all there is. Throws when the file cannot be
+   * marked.
+   */
+  watchFile?(file: FsPath, on: boolean): void;
   /** Replace the name filter (after a rules reload). */
   setPrefixes(prefixes: readonly string[]): void;
   stats(): SourceStats;
