@@ -2,6 +2,7 @@
 // like an Elastic Security alert, so either can be indexed into Elastic unchanged.
 // Field names follow ECS exactly (dotted paths become nested objects); optional fields are absent
 // rather than null, because EQL's `field != null` is an existence test.
+import { randomUUID } from 'node:crypto';
 import type { SummaryFacts, SuppressionTerm } from './throttle.js';
 
 /** How the writing process was identified; an alert carries it so a degraded host is visible. */
@@ -211,6 +212,11 @@ export interface Alert extends Omit<FileEvent, 'event'> {
 
 /** The ECS version these documents follow. */
 export const ECS_VERSION = '8.11.0';
+
+/** The `event` of a file event as Elastic Defend writes it (endpoint.events.file), at `at`. */
+export function fileEventMeta(at: string, type: FileEvent['event']['type'][number], action: FileEvent['event']['action']): FileEvent['event'] {
+  return { id: randomUUID(), kind: 'event', category: ['file'], type: [type], action, dataset: 'endpoint.events.file', module: 'endpoint', created: at, outcome: 'success' };
+}
 
 /**
  * ldguard.package. verdict "verified": the image the writer runs has the bytes its package

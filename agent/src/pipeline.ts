@@ -6,7 +6,7 @@
 // on the event as it arrived, with the process facts read at that moment.
 import { randomUUID } from 'node:crypto';
 import { buildAlert } from '../../shared/alert.js';
-import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { ECS_VERSION, fileEventMeta, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
 import { exceptedBy } from '../../shared/exceptions/match.js';
 import type { Logger } from '../../shared/log.js';
 import type { Rule } from '../../shared/rule.js';
@@ -260,17 +260,7 @@ export class Pipeline {
     const creation = raw.kind === 'create';
     const event: FileEvent = {
       '@timestamp': at,
-      event: {
-        id: randomUUID(),
-        kind: 'event',
-        category: ['file'],
-        type: [creation ? 'creation' : 'change'],
-        action: creation ? 'creation' : rename ? 'rename' : 'modification',
-        dataset: 'endpoint.events.file',
-        module: 'endpoint',
-        created: at,
-        outcome: 'success',
-      },
+      event: fileEventMeta(at, creation ? 'creation' : 'change', creation ? 'creation' : rename ? 'rename' : 'modification'),
       file: { ...fileNames(hostPath), ...(raw.isDir ? { type: 'dir' } : {}), ...originalOf(raw, this.o.realRoot) },
       // An unidentified writer keeps what is known: its pid, and its parent (who ran it).
       process: raw.process

@@ -8,10 +8,10 @@
 // never matched against events, so it neither widens the kernel name filter nor needs a file.path
 // the prefilter could reduce. The files are read again here, after loadRuleSet parsed them: an
 // edit in between is in the digest and not yet in the rules, and the next reload reports it again.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { buildAlert } from '../../shared/alert.js';
-import { ECS_VERSION, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
+import { ECS_VERSION, fileEventMeta, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
 import { parseRule, type RuleSet } from '../../shared/rule.js';
 import { fileNames } from './enrich/file.js';
 
@@ -80,17 +80,7 @@ export function rulesChangedAlerts(changes: readonly RuleFileChange[], ctx: { ho
   return changes.map((c) => {
     const event: FileEvent = {
       '@timestamp': at,
-      event: {
-        id: randomUUID(),
-        kind: 'event',
-        category: ['file'],
-        type: [c.how === 'added' ? 'creation' : c.how === 'removed' ? 'deletion' : 'change'],
-        action: 'rules_reloaded',
-        dataset: 'endpoint.events.file',
-        module: 'endpoint',
-        created: at,
-        outcome: 'success',
-      },
+      event: fileEventMeta(at, c.how === 'added' ? 'creation' : c.how === 'removed' ? 'deletion' : 'change', 'rules_reloaded'),
       file: { ...fileNames(c.path), ...(c.sha256 ? { hash: { sha256: c.sha256 } } : {}) },
       process: {},
       host: ctx.host,
