@@ -1,14 +1,14 @@
 // Elastic's upstream revisions are data, kept byte for byte, and run unchanged; the agent's
 // rule_revision picks one at a time.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/src/config.js';
 import { bundledRulePaths, bundledRulesDir, findRepoRoot } from '../../shared/paths.js';
 import { loadRuleFile, loadRules } from '../../shared/rule.js';
+import { tempDir } from '../helpers/temp.js';
 
 const root = findRepoRoot();
 const UPSTREAM = join(root, 'shared/rules-upstream');
@@ -51,7 +51,7 @@ describe('rule_revision', () => {
   });
 
   it('is read from the config file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ldg-rev-'));
+    const dir = tempDir('ldg-rev-');
     writeFileSync(join(dir, 'agent.toml'), 'rule_revision = "current"\n');
     expect(loadConfig(join(dir, 'agent.toml'), {}).rules).toEqual(bundledRulePaths('current'));
   });
