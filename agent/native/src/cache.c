@@ -443,6 +443,12 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
     image_fill(img, e->snap);
     set_img(&e->snap, NULL);
   }
+  /* An ld.so exec-open that is not the interpreter of a binary just opened: `ld.so PROG` run
+   * directly, or the interpreter of an exec fanotify could not see (a memfd). Which one only
+   * /proc can tell; unless it did (snapped), decide() (watcher.c) reports an unknown writer. This
+   * holds whatever order the connector's EXEC and this event arrive in (the sockets are not
+   * ordered): unsure_ldso above covers only the EXEC first. */
+  img->interp_only = !continuation && !snapped && looks_like_ldso(path);
   set_img(&e->img, img);
   apply_final_comm(e);
   const char *interp;
@@ -512,6 +518,7 @@ void ldg_cache_on_exec(struct ldg_cache *c, pid_t pid, uint64_t ts_ns) {
     return;
   }
   if (seen) {
+    cur->interp_only = 0;   /* /proc names the same file: ld.so was run directly (see on_exec_open) */
     image_fill(cur, s);
     if (!cur->p.exe) cur->p.exe = s->p.exe, s->p.exe = NULL;   /* an exec event we could not name */
     ldg_image_put(s);

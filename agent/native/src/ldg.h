@@ -86,6 +86,8 @@ struct ldg_image {
   unsigned comm_exact : 1;   /* comm was read from /proc (else: basename of the exec'd file) */
   unsigned unnamed : 1;      /* from an exec event whose path could not be decoded */
   unsigned confirmed : 1;    /* ordered, and the connector's EXEC of that exec was processed */
+  unsigned interp_only : 1;  /* an ld.so exec-open that no binary's preceded: ld.so run directly, or the
+                                interpreter of an image fanotify could not see (see cache.c) */
   struct ldg_procinfo p;     /* pid, ppid and start ticks unused here: they live in the entry */
 };
 

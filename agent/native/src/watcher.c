@@ -276,10 +276,11 @@ static void decide(struct ldg_watcher *w, struct ldg_event *e) {
         ldg_proc_free(&p);
       }
     }
-  } else if (ci && e->cap_pending_exec && (!en || en->pending_exec_ns == e->cap_pending_exec)) {
+  } else if (ci && (ci->interp_only || (e->cap_pending_exec && (!en || en->pending_exec_ns == e->cap_pending_exec)))) {
     /* P had exec'd (the connector said so) and no fanotify exec event for it came, before the
-     * event or since: the exec was invisible to fanotify (fexecve of a memfd, a filesystem we
-     * could not mark) and /proc was gone before the connector's read. The cache's image is the
+     * event or since, or the only one was an ld.so that no binary's exec-open preceded (the
+     * interpreter of such an image: interp_only): the exec was invisible to fanotify (fexecve of
+     * a memfd, a filesystem we could not mark) and /proc was gone before the connector's read. The cache's image is the
      * one P ran BEFORE that exec; naming it would blame the previous program, and if that one
      * had called itself dnf, the rule's exclusion would drop the alert. So: unknown, and why. */
     e->attribution = LDG_ATTR_UNKNOWN;
