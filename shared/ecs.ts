@@ -92,8 +92,10 @@ export interface FileEvent {
     type: Array<'creation' | 'change' | 'deletion'>;
     /** modification: a watched file's content changed in place; attributes_modified (Auditbeat's
      * name): its mode or owner did; rules_reloaded: the agent's own alert for a rule file or
-     * exception list whose content changed at a reload (agent/src/rules-digest.ts). */
-    action: 'creation' | 'rename' | 'modification' | 'attributes_modified' | 'rules_reloaded';
+     * exception list whose content changed at a reload (agent/src/rules-digest.ts);
+     * baseline_*: the agent's own alert at start when its baseline was gone, unreadable or not what
+     * it saved (agent/src/baseline/alerts.ts). */
+    action: 'creation' | 'rename' | 'modification' | 'attributes_modified' | 'rules_reloaded' | 'baseline_missing' | 'baseline_corrupt' | 'baseline_edited';
     dataset: 'endpoint.events.file';
     module: 'endpoint';
     created: string;
@@ -110,7 +112,9 @@ export interface FileEvent {
   ldguard: {
     attribution: Attribution;
     /** rehash: the agent's periodic re-hash of the watched files found the change (agent/src/integrity.ts). */
-    source: 'fanotify' | 'inotify' | 'rescan' | 'rehash' | 'reload' | 'stdin';
+    source: 'fanotify' | 'inotify' | 'rescan' | 'rehash' | 'reload' | 'stdin' | 'start';
+    /** On a baseline_* alert: how the baseline was found (agent/src/known-files.ts BaselineOpened). */
+    baseline_state?: { kind: string; detail?: string; expected_generation?: number; found_generation?: number };
     /** On a rules_reloaded alert: the digest of the rules now loaded, and how this file changed. */
     rules_digest?: string;
     rule_file_change?: 'modified' | 'added' | 'removed';
@@ -148,6 +152,9 @@ export interface FileEvent {
     /** The writer's executable against its package database (agent/src/enrich/package/): absent
      * when the writer is unknown. What an exclusion by name cannot fake (#19). */
     package?: PackageFacts;
+    /** On an alert the agent raised at start about what happened while it was down
+     * (agent/src/baseline/judge.ts): what differs from the baseline, and the package database's word. */
+    baseline?: BaselineFacts;
   };
 }
 
@@ -225,6 +232,22 @@ export function fileEventMeta(at: string, type: FileEvent['event']['type'][numbe
  * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced).
  * `role` is "package_manager" when the owning package is a package manager's.
  */
+/**
+ * ldguard.baseline. status "changed_while_down": the file differs from the baseline (`changed`
+ * names the fields, `before` holds what was recorded; an inode reused by `rm` + `cp` shows as
+ * ctime, size or sha256); "new_while_down": no baseline entry, or another inode; "unverified": the
+ * baseline could not be trusted (`baseline_state`: first_run, missing, corrupt, edited) and the
+ * package database does not vouch for the file. `package`: that check, on every such alert; a
+ * "verified" one makes the alert a record (ldguard.excepted_by), paging no one.
+ */
+export interface BaselineFacts {
+  status: 'changed_while_down' | 'new_while_down' | 'unverified';
+  changed?: string[];
+  before?: Record<string, string | number | null>;
+  baseline_state?: string;
+  package: { manager: 'dpkg'; verdict: 'verified' | 'mismatch' | 'inconclusive'; reason: string; name?: string };
+}
+
 export interface PackageFacts {
   manager: 'dpkg';
   name?: string;

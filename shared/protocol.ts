@@ -111,6 +111,11 @@ export interface AgentFacts {
     os?: { name?: string; version?: string; kernel?: string; family?: string; platform?: string; full?: string };
   };
   rules: { count: number; ids: string[] };
+  /** The host's id (ECS host.id: its machine-id) and the agent's baseline seal; absent from agents
+   * older than them. The collector judges a known host.id that returns with another agent id, a
+   * lower baseline generation or a seal it never recorded (collector/src/continuity.ts). */
+  hostId?: string;
+  baseline?: BaselineSeal;
   /** sha256 (64 hex digits) of the loaded rule files and exception lists (agent/src/rules-digest.ts);
    * absent from agents older than it. */
   rulesDigest?: string;
@@ -138,6 +143,17 @@ export interface AgentHealth {
   uptimeSec?: number;
   /** As AgentFacts.rulesDigest, now: a SIGHUP may have loaded other rules since the hello. */
   rulesDigest?: string;
+  /** The baseline's seal now: an agent sends a heartbeat after each save of its baseline. */
+  baseline?: BaselineSeal;
+}
+
+/**
+ * The agent's baseline of loader files as saved last (agent/src/known-files.ts): the sha256 of the
+ * file's bytes and its generation, which grows by one at each save and never goes back.
+ */
+export interface BaselineSeal {
+  generation: number;
+  sha256: string;
 }
 
 export interface ExceptionCount {
@@ -401,8 +417,20 @@ function validateAgentFacts(p: Problems, v: unknown, path: string): void {
     strings(p, rules.ids, `${path}.rules.ids`, 10_000, 256);
   }
   digest(p, a.rulesDigest, `${path}.rulesDigest`);
+  str(p, a.hostId, `${path}.hostId`, { optional: true, min: 1, max: 128 });
+  baselineSeal(p, a.baseline, `${path}.baseline`);
   sourceHealth(p, a.source, `${path}.source`);
   attributionHealth(p, a.attribution, `${path}.attribution`);
+}
+
+/** An optional baseline seal: a generation and a sha256. */
+function baselineSeal(p: Problems, v: unknown, path: string): void {
+  if (v === undefined) return;
+  const b = obj(p, v, path);
+  if (!b) return;
+  int(p, b.generation, `${path}.generation`);
+  if (b.sha256 === undefined) p.add(`${path}.sha256`, 'expected a sha256 as 64 lowercase hex digits, got nothing');
+  else digest(p, b.sha256, `${path}.sha256`);
 }
 
 /** An optional sha256 in hex (the rules' digest). */
@@ -418,6 +446,7 @@ function validateHealth(p: Problems, v: unknown, path: string): void {
   int(p, h.alertsRejected, `${path}.alertsRejected`, { optional: true });
   int(p, h.uptimeSec, `${path}.uptimeSec`, { optional: true });
   digest(p, h.rulesDigest, `${path}.rulesDigest`);
+  baselineSeal(p, h.baseline, `${path}.baseline`);
   sourceHealth(p, h.source, `${path}.source`);
   if (h.attribution !== undefined) attributionHealth(p, h.attribution, `${path}.attribution`);
   if (h.exceptions !== undefined) {

@@ -1,7 +1,7 @@
 // The agent daemon, started as ordered steps: load config → load rules → resolve watched dirs →
 // host facts → open source → self-test → open sinks → rescan for gaps → ready. Teardown always
 // runs, in reverse, whatever step failed.
-import { lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Alert, EcsAgent, EcsHost, FileEvent } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
@@ -29,6 +29,10 @@ import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
 import { PackageVerifier } from './enrich/package/verify.js';
+import { baselineLostAlert } from './baseline/alerts.js';
+import { judgeAtStart, PACKAGE_DB_EXCEPTION } from './baseline/judge.js';
+import { rootDatabase } from './baseline/package-check.js';
+import { resolvePathInRoot } from './watch-dirs.js';
 
 const DEGRADED_RESCAN_MS = 10_000;
 
@@ -83,6 +87,9 @@ export class Agent {
   async start(): Promise<void> {
     const { cfg, log } = this;
     mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+    // Before agentId() makes one: an agent id already there means this host ran the agent before,
+    // so a baseline missing now was deleted, not never made.
+    const stateExisted = existsSync(posix.join(cfg.stateDir, 'agent-id'));
 
     const ruleSet = loadRuleSet(cfg.rules);
     const rules = ruleSet.rules;
@@ -142,10 +149,15 @@ export class Agent {
         host: { architecture: host.current.architecture, ip: host.current.ip, os: host.current.os },
         rules: { count: this.health.rules.length, ids: this.health.rules.map((r) => r.split(' ')[0]!) },
         rulesDigest: this.health.rulesDigest,
+        ...(host.current.id ? { hostId: host.current.id } : {}),
+        ...(this.known?.seal ? { baseline: this.known.seal } : {}),
         source: sourceHealth(),
         attribution: attribution(),
       }),
-      () => ({ eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts(), rulesDigest: this.health.rulesDigest }),
+      () => ({
+        eventsLost: this.health.overflows, source: sourceHealth(), attribution: attribution(), exceptions: this.exceptionCounts(), rulesDigest: this.health.rulesDigest,
+        ...(this.known?.seal ? { baseline: this.known.seal } : {}),
+      }),
     );
     this.sinks = sinks;
     this.cleanup.push(() => sinks.close());
@@ -193,11 +205,18 @@ export class Agent {
       }
     }
 
-    const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'), log);
+    const baselineFile = posix.join(cfg.stateDir, 'known-files.json');
+    const known = KnownFiles.open(baselineFile, log, { realRoot: this.realRoot, hashMaxBytes: cfg.hashMaxBytes, stateExisted });
     this.known = known;
     this.cleanup.push(() => known.flush());
-    if (!known.firstRun) for (const f of spooled) known.add(f.path, f.inode);
-    this.rescan('start');
+    known.onSaved = () => sinks.pushHealth();
+    if (!known.firstRun) {
+      for (const f of spooled) {
+        if (f.inPlace) known.refresh(f.path);
+        else known.add(f.path, f.inode);
+      }
+    }
+    this.judgeStart(known, baselineFile);
     await known.flush(); // the baseline is on disk before the agent says it is ready
 
     // The files of the baseline are watched whole from now on, their first state taken before
@@ -334,6 +353,49 @@ export class Agent {
     }
   }
 
+  /**
+   * The start's rescan: what differs from the baseline, judged with the package database
+   * (baseline/judge.ts). A baseline that was there and is gone, unreadable or edited is an alert of
+   * its own first. Files reported stay out of the baseline, or keep their old entry, until their
+   * alerts are accepted (emit), so a crash in between reports them again rather than losing them.
+   */
+  private judgeStart(known: KnownFiles, baselineFile: string): void {
+    if (!this.matcher || !this.pipeline || !this.alertContext) return;
+    const { log } = this;
+    const opened = known.opened;
+    const lost = baselineLostAlert(opened, baselineFile, { host: this.alertContext.host(), agent: this.alertContext.agent });
+    if (lost) {
+      log.warn({ baseline: opened }, 'the baseline of rule-matching files is not what this agent saved: every rule-matching file is checked against the package database');
+      void this.sinks?.send(lost);
+    } else if (opened.kind === 'upgraded') log.info({ file: baselineFile }, 'baseline upgraded: the first format kept inodes only; the files\' facts are recorded now');
+    this.health.rescans++;
+    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
+    for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
+    const plan = judgeAtStart(known, found, { db: rootDatabase(this.realRoot), realRoot: this.realRoot, hashMaxBytes: this.cfg.hashMaxBytes });
+    if (plan.unchecked) log.info({ files: found.map((f) => f.hostPath), unchecked: 'no package database under the root' }, 'first run: baseline of rule-matching files recorded');
+    else if (known.firstRun) log.info({ vouched: plan.vouched, state: opened.kind }, 'no trusted baseline: rule-matching files checked against the package database');
+    const pending = new Set<FoundFile>();
+    const keep = new Set<string>();
+    for (const j of plan.judged) {
+      const ldguard = { baseline: j.facts, ...(j.confirmed ? { excepted_by: { ...PACKAGE_DB_EXCEPTION } } : {}) };
+      const real = typeof j.file.realPath === 'string' ? resolvePathInRoot(this.realRoot, j.file.hostPath) : null;
+      if (j.as !== 'creation' && real) {
+        keep.add(j.file.hostPath);
+        this.pipeline.handleChange({ action: j.as, realPath: real, names: [j.file.hostPath], writer: null, how: 'rehash', ldguard: { ...ldguard, source: 'rescan' } });
+      } else {
+        pending.add(j.file);
+        this.seen.rescanned(j.file.realPath, j.file.inode);
+        this.pipeline.handleRescan([{ ...j.file, ldguard }]);
+      }
+    }
+    const appeared = plan.judged.filter((j) => j.facts.status === 'new_while_down').map((j) => j.file.hostPath);
+    if (appeared.length > 0) log.warn({ why: 'start', files: appeared }, 'rule-matching files appeared while unobserved');
+    if (plan.judged.length > 0) {
+      log.warn({ files: plan.judged.map((j) => ({ path: j.file.hostPath, status: j.facts.status, changed: j.facts.changed, package: j.facts.package.verdict, excepted: j.confirmed })) }, 'rule-matching files differ from the baseline at start');
+    }
+    known.replace(found.filter((f) => !pending.has(f)), keep);
+  }
+
   /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
   private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }): void {
     if (!this.known || !this.matcher || !this.pipeline) return;
@@ -417,7 +479,10 @@ export class Agent {
     // A change in place is no new file: its alert may name a symlink with its target's inode.
     const inPlace = alert.event?.action === 'modification' || alert.event?.action === 'attributes_modified';
     void this.sinks?.send(alert).then(() => {
-      if (!inPlace && alert.file?.inode && alert.file.path) this.known?.add(alert.file.path, Number(alert.file.inode));
+      if (!alert.file?.path) return;
+      // Its facts read again, so the next start does not report a change already reported.
+      if (inPlace) this.known?.refresh(alert.file.path);
+      else if (alert.file.inode) this.known?.add(alert.file.path, Number(alert.file.inode));
     });
   }
 
@@ -499,13 +564,14 @@ function lossy(e: RawFileEvent): boolean {
   return e.kind !== 'overflow' && !e.rawDir && !e.rawName && (e.dir.includes('\uFFFD') || e.name.includes('\uFFFD'));
 }
 
-/** Path and inode of each alert's file in spool payloads (alert JSON); anything else is skipped. */
-function spooledFiles(payloads: readonly Buffer[]): Array<{ path: string; inode: number }> {
-  const out: Array<{ path: string; inode: number }> = [];
+/** Path and inode of each alert's file in spool payloads (alert JSON), and whether it was a change in place (its inode may be a symlink's target's); anything else is skipped. */
+function spooledFiles(payloads: readonly Buffer[]): Array<{ path: string; inode: number; inPlace: boolean }> {
+  const out: Array<{ path: string; inode: number; inPlace: boolean }> = [];
   for (const p of payloads) {
     try {
       const a = JSON.parse(p.toString('utf8')) as Alert;
-      if (a.file?.path && a.file.inode) out.push({ path: a.file.path, inode: Number(a.file.inode) });
+      const inPlace = a.event?.action === 'modification' || a.event?.action === 'attributes_modified';
+      if (a.file?.path && a.file.inode) out.push({ path: a.file.path, inode: Number(a.file.inode), inPlace });
     } catch {
       // not an alert we can read: nothing to remember
     }

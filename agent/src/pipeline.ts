@@ -130,8 +130,12 @@ export class Pipeline {
     if (this.rules[0]) alertJson(buildAlert(event, this.rules[0], new Date().toISOString()));
   }
 
-  /** Files a rescan found that nobody saw appear: judged as creations with an unknown writer. */
-  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath }>): void {
+  /**
+   * Files a rescan found that nobody saw appear: judged as creations with an unknown writer.
+   * `ldguard`: facts the start's judgement adds (ldguard.baseline, and excepted_by when the package
+   * database confirms the file: then the alert is a record, as an exception's).
+   */
+  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath; ldguard?: Partial<FileEvent['ldguard']> }>): void {
     for (const f of found) {
       const { dir, name } = splitPath(f.realPath);
       const event = this.toEcs(
@@ -139,6 +143,7 @@ export class Pipeline {
         f.realPath,
       );
       event.ldguard.source = 'rescan';
+      if (f.ldguard) Object.assign(event.ldguard, f.ldguard);
       const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
       this.counts.matched += hits.length;
       if (hits.length > 0) this.finish(hits, f.realPath);
@@ -152,7 +157,7 @@ export class Pipeline {
    * own, and symlinks that resolve to it): the first name a rule fires on is the alert's, so one
    * change gives one alert per rule; the facts (hash, size, mode) are the file's, read now.
    */
-  handleChange(c: { action: 'modification' | 'attributes_modified'; realPath: string; names: readonly string[]; writer: RawFileEvent | null; how: 'event' | 'rehash' }): void {
+  handleChange(c: { action: 'modification' | 'attributes_modified'; realPath: string; names: readonly string[]; writer: RawFileEvent | null; how: 'event' | 'rehash'; ldguard?: Partial<FileEvent['ldguard']> }): void {
     this.counts.events++;
     const { dir, name } = splitPath(c.realPath);
     const { rawDir: _d, rawName: _n, ...writer } = c.writer ?? {};
@@ -165,6 +170,7 @@ export class Pipeline {
       event.event.action = c.action;
       event.file = { ...fileNames(hostPath), ...(hostPath !== c.names[0] ? { target_path: c.names[0] } : {}) };
       if (c.how === 'rehash') event.ldguard.source = 'rehash';
+      if (c.ldguard) Object.assign(event.ldguard, c.ldguard);
       const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
       if (hits.length === 0) continue;
       this.counts.matched += hits.length;

@@ -7,7 +7,7 @@ import { KnownFiles } from '../../agent/src/known-files.js';
 import { createLogger } from '../../shared/log.js';
 import { tempDir } from '../helpers/temp.js';
 
-const saved = (file: string) => (JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, number> }).files;
+const saved = (file: string) => Object.fromEntries(Object.entries((JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, { inode: number }> }).files).map(([p, e]) => [p, e.inode]));
 const turn = () => new Promise((r) => setImmediate(r));
 
 describe('KnownFiles', () => {

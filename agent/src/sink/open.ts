@@ -20,6 +20,8 @@ export interface Sinks {
   send(a: Alert): Promise<void>;
   /** The collector link's health, when there is one. */
   delivery(): ReturnType<WebSocketSink['health']> | null;
+  /** Sends the agent's health to the collector now (a baseline save), when connected. */
+  pushHealth(): void;
   close(): Promise<void>;
 }
 
@@ -27,7 +29,7 @@ export async function openSinks(
   cfg: Readonly<AgentConfig>,
   log: Logger,
   facts: () => AgentFacts,
-  health: () => Pick<AgentHealth, 'eventsLost' | 'source' | 'attribution' | 'exceptions'>,
+  health: () => Pick<AgentHealth, 'eventsLost' | 'source' | 'attribution' | 'exceptions' | 'rulesDigest' | 'baseline'>,
 ): Promise<Sinks> {
   const opened: Array<{ name: string; sink: Sink }> = [];
   let ws: WebSocketSink | null = null;
@@ -73,6 +75,7 @@ export async function openSinks(
       await Promise.all(all);
     },
     delivery: () => ws?.health() ?? null,
+    pushHealth: () => ws?.pushHealth(),
     async close() {
       await Promise.allSettled([...inFlight]);
       await Promise.allSettled(opened.map((o) => o.sink.close()));

@@ -23,7 +23,7 @@ import { checkJsonBounds } from '../../../shared/json-bounds.js';
 import {
   AGENT_PATH, ALERTS_FRAME_OVERHEAD, ALERT_BOUNDS, DEFAULT_HEARTBEAT_MS, MAX_ALERT_BYTES, MAX_BATCH_ALERTS, MAX_FRAME_BYTES,
   MAX_EXCEPTION_COUNTS, PROTOCOL_VERSION, alertsFrame, parseCollectorMessage, validateAlert,
-  type AgentFacts, type AgentHealth, type AttributionHealth, type ExceptionCount, type HeartbeatMessage, type HelloMessage, type SourceHealth,
+  type AgentFacts, type AgentHealth, type AttributionHealth, type BaselineSeal, type ExceptionCount, type HeartbeatMessage, type HelloMessage, type SourceHealth,
 } from '../../../shared/protocol.js';
 import type { Sink } from './sink.js';
 import { Spool, type SpoolHealth } from './spool.js';
@@ -48,7 +48,7 @@ export interface WebSocketSinkOptions {
   /** Facts sent in the hello of every connection (read at each connect, so they can change). */
   facts: () => AgentFacts;
   /** The pipeline's own health, sent with every heartbeat beside the spool's. */
-  health?: () => { eventsLost: number; source: SourceHealth; attribution?: AttributionHealth; exceptions?: ExceptionCount[] };
+  health?: () => { eventsLost: number; source: SourceHealth; attribution?: AttributionHealth; exceptions?: ExceptionCount[]; rulesDigest?: string; baseline?: BaselineSeal };
   /** PEM CA bundle to trust for wss:// (ca_file); default: the system's CAs. */
   caFile?: string | null;
   /** Client certificate and key for wss:// when the collector asks for one (cert_file, key_file). */
@@ -357,7 +357,21 @@ export class WebSocketSink implements Sink {
       ...(p.attribution ? { attribution: p.attribution } : {}),
       ...(p.exceptions?.length ? { exceptions: p.exceptions.slice(0, MAX_EXCEPTION_COUNTS) } : {}),
       uptimeSec: Math.floor((Date.now() - this.startedAt) / 1000),
+      ...(p.rulesDigest ? { rulesDigest: p.rulesDigest } : {}),
+      ...(p.baseline ? { baseline: p.baseline } : {}),
     };
+  }
+
+  /**
+   * A heartbeat now, out of turn: the baseline was just saved, and the collector records every
+   * seal it is told (a seal it never heard of is an alert there). Best effort: when not connected,
+   * the next hello carries the seal instead.
+   */
+  pushHealth(): void {
+    const ws = this.ws;
+    if (!ws || !this.connected) return;
+    const msg: HeartbeatMessage = { type: 'heartbeat', v: PROTOCOL_VERSION, health: this.agentHealth() };
+    ws.send(JSON.stringify(msg));
   }
 
   private onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): void {

@@ -1,0 +1,86 @@
+// What happened while the agent was down, judged at start: every rule-matching file on disk
+// against the baseline (known-files.ts), each difference against the package database.
+//   - same inode, other facts (content, mode, owner, times, symlink target): "changed_while_down",
+//     reported as a change (modification or attributes_modified) naming the fields. An inode
+//     reused by `rm` + `cp` (ext4 hands the freed one out again) lands here: other ctime, size, hash.
+//   - no entry, or another inode: "new_while_down", reported as a creation (the rescan's way).
+//   - a baseline that cannot be trusted (baseline_state first_run, missing, corrupt, edited): no
+//     file is trusted on first use; each is a creation unless the package database vouches for it.
+//     A real first run on a root without a dpkg database is the exception: nothing could vouch for
+//     any file there, and an alert per loader at every installation teaches people to ignore them;
+//     it is logged instead.
+// A difference the package database confirms (package-check.ts: an upgrade while the agent was
+// down) is kept on record as excepted (ldguard.excepted_by), paging no one; every other one,
+// inconclusive included, pages. Pure but for the file reads: the agent turns the plan into alerts.
+import type { BaselineFacts } from '../../../shared/ecs.js';
+import type { DpkgDb } from '../enrich/package/dpkg-db.js';
+import type { FoundFile, KnownFiles } from '../known-files.js';
+import { checkWithPackages, type PackageCheck } from './package-check.js';
+import { actionOf, differences, readRecord, type FileRecord } from './record.js';
+
+/** The excepted_by of a difference the package database confirms: no exception list holds it. */
+export const PACKAGE_DB_EXCEPTION = { list_id: 'ldguard-package-database', item_id: 'dpkg-md5-verified' } as const;
+
+export interface Judged {
+  file: FoundFile;
+  /** How it is reported: a change in place, or a creation (rescan). */
+  as: 'modification' | 'attributes_modified' | 'creation';
+  facts: BaselineFacts;
+  /** True when the package database confirms it: recorded, excepted. */
+  confirmed: boolean;
+}
+
+export interface Plan {
+  judged: Judged[];
+  /** Files the package database vouched for on an untrusted baseline (logged, recorded). */
+  vouched: string[];
+  /** A first run with no database: nothing checked (logged). */
+  unchecked: boolean;
+}
+
+export function judgeAtStart(known: KnownFiles, found: readonly FoundFile[], o: { db: DpkgDb | null; realRoot: string; hashMaxBytes: number }): Plan {
+  const plan: Plan = { judged: [], vouched: [], unchecked: false };
+  const check = (f: FoundFile): BaselineFacts['package'] => pkg(checkWithPackages(o.db, o.realRoot, f.hostPath, o.hashMaxBytes));
+  if (known.firstRun) {
+    const state = known.opened.kind;
+    if (state === 'first_run' && !o.db) {
+      plan.unchecked = true;
+      return plan;
+    }
+    for (const f of found) {
+      const p = check(f);
+      if (p.verdict === 'verified') plan.vouched.push(f.hostPath);
+      else plan.judged.push({ file: f, as: 'creation', confirmed: false, facts: { status: 'unverified', baseline_state: state, package: p } });
+    }
+    return plan;
+  }
+  const fresh = new Set(known.diff(found));
+  for (const f of found) {
+    const before = known.record(f.hostPath);
+    if (fresh.has(f)) {
+      const now = before ? readRecord(o.realRoot, f.realPath, f.hostPath, o.hashMaxBytes) : null;
+      const p = check(f);
+      plan.judged.push({
+        file: f, as: 'creation', confirmed: p.verdict === 'verified',
+        facts: { status: 'new_while_down', ...(before && now ? { changed: differences(before, now), before: flat(before) } : {}), package: p },
+      });
+      continue;
+    }
+    if (!before) continue; // the first format: the inode is all it can check, and it matches
+    const now = readRecord(o.realRoot, f.realPath, f.hostPath, o.hashMaxBytes);
+    if (!now) continue; // gone since the scan: nothing left to judge
+    const changed = differences(before, now);
+    if (changed.length === 0) continue;
+    const p = check(f);
+    plan.judged.push({ file: f, as: actionOf(changed), confirmed: p.verdict === 'verified', facts: { status: 'changed_while_down', changed, before: flat(before), package: p } });
+  }
+  return plan;
+}
+
+function pkg(c: PackageCheck): BaselineFacts['package'] {
+  return { manager: 'dpkg', verdict: c.verdict, reason: c.reason, ...(c.name ? { name: c.name } : {}) };
+}
+
+function flat(r: FileRecord): Record<string, string | number | null> {
+  return { ...r };
+}
