@@ -43,3 +43,19 @@ export function buildFakePm(): string {
 export function dpkgInstall(root: string, deb: string): void {
   execFileSync('dpkg', [`--root=${root}`, '--force-script-chrootless', '--force-unsafe-io', '-i', deb], { stdio: 'pipe' });
 }
+
+/**
+ * A package named `name` at `version` shipping `files` (path inside the root, without its leading
+ * slash → content); built by the genuine dpkg-deb. Returns the .deb's path.
+ */
+export function buildDeb(name: string, version: string, files: Record<string, string | Buffer>): string {
+  const stage = join(tempDir('ldg-deb-'), `${name}_${version}`);
+  mkdirSync(join(stage, 'DEBIAN'), { recursive: true });
+  writeFileSync(join(stage, 'DEBIAN/control'), `Package: ${name}\nVersion: ${version}\nArchitecture: all\nMaintainer: ldguard tests <tests@ldguard.invalid>\nDescription: test package\n`);
+  for (const [to, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(stage, to)), { recursive: true });
+    writeFileSync(join(stage, to), content, { mode: 0o755 });
+  }
+  execFileSync('dpkg-deb', ['--root-owner-group', '--build', stage, `${stage}.deb`], { stdio: 'pipe' });
+  return `${stage}.deb`;
+}

@@ -85,12 +85,14 @@ export function differences(before: FileRecord, now: FileRecord): RecordField[] 
 /**
  * The ECS action a set of differences is reported as: content (or the file's identity: another
  * inode, device or target) is a "modification"; mode or owner alone is "attributes_modified", as
- * a live change is (integrity.ts). Times alone (a touch, a chmod undone, an inode reused with the
+ * a live change is (integrity.ts), with or without the ctime they move. Times alone (a touch, a chmod undone, an inode reused with the
  * same bytes) are a modification too: nothing but a write or a new file moves them together.
  */
 export function actionOf(fields: readonly RecordField[]): 'modification' | 'attributes_modified' {
   if (fields.some((f) => CONTENT.has(f))) return 'modification';
-  return fields.every((f) => ATTRIBUTES.has(f)) ? 'attributes_modified' : 'modification';
+  // A chmod or chown moves ctime too: with mode or owner changed, ctime is part of that change.
+  const rest = fields.filter((f) => f !== 'ctimeMs');
+  return rest.length > 0 && rest.every((f) => ATTRIBUTES.has(f)) ? 'attributes_modified' : 'modification';
 }
 
 /** A record as stored, checked field by field: null when any is missing or of the wrong type. */
