@@ -34,7 +34,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import {
-  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, MESSAGE_BOUNDS, PROTOCOL_VERSION, ackMessage, errorMessageFrame, type AgentMessage, type RejectedAlert,
+  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, MESSAGE_BOUNDS, PROTOCOL_VERSION, ackMessage, errorMessageFrame, type AgentMessage, type BaselineSeal, type RejectedAlert,
 } from '../../shared/protocol.js';
 import { VERSION } from '../../shared/version.js';
 import { Api } from './api.js';
@@ -43,6 +43,7 @@ import { parseListen, type CollectorConfig } from './config.js';
 import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
 import { Notices, type Notice } from './notices.js';
+import { judgeSeal } from './continuity.js';
 import { HeldBackQuota, isHeldBack } from './quota.js';
 import type { Store, TokenInfo } from './store/sqlite.js';
 import { Dashboard } from './web.js';
@@ -75,6 +76,8 @@ class Conn {
   alive = true;
   closed = false;
   helloTimer: NodeJS.Timeout | undefined;
+  /** The host this agent said it watches (hello hostId), for the continuity checks (continuity.ts). */
+  host?: { id: string; name: string };
   resumeTimer: NodeJS.Timeout | undefined;
   readonly paused = new Set<PauseReason>();
   msgTokens: number;
@@ -436,6 +439,10 @@ export class CollectorServer {
           heartbeatMs: m.heartbeatMs, facts: JSON.stringify(m.agent), at: now,
         });
         this.log.info({ agentId: c.agentId, hostname: m.agent.hostname, version: m.agent.version, token: c.token.name, remote: c.remote, source: m.agent.source.name }, 'agent connected');
+        if (m.agent.hostId) {
+          c.host = { id: m.agent.hostId, name: m.agent.hostname };
+          this.continuity(c, m.agent.baseline, true);
+        }
         return;
       }
       case 'alerts': {
@@ -471,6 +478,7 @@ export class CollectorServer {
       case 'heartbeat': {
         if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'heartbeat before hello; an agent must say hello first', 'order');
         const h = m.health;
+        if (c.host && h.baseline) this.continuity(c, h.baseline, false);
         const { uptimeSec: _uptime, ...rest } = h;
         this.ingest.submitHeartbeat({
           agentId: c.agentId, health: JSON.stringify(h), spoolDepth: h.spoolDepth, eventsLost: h.eventsLost,
@@ -558,9 +566,29 @@ export class CollectorServer {
     else counts.delete(key);
   }
 
+  /**
+   * Judges a host's baseline seal against what was recorded of that host (continuity.ts), records
+   * a notice for each finding, then records the seal. A store error is logged: the agent's
+   * connection is not the place to pay for it.
+   */
+  private continuity(c: Conn, baseline: BaselineSeal | undefined, hello: boolean): void {
+    const host = c.host!;
+    const agentId = c.agentId!;
+    try {
+      for (const f of judgeSeal(this.store.hostHistory(host.id), { hostId: host.id, agentId, ...(baseline ? { baseline } : {}) }, hello)) {
+        this.log.warn({ agentId, hostId: host.id, kind: f.kind, reason: f.reason }, 'host continuity broken');
+        const key = `${host.id}|${agentId}|${baseline ? `${baseline.generation}|${baseline.sha256}` : '-'}`;
+        this.notice(c, f.kind, agentId, f.reason, { key, host });
+      }
+      if (baseline) this.store.recordSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), agentId, hostId: host.id }, 'recording a baseline seal failed; its continuity is not judged');
+    }
+  }
+
   /** Records a collector notice (an alert of the collector's own, see notices.ts), at most one per kind and token per window. */
-  private notice(c: Conn, kind: Notice['kind'], claimedAgentId: string | null, reason: string): void {
-    const row = this.notices.take({ kind, tokenName: c.token.name, claimedAgentId, remote: c.remote, reason });
+  private notice(c: Conn, kind: Notice['kind'], claimedAgentId: string | null, reason: string, about: Pick<Notice, 'key' | 'host'> = {}): void {
+    const row = this.notices.take({ kind, tokenName: c.token.name, claimedAgentId, remote: c.remote, reason, ...about });
     if (row) this.ingest.submitNotice(row);
     else this.metrics.noticesSuppressed += 1;
   }
@@ -666,6 +694,15 @@ export class CollectorServer {
       if (this.closing) return;
       this.ingest.forget(gone.map((a) => a.agentId));
       const view = (a: (typeof gone)[number]) => ({ agentId: a.agentId, hostname: a.hostname, lastSeen: new Date(a.lastSeen).toISOString() });
+      // One alert per silence: an agent is marked offline once, until it is heard from again.
+      for (const a of gone) {
+        const row = this.notices.take({
+          kind: 'agent_silent', tokenName: this.store.tokenOfAgent(a.agentId)?.name ?? 'unknown', claimedAgentId: a.agentId, remote: '-',
+          reason: `agent ${a.agentId} (${a.hostname ?? 'unknown host'}) has sent nothing since ${new Date(a.lastSeen).toISOString()}, past its heartbeat period`,
+          key: `${a.agentId}|${a.lastSeen}`, host: { name: a.hostname ?? undefined },
+        });
+        if (row) this.ingest.submitNotice(row);
+      }
       if (gone.length === 1) this.log.warn(view(gone[0]!), 'agent offline: missed its heartbeats');
       else if (gone.length > 1) {
         this.log.warn({ count: gone.length, sample: gone.slice(0, OFFLINE_SAMPLE).map(view), more: gone.length - Math.min(gone.length, OFFLINE_SAMPLE) },

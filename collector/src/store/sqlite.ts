@@ -150,6 +150,13 @@ export interface QuarantineRow {
   received: number;
 }
 
+/** A host's recorded continuity (Store.hostHistory). */
+export interface HostHistory {
+  lastAgentId: string;
+  maxGeneration: number;
+  knows: (generation: number, sha256: string) => boolean;
+}
+
 /** A token bound to an agent id by the first hello that used it. */
 export interface TokenBinding {
   hash: string;
@@ -258,7 +265,7 @@ export interface AgentView {
 
 const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 /** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 /** Characters of a quarantined alert's JSON kept: enough to see what the agent sent, bounded. */
 export const QUARANTINE_TEXT_CHARS = 16 * 1024;
 /** Quarantined alerts kept at most; the oldest go first (a broken agent cannot fill the disk). */
@@ -403,6 +410,24 @@ INSERT INTO alerts_v2 (id, uuid, ts, host, rule_id, rule_name, severity, status,
 DROP TABLE alerts;
 ALTER TABLE alerts_v2 RENAME TO alerts;
 ALTER TABLE tokens ADD COLUMN agent_id TEXT;
+`;
+
+/**
+ * Schema 3 → 4: each baseline seal an agent told (host id, agent id, generation, sha256), for the
+ * continuity checks of collector/src/continuity.ts. Run at every open (IF NOT EXISTS), so a new
+ * database gets it too. Portable as it is: plain columns, one composite key, no SQLite-only type.
+ */
+const MIGRATE_3_TO_4 = `
+CREATE TABLE IF NOT EXISTS host_seals (
+  host_id TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  PRIMARY KEY (host_id, generation, sha256)
+);
+CREATE INDEX IF NOT EXISTS host_seals_last ON host_seals (host_id, last_seen DESC);
 `;
 
 /** Schema 2 → 3: the future flag (an alert dated after its receipt, listed by receive time). */
@@ -887,6 +912,11 @@ export class Store {
       // Again overdue when marked: the agent may have been heard from since the scan (markOffline).
       markOffline: db.prepare('UPDATE agents SET online = 0 WHERE agent_id = ? AND online = 1 AND last_seen + coalesce(heartbeat_ms, 10000) * ? < ?'),
       ping: db.prepare('SELECT 1 AS ok'),
+      hostLast: db.prepare('SELECT agent_id AS agentId, generation, sha256 FROM host_seals WHERE host_id = ? ORDER BY last_seen DESC, generation DESC LIMIT 1'),
+      hostMaxGeneration: db.prepare('SELECT max(generation) AS g FROM host_seals WHERE host_id = ?'),
+      hostSeal: db.prepare('SELECT 1 AS ok FROM host_seals WHERE host_id = ? AND generation = ? AND sha256 = ?'),
+      recordSeal: db.prepare(`INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen) VALUES (@hostId, @generation, @sha256, @agentId, @at, @at)
+        ON CONFLICT (host_id, generation, sha256) DO UPDATE SET agent_id = excluded.agent_id, last_seen = max(last_seen, excluded.last_seen)`),
     };
   }
 
@@ -938,6 +968,8 @@ export class Store {
           upgraded ??= `schema ${version} to ${SCHEMA_VERSION}`;
         }
         db.exec(SCHEMA);
+        db.exec(MIGRATE_3_TO_4);
+        if (version === 3) upgraded ??= `schema 3 to ${SCHEMA_VERSION}`;
         db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(SCHEMA_VERSION));
       }).immediate();
       prepareHostIndex(db, hostsDbPath(path));
@@ -1185,6 +1217,21 @@ export class Store {
       for (const r of rows) if (this.stmts.markOffline.run(r.agent_id, missed, now).changes > 0) gone.push(r);
     })();
     return gone.map((r) => ({ agentId: r.agent_id, hostname: r.hostname, lastSeen: r.last_seen }));
+  }
+
+  // ---- host continuity (collector/src/continuity.ts): small, synchronous, rare (hellos and baseline saves)
+
+  /** What was recorded of a host: the agent and seal heard last, the highest generation; null when never heard of. */
+  hostHistory(hostId: string): HostHistory | null {
+    const last = this.stmts.hostLast.get(hostId) as { agentId: string; generation: number; sha256: string } | undefined;
+    if (!last) return null;
+    const max = (this.stmts.hostMaxGeneration.get(hostId) as { g: number }).g;
+    return { lastAgentId: last.agentId, maxGeneration: max, knows: (generation, sha256) => this.stmts.hostSeal.get(hostId, generation, sha256) !== undefined };
+  }
+
+  /** Records a seal a host's agent told (idempotent). */
+  recordSeal(r: { hostId: string; agentId: string; generation: number; sha256: string; at: number }): void {
+    this.stmts.recordSeal.run(r);
   }
 
   /** The fleet's numbers: agents known, online, offline, degraded, and their spools and losses. */
