@@ -34,7 +34,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import {
-  AGENT_PATH, CLOSE, MAX_FRAME_BYTES, MESSAGE_BOUNDS, PROTOCOL_VERSION, ackMessage, errorMessageFrame, type AgentMessage, type BaselineSeal, type RejectedAlert,
+  AGENT_PATH, CLOSE, DEFAULT_HEARTBEAT_MS, MAX_FRAME_BYTES, MESSAGE_BOUNDS, PROTOCOL_VERSION, ackMessage, errorMessageFrame, type AgentMessage, type BaselineSeal, type RejectedAlert,
 } from '../../shared/protocol.js';
 import { VERSION } from '../../shared/version.js';
 import { Api } from './api.js';
@@ -139,6 +139,10 @@ export class CollectorServer {
   private readonly wss: WebSocketServer;
   private readonly conns = new Set<Conn>();
   private readonly byAgent = new Map<string, Conn>();
+  /** When this process started: a silence that began before it may be the collector's own outage. */
+  private readonly startedAt = Date.now();
+  /** Agents marked offline whose silence began before this process started: judged once the grace is over (see noticeSilence). */
+  private readonly silentSinceBefore = new Map<string, { hostname: string | null; lastSeen: number }>();
   private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
   private readonly pausedForIngest = new Set<Conn>();
   /**
@@ -694,15 +698,7 @@ export class CollectorServer {
       if (this.closing) return;
       this.ingest.forget(gone.map((a) => a.agentId));
       const view = (a: (typeof gone)[number]) => ({ agentId: a.agentId, hostname: a.hostname, lastSeen: new Date(a.lastSeen).toISOString() });
-      // One alert per silence: an agent is marked offline once, until it is heard from again.
-      for (const a of gone) {
-        const row = this.notices.take({
-          kind: 'agent_silent', tokenName: this.store.tokenOfAgent(a.agentId)?.name ?? 'unknown', claimedAgentId: a.agentId, remote: '-',
-          reason: `agent ${a.agentId} (${a.hostname ?? 'unknown host'}) has sent nothing since ${new Date(a.lastSeen).toISOString()}, past its heartbeat period`,
-          key: `${a.agentId}|${a.lastSeen}`, host: { name: a.hostname ?? undefined },
-        });
-        if (row) this.ingest.submitNotice(row);
-      }
+      this.noticeSilence(gone);
       if (gone.length === 1) this.log.warn(view(gone[0]!), 'agent offline: missed its heartbeats');
       else if (gone.length > 1) {
         this.log.warn({ count: gone.length, sample: gone.slice(0, OFFLINE_SAMPLE).map(view), more: gone.length - Math.min(gone.length, OFFLINE_SAMPLE) },
@@ -713,6 +709,32 @@ export class CollectorServer {
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /**
+   * One alert per silence: an agent is marked offline once, until it is heard from again. A silence
+   * that began before this process started may be the collector's own outage (agents reconnect
+   * after it with backoff): judged only once a grace of offline_after_missed_heartbeats default
+   * heartbeat periods has passed since the start, and dropped if the agent is back by then.
+   */
+  private noticeSilence(gone: ReadonlyArray<{ agentId: string; hostname: string | null; lastSeen: number }>): void {
+    const now = Date.now();
+    for (const a of gone) {
+      if (a.lastSeen < this.startedAt) this.silentSinceBefore.set(a.agentId, a);
+      else this.silent(a.agentId, a);
+    }
+    if (this.silentSinceBefore.size === 0 || now - this.startedAt < this.cfg.offlineAfterMissedHeartbeats * DEFAULT_HEARTBEAT_MS) return;
+    for (const [agentId, a] of this.silentSinceBefore) if (!this.byAgent.has(agentId)) this.silent(agentId, a);
+    this.silentSinceBefore.clear();
+  }
+
+  private silent(agentId: string, a: { hostname: string | null; lastSeen: number }): void {
+    const row = this.notices.take({
+      kind: 'agent_silent', tokenName: this.store.tokenOfAgent(agentId)?.name ?? 'unknown', claimedAgentId: agentId, remote: '-',
+      reason: `agent ${agentId} (${a.hostname ?? 'unknown host'}) has sent nothing since ${new Date(a.lastSeen).toISOString()}, past its heartbeat period`,
+      key: `${agentId}|${a.lastSeen}`, host: { name: a.hostname ?? undefined },
+    });
+    if (row) this.ingest.submitNotice(row);
   }
 
   /**

@@ -802,7 +802,7 @@ describe('a database written by schema 1', () => {
     d.close();
 
     const col = await startCollector({ db });
-    expect(col.logs.some((l) => String(l.msg).startsWith('database upgraded from schema 1 to 3'))).toBe(true);
+    expect(col.logs.some((l) => String(l.msg).startsWith('database upgraded from schema 1 to 4'))).toBe(true);
     // The old agent resends its last alert (as after a crash) and sends a new one.
     const sink = await openSink(col.port, token, { agentId: 'agent-old', host: 'old-host' });
     await sink.send(old[2]!);
