@@ -103,6 +103,29 @@ describe.skipIf(!isRoot)('changes made while the agent was down (skipped: needs 
     expect(await agent.stop()).toBe(0);
   });
 
+  it('takes a baseline of the first format (inodes only) as upgraded: no alert for a file whose inode matches, one for a file replaced', async () => {
+    const root = removeWhenDone(scratchRoot());
+    const state = tempDir('ldg-state-');
+    const loader = join(root, LOADER);
+    const other = join(root, 'usr/lib64/ld-linux-x86-64.so.2');
+    writeFileSync(loader, 'the genuine loader\n', { mode: 0o755 });
+    writeFileSync(other, 'the other loader\n', { mode: 0o755 });
+    writeFileSync(join(state, 'agent-id'), '6f1c1d1e-0000-4000-8000-000000000001\n');
+    // As an agent before this change left it: version 1, host path -> inode; the other's inode is stale.
+    writeFileSync(join(state, 'known-files.json'), JSON.stringify({ version: 1, files: { [LOADER]: statSync(loader).ino, '/usr/lib64/ld-linux-x86-64.so.2': statSync(other).ino + 1 } }));
+    const agent = await restart(root, state);
+    const alerts = await agent.waitForAlerts((a) => a.some(about('/usr/lib64/ld-linux-x86-64.so.2')));
+    expect(agent.logs().some((l) => String(l.msg).startsWith('baseline upgraded'))).toBe(true);
+    expect(alerts.filter(about(LOADER))).toEqual([]);
+    expect(alerts.some((a) => a.event.action?.startsWith('baseline_'))).toBe(false);
+    expect(alerts.find(about('/usr/lib64/ld-linux-x86-64.so.2'))!.ldguard.baseline).toMatchObject({ status: 'new_while_down', package: { verdict: 'inconclusive' } });
+    expect(await agent.stop()).toBe(0);
+    // Upgraded: the next start has the facts, so an append while down is caught.
+    const saved = JSON.parse(readFileSync(join(state, 'known-files.json'), 'utf8')) as { version: number; files: Record<string, { sha256?: string }> };
+    expect(saved.version).toBe(2);
+    expect(saved.files[LOADER]!.sha256).toBe(sha('the genuine loader\n'));
+  });
+
   it('excepts an upgrade dpkg made while down (bytes match its md5sums), and reports an edit it does not vouch for', async () => {
     const root = removeWhenDone(scratchRoot());
     const state = tempDir('ldg-state-');
@@ -169,6 +192,26 @@ describe.skipIf(!isRoot)('a baseline deleted or edited while the agent was down,
     const file = all.find(about(LOADER))!;
     expect(file.ldguard.baseline).toMatchObject({ status: 'unverified', baseline_state: 'missing', package: { verdict: 'inconclusive', reason: 'no_database' } });
     expect(file.ldguard.excepted_by).toBeUndefined();
+    expect(await agent.stop()).toBe(0);
+  });
+
+  it('says, when the baseline and its seal are both wiped, that the baseline is missing; the collector, that its generation went back', async () => {
+    const c = await withCollector();
+    const { root, state } = await firstRun(undefined, c.extra);
+    const second = await restart(root, state, c.extra); // each start saves: the generation grows
+    expect(await second.stop()).toBe(0);
+    const seal = JSON.parse(readFileSync(join(state, 'known-files.json.seal'), 'utf8')) as { generation: number };
+    expect(seal.generation).toBeGreaterThanOrEqual(2);
+    rmSync(join(state, 'known-files.json'));
+    rmSync(join(state, 'known-files.json.seal'));
+    const agent = await restart(root, state, c.extra);
+    const all = await stored(c.port, c.admin, (a) => a.some((x) => x.event.action === 'baseline_missing') && a.some((x) => x.ldguard?.notice?.kind === 'baseline_rolled_back'));
+    // The agent knows only that it ran before (its agent id is there), not the generation.
+    expect(all.find((x) => x.event.action === 'baseline_missing')!.ldguard.baseline_state).toEqual({ kind: 'missing', detail: expect.stringContaining('known-files.json is gone') });
+    const n = all.find((x) => x.ldguard?.notice?.kind === 'baseline_rolled_back')!;
+    expect(n.ldguard.notice.reason).toContain(`lower than ${seal.generation} recorded before`);
+    expect(n.ldguard.notice.claimed_agent_id).toBe(readFileSync(join(state, 'agent-id'), 'utf8').trim());
+    expect(all.some((x) => x.ldguard?.notice?.kind === 'agent_replaced')).toBe(false); // the same agent id: only its baseline went
     expect(await agent.stop()).toBe(0);
   });
 

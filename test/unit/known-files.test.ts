@@ -1,6 +1,6 @@
 // The agent's baseline of known files: saved off the event loop, one save at a time, nothing
 // changed meanwhile lost, and a failed save logged rather than thrown.
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KnownFiles } from '../../agent/src/known-files.js';
@@ -56,5 +56,42 @@ describe('KnownFiles', () => {
     mkdirSync(dir, { recursive: true });
     await k.flush();
     expect(saved(file)).toEqual({ '/lib/a': 1 });
+  });
+});
+
+describe('KnownFiles: how the baseline is found at start', () => {
+  const made = async () => {
+    const dir = tempDir('ldg-known-');
+    const file = join(dir, 'known-files.json');
+    const k = KnownFiles.open(file);
+    k.replace([]);
+    k.add('/lib/a', 1);
+    await k.flush();
+    return { dir, file, seal: JSON.parse(readFileSync(`${file}.seal`, 'utf8')) as { generation: number; sha256: string; previous: string | null } };
+  };
+
+  it('trusts what it saved, and a save cut between the seal and the rename (the seal\'s previous vouches for the old file)', async () => {
+    const { file, seal } = await made();
+    expect(KnownFiles.open(file).opened).toEqual({ kind: 'ok', expectedGeneration: seal.generation, foundGeneration: seal.generation });
+    expect(KnownFiles.open(file).seal).toEqual({ generation: seal.generation, sha256: seal.sha256 });
+    writeFileSync(`${file}.seal`, JSON.stringify({ generation: seal.generation + 1, sha256: 'f'.repeat(64), previous: seal.sha256 }));
+    const k = KnownFiles.open(file);
+    expect(k.opened.kind).toBe('ok');
+    expect(k.firstRun).toBe(false);
+  });
+
+  it('tells a first run from a baseline deleted, corrupt or edited, with the generation the seal expected', async () => {
+    expect(KnownFiles.open(join(tempDir('ldg-known-'), 'known-files.json')).opened).toEqual({ kind: 'first_run' });
+    expect(KnownFiles.open(join(tempDir('ldg-known-'), 'known-files.json'), undefined, { stateExisted: true }).opened.kind).toBe('missing');
+    const { file, seal } = await made();
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, text.slice(0, 20));
+    expect(KnownFiles.open(file).opened).toMatchObject({ kind: 'corrupt', expectedGeneration: seal.generation });
+    writeFileSync(file, text.replace('"/lib/a"', '"/lib/b"'));
+    const edited = KnownFiles.open(file);
+    expect(edited.opened).toMatchObject({ kind: 'edited', expectedGeneration: seal.generation, foundGeneration: seal.generation });
+    expect(edited.firstRun).toBe(true); // not trusted: the start checks every file against the packages
+    rmSync(file);
+    expect(KnownFiles.open(file).opened).toMatchObject({ kind: 'missing', expectedGeneration: seal.generation });
   });
 });
