@@ -78,6 +78,8 @@ class Conn {
   helloTimer: NodeJS.Timeout | undefined;
   /** The host this agent said it watches (hello hostId), for the continuity checks (continuity.ts). */
   host?: { id: string; name: string };
+  /** The last baseline seal judged on this connection ("generation sha256"): heartbeats repeat it. */
+  sealSeen?: string;
   resumeTimer: NodeJS.Timeout | undefined;
   readonly paused = new Set<PauseReason>();
   msgTokens: number;
@@ -578,6 +580,11 @@ export class CollectorServer {
   private continuity(c: Conn, baseline: BaselineSeal | undefined, hello: boolean): void {
     const host = c.host!;
     const agentId = c.agentId!;
+    // Every heartbeat carries the seal; only a new one is judged and written (a write per beat per
+    // agent, on this thread, would be the ingest's whole budget at fleet scale).
+    const seen = baseline ? `${baseline.generation} ${baseline.sha256}` : undefined;
+    if (!hello && seen === c.sealSeen) return;
+    c.sealSeen = seen;
     try {
       for (const f of judgeSeal(this.store.hostHistory(host.id), { hostId: host.id, agentId, ...(baseline ? { baseline } : {}) }, hello)) {
         this.log.warn({ agentId, hostId: host.id, kind: f.kind, reason: f.reason }, 'host continuity broken');
