@@ -107,8 +107,9 @@ export class Notices {
   take(n: Notice, now = Date.now()): AlertRow | undefined {
     const window = now - (now % NOTICE_WINDOW_MS);
     const key = `${n.kind}\u0000${n.key ?? n.tokenName}`;
-    if (this.seen.get(key) === window) return undefined;
-    this.seen.set(key, window);
+    // A keyed notice is about one thing (a seal, a silence): once per process, not once per window.
+    if (this.seen.get(key) === window || (n.key !== undefined && this.seen.has(key))) return undefined;
+    this.seen.set(key, n.key === undefined ? window : -1);
     // Windows gone by are forgotten, so the map holds at most the tokens of two windows.
     if (this.seen.size > 10_000) for (const [k, w] of this.seen) if (w < window) this.seen.delete(k);
     const rule = RULES[n.kind];
