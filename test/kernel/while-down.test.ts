@@ -149,6 +149,18 @@ describe.skipIf(!isRoot)('changes made while the agent was down (skipped: needs 
     }
     expect(await agent.stop()).toBe(0);
 
+    // The package's bytes, made setuid: dpkg vouches for bytes, never for a mode, so this pages.
+    chmodSync(join(root, LOADER), 0o4755);
+    agent = await restart(root, state);
+    const [suid] = (await agent.waitForAlerts((x) => x.some(about(LOADER)))).filter(about(LOADER));
+    expect([suid!.event.action, suid!.ldguard.excepted_by]).toEqual(['attributes_modified', undefined]);
+    expect(suid!.ldguard.baseline).toMatchObject({ status: 'changed_while_down', package: { verdict: 'verified' } });
+    expect(await agent.stop()).toBe(0);
+    chmodSync(join(root, LOADER), 0o755);
+    agent = await restart(root, state); // the mode put back is a change of its own (ctime): not vouched for either
+    await agent.waitForAlerts((x) => x.some(about(LOADER)));
+    expect(await agent.stop()).toBe(0);
+
     // The same file edited by hand: the package lists it with other bytes.
     execFileSync('sh', ['-c', 'printf "patched" >> "$1"', 'sh', join(root, LOADER)]);
     agent = await restart(root, state);

@@ -11,7 +11,11 @@
 //     it is logged instead.
 // A difference the package database confirms (package-check.ts: an upgrade while the agent was
 // down) is kept on record as excepted (ldguard.excepted_by), paging no one; every other one,
-// inconclusive included, pages. Pure but for the file reads: the agent turns the plan into alerts.
+// inconclusive included, pages. dpkg's md5sums vouch for bytes only, never for mode or owner: a
+// difference in mode, owner or group is never confirmed, and neither is a file the database vouches
+// for that is not root's, is writable by others than its owner, or is setuid/setgid (a genuine
+// loader copied in with the setuid bit has the package's bytes). Pure but for the file reads: the
+// agent turns the plan into alerts.
 import type { BaselineFacts } from '../../../shared/ecs.js';
 import type { DpkgDb } from '../enrich/package/dpkg-db.js';
 import type { FoundFile, KnownFiles } from '../known-files.js';
@@ -49,7 +53,7 @@ export function judgeAtStart(known: KnownFiles, found: readonly FoundFile[], o: 
     }
     for (const f of found) {
       const p = check(f);
-      if (p.verdict === 'verified') plan.vouched.push(f.hostPath);
+      if (p.verdict === 'verified' && plain(readRecord(o.realRoot, f.realPath, f.hostPath, o.hashMaxBytes))) plan.vouched.push(f.hostPath);
       else plan.judged.push({ file: f, as: 'creation', confirmed: false, facts: { status: 'unverified', baseline_state: state, package: p } });
     }
     return plan;
@@ -58,10 +62,10 @@ export function judgeAtStart(known: KnownFiles, found: readonly FoundFile[], o: 
   for (const f of found) {
     const before = known.record(f.hostPath);
     if (fresh.has(f)) {
-      const now = before ? readRecord(o.realRoot, f.realPath, f.hostPath, o.hashMaxBytes) : null;
+      const now = readRecord(o.realRoot, f.realPath, f.hostPath, o.hashMaxBytes);
       const p = check(f);
       plan.judged.push({
-        file: f, as: 'creation', confirmed: p.verdict === 'verified',
+        file: f, as: 'creation', confirmed: p.verdict === 'verified' && plain(now),
         facts: { status: 'new_while_down', ...(before && now ? { changed: differences(before, now), before: flat(before) } : {}), package: p },
       });
       continue;
@@ -72,9 +76,15 @@ export function judgeAtStart(known: KnownFiles, found: readonly FoundFile[], o: 
     const changed = differences(before, now);
     if (changed.length === 0) continue;
     const p = check(f);
-    plan.judged.push({ file: f, as: actionOf(changed), confirmed: p.verdict === 'verified', facts: { status: 'changed_while_down', changed, before: flat(before), package: p } });
+    const confirmed = p.verdict === 'verified' && plain(now) && !changed.some((x) => x === 'mode' || x === 'uid' || x === 'gid');
+    plan.judged.push({ file: f, as: actionOf(changed), confirmed, facts: { status: 'changed_while_down', changed, before: flat(before), package: p } });
   }
   return plan;
+}
+
+/** Root's, not writable by group or others, neither setuid nor setgid: as a package ships a loader. */
+function plain(r: FileRecord | null): boolean {
+  return !!r && r.uid === 0 && (r.mode & 0o6022) === 0;
 }
 
 function pkg(c: PackageCheck): BaselineFacts['package'] {
