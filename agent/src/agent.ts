@@ -183,7 +183,7 @@ export class Agent {
     if (this.selfTest) {
       const r = await this.selfTest.run(source);
       this.health.selfTest = { ms: r.ms, attributed: r.attributed };
-      log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, pid: r.pid }, 'self-test passed');
+      log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, writerPid: r.pid }, 'self-test passed');
       // So that the first real alert does not pay for compiling the pipeline; a speed-up only,
       // never a reason not to start.
       try {
