@@ -9,7 +9,7 @@ import type { Logger } from '../../shared/log.js';
 import { loadRuleSet, type Rule, type RuleSet } from '../../shared/rule.js';
 import { fieldsNotSet } from '../../shared/rule-fields.js';
 import { VERSION } from '../../shared/version.js';
-import { loadConfig, type AgentConfig } from './config.js';
+import { loadConfig, optionsNeedingRestart, withLiveOptions, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
@@ -435,10 +435,22 @@ export class Agent {
     });
   }
 
-  /** SIGHUP: reload config and rules; on any error keep running with the old ones. */
-  reload(): void {
+  /**
+   * SIGHUP: reload config and rules; on any error keep running with the old ones. The collector
+   * link is applied at once (reconnecting); options that shaped what start-up opened are named in
+   * a warning, for a restart. Reloads run one after another (two quick SIGHUPs do not interleave).
+   */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(() => this.reloadNow());
+    return this.reloading;
+  }
+
+  private reloading = Promise.resolve();
+
+  private async reloadNow(): Promise<void> {
     try {
       const cfg = loadConfig(this.configFile, this.overrides);
+      const restart = optionsNeedingRestart(this.cfg, cfg);
       const ruleSet = loadRuleSet(cfg.rules);
       const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
@@ -447,6 +459,8 @@ export class Agent {
         // Marks are placed at start (watch-dirs.ts resolves them with the source); say so rather than watch less than the rules say.
         this.log.warn({ before: this.ruleDirs, after: ruleDirs }, 'the rules name other directories now: restart the agent to watch them');
       }
+      // The last step that can fail: nothing of the new configuration is applied before it.
+      const delivery = (await this.sinks?.reconfigure(cfg)) ?? 'unchanged';
       if (prefixes.join('\0') !== this.prefixes.join('\0')) {
         this.source?.setPrefixes(prefixes);
         this.prefixes = prefixes;
@@ -457,10 +471,11 @@ export class Agent {
       }
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);
-      this.cfg = cfg;
+      this.cfg = withLiveOptions(this.cfg, cfg);
       this.noteRules(ruleSet);
       this.noteRuleFiles(rulesDigest(ruleSet));
-      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest }, 'reloaded configuration and rules');
+      if (restart.length > 0) this.log.warn({ options: restart }, 'these options changed but apply only at a restart (systemctl restart ldguard-agent); until then the old values hold');
+      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest, collector: delivery }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
     }

@@ -170,3 +170,23 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
   }
   return Object.freeze(cfg as unknown as AgentConfig);
 }
+
+/** Options a reload applies at once: the collector link (reconnecting) and the rules. */
+const LIVE: ReadonlySet<keyof AgentConfig> = new Set<keyof AgentConfig>(['collector', 'tokenFile', 'caFile', 'certFile', 'keyFile', 'allowInsecure', 'rules', 'ruleRevision']);
+
+/**
+ * The options (as written in agent.toml) that differ between two configs and that a reload cannot
+ * apply: they shape what was opened at start (marks, files, sockets), so they wait for a restart.
+ */
+export function optionsNeedingRestart(before: Readonly<AgentConfig>, after: Readonly<AgentConfig>): string[] {
+  return Object.entries(KEYS)
+    .filter(([, s]) => !LIVE.has(s.key) && JSON.stringify(before[s.key]) !== JSON.stringify(after[s.key]))
+    .map(([name]) => name);
+}
+
+/** The running config after a reload: the new values of the options a reload applies, the old of the rest. */
+export function withLiveOptions(before: Readonly<AgentConfig>, after: Readonly<AgentConfig>): Readonly<AgentConfig> {
+  const next: Record<string, unknown> = { ...before };
+  for (const k of LIVE) next[k] = after[k];
+  return Object.freeze(next as unknown as AgentConfig);
+}

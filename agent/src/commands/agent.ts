@@ -72,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => agent.reload());
+  process.on('SIGHUP', () => void agent.reload());
   // A bug in one alert's handling must not take the watcher down; it is logged and the agent goes on.
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception; the agent goes on'));
   process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection; the agent goes on'));

@@ -170,11 +170,33 @@ interface Inflight {
   sentAt: number;
 }
 
+/** The settings of the collector link that a reload (SIGHUP) may change. */
+export type CollectorLink = Pick<WebSocketSinkOptions, 'url' | 'token' | 'caFile' | 'certFile' | 'keyFile' | 'allowInsecure'>;
+
+type Tls = { ca?: Buffer; cert?: Buffer; key?: Buffer };
+
+function readTls(link: CollectorLink): Tls {
+  const tls = {
+    ca: readPem(link.caFile, 'CA bundle (ca_file)'),
+    cert: readPem(link.certFile, 'client certificate (cert_file)'),
+    key: readPem(link.keyFile, 'client key (key_file)'),
+  };
+  if (!tls.cert !== !tls.key) {
+    throw new LdgError('LDG_ERR_TLS_FILE', 'cert_file and key_file go together: set both for a client certificate, or neither');
+  }
+  return tls;
+}
+
+function sameTls(a: Tls, b: Tls): boolean {
+  const eq = (x?: Buffer, y?: Buffer) => (x && y ? x.equals(y) : x === y);
+  return eq(a.ca, b.ca) && eq(a.cert, b.cert) && eq(a.key, b.key);
+}
+
 export class WebSocketSink implements Sink {
-  readonly url: URL;
+  url: URL;
   private readonly opts: WebSocketSinkOptions & typeof DEFAULTS;
   private readonly log: Logger | undefined;
-  private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  private tls: Tls;
   private ws: WebSocket | undefined;
   private connected = false;
   private connectedAt = 0;
@@ -201,14 +223,7 @@ export class WebSocketSink implements Sink {
     this.opts = { ...opts, ...DEFAULTS, ...stripUndefined(opts) } as WebSocketSinkOptions & typeof DEFAULTS;
     this.log = opts.logger;
     this.url = url;
-    this.tls = {
-      ca: readPem(opts.caFile, 'CA bundle (ca_file)'),
-      cert: readPem(opts.certFile, 'client certificate (cert_file)'),
-      key: readPem(opts.keyFile, 'client key (key_file)'),
-    };
-    if (!this.tls.cert !== !this.tls.key) {
-      throw new LdgError('LDG_ERR_TLS_FILE', 'cert_file and key_file go together: set both for a client certificate, or neither');
-    }
+    this.tls = readTls(opts);
     spool.onAppend(() => void this.pump());
   }
 
@@ -226,6 +241,30 @@ export class WebSocketSink implements Sink {
     }
     sink.connect();
     return sink;
+  }
+
+  /**
+   * A reload's link settings: all checked before any is taken (a bad file keeps the old link), then
+   * the connection is made again with them; the spool carries on, so nothing unacked is lost.
+   * Returns false when nothing changed (no reconnect).
+   */
+  relink(link: CollectorLink): boolean {
+    const url = collectorUrl(link.url, link.allowInsecure);
+    if (!link.token) throw new LdgError('LDG_ERR_TOKEN', 'no collector token: put the agent\'s token in token_file');
+    const tls = readTls(link);
+    if (url.href === this.url.href && link.token === this.opts.token && sameTls(tls, this.tls)) return false;
+    this.url = url;
+    this.tls = tls;
+    Object.assign(this.opts, stripUndefined(link));
+    this.log?.info({ url: url.href }, 'collector settings changed: reconnecting with them');
+    this.attempt = 0;
+    if (this.ws) {
+      this.ws.terminate(); // onClose reconnects, with the new settings
+    } else if (!this.closing) {
+      clearTimeout(this.reconnectTimer);
+      this.connect();
+    }
+    return true;
   }
 
   async send(a: Alert): Promise<void> {
