@@ -131,7 +131,7 @@ export class Agent {
     // leaves an accepted alert whose file the start rescan would report a second time. Those
     // alerts are in the spool's newest segment, read here before the spool's recovery deletes
     // acked segments, and their files go into the baseline before that rescan (below).
-    const spooled = cfg.collector ? spooledFiles(await readNewestSegment(posix.join(cfg.stateDir, 'spool'))) : [];
+    const spooled = cfg.collector.length > 0 ? spooledFiles(await readNewestSegment(posix.join(cfg.stateDir, 'spool'))) : [];
     const sinks = await openSinks(
       cfg,
       log,

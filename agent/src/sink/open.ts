@@ -52,7 +52,7 @@ export async function openSinks(
   try {
     opened.push({ name: 'alerts file', sink: await AlertsFile.open({ path: cfg.alertsFile, maxBytes: cfg.alertsFileMaxBytes, keep: cfg.alertsFileKeep, logger: log }) });
     opened.push({ name: 'local socket', sink: await LocalSink.open({ path: cfg.socket, logger: log }) });
-    if (cfg.collector) {
+    if (cfg.collector.length > 0) {
       ws = await openCollector(cfg);
       opened.push({ name: 'collector', sink: ws });
     }
@@ -60,7 +60,7 @@ export async function openSinks(
     await Promise.allSettled(opened.map((o) => o.sink.close()));
     throw err;
   }
-  log.info({ sinks: opened.map((o) => o.name), collector: ws?.url.href ?? null }, 'sinks open');
+  log.info({ sinks: opened.map((o) => o.name), collector: ws?.urls.map((u) => u.href) ?? null }, 'sinks open');
   const inFlight = new Set<Promise<void>>();
   return {
     async send(a) {
@@ -78,9 +78,10 @@ export async function openSinks(
     },
     delivery: () => ws?.health() ?? null,
     async reconfigure(c) {
-      if (ws && c.collector) return ws.relink(link(c)) ? 'reconnected' : 'unchanged';
-      if (!ws && !c.collector) return 'unchanged';
-      if (c.collector) {
+      const wanted = c.collector.length > 0;
+      if (ws && wanted) return ws.relink(link(c)) ? 'reconnected' : 'unchanged';
+      if (!ws && !wanted) return 'unchanged';
+      if (wanted) {
         ws = await openCollector(c);
         opened.push({ name: 'collector', sink: ws });
         return 'opened';
@@ -103,7 +104,7 @@ export async function openSinks(
 /** The link settings of a config with a collector (the token read from its file now). */
 function link(cfg: Readonly<AgentConfig>): CollectorLink {
   return {
-    url: cfg.collector!,
+    url: cfg.collector,
     token: readToken(cfg.tokenFile!),
     caFile: cfg.caFile,
     certFile: cfg.certFile,
