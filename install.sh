@@ -9,6 +9,8 @@
 #                                                  read from FILE, or from standard input with
 #                                                  --token-file -; it fails unless the agent connects
 #   ./install.sh --collector                       collector (and dashboard) only
+#   ./install.sh --bundle FILE [role options]      install a release bundle (npm run package): no
+#                                                  Node.js, compiler or registry needed on this host
 #   ./install.sh --uninstall [--purge]             remove what was installed (--purge: data and config too)
 #
 # Options: --prefix DIR (default /opt/ldguard), --no-start (install, enable nothing), --foreground
@@ -20,14 +22,16 @@
 set -eu
 
 PREFIX=/opt/ldguard
-BIN=/usr/local/bin/ldguard
-ETC=/etc/ldguard
+# Overridable for a staged install (and the tests, which must not touch this host's /etc).
+BIN=${LDGUARD_INSTALL_BIN:-/usr/local/bin/ldguard}
+ETC=${LDGUARD_INSTALL_ETC:-/etc/ldguard}
 UNITS=/etc/systemd/system
 ROLE_AGENT=0
 ROLE_COLLECTOR=0
 COLLECTOR_URL=
 TOKEN_FILE=
 CA_FILE=
+BUNDLE=
 UNINSTALL=0
 PURGE=0
 START=1
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --token) die "--token would show the token in ps and your shell history: put it in a file and give --token-file FILE (or pipe it with --token-file -)" ;;
     --ca-file) CA_FILE=${2:?--ca-file needs the PEM file of the CA that signed the certificate of the collector}; shift ;;
     --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
+    --bundle) BUNDLE=${2:?--bundle needs a release bundle, ldguard-VERSION-linux-ARCH.tar.gz}; shift ;;
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
     --no-start) START=0 ;;
@@ -82,13 +87,23 @@ if [ "$UNINSTALL" = 1 ]; then
   exit 0
 fi
 
-command -v node >/dev/null 2>&1 || die "Node.js >= 20 is needed: apt-get install nodejs (Debian 13+) or use NodeSource's nodejs 20 package"
-NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
-[ "$NODE_MAJOR" -ge 20 ] || die "Node.js >= 20 is needed, found $(node --version): upgrade nodejs"
-command -v npm >/dev/null 2>&1 || die "npm is needed: apt-get install npm"
-command -v cc >/dev/null 2>&1 || die "a C compiler is needed for the fanotify addon: apt-get install build-essential"
-command -v make >/dev/null 2>&1 || die "make is needed for the fanotify addon: apt-get install build-essential"
-command -v python3 >/dev/null 2>&1 || die "python3 is needed by node-gyp: apt-get install python3"
+if [ -n "$BUNDLE" ]; then
+  [ -r "$BUNDLE" ] || die "--bundle $BUNDLE cannot be read; give the path of ldguard-VERSION-linux-ARCH.tar.gz"
+  SUMS="$(dirname "$BUNDLE")/SHA256SUMS"
+  if [ -r "$SUMS" ]; then
+    # The checksum published beside the bundle: a damaged or swapped download stops here.
+    (cd "$(dirname "$BUNDLE")" && grep "  $(basename "$BUNDLE")\$" SHA256SUMS | sha256sum -c --quiet -) >/dev/null 2>&1 \
+      || die "$BUNDLE does not match its SHA256SUMS; download it again"
+  fi
+else
+  command -v node >/dev/null 2>&1 || die "Node.js >= 20 is needed to build from a checkout: install NodeSource's nodejs 20 package (Debian 12 ships 18), or install a release bundle with --bundle FILE, which brings its own"
+  NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$NODE_MAJOR" -ge 20 ] || die "Node.js >= 20 is needed, found $(node --version): upgrade nodejs, or use --bundle FILE"
+  command -v npm >/dev/null 2>&1 || die "npm is needed: apt-get install npm"
+  command -v cc >/dev/null 2>&1 || die "a C compiler is needed for the fanotify addon: apt-get install build-essential"
+  command -v make >/dev/null 2>&1 || die "make is needed for the fanotify addon: apt-get install build-essential"
+  command -v python3 >/dev/null 2>&1 || die "python3 is needed by node-gyp: apt-get install python3"
+fi
 if [ "$ROLE_AGENT" = 1 ] && [ "$ROLE_COLLECTOR" = 0 ]; then
   [ -n "$COLLECTOR_URL" ] && [ -n "$TOKEN_FILE" ] || die "--agent alone needs --collector-url ws[s]://HOST:PORT and --token-file FILE (the token from ldguard token create --role agent on the collector; - reads it from standard input)"
 fi
@@ -112,14 +127,21 @@ SRC=$(cd "$(dirname "$0")" && pwd)
 # --- build into a fresh tree, then swap it in (an upgrade never leaves a half-built install) ----
 # World-readable, whatever root's umask is: the collector runs as a dynamic user and reads it.
 umask 022
-NODE=$(command -v node)
 NEW="$PREFIX.new.$$"
 rm -rf "$NEW"
 mkdir -p "$NEW"
-say "building in $NEW"
-(cd "$SRC" && tar cf - --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./agent/native/build .) | (cd "$NEW" && tar xf -)
-(cd "$NEW" && npm ci --no-audit --no-fund --loglevel=error >&2 && npm prune --omit=dev --no-audit --no-fund --loglevel=error >&2) \
-  || { rm -rf "$NEW"; die "the build failed (see npm's output above); fix it and run install.sh again"; }
+if [ -n "$BUNDLE" ]; then
+  say "unpacking $BUNDLE in $NEW"
+  tar -C "$NEW" --strip-components=1 --no-same-owner -xzf "$BUNDLE" || { rm -rf "$NEW"; die "$BUNDLE could not be unpacked; download it again"; }
+  [ -x "$NEW/bin/ldguard" ] || { rm -rf "$NEW"; die "$BUNDLE is not an ldguard release bundle (no bin/ldguard); build one with npm run package"; }
+  # The launcher checks the host against the bundle's floor (glibc) before anything is swapped in.
+  "$NEW/bin/ldguard" version >&2 || { rm -rf "$NEW"; die "this bundle cannot run here (see above)"; }
+else
+  say "building in $NEW"
+  (cd "$SRC" && tar cf - --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./agent/native/build --exclude=./release .) | (cd "$NEW" && tar xf -)
+  (cd "$NEW" && npm ci --no-audit --no-fund --loglevel=error >&2 && npm prune --omit=dev --no-audit --no-fund --loglevel=error >&2) \
+    || { rm -rf "$NEW"; die "the build failed (see npm's output above); fix it and run install.sh again"; }
+fi
 if [ -d "$PREFIX" ]; then
   rm -rf "$PREFIX.old"
   mv "$PREFIX" "$PREFIX.old"
@@ -127,11 +149,14 @@ fi
 mv "$NEW" "$PREFIX"
 rm -rf "$PREFIX.old"
 
-# The node found now, by its path: services run with systemd's PATH, which may not hold it.
-cat > "$BIN" <<EOF
-#!/bin/sh
-exec "$NODE" "$PREFIX/dist/agent/src/cli.js" "\$@"
-EOF
+if [ -n "$BUNDLE" ]; then
+  # The bundle's launcher, which runs its own Node.js.
+  printf '#!/bin/sh\nexec "%s/bin/ldguard" "$@"\n' "$PREFIX" > "$BIN"
+else
+  # The node found now, by its path: services run with systemd's PATH, which may not hold it.
+  NODE=$(command -v node)
+  printf '#!/bin/sh\nexec "%s" "%s/dist/agent/src/cli.js" "$@"\n' "$NODE" "$PREFIX" > "$BIN"
+fi
 chmod 0755 "$BIN"
 
 # --- configuration: never overwritten, secrets 0600 ----------------------------------------

@@ -4,7 +4,7 @@
 // collector opens SQLite and answers; collector commands in the agent-only bundle say so; the
 // launcher names the floor on a host below it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FLOOR, floorProblems } from '../../packaging/floor.js';
@@ -83,6 +83,27 @@ describe.skipIf(process.arch !== 'x64')('release bundles (skipped: the floor is 
     const line = readFileSync(alerts, 'utf8').split('\n').find((l) => l.includes('.so.2.bundle'));
     expect(JSON.parse(line!)).toMatchObject({ file: { path: '/usr/lib64/ld-linux-x86-64.so.2.bundle' }, process: { name: 'cp' } });
     expect(await d.stop()).toBe(0);
+  });
+
+  it.skipIf(!isRoot)('install.sh --bundle installs it with no build: the installed ldguard runs the bundled Node.js (skipped: install.sh needs root)', () => {
+    const stage = tempDir('ldg-bundle-install-');
+    const prefix = join(stage, 'opt/ldguard');
+    const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LDGUARD_INSTALL_BIN: join(stage, 'ldguard'), LDGUARD_INSTALL_ETC: join(stage, 'etc') };
+    const tarball = join(out, `ldguard-${version}-linux-x86_64.tar.gz`);
+    const r = spawnSync('sh', [join(repo, 'install.sh'), '--bundle', tarball, '--prefix', prefix, '--no-start', '--foreground'], { encoding: 'utf8', env });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/building in|npm/);
+    const v = spawnSync(join(stage, 'ldguard'), ['version'], { encoding: 'utf8' });
+    expect(v.stdout).toContain(`(bundled: ${join(prefix, 'bin/node')})`);
+    expect((statSync(join(stage, 'etc/agent.toml')).mode & 0o777).toString(8)).toBe('600');
+    // A damaged download is refused before anything is unpacked.
+    const bad = join(stage, 'dl');
+    mkdirSync(bad);
+    writeFileSync(join(bad, `ldguard-${version}-linux-x86_64.tar.gz`), readFileSync(tarball).subarray(0, 1_000_000));
+    writeFileSync(join(bad, 'SHA256SUMS'), readFileSync(join(out, 'SHA256SUMS')));
+    const refused = spawnSync('sh', [join(repo, 'install.sh'), '--bundle', join(bad, `ldguard-${version}-linux-x86_64.tar.gz`), '--prefix', join(stage, 'opt2'), '--no-start', '--foreground'], { encoding: 'utf8', env });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/does not match its SHA256SUMS/);
   });
 
   it('the launcher names the floor on a host below it', () => {
