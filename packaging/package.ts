@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, copyFileSync, openSync, readSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
+import { buildDeb } from './deb.js';
 import { parseArgs } from 'node:util';
 import { findRepoRoot } from '../shared/paths.js';
 import { FLOOR, floorProblems, type SymbolFloor } from './floor.js';
@@ -161,14 +162,18 @@ function main(): void {
   const files = readdirSync(stage, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => relative(stage, join(e.parentPath, e.name))).sort();
   writeFileSync(join(stage, 'SHA256SUMS'), files.map((f) => `${sha256(join(stage, f))}  ${f}\n`).join(''));
   mkdirSync(outDir, { recursive: true });
+  // The full bundle also ships as a Debian package, made from the same staged files.
+  const deb = agentOnly ? null : buildDeb({ repo, bundle: stage, version: pkg.version, floor: FLOOR, outDir, work: join(stage, '..') });
   const tarball = join(outDir, `${name}.tar.gz`);
   execFileSync('tar', ['-C', join(stage, '..'), '--owner=0', '--group=0', '-czf', tarball, name]);
   const sums = join(outDir, 'SHA256SUMS');
-  const kept = existsSync(sums) ? readFileSync(sums, 'utf8').split('\n').filter((l) => l && !l.endsWith(`  ${name}.tar.gz`)) : [];
-  writeFileSync(sums, [...kept, `${sha256(tarball)}  ${name}.tar.gz`].sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('\n') + '\n');
+  const made = [`${name}.tar.gz`, ...(deb ? [basename(deb)] : [])];
+  const kept = existsSync(sums) ? readFileSync(sums, 'utf8').split('\n').filter((l) => l && !made.some((m) => l.endsWith(`  ${m}`))) : [];
+  writeFileSync(sums, [...kept, ...made.map((m) => `${sha256(join(outDir, m))}  ${m}`)].sort((a, b) => a.slice(66).localeCompare(b.slice(66))).join('\n') + '\n');
   rmSync(join(stage, '..'), { recursive: true, force: true });
   const mb = (statSync(tarball).size / 1e6).toFixed(1);
   process.stdout.write(`${tarball} (${mb} MB, ${files.length} files, node ${process.version}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  if (deb) process.stdout.write(`${deb} (${(statSync(deb).size / 1e6).toFixed(1)} MB)\n`);
 }
 
 function mkdtemp(): string {

@@ -4,13 +4,14 @@
 // collector opens SQLite and answers; collector commands in the agent-only bundle say so; the
 // launcher names the floor on a host below it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FLOOR, floorProblems } from '../../packaging/floor.js';
 import { findRepoRoot } from '../../shared/paths.js';
 import { scratchRoot } from '../helpers/agent.js';
 import { startDaemon } from '../helpers/daemon.js';
+import { debianRoot } from '../helpers/debootstrap.js';
 import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -119,5 +120,45 @@ describe.skipIf(process.arch !== 'x64')('release bundles (skipped: the floor is 
 
   it('the floor check names a file and a symbol version past the floor', () => {
     expect(floorProblems('bin/x', ['GLIBC_2.17', 'GLIBC_2.34', 'GLIBC_2.38', 'GLIBCXX_3.4.30', 'CXXABI_1.3.13'], FLOOR)).toEqual(['bin/x needs GLIBC_2.38', 'bin/x needs GLIBCXX_3.4.30']);
+  });
+});
+
+describe.skipIf(process.arch !== 'x64' || !isRoot)('the Debian package on a Debian 12 without Node.js or a compiler (skipped: needs root and x86_64)', () => {
+  it('installs with dpkg, runs from its own Node.js, keeps tokens on reinstall, remove keeps data, purge removes it', { timeout: 600_000 }, () => {
+    const out = tempDir('ldg-deb-');
+    const r = spawnSync(process.execPath, [join(repo, 'dist/packaging/package.js'), '--out', out], { encoding: 'utf8', cwd: repo });
+    expect(r.status, r.stderr).toBe(0);
+    const deb = join(out, `ldguard_${version}_amd64.deb`);
+    expect(readFileSync(join(out, 'SHA256SUMS'), 'utf8')).toContain(`  ldguard_${version}_amd64.deb`);
+    // debootstrap's minbase: Debian 12 with neither Node.js nor a compiler.
+    const root = debianRoot(removeWhenDone(tempDir('ldg-debroot-')));
+    expect(existsSync(join(root, 'usr/bin/node')) || existsSync(join(root, 'usr/bin/cc'))).toBe(false);
+    copyFileSync(deb, join(root, 'tmp/ldguard.deb'));
+    const inRoot = (cmd: string) => spawnSync('chroot', [root, 'sh', '-c', cmd], { encoding: 'utf8' });
+
+    const install = inRoot('dpkg -i /tmp/ldguard.deb');
+    expect(install.status, install.stderr + install.stdout).toBe(0);
+    expect(install.stdout + install.stderr).toContain('/etc/ldguard/admin-token');
+    const admin = readFileSync(join(root, 'etc/ldguard/admin-token'), 'utf8').trim();
+    expect(install.stdout + install.stderr).not.toContain(admin);
+    expect((statSync(join(root, 'etc/ldguard/admin-token')).mode & 0o777).toString(8)).toBe('600');
+    expect(inRoot('ldguard version').stdout).toContain('(bundled: /usr/lib/ldguard/bin/node)');
+    expect(readFileSync(join(root, 'lib/systemd/system/ldguard-agent.service'), 'utf8')).toContain('ExecStart=/usr/bin/ldguard agent');
+    const tokens = () => inRoot('ldguard token list --json --db /var/lib/ldguard-collector/ldguard.db').stdout;
+    expect(tokens()).toMatch(/"name":"admin","role":"admin"/);
+
+    // Installed again (as an upgrade does): the same tokens and settings, no new admin token.
+    const before = tokens();
+    expect(inRoot('dpkg -i /tmp/ldguard.deb').status).toBe(0);
+    expect(tokens()).toBe(before);
+    expect(readFileSync(join(root, 'etc/ldguard/admin-token'), 'utf8').trim()).toBe(admin);
+
+    expect(inRoot('dpkg -r ldguard').status).toBe(0);
+    expect(existsSync(join(root, 'usr/lib/ldguard'))).toBe(false);
+    expect(existsSync(join(root, 'etc/ldguard/admin-token'))).toBe(true);
+    expect(existsSync(join(root, 'var/lib/private/ldguard-collector/ldguard.db'))).toBe(true);
+    expect(inRoot('dpkg -P ldguard').status).toBe(0);
+    expect(existsSync(join(root, 'etc/ldguard'))).toBe(false);
+    expect(existsSync(join(root, 'var/lib/private/ldguard-collector'))).toBe(false);
   });
 });
