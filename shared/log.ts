@@ -10,6 +10,20 @@ export type { Logger };
 // for ws, whose ESM wrapper imports eight CommonJS files).
 const { pino } = createRequire(import.meta.url)('pino') as { pino: typeof Pino };
 
+/** pino's level numbers → syslog priorities (sd-daemon(3)): fatal crit, error err, warn warning, info, debug. */
+const PRIORITY: Record<number, number> = { 60: 2, 50: 3, 40: 4, 30: 6, 20: 7, 10: 7 };
+
+/**
+ * Under systemd (JOURNAL_STREAM set: stdout is a journal stream) each line starts with `<N>`,
+ * which journald strips and keeps as the entry's priority, so `journalctl -p warning` finds the
+ * warnings; anywhere else the line stays plain JSON for whatever reads it.
+ */
+export function journalPrefix(line: string): string {
+  const level = /^\{"level":(\d+)/.exec(line)?.[1];
+  return `<${PRIORITY[Number(level)] ?? 6}>${line}`;
+}
+
 export function createLogger(name: string, level = process.env.LDGUARD_LOG ?? 'info'): Logger {
-  return pino({ name, level, base: { pid: process.pid } });
+  const hooks = process.env.JOURNAL_STREAM ? { streamWrite: journalPrefix } : {};
+  return pino({ name, level, base: { pid: process.pid }, hooks });
 }

@@ -9,7 +9,7 @@ import type { Logger } from '../../shared/log.js';
 import { loadRuleSet, type Rule, type RuleSet } from '../../shared/rule.js';
 import { fieldsNotSet } from '../../shared/rule-fields.js';
 import { VERSION } from '../../shared/version.js';
-import { loadConfig, type AgentConfig } from './config.js';
+import { loadConfig, optionsNeedingRestart, withLiveOptions, type AgentConfig } from './config.js';
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
@@ -138,7 +138,7 @@ export class Agent {
     // leaves an accepted alert whose file the start rescan would report a second time. Those
     // alerts are in the spool's newest segment, read here before the spool's recovery deletes
     // acked segments, and their files go into the baseline before that rescan (below).
-    const spooled = cfg.collector ? spooledFiles(await readNewestSegment(posix.join(cfg.stateDir, 'spool'))) : [];
+    const spooled = cfg.collector.length > 0 ? spooledFiles(await readNewestSegment(posix.join(cfg.stateDir, 'spool'))) : [];
     const sinks = await openSinks(
       cfg,
       log,
@@ -195,7 +195,7 @@ export class Agent {
     if (this.selfTest) {
       const r = await this.selfTest.run(source);
       this.health.selfTest = { ms: r.ms, attributed: r.attributed };
-      log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, pid: r.pid }, 'self-test passed');
+      log.info({ ms: Math.round(r.ms * 1000) / 1000, attributed: r.attributed, writerPid: r.pid }, 'self-test passed');
       // So that the first real alert does not pay for compiling the pipeline; a speed-up only,
       // never a reason not to start.
       try {
@@ -500,10 +500,22 @@ export class Agent {
     });
   }
 
-  /** SIGHUP: reload config and rules; on any error keep running with the old ones. */
-  reload(): void {
+  /**
+   * SIGHUP: reload config and rules; on any error keep running with the old ones. The collector
+   * link is applied at once (reconnecting); options that shaped what start-up opened are named in
+   * a warning, for a restart. Reloads run one after another (two quick SIGHUPs do not interleave).
+   */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(() => this.reloadNow());
+    return this.reloading;
+  }
+
+  private reloading = Promise.resolve();
+
+  private async reloadNow(): Promise<void> {
     try {
       const cfg = loadConfig(this.configFile, this.overrides);
+      const restart = optionsNeedingRestart(this.cfg, cfg);
       const ruleSet = loadRuleSet(cfg.rules);
       const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
@@ -512,6 +524,8 @@ export class Agent {
         // Marks are placed at start (watch-dirs.ts resolves them with the source); say so rather than watch less than the rules say.
         this.log.warn({ before: this.ruleDirs, after: ruleDirs }, 'the rules name other directories now: restart the agent to watch them');
       }
+      // The last step that can fail: nothing of the new configuration is applied before it.
+      const delivery = (await this.sinks?.reconfigure(cfg)) ?? 'unchanged';
       if (prefixes.join('\0') !== this.prefixes.join('\0')) {
         this.source?.setPrefixes(prefixes);
         this.prefixes = prefixes;
@@ -522,10 +536,11 @@ export class Agent {
       }
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);
-      this.cfg = cfg;
+      this.cfg = withLiveOptions(this.cfg, cfg);
       this.noteRules(ruleSet);
       this.noteRuleFiles(rulesDigest(ruleSet));
-      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest }, 'reloaded configuration and rules');
+      if (restart.length > 0) this.log.warn({ options: restart }, 'these options changed but apply only at a restart (systemctl restart ldguard-agent); until then the old values hold');
+      this.log.info({ rules: rules.length, exceptionLists: this.health.exceptionLists, rulesDigest: this.health.rulesDigest, collector: delivery }, 'reloaded configuration and rules');
     } catch (err) {
       this.log.error({ err: errorMessage(err) }, 'reload failed; still running with the previous configuration and rules');
     }

@@ -40,7 +40,11 @@ const COMMANDS: Record<string, Command> = {
   collector: { summary: 'receive alerts from agents, store them (SQLite) and serve the API', load: () => import('./commands/collector.js') },
   token: { summary: 'create, list or revoke collector tokens (agent or admin)', load: () => import('./commands/token.js') },
   tail: { summary: "print this host's alerts as they happen (from the agent's socket)", load: () => import('./commands/tail.js') },
+  version: { summary: 'print the version of ldguard and of the Node.js running it', load: () => import('./commands/version.js') },
 };
+
+/** Commands that need the collector's parts, which an agent-only release bundle leaves out. */
+const COLLECTOR_COMMANDS = new Set(['up', 'collector', 'token']);
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
@@ -72,7 +76,16 @@ export async function main(argv: string[]): Promise<number> {
     const family = name.startsWith('semi-space') ? 'semi-space' : name;
     if (!given.includes(family)) setFlagsFromString(flag);
   }
-  return (await cmd.load()).run(rest);
+  let mod: Awaited<ReturnType<Command['load']>>;
+  try {
+    mod = await cmd.load();
+  } catch (err) {
+    if (COLLECTOR_COMMANDS.has(name) && (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
+      throw new LdgError('LDG_ERR_AGENT_ONLY', `'ldguard ${name}' needs the collector, which this agent-only bundle leaves out; install the full bundle (ldguard-VERSION-linux-ARCH.tar.gz) on the collector's host`);
+    }
+    throw err;
+  }
+  return mod.run(rest);
 }
 
 main(process.argv.slice(2)).then(

@@ -20,7 +20,7 @@ export interface AgentConfig {
   source: SourceChoice;
   rules: readonly string[];
   ruleRevision: RuleRevision;
-  collector: string | null;
+  collector: readonly string[];
   tokenFile: string | null;
   caFile: string | null;
   certFile: string | null;
@@ -45,7 +45,7 @@ export const DEFAULTS: AgentConfig = {
   source: 'auto', // fanotify, falling back to inotify (degraded: no writer pid) where not permitted
   rules: bundledRulePaths('seed'), // rule files or folders of them; unset: the bundled rules, per rule_revision
   ruleRevision: 'seed', // which revision of Elastic's ld.so creation rule the bundled rules run: seed, v1 or current
-  collector: null, // ws(s)://HOST:PORT of the collector; null keeps alerts on the host
+  collector: [], // ws(s)://HOST:PORT of the collector, or several: the first preferred, the next used while it is unreachable; none keeps alerts on the host
   tokenFile: null, // file holding this agent's collector token (0600)
   caFile: null, // CA bundle to trust for wss://
   certFile: null, // client certificate for wss:// (optional)
@@ -60,7 +60,7 @@ export const DEFAULTS: AgentConfig = {
 };
 
 // Option names in the TOML file (snake_case, as users write config) and their types.
-const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'revision' | 'nullable-path' | 'nullable-string' }> = {
+const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'urls' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'revision' | 'nullable-path' | 'nullable-string' }> = {
   root: { key: 'root', type: 'path' },
   watch: { key: 'watch', type: 'strings' },
   state_dir: { key: 'stateDir', type: 'path' },
@@ -71,7 +71,7 @@ const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' 
   source: { key: 'source', type: 'source' },
   rules: { key: 'rules', type: 'paths' },
   rule_revision: { key: 'ruleRevision', type: 'revision' },
-  collector: { key: 'collector', type: 'nullable-string' },
+  collector: { key: 'collector', type: 'urls' },
   token_file: { key: 'tokenFile', type: 'nullable-path' },
   ca_file: { key: 'caFile', type: 'nullable-path' },
   cert_file: { key: 'certFile', type: 'nullable-path' },
@@ -134,6 +134,13 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
         if (!Array.isArray(value) || value.length === 0 || !value.every((x) => typeof x === 'string' && x !== '')) err('a non-empty list of strings');
         else cfg[key] = spec.type === 'paths' ? value.map((p: string) => resolve(p)) : value;
         break;
+      case 'urls':
+        // One URL, a list of them, or none (null, "", []): written either way in agent.toml.
+        if (value === null || value === '') cfg[key] = [];
+        else if (typeof value === 'string') cfg[key] = [value];
+        else if (Array.isArray(value) && value.every((x) => typeof x === 'string' && x !== '')) cfg[key] = [...new Set(value as string[])];
+        else err('a URL or a list of URLs');
+        break;
       case 'nullable-string':
       case 'nullable-path':
         if (value === null || value === '') cfg[key] = null;
@@ -159,14 +166,35 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
   for (const w of cfg.watch as string[]) {
     if (!isAbsolute(w)) errors.push(`option watch: "${w}" must be an absolute path as the host sees it (e.g. /lib64)`);
   }
-  if (cfg.collector !== null && !/^wss?:\/\//.test(cfg.collector as string)) {
-    errors.push(`option collector: expected ws://HOST:PORT or wss://HOST:PORT, got ${JSON.stringify(cfg.collector)}`);
+  const collectors = cfg.collector as string[];
+  for (const url of collectors) {
+    if (!/^wss?:\/\//.test(url)) errors.push(`option collector: expected ws://HOST:PORT or wss://HOST:PORT, got ${JSON.stringify(url)}`);
   }
-  if (cfg.collector !== null && cfg.tokenFile === null) {
+  if (collectors.length > 0 && cfg.tokenFile === null) {
     errors.push('option collector is set but token_file is not: create a token with `ldguard token create --name HOST --role agent` and give its file with --token-file');
   }
   if (errors.length > 0) {
     throw new LdgError('LDG_ERR_CONFIG', `invalid agent configuration; fix these and start again:\n  ${errors.join('\n  ')}`);
   }
   return Object.freeze(cfg as unknown as AgentConfig);
+}
+
+/** Options a reload applies at once: the collector link (reconnecting) and the rules. */
+const LIVE: ReadonlySet<keyof AgentConfig> = new Set<keyof AgentConfig>(['collector', 'tokenFile', 'caFile', 'certFile', 'keyFile', 'allowInsecure', 'rules', 'ruleRevision']);
+
+/**
+ * The options (as written in agent.toml) that differ between two configs and that a reload cannot
+ * apply: they shape what was opened at start (marks, files, sockets), so they wait for a restart.
+ */
+export function optionsNeedingRestart(before: Readonly<AgentConfig>, after: Readonly<AgentConfig>): string[] {
+  return Object.entries(KEYS)
+    .filter(([, s]) => !LIVE.has(s.key) && JSON.stringify(before[s.key]) !== JSON.stringify(after[s.key]))
+    .map(([name]) => name);
+}
+
+/** The running config after a reload: the new values of the options a reload applies, the old of the rest. */
+export function withLiveOptions(before: Readonly<AgentConfig>, after: Readonly<AgentConfig>): Readonly<AgentConfig> {
+  const next: Record<string, unknown> = { ...before };
+  for (const k of LIVE) next[k] = after[k];
+  return Object.freeze(next as unknown as AgentConfig);
 }

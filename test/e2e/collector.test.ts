@@ -960,7 +960,7 @@ describe('ldguard tail and the local socket', () => {
     const a = makeAlert({ severity: 'high', pid: 31337, path: '/usr/lib64/ld-linux-x86-64.so.2' });
     await local.send(a);
     const line = await waitFor(() => t.lines[0], 5_000, 'a line from tail');
-    expect(line).toBe(`${a['@timestamp']}  HIGH      Dynamic Linker Creation  /usr/lib64/ld-linux-x86-64.so.2  process=cp exe=/usr/bin/cp pid=31337 user=root attribution=live_proc`);
+    expect(line).toBe(`${a['@timestamp']}  HIGH      Dynamic Linker Creation  /usr/lib64/ld-linux-x86-64.so.2  process=cp exe=/usr/bin/cp pid=31337 user=root writer=running`);
     // A crafted file name cannot drive the terminal.
     const evil = makeAlert({ path: '/usr/lib/\x1b[2J\x1b[31mld.so\nfake line' });
     await local.send(evil);

@@ -21,8 +21,9 @@ export interface Daemon {
  * `wrap`: a command that runs the daemon (its argv is appended), e.g. unshare(1) to start it in a
  * pid namespace of its own; the pid is then the wrapper's, which must pass SIGTERM on.
  */
-export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number; nice?: number; umask?: number; wrap?: string[] } = {}): Promise<Daemon> {
-  const argv = [process.execPath, CLI, ...args];
+export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEnv; readyMs?: number; nice?: number; umask?: number; wrap?: string[]; bin?: string } = {}): Promise<Daemon> {
+  // bin: another `ldguard` to start (a release bundle's launcher) instead of this checkout's build.
+  const argv = opts.bin ? [opts.bin, ...args] : [process.execPath, CLI, ...args];
   if (opts.wrap) argv.unshift(...opts.wrap);
   if (opts.nice !== undefined) argv.unshift('nice', '-n', String(opts.nice));
   if (opts.umask !== undefined) argv.unshift('/bin/sh', '-c', `umask ${opts.umask.toString(8).padStart(3, '0')} && exec "$@"`, 'sh');

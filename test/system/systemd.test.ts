@@ -147,10 +147,14 @@ afterAll(async () => {
 
 describe('ldguard on a systemd host (Debian bookworm under systemd-nspawn)', () => {
   it('installs with ./install.sh and runs both services', async () => {
-    const r = await timed('install.sh (first install)', () => machine().sh('cd /root/ldguard && ./install.sh 2>&1', { timeoutMs: 12 * MINUTE }));
-    expect(r.stdout).toContain('ldguard is running under systemd');
-    const token = /admin token \(shown only now; log in with it\): (\S+)/.exec(r.stdout)?.[1];
-    expect(token, 'install.sh prints the admin token once').toBeTruthy();
+    // stdout and stderr apart: the token is on stdout only (stderr ends up in logs).
+    const r = await timed('install.sh (first install)', () => machine().sh('cd /root/ldguard && ./install.sh 2>/root/install.err', { timeoutMs: 12 * MINUTE }));
+    const err = (await machine().sh('cat /root/install.err')).stdout;
+    expect(err).toContain('ldguard is running under systemd');
+    const token = /admin token \(also in \/etc\/ldguard\/admin-token\): (\S+)/.exec(r.stdout)?.[1];
+    expect(token, 'install.sh prints the admin token once, on stdout').toBeTruthy();
+    expect(err).not.toContain(token!);
+    expect((await machine().sh('cat /etc/ldguard/admin-token; stat -c %a /etc/ldguard/admin-token')).stdout.trim().split('\n')).toEqual([token, '600']);
     admin = token!;
     const active = await machine().sh('systemctl is-active ldguard-agent ldguard-collector', { check: false });
     expect(active.stdout.trim().split('\n')).toEqual(['active', 'active']);

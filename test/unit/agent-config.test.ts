@@ -99,6 +99,20 @@ describe('agent configuration', () => {
     expect(() => loadConfig(undefined, { collector: 'ws://127.0.0.1:1' })).toThrowError(/ldguard token create/);
   });
 
+  it('collector is one URL or a list (first preferred), each checked; flags repeat it', () => {
+    const dir = tmp();
+    const file = join(dir, 'agent.toml');
+    writeFileSync(join(dir, 'token'), 't\n', { mode: 0o600 });
+    writeFileSync(file, `collector = ["wss://a.example:8750", "wss://b.example:8750"]\ntoken_file = "${join(dir, 'token')}"\n`);
+    expect(loadConfig(file, {}).collector).toEqual(['wss://a.example:8750', 'wss://b.example:8750']);
+    writeFileSync(file, `collector = "wss://a.example:8750"\ntoken_file = "${join(dir, 'token')}"\n`);
+    expect(loadConfig(file, {}).collector).toEqual(['wss://a.example:8750']);
+    expect(loadConfig(file, { collector: ['wss://c.example:1', 'wss://d.example:1'] }).collector).toEqual(['wss://c.example:1', 'wss://d.example:1']);
+    writeFileSync(file, `collector = ["wss://a.example:8750", "https://b.example"]\ntoken_file = "${join(dir, 'token')}"\n`);
+    expect(() => loadConfig(file, {})).toThrowError(/option collector: expected ws:\/\/HOST:PORT or wss:\/\/HOST:PORT, got "https:\/\/b.example"/);
+    expect(loadConfig(undefined, {}).collector).toEqual([]);
+  });
+
   it('a TOML syntax error names the line', () => {
     const file = join(tmp(), 'agent.toml');
     writeFileSync(file, 'root = "/"\nsource = \n');

@@ -19,7 +19,8 @@ runs the rules; alerts go to the alerts file, to \`ldguard tail\`, and to the co
   --source S           auto | fanotify | inotify (default auto: fanotify, else inotify)
   --rule PATH          rule file or folder; repeatable (default: the bundled rules)
   --rule-revision R    seed | v1 | current: the bundled revision of Elastic's ld.so creation rule (default seed)
-  --collector URL      ws(s)://HOST:PORT of the collector
+  --collector URL      ws(s)://HOST:PORT of the collector; repeat it for fallbacks (the first is
+                       preferred, the next used while it is unreachable)
   --token-file FILE    this agent's collector token (0600)
 `;
 
@@ -33,7 +34,7 @@ export async function run(argv: string[]): Promise<number> {
     source: { type: 'string' },
     rule: { type: 'string', multiple: true },
     'rule-revision': { type: 'string' },
-    collector: { type: 'string' },
+    collector: { type: 'string', multiple: true },
     'token-file': { type: 'string' },
   });
   if (values.help) {
@@ -72,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => agent.reload());
+  process.on('SIGHUP', () => void agent.reload());
   // A bug in one alert's handling must not take the watcher down; it is logged and the agent goes on.
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception; the agent goes on'));
   process.on('unhandledRejection', (err) => log.error({ err: errorMessage(err) }, 'unhandled rejection; the agent goes on'));

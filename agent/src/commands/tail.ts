@@ -2,7 +2,7 @@
 // local socket. With --since it first prints recent alerts from the alerts file (and its rotations).
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { parseDuration } from '../../../shared/duration.js';
 import { LdgError } from '../../../shared/errors.js';
@@ -17,8 +17,12 @@ const DEFAULT_ALERTS_FILE = '/var/log/ldguard/alerts.ndjson';
 
 const HELP = `Usage: ldguard tail [--socket PATH] [--json] [--held-back] [--since DURATION [--alerts-file FILE]]
 
-Prints the agent's alerts as they happen, one line each: time, severity, rule, file, process
-(name, executable, pid), user and how the writer was identified (attribution).
+Prints the agent's alerts as they happen, one line each: time (UTC), severity, rule, file,
+process (name, executable, pid), user, and how the writer was seen: writer=running (read from
+/proc while it ran), writer=exited (named from its exec, it had exited), writer=had-it-open
+(inotify: a process holding the file), writer=UNIDENTIFIED(reason) (nothing could name it: the
+alert says so rather than guess). When the agent restarts, tail waits for it and goes on; with
+--alerts-file (or the default socket) it first prints what was written meanwhile. Ctrl-C quits.
 
 Past a rule's max_signals (100 alerts per 5 minutes and host by default) further matches are
 recorded as held-back records, not alerts: a line says when holding back starts and ends, and each
@@ -72,7 +76,16 @@ export function formatSummary(a: Alert, colour: boolean): string {
   return line;
 }
 
-/** One line for a person: time severity rule path process(exe) pid user attribution. */
+/** How the writer was named, in words: seen running, named after it exited, or not identified and why. */
+const WRITER_SEEN: Record<string, string> = { live_proc: 'running', exec_cache: 'exited', fd_scan: 'had-it-open' };
+function writerSeen(a: Alert): string {
+  const how = a.ldguard?.attribution;
+  if (how && WRITER_SEEN[how]) return WRITER_SEEN[how];
+  const why = a.ldguard?.attribution_reason;
+  return why ? `UNIDENTIFIED(${clean(why)})` : 'UNIDENTIFIED';
+}
+
+/** One line for a person: time severity rule path process(exe) pid user, and how the writer was seen. */
 export function formatAlert(a: Alert, colour: boolean): string {
   if (a.ldguard?.summary) return formatSummary(a, colour);
   const sev = String(a.kibana?.alert?.severity ?? '-');
@@ -83,7 +96,7 @@ export function formatAlert(a: Alert, colour: boolean): string {
     ['exe', clean(p.executable)],
     ['pid', clean(p.pid)],
     ['user', clean(user)],
-    ['attribution', clean(a.ldguard?.attribution)],
+    ['writer', writerSeen(a)],
     ...(a.ldguard?.held_back_by !== undefined ? [['held_back_by', clean(a.ldguard.held_back_by)] as [string, string]] : []),
   ];
   // An excepted alert is on record, not a page: it must not read like one (no severity colour).
@@ -129,6 +142,29 @@ async function* readBacklog(file: string, sinceMs: number): AsyncGenerator<{ lin
   }
 }
 
+/** Ways a connection attempt ends: a socket, or the errno that refused it. */
+function connectOnce(path: string): Promise<Socket | string> {
+  return new Promise((resolve) => {
+    const sock = connect(path);
+    sock.once('connect', () => resolve(sock));
+    sock.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'ECONNREFUSED'));
+  });
+}
+
+/** Remembers the ids of alerts printed lately, so a backlog read after a live stream repeats none. */
+class Printed {
+  private readonly ids = new Set<string>();
+  has(id: string | undefined): boolean {
+    return id !== undefined && this.ids.has(id);
+  }
+  add(id: string | undefined): void {
+    if (id === undefined) return;
+    this.ids.add(id);
+    // Bounded: the oldest ids go (a Set iterates in insertion order).
+    if (this.ids.size > 10_000) this.ids.delete(this.ids.values().next().value!);
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseOptions('tail', argv, {
     socket: { type: 'string' },
@@ -144,70 +180,85 @@ export async function run(argv: string[]): Promise<number> {
   if (values['alerts-file'] && !values.since) {
     throw new LdgError('LDG_ERR_USAGE', '--alerts-file is only read with --since; add --since DURATION (e.g. --since 1h)');
   }
-  const sinceMs = values.since ? Date.now() - parseDuration(values.since, '--since') : undefined;
   const socketPath = values.socket ?? DEFAULT_SOCKET;
+  const alertsFile = values['alerts-file'] ?? DEFAULT_ALERTS_FILE;
+  // The alerts file fills in what the stream missed while the agent restarted, when it is the
+  // same agent's: the default socket's, or the one named with --alerts-file.
+  const catchUp = values.socket === undefined || values['alerts-file'] !== undefined;
   const json = values.json ?? false;
   const colour = !json && process.stdout.isTTY === true && !process.env.NO_COLOR;
   const out = process.stdout;
   exitWhenStdoutCloses('tail');
   const heldBack = values['held-back'] ?? false;
-  const print = (line: string, alert: Alert | undefined) => {
+  const printed = new Printed();
+  let lastAt = Date.now();
+  const print = (line: string, alert: Alert) => {
+    const id = alert.kibana?.alert?.uuid;
+    if (printed.has(id)) return;
+    printed.add(id);
+    const t = Date.parse(alert['@timestamp']);
+    if (t > lastAt) lastAt = t;
     if (json) out.write(`${line}\n`);
     // A flood's records would bury the screen the summaries are there to keep readable.
-    else if (alert && (heldBack || alert.ldguard?.held_back_by === undefined)) out.write(`${formatAlert(alert, colour)}\n`);
+    else if (heldBack || alert.ldguard?.held_back_by === undefined) out.write(`${formatAlert(alert, colour)}\n`);
   };
-
-  // Connect first and hold live alerts while the backlog prints, so none falls between the two.
-  const sock = connect(socketPath);
-  await new Promise<void>((resolve, reject) => {
-    sock.once('connect', resolve);
-    sock.once('error', (err: NodeJS.ErrnoException) => reject(notRunning(socketPath, err.code)));
-  });
-  const held: string[] = [];
-  let live = false;
-  const seen = new Set<string>();
-  const onLine = (line: string) => {
-    if (!line.trim()) return;
-    let alert: Alert | undefined;
+  const backlog = async (sinceMs: number) => {
     try {
-      alert = JSON.parse(line) as Alert;
+      for await (const { line, alert } of readBacklog(alertsFile, sinceMs)) print(line, alert);
     } catch {
-      process.stderr.write(`ldguard tail: skipped a line that is not JSON\n`);
-      return;
+      // The file is not readable here (another user, rotated away): the live stream goes on.
     }
-    const id = alert.kibana?.alert?.uuid;
-    if (id && seen.has(id)) return; // already printed from the backlog
-    print(line, alert);
   };
-  // Set before this side closes the socket (Ctrl-C, SIGTERM): that close is not the agent's doing.
-  let stopping = false;
-  const ended = new Promise<number>((resolve) => {
-    const rl = createInterface({ input: sock, crlfDelay: Infinity });
-    rl.on('line', (line) => (live ? onLine(line) : held.push(line)));
-    sock.on('error', () => undefined);
-    sock.on('close', () => {
-      if (stopping) return;
-      process.stderr.write('ldguard tail: the agent closed the stream (it stopped or restarted); run ldguard tail again once it is back\n');
-      resolve(1);
-    });
-  });
-  // Ctrl-C is the normal way to stop following: status 0 and nothing on stderr.
-  const stop = new Promise<number>((resolve) => {
-    process.once('SIGINT', () => resolve(0));
-    process.once('SIGTERM', () => resolve(0));
-  });
 
-  if (sinceMs !== undefined) {
-    for await (const { line, alert } of readBacklog(values['alerts-file'] ?? DEFAULT_ALERTS_FILE, sinceMs)) {
-      const id = alert.kibana?.alert?.uuid;
-      if (id) seen.add(id);
-      print(line, alert);
+  // Ctrl-C stops following, quietly, with the shell's status for it (128 + SIGINT).
+  const stop = new Promise<number>((resolve) => {
+    process.once('SIGINT', () => resolve(130));
+    process.once('SIGTERM', () => resolve(143));
+  });
+  // Not unref'd: while the agent is away, this timer is what keeps tail running.
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+  let delay = 250;
+  for (let first = true; ; first = false) {
+    const sock = await connectOnce(socketPath);
+    if (typeof sock === 'string') {
+      // Not there at all when asked: say how to start it. Gone after a restart: wait for it.
+      if (first) throw notRunning(socketPath, sock);
+      const code = await Promise.race([stop, sleep(delay).then(() => null)]);
+      if (code !== null) return code;
+      delay = Math.min(delay * 2, 5_000);
+      continue;
     }
+    delay = 250;
+    if (!first) process.stderr.write('ldguard tail: the agent is back; following again\n');
+    // Live lines are held while the backlog prints, so none falls between the two.
+    const held: string[] = [];
+    let live = false;
+    const onLine = (line: string) => {
+      if (!line.trim()) return;
+      let alert: Alert;
+      try {
+        alert = JSON.parse(line) as Alert;
+      } catch {
+        process.stderr.write('ldguard tail: skipped a line that is not JSON\n');
+        return;
+      }
+      print(line, alert);
+    };
+    const closed = new Promise<null>((resolve) => {
+      const rl = createInterface({ input: sock, crlfDelay: Infinity });
+      rl.on('line', (line) => (live ? onLine(line) : held.push(line)));
+      sock.on('error', () => undefined);
+      sock.on('close', () => resolve(null));
+    });
+    if (first && values.since) await backlog(Date.now() - parseDuration(values.since, '--since'));
+    // Back after a restart: what the agent wrote meanwhile (a second of overlap; repeats are skipped).
+    else if (!first && catchUp) await backlog(lastAt - 1_000);
+    live = true;
+    for (const line of held.splice(0)) onLine(line);
+    const code = await Promise.race([stop, closed]);
+    sock.destroy();
+    if (code !== null) return code;
+    process.stderr.write('ldguard tail: the agent stopped or is restarting; waiting for it to come back (Ctrl-C to quit)\n');
   }
-  live = true;
-  for (const line of held.splice(0)) onLine(line);
-  const code = await Promise.race([ended, stop]);
-  stopping = true;
-  sock.destroy();
-  return code;
 }

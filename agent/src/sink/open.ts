@@ -13,7 +13,7 @@ import type { AgentConfig } from '../config.js';
 import { AlertsFile } from './alerts-file.js';
 import { LocalSink } from './local.js';
 import type { Sink } from './sink.js';
-import type { WebSocketSink } from './websocket.js';
+import type { CollectorLink, WebSocketSink } from './websocket.js';
 
 export interface Sinks {
   /** Resolves once every sink has taken the alert (the spool: fsync'd) or refused it (logged). */
@@ -22,6 +22,12 @@ export interface Sinks {
   delivery(): ReturnType<WebSocketSink['health']> | null;
   /** Sends the agent's health to the collector now (a baseline save), when connected. */
   pushHealth(): void;
+  /**
+   * A reload's collector settings (collector, token_file and the token in it, ca_file, cert_file,
+   * key_file, allow_insecure): the link reconnects with them, opens or closes. Throws, keeping the
+   * old link, when the new settings are unusable. Returns what it did, for the log.
+   */
+  reconfigure(cfg: Readonly<AgentConfig>): Promise<'unchanged' | 'reconnected' | 'opened' | 'closed'>;
   close(): Promise<void>;
 }
 
@@ -33,32 +39,30 @@ export async function openSinks(
 ): Promise<Sinks> {
   const opened: Array<{ name: string; sink: Sink }> = [];
   let ws: WebSocketSink | null = null;
+  const openCollector = async (c: Readonly<AgentConfig>): Promise<WebSocketSink> => {
+    // Loaded only with a collector: ws costs an agent without one ~6 MB.
+    const { WebSocketSink } = await import('./websocket.js');
+    return WebSocketSink.open({
+      ...link(c),
+      spoolDir: join(c.stateDir, 'spool'),
+      spoolMaxBytes: c.spoolMaxBytes,
+      facts,
+      health,
+      logger: log.child({ sink: 'collector' }),
+    });
+  };
   try {
     opened.push({ name: 'alerts file', sink: await AlertsFile.open({ path: cfg.alertsFile, maxBytes: cfg.alertsFileMaxBytes, keep: cfg.alertsFileKeep, logger: log }) });
     opened.push({ name: 'local socket', sink: await LocalSink.open({ path: cfg.socket, logger: log }) });
-    if (cfg.collector) {
-      // Loaded only with a collector: ws costs an agent without one ~6 MB.
-      const { WebSocketSink } = await import('./websocket.js');
-      ws = await WebSocketSink.open({
-        url: cfg.collector,
-        token: readToken(cfg.tokenFile!),
-        spoolDir: join(cfg.stateDir, 'spool'),
-        spoolMaxBytes: cfg.spoolMaxBytes,
-        facts,
-        health,
-        caFile: cfg.caFile,
-        certFile: cfg.certFile,
-        keyFile: cfg.keyFile,
-        allowInsecure: cfg.allowInsecure,
-        logger: log.child({ sink: 'collector' }),
-      });
+    if (cfg.collector.length > 0) {
+      ws = await openCollector(cfg);
       opened.push({ name: 'collector', sink: ws });
     }
   } catch (err) {
     await Promise.allSettled(opened.map((o) => o.sink.close()));
     throw err;
   }
-  log.info({ sinks: opened.map((o) => o.name), collector: ws?.url.href ?? null }, 'sinks open');
+  log.info({ sinks: opened.map((o) => o.name), collector: ws?.urls.map((u) => u.href) ?? null }, 'sinks open');
   const inFlight = new Set<Promise<void>>();
   return {
     async send(a) {
@@ -76,10 +80,39 @@ export async function openSinks(
     },
     delivery: () => ws?.health() ?? null,
     pushHealth: () => ws?.pushHealth(),
+    async reconfigure(c) {
+      const wanted = c.collector.length > 0;
+      if (ws && wanted) return ws.relink(link(c)) ? 'reconnected' : 'unchanged';
+      if (!ws && !wanted) return 'unchanged';
+      if (wanted) {
+        ws = await openCollector(c);
+        opened.push({ name: 'collector', sink: ws });
+        return 'opened';
+      }
+      // No collector any more: what is spooled stays on disk for the next one.
+      const old = ws!;
+      ws = null;
+      opened.splice(opened.findIndex((o) => o.sink === old), 1);
+      await Promise.allSettled([...inFlight]);
+      await old.close();
+      return 'closed';
+    },
     async close() {
       await Promise.allSettled([...inFlight]);
       await Promise.allSettled(opened.map((o) => o.sink.close()));
     },
+  };
+}
+
+/** The link settings of a config with a collector (the token read from its file now). */
+function link(cfg: Readonly<AgentConfig>): CollectorLink {
+  return {
+    url: cfg.collector,
+    token: readToken(cfg.tokenFile!),
+    caFile: cfg.caFile,
+    certFile: cfg.certFile,
+    keyFile: cfg.keyFile,
+    allowInsecure: cfg.allowInsecure,
   };
 }
 

@@ -35,8 +35,12 @@ const WebSocket = createRequire(import.meta.url)('ws') as typeof WebSocketType;
 type WebSocket = WebSocketType;
 
 export interface WebSocketSinkOptions {
-  /** The collector's base URL, ws(s)://HOST:PORT; `/agent` is appended when it has no path. */
-  url: string;
+  /**
+   * The collector's base URL, ws(s)://HOST:PORT (`/agent` is appended when it has no path), or
+   * several: the first is preferred, the next ones are used in turn while it is unreachable, and
+   * the first is tried again every retryFirstMs. One connection at a time, whichever it is.
+   */
+  url: string | readonly string[];
   /** This agent's token (`ldguard token create --role agent`), sent as `Authorization: Bearer`. */
   token: string;
   /** Spool folder, normally `<state_dir>/spool`. */
@@ -60,6 +64,7 @@ export interface WebSocketSinkOptions {
   ackTimeoutMs?: number; // a batch unacked this long means a stuck collector: reconnect and resend
   backoffInitialMs?: number; // first reconnect delay
   backoffMaxMs?: number; // reconnect delay ceiling
+  retryFirstMs?: number; // connected to a fallback collector: go back to the first this often (±25%)
   maxInflightBatches?: number; // batches on the wire before waiting for an ack
   maxBatchAlerts?: number; // alerts per batch at most
   /** How long close() waits for the collector to ack what was already sent. */
@@ -89,6 +94,7 @@ const DEFAULTS = {
   ackTimeoutMs: 30_000,
   backoffInitialMs: 500,
   backoffMaxMs: 30_000,
+  retryFirstMs: 60_000,
   maxInflightBatches: 8,
   maxBatchAlerts: MAX_BATCH_ALERTS,
   closeTimeoutMs: 2_000,
@@ -121,6 +127,13 @@ export function collectorUrl(raw: string, allowInsecure = false): URL {
     throw new LdgError('LDG_ERR_INSECURE_COLLECTOR', `refusing plain ws:// to ${url.host}: the token and the alerts would cross the network unencrypted. Use wss:// (with ca_file if the collector's certificate is private), or set allow_insecure = true in the agent config (allowInsecure) to accept that risk`);
   }
   return url;
+}
+
+/** Each collector URL normalised and checked (collectorUrl); at least one. */
+export function collectorUrls(raw: string | readonly string[], allowInsecure = false): URL[] {
+  const list = typeof raw === 'string' ? [raw] : raw;
+  if (list.length === 0) throw new LdgError('LDG_ERR_COLLECTOR_URL', 'no collector URL; set collector = "wss://HOST:PORT" (or a list of them)');
+  return list.map((u) => collectorUrl(u, allowInsecure));
 }
 
 /** Serialises an alert for the spool, shortening huge strings so that it fits in one frame. */
@@ -170,11 +183,38 @@ interface Inflight {
   sentAt: number;
 }
 
+/** The settings of the collector link that a reload (SIGHUP) may change. */
+export type CollectorLink = Pick<WebSocketSinkOptions, 'url' | 'token' | 'caFile' | 'certFile' | 'keyFile' | 'allowInsecure'>;
+
+type Tls = { ca?: Buffer; cert?: Buffer; key?: Buffer };
+
+function readTls(link: CollectorLink): Tls {
+  const tls = {
+    ca: readPem(link.caFile, 'CA bundle (ca_file)'),
+    cert: readPem(link.certFile, 'client certificate (cert_file)'),
+    key: readPem(link.keyFile, 'client key (key_file)'),
+  };
+  if (!tls.cert !== !tls.key) {
+    throw new LdgError('LDG_ERR_TLS_FILE', 'cert_file and key_file go together: set both for a client certificate, or neither');
+  }
+  return tls;
+}
+
+function sameTls(a: Tls, b: Tls): boolean {
+  const eq = (x?: Buffer, y?: Buffer) => (x && y ? x.equals(y) : x === y);
+  return eq(a.ca, b.ca) && eq(a.cert, b.cert) && eq(a.key, b.key);
+}
+
 export class WebSocketSink implements Sink {
-  readonly url: URL;
+  /** The collectors, in order of preference; `current` indexes the one in use or being tried. */
+  urls: URL[];
+  private current = 0;
+  /** Set when this side closes a fallback's connection to go back to the first collector. */
+  private returning = false;
+  private retryFirstTimer: NodeJS.Timeout | undefined;
   private readonly opts: WebSocketSinkOptions & typeof DEFAULTS;
   private readonly log: Logger | undefined;
-  private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  private tls: Tls;
   private ws: WebSocket | undefined;
   private connected = false;
   private connectedAt = 0;
@@ -197,35 +237,61 @@ export class WebSocketSink implements Sink {
   private readonly startedAt = Date.now();
   private idleWaiters: Array<() => void> = [];
 
-  private constructor(private readonly spool: Spool, opts: WebSocketSinkOptions, url: URL) {
+  /** The collector in use (or being tried). */
+  get url(): URL {
+    return this.urls[this.current]!;
+  }
+
+  private constructor(private readonly spool: Spool, opts: WebSocketSinkOptions, urls: URL[]) {
     this.opts = { ...opts, ...DEFAULTS, ...stripUndefined(opts) } as WebSocketSinkOptions & typeof DEFAULTS;
     this.log = opts.logger;
-    this.url = url;
-    this.tls = {
-      ca: readPem(opts.caFile, 'CA bundle (ca_file)'),
-      cert: readPem(opts.certFile, 'client certificate (cert_file)'),
-      key: readPem(opts.keyFile, 'client key (key_file)'),
-    };
-    if (!this.tls.cert !== !this.tls.key) {
-      throw new LdgError('LDG_ERR_TLS_FILE', 'cert_file and key_file go together: set both for a client certificate, or neither');
-    }
+    this.urls = urls;
+    this.tls = readTls(opts);
     spool.onAppend(() => void this.pump());
   }
 
   /** Opens the spool (recovering what a crash left) and starts connecting in the background. */
   static async open(opts: WebSocketSinkOptions): Promise<WebSocketSink> {
-    const url = collectorUrl(opts.url, opts.allowInsecure);
+    const urls = collectorUrls(opts.url, opts.allowInsecure);
     if (!opts.token) throw new LdgError('LDG_ERR_TOKEN', 'no collector token: create one with `ldguard token create --name HOST --role agent` on the collector and put it in token_file');
     const spool = await Spool.open({ dir: opts.spoolDir, maxBytes: opts.spoolMaxBytes, segmentBytes: opts.spoolSegmentBytes, logger: opts.logger });
     let sink: WebSocketSink;
     try {
-      sink = new WebSocketSink(spool, opts, url);
+      sink = new WebSocketSink(spool, opts, urls);
     } catch (err) {
       await spool.close();
       throw err;
     }
     sink.connect();
     return sink;
+  }
+
+  /**
+   * A reload's link settings: all checked before any is taken (a bad file keeps the old link), then
+   * the connection is made again with them; the spool carries on, so nothing unacked is lost.
+   * Returns false when nothing changed (no reconnect).
+   */
+  relink(link: CollectorLink): boolean {
+    const urls = collectorUrls(link.url, link.allowInsecure);
+    if (!link.token) throw new LdgError('LDG_ERR_TOKEN', 'no collector token: put the agent\'s token in token_file');
+    const tls = readTls(link);
+    const hrefs = (l: URL[]) => l.map((u) => u.href).join(' ');
+    if (hrefs(urls) === hrefs(this.urls) && link.token === this.opts.token && sameTls(tls, this.tls)) return false;
+    this.urls = urls;
+    this.current = 0;
+    this.returning = false;
+    clearTimeout(this.retryFirstTimer);
+    this.tls = tls;
+    Object.assign(this.opts, stripUndefined(link));
+    this.log?.info({ urls: urls.map((u) => u.href) }, 'collector settings changed: reconnecting with them');
+    this.attempt = 0;
+    if (this.ws) {
+      this.ws.terminate(); // onClose reconnects, with the new settings
+    } else if (!this.closing) {
+      clearTimeout(this.reconnectTimer);
+      this.connect();
+    }
+    return true;
   }
 
   async send(a: Alert): Promise<void> {
@@ -318,7 +384,9 @@ export class WebSocketSink implements Sink {
     const facts = this.opts.facts();
     const hello: HelloMessage = { type: 'hello', v: PROTOCOL_VERSION, agent: facts, heartbeatMs: this.opts.heartbeatMs };
     ws.send(JSON.stringify(hello));
-    this.log?.info({ url: this.url.href, depth: this.spool.health().depth }, 'connected to the collector');
+    this.log?.info({ url: this.url.href, depth: this.spool.health().depth, ...(this.current > 0 ? { fallback: this.current } : {}) }, 'connected to the collector');
+    clearTimeout(this.retryFirstTimer);
+    if (this.current > 0) this.scheduleRetryFirst();
     this.heartbeatTimer = setInterval(() => this.heartbeat(ws), this.opts.heartbeatMs);
     this.heartbeatTimer.unref();
     void this.pump();
@@ -417,9 +485,22 @@ export class WebSocketSink implements Sink {
     this.ws = undefined;
     this.inflight = [];
     clearInterval(this.heartbeatTimer);
+    clearTimeout(this.retryFirstTimer);
+    if (this.returning) {
+      // This side closed a fallback's connection to try the first collector again: at once.
+      this.returning = false;
+      this.current = 0;
+      if (!this.closing) this.connect();
+      return;
+    }
     if (wasConnected) {
       this.log?.warn({ url: this.url.href, code, reason, depth: this.spool.health().depth }, 'collector connection closed; unacked alerts stay spooled and will be resent');
       if (Date.now() - this.connectedAt >= STABLE_MS) this.attempt = 0;
+    } else if (this.urls.length > 1) {
+      // Unreachable (or refused): the next collector in the list gets the next attempt.
+      const from = this.url.href;
+      this.current = (this.current + 1) % this.urls.length;
+      this.log?.info({ from, to: this.url.href }, 'collector unreachable: trying the next one');
     }
     if (this.closing) return;
     // Exponential back-off with "equal jitter": half fixed, half random, so a fleet that lost the
@@ -429,6 +510,26 @@ export class WebSocketSink implements Sink {
     this.attempt += 1;
     this.reconnects += 1;
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /**
+   * On a fallback collector: go back to the first after retryFirstMs (±25%, so a fleet that failed
+   * over together does not return together), once nothing is in flight (what is acked here is not
+   * sent again there).
+   */
+  private scheduleRetryFirst(delayMs = this.opts.retryFirstMs * (0.75 + Math.random() / 2)): void {
+    this.retryFirstTimer = setTimeout(() => {
+      const ws = this.ws;
+      if (!ws || !this.connected || this.current === 0 || this.closing) return;
+      if (this.inflight.length > 0) {
+        this.scheduleRetryFirst(1_000);
+        return;
+      }
+      this.log?.info({ from: this.url.href, to: this.urls[0]!.href }, 'trying the first collector again');
+      this.returning = true;
+      ws.close(1000, 'agent returning to its first collector');
+    }, delayMs);
+    this.retryFirstTimer.unref();
   }
 
   /** Puts spooled alerts on the wire while the window has room. Only one pump runs at a time. */
@@ -475,6 +576,7 @@ export class WebSocketSink implements Sink {
     if (this.connected && this.spool.health().depth > 0) await this.drained(this.opts.closeTimeoutMs);
     this.closing = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.retryFirstTimer);
     clearInterval(this.heartbeatTimer);
     const ws = this.ws;
     if (ws) {
