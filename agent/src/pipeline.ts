@@ -130,12 +130,13 @@ export class Pipeline {
     if (this.rules[0]) alertJson(buildAlert(event, this.rules[0], new Date().toISOString()));
   }
 
-  /** Files a rescan found that nobody saw appear: judged as creations with an unknown writer. */
-  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath }>): void {
+  /** Files a rescan found that nobody saw appear: judged as creations with an unknown writer, and
+   * why when the agent can tell (created_before_dir_marked: found after a new directory). */
+  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath }>, reason?: RawFileEvent['attributionReason']): void {
     for (const f of found) {
       const { dir, name } = splitPath(f.realPath);
       const event = this.toEcs(
-        { kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', process: null, parent: null },
+        { kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', ...(reason ? { attributionReason: reason } : {}), process: null, parent: null },
         f.realPath,
       );
       event.ldguard.source = 'rescan';

@@ -1,0 +1,98 @@
+// Nested directories, exact (issue #17, item 3): the rule's * crosses /, so a loader planted in a
+// new directory tree under /lib matches at any depth. The real agent on a scratch root, real
+// mkdir, cp and mv: each file is one alert naming the process that wrote (or renamed) it, and no
+// rescan reports it a second time as unidentified.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../helpers/agent.js';
+import { whenDone } from '../helpers/temp.js';
+
+const isRoot = process.getuid?.() === 0;
+const CP = realpathSync('/bin/cp');
+const MV = realpathSync('/bin/mv');
+
+/** d levels of directories: ld-linux-<tag>/l1/…/l(d-1) (the first one is the rule-matching name). */
+function levels(tag: string, d: number): string {
+  return [`ld-linux-${tag}`, ...Array.from({ length: d - 1 }, (_, i) => `l${i + 1}`)].join('/');
+}
+
+/** Runs a shell script that prints its pid, then execs the writer: the pid printed is the writer's. */
+function run(script: string, ...args: string[]): number {
+  const r = spawnSync('sh', ['-c', `echo $$; ${script}`, 'sh', ...args], { encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  return Number(r.stdout.trim());
+}
+
+describe.skipIf(!isRoot)('nested directories with fanotify (skipped: needs root for fanotify)', () => {
+  let agent: RunningAgent;
+  beforeAll(async () => {
+    agent = await startAgent({ source: 'fanotify' });
+  });
+  afterAll(async () => {
+    expect(await agent.stop()).toBe(0);
+  });
+
+  /**
+   * Waits until the rescan after new directories has judged everything made so far: a directory
+   * made now is checked after every earlier one (the checks pass the queue barrier in order), so
+   * once its check is logged, any second alert an earlier check would give is in the file.
+   */
+  async function settle(tag: string): Promise<Array<Record<string, any>>> {
+    const dir = `/usr/lib/ld-linux-settle-${tag}`;
+    mkdirSync(join(agent.root, dir));
+    const end = Date.now() + 10_000;
+    while (!agent.logs().some((l) => l.msg === 'new directory checked' && (l.dirs as string[]).includes(dir)) && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (!agent.logs().some((l) => l.msg === "new directory checked" && (l.dirs as string[]).includes(dir))) console.log(JSON.stringify(agent.logs().slice(-30), null, 0));
+    expect(agent.logs().some((l) => l.msg === 'new directory checked' && (l.dirs as string[]).includes(dir)), 'the settle directory was checked').toBe(true);
+    return agent.alerts();
+  }
+
+  it.each([2, 12, 30])('mkdir -p and cp at depth %i: one alert, with the exact writer (cp)', async (depth) => {
+    const rel = levels(`q${depth}`, depth);
+    const pid = run('mkdir -p "$1" && exec cp /bin/true "$1/evil.so"', join(agent.root, 'lib', rel));
+    const path = `/usr/lib/${rel}/evil.so`;
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === path));
+    const hits = (await settle(`q${depth}`)).filter((a) => a.file.path === path);
+    expect(hits.map((a) => [a.process.pid, a.process.executable, a.ldguard.attribution_reason])).toEqual([[pid, CP, undefined]]);
+    expect(hits[0]!.ldguard.attribution).toMatch(/^(live_proc|exec_cache)$/);
+    expect(hits[0]!.event.action).toBe('creation');
+  });
+
+  it('a directory tree renamed in (12 levels) names mv for the loader inside, and cp for one made in it after', async () => {
+    const staged = join(realpathSync(agent.stateDir), 'staged');
+    const rel = levels('t', 12);
+    mkdirSync(join(staged, rel), { recursive: true });
+    writeFileSync(join(staged, rel, 'evil.so'), 'x');
+    const mvPid = run('exec mv "$1" "$2"', join(staged, 'ld-linux-t'), join(agent.root, 'lib/'));
+    const cpPid = run('exec cp /bin/true "$1"', join(agent.root, 'lib', rel, 'later.so'));
+    const moved = `/usr/lib/${rel}/evil.so`;
+    const later = `/usr/lib/${rel}/later.so`;
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === moved) && a.some((x) => x.file.path === later));
+    const alerts = await settle('t');
+    expect(alerts.filter((a) => a.file.path === moved).map((a) => [a.event.action, a.process.pid, a.process.executable, a.file.Ext?.original?.path])).toEqual([
+      ['rename', mvPid, MV, join(staged, rel, 'evil.so')],
+    ]);
+    expect(alerts.filter((a) => a.file.path === later).map((a) => [a.event.action, a.process.pid, a.process.executable])).toEqual([['creation', cpPid, CP]]);
+  });
+
+  it('a bind mount of a directory into its own subtree (a cycle) does not hang the agent; a file written through it is one alert, under its real path', async () => {
+    const top = join(agent.root, 'usr/lib/ld-linux-c');
+    mkdirSync(join(top, 'sub/loop'), { recursive: true });
+    await settle('c0');
+    const m = spawnSync('mount', ['--bind', top, join(top, 'sub/loop')]);
+    expect(m.status, String(m.stderr)).toBe(0);
+    whenDone(() => spawnSync('umount', ['-l', join(top, 'sub/loop')]));
+    // A new directory makes the agent rescan, which walks into the loop; cp writes through it.
+    mkdirSync(join(top, 'sub/after'));
+    const pid = run('exec cp /bin/true "$1"', join(top, 'sub/loop/sub/evil.so'));
+    const path = '/usr/lib/ld-linux-c/sub/evil.so';
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === path));
+    const alerts = await settle('c1');
+    expect(alerts.filter((a) => a.file.path.startsWith('/usr/lib/ld-linux-c/')).map((a) => [a.file.path, a.process.pid, a.process.executable])).toEqual([[path, pid, CP]]);
+    expect(agent.proc.exitCode).toBeNull();
+  });
+});
