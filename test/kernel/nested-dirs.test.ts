@@ -62,6 +62,20 @@ describe.skipIf(!isRoot)('nested directories with fanotify (skipped: needs root 
     expect(hits[0]!.event.action).toBe('creation');
   });
 
+  it('one process making the directories and the file back to back (no exec between them): exact at depth 2', async () => {
+    // mkdir -p then cp leaves the agent the time of cp's exec to mark the directories; here the
+    // file follows its directory within microseconds.
+    const rel = levels('py', 2);
+    const script = 'import os, sys; print(os.getpid(), flush=True); os.makedirs(sys.argv[1]); open(sys.argv[1] + "/evil.so", "w").write("x")';
+    const r = spawnSync('python3', ['-c', script, join(agent.root, 'lib', rel)], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const pid = Number(r.stdout.trim());
+    const path = `/usr/lib/${rel}/evil.so`;
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === path));
+    const hits = (await settle('py')).filter((a) => a.file.path === path);
+    expect(hits.map((a) => [a.process.pid, a.process.name, a.ldguard.attribution_reason])).toEqual([[pid, 'python3', undefined]]);
+  });
+
   it('a directory tree renamed in (12 levels) names mv for the loader inside, and cp for one made in it after', async () => {
     const staged = join(realpathSync(agent.stateDir), 'staged');
     const rel = levels('t', 12);
