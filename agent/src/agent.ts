@@ -118,14 +118,15 @@ export class Agent {
     const agent: EcsAgent = { id: agentId(cfg.stateDir), type: 'ldguard', version: VERSION, name: host.current.name };
     this.alertContext = { host: () => host.current, agent };
 
-    const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log);
+    const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log, { nestedDirs: cfg.nestedDirs });
     this.source = source;
     this.cleanup.push(() => source.close());
     this.health.source = source.name;
     this.health.degraded = source.degraded;
     // Without it (a kernel before 5.17, a filesystem that refuses the mark) a new directory is marked
     // once its event is read: a file made in it at once is reported, but as unidentified.
-    if (source.name === 'fanotify' && source.stats().creationMarks === 0) log.warn({ creationMarks: 0 }, 'no filesystem creation mark (needs Linux 5.17 and a filesystem that allows it): a file made at once inside a new rule-matching directory is reported without its writer (created_before_dir_marked)');
+    if (source.name === 'fanotify' && !cfg.nestedDirs) log.info({ nestedDirs: false }, 'nested_dirs is off: a file made at once inside a new rule-matching directory is reported without its writer (created_before_dir_marked)');
+    else if (source.name === 'fanotify' && source.stats().creationMarks === 0) log.warn({ creationMarks: 0 }, 'no filesystem creation mark (needs Linux 5.17 and a filesystem that allows it): a file made at once inside a new rule-matching directory is reported without its writer (created_before_dir_marked)');
 
     const names = hostNameTables(cfg.root);
     const loaders = loadersInUse(cfg.root);

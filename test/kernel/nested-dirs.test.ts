@@ -7,7 +7,8 @@ import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
-import { whenDone } from '../helpers/temp.js';
+import { stopProcess } from '../helpers/daemon.js';
+import { tempDir, whenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const CP = realpathSync('/bin/cp');
@@ -25,6 +26,34 @@ function run(script: string, ...args: string[]): number {
   return Number(r.stdout.trim());
 }
 
+const UNIDENTIFIED = 'Dynamic Linker (ld.so) Created by an Unidentified Process';
+
+/** Waits until the rescan after new directories has judged everything made so far (see use). */
+async function settleChecks(agent: RunningAgent, tag: string): Promise<Array<Record<string, any>>> {
+  // A directory made now is checked after every earlier one (the checks pass the queue barrier in
+  // order), so once its check is logged, any second alert an earlier check would give is in the file.
+  const dir = `/usr/lib/ld-linux-settle-${tag}`;
+  mkdirSync(join(agent.root, dir));
+  const checked = () => agent.logs().some((l) => l.msg === 'new directory checked' && (l.dirs as string[]).includes(dir));
+  const end = Date.now() + 10_000;
+  while (!checked() && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+  expect(checked(), 'the settle directory was checked').toBe(true);
+  return agent.alerts();
+}
+
+/** mkdir -p and cp at depth 5 while the agent is stopped (SIGSTOP): it reads every event after the fact. */
+async function whileStopped(agent: RunningAgent, tag: string): Promise<{ pid: number; path: string }> {
+  const rel = levels(tag, 5);
+  await stopProcess(agent.proc.pid!);
+  let pid: number;
+  try {
+    pid = run('mkdir -p "$1" && exec cp /bin/true "$1/evil.so"', join(agent.root, 'lib', rel));
+  } finally {
+    process.kill(agent.proc.pid!, 'SIGCONT');
+  }
+  return { pid, path: `/usr/lib/${rel}/evil.so` };
+}
+
 describe.skipIf(!isRoot)('nested directories with fanotify (skipped: needs root for fanotify)', () => {
   let agent: RunningAgent;
   beforeAll(async () => {
@@ -34,22 +63,14 @@ describe.skipIf(!isRoot)('nested directories with fanotify (skipped: needs root 
     expect(await agent.stop()).toBe(0);
   });
 
-  /**
-   * Waits until the rescan after new directories has judged everything made so far: a directory
-   * made now is checked after every earlier one (the checks pass the queue barrier in order), so
-   * once its check is logged, any second alert an earlier check would give is in the file.
-   */
-  async function settle(tag: string): Promise<Array<Record<string, any>>> {
-    const dir = `/usr/lib/ld-linux-settle-${tag}`;
-    mkdirSync(join(agent.root, dir));
-    const end = Date.now() + 10_000;
-    while (!agent.logs().some((l) => l.msg === 'new directory checked' && (l.dirs as string[]).includes(dir)) && Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    if (!agent.logs().some((l) => l.msg === "new directory checked" && (l.dirs as string[]).includes(dir))) console.log(JSON.stringify(agent.logs().slice(-30), null, 0));
-    expect(agent.logs().some((l) => l.msg === 'new directory checked' && (l.dirs as string[]).includes(dir)), 'the settle directory was checked').toBe(true);
-    return agent.alerts();
-  }
+  const settle = (tag: string) => settleChecks(agent, tag);
+
+  it('mkdir -p and cp while the agent is stopped: still exact, the queue keeps the order', async () => {
+    const { pid, path } = await whileStopped(agent, 'stopped');
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === path));
+    const hits = (await settle('stopped')).filter((a) => a.file.path === path);
+    expect(hits.map((a) => [a.process.pid, a.process.executable, a.ldguard.attribution_reason])).toEqual([[pid, CP, undefined]]);
+  });
 
   it.each([2, 12, 30])('mkdir -p and cp at depth %i: one alert, with the exact writer (cp)', async (depth) => {
     const rel = levels(`q${depth}`, depth);
@@ -108,5 +129,24 @@ describe.skipIf(!isRoot)('nested directories with fanotify (skipped: needs root 
     const alerts = await settle('c1');
     expect(alerts.filter((a) => a.file.path.startsWith('/usr/lib/ld-linux-c/')).map((a) => [a.file.path, a.process.pid, a.process.executable])).toEqual([[path, pid, CP]]);
     expect(agent.proc.exitCode).toBeNull();
+  });
+});
+
+describe.skipIf(!isRoot)('nested directories with nested_dirs = false (skipped: needs root for fanotify)', () => {
+  let agent: RunningAgent;
+  beforeAll(async () => {
+    const config = join(tempDir('ldg-nested-config-'), 'agent.toml');
+    writeFileSync(config, 'nested_dirs = false\n');
+    agent = await startAgent({ source: 'fanotify', extra: ['--config', config] });
+  });
+  afterAll(async () => {
+    expect(await agent.stop()).toBe(0);
+  });
+
+  it('without the creation mark, a file made before its directory was marked is one alert, unidentified, saying why; never silence', async () => {
+    const { path } = await whileStopped(agent, 'late');
+    await agent.waitForAlerts((a) => a.some((x) => x.file.path === path));
+    const hits = (await settleChecks(agent, 'late')).filter((a) => a.file.path === path);
+    expect(hits.map((a) => [a.rule.name, a.ldguard.attribution, a.ldguard.attribution_reason, a.process.pid])).toEqual([[UNIDENTIFIED, 'unknown', 'created_before_dir_marked', undefined]]);
   });
 });
