@@ -1,22 +1,24 @@
 // What nested-directory exactness (agent/native/src/subtree.c) costs and what it leaves inexact, in
 // figures, run once by hand (not part of `npm run bench`): `npm run build`, then as root
-//   node dist/test/bench/nested-dirs.js [ROUNDS] [FILES] [TRIALS]
+//   node dist/test/bench/nested-dirs.js [ROUNDS] [FILES] [TRIALS] [nested_dirs=false]
 // 1. Cost to unrelated writers: the C churner makes FILES files in a folder outside the watched
 //    ones but on the same filesystem, with no watcher, with the watcher without the filesystem
 //    creation mark (nestedDirs: false) and with it, in turn, ROUNDS times; medians of the writer's
 //    elapsed and CPU time, and of the watcher's own CPU (its reader thread runs in this process).
 // 2. The race it cannot win: TRIALS files made by a child spinning on open(2) while its parent
 //    makes their directory (c/mkdir-race.c), against the real agent: how many alerts name the
-//    child exactly, how many say "created_before_dir_marked", how many files got none or two.
+//    child exactly, how many say "created_before_dir_marked", how many files got none or two. With
+//    `nested_dirs=false` the agent runs without the creation mark (the fallback's share).
 // Prints figures only; nothing passes or fails.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadNative } from '../../agent/src/native.js';
 import { scratchRoot, startAgent } from '../helpers/agent.js';
 
-const [rounds = 5, files = 100_000, trials = 200] = process.argv.slice(2).map(Number);
+const [rounds = 5, files = 100_000, trials = 200] = process.argv.slice(2, 5).map(Number);
+const markOff = process.argv[5] === 'nested_dirs=false';
 const src = join(import.meta.dirname, '../../../test/bench/c');
 const bin = mkdtempSync(join(tmpdir(), 'ldg-nested-bin-'));
 for (const name of ['churn', 'mkdir-race']) execFileSync('cc', ['-O2', '-Wall', '-o', join(bin, name), join(src, `${name}.c`)], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -55,10 +57,9 @@ try {
       rmSync(out, { recursive: true, force: true });
     }
   }
-  console.log(`\n## Cost to a writer of ${files} unrelated files on the watched filesystem (medians of ${rounds} rounds)\n`);
-  console.log('| mode | writer elapsed ms | writer CPU ms | watcher CPU ms | events read | overflows |');
-  console.log('|---|---|---|---|---|---|');
-  for (const m of modes) {
+  if (rounds > 0) console.log(`\n## Cost to a writer of ${files} unrelated files on the watched filesystem (medians of ${rounds} rounds)\n`);
+  if (rounds > 0) console.log('| mode | writer elapsed ms | writer CPU ms | watcher CPU ms | events read | overflows |\n|---|---|---|---|---|---|');
+  for (const m of rounds > 0 ? modes : []) {
     const f = figures.get(m)!;
     console.log(`| ${m} | ${median(f.elapsed).toFixed(1)} | ${median(f.cpu).toFixed(1)} | ${median(f.agentCpu).toFixed(1)} | ${median(f.read)} | ${median(f.overflows)} |`);
     console.log(`|   (all rounds) | ${f.elapsed.map((x) => x.toFixed(0)).join(' ')} | ${f.cpu.map((x) => x.toFixed(0)).join(' ')} | ${f.agentCpu.map((x) => x.toFixed(0)).join(' ')} | | |`);
@@ -70,7 +71,9 @@ try {
     const n = Math.min(90, trials - done);
     done += n;
     const runRoot = scratchRoot('ldg-nested-race-');
-    const agent = await startAgent({ root: runRoot });
+    const config = join(bin, 'agent.toml');
+    writeFileSync(config, `nested_dirs = ${!markOff}\n`);
+    const agent = await startAgent({ root: runRoot, extra: ['--config', config] });
     try {
       const lines = execFileSync(join(bin, 'mkdir-race'), [join(runRoot, 'usr/lib'), String(n)], { encoding: 'utf8' }).trim().split('\n');
       const settle = `/usr/lib/ld-linux-race-settle${run}`;
@@ -96,7 +99,7 @@ try {
       rmSync(runRoot, { recursive: true, force: true });
     }
   }
-  console.log(`\n## A child creating DIR/evil.so the instant its parent makes DIR (${trials} trials)\n`);
+  console.log(`\n## A child creating DIR/evil.so the instant its parent makes DIR (${trials} trials, nested_dirs = ${!markOff})\n`);
   console.log('| exact writer | unidentified, created_before_dir_marked | other writer | no alert | two alerts of one rule |');
   console.log('|---|---|---|---|---|');
   console.log(`| ${exact} | ${early} | ${wrong} | ${none} | ${twice} |`);
