@@ -6,6 +6,11 @@
  * that one queue orders a pid's execs before its writes, and a file's creation before its
  * close-write.
  *
+ * With nested directories on (subtree.c), each watched directory's filesystem also carries a
+ * creation mark in this group and in the doorbell, the group reports the handle of what a
+ * creation made (FAN_REPORT_TARGET_FID), and directories made inside watched ones join the table
+ * as their creation is processed.
+ *
  * Events carry a directory file handle and a name (FAN_REPORT_DFID_NAME). Watched directories
  * are matched by handle; other directories (where exec'd files live) are decoded with
  * open_by_handle_at and cached. We never hold an fd on a mount, so unmounting is not blocked.
