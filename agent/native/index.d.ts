@@ -193,8 +193,10 @@ export interface WatcherStats {
   closeWritesAwaited: number;
   /** Filesystems carrying the creation mark for nested directories (0: off or refused). */
   creationMarks: number;
-  /** Directories the reader put in its table from their creation or rename (src/subtree.c). */
+  /** Directories the reader put in its table from their creation or rename (src/subtree.c), since start. */
   nestedDirs: number;
+  /** Directories in the table now: those marked, and nested ones not yet pruned as gone. */
+  dirs: number;
   closed: boolean;
 }
 

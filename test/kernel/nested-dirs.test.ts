@@ -6,9 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type RunningAgent } from '../helpers/agent.js';
+import { loadNative, type NativeEvent } from '../../agent/src/native.js';
+import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { stopProcess } from '../helpers/daemon.js';
-import { tempDir, whenDone } from '../helpers/temp.js';
+import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const CP = realpathSync('/bin/cp');
@@ -148,5 +149,31 @@ describe.skipIf(!isRoot)('nested directories with nested_dirs = false (skipped: 
     await agent.waitForAlerts((a) => a.some((x) => x.file.path === path));
     const hits = (await settleChecks(agent, 'late')).filter((a) => a.file.path === path);
     expect(hits.map((a) => [a.rule.name, a.ldguard.attribution, a.ldguard.attribution_reason, a.process.pid])).toEqual([[UNIDENTIFIED, 'unknown', 'created_before_dir_marked', undefined]]);
+  });
+});
+
+describe.skipIf(!isRoot)('the reader\'s table of nested directories (skipped: needs root for fanotify)', () => {
+  it('drops directories that are gone once it has doubled, and keeps forwarding from those that live', async () => {
+    const root = removeWhenDone(scratchRoot('ldg-prune-'));
+    const lib = join(root, 'usr/lib');
+    const got: NativeEvent[] = [];
+    const w = new (loadNative().Watcher)({ dirs: [lib], prefixes: ['ld-linux'] }, (events) => got.push(...events));
+    whenDone(() => w.close());
+    const make = (parent: string, n: number) => expect(spawnSync('python3', ['-c', 'import os, sys\nfor i in range(int(sys.argv[2])): os.mkdir(f"{sys.argv[1]}/d{i}")', parent, String(n)]).status).toBe(0);
+    const until = async (ok: () => boolean) => {
+      for (const end = Date.now() + 10_000; !ok() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+    };
+    mkdirSync(join(lib, 'ld-linux-gone'));
+    make(join(lib, 'ld-linux-gone'), 1500);
+    await until(() => w.stats().nestedDirs >= 1501);
+    expect(w.stats().dirs).toBe(1502); // lib and every one made: none gone yet
+    expect(spawnSync('rm', ['-rf', join(lib, 'ld-linux-gone')]).status).toBe(0);
+    mkdirSync(join(lib, 'ld-linux-live'));
+    make(join(lib, 'ld-linux-live'), 600);
+    await until(() => w.stats().nestedDirs >= 2102);
+    expect(w.stats().dirs).toBe(602); // lib, ld-linux-live and its 600: the 1,501 gone were dropped
+    const pid = run('exec cp /bin/true "$1"', join(lib, 'ld-linux-live/d599/evil.so'));
+    await until(() => got.some((e) => e.name === 'evil.so'));
+    expect(got.filter((e) => e.name === 'evil.so' && e.kind === 'create').map((e) => [e.dir, e.pid])).toEqual([[join(realpathSync(lib), 'ld-linux-live/d599'), pid]]);
   });
 });

@@ -570,6 +570,9 @@ static napi_value watcher_stats(napi_env env, napi_callback_info info) {
   NUM("closeWritesAwaited", cw_waiting);
   NUM("creationMarks", sub_fs_marks);
   NUM("nestedDirs", sub_dirs);
+  pthread_mutex_lock(&w->lock);
+  napi_create_double(env, (double)w->ndirs, &v), set(env, o, "dirs", v);
+  pthread_mutex_unlock(&w->lock);
 #undef NUM
   set(env, o, "netlink", str_or_null(env, w->netlink_ok ? "ok" : "unavailable"));
   set(env, o, "netlinkError", str_or_null(env, w->netlink_error ? w->netlink_error : ""));

@@ -250,6 +250,7 @@ struct ldg_watcher {
   int target_fid;            /* FAN_REPORT_TARGET_FID accepted: creations carry the new object's handle */
   uint8_t (*sub_fsids)[8];   /* filesystems with the creation mark; JS thread (add_dir) only */
   size_t nsub_fsids;
+  size_t sub_prune_at;       /* table size at which subtree.c drops directories that are gone */
   volatile int bell_ok;      /* every watched directory is also marked in the doorbell group */
   int exec_cache;
   uint64_t grace_ns;

@@ -50,6 +50,10 @@
 
 #define FS_MASK (FAN_CREATE | FAN_RENAME | FAN_ONDIR)
 #define BELL_FS_MASK (FAN_CREATE | FAN_MOVED_TO | FAN_ONDIR)
+/* Every event on a marked filesystem is looked up in the table, and directories are deleted
+ * without an event the table hears of: when it has grown to twice what it held after the last
+ * prune (at least PRUNE_MIN), the nested directories that no longer exist leave it. */
+#define PRUNE_MIN 1024
 /* A tree renamed in is walked this far: deeper, or beyond this many directories, the agent's
  * rescan (which also follows the tree, cycle-safe) marks the rest, late. */
 #define WALK_MAX_DIRS 4096
@@ -146,7 +150,43 @@ static void walk(struct ldg_watcher *w, int fd, const char *path, int depth, int
   closedir(d);
 }
 
+/* Drops the nested directories (forward_all) whose handle no longer opens: deleted. A directory
+ * on a filesystem without an exec mark (no mount to open handles from) is kept. Reader thread. */
+static void prune(struct ldg_watcher *w) {
+  pthread_mutex_lock(&w->lock);
+  for (size_t i = 0; i < w->ndirs;) {
+    struct ldg_dir *d = &w->dirs[i];
+    const char *mnt = NULL;
+    for (size_t f = 0; f < w->nfss && !mnt; f++)
+      if (memcmp(w->fss[f].fsid, d->fsid, 8) == 0) mnt = w->fss[f].mnt;
+    int gone = 0;
+    int mfd = d->forward_all && mnt ? open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (mfd >= 0) {
+      struct {
+        struct file_handle fh;
+        unsigned char bytes[MAX_HANDLE_SZ];
+      } h;
+      h.fh.handle_bytes = d->hlen;
+      h.fh.handle_type = d->htype;
+      memcpy(h.fh.f_handle, d->handle, d->hlen);
+      int fd = open_by_handle_at(mfd, &h.fh, O_PATH | O_CLOEXEC);
+      gone = fd < 0 && errno == ESTALE;
+      if (fd >= 0) close(fd);
+      close(mfd);
+    }
+    if (gone) {
+      free(d->path);
+      w->dirs[i] = w->dirs[--w->ndirs];
+    } else {
+      i++;
+    }
+  }
+  w->sub_prune_at = w->ndirs * 2 > PRUNE_MIN ? w->ndirs * 2 : PRUNE_MIN;
+  pthread_mutex_unlock(&w->lock);
+}
+
 void ldg_sub_adopt(struct ldg_watcher *w, const char *dir, const char *name, const struct ldg_hkey *k, int moved) {
+  if (w->ndirs >= (w->sub_prune_at ? w->sub_prune_at : PRUNE_MIN)) prune(w);
   char *path = join(dir, name);
   if (!path) return;
   /* Opened by name to mark it in the doorbell and walk it; trusted only if it is still the
