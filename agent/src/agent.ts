@@ -427,7 +427,10 @@ export class Agent {
       // Files that just arrived as live events are on their way to alerts already, and those
       // another rescan reported a moment ago too.
       reported = fresh.filter((f) => !this.seen.wasLive(f.realPath, f.inode) && !this.seen.wasRescanned(f.realPath, f.inode));
-      if (!movedIn && this.movedPending.size > 0) reported = reported.filter((f) => ![...this.movedPending.keys()].some((d) => f.hostPath.startsWith(`${d}/`)));
+      // What another directory renamed in brought is that directory's check's to judge.
+      const own = movedIn && displayPath(hostPathOf(this.realRoot, movedIn.dir));
+      const others = [...this.movedPending.keys()].filter((d) => d !== own);
+      if (others.length > 0) reported = reported.filter((f) => !under(f.hostPath, others));
       // One mv, one alert: files a directory renamed into place brought with it were not created
       // unobserved; the rename was observed, writer and all. They are those under it whose
       // ctime is not later than the rename event (a file made inside it since is not).
@@ -445,8 +448,11 @@ export class Agent {
       if (reported.length > 0) {
         this.log.warn({ why, files: reported.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
         for (const f of reported) this.seen.rescanned(f.realPath, f.inode);
-        // After the barrier, a file left over was made before its directory was in the table.
-        this.pipeline.handleRescan(reported, baseline === 'merge' ? 'created_before_dir_marked' : undefined);
+        // After the barrier, a file left over in a new directory was made before that directory
+        // was in the reader's table; one elsewhere has no such reason.
+        const early = baseline === 'merge' ? reported.filter((f) => under(f.hostPath, dirs)) : [];
+        if (early.length > 0) this.pipeline.handleRescan(early, 'created_before_dir_marked');
+        if (early.length < reported.length) this.pipeline.handleRescan(reported.filter((f) => !early.includes(f)));
       }
     }
     // Fresh files stay out of the baseline until their alerts are accepted (see emit).
@@ -566,6 +572,11 @@ export class Agent {
 
 /** A directory renamed into place, as its event was judged (see Pipeline.onDirectory). */
 type MovedIn = { event: FileEvent; alerted: boolean };
+
+/** Whether a host path lies under one of the host directories. */
+function under(hostPath: string, dirs: readonly string[]): boolean {
+  return dirs.some((d) => hostPath.startsWith(`${d}/`));
+}
 
 /** Whether a file a rescan found came with the directory renamed into place (see rescan). */
 function cameWith(f: FoundFile, m: MovedIn & { dir: FsPath }): boolean {
