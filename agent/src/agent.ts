@@ -205,9 +205,14 @@ export class Agent {
     }
 
     if (source.name === 'fanotify') {
-      const barrier = await QueueBarrier.open(cfg.stateDir, source);
-      this.barrier = barrier;
-      this.cleanup.push(() => barrier.cleanup());
+      try {
+        const barrier = await QueueBarrier.open(cfg.stateDir, source);
+        this.barrier = barrier;
+        this.cleanup.push(() => barrier.cleanup());
+      } catch (err) {
+        // Never a reason not to start: the rescan after a new directory then runs at once, as before.
+        log.warn({ stateDir: cfg.stateDir, err: errorMessage(err) }, 'no queue barrier in the state dir: a file made in a new directory may be reported twice, once as unobserved');
+      }
     }
 
     const known = KnownFiles.open(posix.join(cfg.stateDir, 'known-files.json'), log);
