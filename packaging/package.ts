@@ -120,10 +120,12 @@ exec "$here/node" "$here/../dist/agent/src/cli.js" "$@"
 }
 
 function main(): void {
-  const { values } = parseArgs({ options: { 'agent-only': { type: 'boolean' }, out: { type: 'string' } } });
+  // --version: another version than package.json's (the system test's older package to upgrade from).
+  const { values } = parseArgs({ options: { 'agent-only': { type: 'boolean' }, out: { type: 'string' }, version: { type: 'string' } } });
   const repo = findRepoRoot();
   const agentOnly = values['agent-only'] ?? false;
   const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+  if (values.version) pkg.version = values.version;
   const arch = { x64: 'x86_64', arm64: 'aarch64' }[process.arch as string] ?? process.arch;
   const name = `ldguard-${pkg.version}${agentOnly ? '-agent' : ''}-linux-${arch}`;
   const outDir = values.out ?? join(repo, 'release');
@@ -134,6 +136,7 @@ function main(): void {
     if (!existsSync(join(repo, f))) throw new Error(`package: ${f} is missing; run npm ci && npm run build first`);
     cpSync(join(repo, f), join(stage, f), { recursive: true });
   }
+  writeFileSync(join(stage, 'package.json'), `${JSON.stringify({ ...(JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as object), version: pkg.version }, null, 2)}\n`);
   // The compiled code without the tests' (dist/test holds the test helpers and the bench).
   for (const top of ['agent', 'shared', ...(agentOnly ? [] : ['collector'])]) {
     cpSync(join(repo, 'dist', top), join(stage, 'dist', top), { recursive: true, filter: (src) => !src.endsWith('.map') });

@@ -139,8 +139,10 @@ export interface FileEvent {
     process_outside_root?: true;
     /** With attribution "unknown", why, when the source can tell: "exec_unseen" (the writer had
      * exec'd an image fanotify cannot see, such as a memfd, and was gone before /proc named it:
-     * the image before that exec is NOT reported, it is not the writer), "writer_gone". */
-    attribution_reason?: 'exec_unseen' | 'writer_gone';
+     * the image before that exec is NOT reported, it is not the writer), "writer_gone",
+     * "created_before_dir_marked" (found by the rescan after a new directory: the file was made
+     * in it before the agent's reader had the directory in its table, agent/native/src/subtree.c). */
+    attribution_reason?: 'exec_unseen' | 'writer_gone' | 'created_before_dir_marked';
     /** On a max_signals summary alert: the window, its count and its groups (shared/throttle.ts). */
     summary?: SummaryFacts;
     /** On a held-back record (an alert past max_signals, recorded but paging no one): the uuid of

@@ -53,6 +53,10 @@ export interface WatchOptions {
   /** Default true: FAN_OPEN_EXEC filesystem marks + the process connector, so that a writer that
    * has exited or exec'd since the write still resolves to the image that wrote. */
   execCache?: boolean;
+  /** Default true: a filesystem creation mark on each watched directory's filesystem, so that a
+   * file made at once in a new rule-matching directory, at any depth, is reported with its exact
+   * writer (src/subtree.c). Every creation on those filesystems is then queued and read. */
+  nestedDirs?: boolean;
   /** How long exited processes stay in the cache, default 30000. */
   graceMs?: number;
   /** Default false: the kernel queue holds 16384 events, then reports an overflow (forwarded as
@@ -187,6 +191,12 @@ export interface WatcherStats {
   writesInferred: number;
   /** New files whose close-write is awaited now (each also holds a mark). */
   closeWritesAwaited: number;
+  /** Filesystems carrying the creation mark for nested directories (0: off or refused). */
+  creationMarks: number;
+  /** Directories the reader put in its table from their creation or rename (src/subtree.c), since start. */
+  nestedDirs: number;
+  /** Directories in the table now: those marked, and nested ones not yet pruned as gone. */
+  dirs: number;
   closed: boolean;
 }
 

@@ -15,6 +15,7 @@ import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
 import { Integrity } from './integrity.js';
 import { changedFiles, rulesChangedAlerts, rulesDigest, type RulesDigest } from './rules-digest.js';
+import { QueueBarrier } from './queue-barrier.js';
 import { KnownFiles, pathMatcher, RecentFiles, resolveLossy, scanMatching, type FoundFile } from './known-files.js';
 import { Pipeline } from './pipeline.js';
 import { namePrefixes, ruleDirectories } from './prefilter.js';
@@ -75,6 +76,12 @@ export class Agent {
   private readonly marked = new Set<string>(); // by pathKey
   private readonly attributed: Record<string, number> = {};
   private readonly seen = new RecentFiles();
+  /** fanotify only: orders the rescan after a new directory after the live events (queue-barrier.ts). */
+  private barrier: QueueBarrier | undefined;
+  /** New directories (host paths) whose check is scheduled and has not listed the disk yet (checkNewDirectory). */
+  private newDirs: string[] = [];
+  /** Directories renamed in (host paths) whose own check has not judged them yet, with a count. */
+  private readonly movedPending = new Map<string, number>();
   readonly health: AgentHealth = { source: 'none', degraded: true, selfTest: null, overflows: 0, rescans: 0, watched: [], missing: [], rules: [], ruleWarnings: [], exceptionLists: [], integrity: { watched: 0, rehashMs: 0, marks: false }, rulesDigest: '' };
 
   constructor(
@@ -118,11 +125,15 @@ export class Agent {
     const agent: EcsAgent = { id: agentId(cfg.stateDir), type: 'ldguard', version: VERSION, name: host.current.name };
     this.alertContext = { host: () => host.current, agent };
 
-    const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log);
+    const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log, { nestedDirs: cfg.nestedDirs });
     this.source = source;
     this.cleanup.push(() => source.close());
     this.health.source = source.name;
     this.health.degraded = source.degraded;
+    // Without it (a kernel before 5.17, a filesystem that refuses the mark) a new directory is marked
+    // once its event is read: a file made in it at once is reported, but as unidentified.
+    if (source.name === 'fanotify' && !cfg.nestedDirs) log.info({ nestedDirs: false }, 'nested_dirs is off: a file made at once inside a new rule-matching directory is reported without its writer (created_before_dir_marked)');
+    else if (source.name === 'fanotify' && source.stats().creationMarks === 0) log.warn({ creationMarks: 0 }, 'no filesystem creation mark (needs Linux 5.17 and a filesystem that allows it): a file made at once inside a new rule-matching directory is reported without its writer (created_before_dir_marked)');
 
     const names = hostNameTables(cfg.root);
     const loaders = loadersInUse(cfg.root);
@@ -205,6 +216,17 @@ export class Agent {
       }
     }
 
+    if (source.name === 'fanotify') {
+      try {
+        const barrier = await QueueBarrier.open(cfg.stateDir, source);
+        this.barrier = barrier;
+        this.cleanup.push(() => barrier.cleanup());
+      } catch (err) {
+        // Never a reason not to start: the rescan after a new directory then runs at once, as before.
+        log.warn({ stateDir: cfg.stateDir, err: errorMessage(err) }, 'no queue barrier in the state dir: a file made in a new directory may be reported twice, once as unobserved');
+      }
+    }
+
     const baselineFile = posix.join(cfg.stateDir, 'known-files.json');
     const known = KnownFiles.open(baselineFile, log, { realRoot: this.realRoot, hashMaxBytes: cfg.hashMaxBytes, stateExisted });
     this.known = known;
@@ -266,6 +288,7 @@ export class Agent {
   private onEvents(events: RawFileEvent[]): void {
     let keep = events;
     if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
+    if (this.barrier) keep = keep.filter((e) => !this.barrier!.observe(e));
     keep = this.exactNames(keep);
     for (const e of keep) {
       if (e.kind === 'overflow') {
@@ -341,16 +364,62 @@ export class Agent {
   /** A new rule-matching directory: watch it and everything below (the rule's * crosses /). */
   private async markDirectory(real: FsPath, rescan = true, movedIn?: MovedIn): Promise<void> {
     const key = pathKey(real);
-    if (this.marked.has(key) || !this.source) return;
-    this.marked.add(key);
-    try {
-      await this.source.addDir(real, { forwardAll: true });
-      // Files written before the mark was in place are found by the rescan, reported as unobserved,
-      // except those a directory renamed into place brought with it (see rescan).
-      if (rescan) this.rescan('new directory', true, movedIn && { ...movedIn, dir: real });
-    } catch (err) {
-      this.log.warn({ dir: displayPath(real), err: errorMessage(err) }, 'could not watch a new rule-matching directory');
+    if (!this.source) return;
+    // What it brought is judged by its own check, naming the mover, not by one listed meanwhile.
+    const moved = movedIn && displayPath(hostPathOf(this.realRoot, real));
+    if (moved) this.movedPending.set(moved, (this.movedPending.get(moved) ?? 0) + 1);
+    // A rescan may have marked it already (it saw the directory before its event came): its
+    // event still gets its check, for a directory renamed in above all.
+    if (!this.marked.has(key)) {
+      this.marked.add(key);
+      try {
+        await this.source.addDir(real, { forwardAll: true });
+      } catch (err) {
+        this.log.warn({ dir: displayPath(real), err: errorMessage(err) }, 'could not watch a new rule-matching directory');
+      }
     }
+    // Files written before the mark was in place are found by the rescan, reported as unobserved,
+    // except those a directory renamed into place brought with it (see rescan).
+    if (rescan) this.checkNewDirectory(real, movedIn && { ...movedIn, dir: real });
+    else if (moved) this.movedDone(moved);
+  }
+
+  private movedDone(hostDir: string): void {
+    const n = (this.movedPending.get(hostDir) ?? 1) - 1;
+    if (n > 0) this.movedPending.set(hostDir, n);
+    else this.movedPending.delete(hostDir);
+  }
+
+  /**
+   * The rescan after a new directory. With the queue barrier (fanotify), what is on disk is listed
+   * first, then the barrier passes, then the list is judged: every file listed was created before
+   * the barrier's file, so if the kernel queued its creation the live event has been judged by then
+   * (seen.wasLive), with its exact writer. A file left over was made before its directory was in the
+   * reader's table (subtree.c): reported unidentified, and why. The directories of one batch of
+   * events (mkdir -p: one per level) share one check; a directory renamed in gets its own, which
+   * names the mover for what it brought.
+   */
+  private checkNewDirectory(real: FsPath, movedIn?: MovedIn & { dir: FsPath }): void {
+    if (!this.barrier) {
+      this.rescan('new directory', true, movedIn);
+      if (movedIn) this.movedDone(displayPath(hostPathOf(this.realRoot, movedIn.dir)));
+      return;
+    }
+    const dir = displayPath(hostPathOf(this.realRoot, movedIn ? movedIn.dir : real));
+    if (!movedIn) {
+      this.newDirs.push(dir);
+      if (this.newDirs.length > 1) return; // the check scheduled will list this one too
+    }
+    setImmediate(() => {
+      const dirs = movedIn ? [dir] : this.newDirs.splice(0);
+      const scan = this.scan();
+      if (!scan) return;
+      void this.barrier?.pass().then((passed) => {
+        if (!passed) this.log.warn({ dirs }, 'the queue barrier did not come through: files found after a new directory may be reported as unobserved although a live event names their writer');
+        this.judgeScan('new directory', scan, true, movedIn, 'merge', dirs);
+        if (movedIn) this.movedDone(dir);
+      });
+    });
   }
 
   /**
@@ -398,17 +467,37 @@ export class Agent {
 
   /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
   private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }): void {
-    if (!this.known || !this.matcher || !this.pipeline) return;
+    const scan = this.scan();
+    if (scan) this.judgeScan(why, scan, report, movedIn, 'replace');
+  }
+
+  /** What is on disk now, the subdirectories found watched from now on. */
+  private scan(): FoundFile[] | null {
+    if (!this.known || !this.matcher || !this.pipeline) return null;
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
     for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
+    return found;
+  }
+
+  /**
+   * Judges a scan against the baseline. `baseline`: replace it with the scan (taken just now), or
+   * merge the scan in (taken before a barrier: what live events added since must stay).
+   */
+  private judgeScan(why: string, found: FoundFile[], report: boolean, movedIn: (MovedIn & { dir: FsPath }) | undefined, baseline: 'replace' | 'merge', dirs: string[] = []): void {
+    if (!this.known || !this.pipeline) return;
     let reported: typeof found = [];
     const fresh = this.known.diff(found);
     if (this.known.firstRun || !report) {
       this.log.info({ why, files: found.map((f) => f.hostPath) }, this.known.firstRun ? 'first run: baseline of rule-matching files recorded' : 'baseline of rule-matching files recorded');
     } else {
-      // Files that just arrived as live events are on their way to alerts already.
-      reported = fresh.filter((f) => !this.seen.wasLive(f.realPath, f.inode));
+      // Files that just arrived as live events are on their way to alerts already, and those
+      // another rescan reported a moment ago too.
+      reported = fresh.filter((f) => !this.seen.wasLive(f.realPath, f.inode) && !this.seen.wasRescanned(f.realPath, f.inode));
+      // What another directory renamed in brought is that directory's check's to judge.
+      const own = movedIn && displayPath(hostPathOf(this.realRoot, movedIn.dir));
+      const others = [...this.movedPending.keys()].filter((d) => d !== own);
+      if (others.length > 0) reported = reported.filter((f) => !under(f.hostPath, others));
       // One mv, one alert: files a directory renamed into place brought with it were not created
       // unobserved; the rename was observed, writer and all. They are those under it whose
       // ctime is not later than the rename event (a file made inside it since is not).
@@ -426,12 +515,18 @@ export class Agent {
       if (reported.length > 0) {
         this.log.warn({ why, files: reported.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
         for (const f of reported) this.seen.rescanned(f.realPath, f.inode);
-        this.pipeline.handleRescan(reported);
+        // After the barrier, a file left over in a new directory was made before that directory
+        // was in the reader's table; one elsewhere has no such reason.
+        const early = baseline === 'merge' ? reported.filter((f) => under(f.hostPath, dirs)) : [];
+        if (early.length > 0) this.pipeline.handleRescan(early, 'created_before_dir_marked');
+        if (early.length < reported.length) this.pipeline.handleRescan(reported.filter((f) => !early.includes(f)));
       }
     }
     // Fresh files stay out of the baseline until their alerts are accepted (see emit).
     const pending = new Set(reported);
-    this.known.replace(found.filter((f) => !pending.has(f)));
+    if (baseline === 'replace') this.known.replace(found.filter((f) => !pending.has(f)));
+    else for (const f of found) if (!pending.has(f)) this.known.add(f.hostPath, f.inode);
+    if (baseline === 'merge') this.log.info({ dirs, reported: reported.map((f) => f.hostPath) }, 'new directory checked');
   }
 
   /** Health's view of the loaded rules and their lists; each loader warning is logged (at start and at each reload). */
@@ -562,6 +657,11 @@ export class Agent {
 
 /** A directory renamed into place, as its event was judged (see Pipeline.onDirectory). */
 type MovedIn = { event: FileEvent; alerted: boolean };
+
+/** Whether a host path lies under one of the host directories. */
+function under(hostPath: string, dirs: readonly string[]): boolean {
+  return dirs.some((d) => hostPath.startsWith(`${d}/`));
+}
 
 /** Whether a file a rescan found came with the directory renamed into place (see rescan). */
 function cameWith(f: FoundFile, m: MovedIn & { dir: FsPath }): boolean {

@@ -32,6 +32,7 @@ export interface AgentConfig {
   rehashMs: number;
   execGraceMs: number;
   selfTest: boolean;
+  nestedDirs: boolean;
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -57,6 +58,7 @@ export const DEFAULTS: AgentConfig = {
   rehashMs: 60_000, // every watched loader is hashed again this often: a write through a mapping never released (0: never)
   execGraceMs: 30_000, // how long an exited process stays in the exec cache
   selfTest: true, // prove the source attributes a known write before announcing ready
+  nestedDirs: true, // fanotify: a creation mark on the watched filesystems, so a file made at once in a new rule-matching directory names its writer; costs every creation there ~2 µs
 };
 
 // Option names in the TOML file (snake_case, as users write config) and their types.
@@ -83,6 +85,7 @@ const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' 
   rehash_ms: { key: 'rehashMs', type: 'int' },
   exec_grace_ms: { key: 'execGraceMs', type: 'int' },
   self_test: { key: 'selfTest', type: 'bool' },
+  nested_dirs: { key: 'nestedDirs', type: 'bool' },
 };
 
 /** Build the config from an optional TOML file and flag overrides (already in config key form). */

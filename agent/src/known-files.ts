@@ -16,7 +16,11 @@ import { fsyncDir } from './fsync-dir.js';
 import type { WatchDir } from './watch-dirs.js';
 import { lstatNow } from './stat-now.js';
 
-const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
+// Rule-matching subdirectories (/lib/ld-linux-x/…) are followed at any depth (the rule's * crosses
+// /, so a loader 30 levels down matches), each directory once: a bind mount of a directory inside
+// its own subtree shows the same (dev, inode) again and ends the walk there. The bound is on the
+// number of directories, against a tree made to exhaust the agent, not on depth.
+const MAX_SUBDIRS = 100_000;
 
 export interface FoundFile {
   /** As alerts report it: escaped when the path is not UTF-8 (byte-path.ts). */
@@ -88,8 +92,9 @@ const PATH_PARTS: Record<string, (p: string) => string> = {
 
 /**
  * Files under the watched directories that match, descending into subdirectories whose names pass
- * the prefix filter (and everything below them, as the agent marks them with forwardAll). The
- * subdirectories are returned too: the agent watches them.
+ * the prefix filter (and everything below them, as the agent marks them with forwardAll), at any
+ * depth, each directory once (see MAX_SUBDIRS). The subdirectories are returned too: the agent
+ * watches them.
  * A string readdir turns a name that is not UTF-8 into U+FFFD, which names no file, so such a file
  * (an ld.so planted as "ld-linux-x86-64.so.2\xff") would be lost: its folder is read as bytes.
  */
@@ -103,7 +108,18 @@ export function scanMatching(
   const subdirs: FsPath[] = [];
   // The prefixes are ASCII (the addon matches them byte by byte): escaping a name keeps them.
   const passes = (name: FsPath) => prefixes.some((p) => displayPath(name).toLowerCase().startsWith(p));
-  const walk = (dir: FsPath, depth: number, all: boolean) => {
+  const visited = new Set<string>(); // `${dev}:${ino}` of each directory walked
+  const firstVisit = (dir: FsPath) => {
+    const st = lstatNow(dir);
+    if (!st || visited.size >= MAX_SUBDIRS) return false;
+    const key = `${st.dev}:${st.ino}`;
+    if (visited.has(key)) return false;
+    visited.add(key);
+    return true;
+  };
+  // Iterative: a tree thousands of levels deep must not exhaust the stack.
+  const stack: Array<{ dir: FsPath; all: boolean }> = [];
+  const walk = (dir: FsPath, all: boolean) => {
     let entries: Array<Dirent<string> | Dirent<Buffer>>;
     try {
       entries = readdirSync(dir, { withFileTypes: true });
@@ -118,9 +134,9 @@ export function scanMatching(
       if (!all && !passes(name)) continue;
       const real = joinPath(dir, name);
       const hostPath = displayPath(hostPathOf(realRoot, real));
-      if (e.isDirectory() && depth < MAX_DEPTH) {
+      if (e.isDirectory() && firstVisit(real)) {
         subdirs.push(real);
-        walk(real, depth + 1, true);
+        stack.push({ dir: real, all: true });
       }
       if (matches(hostPath)) {
         let inode = 0;
@@ -133,7 +149,11 @@ export function scanMatching(
       }
     }
   };
-  for (const d of dirs) walk(d.real, 0, false);
+  for (const d of dirs) {
+    firstVisit(d.real);
+    walk(d.real, false);
+    for (let next = stack.pop(); next; next = stack.pop()) walk(next.dir, next.all);
+  }
   return { files: out, subdirs };
 }
 
@@ -477,6 +497,11 @@ export class RecentFiles {
 
   wasLive(realPath: FsPath, inode: number): boolean {
     return this.fresh(realPath, inode, 'live');
+  }
+
+  /** Reported by a rescan a moment ago (another rescan, its alert not yet accepted, finds it too). */
+  wasRescanned(realPath: FsPath, inode: number): boolean {
+    return this.fresh(realPath, inode, 'rescan');
   }
 
   fromRescan(realPath: FsPath): boolean {

@@ -131,15 +131,16 @@ export class Pipeline {
   }
 
   /**
-   * Files a rescan found that nobody saw appear: judged as creations with an unknown writer.
+   * Files a rescan found that nobody saw appear: judged as creations with an unknown writer, and
+   * why when the agent can tell (created_before_dir_marked: found after a new directory).
    * `ldguard`: facts the start's judgement adds (ldguard.baseline, and excepted_by when the package
    * database confirms the file: then the alert is a record, as an exception's).
    */
-  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath; ldguard?: Partial<FileEvent['ldguard']> }>): void {
+  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath; ldguard?: Partial<FileEvent['ldguard']> }>, reason?: RawFileEvent['attributionReason']): void {
     for (const f of found) {
       const { dir, name } = splitPath(f.realPath);
       const event = this.toEcs(
-        { kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', process: null, parent: null },
+        { kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: false, pid: 0, timeNs: BigInt(Date.now()) * 1_000_000n, attribution: 'unknown', ...(reason ? { attributionReason: reason } : {}), process: null, parent: null },
         f.realPath,
       );
       event.ldguard.source = 'rescan';

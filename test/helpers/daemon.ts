@@ -1,6 +1,7 @@
 // Start one of ldguard's daemons (agent, collector) from the built CLI as a child process and wait
 // for its JSON "ready" log line; every log line is kept for the test to inspect.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { CLI } from './cli.js';
 
 export type Log = Record<string, unknown>;
@@ -76,4 +77,15 @@ export async function startDaemon(args: string[], opts: { env?: NodeJS.ProcessEn
       return exited;
     },
   };
+}
+
+/** Stops a process (all its threads: SIGSTOP) and waits until the kernel shows it stopped. */
+export async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  for (let i = 0; i < 200; i++) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`pid ${pid} did not stop`);
 }

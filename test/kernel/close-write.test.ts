@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeAddonPaths, Watcher, type NativeEvent } from '../../agent/src/native.js';
 import { startAgent, type RunningAgent } from '../helpers/agent.js';
+import { stopProcess } from '../helpers/daemon.js';
 import { tempDir } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -53,17 +54,6 @@ function python(script: string, args: string[]): Promise<number[]> {
     p.on('error', reject);
     p.on('exit', (code) => (code === 0 ? resolve(out.trim().split(/\s+/).map(Number)) : reject(new Error(`python writer exited ${code}`))));
   });
-}
-
-/** Stops a process (all its threads) and waits until the kernel shows it stopped. */
-async function stopProcess(pid: number): Promise<void> {
-  process.kill(pid, 'SIGSTOP');
-  for (let i = 0; i < 200; i++) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
-    await sleep(5);
-  }
-  throw new Error(`pid ${pid} did not stop`);
 }
 
 /** The inode marks of this process's fanotify groups, from /proc/self/fdinfo: inode (decimal) -> masks. */

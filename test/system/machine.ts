@@ -75,10 +75,11 @@ export class Machine {
   ) {}
 
   /** Copies the cached root and the checkout into a new run folder and boots it. */
-  static async boot(cachedRoot: string, checkout: string, name: string): Promise<Machine> {
+  static async boot(cachedRoot: string, checkout: string, name: string, opts: { bare?: boolean } = {}): Promise<Machine> {
     const runDir = join(RUNS, `run-${process.pid}`);
     mkdirSync(runDir, { recursive: true });
-    const staged = await runHost(join(HERE, 'stage.sh'), [cachedRoot, runDir, checkout], 5 * 60_000);
+    // bare: nothing of this host's Node.js goes in (see stage.sh).
+    const staged = await runHost(join(HERE, 'stage.sh'), [cachedRoot, runDir, checkout, ...(opts.bare ? ['bare'] : [])], 5 * 60_000);
     if (staged.code !== 0) throw new Error(`stage.sh failed (${staged.code}):\n${staged.stderr}`);
     const root = join(runDir, 'root');
 

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Builds (once) the Debian root the system test boots with systemd-nspawn, and prints its path.
 #
-#   test/system/rootfs.sh [CACHE_DIR]      default CACHE_DIR: /var/cache/ldguard-test/rootfs
+#   test/system/rootfs.sh [CACHE_DIR] [bare]      default CACHE_DIR: /var/cache/ldguard-test/rootfs
+#
+# bare: no compiler, make or python3 (a host where only a release bundle or the .deb can install).
 #
 # The root is cached under CACHE_DIR/<key>, where the key hashes everything that shapes it (suite,
 # variant, package list and the setup below, via RECIPE): change one and the next run builds a new
@@ -20,6 +22,7 @@ MIRROR=http://deb.debian.org/debian
 # python3 for node-gyp); ca-certificates for npm's TLS; curl for the operator's API check; procps for
 # ps/pgrep when something needs looking at by hand.
 PACKAGES=systemd,systemd-sysv,dbus,ca-certificates,make,g++,python3,curl,procps
+[ "${2:-}" = bare ] && PACKAGES=systemd,systemd-sysv,dbus,ca-certificates,curl,procps
 # Bump when the setup after debootstrap changes: it is part of the key.
 RECIPE=1
 

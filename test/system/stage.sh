@@ -1,7 +1,9 @@
 #!/bin/sh
 # Lays out a fresh machine for one system-test run, ready for systemd-nspawn --boot:
 #
-#   test/system/stage.sh CACHED_ROOT RUN_DIR CHECKOUT
+#   test/system/stage.sh CACHED_ROOT RUN_DIR CHECKOUT [bare]
+#
+# bare: no Node.js, npm or headers go in (a host that installs a release bundle or the .deb).
 #
 # RUN_DIR/root becomes a tmpfs holding a copy of CACHED_ROOT (from rootfs.sh), so the cache stays
 # pristine and the machine's disk is a file system of its own: the agent's fanotify marks and its
@@ -17,10 +19,11 @@
 # The machine shares the host's network (nspawn's default), which is how npm reaches the registry.
 set -eu
 
-[ $# = 3 ] || { echo "usage: stage.sh CACHED_ROOT RUN_DIR CHECKOUT" >&2; exit 2; }
+[ $# = 3 ] || [ $# = 4 ] || { echo "usage: stage.sh CACHED_ROOT RUN_DIR CHECKOUT [bare]" >&2; exit 2; }
 CACHED=$1
 RUN=$2
 CHECKOUT=$3
+BARE=${4:-}
 ROOT="$RUN/root"
 
 [ -f "$CACHED/.ldguard-rootfs-complete" ] || { echo "stage.sh: $CACHED is not a complete root from rootfs.sh" >&2; exit 1; }
@@ -34,6 +37,10 @@ HEADERS="$NODE_PREFIX/include/node"
 mkdir -p "$ROOT"
 mountpoint -q "$ROOT" || mount -t tmpfs -o mode=0755,size=8g ldguard-systest "$ROOT"
 cp -a "$CACHED/." "$ROOT/"
+if [ "$BARE" = bare ]; then
+  echo "$ROOT"
+  exit 0
+fi
 
 mkdir -p "$ROOT/usr/local/bin" "$ROOT/usr/local/lib/node_modules" "$ROOT/usr/local/include" "$ROOT/usr/local/etc"
 cp "$(readlink -f "$NODE")" "$ROOT/usr/local/bin/node"

@@ -1,11 +1,12 @@
 // The agent's baseline of known files: saved off the event loop, one save at a time, nothing
 // changed meanwhile lost, and a failed save logged rather than thrown.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { KnownFiles } from '../../agent/src/known-files.js';
+import { KnownFiles, scanMatching } from '../../agent/src/known-files.js';
 import { createLogger } from '../../shared/log.js';
-import { tempDir } from '../helpers/temp.js';
+import { tempDir, whenDone } from '../helpers/temp.js';
 
 const saved = (file: string) => Object.fromEntries(Object.entries((JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, { inode: number }> }).files).map(([p, e]) => [p, e.inode]));
 const turn = () => new Promise((r) => setImmediate(r));
@@ -93,5 +94,32 @@ describe('KnownFiles: how the baseline is found at start', () => {
     expect(edited.firstRun).toBe(true); // not trusted: the start checks every file against the packages
     rmSync(file);
     expect(KnownFiles.open(file).opened).toMatchObject({ kind: 'missing', expectedGeneration: seal.generation });
+  });
+});
+
+describe('scanMatching', () => {
+  // The rule's * crosses /: /lib/ld-linux-q/…/evil.so matches however deep it lies.
+  const underLib = (p: string) => p.startsWith('/lib/ld-linux') && p.endsWith('.so');
+
+  it('finds a matching file 30 levels down a rule-matching directory, and returns every level to watch', () => {
+    const root = tempDir('ldg-scan-');
+    const rel = ['ld-linux-q', ...Array.from({ length: 29 }, (_, i) => `l${i + 1}`)].join('/');
+    mkdirSync(join(root, 'lib', rel), { recursive: true });
+    writeFileSync(join(root, 'lib', rel, 'evil.so'), 'x');
+    const { files, subdirs } = scanMatching(root, [{ real: join(root, 'lib'), host: '/lib', aliases: ['/lib'] }], ['ld-linux'], underLib);
+    expect(files.map((f) => f.hostPath)).toEqual([`/lib/${rel}/evil.so`]);
+    expect(subdirs).toHaveLength(30);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('walks a directory bind-mounted into its own subtree once: each file once, under its real path (skipped: mount needs root)', () => {
+    const root = tempDir('ldg-scan-loop-');
+    const top = join(root, 'lib/ld-linux-c');
+    mkdirSync(join(top, 'sub/loop'), { recursive: true });
+    writeFileSync(join(top, 'sub/evil.so'), 'x');
+    const m = spawnSync('mount', ['--bind', top, join(top, 'sub/loop')]);
+    expect(m.status, String(m.stderr)).toBe(0);
+    whenDone(() => spawnSync('umount', ['-l', join(top, 'sub/loop')]));
+    const { files } = scanMatching(root, [{ real: join(root, 'lib'), host: '/lib', aliases: ['/lib'] }], ['ld-linux'], underLib);
+    expect(files.map((f) => f.hostPath)).toEqual(['/lib/ld-linux-c/sub/evil.so']);
   });
 });

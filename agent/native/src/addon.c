@@ -400,6 +400,9 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   if (r) napi_get_value_bool(env, v, &exec_cache);
   if ((r = get_opt(env, argv[0], "unlimitedQueue", napi_boolean, &v)) < 0) goto bad_args;
   if (r) napi_get_value_bool(env, v, &unlimited);
+  bool subtree = true;
+  if ((r = get_opt(env, argv[0], "nestedDirs", napi_boolean, &v)) < 0) goto bad_args;
+  if (r) napi_get_value_bool(env, v, &subtree);
   if ((r = get_opt(env, argv[0], "graceMs", napi_number, &v)) < 0) goto bad_args;
   if (r) napi_get_value_double(env, v, &grace_ms);
   if (!(grace_ms >= 0 && grace_ms <= 86400000)) {
@@ -417,6 +420,7 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   a->w = w;
   a->env = env;
   w->exec_cache = exec_cache;
+  w->subtree = subtree;
   w->grace_ns = (uint64_t)(grace_ms * 1e6);
   ldg_watcher_set_prefixes(w, prefixes, nprefixes);
   prefixes = NULL;
@@ -564,6 +568,11 @@ static napi_value watcher_stats(napi_env env, napi_callback_info info) {
   NUM("fileMarks", cw_marks);
   NUM("writesInferred", cw_inferred);
   NUM("closeWritesAwaited", cw_waiting);
+  NUM("creationMarks", sub_fs_marks);
+  NUM("nestedDirs", sub_dirs);
+  pthread_mutex_lock(&w->lock);
+  napi_create_double(env, (double)w->ndirs, &v), set(env, o, "dirs", v);
+  pthread_mutex_unlock(&w->lock);
 #undef NUM
   set(env, o, "netlink", str_or_null(env, w->netlink_ok ? "ok" : "unavailable"));
   set(env, o, "netlinkError", str_or_null(env, w->netlink_error ? w->netlink_error : ""));

@@ -6,6 +6,11 @@
  * that one queue orders a pid's execs before its writes, and a file's creation before its
  * close-write.
  *
+ * With nested directories on (subtree.c), each watched directory's filesystem also carries a
+ * creation mark in this group and in the doorbell, the group reports the handle of what a
+ * creation made (FAN_REPORT_TARGET_FID), and directories made inside watched ones join the table
+ * as their creation is processed.
+ *
  * Events carry a directory file handle and a name (FAN_REPORT_DFID_NAME). Watched directories
  * are matched by handle; other directories (where exec'd files live) are decoded with
  * open_by_handle_at and cached. We never hold an fd on a mount, so unmounting is not blocked.
@@ -50,16 +55,9 @@
 #define BUF_SIZE (256 * 1024)
 #define HSLOTS 1024
 
-struct hkey {
-  uint8_t fsid[8];
-  int type;
-  unsigned len;
-  unsigned char bytes[MAX_HANDLE_SZ];
-};
-
 struct hslot {               /* decoded directory handle -> path */
   uint32_t hash;
-  struct hkey *key;
+  struct ldg_hkey *key;
   char *path;
 };
 
@@ -71,7 +69,14 @@ struct hcache {
 int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err) {
   unsigned flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DFID_NAME;
   if (unlimited_queue) flags |= FAN_UNLIMITED_QUEUE;
-  int fd = fanotify_init(flags | FAN_REPORT_PIDFD, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+  /* The handle of what a creation or rename made (Linux 5.17): a new directory enters the table
+   * by its own handle (subtree.c). Without it, nested directories are marked from JavaScript. */
+  int fd = -1;
+  if (w->subtree) {
+    fd = fanotify_init(flags | FAN_REPORT_FID | FAN_REPORT_TARGET_FID | FAN_REPORT_PIDFD, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    w->target_fid = fd >= 0;
+  }
+  if (fd < 0) fd = fanotify_init(flags | FAN_REPORT_PIDFD, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
   w->pidfd = fd >= 0;
   if (fd < 0 && errno == EINVAL) fd = fanotify_init(flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
   if (fd < 0) {
@@ -95,7 +100,7 @@ int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err
   return 0;
 }
 
-static int path_handle(const char *path, struct hkey *k) {
+static int path_handle(const char *path, struct ldg_hkey *k) {
   struct {
     struct file_handle fh;
     unsigned char bytes[MAX_HANDLE_SZ];
@@ -122,7 +127,7 @@ int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, st
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "realpath(3) failed for %s", path);
     return -1;
   }
-  struct hkey k;
+  struct ldg_hkey k;
   if (path_handle(real, &k) < 0) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "name_to_handle_at(2) failed for %s", real);
     free(real);
@@ -140,33 +145,55 @@ int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, st
   }
   if (w->bell_ok && fanotify_mark(w->bell_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0)
     w->bell_ok = 0;                  /* the reader polls the main queue from now on */
+  ldg_sub_mark_fs(w, real);
+  ldg_fan_put_dir(w, real, forward_all, &k, 1);
+  return 0;
+}
+
+int ldg_fan_put_dir(struct ldg_watcher *w, char *path, int forward_all, const struct ldg_hkey *k, int by_path) {
+  int added = 0;
   pthread_mutex_lock(&w->lock);
   struct ldg_dir *d = NULL;
   for (size_t i = 0; i < w->ndirs && !d; i++)
-    if (strcmp(w->dirs[i].path, real) == 0 ||
-        (w->dirs[i].hlen == k.len && memcmp(w->dirs[i].fsid, k.fsid, 8) == 0 &&
-         memcmp(w->dirs[i].handle, k.bytes, k.len) == 0))
+    if ((by_path && strcmp(w->dirs[i].path, path) == 0) ||
+        (w->dirs[i].hlen == k->len && memcmp(w->dirs[i].fsid, k->fsid, 8) == 0 &&
+         memcmp(w->dirs[i].handle, k->bytes, k->len) == 0))
       d = &w->dirs[i];
+  if (d && !by_path) {               /* known by its handle: the table keeps what it has */
+    free(path);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+  }
   if (!d) {
     struct ldg_dir *n = realloc(w->dirs, (w->ndirs + 1) * sizeof *n);
     if (n) {
       w->dirs = n;
       d = &w->dirs[w->ndirs++];
       memset(d, 0, sizeof *d);
+      added = 1;
     }
   }
   if (d) {
     free(d->path);
-    d->path = real;
+    d->path = path;
     d->forward_all = forward_all;
-    memcpy(d->fsid, k.fsid, 8);
-    d->htype = k.type;
-    d->hlen = k.len;
-    memcpy(d->handle, k.bytes, k.len);
+    memcpy(d->fsid, k->fsid, 8);
+    d->htype = k->type;
+    d->hlen = k->len;
+    memcpy(d->handle, k->bytes, k->len);
   } else {
-    free(real);
+    free(path);
   }
   pthread_mutex_unlock(&w->lock);
+  return added;
+}
+
+int ldg_fan_bell_mark_fd(struct ldg_watcher *w, int fd) {
+  if (!w->bell_ok) return 0;
+  if (fanotify_mark(w->bell_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, DIR_MASK, fd, NULL) < 0) {
+    w->bell_ok = 0;                  /* the reader polls the main queue from now on */
+    return -1;
+  }
   return 0;
 }
 
@@ -272,15 +299,15 @@ int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w) {
 
 /* ---- decoding directory handles -------------------------------------------------------- */
 
-static uint32_t hkey_hash(const struct hkey *k) {
+static uint32_t hkey_hash(const struct ldg_hkey *k) {
   uint32_t h = 2166136261u;
   const unsigned char *p = (const unsigned char *)k;
-  size_t n = offsetof(struct hkey, bytes) + k->len;
+  size_t n = offsetof(struct ldg_hkey, bytes) + k->len;
   for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
   return h;
 }
 
-static int hkey_eq(const struct hkey *a, const struct hkey *b) {
+static int hkey_eq(const struct ldg_hkey *a, const struct ldg_hkey *b) {
   return a->len == b->len && a->type == b->type && memcmp(a->fsid, b->fsid, 8) == 0 &&
          memcmp(a->bytes, b->bytes, a->len) == 0;
 }
@@ -293,7 +320,7 @@ static void hcache_clear(struct hcache *hc) {
   memset(hc, 0, sizeof *hc);
 }
 
-static char *decode_dir(struct ldg_watcher *w, const struct hkey *k) {
+static char *decode_dir(struct ldg_watcher *w, const struct ldg_hkey *k) {
   const char *mnt = NULL;
   for (size_t i = 0; i < w->nfss && !mnt; i++)
     if (memcmp(w->fss[i].fsid, k->fsid, 8) == 0) mnt = w->fss[i].mnt;
@@ -319,7 +346,7 @@ static char *decode_dir(struct ldg_watcher *w, const struct hkey *k) {
   return strdup(path);
 }
 
-static const char *dir_path(struct ldg_watcher *w, const struct hkey *k) {
+static const char *dir_path(struct ldg_watcher *w, const struct ldg_hkey *k) {
   struct hcache *hc = w->hcache;
   uint32_t h = hkey_hash(k);
   size_t i = h % HSLOTS;
@@ -331,7 +358,7 @@ static const char *dir_path(struct ldg_watcher *w, const struct hkey *k) {
     hcache_clear(hc);
     i = h % HSLOTS;
   }
-  struct hkey *key = malloc(sizeof *key);
+  struct ldg_hkey *key = malloc(sizeof *key);
   if (!key) {
     free(path);
     return NULL;
@@ -384,7 +411,7 @@ static int name_passes(struct ldg_watcher *w, const char *name) {
 
 /* If the handle is a watched directory: *passes says whether the name passes its filter, and
  * its path is copied when it does, or when `always`. */
-static char *watched(struct ldg_watcher *w, const struct hkey *k, const char *name, int always, int *passes) {
+static char *watched(struct ldg_watcher *w, const struct ldg_hkey *k, const char *name, int always, int *passes) {
   char *path = NULL;
   *passes = 0;
   pthread_mutex_lock(&w->lock);
@@ -401,7 +428,7 @@ static char *watched(struct ldg_watcher *w, const struct hkey *k, const char *na
 }
 
 /* The handle and name of a DFID_NAME-like info record; 0 when the handle is too big. */
-static int fid_key(const struct fanotify_event_info_header *h, struct hkey *k, const char **name) {
+static int fid_key(const struct fanotify_event_info_header *h, struct ldg_hkey *k, const char **name) {
   const struct fanotify_event_info_fid *fid = (const void *)h;
   const struct file_handle *fh = (const struct file_handle *)fid->handle;
   if (fh->handle_bytes > MAX_HANDLE_SZ) return 0;
@@ -409,7 +436,7 @@ static int fid_key(const struct fanotify_event_info_header *h, struct hkey *k, c
   k->type = fh->handle_type;
   k->len = fh->handle_bytes;
   memcpy(k->bytes, fh->f_handle, k->len);
-  if (h->info_type != FAN_EVENT_INFO_TYPE_DFID) *name = (const char *)fh->f_handle + fh->handle_bytes;
+  if (h->info_type != FAN_EVENT_INFO_TYPE_DFID && h->info_type != FAN_EVENT_INFO_TYPE_FID) *name = (const char *)fh->f_handle + fh->handle_bytes;
   return 1;
 }
 
@@ -417,7 +444,7 @@ static int fid_key(const struct fanotify_event_info_header *h, struct hkey *k, c
  * (not from the cache of exec directories, which may name where the directory used to be: a
  * rename is rare enough to pay one open_by_handle_at). NULL when it cannot be told: the kernel
  * resolves a deleted directory to "PATH (deleted)", which is not a path. */
-static char *source_dir(struct ldg_watcher *w, const struct hkey *k) {
+static char *source_dir(struct ldg_watcher *w, const struct ldg_hkey *k) {
   int passes;
   char *path = watched(w, k, "", 1, &passes);
   if (path) return path;
@@ -443,12 +470,14 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
   for (; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
     LDG_STAT_ADD(w, read, 1);
     int pidfd = -1;
-    struct hkey k;
+    struct ldg_hkey k;
     const char *name = NULL;
     int have_fid = 0;
-    struct hkey old_k;               /* FAN_RENAME: where the file came from */
+    struct ldg_hkey old_k;               /* FAN_RENAME: where the file came from */
     const char *old_name = NULL;
     int have_old = 0;
+    struct ldg_hkey child_k;         /* FAN_REPORT_TARGET_FID: what the creation or rename made */
+    int have_child = 0;
     for (size_t off = m->metadata_len; off + sizeof(struct fanotify_event_info_header) <= m->event_len;) {
       struct fanotify_event_info_header *h = (void *)((char *)m + off);
       if (h->len == 0 || off + h->len > m->event_len) break;
@@ -459,6 +488,9 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
         if (fid_key(h, &k, &name)) have_fid = 1;
       } else if (h->info_type == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME) {
         if (fid_key(h, &old_k, &old_name)) have_old = 1;
+      } else if (h->info_type == FAN_EVENT_INFO_TYPE_FID) {
+        const char *none = NULL;
+        if (fid_key(h, &child_k, &none)) have_child = 1;
       }
       off += h->len;
     }
@@ -508,6 +540,9 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
       pidfd = -1;                    /* the pending event owns it now */
       if ((kinds & LDG_MOVED_TO) && have_old && old_name && (ev.orig_dir = source_dir(w, &old_k)))
         ev.orig_name = strdup(old_name);
+      /* Before the next event is processed: what is created inside it is queued after this. */
+      if (ev.is_dir && (kinds & (LDG_CREATE | LDG_MOVED_TO)) && have_child)
+        ldg_sub_adopt(w, dir, name, &child_k, !!(kinds & LDG_MOVED_TO));
       /* A new regular file: ask for its close-write, or learn that its write is complete (then
        * it goes on as if its close-write had arrived with it). A close-write merged into this
        * event belonged to the file this name had before. */
@@ -545,4 +580,7 @@ void ldg_fan_destroy(struct ldg_watcher *w) {
   free(w->fss);
   w->fss = NULL;
   w->nfss = 0;
+  free(w->sub_fsids);                /* the creation marks went with the group */
+  w->sub_fsids = NULL;
+  w->nsub_fsids = 0;
 }

@@ -196,6 +196,14 @@ void ldg_batch_free(struct ldg_batch *b);
 
 /* ---- the watcher (watcher.c, fanotify.c, procconn.c) ----------------------------------- */
 
+/* A file handle as fanotify reports it (MAX_HANDLE_SZ bytes at most), with its filesystem. */
+struct ldg_hkey {
+  uint8_t fsid[8];
+  int type;
+  unsigned len;
+  unsigned char bytes[128];
+};
+
 struct ldg_dir {
   char *path;
   int forward_all;
@@ -215,6 +223,7 @@ struct ldg_stats {
   uint64_t read, forwarded, overflows, exec_events, lost, cache_entries;
   uint64_t attr_live, attr_cache, attr_unknown, exec_marks, wakeups;
   uint64_t cw_marks, cw_inferred, cw_waiting;   /* closewrite.c */
+  uint64_t sub_fs_marks, sub_dirs;              /* subtree.c */
 };
 
 typedef void (*ldg_deliver_fn)(void *ctx, struct ldg_batch *b);
@@ -237,6 +246,11 @@ struct ldg_watcher {
   int nl_exec_fd, nl_lazy_fd;/* process connector: EXEC, and FORK/EXIT/COMM (procconn.c) */
   int pidfd;                 /* FAN_REPORT_PIDFD accepted */
   int no_rename;             /* the kernel refused FAN_RENAME: FAN_MOVED_TO, without the source */
+  int subtree;               /* asked for: filesystem creation marks for nested directories (subtree.c) */
+  int target_fid;            /* FAN_REPORT_TARGET_FID accepted: creations carry the new object's handle */
+  uint8_t (*sub_fsids)[8];   /* filesystems with the creation mark; JS thread (add_dir) only */
+  size_t nsub_fsids;
+  size_t sub_prune_at;       /* table size at which subtree.c drops directories that are gone */
   volatile int bell_ok;      /* every watched directory is also marked in the doorbell group */
   int exec_cache;
   uint64_t grace_ns;
@@ -291,6 +305,11 @@ void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, 
 int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err);
 int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, struct ldg_err *err);
 int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *err);
+/* Puts a directory in the table (takes `path`): matched by its handle, or by path too when
+ * `by_path` (then an entry found is updated; otherwise it is kept). Returns 1 when added. */
+int ldg_fan_put_dir(struct ldg_watcher *w, char *path, int forward_all, const struct ldg_hkey *k, int by_path);
+/* Marks the open directory fd in the doorbell group, as ldg_fan_add_dir does by path. */
+int ldg_fan_bell_mark_fd(struct ldg_watcher *w, int fd);
 int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w);
 /* Reads the fanotify queue once (non-blocking); returns bytes read, 0 when empty. */
 ssize_t ldg_fan_read(struct ldg_watcher *w);
@@ -328,6 +347,13 @@ int ldg_int_has(struct ldg_watcher *w, dev_t dev, ino_t ino);
 /* Whether dir/name names a file watched whole now (dir NULL: no). */
 int ldg_int_name(struct ldg_watcher *w, const char *dir, const char *name);
 void ldg_int_clear(struct ldg_watcher *w);
+
+/* subtree.c: nested directories, exact (see there) */
+/* Adds the creation mark of the filesystem holding path, once per filesystem. */
+void ldg_sub_mark_fs(struct ldg_watcher *w, const char *path);
+/* A directory was created (or renamed, `moved`) as dir/name, with handle k: it joins the table
+ * with forward_all, and when moved, every directory under it. Reader thread. */
+void ldg_sub_adopt(struct ldg_watcher *w, const char *dir, const char *name, const struct ldg_hkey *k, int moved);
 
 /* procconn.c */
 int ldg_nl_open(struct ldg_watcher *w, struct ldg_err *err);

@@ -11,6 +11,9 @@
  * closewrite.c. Creations wake it at most once per FAN_REST_NS. Exec events in the main queue
  * are read at the EXEC wake-up that follows each; FORK, EXIT and COMM wait for the next wake-up,
  * or wake the reader at most once per LDG_LAZY_MS.
+ * With nested directories (subtree.c) the doorbell rings for every creation on the watched
+ * filesystems, whatever its directory: a host busy creating files wakes the reader up to once per
+ * FAN_REST_NS (measured: ~3 us of reader CPU per unrelated creation on tmpfs).
  * An idle host costs nothing but the exec cache's timer (evictions, the minute's sweep).
  *
  * Attribution of a forwarded event from pid P, decided per batch:

@@ -13,10 +13,11 @@ export class FanotifySource implements Source {
   private early: NativeEvent[] = [];
   private onEvents: ((events: RawFileEvent[]) => void) | undefined;
 
-  /** Opens the fanotify group and marks the directories now, so a refusal (EPERM) shows at once. */
-  constructor(dirs: readonly string[], prefixes: readonly string[], graceMs: number) {
+  /** Opens the fanotify group and marks the directories now, so a refusal (EPERM) shows at once.
+   * nestedDirs: the filesystem creation mark for nested directories (the addon's WatchOptions). */
+  constructor(dirs: readonly string[], prefixes: readonly string[], graceMs: number, nestedDirs = true) {
     const native = loadNative();
-    this.watcher = new native.Watcher({ dirs: [...dirs], prefixes: [...prefixes], execCache: true, graceMs }, (events) => this.deliver(events));
+    this.watcher = new native.Watcher({ dirs: [...dirs], prefixes: [...prefixes], execCache: true, graceMs, nestedDirs }, (events) => this.deliver(events));
   }
 
   private deliver(events: NativeEvent[]): void {

@@ -6,10 +6,10 @@ import type { SourceChoice } from '../config.js';
 import { FanotifySource } from './fanotify.js';
 import type { Source } from './source.js';
 
-export async function openSource(choice: SourceChoice, dirs: readonly string[], prefixes: readonly string[], graceMs: number, log: Logger): Promise<Source> {
+export async function openSource(choice: SourceChoice, dirs: readonly string[], prefixes: readonly string[], graceMs: number, log: Logger, opts: { nestedDirs?: boolean } = {}): Promise<Source> {
   if (choice !== 'inotify') {
     try {
-      return new FanotifySource(dirs, prefixes, graceMs);
+      return new FanotifySource(dirs, prefixes, graceMs, opts.nestedDirs ?? true);
     } catch (err) {
       if (choice === 'fanotify') throw err;
       const code = (err as { code?: string }).code ?? 'LDG_ERR_FANOTIFY';

@@ -32,8 +32,9 @@ export interface RawFileEvent {
   pid: number;
   timeNs: bigint;
   attribution: Attribution;
-  /** Why the writer is unknown, when the source can tell (the addon's AttributionReason). */
-  attributionReason?: 'exec_unseen' | 'writer_gone';
+  /** Why the writer is unknown, when the source can tell (the addon's AttributionReason), or, for a
+   * file the rescan after a new directory found, that it was made before its directory was marked. */
+  attributionReason?: 'exec_unseen' | 'writer_gone' | 'created_before_dir_marked';
   process: ProcFacts | null;
   parent: ProcFacts | null;
   /**
