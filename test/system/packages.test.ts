@@ -48,7 +48,7 @@ async function plantAndFetch(tag: string): Promise<Array<Record<string, any>>> {
   for (;;) {
     const r = await machine().sh(`curl -s -H "Authorization: Bearer $(cat /etc/ldguard/admin-token)" 'http://127.0.0.1:8750/api/alerts?limit=500'`, { check: false });
     const alerts = r.code === 0 && r.stdout.startsWith('{') ? ((JSON.parse(r.stdout) as { alerts: Array<Record<string, any>> }).alerts ?? []) : [];
-    const mine = alerts.filter((a) => a.file?.path === path && a.kibana?.alert?.rule?.uuid === SEED_RULE);
+    const mine = alerts.filter((a) => a.file?.path === path && a.rule?.id === SEED_RULE);
     if (mine.length > 0 || Date.now() > end) return mine;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -60,6 +60,9 @@ async function activeUnits(): Promise<string[]> {
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the system test boots a machine with systemd-nspawn: run it as root');
+  for (const tool of ['systemd-nspawn', 'debootstrap', 'nsenter']) {
+    if ((await runHost('sh', ['-c', `command -v ${tool}`], 5000)).code !== 0) throw new Error(`${tool} is missing: apt-get install -y debootstrap systemd-container`);
+  }
   await Machine.cleanStale();
   const built = await timed('bare root file system (rootfs.sh bare)', () => runHost(resolve(HERE, 'rootfs.sh'), [CACHE, 'bare'], 15 * MINUTE));
   if (built.code !== 0) throw new Error(`rootfs.sh failed:\n${built.stderr}`);
