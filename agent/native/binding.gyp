@@ -10,6 +10,7 @@
         "src/fanotify.c",
         "src/closewrite.c",
         "src/integrity.c",
+        "src/mounts.c",
         "src/procconn.c",
         "src/cache.c",
         "src/execfile.c",

@@ -89,8 +89,13 @@ export interface ProcInfo {
 }
 
 /** modify and attrib come only from files watched whole (watchFile): a write or truncate, resp. a
- * change of mode, owner, times or link count. */
-export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow';
+ * change of mode, owner, times or link count.
+ * mount: the host's mount table changed (src/mounts.c). `dir` is 'attach', 'detach' (fanotify
+ * FAN_REPORT_MNT, Linux 6.15: `pid` is the process that mounted, attributed like a writer) or
+ * 'change' (the mountinfo fallback, or a lost mount event: pid 0); `name` is the mount id, '' when
+ * unknown. The filesystems were re-marked for FAN_OPEN_EXEC before it was handed over; what it
+ * covered is for the caller to find out (agent/src/mounts.ts). */
+export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow' | 'mount';
 
 /** How the writer was identified:
  * - live_proc: /proc/<pid> read after the event, while the pidfd showed the same process alive and
@@ -171,6 +176,10 @@ export interface WatcherStats {
   netlinkError: string;
   /** FAN_REPORT_PIDFD accepted by the kernel. */
   pidfd: boolean;
+  /** How mount changes are watched: "fanotify NS" (FAN_MARK_MNTNS on NS), "poll MOUNTINFO"
+   * (POLLPRI, the mounter is not named), each with why /proc/1 or fanotify could not be used;
+   * "none: …" when neither could be opened. */
+  mounts: string;
   /** Times the connector socket overran (messages lost). */
   procConnectorLost: number;
   /** Filesystems marked for FAN_OPEN_EXEC. */

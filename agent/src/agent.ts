@@ -24,7 +24,8 @@ import { readNewestSegment } from './sink/spool.js';
 import { openSource } from './source/select.js';
 import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
-import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
+import { resolveWatchDirs, toHostPath, type WatchDir } from './watch-dirs.js';
+import { preferredHost, ViewWatch } from './mounts.js';
 import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
@@ -64,6 +65,11 @@ export class Agent {
   private alertContext: { host: () => EcsHost; agent: EcsAgent } | undefined;
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
+  /** Every watched host path: the configured ones and those the rules name (see start). */
+  private watchPaths: string[] = [];
+  private view: ViewWatch | undefined;
+  /** Watched directories whose host path is not their real place (swapped for a symlink): real → host. */
+  private hostDirs = new Map<string, string>();
   private prefixes: string[] = [];
   private ruleDirs: string[] = [];
   private matcher: ((hostPath: string) => boolean) | null = null;
@@ -95,7 +101,8 @@ export class Agent {
     // /usr/lib/<triplet>): a rule about a directory nobody watches would be written in vain. Most
     // hosts have one or two triplets, so a rule directory that is absent is not a warning.
     this.ruleDirs = ruleDirectories(rules);
-    const { dirs, missing } = resolveWatchDirs(cfg.root, [...cfg.watch, ...this.ruleDirs.filter((d) => !cfg.watch.includes(d))]);
+    this.watchPaths = [...cfg.watch, ...this.ruleDirs.filter((d) => !cfg.watch.includes(d))];
+    const { dirs, missing } = resolveWatchDirs(cfg.root, this.watchPaths);
     this.realRoot = realpathSync(cfg.root);
     this.dirs = dirs;
     this.health.watched = dirs.map((d) => d.host);
@@ -159,6 +166,7 @@ export class Agent {
       hashMaxBytes: cfg.hashMaxBytes,
       writeWaitMs: cfg.writeWaitMs,
       loadersInUse: loaders.paths,
+      hostPath: (real) => this.hostPathOf(real),
       packages: new PackageVerifier(this.realRoot),
       log,
       emit: (a) => this.emit(a),
@@ -224,6 +232,7 @@ export class Agent {
     await integrity.sync(known.paths());
     this.health.integrity = { watched: 0, rehashMs: cfg.rehashMs, marks: !!source.watchFile };
     this.noteIntegrity();
+    this.startViewWatch(source, known);
     log.info({ files: integrity.counts.watched, rehashMs: cfg.rehashMs, marks: !!source.watchFile }, 'loader files watched for in-place changes');
     if (source.degraded) {
       // @parcel/watcher swallows inotify queue overflows (the bench lost files in an 80k burst with
@@ -246,6 +255,12 @@ export class Agent {
 
   private onEvents(events: RawFileEvent[]): void {
     let keep = events;
+    // The host's mount table changed (the addon's mount group): the view watch compares every
+    // watched path with what is marked; nothing else judges these.
+    if (keep.some((e) => e.kind === 'mount')) {
+      for (const e of keep) if (e.kind === 'mount') void this.view?.changed(e);
+      keep = keep.filter((e) => e.kind !== 'mount');
+    }
     if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
     keep = this.exactNames(keep);
     for (const e of keep) {
@@ -334,11 +349,49 @@ export class Agent {
     }
   }
 
-  /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
-  private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }): void {
+  /**
+   * Mounts and directory lifecycle (mounts.ts): every watched path kept marked where the host sees
+   * it now. Started after the baseline, so that a file a mount hides or reveals is told from one
+   * the agent knew.
+   */
+  private startViewWatch(source: Source, known: KnownFiles): void {
+    const view = new ViewWatch({
+      realRoot: this.realRoot,
+      paths: this.watchPaths,
+      dirs: this.dirs,
+      log: this.log,
+      mark: (real) => source.addDir(real),
+      unmark: (real) => source.removeDir?.(real),
+      setDirs: (dirs) => {
+        this.dirs = dirs;
+        this.hostDirs = new Map(dirs.filter((d) => preferredHost(d) !== toHostPath(this.realRoot, d.real)).map((d) => [d.real, preferredHost(d)]));
+        this.health.watched = dirs.map((d) => preferredHost(d));
+      },
+      knownFiles: () => known.entries(),
+      alert: (c) => this.pipeline?.handleViewChange(c),
+      rescan: (why, link) => this.rescan(why, true, undefined, link),
+    });
+    this.view = view;
+    this.cleanup.push(() => view.close());
+    const how = source.stats().mounts;
+    this.log.info({ mounts: typeof how === 'string' ? how : 'directory lifecycle only (inotify)', viewRoot: view.viewRoot }, 'watching mounts and the watched paths\' directories');
+  }
+
+  /** A real path as the host names it: under a watched directory reached through a symlink swapped
+   * in (see mounts.ts preferredHost), by the watched path; otherwise by its place under the root. */
+  private hostPathOf(real: FsPath): FsPath {
+    if (this.hostDirs.size > 0 && typeof real === 'string') {
+      for (const [dir, host] of this.hostDirs) if (real === dir || real.startsWith(`${dir}/`)) return host + real.slice(dir.length);
+    }
+    return hostPathOf(this.realRoot, real);
+  }
+
+  /** Compare what is on disk with the baseline; files nobody saw appear become rescan events.
+   * `view`: a change of what the host sees caused it (mounts.ts): files found are linked to it. */
+  private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }, view?: { id: string; covered: ReadonlySet<string> }): void {
     if (!this.known || !this.matcher || !this.pipeline) return;
     this.health.rescans++;
-    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
+    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher, (real) => this.hostPathOf(real));
     for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
     let reported: typeof found = [];
     const fresh = this.known.diff(found);
@@ -361,10 +414,12 @@ export class Agent {
           this.pipeline.handleMovedIn(brought, movedIn!.event);
         }
       }
+      // The file a mount covered or uncovered has the mount's alert already: one change, one alert.
+      if (view) reported = reported.filter((f) => !view.covered.has(f.hostPath));
       if (reported.length > 0) {
-        this.log.warn({ why, files: reported.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
+        this.log.warn({ why, files: reported.map((f) => f.hostPath), viewChange: view?.id }, 'rule-matching files appeared while unobserved');
         for (const f of reported) this.seen.rescanned(f.realPath, f.inode);
-        this.pipeline.handleRescan(reported);
+        this.pipeline.handleRescan(reported, view?.id);
       }
     }
     // Fresh files stay out of the baseline until their alerts are accepted (see emit).

@@ -96,6 +96,8 @@ export function scanMatching(
   dirs: readonly WatchDir[],
   prefixes: readonly string[],
   matches: (hostPath: string) => boolean,
+  /** The host's name for a real path (default: its place under realRoot; see Agent.hostPathOf). */
+  hostOf: (real: FsPath) => FsPath = (real) => hostPathOf(realRoot, real),
 ): { files: FoundFile[]; subdirs: FsPath[] } {
   const out: FoundFile[] = [];
   const subdirs: FsPath[] = [];
@@ -115,7 +117,7 @@ export function scanMatching(
       const name = typeof e.name === 'string' ? e.name : fromBytes(e.name);
       if (!all && !passes(name)) continue;
       const real = joinPath(dir, name);
-      const hostPath = displayPath(hostPathOf(realRoot, real));
+      const hostPath = displayPath(hostOf(real));
       if (e.isDirectory() && depth < MAX_DEPTH) {
         subdirs.push(real);
         walk(real, depth + 1, true);
@@ -190,6 +192,11 @@ export class KnownFiles {
   /** The host paths known now. */
   paths(): string[] {
     return [...this.known.keys()];
+  }
+
+  /** The files known now, with the inode each had when recorded. */
+  entries(): Array<{ hostPath: string; inode: number }> {
+    return [...this.known].map(([hostPath, inode]) => ({ hostPath, inode }));
   }
 
   /** True until the first baseline is recorded: then nothing can be told apart as new. */
