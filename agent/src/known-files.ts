@@ -13,6 +13,7 @@ import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } fr
 import { fsyncDir } from './fsync-dir.js';
 import type { WatchDir } from './watch-dirs.js';
 import { lstatNow } from './stat-now.js';
+import { neverKernelFileEvent } from './prefilter.js';
 
 const MAX_DEPTH = 8; // rule-matching subdirectories (/lib/ld-linux-x/…) are followed this deep
 
@@ -61,6 +62,7 @@ function pathTest(e: Expr): PathTest | null {
     case 'compare':
     case 'in':
     case 'like': {
+      if (neverKernelFileEvent(e)) return () => false; // a rescan's creations never match it
       const part = PATH_PARTS[e.field.path];
       if (!part) return null;
       let values: Array<(v: string) => boolean>;

@@ -23,7 +23,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../shared/log.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { RawFileEvent } from './source/source.js';
-import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
+import { resolveDirInRoot, toHostPath, type WatchDir } from './watch-dirs.js';
 
 export interface Identity {
   dev: number;
@@ -141,7 +141,7 @@ export class ViewWatch {
   }
 
   private async check(mount: RawFileEvent | null): Promise<void> {
-    const { dirs } = resolveWatchDirs(this.viewRoot, this.o.paths);
+    const dirs = resolveView(this.viewRoot, this.o.paths);
     const now = new Map<string, Marked>();
     for (const d of dirs) {
       const id = identityOf(d.real);
@@ -284,6 +284,23 @@ export class ViewWatch {
 
 function sameId(a: Identity, b: Identity): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.born === b.born;
+}
+
+/**
+ * The watched paths resolved in the host's view, as resolveWatchDirs does, but without realpath(3)
+ * on the root: through /proc/1/root it would leave the host's namespace for the agent's (the link
+ * reads "/"), where each component walked by the kernel does not.
+ */
+function resolveView(viewRoot: string, paths: readonly string[]): WatchDir[] {
+  const byReal = new Map<string, WatchDir>();
+  for (const h of paths) {
+    const real = resolveDirInRoot(viewRoot, h);
+    if (!real) continue;
+    const d = byReal.get(real);
+    if (d) d.aliases.push(h);
+    else byReal.set(real, { real, host: toHostPath(viewRoot, real), aliases: [h] });
+  }
+  return [...byReal.values()];
 }
 
 /** The watched directories as marked now, one per real directory. */

@@ -45,6 +45,7 @@ function prefixesOf(e: Expr, hostDirs: readonly string[]): Set<string> | null {
     case 'compare':
     case 'in':
     case 'like': {
+      if (neverKernelFileEvent(e)) return new Set(); // nothing the kernel forwards can match it
       if (e.field.path !== 'file.path' && e.field.path !== 'file.name') return null;
       const values = e.kind === 'like' ? e.patterns : e.kind === 'in' ? e.values : e.op === '==' ? [e.value] : [];
       if (values.length === 0 || values.some((v) => typeof v !== 'string')) return null;
@@ -87,4 +88,16 @@ export function ruleDirectories(rules: readonly Rule[]): string[] {
     for (const d of [...c.exact, ...c.patterns.filter((p) => !/[*?]/.test(p))]) if (d.startsWith('/')) out.add(d);
   }
   return [...out].sort();
+}
+
+/**
+ * Whether `e` pins event.action to values that no creation or rename has: the agent's own events
+ * (a mount over a watched path: agent/src/mounts.ts) are raised by the agent, never forwarded by
+ * the kernel filter nor found by a rescan, so a rule about them widens neither.
+ */
+export function neverKernelFileEvent(e: Expr): boolean {
+  if (e.kind !== 'in' && !(e.kind === 'compare' && e.op === '==')) return false;
+  if (e.field.path !== 'event.action') return false;
+  const values = e.kind === 'in' ? e.values : [e.value];
+  return values.length > 0 && values.every((v) => typeof v === 'string' && !['creation', 'rename'].includes(v.toLowerCase()));
 }

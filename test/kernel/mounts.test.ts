@@ -9,7 +9,8 @@ import { copyFileSync, mkdirSync, realpathSync, rmdirSync, renameSync, symlinkSy
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
-import { removeWhenDone, whenDone } from '../helpers/temp.js';
+import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
+import { Watcher, type NativeEvent } from '../../agent/src/native.js';
 
 const VIEW = 'Library Directory or Dynamic Linker (ld.so) Covered, Uncovered or Replaced';
 const CREATED = 'Dynamic Linker (ld.so) Creation';
@@ -66,6 +67,30 @@ async function expectWriterAlert(agent: RunningAgent, dest: string, hostPath: st
 }
 
 describe.skipIf(!isRoot)('mounts over the watched paths (skipped: needs root for fanotify and mount)', () => {
+  it('the addon: a filesystem mounted after start is marked for FAN_OPEN_EXEC before its mount event is handed over, which names mount(8)', async () => {
+    const dir = tempDir('ldg-mnt-native-');
+    mkdirSync(join(dir, 'watched'));
+    const events: NativeEvent[] = [];
+    let marksAtEvent = -1;
+    const w = new Watcher({ dirs: [join(dir, 'watched')], prefixes: ['ld-'] }, (evs) => {
+      for (const e of evs) if (e.kind === 'mount' && marksAtEvent < 0) marksAtEvent = w.stats().execMarks;
+      events.push(...evs);
+    });
+    whenDone(() => w.close());
+    expect(w.stats().mounts).toMatch(/^(fanotify|poll) /);
+    const before = w.stats().execMarks;
+    mkdirSync(join(dir, 'fresh'));
+    const m = mount('-t', 'tmpfs', 'ldg-test', join(dir, 'fresh'));
+    for (let i = 0; i < 200 && marksAtEvent < 0; i++) await sleep(25);
+    expect(marksAtEvent, 'the new tmpfs was marked before the event').toBe(before + 1);
+    const attach = events.find((e) => e.kind === 'mount')!;
+    if (w.stats().mounts.startsWith('fanotify')) {
+      expect([attach.dir, attach.pid, attach.process?.exe, attach.name]).toEqual(['attach', m.pid, realpathSync('/usr/bin/mount'), expect.stringMatching(/^\d+$/)]);
+    } else {
+      expect([attach.dir, attach.pid]).toEqual(['change', 0]); // the mountinfo fallback names nobody
+    }
+  });
+
   it('tmpfs over lib64: an alert naming mount(8), then a loader created in it alerts with its writer', async () => {
     const agent = await agentOn();
     const lib64 = join(agent.root, 'usr/lib64');
