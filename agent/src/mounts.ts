@@ -99,7 +99,7 @@ export class ViewWatch {
   private readonly lost = new Map<string, Marked>();
   /** Baseline files' identities as last seen, by host path (dev is what KnownFiles lacks). */
   private readonly files = new Map<string, Identity>();
-  private readonly ancestors = new Map<string, { watcher: FSWatcher; names: Set<string> }>();
+  private readonly ancestors = new Map<string, { watcher: FSWatcher; names: Set<string>; id: Identity | null }>();
   private running: Promise<void> | undefined;
   private again: RawFileEvent | null | undefined; // a sign that came during a check (null: not a mount)
   private closed = false;
@@ -193,10 +193,8 @@ export class ViewWatch {
     }
     if (mount) changes.push(...this.fileChanges(changedDirs, action, mount, changeId, noProcessReason));
     else this.noteFiles();
-    if (changedDirs.length > 0) {
-      this.o.setDirs(currentDirs(this.marked));
-      this.watchAncestors();
-    }
+    if (changedDirs.length > 0) this.o.setDirs(currentDirs(this.marked));
+    this.watchAncestors(); // after a mount too: an ancestor may be another directory now
     for (const c of changes) this.o.alert(c);
     if (changes.length > 0 || changedDirs.length > 0) {
       this.o.rescan(mount ? `mount ${mount.dir}` : 'watched directory re-marked', changes.length > 0 ? { id: changeId, covered: new Set(changes.filter((c) => !c.isDir).map((c) => c.hostPath)) } : undefined);
@@ -260,9 +258,15 @@ export class ViewWatch {
     }
     for (const [dir, names] of want) {
       const have = this.ancestors.get(dir);
-      if (have) {
+      const id = identityOf(dir);
+      // An inotify watch follows its inode: a mount over /usr leaves it on the covered directory.
+      if (have && have.id && id && sameId(have.id, id)) {
         have.names = names;
         continue;
+      }
+      if (have) {
+        have.watcher.close();
+        this.ancestors.delete(dir);
       }
       try {
         const watcher = watch(dir, { persistent: false }, (_type, name) => {
@@ -274,7 +278,7 @@ export class ViewWatch {
           if (this.ancestors.get(dir)?.watcher === watcher) this.ancestors.delete(dir);
           void this.changed(null);
         });
-        this.ancestors.set(dir, { watcher, names });
+        this.ancestors.set(dir, { watcher, names, id });
       } catch {
         // not there (yet): the check after its parent's event watches it
       }

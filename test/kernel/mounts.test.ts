@@ -104,6 +104,19 @@ describe.skipIf(!isRoot)('mounts over the watched paths (skipped: needs root for
     expect(of(agent.alerts(), '/usr/lib64')).toHaveLength(1);
   });
 
+  it('tmpfs over /usr, an ancestor: an alert per watched directory it hid, and a lib64 made in it is marked at once', async () => {
+    const agent = await agentOn();
+    const m = mount('-t', 'tmpfs', 'ldg-test', join(agent.root, 'usr'));
+    const hidden = ['/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu'];
+    await agent.waitForAlerts((a) => hidden.every((p) => of(a, p).length > 0));
+    for (const p of hidden) {
+      expect(of(agent.alerts(), p).map((a) => [a.rule.name, a.event.action, a.process.pid, a.ldguard.view_change.after]), p).toEqual([[VIEW, 'mounted', m.pid, '']]);
+    }
+    mkdirSync(join(agent.root, 'usr/lib64'));
+    await remarked(agent);
+    await expectWriterAlert(agent, join(agent.root, 'lib64', LOADER), `/usr/lib64/${LOADER}`);
+  });
+
   it('a file bind-mounted over the loader: one alert on the loader\'s path naming mount(8), none from the rescan', async () => {
     const agent = await agentOn((root) => writeFileSync(join(root, 'usr/lib64', LOADER), 'the genuine loader'));
     const evil = join(agent.stateDir, 'evil-loader');
@@ -146,6 +159,21 @@ describe.skipIf(!isRoot)('watched directories that come, go and are replaced (sk
     await expectWriterAlert(agent, join(agent.root, 'lib64', LOADER), `/usr/lib64/${LOADER}`);
     // A directory made where none was is how a missing /lib64 gets made: marked, not alerted.
     expect(of(agent.alerts(), '/usr/lib64')).toEqual([]);
+  });
+
+  it('a loader written at once into a directory just made is reported, by its writer or as unidentified, once', async () => {
+    const agent = await agentOn((root) => rmdirSync(join(root, 'usr/lib64')));
+    // No wait for the mark: the writer races it. Either the mark wins (the writer is named) or the
+    // rescan after the mark finds the file (unidentified); never silence, never both.
+    const sh = run('sh', '-c', `mkdir "$1" && cp /bin/true "$1/${LOADER}"`, 'sh', join(agent.root, 'usr/lib64'));
+    expect(sh.status).toBe(0);
+    const path = `/usr/lib64/${LOADER}`;
+    await agent.waitForAlerts((a) => of(a, path).length > 0);
+    await sleep(500);
+    const hits = of(agent.alerts(), path);
+    expect(hits).toHaveLength(1);
+    expect([CREATED, UNIDENTIFIED]).toContain(hits[0]!.rule.name);
+    if (hits[0]!.rule.name === CREATED) expect(hits[0]!.process.name).toBe('cp');
   });
 
   it('deleted and made again: an alert on the replacement, and a loader in the new one alerts with its writer', async () => {
