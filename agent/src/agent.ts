@@ -25,7 +25,7 @@ import { openSource } from './source/select.js';
 import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
 import { resolveWatchDirs, toHostPath, type WatchDir } from './watch-dirs.js';
-import { preferredHost, ViewWatch } from './mounts.js';
+import { identityOf, preferredHost, ViewWatch, type Identity } from './mounts.js';
 import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
@@ -68,6 +68,10 @@ export class Agent {
   /** Every watched host path: the configured ones and those the rules name (see start). */
   private watchPaths: string[] = [];
   private view: ViewWatch | undefined;
+  /** The watched directories' identities when the source marked them, for the view watch. */
+  private markedIds: Array<Identity | null> = [];
+  /** The last mount event that came before the view watch started (it checks once at its start). */
+  private earlyMount: RawFileEvent | undefined;
   /** Watched directories whose host path is not their real place (swapped for a symlink): real → host. */
   private hostDirs = new Map<string, string>();
   private prefixes: string[] = [];
@@ -119,6 +123,7 @@ export class Agent {
     this.alertContext = { host: () => host.current, agent };
 
     const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log);
+    this.markedIds = dirs.map((d) => identityOf(d.real));
     this.source = source;
     this.cleanup.push(() => source.close());
     this.health.source = source.name;
@@ -258,7 +263,11 @@ export class Agent {
     // The host's mount table changed (the addon's mount group): the view watch compares every
     // watched path with what is marked; nothing else judges these.
     if (keep.some((e) => e.kind === 'mount')) {
-      for (const e of keep) if (e.kind === 'mount') void this.view?.changed(e);
+      for (const e of keep) {
+        if (e.kind !== 'mount') continue;
+        if (this.view) void this.view.changed(e);
+        else this.earlyMount = e;
+      }
       keep = keep.filter((e) => e.kind !== 'mount');
     }
     if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
@@ -358,7 +367,7 @@ export class Agent {
     const view = new ViewWatch({
       realRoot: this.realRoot,
       paths: this.watchPaths,
-      dirs: this.dirs,
+      dirs: this.dirs.map((d, i) => ({ ...d, id: this.markedIds[i] ?? null })),
       log: this.log,
       mark: (real) => source.addDir(real),
       unmark: (real) => source.removeDir?.(real),
@@ -373,6 +382,9 @@ export class Agent {
     });
     this.view = view;
     this.cleanup.push(() => view.close());
+    // What changed between the marks and now (the self-test, the baseline) is found by this check.
+    void view.changed(this.earlyMount ?? null);
+    this.earlyMount = undefined;
     const how = source.stats().mounts;
     this.log.info({ mounts: typeof how === 'string' ? how : 'directory lifecycle only (inotify)', viewRoot: view.viewRoot }, 'watching mounts and the watched paths\' directories');
   }

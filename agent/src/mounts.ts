@@ -68,8 +68,9 @@ export interface ViewWatchOptions {
   realRoot: string;
   /** Every watched host path (configured and named by the rules), as at start. */
   paths: readonly string[];
-  /** The directories as marked at start (watch-dirs.ts). */
-  dirs: readonly WatchDir[];
+  /** The directories as marked at start (watch-dirs.ts), with their identities when marked (taken
+   * as the source opened: a change between then and this watch's start is found by its first check). */
+  dirs: ReadonlyArray<WatchDir & { id: Identity | null }>;
   log: Logger;
   /** Mark a directory (Source.addDir); resolves when its events are delivered. */
   mark: (real: string) => Promise<void>;
@@ -107,10 +108,7 @@ export class ViewWatch {
 
   constructor(private readonly o: ViewWatchOptions) {
     this.viewRoot = hostViewRoot(o.realRoot, o.log);
-    for (const d of o.dirs) {
-      const id = identityOf(d.real);
-      if (id) for (const a of d.aliases) this.marked.set(a, { real: d.real, host: d.host, id });
-    }
+    for (const d of o.dirs) if (d.id) for (const a of d.aliases) this.marked.set(a, { real: d.real, host: d.host, id: d.id });
     this.noteFiles();
     this.watchAncestors();
   }

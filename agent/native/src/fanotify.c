@@ -236,7 +236,9 @@ int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w) {
    * namespace may not see a filesystem mounted on the host since). Known filesystems are skipped
    * by fsid, so the second pass costs a stat(2) per mount. */
   mark_from(w, "/proc/self/mountinfo", "");
-  mark_from(w, "/proc/1/mountinfo", "/proc/1/root");
+  struct stat own, host;
+  if (stat("/proc/self/ns/mnt", &own) == 0 && stat("/proc/1/ns/mnt", &host) == 0 && own.st_ino != host.st_ino)
+    mark_from(w, "/proc/1/mountinfo", "/proc/1/root");
   w->cache.fan_exec = w->nfss > 0;
   LDG_STAT_SET(w, exec_marks, w->nfss);
   return (int)w->nfss;
