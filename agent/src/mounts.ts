@@ -17,7 +17,7 @@
 // Checks run one at a time, on the JS thread; a sign that comes during one runs another after it.
 // The view is the agent's own mount namespace when it is the host's (PID 1's); when it is not (the
 // unit's private namespace), paths are resolved through /proc/1/root. close() stops the watches.
-import { readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { posix } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../shared/log.js';
@@ -38,8 +38,17 @@ export const idText = (i: Identity | null | undefined): string => (i ? `${i.dev}
 
 /** The (st_dev, st_ino) a path leads to now (symlinks followed); null when it leads nowhere. */
 export function identityOf(path: string): Identity | null {
+  return idOf(path, statSync);
+}
+
+/** The identity of the name itself (a symlink's own): what the baseline's inodes are (lstat). */
+function nameIdentityOf(path: string): Identity | null {
+  return idOf(path, lstatSync);
+}
+
+function idOf(path: string, how: typeof statSync | typeof lstatSync): Identity | null {
   try {
-    const st = statSync(path, { bigint: true });
+    const st = how(path, { bigint: true });
     return { dev: Number(st.dev), ino: Number(st.ino), born: st.birthtimeNs };
   } catch {
     return null;
@@ -207,7 +216,9 @@ export class ViewWatch {
     for (const f of known) {
       if (changedDirs.some((d) => f.hostPath.startsWith(d.endsWith('/') ? d : `${d}/`))) continue;
       const real = posix.join(this.viewRoot, f.hostPath);
-      const after = identityOf(real);
+      // A loader symlink keeps its own inode when a file is mounted over its target: the target's
+      // name, in the baseline too (the multiarch rule's), is the one that changed.
+      const after = nameIdentityOf(real);
       const seen = this.files.get(f.hostPath);
       const before: Identity = seen && seen.ino === f.inode ? seen : { dev: -1, ino: f.inode, born: 0n };
       if (!after || (before.dev === -1 ? after.ino === before.ino : sameId(before, after))) continue;
@@ -220,7 +231,7 @@ export class ViewWatch {
   private noteFiles(): void {
     this.files.clear();
     for (const f of this.o.knownFiles()) {
-      const id = identityOf(posix.join(this.viewRoot, f.hostPath));
+      const id = nameIdentityOf(posix.join(this.viewRoot, f.hostPath));
       if (id) this.files.set(f.hostPath, id);
     }
   }

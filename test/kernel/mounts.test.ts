@@ -118,7 +118,11 @@ describe.skipIf(!isRoot)('mounts over the watched paths (skipped: needs root for
   });
 
   it('a file bind-mounted over the loader: one alert on the loader\'s path naming mount(8), none from the rescan', async () => {
-    const agent = await agentOn((root) => writeFileSync(join(root, 'usr/lib64', LOADER), 'the genuine loader'));
+    const agent = await agentOn((root) => {
+      writeFileSync(join(root, 'usr/lib64', LOADER), 'the genuine loader');
+      // A loader symlink (as Debian's /lib64 one): its own inode stays, so it is no change of its own.
+      symlinkSync(LOADER, join(root, 'usr/lib64', `${LOADER}.link`));
+    });
     const evil = join(agent.stateDir, 'evil-loader');
     writeFileSync(evil, 'not the loader');
     const m = mount('--bind', evil, join(agent.root, 'usr/lib64', LOADER));
@@ -129,6 +133,7 @@ describe.skipIf(!isRoot)('mounts over the watched paths (skipped: needs root for
     expect(hits.map((a) => [a.rule.name, a.event.action, a.process.pid, a.process.name])).toEqual([[VIEW, 'mounted', m.pid, 'mount']]);
     // The alert shows what the host sees there now.
     expect(hits[0]!.file.size).toBe('not the loader'.length);
+    expect(of(agent.alerts(), `${path}.link`)).toEqual([]);
   });
 
   it('umount uncovering a loader planted under a mount: the unmount\'s alert, and the loader as unidentified, linked to it', async () => {
