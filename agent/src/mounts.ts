@@ -17,7 +17,7 @@
 // Checks run one at a time, on the JS thread; a sign that comes during one runs another after it.
 // The view is the agent's own mount namespace when it is the host's (PID 1's); when it is not (the
 // unit's private namespace), paths are resolved through /proc/1/root. close() stops the watches.
-import { lstatSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, readlinkSync, realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { posix } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../shared/log.js';
@@ -244,8 +244,11 @@ export class ViewWatch {
   /**
    * inotify watches on the parents along each watched path (ROOT, ROOT/usr for /usr/lib64 …):
    * a name on a watched path that changes there (mkdir, rmdir, rename, a symlink put in its place)
-   * starts a check. Only those names count: an ancestor such as /usr/lib is busy with files nobody
-   * watches. Watches whose directory went are dropped; new ancestors are watched after each check.
+   * starts a check. Only those names count. An ancestor that is itself a watched directory (/usr/lib,
+   * parent of the multiarch /usr/lib/<triplet>) is not watched so: every creation there would cross
+   * into JavaScript (measured: ~6 µs of agent CPU per event, 0.7 CPU-s for 120k, against the
+   * fanotify path's 0.02 CPU-s per 10k), so a triplet directory's lifecycle is seen at mounts only.
+   * Watches whose directory went, or is another directory now, are made again after each check.
    */
   private watchAncestors(): void {
     const want = new Map<string, Set<string>>();
@@ -258,6 +261,16 @@ export class ViewWatch {
     for (const p of chains) {
       const parts = p.split('/').filter(Boolean);
       for (let i = 0; i < parts.length; i++) add(posix.join(this.o.realRoot, ...parts.slice(0, i)), parts[i]!);
+    }
+    const watched = new Set([...this.marked.values()].map((m) => m.real));
+    for (const dir of [...want.keys()]) {
+      let real: string;
+      try {
+        real = realpathSync(dir);
+      } catch {
+        continue; // not there (yet): the check after its parent's event watches it
+      }
+      if (watched.has(real)) want.delete(dir);
     }
     for (const [dir, a] of this.ancestors) {
       if (!want.has(dir)) {
