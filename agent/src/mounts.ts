@@ -162,7 +162,9 @@ export class ViewWatch {
       ? 'seen as a name change in a parent directory (inotify), which does not name the process'
       : mount.pid > 0
         ? undefined
-        : 'the mountinfo fallback (poll) does not name the mounting process; FAN_REPORT_MNT needs Linux 6.15';
+        : mount.dir === 'change'
+          ? 'the mountinfo fallback (poll), or a lost mount event, does not name the mounting process; FAN_REPORT_MNT needs Linux 6.15'
+          : 'the kernel named no process (pid 0: a mount changed by the kernel itself, or by a process outside the agent\'s pid namespace)';
     const changes: ViewChange[] = [];
     const done = new Set<string>(); // by host path: aliases of one directory give one alert
     const changedDirs: string[] = [];
