@@ -270,7 +270,7 @@ export class Agent {
       }
       keep = keep.filter((e) => e.kind !== 'mount');
     }
-    if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
+    if (this.selfTest) keep = keep.filter((e) => !this.selfTest!.observe(e));
     keep = this.exactNames(keep);
     for (const e of keep) {
       if (e.kind === 'overflow') {
