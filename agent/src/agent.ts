@@ -378,7 +378,12 @@ export class Agent {
       },
       knownFiles: () => known.entries(),
       alert: (c) => this.pipeline?.handleViewChange(c),
-      rescan: (why, link) => this.rescan(why, true, undefined, link),
+      rescan: (why, link) => {
+        // Rule-matching subdirectories are marked by path once: under a directory that is another
+        // one now, a subdirectory of the same name is another too. The rescan marks those it finds.
+        this.marked.clear();
+        this.rescan(why, true, undefined, link);
+      },
     });
     this.view = view;
     this.cleanup.push(() => view.close());

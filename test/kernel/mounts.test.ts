@@ -204,6 +204,16 @@ describe.skipIf(!isRoot)('watched directories that come, go and are replaced (sk
     expect(of(agent.alerts(), '/usr/lib64').map((a) => [a.rule.name, a.event.action])).toEqual([[VIEW, 'directory_replaced']]);
   });
 
+  it('replaced with a rule-matching subdirectory of the same name inside: that one is watched too (the * of the rule crosses /)', async () => {
+    const agent = await agentOn((root) => mkdirSync(join(root, 'usr/lib64/ld-linux-sub')));
+    const lib64 = join(agent.root, 'usr/lib64');
+    renameSync(lib64, `${lib64}.old`);
+    mkdirSync(join(lib64, 'ld-linux-sub'), { recursive: true });
+    await remarked(agent);
+    await sleep(300); // the rescan that follows the re-mark marks the subdirectory
+    await expectWriterAlert(agent, join(lib64, 'ld-linux-sub', 'evil.so'), '/usr/lib64/ld-linux-sub/evil.so');
+  });
+
   it('swapped for a symlink: the target is watched, and a loader written through it is reported under the watched path', async () => {
     const agent = await agentOn();
     const lib64 = join(agent.root, 'usr/lib64');
