@@ -62,7 +62,7 @@ function pathTest(e: Expr): PathTest | null {
     case 'compare':
     case 'in':
     case 'like': {
-      if (neverKernelFileEvent(e)) return () => false; // a rescan's creations never match it
+      if (neverKernelFileEvent(e)) return () => false; // the agent's view changes: no file of the baseline
       const part = PATH_PARTS[e.field.path];
       if (!part) return null;
       let values: Array<(v: string) => boolean>;

@@ -55,7 +55,9 @@ function idOf(path: string, how: typeof statSync | typeof lstatSync): Identity |
   }
 }
 
-export type ViewAction = 'mounted' | 'unmounted' | 'mount_changed' | 'directory_replaced';
+/** The event.action of a view change (shared/ecs.ts): raised by this watch alone. */
+export const VIEW_ACTIONS = ['mounted', 'unmounted', 'mount_changed', 'directory_replaced'] as const;
+export type ViewAction = (typeof VIEW_ACTIONS)[number];
 
 /** One path that leads elsewhere now, as the alert reports it. */
 export interface ViewChange {

@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../agent/src/config.js';
-import { ruleDirectories } from '../../agent/src/prefilter.js';
+import { pathMatcher } from '../../agent/src/known-files.js';
+import { namePrefixes, ruleDirectories } from '../../agent/src/prefilter.js';
 import { bundledRulesDir } from '../../shared/paths.js';
 import { loadRules } from '../../shared/rule.js';
 
@@ -45,5 +46,16 @@ describe('the view rule', () => {
     expect(view.query.match(event('rename', '/usr/lib64/ld-linux-x86-64.so.2'))).toBe(false);
     expect(view.query.match(event('mounted', '/usr/lib/x86_64-linux-gnu/libc.so.6'))).toBe(false);
     expect(view.query.match(event('mounted', '/usr/share'))).toBe(false);
+  });
+
+  it('changes neither the kernel name filter nor the baseline the other rules give (the in-place rule\'s /usr/lib64/ld64.so.2 included)', () => {
+    const others = rules.filter((r) => r !== view);
+    const dirs = [...DEFAULTS.watch, ...ruleDirectories(rules)];
+    expect(namePrefixes(rules, dirs)).toEqual(namePrefixes(others, dirs));
+    const all = pathMatcher(rules)!;
+    const without = pathMatcher(others)!;
+    const samples = ['/usr/lib64/ld64.so.2', '/usr/lib64/ld-linux-x86-64.so.2', '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2', '/usr/lib/x86_64-linux-gnu/libc.so.6', '/usr/lib64', '/usr/lib/ld-linux-x/evil.so'];
+    expect(samples.map(all)).toEqual(samples.map(without));
+    expect(all('/usr/lib64/ld64.so.2')).toBe(true);
   });
 });
