@@ -11,6 +11,9 @@
 // file that passed the filter is asked of that file alone (an inode mark added when its creation
 // is read), so that writers of unrelated files pay for no close-write events. The C returns facts
 // (pid, kind, directory, name, the process as /proc or the cache knew it); policy lives in TS.
+// A third group (FAN_REPORT_MNT, Linux 6.15; else POLLPRI on mountinfo) watches the host's mount
+// table: each change re-marks the filesystems for FAN_OPEN_EXEC, then comes as a `mount` event
+// (src/mounts.c); what it covered is agent/src/mounts.ts's to find out.
 //
 // Privileges: CAP_SYS_ADMIN (fanotify), CAP_DAC_READ_SEARCH (decoding exec events' directory
 // handles), CAP_NET_ADMIN (process connector), CAP_SYS_NICE (the reader thread runs at nice -10,
