@@ -6,8 +6,9 @@
 //   - a mount event from the source (the addon's second fanotify group on the host's mount
 //     namespace, or the mountinfo fallback: agent/native/src/mounts.c), and
 //   - an inotify event (fs.watch) on an ancestor of a watched directory for a name on one of the
-//     watched paths (ancestors are few and quiet: /, /usr),
-// every watched path is resolved again and its (st_dev, st_ino) compared with the one marked. A
+//     watched paths (ancestors are few and quiet: /, /usr; see watchAncestors for /usr/lib),
+// every watched path is resolved again and its (st_dev, st_ino, birth time) compared with the one
+// marked. A
 // path that leads to another directory is re-marked at once and logged; if a mount did it, or a
 // directory that was marked is replaced, that is an alert of the view rule (shared/rules/ldguard/
 // ldguard_lib_dir_view_changed.toml), and the rescan that follows reports the files now visible
