@@ -529,6 +529,7 @@ export class Agent {
       }
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);
+      void this.view?.changed(null); // a reload looks at the watched paths again too (none is needed)
       this.cfg = cfg;
       this.noteRules(ruleSet);
       this.noteRuleFiles(rulesDigest(ruleSet));
