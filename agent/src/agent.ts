@@ -441,7 +441,17 @@ export class Agent {
     }
     // Fresh files stay out of the baseline until their alerts are accepted (see emit).
     const pending = new Set(reported);
-    this.known.replace(found.filter((f) => !pending.has(f)));
+    const kept: FoundFile[] = found.filter((f) => !pending.has(f));
+    // A file a mount hides is not deleted: when the mount goes, the same file is back, no new one.
+    // So after a change of view, known files no path leads to now stay known (a file deleted
+    // meanwhile stays too, harmlessly: no path leads to it, and the next plain rescan drops it).
+    if (view) {
+      const seen = new Set(found.map((f) => f.hostPath));
+      for (const e of this.known.entries()) {
+        if (!seen.has(e.hostPath) && lstatNow(posix.join(this.realRoot, e.hostPath)) === null) kept.push({ hostPath: e.hostPath, realPath: posix.join(this.realRoot, e.hostPath), inode: e.inode });
+      }
+    }
+    this.known.replace(kept);
   }
 
   /** Health's view of the loaded rules and their lists; each loader warning is logged (at start and at each reload). */

@@ -104,6 +104,18 @@ describe.skipIf(!isRoot)('mounts over the watched paths (skipped: needs root for
     expect(of(agent.alerts(), '/usr/lib64')).toHaveLength(1);
   });
 
+  it('a mount that hides the genuine loader, then goes: its two alerts, and the loader back is no new file', async () => {
+    const agent = await agentOn((root) => writeFileSync(join(root, 'usr/lib64', LOADER), 'the genuine loader'));
+    const lib64 = join(agent.root, 'usr/lib64');
+    mount('-t', 'tmpfs', 'ldg-test', lib64);
+    await agent.waitForAlerts((a) => of(a, '/usr/lib64').length > 0);
+    run('umount', lib64);
+    await agent.waitForAlerts((a) => of(a, '/usr/lib64').length > 1);
+    await sleep(500); // the rescan after the unmount would report the loader now, if it did
+    expect(of(agent.alerts(), '/usr/lib64').map((a) => a.event.action)).toEqual(['mounted', 'unmounted']);
+    expect(of(agent.alerts(), `/usr/lib64/${LOADER}`)).toEqual([]);
+  });
+
   it('tmpfs over /usr, an ancestor: an alert per watched directory it hid, and a lib64 made in it is marked at once', async () => {
     const agent = await agentOn();
     const m = mount('-t', 'tmpfs', 'ldg-test', join(agent.root, 'usr'));
