@@ -94,8 +94,11 @@ export interface FileEvent {
      * name): its mode or owner did; rules_reloaded: the agent's own alert for a rule file or
      * exception list whose content changed at a reload (agent/src/rules-digest.ts);
      * baseline_*: the agent's own alert at start when its baseline was gone, unreadable or not what
-     * it saved (agent/src/baseline/alerts.ts). */
-    action: 'creation' | 'rename' | 'modification' | 'attributes_modified' | 'rules_reloaded' | 'baseline_missing' | 'baseline_corrupt' | 'baseline_edited';
+     * it saved (agent/src/baseline/alerts.ts); mounted, unmounted, mount_changed: a mount covered
+     * or uncovered a watched directory, an ancestor of one or a loader file (mount_changed: the
+     * mountinfo fallback cannot tell which way); directory_replaced: a watched directory's path now
+     * leads to another directory (agent/src/mounts.ts). */
+    action: 'creation' | 'rename' | 'modification' | 'attributes_modified' | 'rules_reloaded' | 'baseline_missing' | 'baseline_corrupt' | 'baseline_edited' | 'mounted' | 'unmounted' | 'mount_changed' | 'directory_replaced';
     dataset: 'endpoint.events.file';
     module: 'endpoint';
     created: string;
@@ -151,6 +154,13 @@ export interface FileEvent {
     /** On an alert the rule raised but an exception list item spared: which one. The alert is
      * recorded (closed, paging no one, outside max_signals) so the spared write stays on record. */
     excepted_by?: { list_id: string; item_id: string };
+    /** A change of what the host sees at a watched path (agent/src/mounts.ts): `id` is shared by
+     * the alert on the change and by the alerts on files it revealed (found by the rescan that
+     * follows it, as unidentified); `mount_id` is the kernel's 64-bit mount id (fanotify
+     * FAN_REPORT_MNT), absent with the mountinfo fallback; `before` and `after` the path's
+     * (st_dev, st_ino) as "dev:ino" ("" when absent); `no_process_reason` why the alert names
+     * no process, when it names none. */
+    view_change?: { id: string; mount_id?: string; before?: string; after?: string; no_process_reason?: string };
     /** The writer's executable against its package database (agent/src/enrich/package/): absent
      * when the writer is unknown. What an exclusion by name cannot fake (#19). */
     package?: PackageFacts;

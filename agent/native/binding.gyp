@@ -11,6 +11,7 @@
         "src/closewrite.c",
         "src/integrity.c",
         "src/subtree.c",
+        "src/mounts.c",
         "src/procconn.c",
         "src/cache.c",
         "src/execfile.c",

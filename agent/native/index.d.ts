@@ -11,6 +11,9 @@
 // file that passed the filter is asked of that file alone (an inode mark added when its creation
 // is read), so that writers of unrelated files pay for no close-write events. The C returns facts
 // (pid, kind, directory, name, the process as /proc or the cache knew it); policy lives in TS.
+// A third group (FAN_REPORT_MNT, Linux 6.15; else POLLPRI on mountinfo) watches the host's mount
+// table: each change re-marks the filesystems for FAN_OPEN_EXEC, then comes as a `mount` event
+// (src/mounts.c); what it covered is agent/src/mounts.ts's to find out.
 //
 // Privileges: CAP_SYS_ADMIN (fanotify), CAP_DAC_READ_SEARCH (decoding exec events' directory
 // handles), CAP_NET_ADMIN (process connector), CAP_SYS_NICE (the reader thread runs at nice -10,
@@ -93,8 +96,13 @@ export interface ProcInfo {
 }
 
 /** modify and attrib come only from files watched whole (watchFile): a write or truncate, resp. a
- * change of mode, owner, times or link count. */
-export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow';
+ * change of mode, owner, times or link count.
+ * mount: the host's mount table changed (src/mounts.c). `dir` is 'attach', 'detach' (fanotify
+ * FAN_REPORT_MNT, Linux 6.15: `pid` is the process that mounted, attributed like a writer) or
+ * 'change' (the mountinfo fallback, or a lost mount event: pid 0); `name` is the mount id, '' when
+ * unknown. The filesystems were re-marked for FAN_OPEN_EXEC before it was handed over; what it
+ * covered is for the caller to find out (agent/src/mounts.ts). */
+export type NativeEventKind = 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow' | 'mount';
 
 /** How the writer was identified:
  * - live_proc: /proc/<pid> read after the event, while the pidfd showed the same process alive and
@@ -175,6 +183,10 @@ export interface WatcherStats {
   netlinkError: string;
   /** FAN_REPORT_PIDFD accepted by the kernel. */
   pidfd: boolean;
+  /** How mount changes are watched: "fanotify NS" (FAN_MARK_MNTNS on NS), "poll MOUNTINFO"
+   * (POLLPRI, the mounter is not named), each with why /proc/1 or fanotify could not be used;
+   * "none: …" when neither could be opened. */
+  mounts: string;
   /** Times the connector socket overran (messages lost). */
   procConnectorLost: number;
   /** Filesystems marked for FAN_OPEN_EXEC. */

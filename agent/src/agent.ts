@@ -25,7 +25,8 @@ import { readNewestSegment } from './sink/spool.js';
 import { openSource } from './source/select.js';
 import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
-import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
+import { resolveWatchDirs, toHostPath, type WatchDir } from './watch-dirs.js';
+import { identityOf, preferredHost, ViewWatch, type Identity } from './mounts.js';
 import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
@@ -69,6 +70,15 @@ export class Agent {
   private alertContext: { host: () => EcsHost; agent: EcsAgent } | undefined;
   private selfTest: SelfTest | undefined;
   private dirs: WatchDir[] = [];
+  /** Every watched host path: the configured ones and those the rules name (see start). */
+  private watchPaths: string[] = [];
+  private view: ViewWatch | undefined;
+  /** The watched directories' identities when the source marked them, for the view watch. */
+  private markedIds: Array<Identity | null> = [];
+  /** The last mount event that came before the view watch started (it checks once at its start). */
+  private earlyMount: RawFileEvent | undefined;
+  /** Watched directories whose host path is not their real place (swapped for a symlink): real → host. */
+  private hostDirs = new Map<string, string>();
   private prefixes: string[] = [];
   private ruleDirs: string[] = [];
   private matcher: ((hostPath: string) => boolean) | null = null;
@@ -109,7 +119,8 @@ export class Agent {
     // /usr/lib/<triplet>): a rule about a directory nobody watches would be written in vain. Most
     // hosts have one or two triplets, so a rule directory that is absent is not a warning.
     this.ruleDirs = ruleDirectories(rules);
-    const { dirs, missing } = resolveWatchDirs(cfg.root, [...cfg.watch, ...this.ruleDirs.filter((d) => !cfg.watch.includes(d))]);
+    this.watchPaths = [...cfg.watch, ...this.ruleDirs.filter((d) => !cfg.watch.includes(d))];
+    const { dirs, missing } = resolveWatchDirs(cfg.root, this.watchPaths);
     this.realRoot = realpathSync(cfg.root);
     this.dirs = dirs;
     this.health.watched = dirs.map((d) => d.host);
@@ -126,6 +137,7 @@ export class Agent {
     this.alertContext = { host: () => host.current, agent };
 
     const source = await openSource(cfg.source, dirs.map((d) => d.real), this.prefixes, cfg.execGraceMs, log, { nestedDirs: cfg.nestedDirs });
+    this.markedIds = dirs.map((d) => identityOf(d.real));
     this.source = source;
     this.cleanup.push(() => source.close());
     this.health.source = source.name;
@@ -182,6 +194,7 @@ export class Agent {
       hashMaxBytes: cfg.hashMaxBytes,
       writeWaitMs: cfg.writeWaitMs,
       loadersInUse: loaders.paths,
+      hostPath: (real) => this.hostPathOf(real),
       packages: new PackageVerifier(this.realRoot),
       log,
       emit: (a) => this.emit(a),
@@ -265,6 +278,7 @@ export class Agent {
     await integrity.sync(known.paths());
     this.health.integrity = { watched: 0, rehashMs: cfg.rehashMs, marks: !!source.watchFile };
     this.noteIntegrity();
+    this.startViewWatch(source, known);
     log.info({ files: integrity.counts.watched, rehashMs: cfg.rehashMs, marks: !!source.watchFile }, 'loader files watched for in-place changes');
     if (source.degraded) {
       // @parcel/watcher swallows inotify queue overflows (the bench lost files in an 80k burst with
@@ -287,7 +301,17 @@ export class Agent {
 
   private onEvents(events: RawFileEvent[]): void {
     let keep = events;
-    if (this.selfTest) keep = events.filter((e) => !this.selfTest!.observe(e));
+    // The host's mount table changed (the addon's mount group): the view watch compares every
+    // watched path with what is marked; nothing else judges these.
+    if (keep.some((e) => e.kind === 'mount')) {
+      for (const e of keep) {
+        if (e.kind !== 'mount') continue;
+        if (this.view) void this.view.changed(e);
+        else this.earlyMount = e;
+      }
+      keep = keep.filter((e) => e.kind !== 'mount');
+    }
+    if (this.selfTest) keep = keep.filter((e) => !this.selfTest!.observe(e));
     if (this.barrier) keep = keep.filter((e) => !this.barrier!.observe(e));
     keep = this.exactNames(keep);
     for (const e of keep) {
@@ -438,7 +462,7 @@ export class Agent {
       void this.sinks?.send(lost);
     } else if (opened.kind === 'upgraded') log.info({ file: baselineFile }, 'baseline upgraded: the first format kept inodes only; the files\' facts are recorded now');
     this.health.rescans++;
-    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
+    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher, (real) => this.hostPathOf(real));
     for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
     const plan = judgeAtStart(known, found, { db: rootDatabase(this.realRoot), realRoot: this.realRoot, hashMaxBytes: this.cfg.hashMaxBytes });
     if (plan.unchecked) log.info({ files: found.map((f) => f.hostPath), unchecked: 'no package database under the root' }, 'first run: baseline of rule-matching files recorded');
@@ -465,17 +489,63 @@ export class Agent {
     known.replace(found.filter((f) => !pending.has(f)), keep);
   }
 
-  /** Compare what is on disk with the baseline; files nobody saw appear become rescan events. */
-  private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }): void {
+  /**
+   * Mounts and directory lifecycle (mounts.ts): every watched path kept marked where the host sees
+   * it now. Started after the baseline, so that a file a mount hides or reveals is told from one
+   * the agent knew.
+   */
+  private startViewWatch(source: Source, known: KnownFiles): void {
+    const view = new ViewWatch({
+      realRoot: this.realRoot,
+      paths: this.watchPaths,
+      dirs: this.dirs.map((d, i) => ({ ...d, id: this.markedIds[i] ?? null })),
+      log: this.log,
+      mark: (real) => source.addDir(real),
+      unmark: (real) => source.removeDir?.(real),
+      setDirs: (dirs) => {
+        this.dirs = dirs;
+        this.hostDirs = new Map(dirs.filter((d) => preferredHost(d) !== toHostPath(this.realRoot, d.real)).map((d) => [d.real, preferredHost(d)]));
+        this.health.watched = dirs.map((d) => preferredHost(d));
+      },
+      knownFiles: () => known.entries(),
+      alert: (c) => this.pipeline?.handleViewChange(c),
+      rescan: (why, link) => {
+        // Rule-matching subdirectories are marked by path once: under a directory that is another
+        // one now, a subdirectory of the same name is another too. The rescan marks those it finds.
+        this.marked.clear();
+        this.rescan(why, true, undefined, link);
+      },
+    });
+    this.view = view;
+    this.cleanup.push(() => view.close());
+    // What changed between the marks and now (the self-test, the baseline) is found by this check.
+    void view.changed(this.earlyMount ?? null);
+    this.earlyMount = undefined;
+    const how = source.stats().mounts;
+    this.log.info({ mounts: typeof how === 'string' ? how : 'directory lifecycle only (inotify)', viewRoot: view.viewRoot }, 'watching mounts and the watched paths\' directories');
+  }
+
+  /** A real path as the host names it: under a watched directory reached through a symlink swapped
+   * in (see mounts.ts preferredHost), by the watched path; otherwise by its place under the root. */
+  private hostPathOf(real: FsPath): FsPath {
+    if (this.hostDirs.size > 0 && typeof real === 'string') {
+      for (const [dir, host] of this.hostDirs) if (real === dir || real.startsWith(`${dir}/`)) return host + real.slice(dir.length);
+    }
+    return hostPathOf(this.realRoot, real);
+  }
+
+  /** Compare what is on disk with the baseline; files nobody saw appear become rescan events.
+   * `view`: a change of what the host sees caused it (mounts.ts): files found are linked to it. */
+  private rescan(why: string, report = true, movedIn?: MovedIn & { dir: FsPath }, view?: View): void {
     const scan = this.scan();
-    if (scan) this.judgeScan(why, scan, report, movedIn, 'replace');
+    if (scan) this.judgeScan(why, scan, report, movedIn, 'replace', [], view);
   }
 
   /** What is on disk now, the subdirectories found watched from now on. */
   private scan(): FoundFile[] | null {
     if (!this.known || !this.matcher || !this.pipeline) return null;
     this.health.rescans++;
-    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher);
+    const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher, (real) => this.hostPathOf(real));
     for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
     return found;
   }
@@ -484,7 +554,7 @@ export class Agent {
    * Judges a scan against the baseline. `baseline`: replace it with the scan (taken just now), or
    * merge the scan in (taken before a barrier: what live events added since must stay).
    */
-  private judgeScan(why: string, found: FoundFile[], report: boolean, movedIn: (MovedIn & { dir: FsPath }) | undefined, baseline: 'replace' | 'merge', dirs: string[] = []): void {
+  private judgeScan(why: string, found: FoundFile[], report: boolean, movedIn: (MovedIn & { dir: FsPath }) | undefined, baseline: 'replace' | 'merge', dirs: string[] = [], view?: View): void {
     if (!this.known || !this.pipeline) return;
     let reported: typeof found = [];
     const fresh = this.known.diff(found);
@@ -512,20 +582,33 @@ export class Agent {
           this.pipeline.handleMovedIn(brought, movedIn!.event);
         }
       }
+      // The file a mount covered or uncovered has the mount's alert already: one change, one alert.
+      if (view) reported = reported.filter((f) => !view.covered.has(f.hostPath));
       if (reported.length > 0) {
-        this.log.warn({ why, files: reported.map((f) => f.hostPath) }, 'rule-matching files appeared while unobserved');
+        this.log.warn({ why, files: reported.map((f) => f.hostPath), viewChange: view?.id }, 'rule-matching files appeared while unobserved');
         for (const f of reported) this.seen.rescanned(f.realPath, f.inode);
         // After the barrier, a file left over in a new directory was made before that directory
         // was in the reader's table; one elsewhere has no such reason.
         const early = baseline === 'merge' ? reported.filter((f) => under(f.hostPath, dirs)) : [];
-        if (early.length > 0) this.pipeline.handleRescan(early, 'created_before_dir_marked');
-        if (early.length < reported.length) this.pipeline.handleRescan(reported.filter((f) => !early.includes(f)));
+        const viewChange = view?.id;
+        if (early.length > 0) this.pipeline.handleRescan(early, { reason: 'created_before_dir_marked', viewChange });
+        if (early.length < reported.length) this.pipeline.handleRescan(reported.filter((f) => !early.includes(f)), { viewChange });
       }
     }
     // Fresh files stay out of the baseline until their alerts are accepted (see emit).
     const pending = new Set(reported);
-    if (baseline === 'replace') this.known.replace(found.filter((f) => !pending.has(f)));
-    else for (const f of found) if (!pending.has(f)) this.known.add(f.hostPath, f.inode);
+    const kept: FoundFile[] = found.filter((f) => !pending.has(f));
+    // A file a mount hides is not deleted: when the mount goes, the same file is back, no new one.
+    // So after a change of view, known files no path leads to now stay known (a file deleted
+    // meanwhile stays too, harmlessly: no path leads to it, and the next plain rescan drops it).
+    if (view) {
+      const seen = new Set(found.map((f) => f.hostPath));
+      for (const e of this.known.entries()) {
+        if (!seen.has(e.hostPath) && lstatNow(posix.join(this.realRoot, e.hostPath)) === null) kept.push({ hostPath: e.hostPath, realPath: posix.join(this.realRoot, e.hostPath), inode: e.inode });
+      }
+    }
+    if (baseline === 'replace') this.known.replace(kept);
+    else for (const f of kept) this.known.add(f.hostPath, f.inode);
     if (baseline === 'merge') this.log.info({ dirs, reported: reported.map((f) => f.hostPath) }, 'new directory checked');
   }
 
@@ -631,6 +714,7 @@ export class Agent {
       }
       this.pipeline?.setRules(rules);
       this.matcher = pathMatcher(rules);
+      void this.view?.changed(null); // a reload looks at the watched paths again too (none is needed)
       this.cfg = withLiveOptions(this.cfg, cfg);
       this.noteRules(ruleSet);
       this.noteRuleFiles(rulesDigest(ruleSet));
@@ -654,6 +738,9 @@ export class Agent {
     }
   }
 }
+
+/** A change of what the host sees (mounts.ts) that caused a rescan: its alert's id, and the files it covered or uncovered. */
+type View = { id: string; covered: ReadonlySet<string> };
 
 /** A directory renamed into place, as its event was judged (see Pipeline.onDirectory). */
 type MovedIn = { event: FileEvent; alerted: boolean };

@@ -15,6 +15,7 @@ import { displayPath, fromBytes, hostPathOf, joinPath, pathKey, type FsPath } fr
 import { fsyncDir } from './fsync-dir.js';
 import type { WatchDir } from './watch-dirs.js';
 import { lstatNow } from './stat-now.js';
+import { neverKernelFileEvent } from './prefilter.js';
 
 // Rule-matching subdirectories (/lib/ld-linux-x/…) are followed at any depth (the rule's * crosses
 // /, so a loader 30 levels down matches), each directory once: a bind mount of a directory inside
@@ -67,6 +68,7 @@ function pathTest(e: Expr): PathTest | null {
     case 'compare':
     case 'in':
     case 'like': {
+      if (neverKernelFileEvent(e)) return () => false; // the agent's view changes: no file of the baseline
       const part = PATH_PARTS[e.field.path];
       if (!part) return null;
       let values: Array<(v: string) => boolean>;
@@ -103,6 +105,8 @@ export function scanMatching(
   dirs: readonly WatchDir[],
   prefixes: readonly string[],
   matches: (hostPath: string) => boolean,
+  /** The host's name for a real path (default: its place under realRoot; see Agent.hostPathOf). */
+  hostOf: (real: FsPath) => FsPath = (real) => hostPathOf(realRoot, real),
 ): { files: FoundFile[]; subdirs: FsPath[] } {
   const out: FoundFile[] = [];
   const subdirs: FsPath[] = [];
@@ -133,7 +137,7 @@ export function scanMatching(
       const name = typeof e.name === 'string' ? e.name : fromBytes(e.name);
       if (!all && !passes(name)) continue;
       const real = joinPath(dir, name);
-      const hostPath = displayPath(hostPathOf(realRoot, real));
+      const hostPath = displayPath(hostOf(real));
       if (e.isDirectory() && firstVisit(real)) {
         subdirs.push(real);
         stack.push({ dir: real, all: true });
@@ -255,6 +259,11 @@ export class KnownFiles {
   /** The host paths known now. */
   paths(): string[] {
     return [...this.known.keys()];
+  }
+
+  /** The files known now, with the inode each had when recorded. */
+  entries(): Array<{ hostPath: string; inode: number }> {
+    return [...this.known].map(([hostPath, e]) => ({ hostPath, inode: e.inode }));
   }
 
   /** The facts recorded for a host path: undefined when unknown, null when recorded without them. */

@@ -20,6 +20,7 @@ import type { NameTable } from './enrich/users.js';
 import type { RawFileEvent } from './source/source.js';
 import { alertJson } from './sink/alert-json.js';
 import { lstatNow } from './stat-now.js';
+import { idText, type ViewChange } from './mounts.js';
 
 export interface PipelineOptions {
   realRoot: string;
@@ -30,6 +31,9 @@ export interface PipelineOptions {
   hashMaxBytes: number;
   writeWaitMs: number;
   log: Logger;
+  /** The host's name for a real path (default: its place under realRoot); the agent's maps a
+   * watched directory swapped for a symlink back to the watched path (mounts.ts). */
+  hostPath?: (realPath: FsPath) => FsPath;
   /** Host paths of the loaders the host's binaries name (enrich/interp.ts): alerts on them are never held back. */
   loadersInUse?: ReadonlySet<string>;
   /** Judges the writer's executable against its package database (ldguard.package), before the
@@ -132,11 +136,13 @@ export class Pipeline {
 
   /**
    * Files a rescan found that nobody saw appear: judged as creations with an unknown writer, and
-   * why when the agent can tell (created_before_dir_marked: found after a new directory).
+   * why when the agent can tell (`reason` created_before_dir_marked: found after a new directory).
+   * `viewChange`: the id of the change of view (a mount) whose rescan found them. A file's
    * `ldguard`: facts the start's judgement adds (ldguard.baseline, and excepted_by when the package
    * database confirms the file: then the alert is a record, as an exception's).
    */
-  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath; ldguard?: Partial<FileEvent['ldguard']> }>, reason?: RawFileEvent['attributionReason']): void {
+  handleRescan(found: ReadonlyArray<{ hostPath: string; realPath: FsPath; ldguard?: Partial<FileEvent['ldguard']> }>, o: { reason?: RawFileEvent['attributionReason']; viewChange?: string } = {}): void {
+    const reason = o.reason;
     for (const f of found) {
       const { dir, name } = splitPath(f.realPath);
       const event = this.toEcs(
@@ -145,10 +151,41 @@ export class Pipeline {
       );
       event.ldguard.source = 'rescan';
       if (f.ldguard) Object.assign(event.ldguard, f.ldguard);
+      if (o.viewChange) event.ldguard.view_change = { id: o.viewChange };
       const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
       this.counts.matched += hits.length;
       if (hits.length > 0) this.finish(hits, f.realPath);
     }
+  }
+
+  /**
+   * A watched path leads to another directory or file now (mounts.ts): judged as a "change" event
+   * with the view's action (mounted, unmounted, mount_changed, directory_replaced), by the process
+   * that mounted when the kernel named it. Carries both identities and the id its rescan's alerts
+   * share. A directory gets no file facts; a file (mounted over a loader) those it shows now.
+   */
+  handleViewChange(c: ViewChange): void {
+    this.counts.events++;
+    const { dir, name } = splitPath(c.realPath);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const base: RawFileEvent = c.mount
+      ? { ...c.mount, kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: c.isDir, timeNs: c.mount.timeNs }
+      : { kind: 'create', dir: displayPath(dir), name: displayPath(name), isDir: c.isDir, pid: 0, timeNs: now, attribution: 'unknown', process: null, parent: null };
+    const event = this.toEcs(base, c.realPath);
+    event.event.type = ['change'];
+    event.event.action = c.action;
+    event.file = { ...fileNames(c.hostPath), ...(c.isDir ? { type: 'dir' as const } : {}) };
+    event.ldguard.view_change = {
+      id: c.id,
+      ...(c.mount?.name ? { mount_id: c.mount.name } : {}),
+      before: idText(c.before),
+      after: idText(c.after),
+      ...(c.noProcessReason ? { no_process_reason: c.noProcessReason } : {}),
+    };
+    const hits = this.rules.filter((r) => r.query.match(event)).map((rule) => ({ event: this.judged(event, rule), rule }));
+    if (hits.length === 0) return;
+    this.counts.matched += hits.length;
+    this.finish(hits, c.realPath, c.isDir || !c.after ? {} : undefined);
   }
 
   /**
@@ -261,7 +298,7 @@ export class Pipeline {
   toEcs(raw: RawFileEvent, realPath: FsPath): FileEvent {
     const host = this.o.host();
     // A path that is not UTF-8 is reported escaped (byte-path.ts), and flagged so.
-    const hostPath = displayPath(hostPathOf(this.o.realRoot, realPath));
+    const hostPath = displayPath(this.o.hostPath ? this.o.hostPath(realPath) : hostPathOf(this.o.realRoot, realPath));
     const at = new Date(Number(raw.timeNs / 1_000_000n)).toISOString();
     const rename = raw.kind === 'moved_to';
     const creation = raw.kind === 'create';

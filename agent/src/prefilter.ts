@@ -8,6 +8,7 @@
 // read through and/or: a rule naming paths in one branch and names in another is still bounded.
 import { fieldConstraint, type Expr } from '../../shared/eql/index.js';
 import type { Rule } from '../../shared/rule.js';
+import { VIEW_ACTIONS } from './mounts.js';
 
 /**
  * Name prefixes (lowercase) for files directly inside a directory known by these host paths: what
@@ -45,6 +46,7 @@ function prefixesOf(e: Expr, hostDirs: readonly string[]): Set<string> | null {
     case 'compare':
     case 'in':
     case 'like': {
+      if (neverKernelFileEvent(e)) return new Set(); // the agent raises these: the kernel forwards none
       if (e.field.path !== 'file.path' && e.field.path !== 'file.name') return null;
       const values = e.kind === 'like' ? e.patterns : e.kind === 'in' ? e.values : e.op === '==' ? [e.value] : [];
       if (values.length === 0 || values.some((v) => typeof v !== 'string')) return null;
@@ -87,4 +89,19 @@ export function ruleDirectories(rules: readonly Rule[]): string[] {
     for (const d of [...c.exact, ...c.patterns.filter((p) => !/[*?]/.test(p))]) if (d.startsWith('/')) out.add(d);
   }
   return [...out].sort();
+}
+
+/**
+ * Whether `e` pins event.action to the agent's own view actions (a mount over a watched path, a
+ * watched directory replaced: agent/src/mounts.ts VIEW_ACTIONS). Those events are raised by the
+ * agent, never forwarded by the kernel filter, found by a rescan or watched in place, so a rule
+ * about them widens neither the filter nor the baseline. Any other action keeps its rule's paths:
+ * the in-place rule's "modification" still decides which files the baseline (and so the integrity
+ * watch) holds.
+ */
+export function neverKernelFileEvent(e: Expr): boolean {
+  if (e.kind !== 'in' && !(e.kind === 'compare' && e.op === '==')) return false;
+  if (e.field.path !== 'event.action') return false;
+  const values = e.kind === 'in' ? e.values : [e.value];
+  return values.length > 0 && values.every((v) => typeof v === 'string' && (VIEW_ACTIONS as readonly string[]).includes(v.toLowerCase()));
 }

@@ -63,6 +63,17 @@ describe('the kernel pre-filter is derived from the rules', () => {
     expect(m('/usr/lib/x86_64-linux-gnu/sub/ld-linux-x86-64.so.2')).toBe(false);
   });
 
+  it('the view rule (mounts, replaced directories) widens neither the kernel filter nor the rescan: no creation or rename has its actions', () => {
+    const view = rules.filter((r) => r.file.endsWith('ldguard_lib_dir_view_changed.toml'));
+    expect(view).toHaveLength(1);
+    expect(namePrefixes(view, ['/lib', '/lib64', '/usr/lib', '/usr/lib64', '/usr/lib/x86_64-linux-gnu'])).toEqual([]);
+    expect(pathMatcher(view)!('/usr/lib64/ld-linux-x86-64.so.2')).toBe(false);
+    // The same actions beside "creation" are a creation rule again: bounded by its paths.
+    const wide = parseRule(readFileSync(view[0]!.file, 'utf8').replace('"directory_replaced")', '"directory_replaced", "creation")'), 'x.toml');
+    expect(namePrefixes([wide], ['/usr/lib64'])).toEqual(['ld-linux', 'ld64.so']);
+    expect(pathMatcher([wide])!('/usr/lib64/ld-linux-x86-64.so.2')).toBe(true);
+  });
+
   it('a rule whose pattern wildcards over the directory forwards everything', () => {
     const seed = readSeed().replace('"/lib/ld-linux*.so*"', '"/l*/ld-linux*.so*"');
     expect(namePrefixes([parseRule(seed, 'x.toml')], ['/lib'])).toEqual(['']);

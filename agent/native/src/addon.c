@@ -267,7 +267,7 @@ static napi_value event_object(napi_env env, const struct ldg_event *e, unsigned
   static const char *const attr[] = {"unknown", "live_proc", "exec_cache"};
   const char *k = kind == LDG_CREATE ? "create" : kind == LDG_MOVED_TO ? "moved_to"
                 : kind == LDG_CLOSE_WRITE ? "close_write" : kind == LDG_MODIFY ? "modify"
-                : kind == LDG_ATTRIB ? "attrib" : "overflow";
+                : kind == LDG_ATTRIB ? "attrib" : kind == LDG_MOUNT ? "mount" : "overflow";
   napi_value o, v;
   napi_create_object(env, &o);
   set(env, o, "kind", str_or_null(env, k));
@@ -306,7 +306,7 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   napi_create_array(env, &arr);
   uint32_t n = 0;
   /* A write's modify before its close-write: the close-write ends what the modify began. */
-  static const unsigned order[] = {LDG_OVERFLOW, LDG_CREATE, LDG_MOVED_TO, LDG_ATTRIB, LDG_MODIFY, LDG_CLOSE_WRITE};
+  static const unsigned order[] = {LDG_OVERFLOW, LDG_MOUNT, LDG_CREATE, LDG_MOVED_TO, LDG_ATTRIB, LDG_MODIFY, LDG_CLOSE_WRITE};
   for (size_t i = 0; i < b->len; i++)
     for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
       if (b->ev[i].kinds & order[k]) napi_set_element(env, arr, n++, event_object(env, &b->ev[i], order[k]));
@@ -576,6 +576,7 @@ static napi_value watcher_stats(napi_env env, napi_callback_info info) {
 #undef NUM
   set(env, o, "netlink", str_or_null(env, w->netlink_ok ? "ok" : "unavailable"));
   set(env, o, "netlinkError", str_or_null(env, w->netlink_error ? w->netlink_error : ""));
+  set(env, o, "mounts", str_or_null(env, w->mnt_how));
   napi_get_boolean(env, w->pidfd, &v), set(env, o, "pidfd", v);
   napi_get_boolean(env, a->closed, &v), set(env, o, "closed", v);
   return o;

@@ -199,8 +199,14 @@ int ldg_fan_bell_mark_fd(struct ldg_watcher *w, int fd) {
 
 int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *err) {
   char *real = realpath(path, NULL);
-  const char *p = real ? real : path;
-  /* A deleted directory lost its mark with its inode: only the table needs updating. */
+  /* A deleted directory lost its mark with its inode: only the table needs updating. So does one
+   * whose path leads elsewhere now (renamed away, swapped for a symlink): the mark stays on the
+   * old inode, whose events no longer match the table, rather than being taken off whatever
+   * directory the path leads to now (mounts.ts re-marks that one). */
+  if (real && strcmp(real, path) != 0) {
+    free(real);
+    real = NULL;
+  }
   if (real && fanotify_mark(w->fan_fd, FAN_MARK_REMOVE | FAN_MARK_ONLYDIR, MAIN_MASK(w), AT_FDCWD, real) < 0 &&
       errno != ENOENT) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "fanotify_mark(2) FAN_MARK_REMOVE failed for %s", real);
@@ -210,7 +216,7 @@ int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *
   if (real && w->bell_fd >= 0) fanotify_mark(w->bell_fd, FAN_MARK_REMOVE | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real);
   pthread_mutex_lock(&w->lock);
   for (size_t i = 0; i < w->ndirs; i++) {
-    if (strcmp(w->dirs[i].path, p) != 0) continue;
+    if (strcmp(w->dirs[i].path, path) != 0) continue;   /* the table holds real paths */
     free(w->dirs[i].path);
     w->dirs[i] = w->dirs[--w->ndirs];
     break;
@@ -250,18 +256,35 @@ static void unescape(char *s) {
  * a writer exec'd from /tmp or /dev/shm must resolve as surely as one from /usr/bin.
  * Filesystems that cannot report file handles are skipped: their execs reach the cache through
  * the process connector only. Returns how many filesystems are marked. */
+static void mark_from(struct ldg_watcher *w, const char *mountinfo, const char *prefix);
+
 int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) return (int)w->nfss;
+  /* The agent's own mounts, then the host's (PID 1's, through its root: the unit's private mount
+   * namespace may not see a filesystem mounted on the host since). Known filesystems are skipped
+   * by fsid, so the second pass costs a stat(2) per mount. */
+  mark_from(w, "/proc/self/mountinfo", "");
+  struct stat own, host;
+  if (stat("/proc/self/ns/mnt", &own) == 0 && stat("/proc/1/ns/mnt", &host) == 0 && own.st_ino != host.st_ino)
+    mark_from(w, "/proc/1/mountinfo", "/proc/1/root");
+  w->cache.fan_exec = w->nfss > 0;
+  LDG_STAT_SET(w, exec_marks, w->nfss);
+  return (int)w->nfss;
+}
+
+static void mark_from(struct ldg_watcher *w, const char *mountinfo, const char *prefix) {
+  FILE *f = fopen(mountinfo, "re");
+  if (!f) return;
   char *line = NULL;
   size_t cap = 0;
+  size_t plen = strlen(prefix);
   while (getline(&line, &cap, f) > 0) {
     char mnt[PATH_MAX], type[64];
     char *sep = strstr(line, " - ");
-    if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 || sscanf(sep + 3, "%63s", type) != 1)
+    memcpy(mnt, prefix, plen);
+    if (!sep || sscanf(line, "%*s %*s %*s %*s %4000s", mnt + plen) != 1 || sscanf(sep + 3, "%63s", type) != 1)
       continue;
     if (pseudo_fs(type)) continue;
-    unescape(mnt);
+    unescape(mnt + plen);
     struct statfs sfs;
     struct stat st;
     if (statfs(mnt, &sfs) < 0 || stat(mnt, &st) < 0) continue;
@@ -292,9 +315,6 @@ int ldg_fan_mark_exec_filesystems(struct ldg_watcher *w) {
   }
   free(line);
   fclose(f);
-  w->cache.fan_exec = w->nfss > 0;
-  LDG_STAT_SET(w, exec_marks, w->nfss);
-  return (int)w->nfss;
 }
 
 /* ---- decoding directory handles -------------------------------------------------------- */

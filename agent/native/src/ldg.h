@@ -157,7 +157,8 @@ struct ldg_image *ldg_image_get(struct ldg_image *img);
 /* ---- events handed to JavaScript ------------------------------------------------------- */
 
 enum ldg_kind { LDG_CREATE = 1, LDG_MOVED_TO = 2, LDG_CLOSE_WRITE = 4, LDG_OVERFLOW = 8,
-                LDG_MODIFY = 16, LDG_ATTRIB = 32 /* of a file watched whole (integrity.c) */ };
+                LDG_MODIFY = 16, LDG_ATTRIB = 32 /* of a file watched whole (integrity.c) */,
+                LDG_MOUNT = 64 /* the host's mount table changed (mounts.c): dir is the action, name the mount id */ };
 enum ldg_attr { LDG_ATTR_UNKNOWN = 0, LDG_ATTR_LIVE, LDG_ATTR_CACHE };
 
 /* One kernel event that passed the filter. `kinds` is a set, JavaScript gets one object per
@@ -242,6 +243,8 @@ struct ldg_cw {              /* a new file whose close-write is awaited (closewr
 
 struct ldg_watcher {
   int fan_fd, wake_fd, mounts_fd;
+  int mounts_fan;            /* mounts_fd is a FAN_REPORT_MNT group (else mountinfo, POLLPRI) */
+  char mnt_how[160];         /* what mounts_fd is, for stats() (mounts.c) */
   int bell_fd;               /* doorbell group: the directory marks alone (fanotify.c); -1 = none */
   int nl_exec_fd, nl_lazy_fd;/* process connector: EXEC, and FORK/EXIT/COMM (procconn.c) */
   int pidfd;                 /* FAN_REPORT_PIDFD accepted */
@@ -354,6 +357,11 @@ void ldg_sub_mark_fs(struct ldg_watcher *w, const char *path);
 /* A directory was created (or renamed, `moved`) as dir/name, with handle k: it joins the table
  * with forward_all, and when moved, every directory under it. Reader thread. */
 void ldg_sub_adopt(struct ldg_watcher *w, const char *dir, const char *name, const struct ldg_hkey *k, int moved);
+/* mounts.c: the host's mount table (see there) */
+int ldg_mnt_open(struct ldg_watcher *w);
+short ldg_mnt_poll_events(const struct ldg_watcher *w);
+/* mounts_fd is ready: re-marks the exec filesystems and pushes `mount` events to w->pending. */
+void ldg_mnt_changed(struct ldg_watcher *w);
 
 /* procconn.c */
 int ldg_nl_open(struct ldg_watcher *w, struct ldg_err *err);

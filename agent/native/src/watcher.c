@@ -398,7 +398,7 @@ static void *reader_main(void *arg) {
                             {rest ? -1 : w->bell_fd, POLLIN, 0},
                             {w->nl_exec_fd, POLLIN, 0},
                             {poll_lazy ? w->nl_lazy_fd : -1, POLLIN, 0},
-                            {w->mounts_fd, POLLPRI, 0}};
+                            {w->mounts_fd, ldg_mnt_poll_events(w), 0}};
     uint64_t wait_ns = timeout < 0 ? UINT64_MAX : (uint64_t)timeout * 1000000ull;
     if (rest && fan_rest_until - now < wait_ns) wait_ns = fan_rest_until - now;
     struct timespec ts = {(time_t)(wait_ns / 1000000000ull), (long)(wait_ns % 1000000000ull)};
@@ -410,10 +410,7 @@ static void *reader_main(void *arg) {
     /* Woken by FORK/EXIT/COMM alone: the next of them wait for another wake-up, or the timer. */
     if (fds[4].revents) lazy_quiet_until = now + LDG_LAZY_MS * 1000000ull;
     if (fds[2].revents && ldg_fan_read_bell(w)) fan_poll_until = now + BELL_WINDOW_NS;
-    if (fds[5].revents & (POLLPRI | POLLERR)) {
-      ldg_fan_mark_exec_filesystems(w);
-      ldg_exec_classify_reset();     /* what ldg_exec_seen knew may be on another mount now */
-    }
+    if (fds[5].revents & (POLLIN | POLLPRI | POLLERR)) ldg_mnt_changed(w);   /* mounts.c */
     /* pump() drains the connector after each read; with nothing to read, it is drained here. */
     int got = pump(w);
     if (fds[2].revents || (got && fds[1].revents && w->bell_fd < 0))
@@ -446,8 +443,8 @@ int ldg_watcher_start(struct ldg_watcher *w, struct ldg_err *err) {
     w->netlink_ok = ldg_nl_open(w, &nlerr) == 0;
     if (!w->netlink_ok) w->netlink_error = strdup(nlerr.msg);
     ldg_fan_mark_exec_filesystems(w);
-    w->mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
   }
+  ldg_mnt_open(w);                   /* mounts.c: the host's mount table */
   int rc = pthread_create(&w->thread, NULL, reader_main, w);
   if (rc != 0) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_UNAVAILABLE", rc, "pthread_create(3) failed");

@@ -14,8 +14,9 @@ export type ProcFacts = ProcInfo;
 
 export interface RawFileEvent {
   /** create: new file, link, symlink or directory; moved_to: renamed into the directory;
-   * modify, attrib: an in-place change of a file watched whole (Source.watchFile). */
-  kind: 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow';
+   * modify, attrib: an in-place change of a file watched whole (Source.watchFile); mount: the
+   * host's mount table changed (the addon's NativeEventKind: dir is the action, name the mount id). */
+  kind: 'create' | 'moved_to' | 'close_write' | 'modify' | 'attrib' | 'overflow' | 'mount';
   /** Real directory on the agent's filesystem ('' for overflow). */
   dir: string;
   name: string;
@@ -64,6 +65,9 @@ export interface Source {
    * marked.
    */
   watchFile?(file: FsPath, on: boolean): void;
+  /** Stop watching a directory whose path leads elsewhere now (agent/src/mounts.ts); absent where
+   * the source cannot (then its events keep coming under the old path until a restart). */
+  removeDir?(dir: FsPath): void;
   /** Replace the name filter (after a rules reload). */
   setPrefixes(prefixes: readonly string[]): void;
   stats(): SourceStats;
