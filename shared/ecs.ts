@@ -148,6 +148,10 @@ export interface FileEvent {
     /** The writer's executable against its package database (agent/src/enrich/package/): absent
      * when the writer is unknown. What an exclusion by name cannot fake (#19). */
     package?: PackageFacts;
+    /** The resulting file against the watched root's package database, taken once the writer
+     * (a verified package manager) exited or 120 s after the write: absent for any other writer,
+     * whose alert does not wait (agent/src/enrich/package/file-verdict.ts). */
+    file_package?: FilePackageFacts;
   };
 }
 
@@ -225,6 +229,18 @@ export function fileEventMeta(at: string, type: FileEvent['event']['type'][numbe
  * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced).
  * `role` is "package_manager" when the owning package is a package manager's.
  */
+export interface FilePackageFacts {
+  manager: 'dpkg';
+  /** The name the file was judged by when not its own: a temporary name's (X.dpkg-new) final X. */
+  judged_as?: string;
+  name?: string;
+  version?: string;
+  verdict: 'verified' | 'mismatch' | 'inconclusive';
+  reason: string;
+  /** The repository index (apt's list file) offering that package at that version; absent when none does. */
+  offered_by?: string;
+}
+
 export interface PackageFacts {
   manager: 'dpkg';
   name?: string;

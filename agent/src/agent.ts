@@ -28,6 +28,7 @@ import { resolveWatchDirs, type WatchDir } from './watch-dirs.js';
 import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
+import { FileVerifier } from './enrich/package/file-verdict.js';
 import { PackageVerifier } from './enrich/package/verify.js';
 
 const DEGRADED_RESCAN_MS = 10_000;
@@ -84,7 +85,7 @@ export class Agent {
     const { cfg, log } = this;
     mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
 
-    const ruleSet = loadRuleSet(cfg.rules);
+    const ruleSet = loadRuleSet(cfg.rules, cfg.exceptionBindings);
     const rules = ruleSet.rules;
     this.noteRules(ruleSet);
     this.ruleFiles = rulesDigest(ruleSet);
@@ -160,6 +161,7 @@ export class Agent {
       writeWaitMs: cfg.writeWaitMs,
       loadersInUse: loaders.paths,
       packages: new PackageVerifier(this.realRoot),
+      files: new FileVerifier(this.realRoot),
       log,
       emit: (a) => this.emit(a),
       onDirectory: (dir, movedIn) => void this.markDirectory(dir, true, movedIn),
@@ -439,7 +441,7 @@ export class Agent {
   reload(): void {
     try {
       const cfg = loadConfig(this.configFile, this.overrides);
-      const ruleSet = loadRuleSet(cfg.rules);
+      const ruleSet = loadRuleSet(cfg.rules, cfg.exceptionBindings);
       const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
       const ruleDirs = ruleDirectories(rules);

@@ -14,6 +14,8 @@ import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
 import { carriesManagerName } from './enrich/package/managers.js';
+import type { FileVerifier } from './enrich/package/file-verdict.js';
+import { Settle } from './enrich/package/settle.js';
 import type { PackageVerifier } from './enrich/package/verify.js';
 import { ecsParent, ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
@@ -35,6 +37,9 @@ export interface PipelineOptions {
   /** Judges the writer's executable against its package database (ldguard.package), before the
    * rules: absent, no event carries package facts. */
   packages?: PackageVerifier;
+  /** Judges the resulting file against the watched root's package database (ldguard.file_package)
+   * for a verified package manager's writes, once it exited: absent, no event waits for it. */
+  files?: FileVerifier;
   /** Called with each alert, held-back record and summary, in the order they complete. Must not throw. */
   emit: (alert: Alert) => void;
   /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /).
@@ -69,6 +74,9 @@ export class Pipeline {
   private readonly throttle = new Throttle();
   private readonly waiting = new Map<string, Waiting>(); // by pathKey
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly settle = new Settle();
+  /** Where temporary names went (X.dpkg-new → X), from renames seen, for the file's verdict; bounded. */
+  private readonly renamedTo = new Map<string, string>();
   private summaryTimer: NodeJS.Timeout | undefined;
   /** When summaryTimer fires (Infinity: no timer). */
   private summaryAt = Infinity;
@@ -101,12 +109,24 @@ export class Pipeline {
       // loader's every close would otherwise be a "modification" whether or not anything changed.
       if (raw.kind === 'close_write' || raw.kind === 'modify' || raw.kind === 'attrib') continue;
       const event = this.toEcs(raw, realPath);
-      let matched = false;
-      for (const rule of this.rules) {
-        if (!rule.query.match(event)) continue;
-        matched = true;
-        this.counts.matched++;
-        this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
+      const from = event.file.Ext?.original?.path;
+      if (from !== undefined && this.o.files) {
+        if (this.renamedTo.size >= RENAMES_MAX) this.renamedTo.clear();
+        this.renamedTo.set(from, event.file.path);
+      }
+      const hits = this.rules.filter((r) => r.query.match(event));
+      const matched = hits.length > 0;
+      this.counts.matched += hits.length;
+      // A verified package manager's write that an exception may spare waits for the file's
+      // verdict (settle.ts): the default exception reads it. Any other writer's alert never waits.
+      if (matched && this.o.files && raw.process?.startTicks != null && verifiedManager(event) && hits.some((r) => r.exceptions.length > 0)) {
+        const files = this.o.files;
+        this.settle.add(raw.pid, raw.process.startTicks, () => {
+          event.ldguard.file_package = files.facts(event.file.path, this.renamedTo.get(event.file.path));
+          for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, false);
+        });
+      } else {
+        for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
       if (raw.isDir) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
@@ -244,6 +264,7 @@ export class Pipeline {
 
   /** Finish every waiting alert and the open windows' final summaries; for shutdown. */
   async drain(): Promise<void> {
+    this.settle.flush();
     clearTimeout(this.summaryTimer);
     for (const w of this.waiting.values()) this.release(w.path, w);
     await Promise.all(this.inFlight);
@@ -345,6 +366,13 @@ export class Pipeline {
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
+}
+
+const RENAMES_MAX = 4096;
+
+/** The writer is a package manager whose executable matches its package's database. */
+function verifiedManager(e: FileEvent): boolean {
+  return e.ldguard.package?.verdict === 'verified' && e.ldguard.package.role === 'package_manager';
 }
 
 /** A rename's source as Elastic Defend reports it (file.Ext.original.path and .name), in the host's

@@ -43,3 +43,21 @@ export function buildFakePm(): string {
 export function dpkgInstall(root: string, deb: string): void {
   execFileSync('dpkg', [`--root=${root}`, '--force-script-chrootless', '--force-unsafe-io', '-i', deb], { stdio: 'pipe' });
 }
+
+/**
+ * "ldg-localld": a package built here (in no repository) shipping a loader-named file,
+ * /lib64/ld-linux-ldg.so.1 (a copy of the host's loader), beside libc6's own. Returns the .deb's path.
+ */
+export function buildLocalLoaderDeb(): string {
+  const stage = join(tempDir('ldg-deb-'), 'ldg-localld');
+  mkdirSync(join(stage, 'DEBIAN'), { recursive: true });
+  writeFileSync(
+    join(stage, 'DEBIAN/control'),
+    'Package: ldg-localld\nVersion: 1.0\nArchitecture: amd64\nMaintainer: ldguard tests <tests@ldguard.invalid>\nDescription: a loader built on this host\n',
+  );
+  mkdirSync(join(stage, 'lib64'), { recursive: true });
+  copyFileSync('/lib64/ld-linux-x86-64.so.2', join(stage, 'lib64/ld-linux-ldg.so.1'));
+  chmodSync(join(stage, 'lib64/ld-linux-ldg.so.1'), 0o755);
+  execFileSync('dpkg-deb', ['--root-owner-group', '--build', stage, `${stage}.deb`], { stdio: 'pipe' });
+  return `${stage}.deb`;
+}

@@ -32,14 +32,21 @@ export function dpkgStamp(admindir: string): string | null {
   }
 }
 
+export interface StatusEntry {
+  arch: string;
+  multiArchSame: boolean;
+  /** As dpkg records it ("2.36-9+deb12u13"): what a repository's Packages index names too. */
+  version: string;
+}
+
 /** Names of installed packages ("install ok installed") in a status file's text, with their arch. */
-export function parseStatus(text: string): Map<string, { arch: string; multiArchSame: boolean }> {
-  const out = new Map<string, { arch: string; multiArchSame: boolean }>();
+export function parseStatus(text: string): Map<string, StatusEntry> {
+  const out = new Map<string, StatusEntry>();
   for (const para of text.split(/\n\n+/)) {
     const field = (k: string) => new RegExp(`^${k}: *(.*)$`, 'm').exec(para)?.[1]?.trim();
     const name = field('Package');
     if (!name || field('Status') !== 'install ok installed') continue;
-    out.set(name, { arch: field('Architecture') ?? '', multiArchSame: field('Multi-Arch') === 'same' });
+    out.set(name, { arch: field('Architecture') ?? '', multiArchSame: field('Multi-Arch') === 'same', version: field('Version') ?? '' });
   }
   return out;
 }
@@ -56,7 +63,7 @@ export function mergedUsrAliases(path: string): string[] {
 }
 
 export class DpkgDb {
-  private readonly installed: Map<string, { arch: string; multiArchSame: boolean }>;
+  private readonly installed: Map<string, StatusEntry>;
   private readonly owners = new Map<string, InstalledPackage | null>();
   private listFiles: string[] | undefined;
 
@@ -68,6 +75,23 @@ export class DpkgDb {
   /** How many packages are installed. */
   get size(): number {
     return this.installed.size;
+  }
+
+  /** The installed package's status entry (version, architecture); undefined when not installed. */
+  status(name: string): StatusEntry | undefined {
+    return this.installed.get(name);
+  }
+
+  /**
+   * The md5 the package recorded for `path` under any of its merged-/usr names (a symlink's target
+   * is read as /usr/lib/…, while libc6 lists /lib/…), with the name it is listed under.
+   */
+  md5Any(pkg: InstalledPackage, path: string): { md5: string; listed: string } | null {
+    for (const alias of mergedUsrAliases(path)) {
+      const md5 = this.md5(pkg, alias);
+      if (md5) return { md5, listed: alias };
+    }
+    return null;
   }
 
   private infoKey(name: string): string {

@@ -24,7 +24,7 @@ const HASH_MAX_BYTES = 512 * 1024 * 1024;
 type ImageVerdict = Omit<PackageFacts, 'manager'>;
 
 /** /proc/PID/stat field 22; null when the process is gone. */
-function startTicks(pid: number): number | null {
+export function startTicks(pid: number): number | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');

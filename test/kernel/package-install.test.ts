@@ -1,0 +1,73 @@
+// The default exception with real package managers (#19): a Debian root made by the genuine
+// debootstrap (cached: the first run makes it, which takes minutes), the real libc6 .deb that
+// root's repository offers (apt-get download), installed by the genuine dpkg under the agent.
+// A real install pages no one, and is on record as excepted with its package named; a package
+// built here shipping a loader, installed by the same genuine dpkg, alerts: no repository offers it.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { startAgent } from '../helpers/agent.js';
+import { buildLocalLoaderDeb } from '../helpers/deb.js';
+import { DEBOOTSTRAP_MS, debianRoot, downloadedDeb } from '../helpers/debootstrap.js';
+import { tempDir, whenDone } from '../helpers/temp.js';
+
+const isRoot = process.getuid?.() === 0;
+const hasDebootstrap = spawnSync('debootstrap', ['--version']).status === 0;
+const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
+const EXCEPTED = { list_id: 'ldguard-verified-package-install', item_id: 'verified-manager-offered-package' };
+
+function dpkgI(root: string, deb: string): void {
+  execFileSync('dpkg', [`--root=${root}`, '--force-unsafe-io', '-i', deb], { stdio: 'pipe' });
+}
+
+describe.skipIf(!isRoot || !hasDebootstrap)('package installs in a debootstrap root (skipped: needs root and debootstrap)', () => {
+  it('a real dpkg -i of libc6 is recorded as excepted, naming libc6; a locally built loader package alerts', async () => {
+    const root = debianRoot(tempDir('ldg-debroot-'));
+    const libc6 = downloadedDeb('libc6');
+    const version = /libc6_([^_]+)_/.exec(libc6)![1]!.replace('%3a', ':');
+    const agent = await startAgent({ root });
+    whenDone(() => agent.stop('SIGKILL'));
+
+    dpkgI(root, libc6);
+    // dpkg has exited: its held events are judged within the settle poll.
+    const seedTmp = (a: Record<string, any>) => a.rule.id === SEED_ID && a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.dpkg-new';
+    let alerts = await agent.waitForAlerts((all) => all.some(seedTmp), 30_000);
+    // Measured: the seed rule on the symlink's .dpkg-new and .dpkg-tmp, the rename rule on the
+    // symlink renamed into place, the multiarch rule on the loader's own .dpkg-new and .dpkg-tmp.
+    expect(alerts.map((a) => [a.rule.name, a.file.path]).sort()).toEqual([
+      ['Dynamic Linker (ld.so) Creation', '/usr/lib64/ld-linux-x86-64.so.2.dpkg-new'],
+      ['Dynamic Linker (ld.so) Creation', '/usr/lib64/ld-linux-x86-64.so.2.dpkg-tmp'],
+      ['Dynamic Linker (ld.so) Creation in a Multiarch Directory', '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2.dpkg-new'],
+      ['Dynamic Linker (ld.so) Creation in a Multiarch Directory', '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2.dpkg-tmp'],
+      ['Dynamic Linker (ld.so) Renamed Into Place', '/usr/lib64/ld-linux-x86-64.so.2'],
+    ]);
+    // Every one on record, none paging: excepted, the package named, the writer the host's dpkg.
+    for (const a of alerts) {
+      expect(a.process.executable).toBe('/usr/bin/dpkg');
+      expect(a.ldguard.excepted_by).toEqual(EXCEPTED);
+      expect(a.ldguard.file_package).toMatchObject({ name: 'libc6', version, verdict: 'verified' });
+    }
+    expect(alerts.find(seedTmp)).toMatchObject({
+      ldguard: {
+        excepted_by: EXCEPTED,
+        package: { name: 'dpkg', role: 'package_manager', verdict: 'verified' },
+        file_package: { judged_as: '/usr/lib64/ld-linux-x86-64.so.2', name: 'libc6', version, verdict: 'verified', offered_by: 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages' },
+      },
+    });
+
+    const before = alerts.length;
+    dpkgI(root, buildLocalLoaderDeb());
+    const local = (a: Record<string, any>) => a.file.path.startsWith('/usr/lib64/ld-linux-ldg.so.1');
+    alerts = await agent.waitForAlerts((all) => all.filter(local).length >= 2, 30_000);
+    const mine = alerts.slice(before).filter(local);
+    expect(mine.map((a) => [a.rule.name, a.file.path])).toEqual([
+      ['Dynamic Linker (ld.so) Creation', '/usr/lib64/ld-linux-ldg.so.1.dpkg-new'],
+      ['Dynamic Linker (ld.so) Renamed Into Place', '/usr/lib64/ld-linux-ldg.so.1'],
+    ]);
+    for (const a of mine) {
+      expect(a.ldguard.excepted_by).toBeUndefined();
+      expect(a.ldguard.file_package).toMatchObject({ name: 'ldg-localld', version: '1.0', verdict: 'verified' });
+      expect(a.ldguard.file_package.offered_by).toBeUndefined();
+    }
+    expect(await agent.stop()).toBe(0);
+  }, DEBOOTSTRAP_MS + 120_000);
+});
