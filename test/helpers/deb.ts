@@ -2,7 +2,7 @@
 // .deb, dpkg installs it into a scratch root with its own database (ROOT/var/lib/dpkg), never
 // into the system's.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { tempDir } from './temp.js';
 
@@ -58,6 +58,25 @@ export function buildLocalLoaderDeb(): string {
   mkdirSync(join(stage, 'lib64'), { recursive: true });
   copyFileSync('/lib64/ld-linux-x86-64.so.2', join(stage, 'lib64/ld-linux-ldg.so.1'));
   chmodSync(join(stage, 'lib64/ld-linux-ldg.so.1'), 0o755);
+  execFileSync('dpkg-deb', ['--root-owner-group', '--build', stage, `${stage}.deb`], { stdio: 'pipe' });
+  return `${stage}.deb`;
+}
+
+/**
+ * "ldg-symld" 1.0: a loader-named regular file in the multiarch directory and a /lib64 symlink to
+ * it, laid out as libc6 lays out its loader (the symlink is in .list only; md5sums has the file).
+ */
+export function buildSymlinkLoaderDeb(): string {
+  const stage = join(tempDir('ldg-deb-'), 'ldg-symld');
+  mkdirSync(join(stage, 'DEBIAN'), { recursive: true });
+  writeFileSync(
+    join(stage, 'DEBIAN/control'),
+    'Package: ldg-symld\nVersion: 1.0\nArchitecture: amd64\nMaintainer: ldguard tests <tests@ldguard.invalid>\nDescription: a loader and its /lib64 symlink\n',
+  );
+  mkdirSync(join(stage, 'lib/x86_64-linux-gnu'), { recursive: true });
+  writeFileSync(join(stage, 'lib/x86_64-linux-gnu/ld-ldgtest.so.1'), 'a loader\n');
+  mkdirSync(join(stage, 'lib64'), { recursive: true });
+  symlinkSync('/lib/x86_64-linux-gnu/ld-ldgtest.so.1', join(stage, 'lib64/ld-ldgtest.so.1'));
   execFileSync('dpkg-deb', ['--root-owner-group', '--build', stage, `${stage}.deb`], { stdio: 'pipe' });
   return `${stage}.deb`;
 }

@@ -23,7 +23,8 @@ import { DpkgDb, dpkgStamp } from './dpkg-db.js';
 
 const CACHE_MAX = 4096;
 
-type Verdict = Omit<FilePackageFacts, 'manager' | 'judged_as'>;
+/** A cached verdict: the facts without the repository's answer, with the package's architecture to ask it with. */
+type Verdict = Omit<FilePackageFacts, 'manager' | 'judged_as' | 'offered_by'> & { arch?: string };
 const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
 /** dpkg's temporary names (X.dpkg-new, X.dpkg-tmp) and rpm's (X;<8 hex>): X; null for any other name. */
@@ -75,13 +76,17 @@ export class FileVerifier {
     if (!v) {
       v = this.judge(judged, st.isSymbolicLink(), st.isFile(), Number(st.size), stamp);
       // dpkg may have written the database while it was read: such a verdict is not kept.
-      if (dpkgStamp(this.admindir) !== stamp) v = { ...v, verdict: 'inconclusive', reason: 'database_changing' };
+      if (dpkgStamp(this.admindir) !== stamp) v = { name: v.name, version: v.version, verdict: 'inconclusive', reason: 'database_changing' };
       else {
         if (this.cache.size >= CACHE_MAX) this.cache.clear();
         this.cache.set(key, v);
       }
     }
-    return { manager: 'dpkg', ...as, ...v };
+    // Asked each time, not cached with the verdict: apt-get update changes the answer, not the file
+    // (AptLists keeps its own answers until an index changes).
+    const offeredBy = v.verdict === 'verified' && v.name && v.version && v.arch ? this.apt.offeredBy(v.name, v.version, v.arch) : null;
+    const { arch: _arch, ...facts } = v;
+    return { manager: 'dpkg', ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
   }
 
   private snapshot(stamp: string): DpkgDb | null {
@@ -130,7 +135,6 @@ export class FileVerifier {
       return { ...named, verdict: 'inconclusive', reason: 'file_gone' };
     }
     if (got !== want) return { ...named, verdict: 'mismatch', reason: symlink ? 'target_md5_differs' : 'md5_differs' };
-    const offeredBy = this.apt.offeredBy(owner.pkg.name, status.version, status.arch);
-    return { ...named, verdict: 'verified', reason: symlink ? 'target_md5_matches' : 'md5_matches', ...(offeredBy ? { offered_by: offeredBy } : {}) };
+    return { ...named, arch: status.arch, verdict: 'verified', reason: symlink ? 'target_md5_matches' : 'md5_matches' };
   }
 }
