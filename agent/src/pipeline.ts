@@ -13,6 +13,7 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
+import { inPackageDatabase } from './enrich/package/databases.js';
 import { carriesManagerName } from './enrich/package/managers.js';
 import type { FileVerifier } from './enrich/package/file-verdict.js';
 import { Settle } from './enrich/package/settle.js';
@@ -107,8 +108,12 @@ export class Pipeline {
       // A close-write ends a wait; a write or attribute event is the integrity watch's to judge
       // (integrity.ts), which hands a change it finds to handleChange. Neither is judged here: a
       // loader's every close would otherwise be a "modification" whether or not anything changed.
-      if (raw.kind === 'close_write' || raw.kind === 'modify' || raw.kind === 'attrib') continue;
+      // The exception: a write in place to a package database (databases.ts), which the integrity
+      // watch does not know and which the database rule judges as a "modification".
+      if (raw.kind === 'close_write' || raw.kind === 'attrib') continue;
+      if (raw.kind === 'modify' && !(this.o.files && inPackageDatabase(displayPath(hostPathOf(this.o.realRoot, realPath))))) continue;
       const event = this.toEcs(raw, realPath);
+      if (this.o.files && inPackageDatabase(event.file.path) && !raw.isDir && !verifiedManager(event)) this.distrust(event);
       const from = event.file.Ext?.original?.path;
       if (from !== undefined && this.o.files) {
         if (this.renamedTo.size >= RENAMES_MAX) this.renamedTo.clear();
@@ -129,7 +134,8 @@ export class Pipeline {
         for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
       if (raw.isDir) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
-      if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
+      // Not a package database's files: the baseline is of the watched library directories.
+      if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to') && !inPackageDatabase(event.file.path)) this.o.onUnalerted?.(realPath, event.file.path);
     }
   }
 
@@ -243,6 +249,17 @@ export class Pipeline {
     return { ...event, ldguard: { ...event.ldguard, excepted_by: by } };
   }
 
+  /**
+   * A package database was written by something that is not a verified package manager: no file
+   * verdict read from it is trusted again (fail closed) until the agent restarts.
+   */
+  private distrust(event: FileEvent): void {
+    const files = this.o.files!;
+    if (files.tainted) return;
+    files.taint(`${event.file.path} written by ${event.process.executable ?? `pid ${event.process.pid ?? 'unknown'}`}`);
+    this.o.log.warn({ path: event.file.path, writer: event.process.executable ?? null, pid: event.process.pid ?? null }, 'a package database was written by a process that is not a verified package manager: file verdicts read from it are inconclusive until the agent restarts');
+  }
+
   /** Emit the max_signals summaries that are due (updates, windows that ended), and wake again for the next. */
   private tick(): void {
     this.summaryTimer = undefined;
@@ -304,7 +321,7 @@ export class Pipeline {
     // Before the rules, as the rest of the process facts: the masquerade rule reads the verdict.
     // Only for a writer carrying a package manager's name (see PACKAGE_MANAGER_NAMES: a lookup can
     // cost 90 ms, and no rule reads another writer's verdict).
-    if (raw.process && this.o.packages && carriesManagerName(raw.process)) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
+    if (raw.process && this.o.packages && (carriesManagerName(raw.process) || inPackageDatabase(event.file.path))) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
     if (event.process.user) event.user = { ...event.process.user };
     if (event.process.group) event.group = { ...event.process.group };
     return event;

@@ -15,6 +15,7 @@ import { tempDir, whenDone } from '../helpers/temp.js';
 const isRoot = process.getuid?.() === 0;
 const hasDebootstrap = spawnSync('debootstrap', ['--version']).status === 0;
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
+const DB_RULE_ID = '5c2d8e41-7b9a-4f06-a3d1-9e4b6c0f2a87';
 const EXCEPTED = { list_id: 'ldguard-verified-package-install', item_id: 'verified-manager-offered-package' };
 
 function dpkgI(root: string, deb: string): void {
@@ -82,6 +83,40 @@ describe.skipIf(!isRoot || !hasDebootstrap)('package installs in a debootstrap r
     expect(faked).toHaveLength(1);
     expect(faked[0]!.ldguard.excepted_by).toBeUndefined();
     expect(faked[0]!.ldguard.file_package).toBeUndefined();
+    expect(await agent.stop()).toBe(0);
+  }, DEBOOTSTRAP_MS + 120_000);
+
+  it('alerts on the package database written by anything else, and trusts it no more: the same libc6 install then pages', async () => {
+    const root = debianRoot(tempDir('ldg-debroot-'));
+    const libc6 = downloadedDeb('libc6');
+    const agent = await startAgent({ root });
+    whenDone(() => agent.stop('SIGKILL'));
+    expect(agent.logs().find((l) => l.msg === 'package databases watched')?.dirs).toEqual(['/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates']);
+    const isDb = (a: Record<string, any>) => a.rule.id === DB_RULE_ID;
+
+    // In place: a shell appends a digest line to libc6's md5sums (dash is in no package manager's package).
+    const sh = spawnSync('sh', ['-c', `echo "00000000000000000000000000000000  usr/lib/evil.so" >> '${join(root, 'var/lib/dpkg/info/libc6:amd64.md5sums')}'`]);
+    expect(sh.status).toBe(0);
+    // A new file: cp puts a .list in info/.
+    const cp = spawnSync('cp', ['/etc/hostname', join(root, 'var/lib/dpkg/info/ldg-evil.list')]);
+    expect(cp.status).toBe(0);
+    let alerts = await agent.waitForAlerts((all) => all.filter(isDb).some((a) => a.file.name === 'ldg-evil.list') && all.filter(isDb).some((a) => a.file.name === 'libc6:amd64.md5sums'));
+    const db = alerts.filter(isDb);
+    expect(db.find((a) => a.file.name === 'libc6:amd64.md5sums' && a.event.action === 'modification')).toMatchObject({ event: { action: 'modification' }, file: { path: '/var/lib/dpkg/info/libc6:amd64.md5sums' }, process: { executable: '/usr/bin/dash' } });
+    expect(db.find((a) => a.file.name === 'ldg-evil.list' && a.event.action === 'creation')).toMatchObject({ event: { action: 'creation' }, process: { executable: '/usr/bin/cp' } });
+    expect(agent.logs().some((l) => String(l.msg).startsWith('a package database was written by a process that is not a verified package manager'))).toBe(true);
+
+    // The genuine install now: dpkg's own database writes alert nothing, but no loader write is spared.
+    const before = alerts.length;
+    dpkgI(root, libc6);
+    alerts = await agent.waitForAlerts((all) => all.slice(before).filter((a) => !isDb(a)).length >= 5, 30_000);
+    const after = alerts.slice(before);
+    expect(after.filter(isDb)).toEqual([]);
+    expect(after.length).toBe(5);
+    for (const a of after) {
+      expect(a.ldguard.excepted_by).toBeUndefined();
+      expect(a.ldguard.file_package).toMatchObject({ verdict: 'inconclusive', reason: 'database_touched' });
+    }
     expect(await agent.stop()).toBe(0);
   }, DEBOOTSTRAP_MS + 120_000);
 });

@@ -1,0 +1,23 @@
+// The package databases the verdicts read, as the host inside --root names them. The agent watches
+// each that exists (forwarding every name, and writes in place: FAN_MODIFY on its files), so that
+// a write by anything but a verified package manager is an alert (the package database rule) and
+// makes every later file verdict inconclusive (FileVerifier.taint): whoever can rewrite dpkg's
+// md5sums can make any loader look packaged. Only these directories, not their subdirectories:
+// dpkg's triggers/ and alternatives/ are written by maintainer scripts and hold no digests, and
+// pacman's local/ holds one subdirectory per package (a new one is seen; writes inside it are not).
+import { posix } from 'node:path';
+
+export const PACKAGE_DATABASE_DIRS: readonly string[] = ['/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates', '/var/lib/rpm', '/var/lib/pacman/local'];
+
+const DIRS = new Set(PACKAGE_DATABASE_DIRS);
+/**
+ * dpkg's scratch directory: dpkg-deb, then tar (its child, in no package manager's package) unpack a
+ * package's control archive there before dpkg moves the files into info/ itself (measured: a real
+ * libc6 install). What is written inside it is not watched (a subdirectory); dpkg's own move is.
+ */
+const SCRATCH = '/var/lib/dpkg/tmp.ci';
+
+/** Whether a host path is a file directly inside one of the package database directories. */
+export function inPackageDatabase(hostPath: string): boolean {
+  return hostPath !== SCRATCH && DIRS.has(posix.dirname(hostPath));
+}
