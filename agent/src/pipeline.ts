@@ -257,6 +257,7 @@ export class Pipeline {
     const files = this.o.files!;
     if (files.tainted) return;
     files.taint(`${event.file.path} written by ${event.process.executable ?? `pid ${event.process.pid ?? 'unknown'}`}`);
+    this.o.packages?.taint();
     this.o.log.warn({ path: event.file.path, writer: event.process.executable ?? null, pid: event.process.pid ?? null }, 'a package database was written by a process that is not a verified package manager: file verdicts read from it are inconclusive until the agent restarts');
   }
 

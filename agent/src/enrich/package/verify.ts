@@ -48,6 +48,7 @@ export class PackageVerifier {
   private readonly dbs = new Map<string, { stamp: string; db: DpkgDb }>();
   private readonly cache = new Map<string, ImageVerdict>();
   readonly counts = { hashed: 0, cacheHits: 0 };
+  private touched = false;
 
   /**
    * realRoot: the agent's --root, real path. An executable under it is judged against that root's
@@ -64,6 +65,15 @@ export class PackageVerifier {
    * exec_cache the writer has exited or exec'd since, so /proc/PID/exe is no longer the image
    * that wrote (a fake dnf that writes, then execs the real dpkg, must not borrow its verdict).
    */
+  /**
+   * The watched root's database was written by something that is not a verified package manager
+   * (the pipeline saw it): no executable judged against it is verified again until restart. The
+   * host's own database (the agent's side, under --root) is not the one that was seen written.
+   */
+  taint(): void {
+    this.touched = true;
+  }
+
   facts(pid: number, p: ProcFacts, attribution: string): PackageFacts {
     if (attribution !== 'live_proc') return { manager: 'dpkg', verdict: 'inconclusive', reason: 'writer_gone' };
     const v = this.judge(pid, p);
@@ -88,6 +98,7 @@ export class PackageVerifier {
       return { verdict: 'inconclusive', reason: 'writer_gone' };
     }
     const { admindir, path } = this.where(p.exe);
+    if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
     const stamp = dpkgStamp(admindir);
     if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
     const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${admindir}:${stamp}:${path}`;
