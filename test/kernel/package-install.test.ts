@@ -91,18 +91,23 @@ describe.skipIf(!isRoot || !hasDebootstrap)('package installs in a debootstrap r
     const libc6 = downloadedDeb('libc6');
     const agent = await startAgent({ root });
     whenDone(() => agent.stop('SIGKILL'));
-    expect(agent.logs().find((l) => l.msg === 'package databases watched')?.dirs).toEqual(['/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates']);
+    expect(agent.logs().find((l) => l.msg === 'package databases watched')?.dirs).toEqual(['/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates', '/var/lib/apt/lists']);
     const isDb = (a: Record<string, any>) => a.rule.id === DB_RULE_ID;
 
     // In place: a shell appends a digest line to libc6's md5sums (dash is in no package manager's package).
     const sh = spawnSync('sh', ['-c', `echo "00000000000000000000000000000000  usr/lib/evil.so" >> '${join(root, 'var/lib/dpkg/info/libc6:amd64.md5sums')}'`]);
     expect(sh.status).toBe(0);
+    // A package of one's own listed as published: a paragraph appended to apt's index.
+    const index = join(root, 'var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages');
+    expect(spawnSync('sh', ['-c', `printf '\\nPackage: ldg-localld\\nVersion: 1.0\\nArchitecture: amd64\\n' >> '${index}'`]).status).toBe(0);
     // A new file: cp puts a .list in info/.
     const cp = spawnSync('cp', ['/etc/hostname', join(root, 'var/lib/dpkg/info/ldg-evil.list')]);
     expect(cp.status).toBe(0);
-    let alerts = await agent.waitForAlerts((all) => all.filter(isDb).some((a) => a.file.name === 'ldg-evil.list') && all.filter(isDb).some((a) => a.file.name === 'libc6:amd64.md5sums'));
+    const names = ['libc6:amd64.md5sums', 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages', 'ldg-evil.list'];
+    let alerts = await agent.waitForAlerts((all) => names.every((n) => all.some((a) => isDb(a) && a.file.name === n)));
     const db = alerts.filter(isDb);
     expect(db.find((a) => a.file.name === 'libc6:amd64.md5sums' && a.event.action === 'modification')).toMatchObject({ event: { action: 'modification' }, file: { path: '/var/lib/dpkg/info/libc6:amd64.md5sums' }, process: { executable: '/usr/bin/dash' } });
+    expect(db.find((a) => a.file.name === names[1] && a.event.action === 'modification')).toMatchObject({ file: { path: `/var/lib/apt/lists/${names[1]}` } });
     expect(db.find((a) => a.file.name === 'ldg-evil.list' && a.event.action === 'creation')).toMatchObject({ event: { action: 'creation' }, process: { executable: '/usr/bin/cp' } });
     expect(agent.logs().some((l) => String(l.msg).startsWith('a package database was written by a process that is not a verified package manager'))).toBe(true);
 

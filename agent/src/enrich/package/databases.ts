@@ -5,9 +5,17 @@
 // md5sums can make any loader look packaged. Only these directories, not their subdirectories:
 // dpkg's triggers/ and alternatives/ are written by maintainer scripts and hold no digests, and
 // pacman's local/ holds one subdirectory per package (a new one is seen; writes inside it are not).
+// Not verified: the indexes' own signature chain (InRelease); root can rewrite both, as it can a
+// package and its database.
 import { posix } from 'node:path';
 
-export const PACKAGE_DATABASE_DIRS: readonly string[] = ['/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates', '/var/lib/rpm', '/var/lib/pacman/local'];
+export const PACKAGE_DATABASE_DIRS: readonly string[] = [
+  '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates', '/var/lib/rpm', '/var/lib/pacman/local',
+  // apt's indexes say which versions a repository offers (the default exception reads them): a
+  // paragraph appended there would make a locally built package look published. apt-get and its
+  // methods (package apt) write them; partial/, where downloads land first, is not watched.
+  '/var/lib/apt/lists',
+];
 
 const DIRS = new Set(PACKAGE_DATABASE_DIRS);
 /**
