@@ -230,7 +230,7 @@ export function fileEventMeta(at: string, type: FileEvent['event']['type'][numbe
  * `role` is "package_manager" when the owning package is a package manager's.
  */
 export interface FilePackageFacts {
-  manager: 'dpkg';
+  manager: 'dpkg' | 'rpm';
   /** The name the file was judged by when not its own: a temporary name's (X.dpkg-new) final X. */
   judged_as?: string;
   name?: string;

@@ -2,6 +2,7 @@
 // root where dpkg installed "ldg-symld" (a loader file and a /lib64 symlink to it, as libc6 ships
 // its loader), and an apt index written as apt writes one. Each verdict and reason is reached by
 // changing the real files, never by a stubbed database.
+import { spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -9,9 +10,11 @@ import { offers } from '../../agent/src/enrich/package/apt-lists.js';
 import { FileVerifier, finalNameOf } from '../../agent/src/enrich/package/file-verdict.js';
 import { scratchRoot } from '../helpers/agent.js';
 import { buildSymlinkLoaderDeb, dpkgDatabase, dpkgInstall } from '../helpers/deb.js';
+import { buildLoaderRpm, rpmDatabase, rpmInstall } from '../helpers/rpm.js';
 import { removeWhenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
+const hasRpm = spawnSync('rpmbuild', ['--version']).status === 0;
 const INDEX = 'deb.example.org_debian_dists_test_main_binary-amd64_Packages';
 const paragraph = (version: string, arch = 'amd64') => `Package: ldg-symld\nVersion: ${version}\nArchitecture: ${arch}\nFilename: pool/main/l/ldg-symld_${version}_${arch}.deb\n`;
 
@@ -88,5 +91,23 @@ describe.skipIf(!isRoot)('the file against the root database dpkg wrote (skipped
     const bare = removeWhenDone(scratchRoot('ldg-fileverdict-bare-'));
     expect(new FileVerifier(bare).facts('/usr/lib64/x')).toEqual({ manager: 'dpkg', verdict: 'inconclusive', reason: 'no_database' });
     rmSync(join(bare, 'usr'), { recursive: true });
+  });
+});
+
+describe.skipIf(!isRoot || !hasRpm)('the file against the rpm database rpm wrote (skipped: needs root, rpm and rpmbuild)', () => {
+  it('asks the verified host rpm: verified by sha256, a temporary name by its final name, then a mismatch', () => {
+    const root = removeWhenDone(scratchRoot('ldg-fileverdict-rpm-'));
+    rpmDatabase(root);
+    rpmInstall(root, buildLoaderRpm(false));
+    const v = new FileVerifier(root);
+    expect(v.rpm.toolVerified()).toBe(true);
+    const named = { manager: 'rpm', name: 'ldg-rpmld', version: '1.0-1', verdict: 'verified', reason: 'sha256_matches' };
+    expect(v.facts('/usr/lib64/ld-linux-ldgrpm.so.1')).toEqual(named);
+    expect(v.facts('/usr/lib64/ld-linux-ldgrpm.so.1;6b164f02')).toEqual({ ...named, judged_as: '/usr/lib64/ld-linux-ldgrpm.so.1' });
+    expect(v.facts('/lib64/ld-linux-ldgrpm.so.1')).toMatchObject({ name: 'ldg-rpmld', verdict: 'verified' }); // the merged-/usr alias
+    appendFileSync(join(root, 'usr/lib64/ld-linux-ldgrpm.so.1'), 'evil');
+    expect(v.facts('/usr/lib64/ld-linux-ldgrpm.so.1')).toEqual({ ...named, verdict: 'mismatch', reason: 'sha256_differs' });
+    writeFileSync(join(root, 'usr/lib64/ld-linux-stray.so.1'), 'stray');
+    expect(v.facts('/usr/lib64/ld-linux-stray.so.1')).toEqual({ manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' });
   });
 });

@@ -3,14 +3,18 @@
 // a write by anything but a verified package manager is an alert (the package database rule) and
 // makes every later file verdict inconclusive (FileVerifier.taint): whoever can rewrite dpkg's
 // md5sums can make any loader look packaged. Only these directories, not their subdirectories:
-// dpkg's triggers/ and alternatives/ are written by maintainer scripts and hold no digests, and
-// pacman's local/ holds one subdirectory per package (a new one is seen; writes inside it are not).
+// dpkg's triggers/ and alternatives/ are written by maintainer scripts and hold no digests.
 // Not verified: the indexes' own signature chain (InRelease); root can rewrite both, as it can a
 // package and its database.
 import { posix } from 'node:path';
 
+// Not yet rpm's (/var/lib/rpm) nor pacman's (/var/lib/pacman/local), though the rule names them:
+// their writers cannot be judged yet, so each transaction would page and distrust the database.
+// dnf and yum are Python scripts (the writer is python3, in no package manager's package), and rpm
+// writes its database last, microseconds before it exits, when /proc/PID/exe is gone (measured: every
+// `rpm -i` here). They join when scripts are verified and the exec cache keeps the image's identity.
 export const PACKAGE_DATABASE_DIRS: readonly string[] = [
-  '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates', '/var/lib/rpm', '/var/lib/pacman/local',
+  '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates',
   // apt's indexes say which versions a repository offers (the default exception reads them): a
   // paragraph appended there would make a locally built package look published. apt-get and its
   // methods (package apt) write them; partial/, where downloads land first, is not watched.

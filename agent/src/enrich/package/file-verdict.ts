@@ -1,5 +1,5 @@
 // The file's package facts (ldguard.file_package): which installed package owns the file a package
-// manager wrote, at which version, whether its bytes are the ones that package recorded, and which
+// manager wrote (dpkg's database, read directly; rpm's, through the verified host rpm: rpm-db.ts), at which version, whether its bytes are the ones that package recorded, and which
 // configured repository offers that version (package/apt-lists.ts). The default exception
 // (shared/rules/ldguard/ldguard_default_exception.ndjson) spares a write only on all of that.
 // When: after the writer exited (dpkg records a package's md5sums and marks it installed only after
@@ -14,17 +14,26 @@
 // Cost: one lstat per event; a DpkgDb snapshot per database state, an md5 of the file and the apt
 // index reads per new (device, inode, size, ctime) and database state. Bounded as verify.ts is.
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { FilePackageFacts } from '../../../../shared/ecs.js';
 import { resolveInRoot } from '../../root-path.js';
 import { AptLists } from './apt-lists.js';
 import { DpkgDb, dpkgStamp } from './dpkg-db.js';
+import { RpmDb } from './rpm-db.js';
 
 const CACHE_MAX = 4096;
 
 /** A cached verdict: the facts without the repository's answer, with the package's architecture to ask it with. */
-type Verdict = Omit<FilePackageFacts, 'manager' | 'judged_as' | 'offered_by'> & { arch?: string };
+type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & { arch?: string };
+
+interface JudgedFile {
+  /** Host path of the name judged. */
+  path: string;
+  symlink: boolean;
+  regular: boolean;
+  size: number;
+}
 const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
 /** dpkg's temporary names (X.dpkg-new, X.dpkg-tmp) and rpm's (X;<8 hex>): X; null for any other name. */
@@ -38,12 +47,14 @@ export class FileVerifier {
   private readonly cache = new Map<string, Verdict>();
   private touched: string | null = null;
   readonly apt: AptLists;
+  readonly rpm: RpmDb;
   readonly admindir: string;
 
   /** realRoot: the agent's --root, real path. */
   constructor(private readonly realRoot: string) {
     this.admindir = join(realRoot, 'var/lib/dpkg');
     this.apt = new AptLists(join(realRoot, 'var/lib/apt/lists'));
+    this.rpm = new RpmDb(realRoot);
   }
 
   /** The database was written by a writer that is not a verified package manager: every verdict from now on is inconclusive. */
@@ -62,31 +73,51 @@ export class FileVerifier {
   facts(hostPath: string, renamedTo?: string): FilePackageFacts {
     const judged = renamedTo ?? finalNameOf(hostPath) ?? hostPath;
     const as = judged !== hostPath ? { judged_as: judged } : {};
-    if (this.touched) return { manager: 'dpkg', ...as, verdict: 'inconclusive', reason: 'database_touched' };
-    const stamp = dpkgStamp(this.admindir);
-    if (stamp === null) return { manager: 'dpkg', ...as, verdict: 'inconclusive', reason: 'no_database' };
+    const rpm = this.rpm.present();
+    const manager = rpm && !existsSync(join(this.admindir, 'status')) ? 'rpm' : 'dpkg';
+    if (this.touched) return { manager, ...as, verdict: 'inconclusive', reason: 'database_touched' };
+    const stamp = this.stamp(rpm);
+    if (stamp === null) return { manager, ...as, verdict: 'inconclusive', reason: 'no_database' };
     let st;
     try {
       st = lstatSync(posix.join(this.realRoot, judged), { bigint: true });
     } catch {
-      return { manager: 'dpkg', ...as, verdict: 'inconclusive', reason: 'file_gone' };
+      return { manager, ...as, verdict: 'inconclusive', reason: 'file_gone' };
     }
     const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${stamp}:${judged}`;
     let v = this.cache.get(key);
     if (!v) {
-      v = this.judge(judged, st.isSymbolicLink(), st.isFile(), Number(st.size), stamp);
-      // dpkg may have written the database while it was read: such a verdict is not kept.
-      if (dpkgStamp(this.admindir) !== stamp) v = { name: v.name, version: v.version, verdict: 'inconclusive', reason: 'database_changing' };
+      const file = { path: judged, symlink: st.isSymbolicLink(), regular: st.isFile(), size: Number(st.size) };
+      // dpkg's database first (it owns the system on Debian); rpm's when dpkg's does not list the file.
+      const dstamp = dpkgStamp(this.admindir);
+      v = dstamp !== null ? this.judgeDpkg(file, dstamp) : undefined;
+      if (rpm && (!v || v.reason === 'not_in_any_package')) v = this.judgeRpm(file);
+      v ??= { manager, verdict: 'inconclusive', reason: 'no_database' };
+      // A package manager may have written a database while it was read: such a verdict is not kept.
+      if (this.stamp(rpm) !== stamp) v = { manager: v.manager, name: v.name, version: v.version, verdict: 'inconclusive', reason: 'database_changing' };
       else {
         if (this.cache.size >= CACHE_MAX) this.cache.clear();
         this.cache.set(key, v);
       }
     }
     // Asked each time, not cached with the verdict: apt-get update changes the answer, not the file
-    // (AptLists keeps its own answers until an index changes).
-    const offeredBy = v.verdict === 'verified' && v.name && v.version && v.arch ? this.apt.offeredBy(v.name, v.version, v.arch) : null;
+    // (AptLists keeps its own answers until an index changes). rpm repository metadata is not read.
+    const offeredBy = v.manager === 'dpkg' && v.verdict === 'verified' && v.name && v.version && v.arch ? this.apt.offeredBy(v.name, v.version, v.arch) : null;
     const { arch: _arch, ...facts } = v;
-    return { manager: 'dpkg', ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
+    return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
+  }
+
+  /** The state of the databases the verdict reads; null when there is none. */
+  private stamp(rpm: boolean): string | null {
+    const d = dpkgStamp(this.admindir);
+    if (!rpm) return d;
+    try {
+      const st = statSync(join(this.realRoot, 'var/lib/rpm'));
+      const db = statSync(join(this.realRoot, 'var/lib/rpm', existsSync(join(this.realRoot, 'var/lib/rpm/rpmdb.sqlite')) ? 'rpmdb.sqlite' : 'Packages'));
+      return `${d ?? ''}|rpm:${st.mtimeMs}:${db.mtimeMs}:${db.size}`;
+    } catch {
+      return d;
+    }
   }
 
   private snapshot(stamp: string): DpkgDb | null {
@@ -100,19 +131,37 @@ export class FileVerifier {
     }
   }
 
-  private judge(path: string, symlink: boolean, regular: boolean, size: number, stamp: string): Verdict {
+  private judgeDpkg(f: JudgedFile, stamp: string): Verdict {
     const db = this.snapshot(stamp);
-    if (!db) return { verdict: 'inconclusive', reason: 'no_database' };
-    const owner = db.owner(path);
-    if (!owner) return { verdict: 'inconclusive', reason: 'not_in_any_package' };
+    if (!db) return { manager: 'dpkg', verdict: 'inconclusive', reason: 'no_database' };
+    const owner = db.owner(f.path);
+    if (!owner) return { manager: 'dpkg', verdict: 'inconclusive', reason: 'not_in_any_package' };
     const status = db.status(owner.pkg.name)!;
-    const named = { name: owner.pkg.name, version: status.version };
-    let bytesAt: string; // host path of the bytes that stand for the file
-    let want: string | null;
-    if (symlink) {
-      bytesAt = resolveInRoot(this.realRoot, path);
-      want = db.md5Any(owner.pkg, bytesAt)?.md5 ?? null;
-      if (!want) return { ...named, verdict: 'inconclusive', reason: 'target_not_in_package' };
+    const named = { manager: 'dpkg' as const, name: owner.pkg.name, version: status.version, arch: status.arch };
+    return this.compare(f, named, (bytesAt) => {
+      const md5 = f.symlink ? (db.md5Any(owner.pkg, bytesAt)?.md5 ?? null) : db.md5(owner.pkg, owner.listed);
+      return md5 ? { algo: 'md5', hex: md5 } : null;
+    });
+  }
+
+  private judgeRpm(f: JudgedFile): Verdict {
+    // The tool is asked only once it is verified: a swapped /usr/bin/rpm would answer anything.
+    if (!this.rpm.toolVerified()) return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_tool_unverified' };
+    const owner = this.rpm.owner(f.path);
+    if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
+    const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch };
+    return this.compare(f, named, (bytesAt) => this.rpm.digest(owner.name, bytesAt));
+  }
+
+  /**
+   * The file's bytes (a symlink's: its target's, resolved inside the root) against the digest its
+   * package recorded for them; `want(bytesAt)` looks that digest up for the host path of the bytes.
+   */
+  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch'>, want: (bytesAt: string) => { algo: string; hex: string } | null): Verdict {
+    let bytesAt = f.path;
+    let size = f.size;
+    if (f.symlink) {
+      bytesAt = resolveInRoot(this.realRoot, f.path);
       try {
         const t = lstatSync(posix.join(this.realRoot, bytesAt));
         if (!t.isFile()) return { ...named, verdict: 'inconclusive', reason: 'target_not_a_file' };
@@ -120,21 +169,19 @@ export class FileVerifier {
       } catch {
         return { ...named, verdict: 'inconclusive', reason: 'target_missing' };
       }
-    } else if (regular) {
-      bytesAt = path;
-      want = db.md5(owner.pkg, owner.listed);
-      if (!want) return { ...named, verdict: 'inconclusive', reason: 'no_md5sum' };
-    } else {
+    } else if (!f.regular) {
       return { ...named, verdict: 'inconclusive', reason: 'not_a_file' };
     }
+    const digest = want(bytesAt);
+    if (!digest) return { ...named, verdict: 'inconclusive', reason: f.symlink ? 'target_not_in_package' : 'no_digest' };
     if (size > HASH_MAX_BYTES) return { ...named, verdict: 'inconclusive', reason: 'too_large' };
     let got: string;
     try {
-      got = createHash('md5').update(readFileSync(posix.join(this.realRoot, bytesAt))).digest('hex');
+      got = createHash(digest.algo).update(readFileSync(posix.join(this.realRoot, bytesAt))).digest('hex');
     } catch {
       return { ...named, verdict: 'inconclusive', reason: 'file_gone' };
     }
-    if (got !== want) return { ...named, verdict: 'mismatch', reason: symlink ? 'target_md5_differs' : 'md5_differs' };
-    return { ...named, arch: status.arch, verdict: 'verified', reason: symlink ? 'target_md5_matches' : 'md5_matches' };
+    const what = f.symlink ? 'target_' : '';
+    return got === digest.hex ? { ...named, verdict: 'verified', reason: `${what}${digest.algo}_matches` } : { ...named, verdict: 'mismatch', reason: `${what}${digest.algo}_differs` };
   }
 }

@@ -106,8 +106,12 @@ export class PackageVerifier {
     if (v) this.counts.cacheHits++;
     else {
       v = this.image(pid, path, admindir, stamp, Number(st.size));
-      if (this.cache.size >= CACHE_MAX) this.cache.clear();
-      this.cache.set(key, v);
+      // A process gone while its image was read says nothing about the image: kept, it would
+      // make every later writer of the same binary (rpm, here) "writer_gone" until restart.
+      if (v.reason !== 'writer_gone') {
+        if (this.cache.size >= CACHE_MAX) this.cache.clear();
+        this.cache.set(key, v);
+      }
     }
     // The tracer is the process's, not the image's: checked every time, never cached.
     if (tracer !== 0 && v.verdict === 'verified') return { ...v, verdict: 'inconclusive', reason: 'traced' };
