@@ -2,11 +2,12 @@
 // root where dpkg installed "ldg-symld" (a loader file and a /lib64 symlink to it, as libc6 ships
 // its loader), and an apt index written as apt writes one. Each verdict and reason is reached by
 // changing the real files, never by a stubbed database.
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, readFileSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { offers } from '../../agent/src/enrich/package/apt-lists.js';
+import { DpkgDb } from '../../agent/src/enrich/package/dpkg-db.js';
 import { FileVerifier, finalNameOf } from '../../agent/src/enrich/package/file-verdict.js';
 import { scratchRoot } from '../helpers/agent.js';
 import { buildSymlinkLoaderDeb, dpkgDatabase, dpkgInstall } from '../helpers/deb.js';
@@ -82,6 +83,15 @@ describe.skipIf(!isRoot)('the file against the root database dpkg wrote (skipped
     appendFileSync(join(root, 'usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1'), 'evil');
     expect(v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1')).toMatchObject({ verdict: 'mismatch', reason: 'md5_differs' });
     expect(v.facts('/usr/lib64/ld-ldgtest.so.1')).toMatchObject({ verdict: 'mismatch', reason: 'target_md5_differs' });
+  });
+
+  it('finds a package dpkg has unpacked but not yet configured (a long upgrade), which a writer\'s verdict does not', () => {
+    const r = removeWhenDone(scratchRoot('ldg-fileverdict-unpacked-'));
+    const admin = dpkgDatabase(r);
+    execFileSync('dpkg', [`--root=${r}`, '--force-script-chrootless', '--unpack', buildSymlinkLoaderDeb()], { stdio: 'pipe' });
+    expect(readFileSync(join(admin, 'status'), 'utf8')).toContain('Status: install ok unpacked');
+    expect(new FileVerifier(r).facts('/usr/lib64/ld-ldgtest.so.1')).toMatchObject({ name: 'ldg-symld', version: '1.0', verdict: 'verified' });
+    expect(new DpkgDb(admin).owner('/usr/lib64/ld-ldgtest.so.1')).toBeNull();
   });
 
   it('fails closed once the database was touched, and without a database', () => {

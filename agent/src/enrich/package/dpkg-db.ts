@@ -39,13 +39,23 @@ export interface StatusEntry {
   version: string;
 }
 
-/** Names of installed packages ("install ok installed") in a status file's text, with their arch. */
-export function parseStatus(text: string): Map<string, StatusEntry> {
+/**
+ * States in which a package's files are on disk as its .list and .md5sums say: dpkg writes those
+ * info files when it unpacks, before configuring. A long `apt upgrade` keeps libc6 "unpacked" for
+ * minutes while dpkg goes on; a file verdict taken then must still find it. "half-installed" (an
+ * unpack under way or failed) is not among them.
+ */
+export const UNPACKED_STATES: ReadonlySet<string> = new Set(['unpacked', 'half-configured', 'triggers-awaited', 'triggers-pending', 'installed']);
+const INSTALLED: ReadonlySet<string> = new Set(['installed']);
+
+/** Names of installed packages ("install ok installed", or any of `states`) in a status file's text, with their arch. */
+export function parseStatus(text: string, states: ReadonlySet<string> = INSTALLED): Map<string, StatusEntry> {
   const out = new Map<string, StatusEntry>();
   for (const para of text.split(/\n\n+/)) {
     const field = (k: string) => new RegExp(`^${k}: *(.*)$`, 'm').exec(para)?.[1]?.trim();
     const name = field('Package');
-    if (!name || field('Status') !== 'install ok installed') continue;
+    const status = /^(?:install|hold) ok (\S+)$/.exec(field('Status') ?? '');
+    if (!name || !status || !states.has(status[1]!)) continue;
     out.set(name, { arch: field('Architecture') ?? '', multiArchSame: field('Multi-Arch') === 'same', version: field('Version') ?? '' });
   }
   return out;
@@ -67,9 +77,12 @@ export class DpkgDb {
   private readonly owners = new Map<string, InstalledPackage | null>();
   private listFiles: string[] | undefined;
 
-  /** Throws when admindir/status cannot be read (no dpkg database there). */
-  constructor(readonly admindir: string) {
-    this.installed = parseStatus(readFileSync(join(admindir, 'status'), 'utf8'));
+  /** Throws when admindir/status cannot be read (no dpkg database there). states: see parseStatus. */
+  constructor(
+    readonly admindir: string,
+    states?: ReadonlySet<string>,
+  ) {
+    this.installed = parseStatus(readFileSync(join(admindir, 'status'), 'utf8'), states);
   }
 
   /** How many packages are installed. */

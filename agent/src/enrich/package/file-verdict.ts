@@ -19,7 +19,7 @@ import { join, posix } from 'node:path';
 import type { FilePackageFacts } from '../../../../shared/ecs.js';
 import { resolveInRoot } from '../../root-path.js';
 import { AptLists } from './apt-lists.js';
-import { DpkgDb, dpkgStamp } from './dpkg-db.js';
+import { DpkgDb, dpkgStamp, UNPACKED_STATES } from './dpkg-db.js';
 import { RpmDb } from './rpm-db.js';
 
 const CACHE_MAX = 4096;
@@ -123,7 +123,7 @@ export class FileVerifier {
   private snapshot(stamp: string): DpkgDb | null {
     if (this.db?.stamp === stamp) return this.db.db;
     try {
-      const db = new DpkgDb(this.admindir);
+      const db = new DpkgDb(this.admindir, UNPACKED_STATES);
       this.db = { stamp, db };
       return db;
     } catch {
