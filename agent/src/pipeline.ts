@@ -13,7 +13,7 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
-import { inPackageDatabase } from './enrich/package/databases.js';
+import { entryOfPackageDatabase, inPackageDatabase } from './enrich/package/databases.js';
 import { carriesManagerName } from './enrich/package/managers.js';
 import type { FileVerifier } from './enrich/package/file-verdict.js';
 import { Settle } from './enrich/package/settle.js';
@@ -127,13 +127,18 @@ export class Pipeline {
       if (matched && this.o.files && raw.process?.startTicks != null && verifiedManager(event) && hits.some((r) => r.exceptions.length > 0)) {
         const files = this.o.files;
         this.settle.add(raw.pid, raw.process.startTicks, () => {
-          event.ldguard.file_package = files.facts(event.file.path, this.renamedTo.get(event.file.path));
+          const p = event.process;
+          const writer = p.args ? { args: p.args, cwd: p.working_directory, outsideRoot: event.ldguard.process_outside_root === true } : undefined;
+          event.ldguard.file_package = files.facts(event.file.path, this.renamedTo.get(event.file.path), writer);
           for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, false);
         });
       } else {
         for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
       }
-      if (raw.isDir) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
+      // A directory appearing in a package database (dpkg's tmp.ci, unpacked by tar for each
+      // package) is not followed, though the database rule's * crosses /: the watch is of the
+      // database directories themselves (databases.ts), and their files are what verdicts read.
+      if (raw.isDir && !(this.o.files && entryOfPackageDatabase(event.file.path))) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
       // Not a package database's files: the baseline is of the watched library directories.
       if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to') && !inPackageDatabase(event.file.path)) this.o.onUnalerted?.(realPath, event.file.path);
     }

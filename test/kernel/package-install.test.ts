@@ -4,11 +4,11 @@
 // A real install pages no one, and is on record as excepted with its package named; a package
 // built here shipping a loader, installed by the same genuine dpkg, alerts: no repository offers it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startAgent } from '../helpers/agent.js';
-import { buildLocalLoaderDeb } from '../helpers/deb.js';
+import { buildImpostorDeb, buildLocalLoaderDeb } from '../helpers/deb.js';
 import { DEBOOTSTRAP_MS, debianRoot, downloadedDeb } from '../helpers/debootstrap.js';
 import { tempDir, whenDone } from '../helpers/temp.js';
 
@@ -17,6 +17,9 @@ const hasDebootstrap = spawnSync('debootstrap', ['--version']).status === 0;
 const SEED_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
 const DB_RULE_ID = '5c2d8e41-7b9a-4f06-a3d1-9e4b6c0f2a87';
 const EXCEPTED = { list_id: 'ldguard-verified-package-install', item_id: 'verified-manager-offered-package' };
+
+/** An alert in one line, for messages that say what came instead. */
+const brief = (a: Record<string, any>) => `${a.rule.name}: ${a.event.action} ${a.file.path} by ${a.process?.executable} (${a.ldguard.attribution}, ${a.ldguard.package?.reason})`;
 
 function dpkgI(root: string, deb: string): void {
   execFileSync('dpkg', [`--root=${root}`, '--force-unsafe-io', '-i', deb], { stdio: 'pipe' });
@@ -66,10 +69,28 @@ describe.skipIf(!isRoot || !hasDebootstrap)('package installs in a debootstrap r
       ['Dynamic Linker (ld.so) Creation', '/usr/lib64/ld-linux-ldg.so.1.dpkg-new'],
       ['Dynamic Linker (ld.so) Renamed Into Place', '/usr/lib64/ld-linux-ldg.so.1'],
     ]);
-    expect(alerts.slice(before).filter((a) => !local(a))).toEqual([]); // nothing late from libc6
+    expect(alerts.slice(before).filter((a) => !local(a)).map(brief)).toEqual([]); // nothing late from libc6
     for (const a of mine) {
       expect(a.ldguard.excepted_by).toBeUndefined();
       expect(a.ldguard.file_package).toMatchObject({ name: 'ldg-localld', version: '1.0', verdict: 'verified' });
+      expect(a.ldguard.file_package.offered_by).toBeUndefined();
+    }
+
+    // An impostor: a package built here under the name and version the repository offers for
+    // "hello", shipping a loader. Verified (dpkg recorded its own md5sums), but not the index's .deb.
+    const index = readFileSync(join(root, 'var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages'), 'utf8');
+    const helloVersion = /\nPackage: hello\n(?:.+\n)*?Version: (.+)\n/.exec(index)![1]!;
+    // Two genuine installs: dpkg's own database writes are a verified package manager's.
+    expect(alerts.filter((a) => a.rule.id === DB_RULE_ID).map(brief)).toEqual([]);
+    const atImpostor = alerts.length;
+    dpkgI(root, buildImpostorDeb('hello', helloVersion));
+    const evil = (a: Record<string, any>) => a.file.path.startsWith('/usr/lib64/ld-linux-evil.so.2');
+    alerts = await agent.waitForAlerts((all) => all.filter(evil).length >= 2, 30_000);
+    const impostor = alerts.slice(atImpostor).filter(evil);
+    expect(impostor.map((a) => a.rule.name)).toEqual(['Dynamic Linker (ld.so) Creation', 'Dynamic Linker (ld.so) Renamed Into Place']);
+    for (const a of impostor) {
+      expect(a.ldguard.excepted_by).toBeUndefined();
+      expect(a.ldguard.file_package).toMatchObject({ name: 'hello', version: helloVersion, verdict: 'verified' });
       expect(a.ldguard.file_package.offered_by).toBeUndefined();
     }
 
@@ -116,7 +137,7 @@ describe.skipIf(!isRoot || !hasDebootstrap)('package installs in a debootstrap r
     dpkgI(root, libc6);
     alerts = await agent.waitForAlerts((all) => all.slice(before).filter((a) => !isDb(a)).length >= 5, 30_000);
     const after = alerts.slice(before);
-    expect(after.filter(isDb)).toEqual([]);
+    expect(after.filter(isDb).map(brief)).toEqual([]);
     expect(after.length).toBe(5);
     for (const a of after) {
       expect(a.ldguard.excepted_by).toBeUndefined();

@@ -4,10 +4,12 @@
 // changing the real files, never by a stubbed database.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, readFileSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { offers } from '../../agent/src/enrich/package/apt-lists.js';
 import { DpkgDb } from '../../agent/src/enrich/package/dpkg-db.js';
+import type { WriterArgs } from '../../agent/src/enrich/package/deb-origin.js';
 import { FileVerifier, finalNameOf } from '../../agent/src/enrich/package/file-verdict.js';
 import { scratchRoot } from '../helpers/agent.js';
 import { buildSymlinkLoaderDeb, dpkgDatabase, dpkgInstall } from '../helpers/deb.js';
@@ -17,7 +19,7 @@ import { removeWhenDone } from '../helpers/temp.js';
 const isRoot = process.getuid?.() === 0;
 const hasRpm = spawnSync('rpmbuild', ['--version']).status === 0;
 const INDEX = 'deb.example.org_debian_dists_test_main_binary-amd64_Packages';
-const paragraph = (version: string, arch = 'amd64') => `Package: ldg-symld\nVersion: ${version}\nArchitecture: ${arch}\nFilename: pool/main/l/ldg-symld_${version}_${arch}.deb\n`;
+const paragraph = (version: string, arch = 'amd64', sha256 = '0'.repeat(64)) => `Package: ldg-symld\nVersion: ${version}\nArchitecture: ${arch}\nFilename: pool/main/l/ldg-symld_${version}_${arch}.deb\nSHA256: ${sha256}\n`;
 
 describe('temporary names and apt indexes', () => {
   it('judges dpkg and rpm temporary names by their final name, and nothing else', () => {
@@ -41,32 +43,50 @@ describe('temporary names and apt indexes', () => {
 
 describe.skipIf(!isRoot)('the file against the root database dpkg wrote (skipped: dpkg -i into a scratch root needs root)', () => {
   let root: string;
+  let deb: string;
+  let sha: string;
+  /** dpkg -i of that .deb, from outside the root: what the pipeline passes of the writer. */
+  let writer: WriterArgs;
   const lists = () => join(root, 'var/lib/apt/lists');
   beforeAll(() => {
     root = removeWhenDone(scratchRoot('ldg-fileverdict-'));
     dpkgDatabase(root);
-    dpkgInstall(root, buildSymlinkLoaderDeb());
+    deb = buildSymlinkLoaderDeb();
+    sha = createHash('sha256').update(readFileSync(deb)).digest('hex');
+    writer = { args: ['dpkg', `--root=${root}`, '-i', deb], cwd: '/', outsideRoot: true };
+    dpkgInstall(root, deb);
     mkdirSync(lists(), { recursive: true });
-    writeFileSync(join(lists(), INDEX), paragraph('1.0'));
+    writeFileSync(join(lists(), INDEX), paragraph('1.0', 'amd64', sha));
   });
 
   it('verifies the file and the symlink (by its target), with the index offering them; a temporary name by its final name', () => {
     const v = new FileVerifier(root);
     const named = { manager: 'dpkg', name: 'ldg-symld', version: '1.0', verdict: 'verified', offered_by: INDEX };
-    expect(v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1')).toEqual({ ...named, reason: 'md5_matches' });
-    expect(v.facts('/usr/lib64/ld-ldgtest.so.1')).toEqual({ ...named, reason: 'target_md5_matches' });
-    expect(v.facts('/usr/lib64/ld-ldgtest.so.1.dpkg-new')).toEqual({ ...named, judged_as: '/usr/lib64/ld-ldgtest.so.1', reason: 'target_md5_matches' });
-    expect(v.facts('/usr/lib64/whatever.dpkg-new', '/usr/lib64/ld-ldgtest.so.1')).toMatchObject({ judged_as: '/usr/lib64/ld-ldgtest.so.1', verdict: 'verified' });
+    expect(v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1', undefined, writer)).toEqual({ ...named, reason: 'md5_matches' });
+    expect(v.facts('/usr/lib64/ld-ldgtest.so.1', undefined, writer)).toEqual({ ...named, reason: 'target_md5_matches' });
+    expect(v.facts('/usr/lib64/ld-ldgtest.so.1.dpkg-new', undefined, writer)).toEqual({ ...named, judged_as: '/usr/lib64/ld-ldgtest.so.1', reason: 'target_md5_matches' });
+    expect(v.facts('/usr/lib64/whatever.dpkg-new', '/usr/lib64/ld-ldgtest.so.1', writer)).toMatchObject({ judged_as: '/usr/lib64/ld-ldgtest.so.1', verdict: 'verified', offered_by: INDEX });
+    // The .deb as a relative argument, from its folder.
+    expect(v.facts('/usr/lib64/ld-ldgtest.so.1', undefined, { ...writer, args: ['dpkg', '-i', basename(deb)], cwd: dirname(deb) }).offered_by).toBe(INDEX);
+  });
+
+  it('names no repository without the writer\'s .deb, or when the index gives another SHA256 for that version', () => {
+    const v = new FileVerifier(root);
+    expect(v.facts('/usr/lib64/ld-ldgtest.so.1')).toMatchObject({ name: 'ldg-symld', verdict: 'verified' });
+    expect(v.facts('/usr/lib64/ld-ldgtest.so.1').offered_by).toBeUndefined();
+    writeFileSync(join(lists(), INDEX), paragraph('1.0', 'amd64', 'f'.repeat(64)));
+    expect(v.facts('/usr/lib64/ld-ldgtest.so.1', undefined, writer).offered_by).toBeUndefined();
+    writeFileSync(join(lists(), INDEX), paragraph('1.0', 'amd64', sha));
   });
 
   it('names no repository when the index offers another version, and sees the index change', () => {
     const v = new FileVerifier(root);
-    writeFileSync(join(lists(), INDEX), paragraph('1.1'));
-    const f = v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1');
+    writeFileSync(join(lists(), INDEX), paragraph('1.1', 'amd64', sha));
+    const f = v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1', undefined, writer);
     expect(f).toMatchObject({ name: 'ldg-symld', version: '1.0', verdict: 'verified' });
     expect(f.offered_by).toBeUndefined();
-    writeFileSync(join(lists(), INDEX), `${paragraph('1.1')}\n${paragraph('1.0')}`);
-    expect(v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1').offered_by).toBe(INDEX);
+    writeFileSync(join(lists(), INDEX), `${paragraph('1.1')}\n${paragraph('1.0', 'amd64', sha)}`);
+    expect(v.facts('/usr/lib/x86_64-linux-gnu/ld-ldgtest.so.1', undefined, writer).offered_by).toBe(INDEX);
   });
 
   it('reports a changed target, a symlink pointing outside its package, a stray file and a gone one', () => {

@@ -47,13 +47,13 @@ export class AptLists {
    * arch: the installed package's ("amd64", "all"); an index paragraph of another architecture
    * does not count.
    */
-  offeredBy(name: string, version: string, arch: string): string | null {
+  offeredBy(name: string, version: string, arch: string, sha256?: string): string | null {
     const { files, stamp } = this.indexes();
     if (stamp !== this.stamp) {
       this.stamp = stamp;
       this.answers.clear();
     }
-    const key = `${name}\0${version}\0${arch}`;
+    const key = `${name}\0${version}\0${arch}\0${sha256 ?? ''}`;
     const held = this.answers.get(key);
     if (held !== undefined) return held;
     let found: string | null = null;
@@ -64,7 +64,7 @@ export class AptLists {
       } catch {
         continue;
       }
-      if (offers(buf, name, version, arch)) {
+      if (offers(buf, name, version, arch, sha256)) {
         found = f;
         break;
       }
@@ -75,8 +75,8 @@ export class AptLists {
   }
 }
 
-/** Whether a Packages index (deb822 paragraphs) holds a paragraph for name at version and arch. */
-export function offers(index: Buffer, name: string, version: string, arch: string): boolean {
+/** Whether a Packages index (deb822 paragraphs) holds a paragraph for name at version and arch (and, given, that .deb's sha256). */
+export function offers(index: Buffer, name: string, version: string, arch: string, sha256?: string): boolean {
   const needle = Buffer.from(`Package: ${name}\n`);
   for (let at = index.indexOf(needle); at !== -1; at = index.indexOf(needle, at + needle.length)) {
     if (at > 0 && index[at - 1] !== 0x0a) continue; // inside another line
@@ -84,7 +84,7 @@ export function offers(index: Buffer, name: string, version: string, arch: strin
     if (end === -1) end = index.length;
     const para = index.subarray(at, end).toString('utf8');
     const field = (k: string) => new RegExp(`^${k}: *(.*)$`, 'm').exec(para)?.[1]?.trim();
-    if (field('Version') === version && field('Architecture') === arch) return true;
+    if (field('Version') === version && field('Architecture') === arch && (sha256 === undefined || field('SHA256') === sha256)) return true;
   }
   return false;
 }

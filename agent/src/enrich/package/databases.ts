@@ -29,7 +29,12 @@ const DIRS = new Set(PACKAGE_DATABASE_DIRS);
  */
 const SCRATCH = '/var/lib/dpkg/tmp.ci';
 
-/** Whether a host path is a file directly inside one of the package database directories. */
+/** Whether a host path is a file directly inside one of the package database directories (dpkg's scratch directory aside). */
 export function inPackageDatabase(hostPath: string): boolean {
-  return hostPath !== SCRATCH && DIRS.has(posix.dirname(hostPath));
+  return hostPath !== SCRATCH && entryOfPackageDatabase(hostPath);
+}
+
+/** Whether a host path is directly inside one of the package database directories, whatever it is. */
+export function entryOfPackageDatabase(hostPath: string): boolean {
+  return DIRS.has(posix.dirname(hostPath));
 }

@@ -19,13 +19,19 @@ import { join, posix } from 'node:path';
 import type { FilePackageFacts } from '../../../../shared/ecs.js';
 import { resolveInRoot } from '../../root-path.js';
 import { AptLists } from './apt-lists.js';
+import { DebOrigin, type WriterArgs } from './deb-origin.js';
 import { DpkgDb, dpkgStamp, UNPACKED_STATES } from './dpkg-db.js';
 import { RpmDb } from './rpm-db.js';
 
 const CACHE_MAX = 4096;
 
 /** A cached verdict: the facts without the repository's answer, with the package's architecture to ask it with. */
-type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & { arch?: string };
+type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & {
+  arch?: string;
+  /** What matched: the path as the package lists it and its digest (dpkg: md5), for deb-origin.ts. */
+  digest?: { listed: string; hex: string };
+};
+type Wanted = { algo: string; hex: string; listed: string } | null;
 
 interface JudgedFile {
   /** Host path of the name judged. */
@@ -48,6 +54,7 @@ export class FileVerifier {
   private touched: string | null = null;
   readonly apt: AptLists;
   readonly rpm: RpmDb;
+  private readonly origin: DebOrigin;
   readonly admindir: string;
 
   /** realRoot: the agent's --root, real path. */
@@ -55,6 +62,7 @@ export class FileVerifier {
     this.admindir = join(realRoot, 'var/lib/dpkg');
     this.apt = new AptLists(join(realRoot, 'var/lib/apt/lists'));
     this.rpm = new RpmDb(realRoot);
+    this.origin = new DebOrigin(realRoot, this.apt);
   }
 
   /** The database was written by a writer that is not a verified package manager: every verdict from now on is inconclusive. */
@@ -70,7 +78,7 @@ export class FileVerifier {
    * hostPath: the file as the host sees it; renamedTo: the name it was seen renamed to, if any.
    * Never throws: what cannot be read is an inconclusive verdict with its reason.
    */
-  facts(hostPath: string, renamedTo?: string): FilePackageFacts {
+  facts(hostPath: string, renamedTo?: string, writer?: WriterArgs): FilePackageFacts {
     const judged = renamedTo ?? finalNameOf(hostPath) ?? hostPath;
     const as = judged !== hostPath ? { judged_as: judged } : {};
     const rpm = this.rpm.present();
@@ -100,10 +108,10 @@ export class FileVerifier {
         this.cache.set(key, v);
       }
     }
-    // Asked each time, not cached with the verdict: apt-get update changes the answer, not the file
-    // (AptLists keeps its own answers until an index changes). rpm repository metadata is not read.
-    const offeredBy = v.manager === 'dpkg' && v.verdict === 'verified' && v.name && v.version && v.arch ? this.apt.offeredBy(v.name, v.version, v.arch) : null;
-    const { arch: _arch, ...facts } = v;
+    // Asked each time, not cached with the verdict: it depends on the writer's .deb and on apt's
+    // indexes, not on the file (deb-origin.ts). rpm repository metadata is not read.
+    const offeredBy = v.manager === 'dpkg' && v.verdict === 'verified' && v.name && v.version && v.arch && v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
+    const { arch: _arch, digest: _digest, ...facts } = v;
     return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
   }
 
@@ -139,8 +147,8 @@ export class FileVerifier {
     const status = db.status(owner.pkg.name)!;
     const named = { manager: 'dpkg' as const, name: owner.pkg.name, version: status.version, arch: status.arch };
     return this.compare(f, named, (bytesAt) => {
-      const md5 = f.symlink ? (db.md5Any(owner.pkg, bytesAt)?.md5 ?? null) : db.md5(owner.pkg, owner.listed);
-      return md5 ? { algo: 'md5', hex: md5 } : null;
+      const hit = f.symlink ? db.md5Any(owner.pkg, bytesAt) : { md5: db.md5(owner.pkg, owner.listed), listed: owner.listed };
+      return hit?.md5 ? { algo: 'md5', hex: hit.md5, listed: hit.listed } : null;
     });
   }
 
@@ -150,14 +158,17 @@ export class FileVerifier {
     const owner = this.rpm.owner(f.path);
     if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
     const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch };
-    return this.compare(f, named, (bytesAt) => this.rpm.digest(owner.name, bytesAt));
+    return this.compare(f, named, (bytesAt) => {
+      const d = this.rpm.digest(owner.name, bytesAt);
+      return d ? { ...d, listed: bytesAt } : null;
+    });
   }
 
   /**
    * The file's bytes (a symlink's: its target's, resolved inside the root) against the digest its
    * package recorded for them; `want(bytesAt)` looks that digest up for the host path of the bytes.
    */
-  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch'>, want: (bytesAt: string) => { algo: string; hex: string } | null): Verdict {
+  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch'>, want: (bytesAt: string) => Wanted): Verdict {
     let bytesAt = f.path;
     let size = f.size;
     if (f.symlink) {
@@ -182,6 +193,8 @@ export class FileVerifier {
       return { ...named, verdict: 'inconclusive', reason: 'file_gone' };
     }
     const what = f.symlink ? 'target_' : '';
-    return got === digest.hex ? { ...named, verdict: 'verified', reason: `${what}${digest.algo}_matches` } : { ...named, verdict: 'mismatch', reason: `${what}${digest.algo}_differs` };
+    return got === digest.hex
+      ? { ...named, verdict: 'verified', reason: `${what}${digest.algo}_matches`, digest: { listed: digest.listed, hex: digest.hex } }
+      : { ...named, verdict: 'mismatch', reason: `${what}${digest.algo}_differs` };
   }
 }

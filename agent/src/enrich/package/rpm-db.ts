@@ -6,10 +6,10 @@
 // rpm otherwise reads ~/.rpmdb). Asked only after a verified package manager's write settled, off
 // the common path; each query blocks the agent for its run (~20 ms here), bounded by RPM_TIMEOUT_MS.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DpkgDb, mergedUsrAliases } from './dpkg-db.js';
+import { mergedUsrAliases } from './dpkg-db.js';
+import { hostToolVerified } from './host-tool.js';
 
 const RPM = '/usr/bin/rpm';
 const RPM_TIMEOUT_MS = 5_000;
@@ -27,8 +27,6 @@ export interface RpmOwner {
 const ALGOS: Record<string, string> = { '1': 'md5', '2': 'sha1', '8': 'sha256', '9': 'sha384', '10': 'sha512' };
 
 export class RpmDb {
-  private toolOk: { key: string; ok: boolean } | undefined;
-
   constructor(
     private readonly realRoot: string,
     private readonly hostAdmindir = '/var/lib/dpkg',
@@ -39,27 +37,9 @@ export class RpmDb {
     return existsSync(join(this.realRoot, 'var/lib/rpm/rpmdb.sqlite')) || existsSync(join(this.realRoot, 'var/lib/rpm/Packages'));
   }
 
-  /** Whether the host's rpm is the one its package shipped (cached per inode, size and ctime). */
+  /** Whether the host's rpm is the one its package shipped (host-tool.ts). */
   toolVerified(): boolean {
-    let key: string;
-    try {
-      const st = statSync(RPM, { bigint: true });
-      key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}`;
-    } catch {
-      return false;
-    }
-    if (this.toolOk?.key === key) return this.toolOk.ok;
-    let ok = false;
-    try {
-      const db = new DpkgDb(this.hostAdmindir);
-      const owner = db.owner(RPM);
-      const want = owner ? db.md5(owner.pkg, owner.listed) : null;
-      ok = want !== null && createHash('md5').update(readFileSync(RPM)).digest('hex') === want;
-    } catch {
-      ok = false;
-    }
-    this.toolOk = { key, ok };
-    return ok;
+    return hostToolVerified(RPM, this.hostAdmindir);
   }
 
   private run(args: string[]): string | null {
