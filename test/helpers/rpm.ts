@@ -7,9 +7,9 @@ import { tempDir } from './temp.js';
 
 /**
  * "ldg-rpmld" 1.0-1: a copy of the host's loader shipped as /usr/lib64/ld-linux-ldgrpm.so.1, and
- * 128 MiB of zeros in /usr/share/ldg-rpmld (unpacked after the loader): without it rpm installs and
- * exits within ~30 ms, before the agent reads /proc/PID/exe, and no writer that quick is verified
- * (see the README's known gaps). Returns the .rpm's path.
+ * (padding) 128 MiB of zeros in /usr/share/ldg-rpmld, unpacked after the loader: rpm then still runs
+ * when its loader write is judged, as with a real package's payload, instead of exiting within
+ * ~30 ms (then it is judged at its image's path). Returns the .rpm's path.
  */
 export function buildLoaderRpm(padding = true): string {
   const top = tempDir('ldg-rpmbuild-');

@@ -9,10 +9,9 @@
 import { posix } from 'node:path';
 
 // Not yet rpm's (/var/lib/rpm) nor pacman's (/var/lib/pacman/local), though the rule names them:
-// their writers cannot be judged yet, so each transaction would page and distrust the database.
-// dnf and yum are Python scripts (the writer is python3, in no package manager's package), and rpm
-// writes its database last, microseconds before it exits, when /proc/PID/exe is gone (measured: every
-// `rpm -i` here). They join when scripts are verified and the exec cache keeps the image's identity.
+// their writers cannot be judged yet, so each transaction would page and distrust the database:
+// dnf and yum are Python scripts (the writer is python3, in no package manager's package). They
+// join when a script is verified through the exec cache's record of it (#19 item 2, interpreters).
 export const PACKAGE_DATABASE_DIRS: readonly string[] = [
   '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates',
   // apt's indexes say which versions a repository offers (the default exception reads them): a
