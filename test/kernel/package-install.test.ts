@@ -107,6 +107,26 @@ describe.skipIf(!isRoot || !hasDebootstrap)('package installs in a debootstrap r
     expect(await agent.stop()).toBe(0);
   }, DEBOOTSTRAP_MS + 120_000);
 
+  it('a real apt-get install --reinstall libc6 inside the root (its own apt and dpkg) is recorded as excepted too', async () => {
+    const root = debianRoot(tempDir('ldg-debroot-'));
+    const agent = await startAgent({ root });
+    whenDone(() => agent.stop('SIGKILL'));
+    // debootstrap left the .debs it installed in apt's archive: apt takes libc6 from there, checked
+    // against the root's index, and runs the root's dpkg on /var/cache/apt/archives/libc6_*.deb.
+    execFileSync('chroot', [root, 'apt-get', 'install', '--reinstall', '-y', '-q', '--no-download', 'libc6'], { stdio: 'pipe', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    const alerts = await agent.waitForAlerts((all) => all.length >= 5, 30_000);
+    expect(alerts.map(brief).filter((b) => !b.startsWith('Dynamic Linker'))).toEqual([]);
+    expect(alerts).toHaveLength(5);
+    for (const a of alerts) {
+      expect(a.process.executable).toBe('/usr/bin/dpkg');
+      expect(a.ldguard.process_outside_root).toBeUndefined();
+      expect(a.process.args.filter((x: string) => /^\/var\/cache\/apt\/archives\/libc6_.+_amd64\.deb$/.test(x))).toHaveLength(1);
+      expect(a.ldguard.excepted_by).toEqual(EXCEPTED);
+      expect(a.ldguard.file_package).toMatchObject({ name: 'libc6', verdict: 'verified', offered_by: 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages' });
+    }
+    expect(await agent.stop()).toBe(0);
+  }, DEBOOTSTRAP_MS + 120_000);
+
   it('alerts on the package database written by anything else, and trusts it no more: the same libc6 install then pages', async () => {
     const root = debianRoot(tempDir('ldg-debroot-'));
     const libc6 = downloadedDeb('libc6');
