@@ -2,8 +2,11 @@
 // Every match is emitted: past max_signals as a held-back record, with summaries (shared/throttle.ts).
 // Events arrive in kernel order on the JS thread. A matching new regular file waits (briefly,
 // bounded by writeWaitMs) for its first write to complete so the alert can carry the file's hash;
-// links, renames and directories are complete at once. The rules' verdict never waits: it is taken
-// on the event as it arrived, with the process facts read at that moment.
+// links, renames and directories are complete at once. The rules' verdict is taken on the event as
+// it arrived, with the process facts read at that moment; one exception: a verified package
+// manager's write that a rule with exception lists matched waits until that writer exits (at most
+// 120 s, settle.ts), for the resulting file's package verdict (ldguard.file_package), which the
+// default exception reads. Any other writer's alert never waits for it.
 import { randomUUID } from 'node:crypto';
 import { buildAlert } from '../../shared/alert.js';
 import { ECS_VERSION, fileEventMeta, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
