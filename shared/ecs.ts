@@ -167,6 +167,10 @@ export interface FileEvent {
     /** On an alert the agent raised at start about what happened while it was down
      * (agent/src/baseline/judge.ts): what differs from the baseline, and the package database's word. */
     baseline?: BaselineFacts;
+    /** The resulting file against the watched root's package database, taken once the writer
+     * (a verified package manager) exited or 120 s after the write: absent for any other writer,
+     * whose alert does not wait (agent/src/enrich/package/file-verdict.ts). */
+    file_package?: FilePackageFacts;
   };
 }
 
@@ -238,13 +242,6 @@ export function fileEventMeta(at: string, type: FileEvent['event']['type'][numbe
 }
 
 /**
- * ldguard.package. verdict "verified": the image the writer runs has the bytes its package
- * recorded, and no tracer is attached; "mismatch": the package lists the path but the bytes
- * differ; "inconclusive": it could not be told, and `reason` says why (writer_unknown,
- * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced).
- * `role` is "package_manager" when the owning package is a package manager's.
- */
-/**
  * ldguard.baseline. status "changed_while_down": the file differs from the baseline (`changed`
  * names the fields, `before` holds what was recorded; an inode reused by `rm` + `cp` shows as
  * ctime, size or sha256); "new_while_down": no baseline entry, or another inode; "unverified": the
@@ -260,6 +257,26 @@ export interface BaselineFacts {
   package: { manager: 'dpkg'; verdict: 'verified' | 'mismatch' | 'inconclusive'; reason: string; name?: string };
 }
 
+/** ldguard.file_package: the resulting file judged against the watched root's package database (file-verdict.ts). */
+export interface FilePackageFacts {
+  manager: 'dpkg' | 'rpm';
+  /** The name the file was judged by when not its own: a temporary name's (X.dpkg-new) final X. */
+  judged_as?: string;
+  name?: string;
+  version?: string;
+  verdict: 'verified' | 'mismatch' | 'inconclusive';
+  reason: string;
+  /** The repository index (apt's list file) offering that package at that version; absent when none does. */
+  offered_by?: string;
+}
+
+/**
+ * ldguard.package. verdict "verified": the image the writer runs has the bytes its package
+ * recorded, and no tracer is attached; "mismatch": the package lists the path but the bytes
+ * differ; "inconclusive": it could not be told, and `reason` says why (writer_unknown,
+ * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced).
+ * `role` is "package_manager" when the owning package is a package manager's.
+ */
 export interface PackageFacts {
   manager: 'dpkg';
   name?: string;

@@ -45,6 +45,27 @@ export interface ExceptionListRef {
   readonly namespaceType?: 'single' | 'agnostic';
 }
 
+/**
+ * An exception list attached to a rule by configuration rather than by the rule's own
+ * [[rule.exceptions_list]]: how the default exception reaches the seed rule, whose text is kept as
+ * Elastic wrote it (agent config `exception_bindings`, "RULE_ID=LIST_ID").
+ */
+export interface ExceptionBinding {
+  readonly ruleId: string;
+  readonly listId: string;
+}
+
+/** Elastic's rule_id of "Dynamic Linker (ld.so) Creation", in every revision ldguard ships. */
+export const SEED_RULE_ID = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
+/** The default exception (shared/rules/ldguard/ldguard_default_exception.ndjson). */
+export const DEFAULT_EXCEPTION_LIST_ID = 'ldguard-verified-package-install';
+
+/** Parse "RULE_ID=LIST_ID"; null when it is not that shape. */
+export function parseBinding(text: string): ExceptionBinding | null {
+  const m = /^([^=\s]+)=([^=\s]+)$/.exec(text.trim());
+  return m ? { ruleId: m[1]!, listId: m[2]! } : null;
+}
+
 /** Rules with their exception lists bound, and what deserves a warning in the log. */
 export interface RuleSet {
   rules: Rule[];
@@ -87,7 +108,7 @@ export function loadRules(paths: readonly string[]): Rule[] {
  * and bind each rule's exceptions_list to the lists by list_id. A reference to a list that is not
  * there is an error, not a silent no-op: the user meant that exception to apply.
  */
-export function loadRuleSet(paths: readonly string[]): RuleSet {
+export function loadRuleSet(paths: readonly string[], bindings: readonly ExceptionBinding[] = []): RuleSet {
   const all = paths.flatMap((p) => ruleFiles(resolve(p)));
   const files = all.filter((f) => !f.endsWith('.ndjson'));
   if (files.length === 0) {
@@ -130,6 +151,19 @@ export function loadRuleSet(paths: readonly string[]): RuleSet {
       used.add(l.listId);
       return l;
     });
+    // A binding to a rule that is not loaded binds nothing (the rules are the user's choice); one
+    // naming a list that is not loaded is a warning, not an error, so that rules given by hand
+    // without the bundled lists still load.
+    for (const b of bindings) {
+      if (b.ruleId !== r.ruleId) continue;
+      const l = lists.get(b.listId);
+      if (!l) {
+        warnings.push(`exception binding ${b.ruleId}=${b.listId}: no .ndjson file in the rules path defines list_id ${b.listId}, so rule ${r.file} runs without it`);
+        continue;
+      }
+      used.add(l.listId);
+      if (!exceptions.includes(l)) exceptions.push(l);
+    }
     return exceptions.length === 0 ? r : Object.freeze({ ...r, exceptions: Object.freeze(exceptions) });
   });
   for (const l of lists.values()) {

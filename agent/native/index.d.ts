@@ -222,7 +222,8 @@ export declare class Watcher {
   /** Marks one more directory (e.g. a new /lib/ld-linux-x/). forwardAll: forward every name in
    * it (the self-test's scratch directory). A Buffer gives the path's exact bytes, for a
    * directory whose name is not UTF-8; its events then carry rawDir. Throws LDG_ERR_FANOTIFY_MARK. */
-  addDir(dir: string | Buffer, opts?: { forwardAll?: boolean }): void;
+  /** content: the writes to its files too (FAN_MODIFY on children), forwarded as modify events. */
+  addDir(dir: string | Buffer, opts?: { forwardAll?: boolean; content?: boolean }): void;
   /** Unmarks a directory (given as it was added); a directory already deleted is only forgotten. */
   removeDir(dir: string | Buffer): void;
   /** Watches one existing regular file whole (on, the default) or stops (false): its in-place

@@ -25,11 +25,13 @@ import { readNewestSegment } from './sink/spool.js';
 import { openSource } from './source/select.js';
 import type { RawFileEvent, Source } from './source/source.js';
 import { notifySystemd } from './systemd.js';
-import { resolveWatchDirs, toHostPath, type WatchDir } from './watch-dirs.js';
+import { resolveDirInRoot, resolveWatchDirs, toHostPath, type WatchDir } from './watch-dirs.js';
 import { identityOf, preferredHost, ViewWatch, type Identity } from './mounts.js';
 import { agentId } from './identity.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { lstatNow } from './stat-now.js';
+import { PACKAGE_DATABASE_DIRS } from './enrich/package/databases.js';
+import { FileVerifier } from './enrich/package/file-verdict.js';
 import { PackageVerifier } from './enrich/package/verify.js';
 import { baselineLostAlert } from './baseline/alerts.js';
 import { judgeAtStart, PACKAGE_DB_EXCEPTION } from './baseline/judge.js';
@@ -108,7 +110,7 @@ export class Agent {
     // so a baseline missing now was deleted, not never made.
     const stateExisted = existsSync(posix.join(cfg.stateDir, 'agent-id'));
 
-    const ruleSet = loadRuleSet(cfg.rules);
+    const ruleSet = loadRuleSet(cfg.rules, cfg.exceptionBindings);
     const rules = ruleSet.rules;
     this.noteRules(ruleSet);
     this.ruleFiles = rulesDigest(ruleSet);
@@ -196,6 +198,7 @@ export class Agent {
       loadersInUse: loaders.paths,
       hostPath: (real) => this.hostPathOf(real),
       packages: new PackageVerifier(this.realRoot),
+      files: new FileVerifier(this.realRoot),
       log,
       emit: (a) => this.emit(a),
       onDirectory: (dir, movedIn) => void this.markDirectory(dir, true, movedIn),
@@ -216,6 +219,7 @@ export class Agent {
       this.cleanup.push(() => st.cleanup());
     }
     source.start((events) => this.onEvents(events));
+    await this.watchPackageDatabases(source);
     if (this.selfTest) {
       const r = await this.selfTest.run(source);
       this.health.selfTest = { ms: r.ms, attributed: r.attributed };
@@ -297,6 +301,28 @@ export class Agent {
       wd.unref();
       this.cleanup.push(() => clearInterval(wd));
     }
+  }
+
+  /**
+   * The package databases of the root, watched whole (names and writes in place): what the file
+   * verdicts trust (enrich/package/databases.ts). Those absent (no rpm on Debian) are skipped; one
+   * that cannot be marked is a warning, never a reason not to start.
+   */
+  private async watchPackageDatabases(source: Source): Promise<void> {
+    // inotify names no writer: every write would distrust the database, and none could be judged.
+    if (source.degraded) return this.log.info({ source: source.name }, 'package databases not watched: the source names no writers');
+    const watched: string[] = [];
+    for (const host of PACKAGE_DATABASE_DIRS) {
+      const real = resolveDirInRoot(this.realRoot, host);
+      if (!real) continue;
+      try {
+        await source.addDir(real, { forwardAll: true, content: true });
+        watched.push(host);
+      } catch (err) {
+        this.log.warn({ dir: host, err: errorMessage(err) }, 'a package database directory could not be watched: writes to it are not seen');
+      }
+    }
+    this.log.info({ dirs: watched }, 'package databases watched');
   }
 
   private onEvents(events: RawFileEvent[]): void {
@@ -694,7 +720,7 @@ export class Agent {
     try {
       const cfg = loadConfig(this.configFile, this.overrides);
       const restart = optionsNeedingRestart(this.cfg, cfg);
-      const ruleSet = loadRuleSet(cfg.rules);
+      const ruleSet = loadRuleSet(cfg.rules, cfg.exceptionBindings);
       const rules = ruleSet.rules;
       const prefixes = namePrefixes(rules, this.dirs.flatMap((d) => [d.host, ...d.aliases]));
       const ruleDirs = ruleDirectories(rules);

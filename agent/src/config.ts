@@ -5,6 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { LdgError } from '../../shared/errors.js';
+import { DEFAULT_EXCEPTION_LIST_ID, parseBinding, SEED_RULE_ID, type ExceptionBinding } from '../../shared/rule.js';
 import { bundledRulePaths, RULE_REVISIONS, type RuleRevision } from '../../shared/paths.js';
 
 export type SourceChoice = 'auto' | 'fanotify' | 'inotify';
@@ -20,6 +21,7 @@ export interface AgentConfig {
   source: SourceChoice;
   rules: readonly string[];
   ruleRevision: RuleRevision;
+  exceptionBindings: readonly ExceptionBinding[];
   collector: readonly string[];
   tokenFile: string | null;
   caFile: string | null;
@@ -46,6 +48,7 @@ export const DEFAULTS: AgentConfig = {
   source: 'auto', // fanotify, falling back to inotify (degraded: no writer pid) where not permitted
   rules: bundledRulePaths('seed'), // rule files or folders of them; unset: the bundled rules, per rule_revision
   ruleRevision: 'seed', // which revision of Elastic's ld.so creation rule the bundled rules run: seed, v1 or current
+  exceptionBindings: [{ ruleId: SEED_RULE_ID, listId: DEFAULT_EXCEPTION_LIST_ID }], // "RULE_ID=LIST_ID": lists attached to rules whose text stays as written (Elastic's rule gets the default exception)
   collector: [], // ws(s)://HOST:PORT of the collector, or several: the first preferred, the next used while it is unreachable; none keeps alerts on the host
   tokenFile: null, // file holding this agent's collector token (0600)
   caFile: null, // CA bundle to trust for wss://
@@ -62,7 +65,7 @@ export const DEFAULTS: AgentConfig = {
 };
 
 // Option names in the TOML file (snake_case, as users write config) and their types.
-const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'urls' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'revision' | 'nullable-path' | 'nullable-string' }> = {
+const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' | 'urls' | 'int' | 'bool' | 'path' | 'paths' | 'source' | 'revision' | 'bindings' | 'nullable-path' | 'nullable-string' }> = {
   root: { key: 'root', type: 'path' },
   watch: { key: 'watch', type: 'strings' },
   state_dir: { key: 'stateDir', type: 'path' },
@@ -73,6 +76,7 @@ const KEYS: Record<string, { key: keyof AgentConfig; type: 'string' | 'strings' 
   source: { key: 'source', type: 'source' },
   rules: { key: 'rules', type: 'paths' },
   rule_revision: { key: 'ruleRevision', type: 'revision' },
+  exception_bindings: { key: 'exceptionBindings', type: 'bindings' },
   collector: { key: 'collector', type: 'urls' },
   token_file: { key: 'tokenFile', type: 'nullable-path' },
   ca_file: { key: 'caFile', type: 'nullable-path' },
@@ -132,6 +136,12 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
         if (!RULE_REVISIONS.includes(value as RuleRevision)) err(RULE_REVISIONS.map((r) => `"${r}"`).join(', '));
         else cfg[key] = value;
         break;
+      case 'bindings': {
+        const parsed = Array.isArray(value) && value.every((x) => typeof x === 'string') ? value.map((x: string) => parseBinding(x)) : null;
+        if (!parsed || parsed.some((b) => b === null)) err('a list of "RULE_ID=LIST_ID" strings (an empty list binds nothing)');
+        else cfg[key] = parsed;
+        break;
+      }
       case 'strings':
       case 'paths':
         if (!Array.isArray(value) || value.length === 0 || !value.every((x) => typeof x === 'string' && x !== '')) err('a non-empty list of strings');
@@ -183,7 +193,7 @@ export function loadConfig(file: string | undefined, overrides: Partial<Record<k
 }
 
 /** Options a reload applies at once: the collector link (reconnecting) and the rules. */
-const LIVE: ReadonlySet<keyof AgentConfig> = new Set<keyof AgentConfig>(['collector', 'tokenFile', 'caFile', 'certFile', 'keyFile', 'allowInsecure', 'rules', 'ruleRevision']);
+const LIVE: ReadonlySet<keyof AgentConfig> = new Set<keyof AgentConfig>(['collector', 'tokenFile', 'caFile', 'certFile', 'keyFile', 'allowInsecure', 'rules', 'ruleRevision', 'exceptionBindings']);
 
 /**
  * The options (as written in agent.toml) that differ between two configs and that a reload cannot

@@ -139,7 +139,7 @@ export class Watcher implements Addon.Watcher {
     this.#native = native(() => new NativeWatcher(options, onEvents));
   }
 
-  addDir(dir: string | Buffer, opts?: { forwardAll?: boolean }): void {
+  addDir(dir: string | Buffer, opts?: { forwardAll?: boolean; content?: boolean }): void {
     native(() => this.#native.addDir(dir, opts));
   }
 

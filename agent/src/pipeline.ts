@@ -2,8 +2,11 @@
 // Every match is emitted: past max_signals as a held-back record, with summaries (shared/throttle.ts).
 // Events arrive in kernel order on the JS thread. A matching new regular file waits (briefly,
 // bounded by writeWaitMs) for its first write to complete so the alert can carry the file's hash;
-// links, renames and directories are complete at once. The rules' verdict never waits: it is taken
-// on the event as it arrived, with the process facts read at that moment.
+// links, renames and directories are complete at once. The rules' verdict is taken on the event as
+// it arrived, with the process facts read at that moment; one exception: a verified package
+// manager's write that a rule with exception lists matched waits until that writer exits (at most
+// 120 s, settle.ts), for the resulting file's package verdict (ldguard.file_package), which the
+// default exception reads. Any other writer's alert never waits for it.
 import { randomUUID } from 'node:crypto';
 import { buildAlert } from '../../shared/alert.js';
 import { ECS_VERSION, fileEventMeta, type Alert, type EcsAgent, type EcsHost, type FileEvent } from '../../shared/ecs.js';
@@ -13,7 +16,10 @@ import type { Rule } from '../../shared/rule.js';
 import { Throttle } from '../../shared/throttle.js';
 import { displayPath, eventPath, hostPathOf, pathKey, splitPath, type FsPath } from './byte-path.js';
 import { applyFacts, fileFacts, fileNames, type FileFacts } from './enrich/file.js';
+import { entryOfPackageDatabase, inPackageDatabase } from './enrich/package/databases.js';
 import { carriesManagerName } from './enrich/package/managers.js';
+import type { FileVerifier } from './enrich/package/file-verdict.js';
+import { Settle } from './enrich/package/settle.js';
 import type { PackageVerifier } from './enrich/package/verify.js';
 import { ecsParent, ecsProcess, processEscaped, processOutsideRoot } from './enrich/proc.js';
 import type { NameTable } from './enrich/users.js';
@@ -39,6 +45,9 @@ export interface PipelineOptions {
   /** Judges the writer's executable against its package database (ldguard.package), before the
    * rules: absent, no event carries package facts. */
   packages?: PackageVerifier;
+  /** Judges the resulting file against the watched root's package database (ldguard.file_package)
+   * for a verified package manager's writes, once it exited: absent, no event waits for it. */
+  files?: FileVerifier;
   /** Called with each alert, held-back record and summary, in the order they complete. Must not throw. */
   emit: (alert: Alert) => void;
   /** A directory whose name the rules care about appeared: the agent marks it (the rule's * crosses /).
@@ -73,6 +82,9 @@ export class Pipeline {
   private readonly throttle = new Throttle();
   private readonly waiting = new Map<string, Waiting>(); // by pathKey
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly settle = new Settle();
+  /** Where temporary names went (X.dpkg-new → X), from renames seen, for the file's verdict; bounded. */
+  private readonly renamedTo = new Map<string, string>();
   private summaryTimer: NodeJS.Timeout | undefined;
   /** When summaryTimer fires (Infinity: no timer). */
   private summaryAt = Infinity;
@@ -103,17 +115,39 @@ export class Pipeline {
       // A close-write ends a wait; a write or attribute event is the integrity watch's to judge
       // (integrity.ts), which hands a change it finds to handleChange. Neither is judged here: a
       // loader's every close would otherwise be a "modification" whether or not anything changed.
-      if (raw.kind === 'close_write' || raw.kind === 'modify' || raw.kind === 'attrib') continue;
+      // The exception: a write in place to a package database (databases.ts), which the integrity
+      // watch does not know and which the database rule judges as a "modification".
+      if (raw.kind === 'close_write' || raw.kind === 'attrib') continue;
+      if (raw.kind === 'modify' && !(this.o.files && inPackageDatabase(displayPath(hostPathOf(this.o.realRoot, realPath))))) continue;
       const event = this.toEcs(raw, realPath);
-      let matched = false;
-      for (const rule of this.rules) {
-        if (!rule.query.match(event)) continue;
-        matched = true;
-        this.counts.matched++;
-        this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
+      if (this.o.files && inPackageDatabase(event.file.path) && !raw.isDir && !verifiedManager(event)) this.distrust(event);
+      const from = event.file.Ext?.original?.path;
+      if (from !== undefined && this.o.files) {
+        if (this.renamedTo.size >= RENAMES_MAX) this.renamedTo.clear();
+        this.renamedTo.set(from, event.file.path);
       }
-      if (raw.isDir) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
-      if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to')) this.o.onUnalerted?.(realPath, event.file.path);
+      const hits = this.rules.filter((r) => r.query.match(event));
+      const matched = hits.length > 0;
+      this.counts.matched += hits.length;
+      // A verified package manager's write that an exception may spare waits for the file's
+      // verdict (settle.ts): the default exception reads it. Any other writer's alert never waits.
+      if (matched && this.o.files && raw.process?.startTicks != null && verifiedManager(event) && hits.some((r) => r.exceptions.length > 0)) {
+        const files = this.o.files;
+        this.settle.add(raw.pid, raw.process.startTicks, () => {
+          const p = event.process;
+          const writer = p.args ? { args: p.args, cwd: p.working_directory, outsideRoot: event.ldguard.process_outside_root === true } : undefined;
+          event.ldguard.file_package = files.facts(event.file.path, this.renamedTo.get(event.file.path), writer);
+          for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, false);
+        });
+      } else {
+        for (const rule of hits) this.hold(realPath, this.judged(event, rule), rule, raw.kind === 'create' && !raw.isDir && !raw.writeDone);
+      }
+      // A directory appearing in a package database (dpkg's tmp.ci, unpacked by tar for each
+      // package) is not followed, though the database rule's * crosses /: the watch is of the
+      // database directories themselves (databases.ts), and their files are what verdicts read.
+      if (raw.isDir && !(this.o.files && entryOfPackageDatabase(event.file.path))) this.o.onDirectory(realPath, raw.kind === 'moved_to' ? { event, alerted: matched } : undefined);
+      // Not a package database's files: the baseline is of the watched library directories.
+      if (!matched && !raw.isDir && (raw.kind === 'create' || raw.kind === 'moved_to') && !inPackageDatabase(event.file.path)) this.o.onUnalerted?.(realPath, event.file.path);
     }
   }
 
@@ -267,6 +301,18 @@ export class Pipeline {
     return { ...event, ldguard: { ...event.ldguard, excepted_by: by } };
   }
 
+  /**
+   * A package database was written by something that is not a verified package manager: no file
+   * verdict read from it is trusted again (fail closed) until the agent restarts.
+   */
+  private distrust(event: FileEvent): void {
+    const files = this.o.files!;
+    if (files.tainted) return;
+    files.taint(`${event.file.path} written by ${event.process.executable ?? `pid ${event.process.pid ?? 'unknown'}`}`);
+    this.o.packages?.taint();
+    this.o.log.warn({ path: event.file.path, writer: event.process.executable ?? null, pid: event.process.pid ?? null }, 'a package database was written by a process that is not a verified package manager: file verdicts read from it are inconclusive until the agent restarts');
+  }
+
   /** Emit the max_signals summaries that are due (updates, windows that ended), and wake again for the next. */
   private tick(): void {
     this.summaryTimer = undefined;
@@ -288,6 +334,7 @@ export class Pipeline {
 
   /** Finish every waiting alert and the open windows' final summaries; for shutdown. */
   async drain(): Promise<void> {
+    this.settle.flush();
     clearTimeout(this.summaryTimer);
     for (const w of this.waiting.values()) this.release(w.path, w);
     await Promise.all(this.inFlight);
@@ -327,7 +374,7 @@ export class Pipeline {
     // Before the rules, as the rest of the process facts: the masquerade rule reads the verdict.
     // Only for a writer carrying a package manager's name (see PACKAGE_MANAGER_NAMES: a lookup can
     // cost 90 ms, and no rule reads another writer's verdict).
-    if (raw.process && this.o.packages && carriesManagerName(raw.process)) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
+    if (raw.process && this.o.packages && (carriesManagerName(raw.process) || inPackageDatabase(event.file.path))) event.ldguard.package = this.o.packages.facts(raw.pid, raw.process, raw.attribution);
     if (event.process.user) event.user = { ...event.process.user };
     if (event.process.group) event.group = { ...event.process.group };
     return event;
@@ -389,6 +436,13 @@ export class Pipeline {
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
+}
+
+const RENAMES_MAX = 4096;
+
+/** The writer is a package manager whose executable matches its package's database. */
+function verifiedManager(e: FileEvent): boolean {
+  return e.ldguard.package?.verdict === 'verified' && e.ldguard.package.role === 'package_manager';
 }
 
 /** A rename's source as Elastic Defend reports it (file.Ext.original.path and .name), in the host's

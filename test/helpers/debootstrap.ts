@@ -23,6 +23,7 @@ export function cachedDebianRoot(suite = 'bookworm'): string {
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(CACHE_DIR, { recursive: true });
+  process.stderr.write(`ldguard tests: making the cached Debian root ${dir} with debootstrap (minutes, once; later runs copy it)\n`);
   try {
     execFileSync('debootstrap', ['--variant=minbase', suite, tmp, MIRROR], { stdio: 'pipe', timeout: DEBOOTSTRAP_MS });
     renameSync(tmp, dir);

@@ -48,8 +48,14 @@ async function plantAndFetch(tag: string): Promise<Array<Record<string, any>>> {
   for (;;) {
     const r = await machine().sh(`curl -s -H "Authorization: Bearer $(cat /etc/ldguard/admin-token)" 'http://127.0.0.1:8750/api/alerts?limit=500'`, { check: false });
     const alerts = r.code === 0 && r.stdout.startsWith('{') ? ((JSON.parse(r.stdout) as { alerts: Array<Record<string, any>> }).alerts ?? []) : [];
-    const mine = alerts.filter((a) => a.file?.path === path && a.rule?.id === SEED_RULE);
-    if (mine.length > 0 || Date.now() > end) return mine;
+    // /lib64 is a symlink to usr/lib64 on Debian 12: the alert names the file as the host resolves it.
+    const mine = alerts.filter((a) => a.file?.path === `/usr${path}` && a.rule?.id === SEED_RULE);
+    if (mine.length > 0) return mine;
+    if (Date.now() > end) {
+      // What an operator would look at: both services' last lines and what the API answered.
+      const why = await machine().sh('systemctl --no-pager status ldguard-agent ldguard-collector | tail -n 30; journalctl -u ldguard-agent -n 25 --no-pager -o cat; journalctl -u ldguard-collector -n 10 --no-pager -o cat', { check: false });
+      throw new Error(`no alert for ${path} at the collector within 30 s; the API said ${r.stdout.slice(0, 300)}\n${why.stdout.slice(-6000)}`);
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
 }

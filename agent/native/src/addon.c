@@ -426,7 +426,7 @@ static napi_value watcher_new(napi_env env, napi_callback_info info) {
   prefixes = NULL;
   if (ldg_fan_init(w, unlimited, &err) < 0) goto fail;
   for (size_t i = 0; i < ndirs; i++)
-    if (ldg_fan_add_dir(w, dirs[i], 0, &err) < 0) goto fail;
+    if (ldg_fan_add_dir(w, dirs[i], 0, 0, &err) < 0) goto fail;
   free_strings(dirs, ndirs);
   dirs = NULL;
 
@@ -481,16 +481,18 @@ static napi_value watcher_add_dir(napi_env env, napi_callback_info info) {
   if (!a) return NULL;
   if (a->closed) return napi_throw_error(env, "LDG_ERR_WATCHER_CLOSED", "addDir() after close()"), NULL;
   char *dir;
-  bool forward_all = false;
+  bool forward_all = false, content = false;
   if (argc < 1 || get_path(env, argv[0], &dir, "dir") < 0) return argc < 1 ? type_error(env, "dir must be a string"), NULL : NULL;
   if (argc >= 2) {
     napi_valuetype t;
     napi_typeof(env, argv[1], &t);
     if (t == napi_object && get_opt(env, argv[1], "forwardAll", napi_boolean, &v) == 1)
       napi_get_value_bool(env, v, &forward_all);
+    if (t == napi_object && get_opt(env, argv[1], "content", napi_boolean, &v) == 1)
+      napi_get_value_bool(env, v, &content);
   }
   struct ldg_err err;
-  int rc = ldg_fan_add_dir(a->w, dir, forward_all, &err);
+  int rc = ldg_fan_add_dir(a->w, dir, forward_all, content, &err);
   free(dir);
   if (rc < 0) napi_throw_error(env, err.code, err.msg);
   return NULL;

@@ -121,7 +121,7 @@ static int path_handle(const char *path, struct ldg_hkey *k) {
   return 0;
 }
 
-int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, struct ldg_err *err) {
+int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, int content, struct ldg_err *err) {
   char *real = realpath(path, NULL);
   if (!real) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "realpath(3) failed for %s", path);
@@ -133,10 +133,11 @@ int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, st
     free(real);
     return -1;
   }
-  int rc = fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, MAIN_MASK(w), AT_FDCWD, real);
+  uint64_t more = content ? FAN_MODIFY : 0;
+  int rc = fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, MAIN_MASK(w) | more, AT_FDCWD, real);
   if (rc < 0 && errno == EINVAL && !w->no_rename) {
     w->no_rename = 1;                /* an older kernel: renames come without their source */
-    rc = fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, MAIN_MASK(w), AT_FDCWD, real);
+    rc = fanotify_mark(w->fan_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, MAIN_MASK(w) | more, AT_FDCWD, real);
   }
   if (rc < 0) {
     ldg_err_set(err, "LDG_ERR_FANOTIFY_MARK", errno, "fanotify_mark(2) failed for %s", real);

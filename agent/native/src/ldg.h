@@ -306,7 +306,9 @@ void ldg_err_set(struct ldg_err *e, const char *code, int err, const char *fmt, 
 
 /* fanotify.c */
 int ldg_fan_init(struct ldg_watcher *w, int unlimited_queue, struct ldg_err *err);
-int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, struct ldg_err *err);
+/* content: the directory's files' writes too (FAN_MODIFY on children), for directories whose files
+ * are rewritten in place and matter (package databases); forwarded as modify events. */
+int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, int content, struct ldg_err *err);
 int ldg_fan_remove_dir(struct ldg_watcher *w, const char *path, struct ldg_err *err);
 /* Puts a directory in the table (takes `path`): matched by its handle, or by path too when
  * `by_path` (then an entry found is updated; otherwise it is kept). Returns 1 when added. */

@@ -10,6 +10,7 @@ import { exceptedBy } from '../../../shared/exceptions/match.js';
 import { loadRuleSet } from '../../../shared/rule.js';
 import { Throttle } from '../../../shared/throttle.js';
 import { parseOptions } from '../args.js';
+import { DEFAULTS } from '../config.js';
 import { exitWhenStdoutCloses } from '../stdout-closed.js';
 
 const HELP = `Usage: ldguard match [--rule FILE|DIR ...] [--now ISO] < events.ndjson > alerts.ndjson
@@ -27,7 +28,9 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const { rules, warnings } = loadRuleSet(values.rule?.length ? values.rule : [bundledRulesDir()]);
+  // The default binding (Elastic's rule → ldguard's default exception) goes with the bundled rules;
+  // rules given with --rule run as given.
+  const { rules, warnings } = loadRuleSet(values.rule?.length ? values.rule : [bundledRulesDir()], values.rule?.length ? [] : DEFAULTS.exceptionBindings);
   for (const w of warnings) process.stderr.write(`ldguard match: warning: ${w}\n`);
   // `ldguard match … | head -1`: the reader leaving ends the run, quietly.
   exitWhenStdoutCloses('match');

@@ -9,7 +9,7 @@ import type { ProcFacts } from '../source/source.js';
 import type { NameTable } from './users.js';
 
 // Linux reports start times in clock ticks; USER_HZ is 100 on every architecture Linux ships.
-const USER_HZ = 100;
+export const USER_HZ = 100;
 
 /** Boot time in ms since the epoch, from /proc/stat's btime (read once: it does not change). */
 export const BOOT_MS: number = (() => {

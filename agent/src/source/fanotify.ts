@@ -34,7 +34,7 @@ export class FanotifySource implements Source {
     }
   }
 
-  async addDir(dir: FsPath, opts?: { forwardAll?: boolean }): Promise<void> {
+  async addDir(dir: FsPath, opts?: { forwardAll?: boolean; content?: boolean }): Promise<void> {
     this.watcher?.addDir(dir, opts);
   }
 

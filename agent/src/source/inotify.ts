@@ -119,7 +119,7 @@ export class InotifySource implements Source {
     if (early.length > 0) onEvents(early);
   }
 
-  async addDir(path: FsPath, opts?: { forwardAll?: boolean }): Promise<void> {
+  async addDir(path: FsPath, opts?: { forwardAll?: boolean; content?: boolean }): Promise<void> {
     // A directory whose name is not UTF-8 (see above) is watched anyway when it lies under a
     // recursive watch; elsewhere @parcel/watcher cannot watch it.
     if (typeof path !== 'string') {

@@ -55,9 +55,10 @@ export interface Source {
   /** True when the source cannot name writers exactly (inotify): shown in health and on the fleet page. */
   readonly degraded: boolean;
   start(onEvents: (events: RawFileEvent[]) => void): void;
-  /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories). */
+  /** Watch another directory; forwardAll skips the name filter (self-test and rule-matching subdirectories);
+   * content reports its files' writes as modify events too (package databases; fanotify only: inotify has no writer to judge). */
   /** Resolves once events in dir are being delivered. A Buffer is a directory whose name is not UTF-8. */
-  addDir(dir: FsPath, opts?: { forwardAll?: boolean }): Promise<void>;
+  addDir(dir: FsPath, opts?: { forwardAll?: boolean; content?: boolean }): Promise<void>;
   /**
    * Watch an existing regular file whole (on) or stop: its writes, close-writes and attribute
    * changes arrive as modify, close_write and attrib events. Absent where the source cannot

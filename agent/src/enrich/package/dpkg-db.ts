@@ -32,14 +32,31 @@ export function dpkgStamp(admindir: string): string | null {
   }
 }
 
-/** Names of installed packages ("install ok installed") in a status file's text, with their arch. */
-export function parseStatus(text: string): Map<string, { arch: string; multiArchSame: boolean }> {
-  const out = new Map<string, { arch: string; multiArchSame: boolean }>();
+export interface StatusEntry {
+  arch: string;
+  multiArchSame: boolean;
+  /** As dpkg records it ("2.36-9+deb12u13"): what a repository's Packages index names too. */
+  version: string;
+}
+
+/**
+ * States in which a package's files are on disk as its .list and .md5sums say: dpkg writes those
+ * info files when it unpacks, before configuring. A long `apt upgrade` keeps libc6 "unpacked" for
+ * minutes while dpkg goes on; a file verdict taken then must still find it. "half-installed" (an
+ * unpack under way or failed) is not among them.
+ */
+export const UNPACKED_STATES: ReadonlySet<string> = new Set(['unpacked', 'half-configured', 'triggers-awaited', 'triggers-pending', 'installed']);
+const INSTALLED: ReadonlySet<string> = new Set(['installed']);
+
+/** Names of installed packages ("install ok installed", or any of `states`) in a status file's text, with their arch. */
+export function parseStatus(text: string, states: ReadonlySet<string> = INSTALLED): Map<string, StatusEntry> {
+  const out = new Map<string, StatusEntry>();
   for (const para of text.split(/\n\n+/)) {
     const field = (k: string) => new RegExp(`^${k}: *(.*)$`, 'm').exec(para)?.[1]?.trim();
     const name = field('Package');
-    if (!name || field('Status') !== 'install ok installed') continue;
-    out.set(name, { arch: field('Architecture') ?? '', multiArchSame: field('Multi-Arch') === 'same' });
+    const status = /^(?:install|hold) ok (\S+)$/.exec(field('Status') ?? '');
+    if (!name || !status || !states.has(status[1]!)) continue;
+    out.set(name, { arch: field('Architecture') ?? '', multiArchSame: field('Multi-Arch') === 'same', version: field('Version') ?? '' });
   }
   return out;
 }
@@ -56,18 +73,38 @@ export function mergedUsrAliases(path: string): string[] {
 }
 
 export class DpkgDb {
-  private readonly installed: Map<string, { arch: string; multiArchSame: boolean }>;
+  private readonly installed: Map<string, StatusEntry>;
   private readonly owners = new Map<string, InstalledPackage | null>();
   private listFiles: string[] | undefined;
 
-  /** Throws when admindir/status cannot be read (no dpkg database there). */
-  constructor(readonly admindir: string) {
-    this.installed = parseStatus(readFileSync(join(admindir, 'status'), 'utf8'));
+  /** Throws when admindir/status cannot be read (no dpkg database there). states: see parseStatus. */
+  constructor(
+    readonly admindir: string,
+    states?: ReadonlySet<string>,
+  ) {
+    this.installed = parseStatus(readFileSync(join(admindir, 'status'), 'utf8'), states);
   }
 
   /** How many packages are installed. */
   get size(): number {
     return this.installed.size;
+  }
+
+  /** The installed package's status entry (version, architecture); undefined when not installed. */
+  status(name: string): StatusEntry | undefined {
+    return this.installed.get(name);
+  }
+
+  /**
+   * The md5 the package recorded for `path` under any of its merged-/usr names (a symlink's target
+   * is read as /usr/lib/…, while libc6 lists /lib/…), with the name it is listed under.
+   */
+  md5Any(pkg: InstalledPackage, path: string): { md5: string; listed: string } | null {
+    for (const alias of mergedUsrAliases(path)) {
+      const md5 = this.md5(pkg, alias);
+      if (md5) return { md5, listed: alias };
+    }
+    return null;
   }
 
   private infoKey(name: string): string {

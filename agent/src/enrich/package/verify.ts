@@ -14,6 +14,7 @@ import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PackageFacts } from '../../../../shared/ecs.js';
 import type { ProcFacts } from '../../source/source.js';
+import { BOOT_MS, USER_HZ } from '../proc.js';
 import { DpkgDb, dpkgStamp } from './dpkg-db.js';
 import { isPackageManagerPackage } from './managers.js';
 
@@ -24,7 +25,7 @@ const HASH_MAX_BYTES = 512 * 1024 * 1024;
 type ImageVerdict = Omit<PackageFacts, 'manager'>;
 
 /** /proc/PID/stat field 22; null when the process is gone. */
-function startTicks(pid: number): number | null {
+export function startTicks(pid: number): number | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
@@ -48,6 +49,7 @@ export class PackageVerifier {
   private readonly dbs = new Map<string, { stamp: string; db: DpkgDb }>();
   private readonly cache = new Map<string, ImageVerdict>();
   readonly counts = { hashed: 0, cacheHits: 0 };
+  private touched = false;
 
   /**
    * realRoot: the agent's --root, real path. An executable under it is judged against that root's
@@ -60,14 +62,60 @@ export class PackageVerifier {
   ) {}
 
   /**
-   * attribution: the source's (RawFileEvent.attribution). Only a live_proc writer is judged: with
-   * exec_cache the writer has exited or exec'd since, so /proc/PID/exe is no longer the image
-   * that wrote (a fake dnf that writes, then execs the real dpkg, must not borrow its verdict).
+   * The watched root's database was written by something that is not a verified package manager
+   * (the pipeline saw it): no executable judged against it is verified again until restart. The
+   * host's own database (the agent's side, under --root) is not the one that was seen written.
+   */
+  taint(): void {
+    this.touched = true;
+  }
+
+  /**
+   * attribution: the source's (RawFileEvent.attribution). A live_proc writer is judged by the
+   * image it runs (/proc/PID/exe). One gone by then (dpkg writes its status last and exits
+   * within milliseconds: measured, 1 install in 4 here), or an exec_cache writer (exited, or
+   * exec'd since: /proc/PID/exe is no longer the image that wrote, and a fake dnf that writes then
+   * execs the real dpkg must not borrow its verdict), is judged at the path its image ran from
+   * (p.exe, the image at the write), and only when the file there has not changed since the
+   * process started (its ctime is older): a file put at that path afterwards is a new ctime.
+   * What a gone process cannot show: whether it was traced (reason "md5_matches_at_path" says so).
    */
   facts(pid: number, p: ProcFacts, attribution: string): PackageFacts {
-    if (attribution !== 'live_proc') return { manager: 'dpkg', verdict: 'inconclusive', reason: 'writer_gone' };
-    const v = this.judge(pid, p);
-    return { manager: 'dpkg', ...v };
+    if (attribution === 'live_proc') {
+      const v = this.judge(pid, p);
+      if (v.reason !== 'writer_gone') return { manager: 'dpkg', ...v };
+    } else if (attribution !== 'exec_cache') {
+      return { manager: 'dpkg', verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    return { manager: 'dpkg', ...this.atPath(p) };
+  }
+
+  private atPath(p: ProcFacts): ImageVerdict {
+    if (p.exe === null || p.startTicks === null || !BOOT_MS) return { verdict: 'inconclusive', reason: 'writer_gone' };
+    let st;
+    try {
+      st = statSync(p.exe, { bigint: true });
+    } catch {
+      return { verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    // BOOT_MS and the ticks are both rounded down: the start computed is never later than the real one.
+    if (Number(st.ctimeNs / 1_000_000n) >= BOOT_MS + p.startTicks * (1000 / USER_HZ)) return { verdict: 'inconclusive', reason: 'image_changed_since_start' };
+    const { admindir, path } = this.where(p.exe);
+    if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
+    const stamp = dpkgStamp(admindir);
+    if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${admindir}:${stamp}:${path}:at-path`;
+    let v = this.cache.get(key);
+    if (v) this.counts.cacheHits++;
+    else {
+      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(p.exe!));
+      if (v.reason === 'md5_matches') v = { ...v, reason: 'md5_matches_at_path' };
+      if (v.reason !== 'writer_gone') {
+        if (this.cache.size >= CACHE_MAX) this.cache.clear();
+        this.cache.set(key, v);
+      }
+    }
+    return v;
   }
 
   private judge(pid: number, p: ProcFacts): ImageVerdict {
@@ -88,15 +136,20 @@ export class PackageVerifier {
       return { verdict: 'inconclusive', reason: 'writer_gone' };
     }
     const { admindir, path } = this.where(p.exe);
+    if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
     const stamp = dpkgStamp(admindir);
     if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
     const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${admindir}:${stamp}:${path}`;
     let v = this.cache.get(key);
     if (v) this.counts.cacheHits++;
     else {
-      v = this.image(pid, path, admindir, stamp, Number(st.size));
-      if (this.cache.size >= CACHE_MAX) this.cache.clear();
-      this.cache.set(key, v);
+      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(`/proc/${pid}/exe`));
+      // A process gone while its image was read says nothing about the image: kept, it would
+      // make every later writer of the same binary (rpm, here) "writer_gone" until restart.
+      if (v.reason !== 'writer_gone') {
+        if (this.cache.size >= CACHE_MAX) this.cache.clear();
+        this.cache.set(key, v);
+      }
     }
     // The tracer is the process's, not the image's: checked every time, never cached.
     if (tracer !== 0 && v.verdict === 'verified') return { ...v, verdict: 'inconclusive', reason: 'traced' };
@@ -121,7 +174,8 @@ export class PackageVerifier {
     }
   }
 
-  private image(pid: number, path: string, admindir: string, stamp: string, size: number): ImageVerdict {
+  /** read: the image's bytes (through /proc/PID/exe, or at its path for a writer gone). */
+  private image(path: string, admindir: string, stamp: string, size: number, read: () => Buffer): ImageVerdict {
     if (path.endsWith(' (deleted)')) return { verdict: 'inconclusive', reason: 'image_deleted' };
     const db = this.db(admindir, stamp);
     if (!db) return { verdict: 'inconclusive', reason: 'no_database' };
@@ -133,7 +187,7 @@ export class PackageVerifier {
     if (size > HASH_MAX_BYTES) return { ...named, verdict: 'inconclusive', reason: 'too_large' };
     let got: string;
     try {
-      got = createHash('md5').update(readFileSync(`/proc/${pid}/exe`)).digest('hex');
+      got = createHash('md5').update(read()).digest('hex');
     } catch {
       return { ...named, verdict: 'inconclusive', reason: 'writer_gone' };
     }

@@ -1,0 +1,39 @@
+// The package databases the verdicts read, as the host inside --root names them. The agent watches
+// each that exists (forwarding every name, and writes in place: FAN_MODIFY on its files), so that
+// a write by anything but a verified package manager is an alert (the package database rule) and
+// makes every later file verdict inconclusive (FileVerifier.taint): whoever can rewrite dpkg's
+// md5sums can make any loader look packaged. Only these directories, not their subdirectories:
+// dpkg's triggers/ and alternatives/ are written by maintainer scripts and hold no digests.
+// Not verified: the indexes' own signature chain (InRelease); root can rewrite both, as it can a
+// package and its database.
+import { posix } from 'node:path';
+
+// Not yet rpm's (/var/lib/rpm) nor pacman's (/var/lib/pacman/local), though the rule names them:
+// their writers cannot be judged yet, so each transaction would page and distrust the database:
+// dnf and yum are Python scripts (the writer is python3, in no package manager's package). They
+// join when a script is verified through the exec cache's record of it (#19 item 2, interpreters).
+export const PACKAGE_DATABASE_DIRS: readonly string[] = [
+  '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates',
+  // apt's indexes say which versions a repository offers (the default exception reads them): a
+  // paragraph appended there would make a locally built package look published. apt-get and its
+  // methods (package apt) write them; partial/, where downloads land first, is not watched.
+  '/var/lib/apt/lists',
+];
+
+const DIRS = new Set(PACKAGE_DATABASE_DIRS);
+/**
+ * dpkg's scratch directory: dpkg-deb, then tar (its child, in no package manager's package) unpack a
+ * package's control archive there before dpkg moves the files into info/ itself (measured: a real
+ * libc6 install). What is written inside it is not watched (a subdirectory); dpkg's own move is.
+ */
+const SCRATCH = '/var/lib/dpkg/tmp.ci';
+
+/** Whether a host path is a file directly inside one of the package database directories (dpkg's scratch directory aside). */
+export function inPackageDatabase(hostPath: string): boolean {
+  return hostPath !== SCRATCH && entryOfPackageDatabase(hostPath);
+}
+
+/** Whether a host path is directly inside one of the package database directories, whatever it is. */
+export function entryOfPackageDatabase(hostPath: string): boolean {
+  return DIRS.has(posix.dirname(hostPath));
+}

@@ -1,0 +1,200 @@
+// The file's package facts (ldguard.file_package): which installed package owns the file a package
+// manager wrote (dpkg's database, read directly; rpm's, through the verified host rpm: rpm-db.ts), at which version, whether its bytes are the ones that package recorded, and which
+// configured repository offers that version (package/apt-lists.ts). The default exception
+// (shared/rules/ldguard/ldguard_default_exception.ndjson) spares a write only on all of that.
+// When: after the writer exited (dpkg records a package's md5sums and marks it installed only after
+// unpacking its files), or 120 s after the write; the pipeline holds such events (settle.ts).
+// Against the watched root's database (ROOT/var/lib/dpkg): the file is the root's, whoever wrote it.
+// Names: a temporary name (X.dpkg-new, X.dpkg-tmp, rpm's X;<hex>) is judged by X, the name dpkg
+// renames it to (or restores it under); the caller passes X when it saw the rename.
+// A symlink passes when its package lists it and its target, resolved inside the root, has the md5
+// the same package recorded: dpkg records no symlink targets, so the target's bytes stand for it.
+// Fails closed: once the database was written by anything but a verified package manager
+// (taint()), no verdict read from it is "verified" again until the agent restarts.
+// Cost: one lstat per event; a DpkgDb snapshot per database state, an md5 of the file and the apt
+// index reads per new (device, inode, size, ctime) and database state. Bounded as verify.ts is.
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import type { FilePackageFacts } from '../../../../shared/ecs.js';
+import { resolveInRoot } from '../../root-path.js';
+import { AptLists } from './apt-lists.js';
+import { DebOrigin, type WriterArgs } from './deb-origin.js';
+import { DpkgDb, dpkgStamp, UNPACKED_STATES } from './dpkg-db.js';
+import { RpmDb } from './rpm-db.js';
+
+const CACHE_MAX = 4096;
+
+/** A cached verdict: the facts without the repository's answer, with the package's architecture to ask it with. */
+type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & {
+  arch?: string;
+  /** What matched: the path as the package lists it and its digest (dpkg: md5), for deb-origin.ts. */
+  digest?: { listed: string; hex: string };
+};
+type Wanted = { algo: string; hex: string; listed: string } | null;
+
+interface JudgedFile {
+  /** Host path of the name judged. */
+  path: string;
+  symlink: boolean;
+  regular: boolean;
+  size: number;
+}
+const HASH_MAX_BYTES = 512 * 1024 * 1024;
+
+/** dpkg's temporary names (X.dpkg-new, X.dpkg-tmp) and rpm's (X;<8 hex>): X; null for any other name. */
+export function finalNameOf(path: string): string | null {
+  const m = /^(.+?)(?:\.dpkg-new|\.dpkg-tmp|;[0-9a-f]{8})$/.exec(path);
+  return m && !m[1]!.endsWith('/') ? m[1]! : null;
+}
+
+export class FileVerifier {
+  private db: { stamp: string; db: DpkgDb } | undefined;
+  private readonly cache = new Map<string, Verdict>();
+  private touched: string | null = null;
+  readonly apt: AptLists;
+  readonly rpm: RpmDb;
+  private readonly origin: DebOrigin;
+  readonly admindir: string;
+
+  /** realRoot: the agent's --root, real path. */
+  constructor(private readonly realRoot: string) {
+    this.admindir = join(realRoot, 'var/lib/dpkg');
+    this.apt = new AptLists(join(realRoot, 'var/lib/apt/lists'));
+    this.rpm = new RpmDb(realRoot);
+    this.origin = new DebOrigin(realRoot, this.apt);
+  }
+
+  /** The database was written by a writer that is not a verified package manager: every verdict from now on is inconclusive. */
+  taint(why: string): void {
+    this.touched ??= why;
+  }
+
+  get tainted(): string | null {
+    return this.touched;
+  }
+
+  /**
+   * hostPath: the file as the host sees it; renamedTo: the name it was seen renamed to, if any.
+   * Never throws: what cannot be read is an inconclusive verdict with its reason.
+   */
+  facts(hostPath: string, renamedTo?: string, writer?: WriterArgs): FilePackageFacts {
+    const judged = renamedTo ?? finalNameOf(hostPath) ?? hostPath;
+    const as = judged !== hostPath ? { judged_as: judged } : {};
+    const rpm = this.rpm.present();
+    const manager = rpm && !existsSync(join(this.admindir, 'status')) ? 'rpm' : 'dpkg';
+    if (this.touched) return { manager, ...as, verdict: 'inconclusive', reason: 'database_touched' };
+    const stamp = this.stamp(rpm);
+    if (stamp === null) return { manager, ...as, verdict: 'inconclusive', reason: 'no_database' };
+    let st;
+    try {
+      st = lstatSync(posix.join(this.realRoot, judged), { bigint: true });
+    } catch {
+      return { manager, ...as, verdict: 'inconclusive', reason: 'file_gone' };
+    }
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${stamp}:${judged}`;
+    let v = this.cache.get(key);
+    if (!v) {
+      const file = { path: judged, symlink: st.isSymbolicLink(), regular: st.isFile(), size: Number(st.size) };
+      // dpkg's database first (it owns the system on Debian); rpm's when dpkg's does not list the file.
+      const dstamp = dpkgStamp(this.admindir);
+      v = dstamp !== null ? this.judgeDpkg(file, dstamp) : undefined;
+      if (rpm && (!v || v.reason === 'not_in_any_package')) v = this.judgeRpm(file);
+      v ??= { manager, verdict: 'inconclusive', reason: 'no_database' };
+      // A package manager may have written a database while it was read: such a verdict is not kept.
+      if (this.stamp(rpm) !== stamp) v = { manager: v.manager, name: v.name, version: v.version, verdict: 'inconclusive', reason: 'database_changing' };
+      else {
+        if (this.cache.size >= CACHE_MAX) this.cache.clear();
+        this.cache.set(key, v);
+      }
+    }
+    // Asked each time, not cached with the verdict: it depends on the writer's .deb and on apt's
+    // indexes, not on the file (deb-origin.ts). rpm repository metadata is not read.
+    const offeredBy = v.manager === 'dpkg' && v.verdict === 'verified' && v.name && v.version && v.arch && v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
+    const { arch: _arch, digest: _digest, ...facts } = v;
+    return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
+  }
+
+  /** The state of the databases the verdict reads; null when there is none. */
+  private stamp(rpm: boolean): string | null {
+    const d = dpkgStamp(this.admindir);
+    if (!rpm) return d;
+    try {
+      const st = statSync(join(this.realRoot, 'var/lib/rpm'));
+      const db = statSync(join(this.realRoot, 'var/lib/rpm', existsSync(join(this.realRoot, 'var/lib/rpm/rpmdb.sqlite')) ? 'rpmdb.sqlite' : 'Packages'));
+      return `${d ?? ''}|rpm:${st.mtimeMs}:${db.mtimeMs}:${db.size}`;
+    } catch {
+      return d;
+    }
+  }
+
+  private snapshot(stamp: string): DpkgDb | null {
+    if (this.db?.stamp === stamp) return this.db.db;
+    try {
+      const db = new DpkgDb(this.admindir, UNPACKED_STATES);
+      this.db = { stamp, db };
+      return db;
+    } catch {
+      return null;
+    }
+  }
+
+  private judgeDpkg(f: JudgedFile, stamp: string): Verdict {
+    const db = this.snapshot(stamp);
+    if (!db) return { manager: 'dpkg', verdict: 'inconclusive', reason: 'no_database' };
+    const owner = db.owner(f.path);
+    if (!owner) return { manager: 'dpkg', verdict: 'inconclusive', reason: 'not_in_any_package' };
+    const status = db.status(owner.pkg.name)!;
+    const named = { manager: 'dpkg' as const, name: owner.pkg.name, version: status.version, arch: status.arch };
+    return this.compare(f, named, (bytesAt) => {
+      const hit = f.symlink ? db.md5Any(owner.pkg, bytesAt) : { md5: db.md5(owner.pkg, owner.listed), listed: owner.listed };
+      return hit?.md5 ? { algo: 'md5', hex: hit.md5, listed: hit.listed } : null;
+    });
+  }
+
+  private judgeRpm(f: JudgedFile): Verdict {
+    // The tool is asked only once it is verified: a swapped /usr/bin/rpm would answer anything.
+    if (!this.rpm.toolVerified()) return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_tool_unverified' };
+    const owner = this.rpm.owner(f.path);
+    if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
+    const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch };
+    return this.compare(f, named, (bytesAt) => {
+      const d = this.rpm.digest(owner.name, bytesAt);
+      return d ? { ...d, listed: bytesAt } : null;
+    });
+  }
+
+  /**
+   * The file's bytes (a symlink's: its target's, resolved inside the root) against the digest its
+   * package recorded for them; `want(bytesAt)` looks that digest up for the host path of the bytes.
+   */
+  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch'>, want: (bytesAt: string) => Wanted): Verdict {
+    let bytesAt = f.path;
+    let size = f.size;
+    if (f.symlink) {
+      bytesAt = resolveInRoot(this.realRoot, f.path);
+      try {
+        const t = lstatSync(posix.join(this.realRoot, bytesAt));
+        if (!t.isFile()) return { ...named, verdict: 'inconclusive', reason: 'target_not_a_file' };
+        size = t.size;
+      } catch {
+        return { ...named, verdict: 'inconclusive', reason: 'target_missing' };
+      }
+    } else if (!f.regular) {
+      return { ...named, verdict: 'inconclusive', reason: 'not_a_file' };
+    }
+    const digest = want(bytesAt);
+    if (!digest) return { ...named, verdict: 'inconclusive', reason: f.symlink ? 'target_not_in_package' : 'no_digest' };
+    if (size > HASH_MAX_BYTES) return { ...named, verdict: 'inconclusive', reason: 'too_large' };
+    let got: string;
+    try {
+      got = createHash(digest.algo).update(readFileSync(posix.join(this.realRoot, bytesAt))).digest('hex');
+    } catch {
+      return { ...named, verdict: 'inconclusive', reason: 'file_gone' };
+    }
+    const what = f.symlink ? 'target_' : '';
+    return got === digest.hex
+      ? { ...named, verdict: 'verified', reason: `${what}${digest.algo}_matches`, digest: { listed: digest.listed, hex: digest.hex } }
+      : { ...named, verdict: 'mismatch', reason: `${what}${digest.algo}_differs` };
+  }
+}
