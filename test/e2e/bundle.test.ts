@@ -49,6 +49,7 @@ describe.skipIf(process.arch !== 'x64')('release bundles (skipped: the floor is 
     expect(readFileSync(join(out, 'SHA256SUMS'), 'utf8').trim().split('\n').map((l) => l.split('  ')[1])).toEqual([
       `ldguard-${version}-agent-linux-x86_64.tar.gz`,
       `ldguard-${version}-linux-x86_64.tar.gz`,
+      `ldguard_${version}_amd64.deb`,
     ]);
     // No other platform's parts, no collector dependencies in the agent's.
     expect(existsSync(join(full, 'node_modules/@parcel/watcher-linux-x64-glibc'))).toBe(true);

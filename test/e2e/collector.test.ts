@@ -968,14 +968,14 @@ describe('ldguard tail and the local socket', () => {
     expect(second).toContain('/usr/lib/<U+001B>[2J<U+001B>[31mld.so<U+000A>fake line');
     expect(t.lines.join('\n')).not.toContain('\x1b');
     t.p.kill('SIGINT');
-    expect(await t.exit).toBe(0);
+    expect(await t.exit).toBe(130);
   });
 
-  it('stops quietly on Ctrl-C, without saying the agent closed the stream', async () => {
+  it('stops quietly on Ctrl-C with the shell\'s status for it (130), without saying the agent closed the stream', async () => {
     const t = startTail([]);
     await waitFor(() => local.clientCount === 1, 5_000, 'tail to connect');
     t.p.kill('SIGINT');
-    expect(await t.exit).toBe(0);
+    expect(await t.exit).toBe(130);
     expect(t.err.text).toBe('');
   });
 

@@ -59,6 +59,8 @@ describe('the bundled seed rule', () => {
       'Dynamic Linker (ld.so) Creation in a Multiarch Directory',
       'Dynamic Linker (ld.so) Renamed Into Place',
       'Dynamic Linker (ld.so) Written by a Process Posing as a Package Manager',
+      'Library Directory or Dynamic Linker (ld.so) Covered, Uncovered or Replaced',
+      'Package Database Written by a Process Other Than a Package Manager',
     ]);
   });
 });

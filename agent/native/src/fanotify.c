@@ -147,7 +147,9 @@ int ldg_fan_add_dir(struct ldg_watcher *w, const char *path, int forward_all, in
   if (w->bell_ok && fanotify_mark(w->bell_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR, DIR_MASK, AT_FDCWD, real) < 0)
     w->bell_ok = 0;                  /* the reader polls the main queue from now on */
   ldg_sub_mark_fs(w, real);
-  ldg_fan_put_dir(w, real, forward_all, &k, 1);
+  /* A content directory (a package database) forwards every name but is no rule's directory: its
+   * new subdirectories (dpkg's tmp.ci, written by its tar) are not adopted as nested ones. */
+  ldg_fan_put_dir(w, real, forward_all ? (content ? LDG_FORWARD_FLAT : 1) : 0, &k, 1);
   return 0;
 }
 
@@ -440,7 +442,7 @@ static char *watched(struct ldg_watcher *w, const struct ldg_hkey *k, const char
     struct ldg_dir *d = &w->dirs[i];
     if (d->hlen != k->len || memcmp(d->fsid, k->fsid, 8) != 0 || memcmp(d->handle, k->bytes, k->len) != 0)
       continue;
-    *passes = d->forward_all || name_passes(w, name);
+    *passes = d->forward_all ? d->forward_all : name_passes(w, name);
     if (*passes || always) path = strdup(d->path);
     break;
   }
@@ -562,7 +564,7 @@ void ldg_fan_process(struct ldg_watcher *w, size_t len) {
       if ((kinds & LDG_MOVED_TO) && have_old && old_name && (ev.orig_dir = source_dir(w, &old_k)))
         ev.orig_name = strdup(old_name);
       /* Before the next event is processed: what is created inside it is queued after this. */
-      if (ev.is_dir && (kinds & (LDG_CREATE | LDG_MOVED_TO)) && have_child)
+      if (ev.is_dir && (kinds & (LDG_CREATE | LDG_MOVED_TO)) && have_child && passes != LDG_FORWARD_FLAT)
         ldg_sub_adopt(w, dir, name, &child_k, !!(kinds & LDG_MOVED_TO));
       /* A new regular file: ask for its close-write, or learn that its write is complete (then
        * it goes on as if its close-write had arrived with it). A close-write merged into this

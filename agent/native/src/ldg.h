@@ -205,6 +205,10 @@ struct ldg_hkey {
   unsigned char bytes[128];
 };
 
+/* ldg_dir.forward_all: 0 names the rules' prefixes pass, 1 every name (a rule-matching directory:
+ * its new subdirectories join the table), LDG_FORWARD_FLAT every name, subdirectories not. */
+#define LDG_FORWARD_FLAT 2
+
 struct ldg_dir {
   char *path;
   int forward_all;
