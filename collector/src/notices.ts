@@ -9,7 +9,7 @@
 // inside a window, or a second collector, stores it once.
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { AlertRow } from './store/sqlite.js';
+import type { AlertRow } from './store/store.js';
 
 export type NoticeKind = 'identity_refused' | 'alerts_quarantined' | 'held_back_quota';
 

@@ -44,7 +44,8 @@ import { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
 import { Notices, type Notice } from './notices.js';
 import { HeldBackQuota, isHeldBack } from './quota.js';
-import type { Store, TokenInfo } from './store/sqlite.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store, TokenInfo } from './store/store.js';
 import { Dashboard } from './web.js';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
@@ -140,8 +141,9 @@ export class CollectorServer {
   private readonly pausedForIngest = new Set<Conn>();
   /**
    * Token hash → the agent id it is bound to, for bindings made by this process and not yet read
-   * back from the store (the writer thread commits them). This process is the only one that binds,
-   * so this and the tokens table together are the truth.
+   * back from the store (the writer thread commits them). With SQLite this process is the only one
+   * that binds, so this and the tokens table together are the truth; over PostgreSQL other
+   * collectors' bindings reach the store's token view within a second (store/postgres.ts).
    */
   private readonly bound = new Map<string, string>();
   /** The same bindings the other way (agent id → token hash), for the hellos that claim an id. */
@@ -168,7 +170,7 @@ export class CollectorServer {
     this.heldBackQuota = new HeldBackQuota(this.cfg.heldBackQuotaPerToken);
     this.store = opts.store;
     this.log = opts.log;
-    if (this.store.upgraded) this.log.info({ db: this.store.path, upgrade: this.store.upgraded }, `database upgraded from ${this.store.upgraded}`);
+    if (this.store.upgraded) this.log.info({ db: this.store.location, upgrade: this.store.upgraded }, `database upgraded from ${this.store.upgraded}`);
     this.ingest = new Ingest(this.store, this.metrics, this.log, {
       maxCommitAlerts: this.cfg.maxCommitAlerts, highWater: this.cfg.ingestHighWater, highWaterBytes: this.cfg.ingestHighWaterBytes,
       offlineAfterMissedHeartbeats: this.cfg.offlineAfterMissedHeartbeats,
@@ -186,8 +188,13 @@ export class CollectorServer {
       connectedAgents: () => new Set(this.byAgent.keys()),
       connections: () => this.conns.size,
     });
+    // Alerts other collectors over the same database stored: on this one's feeds too.
+    this.store.onRemoteAlerts((rows) => this.ingest.storedElsewhere(rows));
     // The dashboard is an extra: if its files cannot be opened, agents and the API work without it.
-    try {
+    // It keeps its search index, sessions and passwords in SQLite beside the store's file.
+    if (!(this.store instanceof SqliteStore)) {
+      this.log.info({ db: this.store.location }, 'the web dashboard runs with a SQLite store only (for now); on PostgreSQL the API serves alerts, agents and GET /api/alerts/live');
+    } else try {
       this.dashboard = new Dashboard({
         store: this.store, ingest: this.ingest, log: this.log, version: VERSION, tls: Boolean(this.cfg.tlsCert && this.cfg.tlsKey),
         connectedAgents: () => new Set(this.byAgent.keys()),
