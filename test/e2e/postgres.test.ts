@@ -230,6 +230,24 @@ describe.skipIf(noPostgres)('collectors over one PostgreSQL database', () => {
     expect(await c.stop()).toBe(0);
   });
 
+  it('finds the password in a password file and the server in PG* variables (a URL with no host, user or password)', async () => {
+    await pgc.query('postgres', "CREATE ROLE ldg_pw LOGIN PASSWORD 'sekret-pw'");
+    await pgc.query('postgres', 'CREATE DATABASE pw OWNER ldg_pw');
+    const passfile = join(work, 'pgpass');
+    writeFileSync(passfile, `127.0.0.1:${pgc.port}:pw:ldg_pw:sekret-pw\n`, { mode: 0o600 });
+    const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(pgc.port), PGUSER: 'ldg_pw', PGPASSFILE: passfile };
+    const run = (e: NodeJS.ProcessEnv) => spawnSync(process.execPath, [CLI, 'token', 'create', '--db', 'postgres:///pw', '--name', `h-${randomUUID().slice(0, 8)}`], { env: e, encoding: 'utf8', timeout: 30_000 });
+    const ok = run(env);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^ldg_/);
+    // Without the file the server asks for a password the collector does not have: refused, with the fix named.
+    const { PGPASSFILE: _f, ...noFile } = env;
+    const refused = run({ ...noFile, HOME: work });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('LDG_ERR_DB_PASSWORD');
+    expect(refused.stderr).toContain('PGPASSFILE');
+  }, 60_000);
+
   it('migrates once when several collectors start together, and finds the schema current after', async () => {
     const fresh = await pgc.createDb('race');
     const cs = await Promise.all([startTestCollector(work, fresh), startTestCollector(work, fresh), startTestCollector(work, fresh)]);

@@ -30,6 +30,7 @@ import pg from 'pg';
 import type { WorkflowStatus } from '../../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
+import { connectionPassword, type PassFileTarget } from './pgpass.js';
 import { IngestPressure } from './pressure.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
@@ -175,6 +176,36 @@ export function notifyPayloads(collector: string, ids: readonly string[]): strin
   return out;
 }
 
+/**
+ * A pg client that finds its password as libpq does (pgpass.ts). Set after construction: pg reads
+ * the URL after the options, and the URL's empty password would replace a password function given
+ * there (pg 8.23, connection-parameters.js).
+ */
+class Client extends pg.Client {
+  constructor(config?: pg.ClientConfig) {
+    super(config);
+    const url = this as unknown as { password: unknown };
+    const given = url.password;
+    // Called only when the server asks for one.
+    url.password = async (params: PassFileTarget) => {
+      const found = await connectionPassword({ ...params, password: given });
+      if (found === undefined) {
+        throw new LdgError('LDG_ERR_DB_PASSWORD', `the server asks user ${params.user ?? '?'} for a password and none was found: put one in a password file (PGPASSFILE, mode 0600; under systemd a LoadCredential= file) or PGPASSWORD`);
+      }
+      return found;
+    };
+    // pg 8.23 leaves the socket open when start-up fails on the client's side (the password
+    // lookup above, a TLS check), and the process with it: a failed client is closed here.
+    const connection = (this as unknown as { connection: { once: (e: 'error', f: () => void) => void; stream: { destroy: () => void } } }).connection;
+    connection.once('error', () => setImmediate(() => connection.stream.destroy()));
+  }
+}
+
+/** What every connection is made with: the URL (PG* variables fill what it leaves out). */
+function connectionOptions(url: string): pg.ClientConfig {
+  return { connectionString: url, connectionTimeoutMillis: 10_000 };
+}
+
 export interface PostgresOpenOptions {
   /** The collector: listen for other collectors' alerts and keep agents' leases. `ldguard token` opens without. */
   collector?: boolean;
@@ -203,7 +234,7 @@ export class PostgresStore implements Store {
   private refreshTimer: NodeJS.Timeout | undefined;
   // The live feed (see the top of this file).
   private readonly listeners: RemoteAlertsListener[] = [];
-  private listenClient: pg.Client | undefined;
+  private listenClient: Client | undefined;
   private listenRetry: NodeJS.Timeout | undefined;
   private lastAlertId = 0n;
   private readonly delivered = new Set<string>();
@@ -216,7 +247,7 @@ export class PostgresStore implements Store {
     this.leaseMissed = opts.leaseMissedHeartbeats ?? 3;
     this.warn = opts.onWarning ?? ((m) => process.emitWarning(`ldguard: ${m}`));
     // Bigints as strings (ids may pass 2^53 in principle); converted where a number is meant.
-    this.pool = new pg.Pool({ connectionString: url, max: 6, application_name: 'ldguard', connectionTimeoutMillis: 10_000 });
+    this.pool = new pg.Pool({ ...connectionOptions(url), max: 6, application_name: 'ldguard', Client });
     // An idle connection the server dropped: the pool replaces it; nothing was in flight.
     this.pool.on('error', (err) => this.warn(`database connection lost (${errorMessage(err)}); reconnecting`));
   }
@@ -239,7 +270,8 @@ export class PostgresStore implements Store {
       }
       return store;
     } catch (err) {
-      await store.close().catch(() => undefined);
+      // Bounded: a pool whose connection failed half-way may never report itself ended.
+      await Promise.race([store.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
       if (err instanceof LdgError) throw err;
       throw new LdgError('LDG_ERR_DB', `cannot open the database ${store.location}: ${errorMessage(err)}. Check --db (user, host, port, database), the password (PGPASSWORD or a password file, PGPASSFILE) and that the server accepts this host (pg_hba.conf)`, { cause: err });
     }
@@ -525,7 +557,7 @@ export class PostgresStore implements Store {
 
   /** A session of its own for LISTEN; on any loss, a new one, then a catch-up from the last id seen. */
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, application_name: 'ldguard-listen' });
+    const client = new Client({ ...connectionOptions(this.url), application_name: 'ldguard-listen' });
     const lost = (err?: Error) => {
       if (this.listenClient !== client) return;
       this.listenClient = undefined;
