@@ -8,6 +8,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AlertsFile } from '../../agent/src/sink/alerts-file.js';
@@ -20,10 +21,12 @@ import { MAX_ALERT_BYTES, MAX_FRAME_BYTES, alertsFrame } from '../../shared/prot
 import { cliPath } from '../helpers/cli.js';
 import { createToken, rawAgent, runCli as cli, type RawAgent as Raw } from '../helpers/collector.js';
 import { startDaemon } from '../helpers/daemon.js';
+import { postgresUnavailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
 
 const CLI = cliPath();
+const noPostgres = postgresUnavailable();
 const work = tempDir('ldg-delivery-');
 const procs = new Set<ChildProcess>();
 const sinks = new Set<{ close(): Promise<void> }>();
@@ -624,9 +627,35 @@ describe('ldguard collector and the WebSocket sink', () => {
   });
 });
 
-describe('exactly once across kill -9', () => {
-  it('of the collector mid-stream: the sink keeps sending, the restarted collector stores every alert once', async () => {
-    const db = join(work, 'kill-collector', 'c.db');
+/** Every stored alert's uuid, from either store. */
+async function storedUuids(db: string): Promise<string[]> {
+  if (db.startsWith('postgres://')) {
+    const c = new pg.Client({ connectionString: db });
+    await c.connect();
+    try {
+      return (await c.query<{ uuid: string }>('SELECT uuid FROM alerts')).rows.map((r) => r.uuid);
+    } finally {
+      await c.end();
+    }
+  }
+  const d = new Database(db, { readonly: true });
+  try {
+    return (d.prepare('SELECT uuid FROM alerts').all() as Array<{ uuid: string }>).map((r) => r.uuid);
+  } finally {
+    d.close();
+  }
+}
+
+// On both stores (PostgreSQL: a throwaway cluster, helpers/postgres.ts): exactly-once is each
+// store's constraint, and a restarted collector must find what its predecessor committed.
+describe.each(['sqlite', 'postgres'] as const)('exactly once across kill -9 of the collector (%s)', (kind) => {
+  let pgc: TestPostgres | undefined;
+  beforeAll(async () => {
+    if (kind === 'postgres' && !noPostgres) pgc = await startPostgres();
+  }, 60_000);
+
+  it.skipIf(kind === 'postgres' && noPostgres)('mid-stream: the sink keeps sending, the restarted collector stores every alert once', async () => {
+    const db = kind === 'sqlite' ? join(work, 'kill-collector', 'c.db') : await pgc!.createDb('kill_collector');
     const token = await createToken(db, 'k1');
     let col = await startCollector({ db });
     const port = col.port;
@@ -648,16 +677,16 @@ describe('exactly once across kill -9', () => {
     expect(killed).toBe(true);
     expect(await sink.drained(20_000)).toBe(true);
     expect(sink.health().reconnects).toBeGreaterThan(0);
-    const got = storedCount(db);
-    expect(got).toEqual({ count: N, distinct: N });
-    const d = new Database(db, { readonly: true });
-    const stored = new Set((d.prepare('SELECT uuid FROM alerts').all() as Array<{ uuid: string }>).map((r) => r.uuid));
-    d.close();
+    const got = await storedUuids(db);
+    expect({ count: got.length, distinct: new Set(got).size }).toEqual({ count: N, distinct: N });
+    const stored = new Set(got);
     expect(sent.every((u) => stored.has(u))).toBe(true);
     await closeSink(sink);
     await col.stop();
   });
+});
 
+describe('exactly once across kill -9', () => {
   it('of the agent (a child process using the sink) mid-stream: the restarted agent resends, every alert stored once', async () => {
     const db = join(work, 'kill-agent', 'c.db');
     const token = await createToken(db, 'k2');

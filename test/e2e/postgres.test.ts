@@ -129,6 +129,10 @@ describe.each(['sqlite', 'postgres'] as const)('one collector on %s', (kind) => 
     expect(live.docs.map((d) => d.kibana.alert.uuid).sort()).toEqual(alerts.map((x) => x.kibana.alert.uuid).sort());
     const agents = await callApi(c.port, '/api/agents', admin);
     expect(agents.body.agents).toEqual([expect.objectContaining({ agentId: 'agent-one', online: true, connected: true })]);
+    const metrics = await callApi(c.port, '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.text).toMatch(/^ldguard_collector_agents_online 1$/m);
+    expect((await callApi(c.port, '/healthz')).body).toMatchObject({ status: 'ok', db: 'ok' });
     live.close();
     expect(await c.stop()).toBe(0);
   });
@@ -143,7 +147,7 @@ describe.skipIf(noPostgres)('collectors over one PostgreSQL database', () => {
     db = await pgc.createDb('ldguard');
   }, 60_000);
 
-  it('shows an alert stored by A live on B, stores the same alert sent to A and B once, and shows B the agent A holds', async () => {
+  it('shows an alert stored by A live on B, stores the same alert sent to A and B once, shows A the agent B holds and B\'s workflow change', async () => {
     const admin = await createToken(db, 'admin', 'admin');
     const token = await createToken(db, 'h-two');
     const [a, b] = await Promise.all([startTestCollector(work, db), startTestCollector(work, db)]);
@@ -167,6 +171,9 @@ describe.skipIf(noPostgres)('collectors over one PostgreSQL database', () => {
     expect(live.docs.filter((d) => d.kibana.alert.uuid === x.kibana.alert.uuid)).toHaveLength(1);
     const agents = await callApi(a.port, '/api/agents', admin);
     expect(agents.body.agents).toEqual([expect.objectContaining({ agentId: 'agent-two', online: true })]);
+    // A workflow change made on B is what A serves next.
+    expect((await callApi(b.port, `/api/alerts/${x.kibana.alert.uuid}`, admin, { method: 'PATCH', body: { status: 'closed' } })).status).toBe(200);
+    expect((await callApi(a.port, `/api/alerts/${x.kibana.alert.uuid}`, admin)).body.alert.kibana.alert.workflow_status).toBe('closed');
     live.close();
     await Promise.all([a.stop(), b.stop()]);
   });
