@@ -178,6 +178,31 @@ describe.skipIf(noPostgres)('collectors over one PostgreSQL database', () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('catches up after its LISTEN session is cut: an alert committed meanwhile still reaches its live stream, once', async () => {
+    const admin = await createToken(db, 'admin-cut', 'admin');
+    const token = await createToken(db, 'h-cut');
+    const [a, b] = await Promise.all([startTestCollector(work, db), startTestCollector(work, db)]);
+    const live = await liveStream(b.port, admin);
+    const onA = await agent(a.port, token, 'agent-cut');
+    await sendBatch(onA, 1, [JSON.stringify(makeAlert({ agentId: 'agent-cut' }))]);
+    await waitFor(() => live.docs.length === 1, 5_000, 'the first alert on B');
+    // Every collector's LISTEN session is cut; the next alert commits before they are back (they retry after 500 ms).
+    const cut = await pgc.query<{ ok: boolean }>('ldguard', "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'ldguard-listen'");
+    expect(cut.length).toBe(2);
+    const x = makeAlert({ agentId: 'agent-cut' });
+    await sendBatch(onA, 2, [JSON.stringify(x)]);
+    await waitFor(() => live.docs.find((d) => d.kibana.alert.uuid === x.kibana.alert.uuid), 10_000, 'the alert committed while B was not listening');
+    await waitFor(() => b.logs.find((l) => String(l.msg).includes('the LISTEN session ended')), 5_000, "B's warning about its LISTEN session");
+    // Live again: a third alert comes by NOTIFY, and none came twice.
+    const y = makeAlert({ agentId: 'agent-cut' });
+    await sendBatch(onA, 3, [JSON.stringify(y)]);
+    await waitFor(() => live.docs.find((d) => d.kibana.alert.uuid === y.kibana.alert.uuid), 5_000, 'the third alert on B');
+    const uuids = live.docs.map((d) => d.kibana.alert.uuid as string);
+    expect(new Set(uuids).size).toBe(uuids.length);
+    live.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('a token revoked through the database is refused by a collector that did not revoke it, and nothing of it is stored after the revoke commits', async () => {
     const token = await createToken(db, 'h-three');
     const a = await startTestCollector(work, db);
