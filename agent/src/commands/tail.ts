@@ -157,6 +157,13 @@ export async function run(argv: string[]): Promise<number> {
     else if (alert && (heldBack || alert.ldguard?.held_back_by === undefined)) out.write(`${formatAlert(alert, colour)}\n`);
   };
 
+  // Ctrl-C is the normal way to stop following: status 0 and nothing on stderr. Listened for
+  // before connecting: the agent sees the connection before this side's 'connect' event, and a
+  // Ctrl-C in between would otherwise kill the process by the signal.
+  const stop = new Promise<number>((resolve) => {
+    process.once('SIGINT', () => resolve(0));
+    process.once('SIGTERM', () => resolve(0));
+  });
   // Connect first and hold live alerts while the backlog prints, so none falls between the two.
   const sock = connect(socketPath);
   await new Promise<void>((resolve, reject) => {
@@ -191,12 +198,6 @@ export async function run(argv: string[]): Promise<number> {
       resolve(1);
     });
   });
-  // Ctrl-C is the normal way to stop following: status 0 and nothing on stderr.
-  const stop = new Promise<number>((resolve) => {
-    process.once('SIGINT', () => resolve(0));
-    process.once('SIGTERM', () => resolve(0));
-  });
-
   if (sinceMs !== undefined) {
     for await (const { line, alert } of readBacklog(values['alerts-file'] ?? DEFAULT_ALERTS_FILE, sinceMs)) {
       const id = alert.kibana?.alert?.uuid;
