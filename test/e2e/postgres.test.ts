@@ -18,7 +18,7 @@ import { tempDir } from '../helpers/temp.js';
 const work = tempDir('ldg-pg-e2e-');
 const noPostgres = postgresUnavailable();
 
-const hello = (agentId: string) => JSON.stringify({ type: 'hello', v: 1, heartbeatMs: 10_000, agent: makeFacts(agentId, `${agentId}-host`) });
+const hello = (agentId: string, heartbeatMs = 10_000) => JSON.stringify({ type: 'hello', v: 1, heartbeatMs, agent: makeFacts(agentId, `${agentId}-host`) });
 
 /** Sends one batch (its first record numbered `seq`) and resolves at its ack. */
 async function sendBatch(a: RawAgent, seq: number, texts: string[]): Promise<void> {
@@ -200,6 +200,27 @@ describe.skipIf(noPostgres)('collectors over one PostgreSQL database', () => {
     const uuids = live.docs.map((d) => d.kibana.alert.uuid as string);
     expect(new Set(uuids).size).toBe(uuids.length);
     live.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('keeps presence as a lease in the database: an agent gone silent is marked offline once, by one of the collectors', async () => {
+    const admin = await createToken(db, 'admin-lease', 'admin');
+    const token = await createToken(db, 'h-lease');
+    const [a, b] = await Promise.all([startTestCollector(work, db), startTestCollector(work, db)]);
+    // A 200 ms heartbeat, and 3 missed (the default) end the lease: the agent says hello and goes silent.
+    const onA = await rawAgent(a.port, token);
+    onA.ws.send(hello('agent-lease', 200));
+    await sendBatch(onA, 1, [JSON.stringify(makeAlert({ agentId: 'agent-lease' }))]);
+    expect((await callApi(b.port, '/api/agents', admin)).body.agents).toContainEqual(expect.objectContaining({ agentId: 'agent-lease', online: true }));
+    onA.ws.terminate();
+    await waitFor(async () => {
+      const agents = (await callApi(b.port, '/api/agents', admin)).body.agents as Array<{ agentId: string; online: boolean }>;
+      return agents.find((x) => x.agentId === 'agent-lease' && !x.online);
+    }, 10_000, 'the agent offline, as B sees it');
+    // Both collectors sweep every 150 ms; the lapsed lease is reported by exactly one of them.
+    await new Promise((r) => setTimeout(r, 500));
+    const lines = [...a.logs, ...b.logs].filter((l) => String(l.msg).startsWith('agent offline') && l.agentId === 'agent-lease');
+    expect(lines).toHaveLength(1);
     await Promise.all([a.stop(), b.stop()]);
   });
 
