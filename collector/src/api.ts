@@ -2,8 +2,11 @@
 //
 //   GET   /healthz               no auth: {"status":"ok"} while the database answers (503 otherwise)
 //   GET   /metrics               no auth: Prometheus text format
-//   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=
+//   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=&q= (q: free text, 3+ characters)
 //                                → {"alerts":[ECS documents], "next": cursor for ?before= | null}
+//   GET   /api/alerts/live       server-sent events: each alert as it is stored, by this collector or
+//                                  another over the same database (`data: document`); a client that
+//                                  does not read is cut off (it reconnects and pages /api/alerts)
 //   GET   /api/alerts/:id        → {"alert": document, "key": "ots~uuid", "matches": [keys]}; :id is a key
 //                                  (one alert) or a uuid (every alert carrying it, newest first)
 //   PATCH /api/alerts/:id        {"status":"acknowledged"} → {"alert": document, "key"}, recording who and
@@ -22,7 +25,7 @@ import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Ingest } from './ingest.js';
 import { Metrics } from './metrics.js';
-import type { AlertQuery, Store, TokenInfo } from './store/sqlite.js';
+import { stampedDoc, type AlertQuery, type AlertRow, type Store, type TokenInfo } from './store/store.js';
 
 /** Serves a request it knows and returns true, or returns false to let the next one try. */
 export type HttpHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
@@ -40,7 +43,11 @@ export interface ApiContext {
 
 const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
 const STATUSES: readonly WorkflowStatus[] = ['open', 'acknowledged', 'closed'];
-const QUERY_KEYS = ['limit', 'since', 'host', 'rule', 'severity', 'status', 'before'];
+const QUERY_KEYS = ['limit', 'since', 'host', 'rule', 'severity', 'status', 'before', 'q'];
+/** Bytes a live client may leave unread before it is cut off. */
+const LIVE_MAX_BUFFERED = 2 * 1024 * 1024;
+/** A comment this often keeps proxies from closing an idle live stream. */
+const LIVE_KEEPALIVE_MS = 15_000;
 const MAX_BODY = 16 * 1024;
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
@@ -119,6 +126,12 @@ export function parseAlertQuery(params: URLSearchParams): AlertQuery {
     if (v === '' || v.length > 256) throw new HttpError(400, 'LDG_ERR_API_QUERY', `${k} must be 1-256 characters`);
     q[k] = v;
   }
+  const text = params.get('q');
+  if (text !== null) {
+    // Three characters at least: what a trigram index (PostgreSQL) can look up.
+    if (text.length < 3 || text.length > 256) throw new HttpError(400, 'LDG_ERR_API_QUERY', 'q (free text) must be 3-256 characters');
+    q.text = text;
+  }
   const severity = params.get('severity');
   if (severity !== null) q.severity = list(severity, 'severity', SEVERITIES);
   const status = params.get('status');
@@ -148,6 +161,37 @@ export class Api {
     });
   }
 
+  /**
+   * Streams the alerts stored from now on (ingest 'stored': this collector's, and other
+   * collectors' over PostgreSQL) until the client goes. It listens only while a client is there.
+   */
+  private live(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+    res.write(': ldguard live alerts\n\n');
+    const stop = () => {
+      this.ctx.ingest.off('stored', onStored);
+      clearInterval(keepAlive);
+    };
+    const onStored = (rows: AlertRow[]) => {
+      if (res.writableLength > LIVE_MAX_BUFFERED) {
+        stop();
+        res.destroy();
+        return;
+      }
+      for (const r of rows) {
+        try {
+          res.write(`data: ${stampedDoc(r)}\n\n`);
+        } catch {
+          // A document that is not JSON (never stored by this build): left to GET /api/alerts.
+        }
+      }
+    };
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), LIVE_KEEPALIVE_MS);
+    this.ctx.ingest.on('stored', onStored);
+    req.socket.setTimeout(0);
+    res.on('close', stop);
+  }
+
   /** The admin token of the request, or undefined (an agent token is not enough). */
   private admin(req: IncomingMessage): TokenInfo | undefined {
     const token = bearer(req);
@@ -163,7 +207,7 @@ export class Api {
 
     if (path === '/healthz') {
       if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
-      const ok = store.healthy();
+      const ok = await store.healthy();
       sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', version: this.ctx.version, db: ok ? 'ok' : 'unavailable', connections: this.ctx.connections() });
       return;
     }
@@ -184,7 +228,7 @@ export class Api {
         ldguard_collector_heap_used_bytes: { help: 'JavaScript heap in use (main thread).', value: mem.heapUsed },
         ldguard_collector_heap_total_bytes: { help: 'JavaScript heap reserved (main thread): what the garbage collector has not returned.', value: mem.heapTotal },
         ldguard_collector_buffers_bytes: { help: 'Memory of Buffers and ArrayBuffers (frames received, documents on their way to the writer).', value: mem.arrayBuffers },
-        ldguard_collector_quarantine_alerts: { help: 'Invalid alerts kept in the quarantine now (GET /api/quarantine).', value: store.quarantineCount() },
+        ldguard_collector_quarantine_alerts: { help: 'Invalid alerts kept in the quarantine now (GET /api/quarantine).', value: await store.quarantineCount() },
       }, this.ctx.version);
       const spared = Metrics.labeled('ldguard_collector_excepted_events', 'Events an exception list item spared (recorded, paging no one), per rule and item, summed over the agents\' counts since each started.',
         (await store.exceptionCounts()).map((e) => ({ labels: { rule_id: e.ruleId, list_id: e.listId, item_id: e.itemId }, value: e.count })));
@@ -213,10 +257,15 @@ export class Api {
     if (path === '/api/alerts') {
       if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
       const q = parseAlertQuery(url.searchParams);
-      const page = store.queryAlerts(q);
+      const page = await store.queryAlerts(q);
       if (!page) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: not a cursor and no alert has that uuid; pass the "next" value of the previous page`);
       // The documents are stored as JSON text: join them rather than parse and re-serialise.
       sendJson(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)}}`);
+      return;
+    }
+    if (path === '/api/alerts/live') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      this.live(req, res);
       return;
     }
     const one = /^\/api\/alerts\/([^/]+)$/.exec(path);
@@ -228,7 +277,7 @@ export class Api {
         throw new HttpError(400, 'LDG_ERR_API_QUERY', 'the alert id in the path is not valid URL encoding');
       }
       // An id is a key (ots~uuid: one alert) or a uuid (every alert that carries it: events may share one).
-      const found = store.findAlerts(uuid);
+      const found = await store.findAlerts(uuid);
       if (found.length === 0) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
       const keys = JSON.stringify(found.map((f) => f.key));
       if (method === 'GET') {
@@ -250,7 +299,7 @@ export class Api {
         if (found.length > 1) {
           throw new HttpError(409, 'LDG_ERR_API_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; address one by its key (PATCH /api/alerts/KEY), one of ${keys}`);
         }
-        const doc = store.setStatus(found[0]!.id, b.status as WorkflowStatus, who.name);
+        const doc = await store.setStatus(found[0]!.id, b.status as WorkflowStatus, who.name);
         if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
         this.ctx.log.info({ alert: found[0]!.key, status: b.status, by: who.name }, 'alert workflow status changed');
         sendJson(res, 200, `{"alert":${doc},"key":${JSON.stringify(found[0]!.key)}}`);
@@ -261,7 +310,7 @@ export class Api {
     if (path === '/api/agents') {
       if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
       const connected = this.ctx.connectedAgents();
-      sendJson(res, 200, { agents: store.listAgents().map((a) => ({ ...a, connected: connected.has(a.agentId) })) });
+      sendJson(res, 200, { agents: (await store.listAgents()).map((a) => ({ ...a, connected: connected.has(a.agentId) })) });
       return;
     }
     if (path === '/api/quarantine') {
@@ -278,7 +327,7 @@ export class Api {
       };
       const limit = num('limit', MAX_LIMIT, DEFAULT_LIMIT);
       const agent = url.searchParams.get('agent') ?? undefined;
-      const rows = store.listQuarantine({ limit: limit + 1, agentId: agent, before: num('before', Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) });
+      const rows = await store.listQuarantine({ limit: limit + 1, agentId: agent, before: num('before', Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) });
       const more = rows.length > limit;
       if (more) rows.pop();
       sendJson(res, 200, { quarantine: rows, next: more ? rows.at(-1)!.id : null });

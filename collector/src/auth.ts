@@ -25,7 +25,7 @@ import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type Scry
 import type Database from 'better-sqlite3';
 import { LdgError } from '../../shared/errors.js';
 import { AuditLog } from './audit.js';
-import { hashToken, type TokenInfo } from './store/sqlite.js';
+import { hashToken, type TokenInfo } from './store/store.js';
 
 export const PASSWORD_MIN_LENGTH = 12;
 export const PASSWORD_MAX_LENGTH = 1024;

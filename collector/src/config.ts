@@ -4,7 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { LdgError } from '../../shared/errors.js';
+import { LdgError, errorMessage } from '../../shared/errors.js';
+import { isDbUrl, parseDb } from './store/open.js';
 
 export interface CollectorConfig {
   listen: string;
@@ -45,7 +46,7 @@ export const TLS_CIPHERS = [
 
 export const DEFAULTS: CollectorConfig = {
   listen: '127.0.0.1:8750', // HOST:PORT for agents (/agent), the API (/api) and /healthz, /metrics
-  db: '/var/lib/ldguard/collector.db', // SQLite database (created 0600 in a 0700 folder)
+  db: '/var/lib/ldguard/collector.db', // SQLite file (created 0600 in a 0700 folder), or postgres://USER@HOST:PORT/DATABASE
   tlsCert: null, // PEM certificate: set it and tls_key to serve wss:// and https://
   tlsKey: null, // PEM private key for tls_cert
   tlsClientCa: null, // PEM CA that signs agents' client certificates (asked for when set)
@@ -70,10 +71,10 @@ export const DEFAULTS: CollectorConfig = {
   tlsCiphers: TLS_CIPHERS, // OpenSSL cipher list for TLS 1.2 and 1.3 (forward-secret only)
 };
 
-type Kind = 'string' | 'path' | 'nullable-path' | 'bool' | 'int';
+type Kind = 'string' | 'path' | 'nullable-path' | 'bool' | 'int' | 'db';
 const KEYS: Record<string, { key: keyof CollectorConfig; type: Kind; min?: number }> = {
   listen: { key: 'listen', type: 'string' },
-  db: { key: 'db', type: 'path' },
+  db: { key: 'db', type: 'db' },
   tls_cert: { key: 'tlsCert', type: 'nullable-path' },
   tls_key: { key: 'tlsKey', type: 'nullable-path' },
   tls_client_ca: { key: 'tlsClientCa', type: 'nullable-path' },
@@ -159,6 +160,19 @@ export function loadCollectorConfig(file: string | undefined, overrides: Partial
         if (value === null || value === '') cfg[key] = null;
         else if (typeof value !== 'string') err('a path');
         else cfg[key] = resolve(base(key), value);
+        break;
+      case 'db':
+        // A URL is kept as written (store/open.ts reads it); a file path is made absolute.
+        if (typeof value !== 'string' || value === '') err('a file path or postgres://USER@HOST:PORT/DATABASE');
+        else if (!isDbUrl(value)) cfg[key] = resolve(base(key), value);
+        else {
+          try {
+            parseDb(value);
+            cfg[key] = value;
+          } catch (e) {
+            errors.push(`option ${spec.name}: ${errorMessage(e)}`);
+          }
+        }
         break;
       default:
         if (typeof value !== 'string' || value === '') err('a non-empty string');

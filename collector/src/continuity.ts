@@ -13,9 +13,10 @@
 // the generation and rewrites the seal passes here; the agent's own seal check catches the edits
 // that do not rewrite the seal (agent/src/known-files.ts).
 // Agents older than this (no hostId or baseline in their facts) are accepted and not judged.
-// Pure: the history is the store's (Store.hostHistory), the notices are the server's to record.
+// Pure: the history is the store's (Store.hostHistory, asked about the seal told), the notices are
+// the server's to record.
 import type { BaselineSeal } from '../../shared/protocol.js';
-import type { HostHistory } from './store/sqlite.js';
+import type { HostHistory } from './store/store.js';
 
 export type ContinuityKind = 'agent_replaced' | 'baseline_rolled_back' | 'baseline_unknown';
 
@@ -38,7 +39,7 @@ export function judgeSeal(history: HostHistory | null, told: { hostId: string; a
   if (!baseline) return out;
   if (baseline.generation < history.maxGeneration) {
     out.push({ kind: 'baseline_rolled_back', reason: `host ${hostId}'s agent ${agentId} has baseline generation ${baseline.generation}, lower than ${history.maxGeneration} recorded before: the baseline was deleted or an older copy put back` });
-  } else if (baseline.generation === history.maxGeneration && !history.knows(baseline.generation, baseline.sha256)) {
+  } else if (baseline.generation === history.maxGeneration && !history.sealKnown) {
     out.push({ kind: 'baseline_unknown', reason: `host ${hostId}'s agent ${agentId} has baseline generation ${baseline.generation} with sha256 ${baseline.sha256}, which its agent never reported: the baseline was edited` });
   }
   return out;

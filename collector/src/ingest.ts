@@ -42,12 +42,12 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Alert } from '../../shared/ecs.js';
 import { MAX_ALERT_BYTES, rejectedAlert, type AlertsMessage, type InvalidAlert, type RejectedAlert } from '../../shared/protocol.js';
-import { SPANS_PER_ALERT, type ScannedFrame } from './frame.js';
+import { SPANS_PER_ALERT, originalTime, type ScannedFrame } from './frame.js';
 import type { Metrics } from './metrics.js';
 import {
-  QUARANTINE_TEXT_CHARS, alertRows, batchSize, listedTime, originalTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
+  QUARANTINE_TEXT_CHARS, alertRows, batchSize, listedTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
   type HelloRow, type QuarantineRow, type Store, type TokenBinding,
-} from './store/sqlite.js';
+} from './store/store.js';
 
 /** Who sent a batch, as the connection authenticated it (never as the documents say). */
 export interface Sender {
@@ -434,6 +434,11 @@ export class Ingest extends EventEmitter<IngestEvents> {
     }
     if (this.batches.length > 0 || this.hellos.length > 0 || this.heartbeats.size > 0 || this.bindings.length > 0) this.schedule();
     else this.settle();
+  }
+
+  /** Alerts another collector stored (PostgreSQL): reported as this one's own, for the feeds. */
+  storedElsewhere(rows: AlertRow[]): void {
+    if (this.listenerCount('stored') > 0) this.emit('stored', rows);
   }
 
   private settle(): void {

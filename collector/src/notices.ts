@@ -11,7 +11,7 @@
 // one alert per replacement, rollback, unknown seal or silence, not one per token and window.
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { AlertRow } from './store/sqlite.js';
+import type { AlertRow } from './store/store.js';
 
 export type NoticeKind = 'identity_refused' | 'alerts_quarantined' | 'held_back_quota' | 'agent_replaced' | 'baseline_rolled_back' | 'baseline_unknown' | 'agent_silent';
 

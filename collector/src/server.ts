@@ -45,7 +45,8 @@ import { Metrics } from './metrics.js';
 import { Notices, type Notice } from './notices.js';
 import { judgeSeal } from './continuity.js';
 import { HeldBackQuota, isHeldBack } from './quota.js';
-import type { Store, TokenInfo } from './store/sqlite.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store, TokenInfo } from './store/store.js';
 import { Dashboard } from './web.js';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Socket, head: Buffer) => void;
@@ -149,8 +150,9 @@ export class CollectorServer {
   private readonly pausedForIngest = new Set<Conn>();
   /**
    * Token hash → the agent id it is bound to, for bindings made by this process and not yet read
-   * back from the store (the writer thread commits them). This process is the only one that binds,
-   * so this and the tokens table together are the truth.
+   * back from the store (the writer thread commits them). With SQLite this process is the only one
+   * that binds, so this and the tokens table together are the truth; over PostgreSQL other
+   * collectors' bindings reach the store's token view within a second (store/postgres.ts).
    */
   private readonly bound = new Map<string, string>();
   /** The same bindings the other way (agent id → token hash), for the hellos that claim an id. */
@@ -177,7 +179,7 @@ export class CollectorServer {
     this.heldBackQuota = new HeldBackQuota(this.cfg.heldBackQuotaPerToken);
     this.store = opts.store;
     this.log = opts.log;
-    if (this.store.upgraded) this.log.info({ db: this.store.path, upgrade: this.store.upgraded }, `database upgraded from ${this.store.upgraded}`);
+    if (this.store.upgraded) this.log.info({ db: this.store.location, upgrade: this.store.upgraded }, `database upgraded from ${this.store.upgraded}`);
     this.ingest = new Ingest(this.store, this.metrics, this.log, {
       maxCommitAlerts: this.cfg.maxCommitAlerts, highWater: this.cfg.ingestHighWater, highWaterBytes: this.cfg.ingestHighWaterBytes,
       offlineAfterMissedHeartbeats: this.cfg.offlineAfterMissedHeartbeats,
@@ -195,8 +197,13 @@ export class CollectorServer {
       connectedAgents: () => new Set(this.byAgent.keys()),
       connections: () => this.conns.size,
     });
+    // Alerts other collectors over the same database stored: on this one's feeds too.
+    this.store.onRemoteAlerts((rows) => this.ingest.storedElsewhere(rows));
     // The dashboard is an extra: if its files cannot be opened, agents and the API work without it.
-    try {
+    // It keeps its search index, sessions and passwords in SQLite beside the store's file.
+    if (!(this.store instanceof SqliteStore)) {
+      this.log.info({ db: this.store.location }, 'the web dashboard runs with a SQLite store only (for now); on PostgreSQL the API serves alerts, agents and GET /api/alerts/live');
+    } else try {
       this.dashboard = new Dashboard({
         store: this.store, ingest: this.ingest, log: this.log, version: VERSION, tls: Boolean(this.cfg.tlsCert && this.cfg.tlsKey),
         connectedAgents: () => new Set(this.byAgent.keys()),
@@ -447,7 +454,7 @@ export class CollectorServer {
         this.log.info({ agentId: c.agentId, hostname: m.agent.hostname, version: m.agent.version, token: c.token.name, remote: c.remote, source: m.agent.source.name }, 'agent connected');
         if (m.agent.hostId) {
           c.host = { id: m.agent.hostId, name: m.agent.hostname };
-          this.continuity(c, m.agent.baseline, true);
+          void this.continuity(c, m.agent.baseline, true);
         }
         return;
       }
@@ -577,7 +584,7 @@ export class CollectorServer {
    * a notice for each finding, then records the seal. A store error is logged: the agent's
    * connection is not the place to pay for it.
    */
-  private continuity(c: Conn, baseline: BaselineSeal | undefined, hello: boolean): void {
+  private async continuity(c: Conn, baseline: BaselineSeal | undefined, hello: boolean): Promise<void> {
     const host = c.host!;
     const agentId = c.agentId!;
     // Every heartbeat carries the seal; only a new one is judged and written (a write per beat per
@@ -586,12 +593,13 @@ export class CollectorServer {
     if (!hello && seen === c.sealSeen) return;
     c.sealSeen = seen;
     try {
-      for (const f of judgeSeal(this.store.hostHistory(host.id), { hostId: host.id, agentId, ...(baseline ? { baseline } : {}) }, hello)) {
+      const history = await this.store.hostHistory(host.id, baseline);
+      for (const f of judgeSeal(history, { hostId: host.id, agentId, ...(baseline ? { baseline } : {}) }, hello)) {
         this.log.warn({ agentId, hostId: host.id, kind: f.kind, reason: f.reason }, 'host continuity broken');
         const key = `${host.id}|${agentId}|${baseline ? `${baseline.generation}|${baseline.sha256}` : '-'}`;
         this.notice(c, f.kind, agentId, f.reason, { key, host });
       }
-      if (baseline) this.store.recordSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
+      if (baseline) await this.store.recordSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
     } catch (err) {
       this.log.error({ err: errorMessage(err), agentId, hostId: host.id }, 'recording a baseline seal failed; its continuity is not judged');
     }

@@ -29,7 +29,8 @@ import type { Logger } from '../../shared/log.js';
 import { sendJson, type Api } from './api.js';
 import { Auth, LoginLimiter, type Session } from './auth.js';
 import type { Ingest } from './ingest.js';
-import type { AgentView, Store } from './store/sqlite.js';
+import type { SqliteStore } from './store/sqlite.js';
+import type { AgentView } from './store/store.js';
 import { Assets, securityHeaders } from './web/assets.js';
 import { Guides } from './web/guide.js';
 import { Indexer, searchDbPath } from './web/indexer.js';
@@ -53,7 +54,7 @@ class WebError extends Error {
 }
 
 export interface DashboardOptions {
-  store: Store;
+  store: SqliteStore;
   ingest: Ingest;
   log: Logger;
   tls: boolean;
@@ -379,9 +380,9 @@ export class Dashboard {
         if (Object.keys(body).some((k) => k !== 'status') || !STATUSES.includes(body.status as WorkflowStatus)) {
           throw new WebError(400, 'LDG_ERR_WEB_BODY', `send {"status": one of ${STATUSES.join(', ')}}`);
         }
-        const found = this.o.store.findAlerts(uuid);
+        const found = await this.o.store.findAlerts(uuid);
         if (found.length > 1) throw new WebError(409, 'LDG_ERR_WEB_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; change them through the API by key (PATCH /api/alerts/KEY)`);
-        if (!found[0] || !this.o.store.setStatus(found[0].id, body.status as WorkflowStatus, s.name)) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
+        if (!found[0] || !(await this.o.store.setStatus(found[0].id, body.status as WorkflowStatus, s.name))) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
         this.o.log.info({ uuid, status: body.status, by: s.name, via: 'dashboard' }, 'alert workflow status changed');
       } else {
         only('GET');
@@ -394,7 +395,7 @@ export class Dashboard {
     if (path === '/ui/api/agents') {
       only('GET');
       const connected = this.o.connectedAgents();
-      const agents = this.o.store.listAgents().map((a) => fleetAgent(a, connected.has(a.agentId)));
+      const agents = (await this.o.store.listAgents()).map((a) => fleetAgent(a, connected.has(a.agentId)));
       return this.send(res, 200, { now: new Date().toISOString(), agents, summary: await this.o.store.fleet() });
     }
     if (path === '/ui/api/overview') {

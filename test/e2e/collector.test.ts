@@ -8,6 +8,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AlertsFile } from '../../agent/src/sink/alerts-file.js';
@@ -20,10 +21,12 @@ import { MAX_ALERT_BYTES, MAX_FRAME_BYTES, alertsFrame } from '../../shared/prot
 import { cliPath } from '../helpers/cli.js';
 import { createToken, rawAgent, runCli as cli, type RawAgent as Raw } from '../helpers/collector.js';
 import { startDaemon } from '../helpers/daemon.js';
+import { postgresUnavailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { captureLog, makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
 
 const CLI = cliPath();
+const noPostgres = postgresUnavailable();
 const work = tempDir('ldg-delivery-');
 const procs = new Set<ChildProcess>();
 const sinks = new Set<{ close(): Promise<void> }>();
@@ -159,15 +162,21 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe('ldguard collector and the WebSocket sink', () => {
-  const dbDir = join(work, 'db');
-  const db = join(dbDir, 'collector.db');
+// On both stores (PostgreSQL: a throwaway cluster, helpers/postgres.ts); the few checks of
+// SQLite's own files are marked.
+describe.skipIf(!noPostgres)('ldguard collector and the WebSocket sink (postgres)', () => {
+  it.skip(`not run: ${noPostgres}`, () => undefined);
+});
+describe.each(noPostgres ? ['sqlite' as const] : (['sqlite', 'postgres'] as const))('ldguard collector and the WebSocket sink (%s)', (kind) => {
+  const dbDir = join(work, `db-${kind}`);
+  let db = join(dbDir, 'collector.db');
   let c: Collector;
   let agentToken: string;
   let agent2Token: string;
   let adminToken: string;
 
   beforeAll(async () => {
+    if (kind === 'postgres') db = await (await startPostgres()).createDb('collector');
     agentToken = await createToken(db, 'web-1');
     agent2Token = await createToken(db, 'web-2');
     adminToken = await createToken(db, 'ops', 'admin');
@@ -189,7 +198,8 @@ describe('ldguard collector and the WebSocket sink', () => {
     expect(list.stdout).toMatch(/tmp-1\s+agent\s+\d{4}-\d\d-\d\dT\S+\s+-/);
     expect(list.stdout).toMatch(/ops\s+admin/);
     expect(list.stdout).not.toContain(token);
-    expect(readFileSync(db).includes(Buffer.from(token))).toBe(false);
+    if (kind === 'sqlite') expect(readFileSync(db).includes(Buffer.from(token))).toBe(false);
+    else expect(await queryOne(db, `SELECT count(*)::int AS n FROM tokens WHERE strpos(hash || name, '${token}') > 0`)).toEqual({ n: 0 });
     const dup = await cli(['token', 'create', '--db', db, '--name', 'tmp-1']);
     expect(dup.status).toBe(2);
     expect(dup.stderr).toMatch(/LDG_ERR_TOKEN_EXISTS.*ldguard token revoke --name tmp-1/);
@@ -199,8 +209,11 @@ describe('ldguard collector and the WebSocket sink', () => {
     const again = await cli(['token', 'revoke', '--db', db, '--name', 'tmp-1']);
     expect(again.status).toBe(2);
     expect(again.stderr).toMatch(/LDG_ERR_TOKEN_UNKNOWN/);
-    expect(statSync(db).mode & 0o777).toBe(0o600);
-    expect(statSync(dbDir).mode & 0o777).toBe(0o700);
+    // The file's and its folder's modes: SQLite's (PostgreSQL keeps its own files).
+    if (kind === 'sqlite') {
+      expect(statSync(db).mode & 0o777).toBe(0o600);
+      expect(statSync(dbDir).mode & 0o777).toBe(0o700);
+    }
   });
 
   it('refuses unknown, revoked, admin or missing tokens at the upgrade with 401 and closes the socket', async () => {
@@ -370,7 +383,7 @@ describe('ldguard collector and the WebSocket sink', () => {
     });
 
     it('an invalid record in an agent\'s spool no longer stalls it: acked, counted in its health, the alerts after it delivered', async () => {
-      const spoolDir = join(work, 'spool-invalid');
+      const spoolDir = join(work, `spool-invalid-${kind}`);
       const spool = await Spool.open({ dir: spoolDir, maxBytes: 1 << 20 });
       const before = makeAlert({ host: 'stall-host', agentId: 'agent-stall' });
       const broken = makeAlert({ host: 'stall-host', agentId: 'agent-stall' }) as unknown as Log;
@@ -403,9 +416,7 @@ describe('ldguard collector and the WebSocket sink', () => {
       const first = await openSink(c.port, token, { agentId: 'agent-bound', host: 'bound-host' });
       await first.send(makeAlert({ host: 'bound-host' }));
       expect(await first.drained(5_000)).toBe(true);
-      const d = new Database(db, { readonly: true });
-      expect(d.prepare("SELECT agent_id AS a FROM tokens WHERE name = 'bound-host'").get()).toEqual({ a: 'agent-bound' });
-      d.close();
+      expect(await queryOne(db, "SELECT agent_id AS a FROM tokens WHERE name = 'bound-host'")).toEqual({ a: 'agent-bound' });
 
       const impostor = await rawAgent(c.port, token);
       impostor.ws.send(hello('agent-impostor'));
@@ -506,7 +517,8 @@ describe('ldguard collector and the WebSocket sink', () => {
       }
     });
 
-    it('filters by host the same whether the host index has caught up or not, merging across its cursor', async () => {
+    // The host index is SQLite's (collector.hosts.db, kept behind ingest); PostgreSQL indexes (host, ts) in the table.
+    it.skipIf(kind === 'postgres')('filters by host the same whether the host index has caught up or not, merging across its cursor', async () => {
       const q = async (query: string) => ((await api(c.port, `/api/alerts?${query}`, adminToken)).body as { alerts: Alert[]; next: string | null });
       // The host index (collector.hosts.db) is filled behind ingest; the newest alerts past its
       // cursor are found by a scan of the alerts table. Walk all pages of one at a time.
@@ -593,7 +605,7 @@ describe('ldguard collector and the WebSocket sink', () => {
   });
 
   it('resumes from the spool after its torn last record is cut, delivering the rest', async () => {
-    const spoolDir = join(work, 'spool-torn');
+    const spoolDir = join(work, `spool-torn-${kind}`);
     const nowhere = await freePort();
     const tornToken = await createToken(db, 'torn-host');
     const offline = await openSink(nowhere, tornToken, { spoolDir, agentId: 'agent-torn' });
@@ -624,9 +636,54 @@ describe('ldguard collector and the WebSocket sink', () => {
   });
 });
 
-describe('exactly once across kill -9', () => {
-  it('of the collector mid-stream: the sink keeps sending, the restarted collector stores every alert once', async () => {
-    const db = join(work, 'kill-collector', 'c.db');
+/** One row of a query on either store. */
+async function queryOne(db: string, sql: string): Promise<unknown> {
+  if (db.startsWith('postgres://')) {
+    const c = new pg.Client({ connectionString: db });
+    await c.connect();
+    try {
+      return (await c.query(sql)).rows[0];
+    } finally {
+      await c.end();
+    }
+  }
+  const d = new Database(db, { readonly: true });
+  try {
+    return d.prepare(sql).get();
+  } finally {
+    d.close();
+  }
+}
+
+/** Every stored alert's uuid, from either store. */
+async function storedUuids(db: string): Promise<string[]> {
+  if (db.startsWith('postgres://')) {
+    const c = new pg.Client({ connectionString: db });
+    await c.connect();
+    try {
+      return (await c.query<{ uuid: string }>('SELECT uuid FROM alerts')).rows.map((r) => r.uuid);
+    } finally {
+      await c.end();
+    }
+  }
+  const d = new Database(db, { readonly: true });
+  try {
+    return (d.prepare('SELECT uuid FROM alerts').all() as Array<{ uuid: string }>).map((r) => r.uuid);
+  } finally {
+    d.close();
+  }
+}
+
+// On both stores (PostgreSQL: a throwaway cluster, helpers/postgres.ts): exactly-once is each
+// store's constraint, and a restarted collector must find what its predecessor committed.
+describe.each(['sqlite', 'postgres'] as const)('exactly once across kill -9 of the collector (%s)', (kind) => {
+  let pgc: TestPostgres | undefined;
+  beforeAll(async () => {
+    if (kind === 'postgres' && !noPostgres) pgc = await startPostgres();
+  }, 60_000);
+
+  it.skipIf(kind === 'postgres' && noPostgres)('mid-stream: the sink keeps sending, the restarted collector stores every alert once', async () => {
+    const db = kind === 'sqlite' ? join(work, 'kill-collector', 'c.db') : await pgc!.createDb('kill_collector');
     const token = await createToken(db, 'k1');
     let col = await startCollector({ db });
     const port = col.port;
@@ -648,16 +705,16 @@ describe('exactly once across kill -9', () => {
     expect(killed).toBe(true);
     expect(await sink.drained(20_000)).toBe(true);
     expect(sink.health().reconnects).toBeGreaterThan(0);
-    const got = storedCount(db);
-    expect(got).toEqual({ count: N, distinct: N });
-    const d = new Database(db, { readonly: true });
-    const stored = new Set((d.prepare('SELECT uuid FROM alerts').all() as Array<{ uuid: string }>).map((r) => r.uuid));
-    d.close();
+    const got = await storedUuids(db);
+    expect({ count: got.length, distinct: new Set(got).size }).toEqual({ count: N, distinct: N });
+    const stored = new Set(got);
     expect(sent.every((u) => stored.has(u))).toBe(true);
     await closeSink(sink);
     await col.stop();
   });
+});
 
+describe('exactly once across kill -9', () => {
   it('of the agent (a child process using the sink) mid-stream: the restarted agent resends, every alert stored once', async () => {
     const db = join(work, 'kill-agent', 'c.db');
     const token = await createToken(db, 'k2');

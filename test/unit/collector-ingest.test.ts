@@ -5,7 +5,7 @@ import { readAgentFrame } from '../../collector/src/frame.js';
 import { Ingest } from '../../collector/src/ingest.js';
 import { Metrics } from '../../collector/src/metrics.js';
 import { IngestPressure } from '../../collector/src/store/pressure.js';
-import { batchSize, type CommitResult, type CommitWork, type Store } from '../../collector/src/store/sqlite.js';
+import { batchSize, type CommitResult, type CommitWork, type Store } from '../../collector/src/store/store.js';
 import { createLogger } from '../../shared/log.js';
 import { alertsFrame } from '../../shared/protocol.js';
 import { makeAlert } from '../helpers/delivery.js';

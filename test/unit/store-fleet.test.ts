@@ -4,7 +4,7 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Store } from '../../collector/src/store/sqlite.js';
+import { SqliteStore as Store } from '../../collector/src/store/sqlite.js';
 import { tempDir } from '../helpers/temp.js';
 
 function seed(path: string): void {
@@ -75,10 +75,10 @@ describe('the quarantine', () => {
       const commit = (quarantine: ReturnType<typeof row>[]) => store.commit({ alerts: [], hellos: [], heartbeats: [], seen: new Map(), bindings: [], quarantine });
       await commit([row('quiet', 1), row('quiet', 2)]);
       for (let i = 0; i < 3; i++) await commit(Array.from({ length: 500 }, (_, k) => row('noisy', 500 * i + k + 1)));
-      const counts = Object.fromEntries(['quiet', 'noisy'].map((a) => [a, store.listQuarantine({ limit: 5000, agentId: a }).length]));
+      const counts = Object.fromEntries(await Promise.all(['quiet', 'noisy'].map(async (a) => [a, (await store.listQuarantine({ limit: 5000, agentId: a })).length])));
       expect(counts).toEqual({ quiet: 2, noisy: 1000 });
       // The newest are the ones kept.
-      expect(store.listQuarantine({ limit: 1, agentId: 'noisy' })[0]!.seq).toBe(1500);
+      expect((await store.listQuarantine({ limit: 1, agentId: 'noisy' }))[0]!.seq).toBe(1500);
     } finally {
       await store.close();
     }

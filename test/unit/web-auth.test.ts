@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AUTH_DEFAULTS, Auth, LoginLimiter, checkPasswordStrength, hashPassword, verifyPassword } from '../../collector/src/auth.js';
-import { Store } from '../../collector/src/store/sqlite.js';
+import { SqliteStore as Store } from '../../collector/src/store/sqlite.js';
 import { tempDir } from '../helpers/temp.js';
 
 describe('password hashing', () => {
@@ -34,11 +34,11 @@ describe('Auth', () => {
   let auth: Auth;
   let adminToken: string;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = tempDir('ldg-web-auth-');
     store = Store.open(join(dir, 'c.db'));
-    adminToken = store.createToken('alice', 'admin');
-    store.createToken('host-1', 'agent');
+    adminToken = await store.createToken('alice', 'admin');
+    await store.createToken('host-1', 'agent');
     db = new Database(store.path);
     auth = new Auth(db);
   });
@@ -48,12 +48,12 @@ describe('Auth', () => {
     await store.close();
   });
 
-  it('accepts only active admin tokens', () => {
+  it('accepts only active admin tokens', async () => {
     expect(auth.checkToken(adminToken)?.name).toBe('alice');
     expect(auth.checkToken('ldg_wrong')).toBeUndefined();
-    const agentToken = store.createToken('host-2', 'agent');
+    const agentToken = await store.createToken('host-2', 'agent');
     expect(auth.checkToken(agentToken)).toBeUndefined();
-    store.revokeToken('alice');
+    await store.revokeToken('alice');
     expect(auth.checkToken(adminToken)).toBeUndefined();
   });
 
@@ -65,11 +65,11 @@ describe('Auth', () => {
     expect(await auth.checkPassword('alice', 'a long enough passphrasE')).toBeUndefined();
     expect(await auth.checkPassword('nobody', 'a long enough passphrase')).toBeUndefined();
     // Revoking the token disables its password.
-    store.revokeToken('alice');
+    await store.revokeToken('alice');
     expect(await auth.checkPassword('alice', 'a long enough passphrase')).toBeUndefined();
   });
 
-  it('keeps sessions hashed, ends them on logout, expiry, idleness and revocation', () => {
+  it('keeps sessions hashed, ends them on logout, expiry, idleness and revocation', async () => {
     const admin = auth.checkToken(adminToken)!;
     const t0 = Date.now();
     const { cookie, session } = auth.createSession(admin, t0);
@@ -92,7 +92,7 @@ describe('Auth', () => {
     expect(auth.session(c.cookie, t0)).toBeUndefined();
     // Revoking the admin token ends its sessions.
     const d = auth.createSession(admin, Date.now());
-    store.revokeToken('alice');
+    await store.revokeToken('alice');
     expect(auth.session(d.cookie)).toBeUndefined();
   });
 
@@ -110,10 +110,10 @@ describe('a password belongs to one admin token, not to its name', () => {
     const db = new Database(store.path);
     try {
       const auth = new Auth(db);
-      store.createToken('admin', 'admin');
+      await store.createToken('admin', 'admin');
       await auth.setPassword('admin', 'a long enough passphrase');
-      store.revokeToken('admin');
-      store.createToken('admin', 'admin');
+      await store.revokeToken('admin');
+      await store.createToken('admin', 'admin');
       expect(await auth.checkPassword('admin', 'a long enough passphrase')).toBeUndefined();
       // Revoking deleted it; it is not merely unreachable.
       expect(db.prepare('SELECT count(*) AS n FROM web_passwords').get()).toEqual({ n: 0 });
@@ -128,13 +128,13 @@ describe('a password belongs to one admin token, not to its name', () => {
     const db = new Database(store.path);
     try {
       const t0 = Date.now() - 60_000;
-      store.createToken('alice', 'admin', t0); // password set after: kept
-      store.createToken('bob', 'admin', t0);
-      store.revokeToken('bob', t0 + 1000);
-      store.createToken('bob', 'admin', t0 + 3000); // password set for the old bob (t0 + 2000): dropped
-      store.createToken('carol', 'admin', t0);
-      store.revokeToken('carol', t0 + 5000); // no active token: dropped
-      store.createToken('host-1', 'agent', t0); // not an admin: dropped
+      await store.createToken('alice', 'admin', t0); // password set after: kept
+      await store.createToken('bob', 'admin', t0);
+      await store.revokeToken('bob', t0 + 1000);
+      await store.createToken('bob', 'admin', t0 + 3000); // password set for the old bob (t0 + 2000): dropped
+      await store.createToken('carol', 'admin', t0);
+      await store.revokeToken('carol', t0 + 5000); // no active token: dropped
+      await store.createToken('host-1', 'agent', t0); // not an admin: dropped
       // The shape web_passwords had before passwords were bound to tokens.
       db.exec('CREATE TABLE web_passwords (name TEXT PRIMARY KEY, hash TEXT NOT NULL, updated INTEGER NOT NULL)');
       const put = db.prepare('INSERT INTO web_passwords (name, hash, updated) VALUES (?, ?, ?)');

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Store } from '../../collector/src/store/sqlite.js';
+import { SqliteStore as Store } from '../../collector/src/store/sqlite.js';
 import { Indexer, ftsQuery, searchDbPath, searchText } from '../../collector/src/web/indexer.js';
 import { DashboardQueries, type ListQuery } from '../../collector/src/web/query.js';
 import { parseListQuery } from '../../collector/src/web.js';
@@ -40,7 +40,7 @@ describe('DashboardQueries', () => {
   let all: Array<{ id: number; ts: number; uuid: string; host: string; rule: string; severity: string; status: string; path: string }> = [];
   const T0 = Date.parse('2026-01-01T00:00:00Z');
 
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = tempDir('ldg-web-query-');
     store = Store.open(join(dir, 'c.db'));
     const w = new Database(store.path);
@@ -64,7 +64,7 @@ describe('DashboardQueries', () => {
     expect(ix.lag()).toBe(0);
     ix.close();
     q = new DashboardQueries(store.path, searchDbPath(store.path), 500);
-    for (let i = 0; i < N; i += 37) store.setStatus(store.findAlerts(uuidAt(i))[0]!.id, i % 2 ? 'acknowledged' : 'closed', 'alice', T0 + 10_000_000);
+    for (let i = 0; i < N; i += 37) await store.setStatus((await store.findAlerts(uuidAt(i)))[0]!.id, i % 2 ? 'acknowledged' : 'closed', 'alice', T0 + 10_000_000);
     all = (q.db.prepare('SELECT id, ts, uuid, host, rule_id AS rule, severity, status, doc FROM alerts').all() as Array<Record<string, any>>).map((r) => ({
       id: r.id, ts: r.ts, uuid: r.uuid, host: r.host, rule: r.rule, severity: r.severity, status: r.status, path: JSON.parse(r.doc).file.path,
     }));
@@ -159,10 +159,10 @@ describe('DashboardQueries', () => {
     expect(q.facets(T0 + N * 1000).hosts.sort()).toEqual(['web-0', 'web-1', 'web-2', 'web-3', 'web-4', 'web-5', 'web-6']);
   });
 
-  it('keeps the workflow history of an alert', () => {
+  it('keeps the workflow history of an alert', async () => {
     const a = q.alert(uuidAt(37))!;
     expect(a.history).toEqual([{ status: 'acknowledged', by: 'alice', at: new Date(T0 + 10_000_000).toISOString() }]);
-    store.setStatus(store.findAlerts(uuidAt(37))[0]!.id, 'closed', 'bob', T0 + 20_000_000);
+    await store.setStatus((await store.findAlerts(uuidAt(37)))[0]!.id, 'closed', 'bob', T0 + 20_000_000);
     expect(q.alert(uuidAt(37))!.history.map((h) => `${h.status} ${h.by}`)).toEqual(['acknowledged alice', 'closed bob']);
   });
 

@@ -1,21 +1,23 @@
-// `ldguard collector`: receives alerts from agents over WebSocket, stores them in SQLite and serves
-// the HTTP API, all on one port.
+// `ldguard collector`: receives alerts from agents over WebSocket, stores them in SQLite or
+// PostgreSQL and serves the HTTP API, all on one port.
 import { LdgError } from '../../../shared/errors.js';
 import { createLogger } from '../../../shared/log.js';
 import { VERSION } from '../../../shared/version.js';
 import { DEFAULTS, loadCollectorConfig } from '../../../collector/src/config.js';
 import { CollectorServer } from '../../../collector/src/server.js';
-import { Store } from '../../../collector/src/store/sqlite.js';
+import { openStore, parseDb } from '../../../collector/src/store/open.js';
 import { parseOptions } from '../args.js';
 import { notifySystemd } from '../systemd.js';
 
-const HELP = `Usage: ldguard collector [--listen HOST:PORT] [--db FILE] [--config FILE]
+const HELP = `Usage: ldguard collector [--listen HOST:PORT] [--db FILE|URL] [--config FILE]
 
-Receives alerts from agents (wss://HOST:PORT/agent), stores each once in SQLite and serves the
-HTTP API (/api/alerts, /api/agents, /healthz, /metrics) on the same port.
+Receives alerts from agents (wss://HOST:PORT/agent), stores each once in SQLite or PostgreSQL and
+serves the HTTP API (/api/alerts, /api/agents, /healthz, /metrics) on the same port.
 
   --listen HOST:PORT   where to listen (default ${DEFAULTS.listen}; port 0 picks a free port)
-  --db FILE            SQLite database (default ${DEFAULTS.db}; created 0600)
+  --db FILE|URL        SQLite database (default ${DEFAULTS.db}; created 0600), or
+                       postgres://USER@HOST:PORT/DATABASE: several collectors may share one
+                       (PG* variables and PGPASSFILE honoured; ?sslmode=verify-full for TLS)
   --config FILE        TOML file with the options above and TLS, rate limits, timeouts
                        (see collector/collector.example.toml)
 
@@ -34,14 +36,19 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger('collector');
+  // A URL of an unknown scheme is refused here, with its own code, before anything is created.
+  if (values.db !== undefined) parseDb(values.db);
   const config = loadCollectorConfig(values.config, { listen: values.listen, db: values.db });
-  const store = Store.open(config.db, { workers: true });
+  const store = await openStore(config.db, {
+    collector: true, leaseMissedHeartbeats: config.offlineAfterMissedHeartbeats,
+    onMigrate: (m) => log.info({ db: config.db }, m), onWarning: (m) => log.warn(m),
+  });
   let server: CollectorServer;
   let addr: Awaited<ReturnType<CollectorServer['listen']>>;
   try {
     server = new CollectorServer({ config, store, log });
     addr = await server.listen();
-    log.info({ host: addr.address, port: addr.port, tls: Boolean(config.tlsCert), db: config.db, version: VERSION }, 'ready');
+    log.info({ host: addr.address, port: addr.port, tls: Boolean(config.tlsCert), db: store.location, version: VERSION }, 'ready');
   } catch (err) {
     await store.close();
     throw err;

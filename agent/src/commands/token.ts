@@ -7,7 +7,9 @@ import { userInfo } from 'node:os';
 import { LdgError } from '../../../shared/errors.js';
 import { Auth } from '../../../collector/src/auth.js';
 import { DEFAULTS } from '../../../collector/src/config.js';
-import { Store, type Role } from '../../../collector/src/store/sqlite.js';
+import { openStore } from '../../../collector/src/store/open.js';
+import { SqliteStore } from '../../../collector/src/store/sqlite.js';
+import type { Role, Store } from '../../../collector/src/store/store.js';
 import { parseOptions } from '../args.js';
 
 const HELP = `Usage: ldguard token create --name NAME [--role agent|admin] [--db FILE]
@@ -33,7 +35,7 @@ const HELP = `Usage: ldguard token create --name NAME [--role agent|admin] [--db
   audit    the audit log: token creations, rotations, revocations, password changes and
            dashboard logins, oldest first: when, who, what, which token (never a secret)
 
-  --db FILE   the collector's database (default ${DEFAULTS.db})
+  --db FILE|URL   the collector's database (default ${DEFAULTS.db}), or postgres://USER@HOST:PORT/DB
 `;
 
 /** Who ran the command, for the audit log: the user, and who called sudo when it did. */
@@ -49,13 +51,15 @@ function actor(): string {
 }
 
 /**
- * Runs `fn` with the store and the dashboard's Auth on a second connection. Auth is set up first
- * even for token commands: it migrates old password rows and installs the triggers that take a
- * token's password and sessions along when it is rotated or revoked.
+ * Runs `fn` with the store and, on SQLite, the dashboard's Auth on a second connection. Auth is
+ * set up first even for token commands: it migrates old password rows and installs the triggers
+ * that take a token's password and sessions along when it is rotated or revoked. PostgreSQL has
+ * no dashboard yet, so no Auth and no audit log there (see needAuth).
  */
-async function withStore<T>(db: string, fn: (store: Store, auth: Auth) => Promise<T> | T): Promise<T> {
-  const store = Store.open(db);
+async function withStore<T>(db: string, fn: (store: Store, auth: Auth | undefined) => Promise<T> | T): Promise<T> {
+  const store = await openStore(db);
   try {
+    if (!(store instanceof SqliteStore)) return await fn(store, undefined);
     const conn = new Database(store.path);
     try {
       conn.pragma('busy_timeout = 5000');
@@ -66,6 +70,18 @@ async function withStore<T>(db: string, fn: (store: Store, auth: Auth) => Promis
   } finally {
     await store.close();
   }
+}
+
+/** The dashboard's Auth (passwords, the audit log), which only the SQLite store has so far. */
+function needAuth(auth: Auth | undefined, what: string): Auth {
+  if (!auth) throw new LdgError('LDG_ERR_DB_POSTGRES_UNSUPPORTED', `ldguard token ${what} needs the dashboard's tables, which a PostgreSQL database does not have yet; use the SQLite collector for the dashboard`);
+  return auth;
+}
+
+/** Appends to the audit log where there is one (SQLite); says so on PostgreSQL, which has none yet. */
+function audit(auth: Auth | undefined, row: Parameters<Auth['audit']['append']>[0]): void {
+  if (auth) auth.audit.append(row);
+  else process.stderr.write('note: the audit log is not kept on PostgreSQL yet; this change is in the tokens table only\n');
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -100,20 +116,20 @@ export async function run(argv: string[]): Promise<number> {
       const name = need(values.name, '--name NAME');
       const role = (values.role ?? 'agent') as Role;
       if (role !== 'agent' && role !== 'admin') throw new LdgError('LDG_ERR_USAGE', `--role must be agent or admin, not ${JSON.stringify(values.role)}`);
-      await withStore(db, (store, auth) => {
-        const token = store.createToken(name, role);
+      await withStore(db, async (store, auth) => {
+        const token = await store.createToken(name, role);
         // Shown before the audit row is written: should that fail, the token is not lost as well.
         process.stdout.write(`${token}\n`);
         process.stderr.write(`created ${role} token "${name}" in ${db}; it is shown only this once\n`);
-        auth.audit.append({ actor: actor(), action: 'create', tokenName: name, detail: `role ${role}` });
+        audit(auth, { actor: actor(), action: 'create', tokenName: name, detail: `role ${role}` });
       });
       return 0;
     }
     case 'list': {
       only(['json']);
-      const store = Store.open(db);
+      const store = await openStore(db);
       try {
-        const rows = store.listTokens().map((t) => ({
+        const rows = (await store.listTokens()).map((t) => ({
           name: t.name,
           role: t.role,
           created: new Date(t.created).toISOString(),
@@ -132,8 +148,8 @@ export async function run(argv: string[]): Promise<number> {
     case 'rotate': {
       only(['name']);
       const name = need(values.name, '--name NAME');
-      await withStore(db, (store, auth) => {
-        const rotated = store.rotateToken(name);
+      await withStore(db, async (store, auth) => {
+        const rotated = await store.rotateToken(name);
         if (!rotated) throw unknownToken(name, db);
         const { role, agentId } = rotated.info;
         const kept = role === 'agent' ? (agentId ? `bound to agent ${agentId}` : 'not yet bound to an agent') : 'dashboard password kept, sessions ended';
@@ -141,18 +157,18 @@ export async function run(argv: string[]): Promise<number> {
         // write would leave the token unusable.
         process.stdout.write(`${rotated.token}\n`);
         process.stderr.write(`rotated ${role} token "${name}" (${kept}); the new one is shown only this once, the old one no longer works\n`);
-        auth.audit.append({ actor: actor(), action: 'rotate', tokenName: name, detail: `role ${role}; ${kept}` });
+        audit(auth, { actor: actor(), action: 'rotate', tokenName: name, detail: `role ${role}; ${kept}` });
       });
       return 0;
     }
     case 'revoke': {
       only(['name']);
       const name = need(values.name, '--name NAME');
-      await withStore(db, (store, auth) => {
-        const role = store.listTokens().find((t) => t.name === name && t.revoked === null)?.role;
+      await withStore(db, async (store, auth) => {
+        const role = (await store.listTokens()).find((t) => t.name === name && t.revoked === null)?.role;
         // One autocommit statement: the revocation is on disk before this returns.
-        if (!store.revokeToken(name)) throw unknownToken(name, db);
-        auth.audit.append({ actor: actor(), action: 'revoke', tokenName: name, detail: role === 'admin' ? 'role admin; dashboard password and sessions deleted' : `role ${role ?? 'unknown'}` });
+        if (!(await store.revokeToken(name))) throw unknownToken(name, db);
+        audit(auth, { actor: actor(), action: 'revoke', tokenName: name, detail: role === 'admin' ? 'role admin; dashboard password and sessions deleted' : `role ${role ?? 'unknown'}` });
         process.stderr.write(`revoked token "${name}"; a running collector closes its connections within seconds\n`);
       });
       return 0;
@@ -160,7 +176,8 @@ export async function run(argv: string[]): Promise<number> {
     case 'passwd': {
       only(['name']);
       const name = need(values.name, '--name NAME');
-      await withStore(db, async (_store, auth) => {
+      await withStore(db, async (_store, maybeAuth) => {
+        const auth = needAuth(maybeAuth, 'passwd');
         // Checked before asking, so nobody types a password twice for a name that will be refused.
         if (!auth.activeAdmin(name)) {
           throw new LdgError('LDG_ERR_PASSWD_NAME', `no active admin token named ${JSON.stringify(name)} in ${db}; create one first (ldguard token create --db ${db} --name ${name} --role admin)`);
@@ -173,7 +190,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'audit': {
       only(['json']);
-      const rows = await withStore(db, (_store, auth) => auth.audit.list());
+      const rows = await withStore(db, (_store, auth) => needAuth(auth, 'audit').audit.list());
       const view = rows.map((r) => ({ at: new Date(r.at).toISOString(), actor: r.actor, action: r.action, token_name: r.tokenName, detail: r.detail }));
       if (values.json) {
         for (const r of view) process.stdout.write(`${JSON.stringify(r)}\n`);

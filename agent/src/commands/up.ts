@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Store } from '../../../collector/src/store/sqlite.js';
+import { SqliteStore } from '../../../collector/src/store/sqlite.js';
 import { LdgError } from '../../../shared/errors.js';
 import { parseOptions } from '../args.js';
 
@@ -50,7 +50,7 @@ export async function run(argv: string[]): Promise<number> {
   for (const d of [stateDir, configDir, logDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
   const db = join(stateDir, 'collector.db');
   const tokenFile = join(configDir, 'agent.token');
-  const adminToken = ensureTokens(db, tokenFile);
+  const adminToken = await ensureTokens(db, tokenFile);
 
   const children = new Set<ChildProcess>();
   let stopping = false;
@@ -143,18 +143,18 @@ function host(listen: string): string {
 }
 
 /** Make the agent's token (kept, 0600) and, on the first run, an admin token (returned to print). */
-function ensureTokens(db: string, tokenFile: string): string | null {
-  const store = Store.open(db);
+async function ensureTokens(db: string, tokenFile: string): Promise<string | null> {
+  const store = SqliteStore.open(db);
   try {
     const existing = existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : '';
     if (!existing || !store.lookupToken(existing)) {
       const name = `agent-${hostname()}-${Date.now().toString(36)}`;
-      writeFileSync(tokenFile, `${store.createToken(name, 'agent')}\n`, { mode: 0o600 });
+      writeFileSync(tokenFile, `${await store.createToken(name, 'agent')}\n`, { mode: 0o600 });
       chmodSync(tokenFile, 0o600);
     }
-    if (store.listTokens().some((t) => t.role === 'admin' && t.revoked === null)) return null;
+    if ((await store.listTokens()).some((t) => t.role === 'admin' && t.revoked === null)) return null;
     return store.createToken('admin', 'admin');
   } finally {
-    void store.close();
+    await store.close();
   }
 }

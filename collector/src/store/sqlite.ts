@@ -41,16 +41,20 @@
 //
 // Times are integers (ms since the epoch) in the tables and ISO strings in the API.
 import Database from 'better-sqlite3';
-import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
-import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
-import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime, scannedAlert, type ScannedFrame } from '../frame.js';
+import type { WorkflowStatus } from '../../../shared/ecs.js';
+import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
+import {
+  QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, alertKey, batchSize, checkTokenName, hashToken, newTokenSecret,
+  type AgentView, type AlertQuery, type CommitResult, type CommitWork, type QuarantineView, type RemoteAlertsListener, type Role,
+  listedTime, type HeartbeatRow, type HelloRow, type QuarantineRow, type Store, type TokenBinding, type TokenInfo, type HostHistory,
+} from './store.js';
 
 // Defined with the reading of alerts (frame.ts), which computes it for the fast path.
 export { originalTime };
@@ -68,210 +72,11 @@ export function docSql(a: string): string {
  * The ids of the alerts with a uuid (several when different events shared one), through the
  * derived index up to its cursor and the few rows past it (as hostKeysSql). Parameters: uuid, uuid.
  */
-/** A row's document as docSql shows it, for a row not read from the database (the live feed's). */
-export function stampedDoc(r: AlertRow): string {
-  const doc = JSON.parse(r.doc.toString('utf8')) as { ldguard?: Record<string, unknown> };
-  doc.ldguard = { ...doc.ldguard, ...(r.future ? { future_timestamp: true } : {}), received_from: { agent_id: r.agentId, token_name: r.tokenName } };
-  return JSON.stringify(doc);
-}
-
-/** An alert's key as the API writes it: its original time (ms) and uuid, which together are unique. */
-export function alertKey(ots: number, uuid: string): string {
-  return `${ots}~${uuid}`;
-}
-
 export const IDS_BY_UUID_SQL = `SELECT id FROM hx.uuid_id WHERE uuid = ?
   UNION SELECT id FROM alerts NOT INDEXED WHERE id > (SELECT coalesce(max(value), 0) FROM hx.state WHERE key = 'cursor') AND uuid = ?`;
 
-export type Role = 'agent' | 'admin';
-
-export interface TokenInfo {
-  hash: string;
-  name: string;
-  role: Role;
-  created: number;
-  revoked: number | null;
-  /** The agent id an agent token is bound to (set by the first hello that used it), or null. */
-  agentId: string | null;
-}
-
-export interface AlertRow {
-  uuid: string;
-  /** @timestamp, ms: the API's order. */
-  ts: number;
-  /** Original event time, ms (originalTime()): with uuid, the idempotence key. */
-  ots: number;
-  host: string | null;
-  ruleId: string;
-  ruleName: string | null;
-  severity: Severity;
-  status: WorkflowStatus;
-  agentId: string;
-  tokenName: string;
-  received: number;
-  /** Dated after it was received (ingest's FUTURE_SKEW_MS): `ts` is then the receive time. */
-  future: boolean;
-  /** The ECS document's UTF-8 text, as the agent sent it (often a slice of the received frame). */
-  doc: Buffer;
-}
-
-export interface HelloRow {
-  agentId: string;
-  hostname: string;
-  version: string;
-  tokenName: string;
-  heartbeatMs: number;
-  facts: string;
-  at: number;
-}
-
-export interface HeartbeatRow {
-  agentId: string;
-  health: string;
-  spoolDepth: number;
-  eventsLost: number;
-  spoolOverflow: number;
-  at: number;
-}
-
-/** An alert of a valid batch that failed validation, kept apart from the alerts. */
-export interface QuarantineRow {
-  agentId: string;
-  tokenName: string;
-  seq: number;
-  /** kibana.alert.uuid when the alert had a usable one. */
-  uuid: string | null;
-  /** Every problem found, one per line. */
-  reason: string;
-  /** The alert's JSON, cut at QUARANTINE_TEXT_CHARS. */
-  text: string;
-  /** Bytes of the alert's JSON (UTF-8) as received. */
-  size: number;
-  received: number;
-}
-
-/** A host's recorded continuity (Store.hostHistory). */
-export interface HostHistory {
-  lastAgentId: string;
-  maxGeneration: number;
-  knows: (generation: number, sha256: string) => boolean;
-}
-
-/** A token bound to an agent id by the first hello that used it. */
-export interface TokenBinding {
-  hash: string;
-  agentId: string;
-}
-
-/** An alert dated more than this after it was received is flagged (ldguard.future_timestamp): clocks may differ a little. */
-export const FUTURE_SKEW_MS = 5 * 60_000;
-
-/**
- * Where an alert dated `ts` and received at `received` sits in the list (the ts column): at its
- * date, unless that is past its receipt by more than FUTURE_SKEW_MS. A date in the future would sit
- * on top for ever, so such an alert is listed by when it arrived (its document keeps its date).
- */
-export function listedTime(ts: number, received: number): number {
-  return ts > received + FUTURE_SKEW_MS ? received : ts;
-}
-
-/**
- * The alerts of one batch: read by the fast path (collector/src/frame.ts: the frame, and offsets
- * into it), or built from the parsed alerts by the general path (rows); with the hash of the token
- * that sent them ('' for the collector's own), which the writer checks in the commit.
- */
-export type AlertBatch =
-  | { rows: AlertRow[]; tokenHash?: string }
-  | { scanned: ScannedFrame; agentId: string; tokenName: string; tokenHash: string; received: number };
-
-export function batchSize(b: AlertBatch): number {
-  return 'rows' in b ? b.rows.length : b.scanned.count;
-}
-
-/** The alerts at `indexes` (in the order of the batches' alerts, all batches end to end) as rows. */
-export function alertRows(batches: readonly AlertBatch[], indexes: readonly number[]): AlertRow[] {
-  const out: AlertRow[] = [];
-  let b = 0;
-  let first = 0;
-  for (const i of indexes) {
-    while (i >= first + batchSize(batches[b]!)) first += batchSize(batches[b++]!);
-    const batch = batches[b]!;
-    if ('rows' in batch) out.push(batch.rows[i - first]!);
-    else {
-      const a = scannedAlert(batch.scanned, i - first);
-      const ts = listedTime(a.ts, batch.received);
-      out.push({ ...a, ts, future: ts !== a.ts, agentId: batch.agentId, tokenName: batch.tokenName, received: batch.received });
-    }
-  }
-  return out;
-}
-
-/**
- * What a commit did: the alerts newly stored (indexes in the commit's alerts, see alertRows), how
- * many were already there, and the tokens found revoked in the transaction (their alerts, counted
- * in refusedAlerts, were not stored).
- */
-export interface CommitResult {
-  inserted: number[];
-  duplicates: number;
-  refusedTokens: string[];
-  refusedAlerts: number;
-}
-
-/** One group commit: everything the ingest stage gathered since the last one. */
-export interface CommitWork {
-  alerts: AlertBatch[];
-  hellos: HelloRow[];
-  heartbeats: HeartbeatRow[];
-  /** Agents heard from (alerts) and when, for last_seen. */
-  seen: Map<string, number>;
-  quarantine: QuarantineRow[];
-  bindings: TokenBinding[];
-}
-
-export interface AlertQuery {
-  limit: number;
-  since?: number;
-  host?: string;
-  rule?: string;
-  severity?: string[];
-  status?: string[];
-  /** The `next` cursor of the previous page ("ts.id"), or the uuid of its last alert: return older ones. */
-  before?: string;
-}
-
-/** A quarantined alert as the API shows it: the row, with its id and an ISO time. */
-export interface QuarantineView extends Omit<QuarantineRow, 'received'> {
-  id: number;
-  truncated: boolean;
-  received: string;
-}
-
-export interface AgentView {
-  agentId: string;
-  hostname: string | null;
-  version: string | null;
-  tokenName: string | null;
-  online: boolean;
-  firstSeen: string | null;
-  lastSeen: string | null;
-  heartbeatMs: number | null;
-  spoolDepth: number | null;
-  eventsLost: number | null;
-  spoolOverflow: number | null;
-  facts: unknown;
-  health: unknown;
-}
-
-const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
-/** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. */
+/** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. 4: host_seals (the agents' baseline seals per host). */
 const SCHEMA_VERSION = 4;
-/** Characters of a quarantined alert's JSON kept: enough to see what the agent sent, bounded. */
-export const QUARANTINE_TEXT_CHARS = 16 * 1024;
-/** Quarantined alerts kept at most; the oldest go first (a broken agent cannot fill the disk). */
-export const QUARANTINE_MAX_ROWS = 10_000;
-/** ... and per agent: one hostile agent cannot push every other agent's rows out. */
-export const QUARANTINE_MAX_ROWS_PER_AGENT = 1_000;
 
 const TOKEN_COLUMNS = 'hash, name, role, created, revoked, agent_id AS agentId';
 
@@ -308,10 +113,6 @@ const EXCEPTIONS_SQL = `SELECT e.value ->> '$.ruleId' AS ruleId, e.value ->> '$.
 
 /** The scans of every agent row that the checkpointer thread answers (Store.scan), by name. */
 const AGENT_SCANS = { overdue: OVERDUE_SQL, fleet: FLEET_SQL, exceptions: EXCEPTIONS_SQL };
-
-export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
-}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -861,8 +662,12 @@ function parseJson(text: string | null): unknown {
   }
 }
 
-export class Store {
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
   readonly path: string;
+  get location(): string {
+    return this.path;
+  }
   /** What Store.open upgraded (e.g. "schema 1 to 2, 1200 alerts in 0.4 s"), for the caller to log; null if nothing. */
   upgraded: string | null = null;
   private readonly db: Database.Database;
@@ -925,7 +730,7 @@ export class Store {
    * `workers` (the collector), group commits and WAL checkpoints run in worker threads; without
    * (`ldguard token`), commit() is not available.
    */
-  static open(path: string, opts: { workers?: boolean; onMigrate?: (message: string) => void } = {}): Store {
+  static open(path: string, opts: { workers?: boolean; onMigrate?: (message: string) => void } = {}): SqliteStore {
     try {
       const dir = dirname(path);
       if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -974,7 +779,7 @@ export class Store {
       }).immediate();
       prepareHostIndex(db, hostsDbPath(path));
       db.prepare('ATTACH DATABASE ? AS hx').run(hostsDbPath(path));
-      const store = new Store(path, db);
+      const store = new SqliteStore(path, db);
       store.upgraded = upgraded;
       if (opts.workers) {
         try {
@@ -1014,12 +819,9 @@ export class Store {
   // ---- tokens
 
   /** Creates a token and returns it: the only time it exists outside the holder's hands. */
-  createToken(name: string, role: Role, now = Date.now()): string {
-    if (!TOKEN_NAME.test(name)) {
-      throw new LdgError('LDG_ERR_TOKEN_NAME', `token name ${JSON.stringify(name)} must be 1-128 letters, digits and . _ @ - (e.g. the agent's host name)`);
-    }
-    if (role !== 'agent' && role !== 'admin') throw new LdgError('LDG_ERR_USAGE', `--role must be agent or admin, not ${JSON.stringify(role)}`);
-    const token = `ldg_${randomBytes(32).toString('base64url')}`;
+  async createToken(name: string, role: Role, now = Date.now()): Promise<string> {
+    checkTokenName(name, role);
+    const token = newTokenSecret();
     try {
       this.stmts.insertToken.run(hashToken(token), name, role, now);
     } catch (err) {
@@ -1031,12 +833,12 @@ export class Store {
     return token;
   }
 
-  listTokens(): TokenInfo[] {
+  async listTokens(): Promise<TokenInfo[]> {
     return this.stmts.listTokens.all() as TokenInfo[];
   }
 
   /** Revokes the active token of that name; false when there is none. Committed when it returns. */
-  revokeToken(name: string, now = Date.now()): boolean {
+  async revokeToken(name: string, now = Date.now()): Promise<boolean> {
     return this.stmts.revokeToken.run(now, name).changes > 0;
   }
 
@@ -1047,8 +849,8 @@ export class Store {
    * that name is active. Prepared here rather than with the other statements: it runs once per
    * `ldguard token rotate`.
    */
-  rotateToken(name: string): { token: string; info: TokenInfo } | undefined {
-    const token = `ldg_${randomBytes(32).toString('base64url')}`;
+  async rotateToken(name: string): Promise<{ token: string; info: TokenInfo } | undefined> {
+    const token = newTokenSecret();
     const hash = hashToken(token);
     return this.db.transaction(() => {
       const info = this.db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE name = ? AND revoked IS NULL`).get(name) as TokenInfo | undefined;
@@ -1088,7 +890,7 @@ export class Store {
 
   // ---- alerts
 
-  queryAlerts(q: AlertQuery): { docs: string[]; next: string | null } | undefined {
+  async queryAlerts(q: AlertQuery): Promise<{ docs: string[]; next: string | null } | undefined> {
     // On the (ts, id) keys: the host's (hostKeysSql) or all of them; the rest on the rows.
     const keyWhere: string[] = [];
     const keyParams: unknown[] = [];
@@ -1105,6 +907,13 @@ export class Store {
     if (q.status?.length) {
       where.push(`status IN (${q.status.map(() => '?').join(', ')})`);
       params.push(...q.status);
+    }
+    if (q.text !== undefined) {
+      // A scan along the list's order, stopped by the page: the dashboard's search index
+      // (web/indexer.ts) is the indexed way on SQLite. instr on lower() for a case-insensitive
+      // match of any text, with no LIKE wildcards to escape.
+      where.push('instr(lower(doc), lower(?)) > 0');
+      params.push(q.text);
     }
     if (q.since !== undefined) {
       keyWhere.push('ts >= ?');
@@ -1148,14 +957,14 @@ export class Store {
    * The alerts an id names: a key (`ots~uuid`, see alertKey) names one; a uuid every alert that
    * carries it (different events may share one), newest first.
    */
-  findAlerts(id: string): Array<{ id: number; key: string; doc: string }> {
+  async findAlerts(id: string): Promise<Array<{ id: number; key: string; doc: string }>> {
     const key = /^(-?\d{1,16})~(.+)$/.exec(id);
     const rows = (key ? this.stmts.alertByKey.all(Number(key[1]), key[2]) : this.stmts.alertsByUuid.all(id, id)) as Array<{ id: number; ots: number; doc: string }>;
     return rows.map((r) => ({ id: r.id, key: alertKey(r.ots, id.includes('~') ? key![2]! : id), doc: r.doc }));
   }
 
   /** Sets the workflow status of one alert (in the row and in the document); the new document, or undefined. */
-  setStatus(rowId: number, status: WorkflowStatus, by: string, at = Date.now()): string | undefined {
+  async setStatus(rowId: number, status: WorkflowStatus, by: string, at = Date.now()): Promise<string | undefined> {
     const n = this.stmts.setStatus.run({ id: rowId, status, by, at, atIso: new Date(at).toISOString() }).changes;
     return n > 0 ? (this.stmts.alertById.get(rowId) as { doc: string } | undefined)?.doc : undefined;
   }
@@ -1163,7 +972,7 @@ export class Store {
   // ---- quarantine
 
   /** Quarantined alerts, newest first; `before` is the id of the last one of the previous page. */
-  listQuarantine(q: { limit: number; agentId?: string; before?: number }): QuarantineView[] {
+  async listQuarantine(q: { limit: number; agentId?: string; before?: number }): Promise<QuarantineView[]> {
     const rows = this.stmts.quarantine.all({ agentId: q.agentId ?? null, before: q.before ?? Number.MAX_SAFE_INTEGER, limit: q.limit }) as Array<Record<string, unknown>>;
     return rows.map((r) => ({
       id: r.id as number,
@@ -1179,13 +988,13 @@ export class Store {
     }));
   }
 
-  quarantineCount(): number {
+  async quarantineCount(): Promise<number> {
     return (this.stmts.quarantineCount.get() as { n: number }).n;
   }
 
   // ---- agents
 
-  listAgents(): AgentView[] {
+  async listAgents(): Promise<AgentView[]> {
     const rows = this.stmts.agents.all() as Array<Record<string, unknown>>;
     return rows.map((r) => ({
       agentId: r.agent_id as string,
@@ -1221,16 +1030,14 @@ export class Store {
 
   // ---- host continuity (collector/src/continuity.ts): small, synchronous, rare (hellos and baseline saves)
 
-  /** What was recorded of a host: the agent and seal heard last, the highest generation; null when never heard of. */
-  hostHistory(hostId: string): HostHistory | null {
+  async hostHistory(hostId: string, seal?: { generation: number; sha256: string }): Promise<HostHistory | null> {
     const last = this.stmts.hostLast.get(hostId) as { agentId: string; generation: number; sha256: string } | undefined;
     if (!last) return null;
     const max = (this.stmts.hostMaxGeneration.get(hostId) as { g: number }).g;
-    return { lastAgentId: last.agentId, maxGeneration: max, knows: (generation, sha256) => this.stmts.hostSeal.get(hostId, generation, sha256) !== undefined };
+    return { lastAgentId: last.agentId, maxGeneration: max, sealKnown: seal ? this.stmts.hostSeal.get(hostId, seal.generation, seal.sha256) !== undefined : false };
   }
 
-  /** Records a seal a host's agent told (idempotent). */
-  recordSeal(r: { hostId: string; agentId: string; generation: number; sha256: string; at: number }): void {
+  async recordSeal(r: { hostId: string; agentId: string; generation: number; sha256: string; at: number }): Promise<void> {
     this.stmts.recordSeal.run(r);
   }
 
@@ -1256,13 +1063,16 @@ export class Store {
     });
   }
 
-  healthy(): boolean {
+  async healthy(): Promise<boolean> {
     try {
       return (this.stmts.ping.get() as { ok: number }).ok === 1;
     } catch {
       return false;
     }
   }
+
+  /** One collector per SQLite file: nobody else stores alerts in it. */
+  onRemoteAlerts(_listener: RemoteAlertsListener): void {}
 
   private startWorkers(): void {
     // The main connection only reads and makes small writes: it never checkpoints (see above).

@@ -22,7 +22,7 @@ import type { Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { Logger } from '../../../shared/log.js';
 import type { Ingest } from '../ingest.js';
-import { stampedDoc, type AlertRow } from '../store/sqlite.js';
+import { stampedDoc, type AlertRow } from '../store/store.js';
 
 const FLUSH_MS = 200;
 const FLEET_MS = 5_000;
