@@ -491,7 +491,7 @@ export class CollectorServer {
       case 'heartbeat': {
         if (!c.agentId) return this.refuse(c, CLOSE.policy, 'LDG_ERR_PROTO_ORDER', 'heartbeat before hello; an agent must say hello first', 'order');
         const h = m.health;
-        if (c.host && h.baseline) this.continuity(c, h.baseline, false);
+        if (c.host && h.baseline) void this.continuity(c, h.baseline, false);
         const { uptimeSec: _uptime, ...rest } = h;
         this.ingest.submitHeartbeat({
           agentId: c.agentId, health: JSON.stringify(h), spoolDepth: h.spoolDepth, eventsLost: h.eventsLost,
