@@ -50,6 +50,8 @@ describe.skipIf(!isRoot)('the rules digest (skipped: needs root for fanotify and
     expect(changed.map((a) => [a.file.path, a.file.hash?.sha256, a.event.action, a.ldguard.rule_file_change, a.ldguard.rules_digest])).toEqual([
       [seedFile, sha(edited), 'rules_reloaded', 'modified', now],
     ]);
+    // The alert is in the alerts file (written at once) before the log line crosses the pipe.
+    await waitFor(() => agent.logs().filter((l) => l.msg === 'reloaded configuration and rules').length === 2);
     expect(agent.logs().filter((l) => l.msg === 'reloaded configuration and rules').map((l) => l.rulesDigest)).toEqual([first, now]);
     expect(await agent.stop()).toBe(0);
   });

@@ -55,7 +55,7 @@ const DELIVERED_MAX = 50_000;
  * Versioned migrations: the n-th entry takes the schema from version n to n + 1, in one
  * transaction. Never edit one that has shipped; add the next.
  */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `CREATE EXTENSION IF NOT EXISTS pg_trgm;
   CREATE TABLE alerts (
     id bigserial PRIMARY KEY,
