@@ -206,6 +206,10 @@ if [ "$ROLE_COLLECTOR" = 1 ]; then
   mkdir -p /var/lib/private/ldguard-collector
   [ -e /var/lib/ldguard-collector ] || ln -s private/ldguard-collector /var/lib/ldguard-collector
   ADMIN=
+  # One database for the unit and for `ldguard token` (which reads db from collector.toml), made
+  # (or migrated) now, as the collector's first start would: token commands never create one.
+  set_option "$ETC/collector.toml" db "$DB"
+  "$BIN" db init --db "$DB" 2>/dev/null || die "the collector's database $DB could not be made or migrated: see ldguard db init --db $DB"
   if ! "$BIN" token list --db "$DB" --json 2>/dev/null | grep -q '"role":"admin","created":"[^"]*","revoked":null'; then
     ADMIN=$("$BIN" token create --db "$DB" --name admin --role admin 2>/dev/null)
     # Kept at once: should a later step fail, a re-run finds an admin token and makes no other.

@@ -46,7 +46,7 @@ export const TLS_CIPHERS = [
 
 export const DEFAULTS: CollectorConfig = {
   listen: '127.0.0.1:8750', // HOST:PORT for agents (/agent), the API (/api) and /healthz, /metrics
-  db: '/var/lib/ldguard/collector.db', // SQLite file (created 0600 in a 0700 folder), or postgres://USER@HOST:PORT/DATABASE
+  db: '/var/lib/ldguard-collector/ldguard.db', // SQLite file (created 0600 in a 0700 folder), or postgres://USER@HOST:PORT/DATABASE; the installed collector's
   tlsCert: null, // PEM certificate: set it and tls_key to serve wss:// and https://
   tlsKey: null, // PEM private key for tls_cert
   tlsClientCa: null, // PEM CA that signs agents' client certificates (asked for when set)
@@ -192,4 +192,31 @@ export function loadCollectorConfig(file: string | undefined, overrides: Partial
     throw new LdgError('LDG_ERR_CONFIG', `invalid collector configuration; fix these and start again:\n  ${errors.join('\n  ')}`);
   }
   return Object.freeze(cfg as unknown as CollectorConfig);
+}
+
+/** The installed collector's configuration, where `ldguard token` and `ldguard db` look for its `db`. */
+export const INSTALLED_CONFIG = '/etc/ldguard/collector.toml';
+
+/**
+ * The database a store command (token, db) works on: --db when given; else the `db` of --config, or
+ * of the installed collector's config when there is one; else the default. Only `db` is read: the
+ * rest of the file (TLS files named relative to systemd's credentials directory) is the collector's.
+ */
+export function commandDb(dbFlag: string | undefined, configFlag: string | undefined): string {
+  if (dbFlag) return isDbUrl(dbFlag) ? (parseDb(dbFlag), dbFlag) : resolve(dbFlag);
+  const file = configFlag ?? (existsSync(INSTALLED_CONFIG) ? INSTALLED_CONFIG : undefined);
+  if (!file) return DEFAULTS.db;
+  if (!existsSync(file)) throw new LdgError('LDG_ERR_CONFIG', `config file ${file} does not exist; give the collector's config with --config, or the database with --db`);
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    throw new LdgError('LDG_ERR_CONFIG', `${file}:${err.line}:${err.column}: TOML syntax: ${err.message.split('\n')[0]}; fix the file`);
+  }
+  const db = doc.db;
+  if (db === undefined) return DEFAULTS.db;
+  if (typeof db !== 'string' || db === '') throw new LdgError('LDG_ERR_CONFIG', `${file}: option db: expected a file path or postgres://USER@HOST:PORT/DATABASE, got ${JSON.stringify(db)}`);
+  if (isDbUrl(db)) return (parseDb(db), db);
+  return resolve(dirname(resolve(file)), db);
 }

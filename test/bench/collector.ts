@@ -75,6 +75,8 @@ export async function startCollector(opts: { config?: Record<string, number | st
   const db = join(work, 'collector.db');
   const token = (name: string, role: string) =>
     execFileSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  // The collector makes its database at its first start; tokens come before it here.
+  execFileSync(process.execPath, [CLI, 'db', 'init', '--db', db], { stdio: 'ignore' });
   const adminToken = token('bench-admin', 'admin');
   const agentTokensFile = join(work, 'agents.tokens');
   addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile);

@@ -7,7 +7,7 @@ import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
-import { CLI } from '../helpers/cli.js';
+import { CLI, initDb } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { removeWhenDone, tempDir } from '../helpers/temp.js';
 
@@ -26,7 +26,7 @@ describe.skipIf(!isRoot)('agent to collector, end to end (skipped: the agent nee
   let agent: RunningAgent;
   const children = new Set<ChildProcess>();
 
-  const token = (name: string, role: string) => spawnSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8' }).stdout.trim();
+  const token = (name: string, role: string) => initDb(db) ?? spawnSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8' }).stdout.trim();
   const startCollector = async () => {
     collector = await startDaemon(['collector', '--listen', `127.0.0.1:${port}`, '--db', db]);
     port = collector.ready.port as number;

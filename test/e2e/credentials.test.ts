@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliPath } from '../helpers/cli.js';
+import { cliPath, initDb } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { makeFacts, waitFor } from '../helpers/delivery.js';
 import { rawAgent as rawAgentAt } from '../helpers/collector.js';
@@ -37,6 +37,7 @@ function cli(args: string[], input?: string): Promise<{ status: number | null; s
 }
 
 async function ok(args: string[], input?: string): Promise<string> {
+  initDb(db);
   const r = await cli(['token', ...args, '--db', db], input);
   if (r.status !== 0) throw new Error(`ldguard token ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return r.stdout.trim();

@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { makeFacts } from '../helpers/delivery.js';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
-import { cliPath } from '../helpers/cli.js';
+import { cliPath, initDb } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { removeWhenDone, tempDir } from '../helpers/temp.js';
 
@@ -84,6 +84,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
   beforeAll(async () => {
     collector = await startDaemon(['collector', '--listen', '127.0.0.1:0', '--db', db], { readyMs: 15_000 });
     base = `http://127.0.0.1:${collector.ready.port as number}`;
+    initDb(db);
     adminToken = cli(['token', 'create', '--db', db, '--name', 'alice', '--role', 'admin']);
     cli(['token', 'passwd', '--db', db, '--name', 'alice'], `${PASSWORD}\n`);
     const tokenFile = join(work, 'agent.token');

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent } from '../helpers/agent.js';
-import { CLI } from '../helpers/cli.js';
+import { CLI, initDb } from '../helpers/cli.js';
 import { startTestCollector } from '../helpers/collector.js';
 import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
 
@@ -41,7 +41,7 @@ function setup(extra = '') {
   const work = tempDir('ldg-held-');
   const db = join(work, 'collector.db');
   const tokenFile = join(work, 'agent.token');
-  const token = (name: string, role: string) => spawnSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8' }).stdout.trim();
+  const token = (name: string, role: string) => initDb(db) ?? spawnSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8' }).stdout.trim();
   const admin = token('admin', 'admin');
   writeFileSync(tokenFile, `${token('flooded-host', 'agent')}\n`, { mode: 0o600 });
   return { work, db, tokenFile, admin, extra };

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { cliPath } from '../helpers/cli.js';
+import { cliPath, initDb } from '../helpers/cli.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -39,6 +39,7 @@ describe('live feed limits', () => {
     collector = await startDaemon(['collector', '--listen', '127.0.0.1:0', '--db', db], { readyMs: 15_000 });
     base = `http://127.0.0.1:${collector.ready.port as number}`;
     origin = base;
+    initDb(db);
     const r = spawnSync(process.execPath, [cliPath(), 'token', 'create', '--db', db, '--name', 'alice', '--role', 'admin'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     token = r.stdout.trim();

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import WebSocket from 'ws';
-import { CLI } from './cli.js';
+import { CLI, initDb } from './cli.js';
 import { startDaemon, type Log } from './daemon.js';
 import { whenDone } from './temp.js';
 
@@ -57,6 +57,7 @@ export function runCli(args: string[]): Promise<{ status: number | null; stdout:
 }
 
 export async function createToken(db: string, name: string, role: 'agent' | 'admin' = 'agent'): Promise<string> {
+  initDb(db);
   const r = await runCli(['token', 'create', '--db', db, '--name', name, '--role', role]);
   if (r.status !== 0) throw new Error(`token create failed: ${r.stderr}`);
   return r.stdout.trim();

@@ -6,8 +6,8 @@ import Database from 'better-sqlite3';
 import { userInfo } from 'node:os';
 import { LdgError } from '../../../shared/errors.js';
 import { Auth } from '../../../collector/src/auth.js';
-import { DEFAULTS } from '../../../collector/src/config.js';
-import { openStore } from '../../../collector/src/store/open.js';
+import { commandDb, INSTALLED_CONFIG } from '../../../collector/src/config.js';
+import { isDbUrl, openStore, ownLikeTheDatabase } from '../../../collector/src/store/open.js';
 import { SqliteStore } from '../../../collector/src/store/sqlite.js';
 import type { Role, Store } from '../../../collector/src/store/store.js';
 import { parseOptions } from '../args.js';
@@ -35,7 +35,11 @@ const HELP = `Usage: ldguard token create --name NAME [--role agent|admin] [--db
   audit    the audit log: token creations, rotations, revocations, password changes and
            dashboard logins, oldest first: when, who, what, which token (never a secret)
 
-  --db FILE|URL   the collector's database (default ${DEFAULTS.db}), or postgres://USER@HOST:PORT/DB
+  --db FILE|URL   the collector's database, or postgres://USER@HOST:PORT/DB; default: the db of
+                  --config FILE, or of ${INSTALLED_CONFIG} when it exists. A database that is not
+                  there is an error, never created (the collector creates it at its first start;
+                  ldguard db init makes it before).
+  --config FILE   the collector's config, for its db
 `;
 
 /** Who ran the command, for the audit log: the user, and who called sudo when it did. */
@@ -57,7 +61,7 @@ function actor(): string {
  * no dashboard yet, so no Auth and no audit log there (see needAuth).
  */
 async function withStore<T>(db: string, fn: (store: Store, auth: Auth | undefined) => Promise<T> | T): Promise<T> {
-  const store = await openStore(db);
+  const store = await openStore(db, { mustExist: true });
   try {
     if (!(store instanceof SqliteStore)) return await fn(store, undefined);
     const conn = new Database(store.path);
@@ -69,6 +73,7 @@ async function withStore<T>(db: string, fn: (store: Store, auth: Auth | undefine
     }
   } finally {
     await store.close();
+    if (!isDbUrl(db)) ownLikeTheDatabase(db);
   }
 }
 
@@ -92,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const { values } = parseOptions(`token ${sub}`, rest, {
     db: { type: 'string' },
+    config: { type: 'string' },
     name: { type: 'string' },
     role: { type: 'string' },
     json: { type: 'boolean' },
@@ -100,7 +106,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const db = values.db ?? DEFAULTS.db;
+  const db = commandDb(values.db, values.config);
   const need = (v: string | undefined, what: string): string => {
     if (!v) throw new LdgError('LDG_ERR_USAGE', `ldguard token ${sub} needs ${what}. Run 'ldguard token --help'`);
     return v;
@@ -127,7 +133,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'list': {
       only(['json']);
-      const store = await openStore(db);
+      const store = await openStore(db, { mustExist: true });
       try {
         const rows = (await store.listTokens()).map((t) => ({
           name: t.name,
@@ -142,6 +148,7 @@ export async function run(argv: string[]): Promise<number> {
         }
       } finally {
         await store.close();
+        if (!isDbUrl(db)) ownLikeTheDatabase(db);
       }
       return 0;
     }

@@ -1,6 +1,7 @@
 // Which store --db names: a PostgreSQL URL (postgres:// or postgresql://) or a SQLite file. Any
 // other URL is refused: before this, `--db postgres://…` was taken for a path and made a folder
 // named `postgres:`, and a typo in a scheme would do the same.
+import { chownSync, existsSync, statSync } from 'node:fs';
 import { LdgError } from '../../../shared/errors.js';
 import { PostgresStore } from './postgres.js';
 import { SqliteStore } from './sqlite.js';
@@ -24,6 +25,8 @@ export function parseDb(db: string): DbSpec {
 }
 
 export interface OpenStoreOptions {
+  /** A command's (token, db backup): a SQLite file that is not there is an error, never created. */
+  mustExist?: boolean;
   /** The collector: SQLite's writer threads; PostgreSQL's LISTEN session and agent leases. */
   collector?: boolean;
   leaseMissedHeartbeats?: number;
@@ -34,5 +37,38 @@ export interface OpenStoreOptions {
 export async function openStore(db: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const spec = parseDb(db);
   if (spec.kind === 'postgres') return PostgresStore.open(spec.url, opts);
-  return SqliteStore.open(spec.path, { workers: opts.collector, onMigrate: opts.onMigrate });
+  if (opts.mustExist && !existsSync(spec.path)) {
+    throw new LdgError('LDG_ERR_NO_DATABASE', `no collector database at ${spec.path}: the collector creates it at its first start (systemctl start ldguard-collector, or ldguard db init --db ${spec.path}); if it lives elsewhere, set db in ${INSTALLED_CONFIG_PATH} or pass --db`);
+  }
+  const store = await SqliteStore.open(spec.path, { workers: opts.collector, onMigrate: opts.onMigrate });
+  if (opts.mustExist) ownLikeTheDatabase(spec.path);
+  return store;
+}
+
+/** Where the installed collector's config lives (collector/src/config.ts INSTALLED_CONFIG; not imported: config.ts imports this file). */
+const INSTALLED_CONFIG_PATH = '/etc/ldguard/collector.toml';
+
+/**
+ * A command run as root on the database of a collector that runs as another user (systemd's
+ * DynamicUser) makes SQLite's -wal and -shm files, and the derived index files, root's: the
+ * collector could then not open them. They are given to the database file's owner. Called after
+ * opening and again after closing (what closing left).
+ */
+export function ownLikeTheDatabase(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return;
+  }
+  if (process.getuid?.() !== 0 || st.uid === 0) return;
+  const base = path.endsWith('.db') ? path.slice(0, -3) : path;
+  for (const f of [path, `${base}.hosts.db`, `${base}.search.db`].flatMap((p) => [p, `${p}-wal`, `${p}-shm`, `${p}-journal`])) {
+    try {
+      const s = statSync(f);
+      if (s.uid !== st.uid || s.gid !== st.gid) chownSync(f, st.uid, st.gid);
+    } catch {
+      // not there: nothing to give
+    }
+  }
 }
