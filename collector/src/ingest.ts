@@ -45,7 +45,7 @@ import { MAX_ALERT_BYTES, rejectedAlert, type AlertsMessage, type InvalidAlert, 
 import { SPANS_PER_ALERT, originalTime, type ScannedFrame } from './frame.js';
 import type { Metrics } from './metrics.js';
 import {
-  QUARANTINE_TEXT_CHARS, alertRows, batchSize, listedTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow,
+  QUARANTINE_TEXT_CHARS, alertRows, batchSize, listedTime, type AlertBatch, type AlertRow, type CommitResult, type CommitWork, type HeartbeatRow, type SealRow,
   type HelloRow, type QuarantineRow, type Store, type TokenBinding,
 } from './store/store.js';
 
@@ -148,13 +148,14 @@ export class Ingest extends EventEmitter<IngestEvents> {
   private bindings: TokenBinding[] = [];
   /** Only the newest heartbeat of each agent matters. */
   private heartbeats = new Map<string, HeartbeatRow>();
+  private seals = new Map<string, SealRow>();
   /** Per agent: when its last_seen was last queued for writing, its heartbeat period, the health then. */
   private readonly written = new Map<string, { at: number; periodMs: number; health: string | null }>();
   private scheduled = false;
   /** Commits posted to the writer and not settled yet (at most PIPELINE). */
   private inFlight = 0;
   /** What failed to commit, and what was in flight behind it, until the retry. */
-  private failed: { batches: Batch[]; hellos: HelloRow[]; bindings: TokenBinding[]; heartbeats: HeartbeatRow[] } | undefined;
+  private failed: { batches: Batch[]; hellos: HelloRow[]; bindings: TokenBinding[]; heartbeats: HeartbeatRow[]; seals: SealRow[] } | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private waiters: Array<() => void> = [];
   private high = false;
@@ -288,6 +289,12 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.schedule();
   }
 
+  /** A baseline seal a host's agent told, for the next commit (the latest per host and seal). */
+  submitSeal(row: SealRow): void {
+    this.seals.set(`${row.hostId}\0${row.generation}\0${row.sha256}`, row);
+    this.schedule();
+  }
+
   submitHello(row: HelloRow): void {
     this.hellos.push(row);
     this.written.set(row.agentId, { at: row.at, periodMs: row.heartbeatMs, health: null });
@@ -350,7 +357,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
       n += size(b);
       bytes += b.bytes;
     }
-    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
+    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seals: [...this.seals.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
       if (batchSize(b.alerts) > 0) work.alerts.push(b.alerts);
       for (const q of b.quarantine) work.quarantine.push(q);
@@ -364,7 +371,8 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.hellos = [];
     this.bindings = [];
     this.heartbeats = new Map();
-    if (take.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0 && work.bindings.length === 0) return this.settle();
+    this.seals = new Map();
+    if (take.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0 && work.seals.length === 0 && work.bindings.length === 0) return this.settle();
     const t0 = performance.now();
     let result: CommitResult | undefined;
     let error: unknown;
@@ -388,17 +396,19 @@ export class Ingest extends EventEmitter<IngestEvents> {
         this.log.error({ err: errorMessage(error), alerts: work.alerts.length, retryMs: this.opts.retryMs ?? 1000 }, 'store commit failed; will retry (check disk space and the database file)');
       }
       if (result && result.inserted.length > 0 && this.listenerCount('stored') > 0) this.emit('stored', alertRows(work.alerts, result.inserted));
-      this.failed ??= { batches: [], hellos: [], bindings: [], heartbeats: [] };
+      this.failed ??= { batches: [], hellos: [], bindings: [], heartbeats: [], seals: [] };
       this.failed.batches.push(...take);
       this.failed.hellos.push(...work.hellos);
       this.failed.bindings.push(...work.bindings);
       this.failed.heartbeats.push(...work.heartbeats);
+      this.failed.seals.push(...work.seals);
       if (this.inFlight > 0) return;
       const f = this.failed;
       this.batches.unshift(...f.batches);
       this.hellos.unshift(...f.hellos);
       this.bindings.unshift(...f.bindings);
       for (const h of f.heartbeats) if (!this.heartbeats.has(h.agentId)) this.heartbeats.set(h.agentId, h);
+      for (const s of f.seals) this.submitSeal(s);
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
         this.failed = undefined;
@@ -432,7 +442,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
       this.high = false;
       this.emit('drain');
     }
-    if (this.batches.length > 0 || this.hellos.length > 0 || this.heartbeats.size > 0 || this.bindings.length > 0) this.schedule();
+    if (this.batches.length > 0 || this.hellos.length > 0 || this.heartbeats.size > 0 || this.seals.size > 0 || this.bindings.length > 0) this.schedule();
     else this.settle();
   }
 
@@ -448,7 +458,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
 
   /** Resolves once everything queued so far is committed and acked (shutdown uses it). */
   flush(): Promise<void> {
-    if (this.batches.length === 0 && this.hellos.length === 0 && this.heartbeats.size === 0 && this.bindings.length === 0 && !this.scheduled && this.inFlight === 0 && !this.retryTimer) return Promise.resolve();
+    if (this.batches.length === 0 && this.hellos.length === 0 && this.heartbeats.size === 0 && this.seals.size === 0 && this.bindings.length === 0 && !this.scheduled && this.inFlight === 0 && !this.retryTimer) return Promise.resolve();
     return new Promise((resolve) => {
       this.waiters.push(resolve);
       this.schedule();

@@ -599,7 +599,9 @@ export class CollectorServer {
         const key = `${host.id}|${agentId}|${baseline ? `${baseline.generation}|${baseline.sha256}` : '-'}`;
         this.notice(c, f.kind, agentId, f.reason, { key, host });
       }
-      if (baseline) await this.store.recordSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
+      // Written by the store's writer with the next commit: a write here, on the event loop, waited
+      // for the writer's lock (up to a second per seal: every ack behind it waited too).
+      if (baseline) this.ingest.submitSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
     } catch (err) {
       this.log.error({ err: errorMessage(err), agentId, hostId: host.id }, 'recording a baseline seal failed; its continuity is not judged');
     }

@@ -50,6 +50,8 @@ export function benchRules(): string {
       else if (e.name.endsWith('.toml')) {
         writeFileSync(join(to, e.name), readFileSync(join(from, e.name), 'utf8').replace(/^max_signals\s*=\s*\d+/m, 'max_signals = 100000'));
       }
+      // The exception lists the rules bind (the default exception) come along as they are.
+      else if (e.name.endsWith('.ndjson')) writeFileSync(join(to, e.name), readFileSync(join(from, e.name)));
     }
   };
   walk(bundledRulesDir(), dir);

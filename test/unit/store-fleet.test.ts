@@ -72,7 +72,7 @@ describe('the quarantine', () => {
     const store = Store.open(path, { workers: true });
     const row = (agentId: string, seq: number) => ({ agentId, tokenName: agentId, seq, uuid: null, reason: 'r', text: '{}', size: 2, received: 0 });
     try {
-      const commit = (quarantine: ReturnType<typeof row>[]) => store.commit({ alerts: [], hellos: [], heartbeats: [], seen: new Map(), bindings: [], quarantine });
+      const commit = (quarantine: ReturnType<typeof row>[]) => store.commit({ alerts: [], hellos: [], heartbeats: [], seals: [], seen: new Map(), bindings: [], quarantine });
       await commit([row('quiet', 1), row('quiet', 2)]);
       for (let i = 0; i < 3; i++) await commit(Array.from({ length: 500 }, (_, k) => row('noisy', 500 * i + k + 1)));
       const counts = Object.fromEntries(await Promise.all(['quiet', 'noisy'].map(async (a) => [a, (await store.listQuarantine({ limit: 5000, agentId: a })).length])));

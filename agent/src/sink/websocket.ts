@@ -100,6 +100,9 @@ const DEFAULTS = {
   closeTimeoutMs: 2_000,
 };
 
+/** The least time between two heartbeats pushed out of turn (pushHealth). */
+const PUSH_MIN_MS = 1_000;
+
 /** A connection that stayed up this long resets the back-off even without an ack. */
 const STABLE_MS = 30_000;
 
@@ -436,11 +439,23 @@ export class WebSocketSink implements Sink {
    * the next hello carries the seal instead.
    */
   pushHealth(): void {
-    const ws = this.ws;
-    if (!ws || !this.connected) return;
-    const msg: HeartbeatMessage = { type: 'heartbeat', v: PROTOCOL_VERSION, health: this.agentHealth() };
-    ws.send(JSON.stringify(msg));
+    // At most one a second, the last state: a burst of alerts saves the baseline many times, and
+    // one heartbeat per save would be a message per alert on the collector's rate limit.
+    if (this.pushTimer) return;
+    const wait = Math.max(0, this.lastPushAt + PUSH_MIN_MS - Date.now());
+    this.pushTimer = setTimeout(() => {
+      this.pushTimer = undefined;
+      const ws = this.ws;
+      if (!ws || !this.connected) return;
+      this.lastPushAt = Date.now();
+      const msg: HeartbeatMessage = { type: 'heartbeat', v: PROTOCOL_VERSION, health: this.agentHealth() };
+      ws.send(JSON.stringify(msg));
+    }, wait);
+    this.pushTimer.unref();
   }
+
+  private pushTimer: NodeJS.Timeout | undefined;
+  private lastPushAt = 0;
 
   private onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): void {
     if (ws !== this.ws) return;
@@ -577,6 +592,7 @@ export class WebSocketSink implements Sink {
     this.closing = true;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.retryFirstTimer);
+    clearTimeout(this.pushTimer);
     clearInterval(this.heartbeatTimer);
     const ws = this.ws;
     if (ws) {

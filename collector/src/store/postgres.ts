@@ -35,7 +35,7 @@ import { IngestPressure } from './pressure.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
   stampedDoc, type AgentView, type AlertQuery, type AlertRow, type CommitResult, type CommitWork, type QuarantineRow, type QuarantineView,
-  type RemoteAlertsListener, type Role, type Store, type TokenInfo, type HostHistory,
+  type RemoteAlertsListener, type Role, type Store, type TokenInfo, type HostHistory, type SealRow,
 } from './store.js';
 
 /** Key of the advisory lock held while migrating (any fixed bigint; "ldguard" in ASCII). */
@@ -457,6 +457,7 @@ export class PostgresStore implements Store {
     }
     const lease = `lease_until = greatest(lease_until, $1::bigint + coalesce(heartbeat_ms, 10000) * ${Math.floor(this.leaseMissed)})`;
     for (const [agentId, at] of work.seen) await c.query(`UPDATE agents SET last_seen = greatest(last_seen, $1::bigint), ${lease}, online = true WHERE agent_id = $2`, [at, agentId]);
+    for (const s of work.seals) await this.recordSeal(c, s);
     for (const h of work.heartbeats) {
       await c.query(`UPDATE agents SET health = $2, spool_depth = $3, events_lost = $4, spool_overflow = $5, last_seen = greatest(last_seen, $1::bigint), ${lease}, online = true WHERE agent_id = $6`,
         [h.at, h.health, h.spoolDepth, h.eventsLost, h.spoolOverflow, h.agentId]);
@@ -739,8 +740,8 @@ export class PostgresStore implements Store {
     return { lastAgentId: r.agent_id, maxGeneration: Number(r.max), sealKnown: r.known };
   }
 
-  async recordSeal(r: { hostId: string; agentId: string; generation: number; sha256: string; at: number }): Promise<void> {
-    await this.pool.query(`INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $5)
+  private async recordSeal(c: pg.PoolClient, r: SealRow): Promise<void> {
+    await c.query(`INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $5)
       ON CONFLICT (host_id, generation, sha256) DO UPDATE SET agent_id = excluded.agent_id, last_seen = greatest(host_seals.last_seen, excluded.last_seen)`,
       [r.hostId, r.generation, r.sha256, r.agentId, r.at]);
   }

@@ -53,7 +53,7 @@ import type { FleetSummary } from '../../web/src/api-types.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, alertKey, batchSize, checkTokenName, hashToken, newTokenSecret,
   type AgentView, type AlertQuery, type CommitResult, type CommitWork, type QuarantineView, type RemoteAlertsListener, type Role,
-  listedTime, type HeartbeatRow, type HelloRow, type QuarantineRow, type Store, type TokenBinding, type TokenInfo, type HostHistory,
+  listedTime, type HeartbeatRow, type HelloRow, type QuarantineRow, type Store, type TokenBinding, type TokenInfo, type HostHistory, type SealRow,
 } from './store.js';
 
 // Defined with the reading of alerts (frame.ts), which computes it for the fast path.
@@ -321,6 +321,8 @@ const WRITE_SQL = {
   heartbeat: `UPDATE agents SET health = @health, spool_depth = @spoolDepth, events_lost = @eventsLost,
     spool_overflow = @spoolOverflow, last_seen = max(last_seen, @at), online = 1 WHERE agent_id = @agentId`,
   seen: 'UPDATE agents SET last_seen = max(last_seen, ?), online = 1 WHERE agent_id = ?',
+  recordSeal: `INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen) VALUES (@hostId, @generation, @sha256, @agentId, @at, @at)
+    ON CONFLICT (host_id, generation, sha256) DO UPDATE SET agent_id = excluded.agent_id, last_seen = max(last_seen, excluded.last_seen)`,
 };
 
 /**
@@ -349,6 +351,7 @@ interface WireWork {
   docsLength: number;
   hellos: HelloRow[];
   heartbeats: HeartbeatRow[];
+  seals: SealRow[];
   seen: Array<[string, number]>;
   quarantine: QuarantineRow[];
   bindings: TokenBinding[];
@@ -445,7 +448,7 @@ function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire
     }
   }
   const wire: WireWork = {
-    n, meta, times, strings, docs: shared.buffer, docsLength: total, hellos: work.hellos, heartbeats: work.heartbeats,
+    n, meta, times, strings, docs: shared.buffer, docsLength: total, hellos: work.hellos, heartbeats: work.heartbeats, seals: work.seals,
     seen: [...work.seen], quarantine: work.quarantine, bindings: work.bindings,
   };
   return { wire, transfer: [meta.buffer as ArrayBuffer, times.buffer as ArrayBuffer] };
@@ -504,6 +507,7 @@ const tx = db.transaction((w) => {
   }
   for (const [agentId, at] of w.seen) stmts.seen.run(at, agentId);
   for (const h of w.heartbeats) stmts.heartbeat.run(h);
+  for (const s of w.seals) stmts.recordSeal.run(s);
   return { inserted, duplicates: n - inserted.length - refusedAlerts, refusedTokens, refusedAlerts };
 });
 parentPort.on('message', (m) => {
@@ -720,8 +724,6 @@ export class SqliteStore implements Store {
       hostLast: db.prepare('SELECT agent_id AS agentId, generation, sha256 FROM host_seals WHERE host_id = ? ORDER BY last_seen DESC, generation DESC LIMIT 1'),
       hostMaxGeneration: db.prepare('SELECT max(generation) AS g FROM host_seals WHERE host_id = ?'),
       hostSeal: db.prepare('SELECT 1 AS ok FROM host_seals WHERE host_id = ? AND generation = ? AND sha256 = ?'),
-      recordSeal: db.prepare(`INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen) VALUES (@hostId, @generation, @sha256, @agentId, @at, @at)
-        ON CONFLICT (host_id, generation, sha256) DO UPDATE SET agent_id = excluded.agent_id, last_seen = max(last_seen, excluded.last_seen)`),
     };
   }
 
@@ -1037,9 +1039,6 @@ export class SqliteStore implements Store {
     return { lastAgentId: last.agentId, maxGeneration: max, sealKnown: seal ? this.stmts.hostSeal.get(hostId, seal.generation, seal.sha256) !== undefined : false };
   }
 
-  async recordSeal(r: { hostId: string; agentId: string; generation: number; sha256: string; at: number }): Promise<void> {
-    this.stmts.recordSeal.run(r);
-  }
 
   /** The fleet's numbers: agents known, online, offline, degraded, and their spools and losses. */
   async fleet(): Promise<FleetSummary> {

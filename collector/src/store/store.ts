@@ -165,10 +165,21 @@ export interface CommitResult {
 }
 
 /** One group commit: everything the ingest stage gathered since the last one. */
+/** A baseline seal a host's agent told (collector/src/continuity.ts), written with the next commit. */
+export interface SealRow {
+  hostId: string;
+  agentId: string;
+  generation: number;
+  sha256: string;
+  at: number;
+}
+
 export interface CommitWork {
   alerts: AlertBatch[];
   hellos: HelloRow[];
   heartbeats: HeartbeatRow[];
+  /** Baseline seals told: written in the commit's transaction, by the writer, never on the event loop. */
+  seals: SealRow[];
   /** Agents heard from (alerts) and when, for last_seen. */
   seen: Map<string, number>;
   quarantine: QuarantineRow[];
@@ -279,8 +290,6 @@ export interface Store {
   markOffline(now: number, missed: number): Promise<Array<{ agentId: string; hostname: string | null; lastSeen: number }>>;
   /** What was recorded of a host (collector/src/continuity.ts), `seal` looked up among the seals told; null when never heard of. */
   hostHistory(hostId: string, seal?: { generation: number; sha256: string }): Promise<HostHistory | null>;
-  /** Records a seal a host's agent told (idempotent). */
-  recordSeal(r: { hostId: string; agentId: string; generation: number; sha256: string; at: number }): Promise<void>;
   fleet(): Promise<FleetSummary>;
   exceptionCounts(): Promise<Array<{ ruleId: string; listId: string; itemId: string; count: number }>>;
   healthy(): Promise<boolean>;
