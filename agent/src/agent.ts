@@ -13,6 +13,7 @@ import { loadConfig, optionsNeedingRestart, withLiveOptions, type AgentConfig } 
 import { HostFacts } from './enrich/host.js';
 import { hostNameTables } from './enrich/users.js';
 import { loadersInUse } from './enrich/interp.js';
+import { entityId } from './enrich/proc.js';
 import { Integrity } from './integrity.js';
 import { changedFiles, rulesChangedAlerts, rulesDigest, type RulesDigest } from './rules-digest.js';
 import { QueueBarrier } from './queue-barrier.js';
@@ -267,6 +268,7 @@ export class Agent {
       rehashMs: cfg.rehashMs,
       log,
       changed: (c) => pipeline.handleChange(c),
+      entityOf: (e) => (e.process ? entityId(host.current.id ?? '', e.pid, e.process.startTicks) : null),
     });
     this.integrity = integrity;
     this.cleanup.push(() => {
@@ -688,6 +690,7 @@ export class Agent {
       if (inPlace) this.known?.refresh(alert.file.path);
       else if (alert.file.inode) this.known?.add(alert.file.path, Number(alert.file.inode));
     });
+    if (!inPlace && alert.file?.path && alert.process?.entity_id) this.integrity?.createdBy(alert.file.path, alert.process.entity_id);
   }
 
   /**

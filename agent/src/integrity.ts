@@ -13,7 +13,9 @@
 //   hash is the content when its writer finished, and a later change is a new alert.
 // - attributes: at each attribute event, mode, owner and group are compared with the last known
 //   ones; another is "attributes_modified", by the process that made the event. Times and link
-//   counts are not compared: a truncate or touch is no change of attributes worth a page.
+//   counts are not compared: a truncate or touch is no change of attributes worth a page. The
+//   file's creator setting them right after its creation (`install -m 0755`: create 0600, close,
+//   chmod) is part of that creation, already paged: logged, not a second alert (see createdBy).
 // - the backstop: a mapping that is never released makes no close-write, and a source that cannot
 //   mark files (inotify: its update events are taken as close-writes, when it delivers them) may
 //   miss a change; so every rehashMs each watched file is hashed
@@ -74,12 +76,19 @@ export interface IntegrityOptions {
   log: Logger;
   /** A watched file changed. Must not throw. */
   changed: (c: Change) => void;
+  /** The process identity (enrich/proc.ts entityId) of an event's writer; null when unknown. */
+  entityOf: (e: RawFileEvent) => string | null;
 }
+
+/** How long after a creation its writer's attribute changes count as part of it. */
+const CREATION_SETTLES_MS = 10_000;
 
 export class Integrity {
   private readonly files = new Map<string, Watched>(); // by real path
   private timer: NodeJS.Timeout | undefined;
   private rehashing = false;
+  /** Creations already alerted, by real path: their writer's identity, and until when it may still set attributes. */
+  private readonly creators = new Map<string, { entity: string; until: number }>();
   readonly counts = { watched: 0, checks: 0, rehashes: 0, changes: 0 };
 
   constructor(private readonly o: IntegrityOptions) {
@@ -134,6 +143,18 @@ export class Integrity {
     }
     this.counts.watched = this.files.size;
     await Promise.all(firsts);
+  }
+
+  /**
+   * A creation was alerted with this writer (its entity id): for a short while, attribute changes
+   * by that same process (pid and start time) are the rest of the creation, not a change.
+   */
+  createdBy(hostPath: string, entity: string): void {
+    const real = resolvePathInRoot(this.o.realRoot, hostPath);
+    if (real === null) return;
+    const now = Date.now();
+    for (const [p, c] of this.creators) if (c.until <= now) this.creators.delete(p);
+    this.creators.set(real, { entity, until: now + CREATION_SETTLES_MS });
   }
 
   /** Events from the source; those about watched files become checks. Never throws. */
@@ -202,6 +223,11 @@ export class Integrity {
     if (!st || !before || st.ino !== before.ino) return;
     w.state = { ...before, mode: st.mode, uid: st.uid, gid: st.gid };
     if (st.mode === before.mode && st.uid === before.uid && st.gid === before.gid) return;
+    const creator = this.creators.get(w.realPath);
+    if (creator && creator.until > Date.now() && this.o.entityOf(e) === creator.entity) {
+      this.o.log.info({ file: displayPath(w.realPath), mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid, pid: e.pid }, 'attributes set by the writer that created the file, just after its creation alert: part of that creation');
+      return;
+    }
     this.counts.changes++;
     this.o.changed({ action: 'attributes_modified', realPath: w.realPath, names: w.names, writer: e, how: 'event' });
   }

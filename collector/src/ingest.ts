@@ -49,6 +49,12 @@ import {
   type HelloRow, type QuarantineRow, type Store, type TokenBinding,
 } from './store/store.js';
 
+/** A seal waiting for its commit, and who waits for it. */
+interface PendingSeal {
+  row: SealRow;
+  stored: Array<() => void>;
+}
+
 /** Who sent a batch, as the connection authenticated it (never as the documents say). */
 export interface Sender {
   agentId: string;
@@ -148,14 +154,14 @@ export class Ingest extends EventEmitter<IngestEvents> {
   private bindings: TokenBinding[] = [];
   /** Only the newest heartbeat of each agent matters. */
   private heartbeats = new Map<string, HeartbeatRow>();
-  private seals = new Map<string, SealRow>();
+  private seals = new Map<string, PendingSeal>();
   /** Per agent: when its last_seen was last queued for writing, its heartbeat period, the health then. */
   private readonly written = new Map<string, { at: number; periodMs: number; health: string | null }>();
   private scheduled = false;
   /** Commits posted to the writer and not settled yet (at most PIPELINE). */
   private inFlight = 0;
   /** What failed to commit, and what was in flight behind it, until the retry. */
-  private failed: { batches: Batch[]; hellos: HelloRow[]; bindings: TokenBinding[]; heartbeats: HeartbeatRow[]; seals: SealRow[] } | undefined;
+  private failed: { batches: Batch[]; hellos: HelloRow[]; bindings: TokenBinding[]; heartbeats: HeartbeatRow[]; seals: PendingSeal[] } | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private waiters: Array<() => void> = [];
   private high = false;
@@ -289,9 +295,18 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.schedule();
   }
 
-  /** A baseline seal a host's agent told, for the next commit (the latest per host and seal). */
-  submitSeal(row: SealRow): void {
-    this.seals.set(`${row.hostId}\0${row.generation}\0${row.sha256}`, row);
+  /**
+   * A baseline seal a host's agent told, for the next commit (once per host and seal); resolves
+   * when it is stored, so the host's next seal is judged against it (server.ts's continuity).
+   */
+  submitSeal(row: SealRow): Promise<void> {
+    return new Promise((resolve) => this.queueSeal({ row, stored: [resolve] }));
+  }
+
+  private queueSeal(p: PendingSeal): void {
+    const key = `${p.row.hostId}\0${p.row.generation}\0${p.row.sha256}`;
+    const had = this.seals.get(key);
+    this.seals.set(key, had ? { row: p.row, stored: [...had.stored, ...p.stored] } : p);
     this.schedule();
   }
 
@@ -357,7 +372,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
       n += size(b);
       bytes += b.bytes;
     }
-    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seals: [...this.seals.values()], seen: new Map(), quarantine: [], bindings: this.bindings };
+    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seals: [...this.seals.values()].map((p) => p.row), seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
       if (batchSize(b.alerts) > 0) work.alerts.push(b.alerts);
       for (const q of b.quarantine) work.quarantine.push(q);
@@ -371,6 +386,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.hellos = [];
     this.bindings = [];
     this.heartbeats = new Map();
+    const seals = [...this.seals.values()];
     this.seals = new Map();
     if (take.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0 && work.seals.length === 0 && work.bindings.length === 0) return this.settle();
     const t0 = performance.now();
@@ -401,14 +417,14 @@ export class Ingest extends EventEmitter<IngestEvents> {
       this.failed.hellos.push(...work.hellos);
       this.failed.bindings.push(...work.bindings);
       this.failed.heartbeats.push(...work.heartbeats);
-      this.failed.seals.push(...work.seals);
+      this.failed.seals.push(...seals);
       if (this.inFlight > 0) return;
       const f = this.failed;
       this.batches.unshift(...f.batches);
       this.hellos.unshift(...f.hellos);
       this.bindings.unshift(...f.bindings);
       for (const h of f.heartbeats) if (!this.heartbeats.has(h.agentId)) this.heartbeats.set(h.agentId, h);
-      for (const s of f.seals) this.submitSeal(s);
+      for (const s of f.seals) this.queueSeal(s);
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
         this.failed = undefined;
@@ -425,6 +441,7 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.metrics.alertsDuplicate += result!.duplicates;
     this.metrics.alertsQuarantined += work.quarantine.length;
     this.metrics.alertsRefusedRevoked += result!.refusedAlerts;
+    for (const p of seals) for (const stored of p.stored) stored();
     this.pendingAlerts -= n;
     this.pendingBytes -= bytes;
     const refused = new Set(result!.refusedTokens);

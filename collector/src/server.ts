@@ -147,6 +147,8 @@ export class CollectorServer {
   /** Agents marked offline whose silence began before this process started: judged once the grace is over (see noticeSilence). */
   private readonly silentSinceBefore = new Map<string, { hostname: string | null; lastSeen: number }>();
   private readonly upgradeHandlers = new Map<string, UpgradeHandler>();
+  /** Per host, the last continuity judgement queued (continuity()): one host's seals in turn. */
+  private readonly hostTurns = new Map<string, Promise<void>>();
   private readonly pausedForIngest = new Set<Conn>();
   /**
    * Token hash → the agent id it is bound to, for bindings made by this process and not yet read
@@ -584,14 +586,25 @@ export class CollectorServer {
    * a notice for each finding, then records the seal. A store error is logged: the agent's
    * connection is not the place to pay for it.
    */
-  private async continuity(c: Conn, baseline: BaselineSeal | undefined, hello: boolean): Promise<void> {
+  private continuity(c: Conn, baseline: BaselineSeal | undefined, hello: boolean): Promise<void> {
     const host = c.host!;
-    const agentId = c.agentId!;
     // Every heartbeat carries the seal; only a new one is judged and written (a write per beat per
     // agent, on this thread, would be the ingest's whole budget at fleet scale).
     const seen = baseline ? `${baseline.generation} ${baseline.sha256}` : undefined;
-    if (!hello && seen === c.sealSeen) return;
+    if (!hello && seen === c.sealSeen) return Promise.resolve();
     c.sealSeen = seen;
+    // One host's seals are judged one after another, each once the one before is stored: an agent
+    // that saves (generation 5) and at once comes back with an older copy (4) is judged against 5,
+    // however far behind the writer is.
+    const next = (this.hostTurns.get(host.id) ?? Promise.resolve()).then(() => this.judgeContinuity(c, host, c.agentId!, baseline, hello));
+    this.hostTurns.set(host.id, next);
+    void next.then(() => {
+      if (this.hostTurns.get(host.id) === next) this.hostTurns.delete(host.id);
+    });
+    return next;
+  }
+
+  private async judgeContinuity(c: Conn, host: NonNullable<Conn['host']>, agentId: string, baseline: BaselineSeal | undefined, hello: boolean): Promise<void> {
     try {
       const history = await this.store.hostHistory(host.id, baseline);
       for (const f of judgeSeal(history, { hostId: host.id, agentId, ...(baseline ? { baseline } : {}) }, hello)) {
@@ -601,7 +614,7 @@ export class CollectorServer {
       }
       // Written by the store's writer with the next commit: a write here, on the event loop, waited
       // for the writer's lock (up to a second per seal: every ack behind it waited too).
-      if (baseline) this.ingest.submitSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
+      if (baseline) await this.ingest.submitSeal({ hostId: host.id, agentId, generation: baseline.generation, sha256: baseline.sha256, at: Date.now() });
     } catch (err) {
       this.log.error({ err: errorMessage(err), agentId, hostId: host.id }, 'recording a baseline seal failed; its continuity is not judged');
     }

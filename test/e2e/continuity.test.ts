@@ -3,6 +3,7 @@
 // with its own token. A known host.id that returns with a new agent.id, a lower baseline
 // generation, or a seal never reported, and an agent gone silent, must each be an alert of the
 // collector's own, once; an agent too old to send host id and seal is accepted and not judged.
+import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +81,29 @@ describe('the collector judges a host\'s continuity', () => {
     }, 5000, 'the baseline_rolled_back notice');
     expect(n!.ldguard.notice.reason).toContain('generation 4, lower than 5');
     expect(await notices('agent_replaced')).not.toContainEqual(expect.objectContaining({ host: expect.objectContaining({ id: 'host-rollback' }) }));
+  });
+
+  it('judges a host\'s next seal against the one before it even while that one waits for the writer', async () => {
+    const a = await hello('agent-w', 'host-writer-behind', seal(4));
+    await connected('agent-w');
+    // The database's write lock held from outside: the collector's writer can store nothing now.
+    const hold = new Database(db, { timeout: 10_000 });
+    hold.exec('BEGIN IMMEDIATE');
+    try {
+      saved(a, seal(5));
+      a.ws.close();
+      await a.closed;
+      await hello('agent-w', 'host-writer-behind', seal(4)); // the older copy, back before 5 is stored
+      await waitFor(() => c.logs.filter((l) => l.msg === 'agent connected' && l.agentId === 'agent-w').length === 2, 5000, 'the second hello');
+    } finally {
+      hold.exec('COMMIT');
+      hold.close();
+    }
+    const [n] = await waitFor(async () => {
+      const l = (await notices('baseline_rolled_back')).filter((x) => x.host.id === 'host-writer-behind');
+      return l.length > 0 ? l : null;
+    }, 10_000, 'the baseline_rolled_back notice');
+    expect(n!.ldguard.notice.reason).toContain('generation 4, lower than 5');
   });
 
   it('alerts on a seal never reported at a generation already recorded, and not on one made while the collector was out of reach', async () => {

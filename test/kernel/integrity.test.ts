@@ -6,7 +6,7 @@
 // names, and /usr/lib/x86_64-linux-gnu holds a loader of its own. Never the real /usr/lib.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
@@ -42,6 +42,38 @@ if float(sys.argv[3]) > 0:
     time.sleep(float(sys.argv[3]))
 m.close()
 `;
+
+// Creates a loader 0600, closes it, says its pid, and sets 0755 when told: `install -m 0755`'s order.
+const INSTALL = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b'an installed loader\\n')
+os.close(fd)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+os.chmod(sys.argv[1], 0o755)
+`;
+
+async function waitUntil(ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Whether process `pid` holds a fanotify inode mark on this inode (its fdinfo lists each mark). */
+function marksInode(pid: number, ino: number): boolean {
+  const line = `fanotify ino:${ino.toString(16)} `;
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      if (readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8').includes(line)) return true;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false;
+}
 
 describe.skipIf(!isRoot)('the loader changed in place (skipped: needs root for fanotify and the scratch root)', () => {
   let agent: RunningAgent;
@@ -139,5 +171,24 @@ describe.skipIf(!isRoot)('the loader changed in place (skipped: needs root for f
     const rounds = (await agent.waitForAlerts(() => false, 3 * REHASH_MS + 500)).filter((x) => x.rule.name === RULE);
     expect(rounds.length).toBe(7);
     expect(agent.alerts().filter((x) => x.rule.name !== RULE)).toEqual([]); // no creation rule took any of it for a new file
+  });
+
+  it('takes the creator setting the mode right after (install -m 0755) as part of the creation; anyone else\'s chmod is a change', async () => {
+    const file = join(root, 'usr/lib64/ld-linux-x86-64.so.2.inst');
+    const creator = spawn('python3', ['-c', INSTALL, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+    held.push(creator);
+    const pid = Number(await new Promise<string>((r) => creator.stdout!.once('data', (d: Buffer) => r(d.toString()))));
+    const created = (await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.inst'))).find((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.inst')!;
+    expect([created.event.action, created.process.pid, created.file.mode]).toEqual(['creation', pid, '0600']);
+    // Watched whole now (its inode marked, its first state taken with the mark): the chmod is seen.
+    const ino = statSync(file).ino;
+    await waitUntil(() => marksInode(agent.proc.pid!, ino));
+    creator.stdin!.end('go\n');
+    await new Promise((r) => creator.once('exit', r));
+    await waitUntil(() => agent.logs().some((l) => l.msg === 'attributes set by the writer that created the file, just after its creation alert: part of that creation' && l.pid === pid));
+    const chmod = await run('chmod', ['0750', file]);
+    const all = await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.inst' && x.event.action === 'attributes_modified'));
+    const changes = all.filter((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.inst' && x.rule.name === RULE);
+    expect(changes.map((x) => [x.event.action, x.file.mode, x.process.pid])).toEqual([['attributes_modified', '0750', chmod]]);
   });
 });
