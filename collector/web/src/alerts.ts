@@ -1,7 +1,7 @@
 // The alerts list: newest first, filters and free-text search in the URL (#/alerts?host=…), keyset
 // paging ("Load older"), and new alerts from the live feed prepended as they are stored.
 import { api, query } from './api.js';
-import { get, h, replace, str } from './dom.js';
+import { breakable, get, h, replace, str } from './dom.js';
 import { fullTime, time } from './format.js';
 import type { Live } from './live.js';
 import { attributionBadge, empty, errorBox, SEVERITIES, severityBadge, STATUSES, statusPill } from './ui.js';
@@ -128,13 +128,13 @@ function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
     h('td', { class: 'col-time nowrap', title: fullTime(ts) }, time(ts)),
     h('td', { class: 'col-sev' }, exceptedBy ? h('span', { class: 'badge excepted', title: `excepted by ${exceptedBy}` }, 'excepted') : severityBadge(str(doc, 'kibana.alert.severity'))),
     h('td', { class: 'col-rule' }, h('a', { href }, str(doc, 'rule.name') ?? str(doc, 'kibana.alert.rule.name') ?? '(rule)'), summary ? h('span', { class: 'badge summary' }, 'summary') : null),
-    h('td', { class: 'col-host' }, str(doc, 'host.name') ?? '—'),
-    h('td', { class: 'col-path mono', title: str(doc, 'file.path') ?? '' }, str(doc, 'file.path') ?? '—'),
+    h('td', { class: 'col-host' }, breakable(str(doc, 'host.name')) ?? '—'),
+    h('td', { class: 'col-path mono', title: str(doc, 'file.path') ?? '' }, breakable(str(doc, 'file.path')) ?? '—'),
     h(
       'td',
       { class: 'col-proc' },
       h('div', null, h('strong', null, str(doc, 'process.name') ?? '—'), pid ? h('span', { class: 'muted' }, ` · pid ${pid}`) : null),
-      h('div', { class: 'mono muted small' }, str(doc, 'process.executable') ?? ''),
+      h('div', { class: 'mono muted small' }, breakable(str(doc, 'process.executable'))),
     ),
     h('td', { class: 'col-user' }, str(doc, 'user.name') ?? str(doc, 'process.user.name') ?? '—'),
     h('td', { class: 'col-attr' }, attributionBadge(str(doc, 'ldguard.attribution'))),

@@ -97,3 +97,13 @@ export function str(doc: unknown, path: string): string | undefined {
   const v = get(doc, path);
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
 }
+
+/**
+ * A path or host name with line-break opportunities (<wbr>) after each separator, so a long one
+ * wraps at a `/` or `.` as a reader expects; the CSS's overflow-wrap breaks inside a part only when
+ * one part alone is wider than the cell. The text (textContent) is unchanged.
+ */
+export function breakable(text: string | undefined, after = /(?<=[/.\-_])/): Child {
+  if (text === undefined) return undefined;
+  return text.split(after).flatMap((part, i) => (i === 0 ? [part] : [h('wbr'), part]));
+}
