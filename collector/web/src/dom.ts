@@ -35,13 +35,16 @@ function setAttrs(el: Element, attrs: Attrs | null | undefined): void {
     } else if (k === 'style' || /^on/i.test(k)) {
       // Inline styles and handlers are refused by the CSP; keep them out of the code as well.
       throw new Error(`dom: attribute ${k} is not allowed`);
-    } else if (k === 'href' && typeof v === 'string' && !safeHref(v)) {
+    } else if (k === 'href' && typeof v === 'string' && !safeHref(v) && !DOWNLOAD.test(v)) {
       continue;
     } else {
       el.setAttribute(k, v === true ? '' : READ_ATTRS.has(k) ? visible(String(v)) : String(v));
     }
   }
 }
+
+/** The page's own download links (the alert list's export); never offered to a guide's links. */
+const DOWNLOAD = /^\/ui\/api\/alerts\/export\?[A-Za-z0-9%._~=&+*-]*$/;
 
 /** Links the page itself makes (#/…) and MITRE ATT&CK references; anything else is shown as text. */
 export function safeHref(u: string): boolean {

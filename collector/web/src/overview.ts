@@ -4,6 +4,7 @@
 import { api } from './api.js';
 import { h, replace, s } from './dom.js';
 import type { Live } from './live.js';
+import { writeHash } from './nav.js';
 import { niceTicks } from './ticks.js';
 import { errorBox } from './ui.js';
 import type { Overview } from './api-types.js';
@@ -114,7 +115,7 @@ export function overviewView(root: HTMLElement, live: Live, params: URLSearchPar
           'aria-label': 'Window',
           onchange: (ev: Event) => {
             windowKey = (ev.target as HTMLSelectElement).value;
-            history.replaceState(null, '', `#/overview?window=${windowKey}`);
+            writeHash(`#/overview?window=${windowKey}`, false);
             void load();
           },
         },
