@@ -21,6 +21,8 @@ const noPostgres = postgresUnavailable();
 const BULK_BATCHES = 30;
 const BULK_PER_BATCH = 200;
 
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
 async function sendBatch(a: RawAgent, seq: number, texts: string[]): Promise<void> {
   const from = a.messages.length;
   const upTo = seq + texts.length - 1;
@@ -28,13 +30,13 @@ async function sendBatch(a: RawAgent, seq: number, texts: string[]): Promise<voi
   await waitFor(() => a.messages.slice(from).find((m) => m.type === 'ack' && m.upTo === upTo), 20_000, `ack of records ${seq}-${upTo}`);
 }
 
+/** An agent past hello; its host id and baseline seal make the collector record a host seal. */
 async function agent(port: number, token: string, agentId: string): Promise<RawAgent> {
   const a = await rawAgent(port, token);
-  a.ws.send(JSON.stringify({ type: 'hello', v: 1, heartbeatMs: 10_000, agent: makeFacts(agentId, `${agentId}-host`) }));
+  const facts = { ...makeFacts(agentId, `${agentId}-host`), hostId: `${agentId}-machine`, baseline: { generation: 1, sha256: sha256(Buffer.from(agentId)) } };
+  a.ws.send(JSON.stringify({ type: 'hello', v: 1, heartbeatMs: 10_000, agent: facts }));
   return a;
 }
-
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skipped: ${noPostgres})` : ''}`, () => {
   let pgc: TestPostgres;
@@ -58,14 +60,14 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     old = await createToken(db, 'h-old');
     collector = await startTestCollector(work, db);
     const a = await agent(collector.port, live, 'agent-live');
-    await sendBatch(a, 1, [spacedText, JSON.stringify(triaged)]);
-    let seq = 3;
+    // The third is no alert: quarantined, and copied as such.
+    await sendBatch(a, 1, [spacedText, JSON.stringify(triaged), '{"not":"an alert"}']);
+    let seq = 4;
     for (let b = 0; b < BULK_BATCHES; b++, seq += BULK_PER_BATCH) {
       await sendBatch(a, seq, Array.from({ length: BULK_PER_BATCH }, () => JSON.stringify(makeAlert({ agentId: 'agent-live' }))));
     }
     const o = await agent(collector.port, old, 'agent-old');
     await sendBatch(o, 1, [JSON.stringify(makeAlert({ agentId: 'agent-old' })), JSON.stringify(makeAlert({ agentId: 'agent-old' }))]);
-    total = 2 + BULK_BATCHES * BULK_PER_BATCH + 2;
     for (const status of ['acknowledged', 'closed']) {
       expect((await callApi(collector.port, `/api/alerts/${triaged.kibana.alert.uuid}`, admin, { method: 'PATCH', body: { status } })).status).toBe(200);
     }
@@ -85,6 +87,14 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     // Refused before the target was opened: not even the schema is there.
     expect(await pgc.query('moved', "SELECT to_regclass('alerts') AS t")).toEqual([{ t: null }]);
     expect(await collector.stop()).toBe(0);
+    // What the agents sent, and what the collector added of its own (its notices, e.g. of the quarantined row).
+    const src = new Database(db, { readonly: true });
+    const sent = src.prepare("SELECT count(*) FROM alerts WHERE agent_id IN ('agent-live', 'agent-old')").pluck().get();
+    total = src.prepare('SELECT count(*) FROM alerts').pluck().get() as number;
+    const own = src.prepare("SELECT rule_name FROM alerts WHERE agent_id NOT IN ('agent-live', 'agent-old')").pluck().all();
+    src.close();
+    expect(sent).toBe(2 + BULK_BATCHES * BULK_PER_BATCH + 2);
+    expect(own).toEqual(['Agent Alerts Quarantined by the Collector']);
   });
 
   it('resumes a copy killed with SIGKILL mid-way: every row once, counts and digests equal to the source', async () => {
@@ -107,7 +117,8 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     expect(out.copied).toBe(total - partial);
     expect(out.checks.map((c) => c.table).sort()).toEqual(['agents', 'alert_history', 'alerts', 'host_seals', 'quarantine', 'tokens']);
     for (const c of out.checks) expect(c, c.table).toMatchObject({ ok: true, target: { rows: c.source.rows } });
-    expect(out.checks.find((c) => c.table === 'alerts')!.source.rows).toBe(total);
+    const rows = Object.fromEntries(out.checks.map((c) => [c.table, c.source.rows]));
+    expect(rows).toEqual({ alerts: total, alert_history: 2, tokens: 3, agents: 2, host_seals: 2, quarantine: 1 });
 
     // Checked here too, not only by the tool: every source row by id, its document's bytes, once.
     const src = new Database(db, { readonly: true });
