@@ -33,6 +33,9 @@ import { ownLikeTheDatabase } from './open.js';
 import { PostgresStore, postgresClient, redactUrl } from './postgres.js';
 import { SCHEMA_VERSION } from './sqlite.js';
 
+/** Key of the session advisory lock a copy holds on its target ("ldgcopy" in ASCII; the store's migration lock is another). */
+const COPY_LOCK = '0x6c6467636f707900';
+
 /** Alerts per target transaction: a killed copy loses at most this much work; each is ~15 MB of documents. */
 export const BATCH_ROWS = 5_000;
 
@@ -138,28 +141,28 @@ async function foreignRows(src: BetterSqlite3.Database, c: pg.Client): Promise<s
   return out;
 }
 
-/** Tokens, agents, host seals and the quarantine, in one transaction, as upserts. */
-async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promise<void> {
-  const all = (sql: string) => src.prepare(sql).raw(true).all() as unknown[][];
-  const col = (rows: unknown[][], i: number) => rows.map((r) => r[i] ?? null);
-  const tokens = all('SELECT hash, name, role, created, revoked, agent_id FROM tokens ORDER BY created, rowid');
-  const agents = all(`SELECT agent_id, hostname, version, token_name, heartbeat_ms, facts, health, spool_depth, events_lost, spool_overflow,
-    first_seen, last_seen, online FROM agents ORDER BY agent_id`);
-  const seals = all('SELECT host_id, generation, sha256, agent_id, first_seen, last_seen FROM host_seals');
-  const quarantine = all('SELECT id, agent_id, token_name, seq, uuid, reason, text, size, received FROM quarantine ORDER BY id')
-    .map((r) => r.map((v) => (typeof v === 'string' ? pgText(v) : v)));
-  await c.query('BEGIN');
-  try {
-    // Revoked rows first: a name's active token must not meet an older active one of its name.
-    const order = tokens.map((_, i) => i).sort((a, b) => Number(tokens[a]![4] === null) - Number(tokens[b]![4] === null));
-    const t = order.map((i) => tokens[i]!);
-    await c.query(`INSERT INTO tokens (hash, name, role, created, revoked, agent_id)
+/** Rows of a small table per INSERT: bounded parameters however many agents a site has. */
+const SMALL_CHUNK_ROWS = 2_000;
+
+/**
+ * The small tables: the source's SELECT and the target's INSERT of the same columns in the same
+ * order (as unnest arrays), upserts so that a re-run writes the same rows again.
+ */
+const SMALL_TABLES: ReadonlyArray<{ select: string; insert: string; map?: (r: unknown[]) => unknown[] }> = [
+  {
+    // Revoked rows first: a name's active token must never meet an older active one of its name.
+    select: 'SELECT hash, name, role, created, revoked, agent_id FROM tokens ORDER BY revoked IS NULL, created, rowid',
+    insert: `INSERT INTO tokens (hash, name, role, created, revoked, agent_id)
       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
       ON CONFLICT (hash) DO UPDATE SET name = excluded.name, role = excluded.role, created = excluded.created, revoked = excluded.revoked,
-        agent_id = excluded.agent_id, rev = nextval('token_rev')`, [0, 1, 2, 3, 4, 5].map((i) => col(t, i)));
-    // A lease as the store gives one (heartbeat periods, 3 by default) from when it was last heard:
-    // a lapsed one is marked offline by the first collector's sweep, as after any restart.
-    await c.query(`INSERT INTO agents (agent_id, hostname, version, token_name, heartbeat_ms, facts, health, spool_depth, events_lost, spool_overflow,
+        agent_id = excluded.agent_id, rev = nextval('token_rev')`,
+  },
+  {
+    // A lease as the store gives one (3 heartbeat periods, its default) from when the agent was
+    // last heard: a lapsed one is marked offline by the first collector's sweep, as after a restart.
+    select: `SELECT agent_id, hostname, version, token_name, heartbeat_ms, facts, health, spool_depth, events_lost, spool_overflow,
+      first_seen, last_seen, online FROM agents ORDER BY agent_id`,
+    insert: `INSERT INTO agents (agent_id, hostname, version, token_name, heartbeat_ms, facts, health, spool_depth, events_lost, spool_overflow,
         first_seen, last_seen, online, lease_until)
       SELECT *, l + coalesce(h, 10000) * 3 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[],
         $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::boolean[]) AS u(a, b, c, d, h, f, g, i, j, k, m, l, o)
@@ -167,14 +170,40 @@ async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promi
         heartbeat_ms = excluded.heartbeat_ms, facts = excluded.facts, health = excluded.health, spool_depth = excluded.spool_depth,
         events_lost = excluded.events_lost, spool_overflow = excluded.spool_overflow, first_seen = excluded.first_seen,
         last_seen = excluded.last_seen, online = excluded.online, lease_until = excluded.lease_until`,
-    [...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((i) => col(agents, i)), agents.map((r) => r[12] !== 0)]);
-    await c.query(`INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen)
+    map: (r) => [...r.slice(0, 12), r[12] !== 0],
+  },
+  {
+    select: 'SELECT host_id, generation, sha256, agent_id, first_seen, last_seen FROM host_seals',
+    insert: `INSERT INTO host_seals (host_id, generation, sha256, agent_id, first_seen, last_seen)
       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
       ON CONFLICT (host_id, generation, sha256) DO UPDATE SET agent_id = excluded.agent_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen`,
-    [0, 1, 2, 3, 4, 5].map((i) => col(seals, i)));
-    await c.query(`INSERT INTO quarantine (id, agent_id, token_name, seq, uuid, reason, text, size, received)
+  },
+  {
+    select: 'SELECT id, agent_id, token_name, seq, uuid, reason, text, size, received FROM quarantine ORDER BY id',
+    insert: `INSERT INTO quarantine (id, agent_id, token_name, seq, uuid, reason, text, size, received)
       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::bigint[])
-      ON CONFLICT (id) DO NOTHING`, [0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => col(quarantine, i)));
+      ON CONFLICT (id) DO NOTHING`,
+    map: (r) => r.map((v) => (typeof v === 'string' ? pgText(v) : v)),
+  },
+];
+
+/** Tokens, agents, host seals and the quarantine, in one transaction. */
+async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promise<void> {
+  await c.query('BEGIN');
+  try {
+    for (const t of SMALL_TABLES) {
+      let chunk: unknown[][] = [];
+      const flush = async () => {
+        if (chunk.length === 0) return;
+        await c.query(t.insert, chunk[0]!.map((_, i) => chunk.map((r) => r[i] ?? null)));
+        chunk = [];
+      };
+      for (const r of src.prepare(t.select).raw(true).iterate() as IterableIterator<unknown[]>) {
+        chunk.push(t.map ? t.map(r) : r);
+        if (chunk.length >= SMALL_CHUNK_ROWS) await flush();
+      }
+      await flush();
+    }
     // Ids given explicitly leave the sequence behind: the collector's next row takes the next id.
     await c.query("SELECT setval(pg_get_serial_sequence('quarantine', 'id'), greatest((SELECT max(id) FROM quarantine), 1))");
     await c.query('COMMIT');
@@ -215,6 +244,9 @@ export async function copyToPostgres(opts: CopyOptions): Promise<CopyResult> {
     } catch (err) {
       throw new LdgError('LDG_ERR_DB', `cannot connect to ${redactUrl(opts.to)}: ${errorMessage(err)}`, { cause: err });
     }
+    // Two copies into one database would race for the same ids: the second waits for nothing and is refused.
+    const locked = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [BigInt(COPY_LOCK).toString()])).rows[0]!.ok;
+    if (!locked) throw new LdgError('LDG_ERR_DB_COPY_TARGET', `another ldguard db copy is writing ${redactUrl(opts.to)}; let it finish (or stop it), then run this one again: it resumes or checks`);
     const target = (await c.query<{ n: string; m: string }>('SELECT count(*) AS n, coalesce(max(id), 0) AS m FROM alerts')).rows[0]!;
     const resumedAt = Number(target.n);
     const after = Number(target.m);
