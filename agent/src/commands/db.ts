@@ -19,7 +19,6 @@ const HELP = `Usage: ldguard db init [--db FILE|URL] [--config FILE]
            (what the collector's first start does). PostgreSQL: the schema in an existing database.
   backup   copies a SQLite database to FILE (0600) while the collector runs, as one consistent
            snapshot (SQLite's online backup); FILE must not exist. For PostgreSQL use pg_dump.
-
   copy     copies a STOPPED collector's SQLite database (--from) into PostgreSQL (--to, also
            postgresql://; PG* variables and the password file PGPASSFILE or ~/.pgpass are used as
            by the collector): alerts as stored (same ids and document bytes), workflow status and
@@ -35,7 +34,8 @@ const HELP = `Usage: ldguard db init [--db FILE|URL] [--config FILE]
            transaction (default 5000).
 
   --db FILE|URL   the collector's database; default: the db of --config FILE, or of
-                  ${INSTALLED_CONFIG} when it exists (for copy: the source, as --from)
+                  ${INSTALLED_CONFIG} when it exists
+  --from FILE     copy: the SQLite file to copy; default: as --db
 `;
 
 export async function run(argv: string[]): Promise<number> {

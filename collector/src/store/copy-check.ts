@@ -39,13 +39,17 @@ export function pgText(s: string): string {
   return s.includes('\u0000') ? s.replaceAll('\u0000', '\\u0000') : s;
 }
 
+/** Text longer than this stands in a line as its sha256: an agent's facts and health are kilobytes, and the small tables' lines are sorted in memory. */
+const LONG_TEXT = 256;
+
 /** One value as both engines' drivers give it back, spelled one way: SQLite's 1 and pg's true and '1' alike. */
 function canon(v: unknown): string | null {
   if (v === null || v === undefined) return null;
   if (typeof v === 'boolean') return v ? '1' : '0';
   if (typeof v === 'number' || typeof v === 'bigint') return String(v);
   if (Buffer.isBuffer(v)) return v.toString('hex');
-  return pgText(String(v));
+  const s = pgText(String(v));
+  return s.length > LONG_TEXT ? `sha256:${createHash('sha256').update(s).digest('hex')}` : s;
 }
 
 function line(values: readonly unknown[]): string {
