@@ -152,12 +152,26 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
         .toEqual([{ status: 'acknowledged', by: 'admin' }, { status: 'closed', by: 'admin' }]);
       const s = await callApi(c.port, `/api/alerts/${spaced.kibana.alert.uuid}`, admin);
       expect(s.body.alert).toEqual({ ...spaced, ldguard: { ...spaced.ldguard, received_from: { agent_id: 'agent-live', token_name: 'h-live' } } });
-      // The list's order (ts, then id) is the source's: ids were kept.
+      // Every alert, in the list's order (ts, then id: ids were kept), as the API shows the source's
+      // documents: parsed, with the sender the collector authenticated stamped in.
       const src = new Database(db, { readonly: true });
-      const newest = src.prepare('SELECT uuid FROM alerts ORDER BY ts DESC, id DESC LIMIT 20').pluck().all();
+      const want = (src.prepare('SELECT doc, agent_id, token_name FROM alerts ORDER BY ts DESC, id DESC').all() as Array<{ doc: string; agent_id: string; token_name: string }>)
+        .map((r) => {
+          const d = JSON.parse(r.doc) as Record<string, any>;
+          return { ...d, ldguard: { ...d.ldguard, received_from: { agent_id: r.agent_id, token_name: r.token_name } } };
+        });
       src.close();
-      const page = await callApi(c.port, '/api/alerts?limit=20', admin);
-      expect(page.body.alerts.map((d: typeof spaced) => d.kibana.alert.uuid)).toEqual(newest);
+      const shown: unknown[] = [];
+      for (let before = ''; ;) {
+        const page = await callApi(c.port, `/api/alerts?limit=1000${before}`, admin);
+        expect(page.status).toBe(200);
+        shown.push(...(page.body.alerts as unknown[]));
+        if (!page.body.next) break;
+        before = `&before=${page.body.next as string}`;
+      }
+      expect(shown).toEqual(want);
+      const q = await callApi(c.port, '/api/quarantine', admin);
+      expect(q.body.quarantine).toEqual([expect.objectContaining({ agentId: 'agent-live', tokenName: 'h-live', text: '{"not":"an alert"}' })]);
 
       await expect(rawAgent(c.port, old)).rejects.toMatchObject({ status: 401 });
       const a = await agent(c.port, live, 'agent-live');
