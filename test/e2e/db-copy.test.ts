@@ -4,6 +4,7 @@
 // and run again; a running source, a target holding other data and a tampered target are refused.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,6 +190,23 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     const r = await runCli(['db', 'copy', '--from', db, '--to', target]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('LDG_ERR_DB_COPY_TARGET');
+  }, 60_000);
+
+  it('finds the password in a password file and the server in PG* variables, as the collector does', async () => {
+    await pgc.query('postgres', "CREATE ROLE ldg_mover LOGIN PASSWORD 'mover-pw'");
+    await pgc.query('postgres', 'CREATE DATABASE byfile OWNER ldg_mover');
+    const passfile = join(work, 'pgpass');
+    writeFileSync(passfile, `127.0.0.1:${pgc.port}:byfile:ldg_mover:mover-pw\n`, { mode: 0o600 });
+    const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(pgc.port), PGUSER: 'ldg_mover', PGPASSFILE: passfile };
+    const r = await runCli(['db', 'copy', '--from', db, '--to', 'postgresql:///byfile', '--json'], env);
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { checks: Array<{ ok: boolean }> }).checks.every((c) => c.ok)).toBe(true);
+    expect((await pgc.query<{ n: number }>('byfile', 'SELECT count(*)::int AS n FROM alerts'))[0]!.n).toBe(total);
+    // The password is nowhere but in the file: without it, refused with the fix named.
+    const { PGPASSFILE: _f, ...noFile } = env;
+    const refused = await runCli(['db', 'copy', '--from', db, '--to', 'postgresql:///byfile'], { ...noFile, HOME: work });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain('LDG_ERR_DB_PASSWORD');
   }, 60_000);
 
   it('fails the check, naming the tables, when the target was changed after the copy', async () => {
