@@ -36,7 +36,7 @@ import { SCHEMA_VERSION } from './sqlite.js';
 /** Key of the session advisory lock a copy holds on its target ("ldgcopy" in ASCII; the store's migration lock is another). */
 const COPY_LOCK = '0x6c6467636f707900';
 
-/** Alerts per target transaction: a killed copy loses at most this much work; each is ~15 MB of documents. */
+/** Alerts per target transaction: a killed copy loses at most this much work (about 10 MB of documents at 2 KB each). */
 export const BATCH_ROWS = 5_000;
 
 export const NOT_COPIED = [
