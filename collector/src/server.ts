@@ -301,6 +301,25 @@ export class CollectorServer {
     if (path !== AGENT_PATH) return rejectUpgrade(socket, 404, 'LDG_ERR_API_NOT_FOUND', `no WebSocket endpoint at ${path}; agents connect to ${AGENT_PATH}`);
     const token = bearer(req.headers.authorization);
     const info = token ? this.store.lookupToken(token) : undefined;
+    // A token created on another collector (or by `ldguard token` against a shared database) may
+    // be newer than this collector's token view: read the view up to date before refusing it.
+    if (token && !info && this.store.catchUpTokens) {
+      this.store.catchUpTokens().then(
+        () => this.admit(req, socket, head, remote, token, this.store.lookupToken(token)),
+        (err: unknown) => {
+          this.log.warn({ remote, err: errorMessage(err) }, 'reading the tokens failed; judging the agent on the token view as it is');
+          this.admit(req, socket, head, remote, token, undefined);
+        },
+      );
+      return;
+    }
+    this.admit(req, socket, head, remote, token, info);
+  }
+
+  /** The rest of the upgrade, once the token is looked up. */
+  private admit(req: IncomingMessage, socket: Socket, head: Buffer, remote: string, token: string | undefined, info: TokenInfo | undefined): void {
+    if (this.closing) return rejectUpgrade(socket, 503, 'LDG_ERR_STOPPING', 'the collector is stopping; reconnect shortly');
+    if (socket.destroyed) return;
     let refusal: string | undefined;
     if (!token) refusal = 'no bearer token';
     else if (!info) refusal = 'unknown token';

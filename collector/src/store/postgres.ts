@@ -42,6 +42,8 @@ import {
 const MIGRATION_LOCK = '0x6c64677561726400';
 /** The token view is refreshed at least this often, notifications or not. */
 const TOKEN_REFRESH_MS = 500;
+/** An unknown token makes the collector read the tokens again (catchUpTokens), at most this often: a flood of wrong tokens costs one small query per interval. */
+const CATCH_UP_MIN_MS = 50;
 /** NOTIFY payloads stay under this many bytes (the server's limit is 8,000). */
 const NOTIFY_MAX = 7_900;
 /** After a LISTEN reconnect, rows this far below the last id seen are read again: ids are taken at insert and commit later, so a lower id can commit after a higher one. */
@@ -245,6 +247,9 @@ export class PostgresStore implements Store {
   // The token view (see the top of this file): by row id, and hash → row id.
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly tokenByHash = new Map<string, string>();
+  /** When catchUpTokens last read the tokens (performance.now()). */
+  private caughtUpAt = -Infinity;
+  private catchingUp: Promise<void> | undefined;
   private tokenRev = '0';
   private refreshing: Promise<void> | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -345,6 +350,27 @@ export class PostgresStore implements Store {
       }
     })();
     return this.refreshing;
+  }
+
+  async catchUpTokens(): Promise<void> {
+    const asked = performance.now();
+    // One read for everyone asking, at most every CATCH_UP_MIN_MS: a flood of wrong tokens costs
+    // that, and each asker waits for the next read rather than being refused on an old view.
+    this.catchingUp ??= (async () => {
+      try {
+        const wait = this.caughtUpAt + CATCH_UP_MIN_MS - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (this.refreshing) await this.refreshing.catch(() => undefined); // it may predate the row asked about
+        const started = performance.now();
+        await this.refreshTokens();
+        this.caughtUpAt = started;
+      } finally {
+        this.catchingUp = undefined;
+      }
+    })();
+    await this.catchingUp;
+    // That read began before this was asked (it was under way): one more.
+    if (this.caughtUpAt < asked) await this.catchUpTokens();
   }
 
   lookupToken(token: string): TokenInfo | undefined {

@@ -269,6 +269,10 @@ export interface Store {
   rotateToken(name: string): Promise<{ token: string; info: TokenInfo } | undefined>;
   /** From the token view (see above). */
   lookupToken(token: string): TokenInfo | undefined;
+  /** Brings the token view up to date with what was committed before the call (absent where the view
+   * is the database itself). Askers share one read, at most one every 50 ms: an agent with a token
+   * the view lacks asks, and waits for it rather than being refused on an old view. */
+  catchUpTokens?(): Promise<void>;
   lookupTokenHash(hash: string): TokenInfo | undefined;
   /** The active token an agent id is bound to, if any (token view). */
   tokenOfAgent(agentId: string): TokenInfo | undefined;
