@@ -28,6 +28,7 @@ import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sendJson, type Api } from './api.js';
 import { Auth, LoginLimiter, type Session } from './auth.js';
+import { SqliteCredentials } from './credentials/sqlite.js';
 import type { Ingest } from './ingest.js';
 import type { SqliteStore } from './store/sqlite.js';
 import type { AgentView } from './store/store.js';
@@ -205,19 +206,19 @@ export class Dashboard {
     // Creates the search database's tables before anyone reads them (the worker opens its own).
     new Indexer(o.store.path, searchPath).close();
     this.queries = new DashboardQueries(o.store.path, searchPath);
-    this.auth = new Auth(this.queries.db);
+    this.auth = new Auth(new SqliteCredentials(this.queries.db));
     this.guides = new Guides(o.log);
     this.headers = securityHeaders(o.tls);
     this.cookieName = o.tls ? '__Host-ldg_session' : 'ldg_session';
     this.live = new LiveFeed({
       ingest: o.ingest,
       log: o.log,
-      session: (req) => {
+      session: async (req) => {
         const c = cookies(req).get(this.cookieName);
-        const s = c ? this.auth.session(c) : undefined;
+        const s = c ? await this.auth.session(c) : undefined;
         return c && s ? { cookie: c, name: s.name } : undefined;
       },
-      stillValid: (c) => Boolean(this.auth.session(c)),
+      stillValid: async (c) => Boolean(await this.auth.session(c)),
       sameOrigin: (req) => this.sameOrigin(req, true),
       fleet: () => o.store.fleet(),
     });
@@ -300,8 +301,8 @@ export class Dashboard {
     sendJson(res, status, body, { ...this.headers, ...extra });
   }
 
-  private session(req: IncomingMessage): Session {
-    const s = this.auth.session(cookies(req).get(this.cookieName));
+  private async session(req: IncomingMessage): Promise<Session> {
+    const s = await this.auth.session(cookies(req).get(this.cookieName));
     if (!s) throw new WebError(401, 'LDG_ERR_WEB_SESSION', 'not logged in, or the session ended; log in again');
     return s;
   }
@@ -353,13 +354,13 @@ export class Dashboard {
     }
     if (path === '/ui/logout') {
       only('POST');
-      const s = this.session(req);
+      const s = await this.session(req);
       this.guard(req, s);
-      this.auth.endSession(cookies(req).get(this.cookieName)!);
+      await this.auth.endSession(cookies(req).get(this.cookieName)!);
       this.o.log.info({ user: s.name }, 'dashboard logout');
       return this.send(res, 200, { ok: true }, { 'set-cookie': this.cookie('', 0) });
     }
-    const s = this.session(req);
+    const s = await this.session(req);
     if (path === '/ui/api/session') {
       only('GET');
       return this.send(res, 200, { name: s.name, csrf: s.csrf, expires: new Date(s.expires).toISOString(), version: this.o.version });
@@ -428,7 +429,7 @@ export class Dashboard {
     let how: 'token' | 'password';
     if (typeof body.token === 'string') {
       how = 'token';
-      admin = this.auth.checkToken(body.token.trim());
+      admin = await this.auth.checkToken(body.token.trim());
     } else if (typeof body.name === 'string' && typeof body.password === 'string') {
       how = 'password';
       admin = await this.auth.checkPassword(body.name, body.password);
@@ -436,12 +437,12 @@ export class Dashboard {
       throw new WebError(400, 'LDG_ERR_WEB_BODY', 'send {"token": "..."} or {"name": "...", "password": "..."}');
     }
     // Attempts refused by the limiter above are not recorded: it bounds the audit log's growth.
-    this.auth.recordLogin({ from: remote, how, admin, name: how === 'password' ? (body.name as string) : undefined, token: how === 'token' ? (body.token as string).trim() : undefined });
+    await this.auth.recordLogin({ from: remote, how, admin, name: how === 'password' ? (body.name as string) : undefined, token: how === 'token' ? (body.token as string).trim() : undefined });
     if (!admin) {
       this.o.log.warn({ remote, how, name: how === 'password' ? String(body.name).slice(0, 128) : undefined }, 'dashboard login failed (401)');
       throw new WebError(401, 'LDG_ERR_WEB_LOGIN', how === 'token' ? 'that is not an active admin token' : 'wrong name or password');
     }
-    const { cookie, session } = this.auth.createSession(admin);
+    const { cookie, session } = await this.auth.createSession(admin);
     this.o.log.info({ remote, how, user: admin.name }, 'dashboard login');
     this.send(res, 200, { name: session.name, csrf: session.csrf, expires: new Date(session.expires).toISOString() }, {
       'set-cookie': this.cookie(cookie, Math.floor((session.expires - Date.now()) / 1000)),

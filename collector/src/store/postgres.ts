@@ -105,6 +105,42 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (host_id, generation, sha256)
   );
   CREATE INDEX host_seals_last ON host_seals (host_id, last_seen DESC);`,
+  // 3: the dashboard's credentials (collector/src/credentials/postgres.ts), as SQLite's
+  // (credentials/sqlite.ts, audit.ts): passwords and sessions that live and die with their admin
+  // token's row, and the append-only audit log.
+  `CREATE TABLE web_passwords (token_hash text PRIMARY KEY, hash text NOT NULL, updated bigint NOT NULL);
+  CREATE TABLE web_sessions (
+    hash text PRIMARY KEY, name text NOT NULL, token_hash text NOT NULL, csrf text NOT NULL,
+    created bigint NOT NULL, last_used bigint NOT NULL, expires bigint NOT NULL
+  );
+  CREATE INDEX web_sessions_expires ON web_sessions (expires);
+  CREATE INDEX web_sessions_token ON web_sessions (token_hash);
+  -- Only changes of hash or revoked concern them: an agent binding (agent_id) leaves them be.
+  CREATE FUNCTION ldguard_web_credentials() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP = 'UPDATE' AND new.hash IS DISTINCT FROM old.hash THEN
+      UPDATE web_passwords SET token_hash = new.hash WHERE token_hash = old.hash;
+      DELETE FROM web_sessions WHERE token_hash = old.hash;
+    END IF;
+    IF TG_OP = 'DELETE' OR new.revoked IS NOT NULL THEN
+      DELETE FROM web_passwords WHERE token_hash = old.hash;
+      DELETE FROM web_sessions WHERE token_hash = old.hash;
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER web_credentials AFTER UPDATE OF hash, revoked OR DELETE ON tokens FOR EACH ROW EXECUTE FUNCTION ldguard_web_credentials();
+  CREATE TABLE audit_log (
+    id bigserial PRIMARY KEY, at bigint NOT NULL, actor text NOT NULL, action text NOT NULL, token_name text, detail text
+  );
+  -- Append-only, as SQLite's: no code path (ours, or a slip at psql) rewrites history. The table's
+  -- owner can still drop the trigger: the log is for the record, not a seal.
+  CREATE FUNCTION ldguard_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION 'LDG_ERR_AUDIT_APPEND_ONLY: the audit log is append-only; its rows are never %',
+      CASE TG_OP WHEN 'UPDATE' THEN 'changed' ELSE 'deleted' END USING ERRCODE = 'restrict_violation';
+  END $$;
+  CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION ldguard_audit_append_only();
+  CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION ldguard_audit_append_only();`,
 ];
 
 const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';
@@ -257,6 +293,17 @@ export class PostgresStore implements Store {
     this.pool = new pg.Pool({ ...connectionOptions(url), max: 6, application_name: 'ldguard', Client });
     // An idle connection the server dropped: the pool replaces it; nothing was in flight.
     this.pool.on('error', (err) => this.warn(`database connection lost (${errorMessage(err)}); reconnecting`));
+  }
+
+  /**
+   * A pool of its own on this database, made as the store's connections are (password file, TLS).
+   * The dashboard reads through one, so its queries never queue before commits, nor commits before
+   * them; the caller ends it.
+   */
+  newPool(applicationName: string, max: number): pg.Pool {
+    const pool = new pg.Pool({ ...connectionOptions(this.url), max, application_name: applicationName, Client });
+    pool.on('error', (err) => this.warn(`database connection lost (${errorMessage(err)}); reconnecting`));
+    return pool;
   }
 
   /**

@@ -12,6 +12,8 @@
 //   client that does not read (more than MAX_BUFFERED waiting) gets nothing more until it has
 //   caught up, then one `resync`. One slow browser never holds memory or time of the collector.
 // - The session is re-checked on every fleet tick; an ended session closes its sockets (4401).
+//   Sessions are read from the database (auth.ts), so one ended through another collector over
+//   the same PostgreSQL database is seen here too.
 // - Fair shares: one login session holds at most MAX_PER_SESSION feeds and one admin name (all its
 //   sessions) MAX_PER_NAME, so a script with one cookie cannot take the MAX_CLIENTS slots that
 //   everyone shares. Past either, the feed is accepted and closed at once with CLOSE_TOO_MANY and
@@ -52,8 +54,8 @@ export interface LiveFeedOptions {
   ingest: Ingest;
   log: Logger;
   /** The session cookie of a request and its admin name, if its session is live. */
-  session: (req: IncomingMessage) => { cookie: string; name: string } | undefined;
-  stillValid: (cookie: string) => boolean;
+  session: (req: IncomingMessage) => Promise<{ cookie: string; name: string } | undefined>;
+  stillValid: (cookie: string) => Promise<boolean>;
   sameOrigin: (req: IncomingMessage) => boolean;
   /** A small JSON-able summary of the fleet, pushed every FLEET_MS (read off the event loop). */
   fleet: () => Promise<unknown>;
@@ -81,7 +83,18 @@ export class LiveFeed {
       this.o.log.warn({ origin: req.headers.origin, remote: req.socket.remoteAddress }, 'dashboard live feed refused: foreign Origin (403)');
       return refuse(socket, 403, 'Forbidden');
     }
-    const session = this.o.session(req);
+    void this.o.session(req).then(
+      (session) => this.upgrade(req, socket, head, session),
+      (err: unknown) => {
+        this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'dashboard live feed refused: the session could not be read (503)');
+        refuse(socket, 503, 'Service Unavailable');
+      },
+    );
+  }
+
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, session: { cookie: string; name: string } | undefined): void {
+    // The client may have gone while the session was read.
+    if (socket.destroyed) return;
     if (!session) return refuse(socket, 401, 'Unauthorized');
     if (this.clients.size >= MAX_CLIENTS) return refuse(socket, 503, 'Service Unavailable');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, session.cookie, session.name));
@@ -200,8 +213,12 @@ export class LiveFeed {
       return this.fleetFailed(err);
     }
     const frame = JSON.stringify({ type: 'fleet', fleet });
-    for (const c of this.clients) {
-      if (!this.o.stillValid(c.cookie)) {
+    // Each session once, however many tabs share it; a failed read keeps the feed (the next tick retries).
+    const valid = new Map<string, Promise<boolean>>();
+    for (const c of [...this.clients]) {
+      let v = valid.get(c.cookie);
+      if (!v) valid.set(c.cookie, (v = this.o.stillValid(c.cookie).catch(() => true)));
+      if (!(await v)) {
         c.ws.close(4401, 'session ended');
         continue;
       }
