@@ -64,7 +64,7 @@ async function open(kind: 'sqlite' | 'postgres'): Promise<Backend> {
       },
     };
   }
-  const store = await PostgresStore.open(await cluster.createDb(`auth${++dbs}`));
+  const store = await PostgresStore.open(await cluster!.createDb(`auth${++dbs}`));
   const pool = store.newPool('ldguard-test', 2);
   return {
     store, auth: new Auth(new PostgresCredentials(pool)),
