@@ -16,27 +16,26 @@
 // needs the session's CSRF token in a header and, when the browser sends an Origin, this origin.
 // Every response carries a strict CSP (assets.ts). The page renders alert values as text only.
 //
+// Storage (web/storage.ts): the SQLite store's file and search database, or the PostgreSQL store's
+// database, where every collector serves the same sessions and alerts.
+//
 // Failure containment: if the search database cannot be opened or indexed, the dashboard logs why
 // and goes on without search; the agents' endpoint and the API never depend on any of this.
 import { timingSafeEqual } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sendJson, type Api } from './api.js';
 import { Auth, LoginLimiter, type Session } from './auth.js';
-import { SqliteCredentials } from './credentials/sqlite.js';
 import type { Ingest } from './ingest.js';
-import type { SqliteStore } from './store/sqlite.js';
-import type { AgentView } from './store/store.js';
+import type { AgentView, Store } from './store/store.js';
 import { Assets, securityHeaders } from './web/assets.js';
 import { Guides } from './web/guide.js';
-import { Indexer, searchDbPath } from './web/indexer.js';
 import { LIVE_PATH, LiveFeed } from './web/live.js';
-import { DashboardQueries, MAX_PAGE, WINDOWS, type ListQuery } from './web/query.js';
+import { MAX_PAGE, WINDOWS, type ListQuery } from './web/query.js';
+import type { DashboardReads } from './web/reads.js';
+import { dashboardStorage } from './web/storage.js';
 import type { FleetAgent } from '../web/src/api-types.js';
 
 export type { FleetAgent };
@@ -55,7 +54,7 @@ class WebError extends Error {
 }
 
 export interface DashboardOptions {
-  store: SqliteStore;
+  store: Store;
   ingest: Ingest;
   log: Logger;
   tls: boolean;
@@ -189,24 +188,19 @@ export function parseListQuery(p: URLSearchParams): ListQuery {
 export class Dashboard {
   readonly live: LiveFeed;
   private readonly assets: Assets;
-  private readonly queries: DashboardQueries;
+  private readonly queries: DashboardReads;
   private readonly auth: Auth;
   private readonly limiter = new LoginLimiter();
   private readonly guides: Guides;
   private readonly headers: Record<string, string>;
   private readonly cookieName: string;
-  private indexer: Worker | undefined;
-  private inThread: { ix: Indexer; timer: NodeJS.Timeout | undefined } | undefined;
-  private lastIndexError = 0;
 
   constructor(private readonly o: DashboardOptions) {
     this.assets = new Assets();
     if (!this.assets.built) o.log.warn('dashboard scripts not built (collector/web/dist): the page asks for `npm run build`');
-    const searchPath = searchDbPath(o.store.path);
-    // Creates the search database's tables before anyone reads them (the worker opens its own).
-    new Indexer(o.store.path, searchPath).close();
-    this.queries = new DashboardQueries(o.store.path, searchPath);
-    this.auth = new Auth(new SqliteCredentials(this.queries.db));
+    const storage = dashboardStorage(o.store, o.log);
+    this.queries = storage.reads;
+    this.auth = new Auth(storage.credentials);
     this.guides = new Guides(o.log);
     this.headers = securityHeaders(o.tls);
     this.cookieName = o.tls ? '__Host-ldg_session' : 'ldg_session';
@@ -230,64 +224,14 @@ export class Dashboard {
     addUpgradeHandler(LIVE_PATH, (req, socket, head) => this.live.handleUpgrade(req, socket, head));
   }
 
-  /** Starts indexing for search and counts: a worker thread from the build, in this thread from sources (tests). */
+  /** Starts indexing for search and counts where the store needs it (SQLite). */
   start(): void {
-    const workerFile = fileURLToPath(new URL('./web/indexer-worker.js', import.meta.url));
-    const side = searchDbPath(this.o.store.path);
-    if (import.meta.url.endsWith('.js') && existsSync(workerFile)) {
-      const w = new Worker(workerFile, { workerData: { main: this.o.store.path, side, pressure: this.o.store.pressure.buffer } });
-      w.on('message', (m: { error?: string }) => m.error && this.indexError(m.error));
-      w.on('error', (err) => this.indexError(errorMessage(err)));
-      w.on('exit', () => {
-        if (this.indexer === w) this.indexer = undefined;
-      });
-      w.unref();
-      this.indexer = w;
-      return;
-    }
-    const ix = new Indexer(this.o.store.path, side);
-    const state: { ix: Indexer; timer: NodeJS.Timeout | undefined } = { ix, timer: undefined };
-    const tick = () => {
-      let n = 0;
-      try {
-        n = ix.step(500);
-      } catch (err) {
-        this.indexError(errorMessage(err));
-      }
-      state.timer = setTimeout(tick, n === 500 ? 0 : 100);
-      state.timer.unref();
-    };
-    tick();
-    this.inThread = state;
-  }
-
-  private indexError(message: string): void {
-    const now = Date.now();
-    if (now - this.lastIndexError < 60_000) return;
-    this.lastIndexError = now;
-    this.o.log.warn({ err: message }, 'dashboard search index: indexing failed; search and counts lag until it succeeds (check disk space)');
+    this.queries.start();
   }
 
   async close(): Promise<void> {
     this.live.close();
-    const w = this.indexer;
-    this.indexer = undefined;
-    if (w) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => void w.terminate().then(() => resolve()), 5_000);
-        w.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        w.postMessage('stop');
-      });
-    }
-    if (this.inThread) {
-      clearTimeout(this.inThread.timer);
-      this.inThread.ix.close();
-      this.inThread = undefined;
-    }
-    this.queries.close();
+    await this.queries.close();
   }
 
   /** True when the request's Origin (required when `strict`) is this server's own. */
@@ -368,8 +312,8 @@ export class Dashboard {
     if (path === '/ui/api/alerts') {
       only('GET');
       const q = parseListQuery(url.searchParams);
-      const page = this.queries.list(q);
-      const lag = q.q ? this.queries.indexLag() : 0;
+      const page = await this.queries.list(q);
+      const lag = q.q ? await this.queries.indexLag() : 0;
       return this.send(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)},"partial":${page.partial},"scanned":${page.scanned},"order":"${page.order}","indexLag":${lag}}`);
     }
     const one = /^\/ui\/api\/alerts\/([A-Za-z0-9._:-]{1,128})$/.exec(path);
@@ -388,7 +332,7 @@ export class Dashboard {
       } else {
         only('GET');
       }
-      const a = this.queries.alert(uuid);
+      const a = await this.queries.alert(uuid);
       if (!a) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
       const ruleId = /"rule_id":"([^"\\]{1,128})"/.exec(a.doc)?.[1];
       return this.send(res, 200, `{"alert":${a.doc},"history":${JSON.stringify(a.history)},"guide":${JSON.stringify(this.guides.for(ruleId))}}`);
@@ -403,11 +347,11 @@ export class Dashboard {
       only('GET');
       const w = url.searchParams.get('window') ?? '24h';
       if (!WINDOWS[w]) throw new WebError(400, 'LDG_ERR_WEB_QUERY', `window must be one of ${Object.keys(WINDOWS).join(', ')}`);
-      return this.send(res, 200, this.queries.overview(w));
+      return this.send(res, 200, await this.queries.overview(w));
     }
     if (path === '/ui/api/facets') {
       only('GET');
-      return this.send(res, 200, this.queries.facets());
+      return this.send(res, 200, await this.queries.facets());
     }
     throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no such dashboard API: ${method} ${path}`);
   }
