@@ -6,11 +6,11 @@
 // plan would say nothing about a large one; the bounds are the LIMITs and windows in the SQL.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { PostgresStore } from '../../collector/src/store/postgres.js';
+import { MIGRATIONS, PostgresStore } from '../../collector/src/store/postgres.js';
 import type { ListQuery } from '../../collector/src/web/query.js';
 import { PostgresDashboardReads, likePatterns } from '../../collector/src/web/reads-postgres.js';
 import { makeAlert } from '../helpers/delivery.js';
-import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
+import { postgresUnavailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 const noPostgres = postgresUnavailable();
 
@@ -29,8 +29,10 @@ describe.skipIf(noPostgres)('PostgresDashboardReads', () => {
   let q: PostgresDashboardReads;
   let all: Array<{ id: number; ts: number; uuid: string; host: string; rule: string; severity: string; status: string; path: string }> = [];
 
+  let cluster: TestPostgres;
+
   beforeAll(async () => {
-    const cluster = await startPostgres();
+    cluster = await startPostgres();
     store = await PostgresStore.open(await cluster.createDb('reads'));
     pool = store.newPool('ldguard-test', 2);
     const rows: Array<[string, number, string, string, string, Buffer]> = [];
@@ -173,5 +175,37 @@ describe.skipIf(noPostgres)('PostgresDashboardReads', () => {
     await store.setStatus((await store.findAlerts(uuidAt(37)))[0]!.id, 'closed', 'bob', T0 + 20_000_000);
     expect((await q.alert(uuidAt(37)))!.history.map((h) => `${h.status} ${h.by}`)).toEqual(['acknowledged alice', 'closed bob']);
     expect(await q.alert('no-such-uuid')).toBeUndefined();
+  });
+
+  it('counts the alerts a database held before the counts existed when it upgrades (migration 4)', async () => {
+    const url = await cluster.createDb('upgrade');
+    const old = await PostgresStore.open(url);
+    const c = old.newPool('ldguard-test', 1);
+    await c.query(`INSERT INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, doc)
+      SELECT 'u' || i, ${T0} + i * 90000, ${T0} + i * 90000, CASE WHEN i % 2 = 0 THEN 'even' END, 'r' || (i % 3), NULL, 'low', 'open', 'a', 't', 0, '\\x7b7d'::bytea
+      FROM generate_series(1, 100) i`);
+    // Back to schema 3, alerts kept: what an older collector left.
+    await c.query(`DROP TRIGGER alerts_count ON alerts; DROP FUNCTION ldguard_count_alerts(); DROP TABLE alert_minutes, alert_hours, alert_rules;
+      DELETE FROM ldguard_schema WHERE version = 4`);
+    await c.end();
+    await old.close();
+    const upgraded = await PostgresStore.open(url);
+    const pool2 = upgraded.newPool('ldguard-test', 2);
+    try {
+      expect(upgraded.upgraded).toBe(`schema 3 to ${MIGRATIONS.length}`);
+      const reads = new PostgresDashboardReads(pool2, 500);
+      const o = await reads.overview('30d', T0 + 100 * 90_000 + 60_000);
+      expect(o.total).toBe(100);
+      expect(o.byHost).toEqual([{ host: '(no host)', n: 50 }, { host: 'even', n: 50 }]);
+      expect(o.byRule.map((r) => [r.ruleId, r.n]).sort()).toEqual([['r0', 33], ['r1', 34], ['r2', 33]]);
+      // And the trigger counts what comes after.
+      await pool2.query(`INSERT INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, doc)
+        VALUES ('later', ${T0}, ${T0}, 'even', 'r0', 'Named later', 'high', 'open', 'a', 't', 0, '\\x7b7d'::bytea)`);
+      expect((await reads.overview('30d', T0 + 100 * 90_000 + 60_000)).total).toBe(101);
+      expect((await reads.facets(T0)).rules).toContainEqual({ ruleId: 'r0', name: 'Named later' });
+    } finally {
+      await pool2.end();
+      await upgraded.close();
+    }
   });
 });
