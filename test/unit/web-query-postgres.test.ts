@@ -15,8 +15,8 @@ import { postgresUnavailable, startPostgres, type TestPostgres } from '../helper
 const noPostgres = postgresUnavailable();
 
 describe('likePatterns', () => {
-  it('makes each word a case-insensitive substring, wildcards of LIKE taken literally', () => {
-    expect(likePatterns('  LD-Linux  100%_x\\ ')).toEqual(['%ld-linux%', '%100\\%\\_x\\\\%']);
+  it('makes each word a substring pattern, wildcards of LIKE taken literally', () => {
+    expect(likePatterns('  LD-Linux  100%_x\\ ')).toEqual(['%LD-Linux%', '%100\\%\\_x\\\\%']);
     expect(likePatterns('   ')).toEqual([]);
   });
 });

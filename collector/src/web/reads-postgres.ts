@@ -33,9 +33,13 @@ const SEARCH_CHUNK = 500;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** What a person typed as LIKE patterns on the lowercased document: each word must occur. */
+/**
+ * What a person typed as LIKE patterns: each word must occur. Lowercased by the database (lower()
+ * in the query), as the document is in the index (ldguard_doc_text): the same rules on both sides,
+ * whatever the database's locale.
+ */
 export function likePatterns(input: string): string[] {
-  return input.normalize('NFKC').toLowerCase().split(/\s+/).filter(Boolean).slice(0, 8)
+  return input.normalize('NFKC').split(/\s+/).filter(Boolean).slice(0, 8)
     .map((w) => `%${w.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`);
 }
 
@@ -161,7 +165,7 @@ export class PostgresDashboardReads implements DashboardReads {
       if (!m) throw new RangeError('cursor is not one this page gave');
       hi = Math.min(hi, Number(m[1]));
     }
-    const like = (p: Params) => words.map((w) => `ldguard_doc_text(doc) LIKE ${p.p(w)}`);
+    const like = (p: Params) => words.map((w) => `ldguard_doc_text(doc) LIKE lower(${p.p(w)})`);
     // The index, asked once for at most a quarter of the budget. The trigram index only: left to
     // itself, the planner (which guesses a LIKE's selectivity from the pattern, not from the data)
     // may walk the primary key and test every row, the whole table for a word no alert has; so
