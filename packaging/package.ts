@@ -16,7 +16,7 @@ import { findRepoRoot } from '../shared/paths.js';
 import { FLOOR, floorProblems, type SymbolFloor } from './floor.js';
 
 /** Dependencies only the collector (and `ldguard up`, `token`) load: left out of an agent-only bundle. */
-const COLLECTOR_ONLY = new Set(['better-sqlite3', 'pg']);
+const COLLECTOR_ONLY = new Set(['better-sqlite3', 'pg', 'markdown-it']);
 
 /** What of the checkout the product reads at run time (dist/ is added apart, without tests). */
 const FILES = [

@@ -39,7 +39,7 @@ const COMMANDS: Record<string, Command> = {
   match: { summary: 'run rules over ECS events (NDJSON on stdin), print alerts as NDJSON', load: () => import('./commands/match.js') },
   collector: { summary: 'receive alerts from agents, store them (SQLite) and serve the API', load: () => import('./commands/collector.js') },
   token: { summary: 'create, list or revoke collector tokens (agent or admin)', load: () => import('./commands/token.js') },
-  db: { summary: "create the collector's database, or back it up while the collector runs", load: () => import('./commands/db.js') },
+  db: { summary: "create the collector's database, back it up while the collector runs, or copy a stopped one into PostgreSQL", load: () => import('./commands/db.js') },
   tail: { summary: "print this host's alerts as they happen (from the agent's socket)", load: () => import('./commands/tail.js') },
   version: { summary: 'print the version of ldguard and of the Node.js running it', load: () => import('./commands/version.js') },
 };

@@ -4,6 +4,10 @@
 //   GET   /metrics               no auth: Prometheus text format
 //   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=&q= (q: free text, 3+ characters)
 //                                → {"alerts":[ECS documents], "next": cursor for ?before= | null}
+//   GET   /api/alerts/export     ?format=ndjson|csv and the filters of /api/alerts but limit: every alert
+//                                  they select, newest first, streamed (export.ts): NDJSON the documents,
+//                                  CSV the columns time, severity, rule, host, file, hash, executable,
+//                                  pid, user, status (cells a spreadsheet would run defused with ')
 //   GET   /api/alerts/live       server-sent events: each alert as it is stored, by this collector or
 //                                  another over the same database (`data: document`); a client that
 //                                  does not read is cut off (it reconnects and pages /api/alerts)
@@ -24,6 +28,7 @@ import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
 import { LdgError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Ingest } from './ingest.js';
+import { EXPORT_FORMATS, EXPORT_PAGE, streamExport, type ExportFormat } from './export.js';
 import { Metrics } from './metrics.js';
 import { stampedDoc, type AlertQuery, type AlertRow, type Store, type TokenInfo } from './store/store.js';
 
@@ -261,6 +266,19 @@ export class Api {
       if (!page) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: not a cursor and no alert has that uuid; pass the "next" value of the previous page`);
       // The documents are stored as JSON text: join them rather than parse and re-serialise.
       sendJson(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)}}`);
+      return;
+    }
+    if (path === '/api/alerts/export') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      const params = new URLSearchParams(url.searchParams);
+      const format = params.get('format') ?? '';
+      if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `format=${format}: give format=ndjson or format=csv`);
+      params.delete('format');
+      if (params.has('limit')) throw new HttpError(400, 'LDG_ERR_API_QUERY', 'an export has no limit: it streams every alert the filters select; narrow it with since, host, rule, severity, status or q');
+      const { limit: _limit, ...q } = parseAlertQuery(params);
+      const n = await streamExport((cursor) => store.queryAlerts({ ...q, limit: EXPORT_PAGE, ...(cursor !== undefined ? { before: cursor } : {}) }), format as ExportFormat, res);
+      if (n === undefined) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: not a cursor and no alert has that uuid; pass the "next" value of a page`);
+      this.ctx.log.info({ format, alerts: n, by: who.name }, 'alerts exported');
       return;
     }
     if (path === '/api/alerts/live') {

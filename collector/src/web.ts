@@ -6,6 +6,7 @@
 //   POST  /ui/logout                     ends the session
 //   GET   /ui/api/session                → {name, csrf, expires}
 //   GET   /ui/api/alerts                 ?q=&host=&rule=&severity=&status=&since=&until=&cursor=&limit=
+//   GET   /ui/api/alerts/export          ?format=ndjson|csv and the list's filters (not cursor, limit): a download (export.ts)
 //   GET   /ui/api/alerts/:uuid           → {alert, history, guide}
 //   PATCH /ui/api/alerts/:uuid           {"status"} → the same, recording who (the session's admin) and when
 //   GET   /ui/api/agents | overview | facets
@@ -27,6 +28,7 @@ import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { sendJson, type Api } from './api.js';
+import { EXPORT_FORMATS, streamExport, type ExportFormat } from './export.js';
 import { Auth, LoginLimiter, type Session } from './auth.js';
 import type { Ingest } from './ingest.js';
 import type { AgentView, Store } from './store/store.js';
@@ -315,6 +317,19 @@ export class Dashboard {
       const page = await this.queries.list(q);
       const lag = q.q ? await this.queries.indexLag() : 0;
       return this.send(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)},"partial":${page.partial},"scanned":${page.scanned},"order":"${page.order}","indexLag":${lag}}`);
+    }
+    if (path === '/ui/api/alerts/export') {
+      only('GET');
+      const params = new URLSearchParams(url.searchParams);
+      const format = params.get('format') ?? '';
+      if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new WebError(400, 'LDG_ERR_WEB_QUERY', `format=${format}: give format=ndjson or format=csv`);
+      params.delete('format');
+      if (params.has('cursor') || params.has('limit')) throw new WebError(400, 'LDG_ERR_WEB_QUERY', 'an export takes the list\'s filters only (no cursor or limit): it streams every alert they select');
+      // The list's own query, paged with its cursor: the download holds what the list shows.
+      const l = parseListQuery(params);
+      const n = await streamExport((cursor) => this.queries.list({ ...l, limit: MAX_PAGE, ...(cursor !== undefined ? { cursor } : {}) }), format as ExportFormat, res, this.headers);
+      this.o.log.info({ format, alerts: n, by: s.name, via: 'dashboard' }, 'alerts exported');
+      return;
     }
     const one = /^\/ui\/api\/alerts\/([A-Za-z0-9._:-]{1,128})$/.exec(path);
     if (one) {

@@ -44,10 +44,10 @@ export async function startTestCollector(dir: string, db: string, extra = '', po
   return { proc: d.proc, port: d.ready.port as number, logs: d.logs, stop: d.stop };
 }
 
-/** Runs the CLI without blocking this process (its WebSocket clients must keep answering pings). */
-export function runCli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+/** Runs the CLI without blocking this process (its WebSocket clients must keep answering pings); `env` for PG* variables. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout!.on('data', (d) => (stdout += String(d)));

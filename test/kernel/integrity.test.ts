@@ -124,7 +124,11 @@ describe.skipIf(!isRoot)('the loader changed in place (skipped: needs root for f
     expect(a.file.hash.sha256).toBe(sha('EVIL LOADER\n'));
     expect(a.file.size).toBe(12);
     expect(a.process.pid).toBe(pid);
-    expect(a.process.executable).toBe(bin('cat'));
+    // One process, two images: sh opens the file (O_TRUNC, a FAN_MODIFY) and execs cat, which
+    // writes and closes it. While unread, the kernel merges the same pid's later events on the
+    // file into the first one, whose place in the queue is before cat's exec: then the image there
+    // is sh's (about 1 run in 10 here). The pid is exact either way.
+    expect([bin('cat'), bin('sh')]).toContain(a.process.executable);
   });
 
   it('reports a truncate', async () => {
@@ -185,7 +189,9 @@ describe.skipIf(!isRoot)('the loader changed in place (skipped: needs root for f
     await waitUntil(() => marksInode(agent.proc.pid!, ino));
     creator.stdin!.end('go\n');
     await new Promise((r) => creator.once('exit', r));
-    await waitUntil(() => agent.logs().some((l) => l.msg === 'attributes set by the writer that created the file, just after its creation alert: part of that creation' && l.pid === pid));
+    // Whether its first state was taken before the creator's chmod (then the chmod is logged as part
+    // of the creation) or after (then there was nothing to compare), the creator's chmod pages no
+    // one; the next chmod, anyone's, is compared with the mode the creator set, in the file's order.
     const chmod = await run('chmod', ['0750', file]);
     const all = await agent.waitForAlerts((a) => a.some((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.inst' && x.event.action === 'attributes_modified'));
     const changes = all.filter((x) => x.file.path === '/usr/lib64/ld-linux-x86-64.so.2.inst' && x.rule.name === RULE);

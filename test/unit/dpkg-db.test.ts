@@ -34,6 +34,12 @@ describe.skipIf(!isRoot)('dpkg database parser (skipped: dpkg -i into a scratch 
     const md5 = createHash('md5').update(readFileSync(join(root, 'usr/bin/dnf'))).digest('hex');
     expect(db.md5(owner!.pkg, owner!.listed)).toBe(md5);
     expect(db.owner('/usr/bin/cp')).toBeNull();
+    // Whole lines only: a listed path's prefix, or a path the listed one is a prefix of, is not it.
+    expect(new DpkgDb(admin).owner('/usr/bin/dn')).toBeNull();
+    expect(new DpkgDb(admin).owner('/usr/bin/dnf5')).toBeNull();
+    // The first line has no newline before it: dpkg writes "/." there, but a path may be first.
+    expect(readFileSync(join(admin, 'info/ldg-fakepm.list'), 'utf8').split('\n')[0]).toBe('/.');
+    expect(new DpkgDb(admin).owner('/.')?.pkg.name).toBe('ldg-fakepm');
   });
 
   it('finds a file listed under /lib64 by its real /usr/lib64 path (merged /usr)', () => {

@@ -280,6 +280,15 @@ function connectionOptions(url: string): pg.ClientConfig {
   return { connectionString: url, connectionTimeoutMillis: 10_000 };
 }
 
+/**
+ * A client of its own, made as the store's (password lookup, PG* variables, time-outs), for a
+ * command that streams rows in bulk (`ldguard db copy`); not connected. Open the store first: its
+ * migrations are the only schema there is.
+ */
+export function postgresClient(url: string, applicationName: string): pg.Client {
+  return new Client({ ...connectionOptions(url), application_name: applicationName });
+}
+
 export interface PostgresOpenOptions {
   /** The collector: listen for other collectors' alerts and keep agents' leases. `ldguard token` opens without. */
   collector?: boolean;

@@ -76,7 +76,7 @@ export const IDS_BY_UUID_SQL = `SELECT id FROM hx.uuid_id WHERE uuid = ?
   UNION SELECT id FROM alerts NOT INDEXED WHERE id > (SELECT coalesce(max(value), 0) FROM hx.state WHERE key = 'cursor') AND uuid = ?`;
 
 /** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. 4: host_seals (the agents' baseline seals per host). */
-const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 4;
 
 const TOKEN_COLUMNS = 'hash, name, role, created, revoked, agent_id AS agentId';
 

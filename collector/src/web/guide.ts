@@ -4,13 +4,10 @@ import { errorMessage } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/log.js';
 import { bundledRulesDir } from '../../../shared/paths.js';
 import { loadRules } from '../../../shared/rule.js';
+import type { Guide } from '../../web/src/api-types.js';
+import { renderInline, renderMarkdown } from './markdown.js';
 
-export interface Guide {
-  /** Markdown-ish text from the rule, shown as preformatted text (never parsed as HTML). */
-  note?: string;
-  steps: string[];
-  references: string[];
-}
+export type { Guide };
 
 const LINKER_STEPS = [
   'Identify the writer: check process.executable, its command line and the parent chain below. A package manager (dpkg, apt, rpm, dnf) during an update is expected; anything else is not. Compare with the host\'s package log (/var/log/dpkg.log, /var/log/dnf.rpm.log) at the alert\'s time.',
@@ -20,13 +17,17 @@ const LINKER_STEPS = [
   'If the writer is unexplained: isolate the host, keep a copy of the file with its hash, review the sessions of user.name around the alert\'s time, then acknowledge the alert and record what you found.',
 ];
 
+// Rendered once: the rules and the steps are fixed for the life of the process.
+const STEPS_MD = LINKER_STEPS.map(renderInline);
+const GENERIC: Guide = { steps: LINKER_STEPS, stepsMd: STEPS_MD, references: [] };
+
 export class Guides {
   private readonly byRule = new Map<string, Guide>();
 
   constructor(log: Logger) {
     try {
       for (const r of loadRules([bundledRulesDir()])) {
-        this.byRule.set(r.ruleId, { ...(r.note ? { note: r.note } : {}), steps: LINKER_STEPS, references: [...r.references] });
+        this.byRule.set(r.ruleId, { ...(r.note ? { note: r.note, noteMd: renderMarkdown(r.note) } : {}), steps: LINKER_STEPS, stepsMd: STEPS_MD, references: [...r.references] });
       }
     } catch (err) {
       log.warn({ err: errorMessage(err) }, 'dashboard: could not load the bundled rules for their investigation notes; showing the generic steps');
@@ -34,6 +35,6 @@ export class Guides {
   }
 
   for(ruleId: string | undefined): Guide {
-    return (ruleId && this.byRule.get(ruleId)) || { steps: LINKER_STEPS, references: [] };
+    return (ruleId && this.byRule.get(ruleId)) || GENERIC;
   }
 }

@@ -1,9 +1,12 @@
 // The alerts list: newest first, filters and free-text search in the URL (#/alerts?host=…), keyset
-// paging ("Load older"), and new alerts from the live feed prepended as they are stored.
+// paging ("Load older"), and new alerts from the live feed prepended as they are stored. Each change
+// of the filters the list acts on is a history entry (nav.ts): back returns to the previous filters,
+// a reload or a shared link opens the same view. The export links download what the filters select.
 import { api, query } from './api.js';
-import { get, h, replace, str } from './dom.js';
+import { breakable, get, h, replace, str } from './dom.js';
 import { fullTime, time } from './format.js';
 import type { Live } from './live.js';
+import { writeHash } from './nav.js';
 import { attributionBadge, empty, errorBox, SEVERITIES, severityBadge, STATUSES, statusPill } from './ui.js';
 
 interface Page {
@@ -70,6 +73,21 @@ function timeBounds(f: Filters, now = Date.now()): { since?: number; until?: num
   return ms ? { since: now - ms } : {};
 }
 
+/** The filters as the collector's list and export take them (times absolute, as of now). */
+function serverFilters(f: Filters): Record<string, string | undefined> {
+  const { since, until } = timeBounds(f);
+  return {
+    q: f.q, host: f.host, rule: f.rule, severity: f.severity, status: f.status,
+    since: since !== undefined ? new Date(since).toISOString() : undefined,
+    until: until !== undefined ? new Date(until).toISOString() : undefined,
+  };
+}
+
+/** The download of everything the filters select (GET /ui/api/alerts/export, by the session). */
+export function exportHref(f: Filters, format: 'csv' | 'ndjson'): string {
+  return `/ui/api/alerts/export${query({ format, ...serverFilters(f) })}`;
+}
+
 const tokens = (s: string) => s.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 
 /** Whether a live alert belongs in the list as filtered: the server's rules, applied here. */
@@ -128,13 +146,13 @@ function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
     h('td', { class: 'col-time nowrap', title: fullTime(ts) }, time(ts)),
     h('td', { class: 'col-sev' }, exceptedBy ? h('span', { class: 'badge excepted', title: `excepted by ${exceptedBy}` }, 'excepted') : severityBadge(str(doc, 'kibana.alert.severity'))),
     h('td', { class: 'col-rule' }, h('a', { href }, str(doc, 'rule.name') ?? str(doc, 'kibana.alert.rule.name') ?? '(rule)'), summary ? h('span', { class: 'badge summary' }, 'summary') : null),
-    h('td', { class: 'col-host' }, str(doc, 'host.name') ?? '—'),
-    h('td', { class: 'col-path mono', title: str(doc, 'file.path') ?? '' }, str(doc, 'file.path') ?? '—'),
+    h('td', { class: 'col-host' }, breakable(str(doc, 'host.name')) ?? '—'),
+    h('td', { class: 'col-path mono', title: str(doc, 'file.path') ?? '' }, breakable(str(doc, 'file.path')) ?? '—'),
     h(
       'td',
       { class: 'col-proc' },
       h('div', null, h('strong', null, str(doc, 'process.name') ?? '—'), pid ? h('span', { class: 'muted' }, ` · pid ${pid}`) : null),
-      h('div', { class: 'mono muted small' }, str(doc, 'process.executable') ?? ''),
+      h('div', { class: 'mono muted small' }, breakable(str(doc, 'process.executable'))),
     ),
     h('td', { class: 'col-user' }, str(doc, 'user.name') ?? str(doc, 'process.user.name') ?? '—'),
     h('td', { class: 'col-attr' }, attributionBadge(str(doc, 'ldguard.attribution'))),
@@ -158,11 +176,21 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   const hostList = h('datalist', { id: 'host-options' });
   const ruleSelect = h('select', { name: 'rule', 'aria-label': 'Rule' }, h('option', { value: '' }, 'All rules'));
 
-  const setHash = () => {
+  // Export links: the time range is read at the click, so "last hour" means the hour before it.
+  const exportLink = (format: 'csv' | 'ndjson', label: string) => {
+    const a = h('a', { class: 'btn ghost small', href: exportHref(f, format), download: '', 'data-export': format }, label);
+    a.addEventListener('click', () => a.setAttribute('href', exportHref(f, format)));
+    return a;
+  };
+  const exports = [exportLink('csv', 'Export CSV'), exportLink('ndjson', 'Export NDJSON')];
+
+  /** The filters the list now acts on, into the address bar (a history entry) and the export links. */
+  const commit = () => {
     const p = new URLSearchParams();
     for (const k of KEYS) if (f[k]) p.set(k, f[k]!);
     const s = p.toString();
-    history.replaceState(null, '', `#/alerts${s ? `?${s}` : ''}`);
+    writeHash(`#/alerts${s ? `?${s}` : ''}`, true);
+    for (const a of exports) a.setAttribute('href', exportHref(f, a.dataset.export as 'csv' | 'ndjson'));
   };
 
   const summaryText = (page?: Page) => {
@@ -194,9 +222,8 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
       newCount = 0;
       banner.hidden = true;
     }
-    const { since, until } = timeBounds(f);
     try {
-      const page = await api.get<Page>(`/ui/api/alerts${query({ q: f.q, host: f.host, rule: f.rule, severity: f.severity, status: f.status, since: since !== undefined ? new Date(since).toISOString() : undefined, until: until !== undefined ? new Date(until).toISOString() : undefined, cursor: reset ? undefined : (next ?? undefined), limit: 50 })}`);
+      const page = await api.get<Page>(`/ui/api/alerts${query({ ...serverFilters(f), cursor: reset ? undefined : (next ?? undefined), limit: 50 })}`);
       if (gen !== generation) return;
       if (reset) {
         shown.clear();
@@ -235,19 +262,22 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
       delete f.from;
       delete f.to;
     }
-    setHash();
   };
   const onInput = (ev: Event) => {
     const t = ev.target as HTMLElement;
     if (t.tagName === 'SELECT') return;
     read();
     window.clearTimeout(typing);
-    typing = window.setTimeout(() => void load(true), (t as HTMLInputElement).name === 'q' ? 250 : 400);
+    typing = window.setTimeout(() => {
+      commit();
+      void load(true);
+    }, (t as HTMLInputElement).name === 'q' ? 250 : 400);
   };
   const onChange = (ev: Event) => {
     if ((ev.target as HTMLElement).tagName !== 'SELECT') return;
     read();
     window.clearTimeout(typing);
+    commit();
     void load(true);
   };
   const sel = (name: string, label: string, options: Array<[string, string]>, value?: string) =>
@@ -278,7 +308,7 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
         form.reset();
         for (const el of Array.from(form.elements) as HTMLInputElement[]) if ('value' in el && el.tagName !== 'BUTTON') el.value = '';
         custom.hidden = true;
-        setHash();
+        commit();
         void load(true);
       },
     }, 'Clear'),
@@ -286,7 +316,7 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
 
   replace(
     root,
-    h('div', { class: 'page-head' }, h('h1', null, 'Alerts'), status),
+    h('div', { class: 'page-head' }, h('h1', null, 'Alerts'), status, h('span', { class: 'spacer' }), exports),
     form,
     banner,
     h(

@@ -49,3 +49,20 @@ export interface FleetSummary {
   spoolDepth: number;
   spoolOverflow: number;
 }
+
+/** Elements a rendered investigation guide may contain (collector/src/web/markdown.ts). */
+export type MdTag = 'p' | 'h3' | 'h4' | 'ul' | 'ol' | 'li' | 'blockquote' | 'strong' | 'em' | 'a' | 'code' | 'pre' | 'br' | 'hr' | 'span'
+  | 'table' | 'thead' | 'tbody' | 'tr' | 'th' | 'td';
+
+/** Markdown as a tree: text (shown as text) or an element of an allowed tag; `href` only on 'a'. */
+export type MdNode = string | { t: MdTag; c: MdNode[]; href?: string };
+
+/** Investigation guidance for an alert: the rule's note and ldguard's steps, as written and rendered. */
+export interface Guide {
+  /** The rule's own `note`, Markdown as written. */
+  note?: string;
+  noteMd?: MdNode[];
+  steps: string[];
+  stepsMd: MdNode[][];
+  references: string[];
+}

@@ -3,19 +3,15 @@
 // every ECS field of the document.
 import { api, ApiError } from './api.js';
 import { get, h, lines, replace, safeHref, str, type Child } from './dom.js';
+import type { Guide } from './api-types.js';
 import { bytes, fullTime } from './format.js';
+import { markdown } from './markdown.js';
 import { attributionBadge, card, errorBox, kv, severityBadge, statusPill } from './ui.js';
 
 interface HistoryEntry {
   status: string;
   by: string | null;
   at: string;
-}
-
-interface Guide {
-  note?: string;
-  steps: string[];
-  references: string[];
 }
 
 interface Detail {
@@ -228,8 +224,9 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
           card('MITRE ATT&CK', mitre(doc)),
           card(
             'Investigation guide',
-            d.guide.note ? h('pre', { class: 'note' }, lines(d.guide.note)) : null,
-            h('ol', { class: 'guide' }, d.guide.steps.map((s) => h('li', null, s))),
+            // Rendered by the collector (older ones send only the text, shown as written).
+            d.guide.noteMd ? h('div', { class: 'note md' }, markdown(d.guide.noteMd)) : d.guide.note ? h('pre', { class: 'note' }, lines(d.guide.note)) : null,
+            h('ol', { class: 'guide md' }, d.guide.stepsMd ? d.guide.stepsMd.map((s) => h('li', null, markdown(s))) : d.guide.steps.map((s) => h('li', null, s))),
           ),
           get(doc, 'ldguard.summary') ? card('Held back by max_signals', kv([
             ['Records held back', str(doc, 'ldguard.summary.held_back')],

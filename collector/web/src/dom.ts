@@ -35,13 +35,16 @@ function setAttrs(el: Element, attrs: Attrs | null | undefined): void {
     } else if (k === 'style' || /^on/i.test(k)) {
       // Inline styles and handlers are refused by the CSP; keep them out of the code as well.
       throw new Error(`dom: attribute ${k} is not allowed`);
-    } else if (k === 'href' && typeof v === 'string' && !safeHref(v)) {
+    } else if (k === 'href' && typeof v === 'string' && !safeHref(v) && !DOWNLOAD.test(v)) {
       continue;
     } else {
       el.setAttribute(k, v === true ? '' : READ_ATTRS.has(k) ? visible(String(v)) : String(v));
     }
   }
 }
+
+/** The page's own download links (the alert list's export); never offered to a guide's links. */
+const DOWNLOAD = /^\/ui\/api\/alerts\/export\?[A-Za-z0-9%._~=&+*-]*$/;
 
 /** Links the page itself makes (#/…) and MITRE ATT&CK references; anything else is shown as text. */
 export function safeHref(u: string): boolean {
@@ -96,4 +99,14 @@ export function get(doc: unknown, path: string): unknown {
 export function str(doc: unknown, path: string): string | undefined {
   const v = get(doc, path);
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : undefined;
+}
+
+/**
+ * A path or host name with line-break opportunities (<wbr>) after each separator, so a long one
+ * wraps at a `/` or `.` as a reader expects; the CSS's overflow-wrap breaks inside a part only when
+ * one part alone is wider than the cell. The text (textContent) is unchanged.
+ */
+export function breakable(text: string | undefined, after = /(?<=[/.\-_])/): Child {
+  if (text === undefined) return undefined;
+  return text.split(after).flatMap((part, i) => (i === 0 ? [part] : [h('wbr'), part]));
 }

@@ -7,6 +7,7 @@ import { h, replace } from './dom.js';
 import { fleetView } from './fleet.js';
 import { Live, type FleetSummary, type LiveState } from './live.js';
 import { loginView } from './login.js';
+import { currentHash, takeNavigation } from './nav.js';
 import { overviewView } from './overview.js';
 
 const root = document.getElementById('app')!;
@@ -16,7 +17,8 @@ let teardown: (() => void) | undefined;
 function route(view: HTMLElement, nav: HTMLElement): void {
   teardown?.();
   teardown = undefined;
-  const hash = location.hash || '#/alerts';
+  takeNavigation();
+  const hash = currentHash();
   const [path = '', qs = ''] = hash.slice(1).split('?');
   const params = new URLSearchParams(qs);
   const parts = path.split('/').filter(Boolean);
@@ -86,7 +88,13 @@ function app(session: SessionInfo): void {
     fleetBadge.title = `${f.offline} offline, ${f.degraded} degraded`;
   });
   live.start();
-  window.onhashchange = () => route(view, nav);
+  // A link changes the hash (hashchange); back and forward over the entries the list pushed for its
+  // filters change it too (popstate; Chromium sends both for one step): one rebuild either way.
+  const navigated = () => {
+    if (takeNavigation()) route(view, nav);
+  };
+  window.onhashchange = navigated;
+  window.onpopstate = navigated;
   route(view, nav);
 }
 
@@ -96,6 +104,7 @@ function logout(): void {
   live?.stop();
   live = undefined;
   window.onhashchange = null;
+  window.onpopstate = null;
   setCsrf('');
   loginView(root, app);
 }

@@ -4,6 +4,8 @@
 import { api } from './api.js';
 import { h, replace, s } from './dom.js';
 import type { Live } from './live.js';
+import { writeHash } from './nav.js';
+import { niceTicks } from './ticks.js';
 import { errorBox } from './ui.js';
 import type { Overview } from './api-types.js';
 
@@ -18,14 +20,6 @@ function tickLabel(iso: string, bucketMs: number): string {
   return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}h`;
 }
 
-/** A nice round upper bound for the y axis. */
-function niceMax(n: number): number {
-  if (n <= 4) return 4;
-  const p = 10 ** Math.floor(Math.log10(n));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= n) return m * p;
-  return 10 * p;
-}
-
 export function chart(o: Overview, windowKey: string): SVGSVGElement {
   const W = 900;
   const H = 240;
@@ -33,16 +27,17 @@ export function chart(o: Overview, windowKey: string): SVGSVGElement {
   const R = 12;
   const T = 12;
   const B = 28;
-  const max = niceMax(Math.max(0, ...o.buckets.map((b) => b.n)));
+  const ticks = niceTicks(Math.max(0, ...o.buckets.map((b) => b.n)));
+  const max = ticks.at(-1)!;
   const bw = (W - L - R) / Math.max(1, o.buckets.length);
   const y = (n: number) => T + (H - T - B) * (1 - n / max);
   const every = Math.ceil(o.buckets.length / 8);
   return s(
     'svg',
     { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `Alerts over the ${windowKey}: ${o.total} in all` },
-    [0, 0.25, 0.5, 0.75, 1].map((f) => [
-      s('line', { class: 'grid', x1: L, x2: W - R, y1: y(max * f), y2: y(max * f) }),
-      s('text', { class: 'axis', x: L - 6, y: y(max * f) + 4, 'text-anchor': 'end' }, String(Math.round(max * f))),
+    ticks.map((t) => [
+      s('line', { class: 'grid', x1: L, x2: W - R, y1: y(t), y2: y(t) }),
+      s('text', { class: 'axis y-tick', x: L - 6, y: y(t) + 4, 'text-anchor': 'end' }, String(t)),
     ]),
     o.buckets.map((b, i) => [
       b.n > 0
@@ -120,7 +115,7 @@ export function overviewView(root: HTMLElement, live: Live, params: URLSearchPar
           'aria-label': 'Window',
           onchange: (ev: Event) => {
             windowKey = (ev.target as HTMLSelectElement).value;
-            history.replaceState(null, '', `#/overview?window=${windowKey}`);
+            writeHash(`#/overview?window=${windowKey}`, false);
             void load();
           },
         },
