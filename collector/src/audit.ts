@@ -15,8 +15,12 @@
 //   anything is written (LoginLimiter: at most 120 a minute from everyone), so a flood of failed
 //   logins grows it by ~10 MB a day at worst.
 //
-// The table lives in the collector's database (created here, IF NOT EXISTS), like auth.ts's.
+// This file is the SQLite table (created here, IF NOT EXISTS), used by credentials/sqlite.ts; the
+// PostgreSQL one is the store's migration 3 (store/postgres.ts), refused changes the same way.
 import type Database from 'better-sqlite3';
+import type { AuditEntry, AuditRow } from './credentials/store.js';
+
+export type { AuditAction, AuditEntry, AuditRow } from './credentials/store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -36,19 +40,6 @@ BEGIN
   SELECT RAISE(ABORT, 'LDG_ERR_AUDIT_APPEND_ONLY: the audit log is append-only; its rows are never deleted');
 END;
 `;
-
-export type AuditAction = 'create' | 'rotate' | 'revoke' | 'passwd' | 'login' | 'login-failed';
-
-export interface AuditEntry {
-  actor: string;
-  action: AuditAction;
-  tokenName: string | null;
-  detail: string;
-}
-
-export interface AuditRow extends AuditEntry {
-  at: number;
-}
 
 export class AuditLog {
   private readonly stmts;

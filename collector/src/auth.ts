@@ -18,13 +18,13 @@
 // - Password changes and dashboard logins are written to the audit log (audit.ts) in the same
 //   transaction as what they record.
 //
-// Tables live in the collector's database (created here, IF NOT EXISTS): web_passwords and
-// web_sessions. This module writes them on the main thread's own connection; they are small and
-// rare writes, like the token table's.
+// Storage is a CredentialStore (credentials/store.ts): the SQLite file of a single collector, or
+// the PostgreSQL database every collector over it shares, where a session opened on one collector
+// is valid on all, and a logout, password change or revocation on one holds at the next request on
+// every other (nothing here is cached).
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import type Database from 'better-sqlite3';
 import { LdgError } from '../../shared/errors.js';
-import { AuditLog } from './audit.js';
+import type { AuditEntry, AuditRow, CredentialStore } from './credentials/store.js';
 import { hashToken, type TokenInfo } from './store/store.js';
 
 export const PASSWORD_MIN_LENGTH = 12;
@@ -42,58 +42,6 @@ export const AUTH_DEFAULTS = {
 };
 
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, keylen: 32, maxmem: 64 * 1024 * 1024 };
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS web_passwords (
-  token_hash TEXT PRIMARY KEY, -- the admin token's row (tokens.hash): the password is that token's
-  hash TEXT NOT NULL,          -- scrypt$N$r$p$salt$key (base64url)
-  updated INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS web_sessions (
-  hash TEXT PRIMARY KEY,   -- SHA-256 of the cookie value, never the value
-  name TEXT NOT NULL,      -- the admin token's name: who acts (recorded on workflow changes)
-  token_hash TEXT NOT NULL,
-  csrf TEXT NOT NULL,
-  created INTEGER NOT NULL,
-  last_used INTEGER NOT NULL,
-  expires INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires);
-CREATE INDEX IF NOT EXISTS web_sessions_token ON web_sessions (token_hash);
--- A token's dashboard credentials live and die with its row (see the top of this file). Only
--- changes of hash or revoked fire these: the agent binding's updates (agent_id) do not.
-CREATE TRIGGER IF NOT EXISTS web_credentials_rotate AFTER UPDATE OF hash ON tokens
-BEGIN
-  UPDATE web_passwords SET token_hash = new.hash WHERE token_hash = old.hash;
-  DELETE FROM web_sessions WHERE token_hash = old.hash;
-END;
-CREATE TRIGGER IF NOT EXISTS web_credentials_revoke AFTER UPDATE OF revoked ON tokens WHEN new.revoked IS NOT NULL
-BEGIN
-  DELETE FROM web_passwords WHERE token_hash = old.hash;
-  DELETE FROM web_sessions WHERE token_hash = old.hash;
-END;
-CREATE TRIGGER IF NOT EXISTS web_credentials_delete AFTER DELETE ON tokens
-BEGIN
-  DELETE FROM web_passwords WHERE token_hash = old.hash;
-  DELETE FROM web_sessions WHERE token_hash = old.hash;
-END;
-`;
-
-/**
- * web_passwords was keyed by token name, so a password outlived its token and logged in to the next
- * token of that name. Each password goes to the active admin token of its name only if that token
- * already existed when the password was set (passwd needs an active admin token, and a name has one
- * at a time, so it was set for this one); otherwise it was set for an earlier token of the name, or
- * the name has none now, and it is dropped: its owner sets it again with `ldguard token passwd`.
- */
-const MIGRATE_PASSWORDS_BY_NAME = `
-CREATE TABLE web_passwords_by_token (token_hash TEXT PRIMARY KEY, hash TEXT NOT NULL, updated INTEGER NOT NULL);
-INSERT INTO web_passwords_by_token (token_hash, hash, updated)
-  SELECT t.hash, p.hash, p.updated FROM web_passwords p
-  JOIN tokens t ON t.name = p.name AND t.role = 'admin' AND t.revoked IS NULL AND t.created <= p.updated;
-DROP TABLE web_passwords;
-ALTER TABLE web_passwords_by_token RENAME TO web_passwords;
-`;
 
 function scrypt(password: string, salt: Buffer, o: typeof SCRYPT): Promise<Buffer> {
   const opts: ScryptOptions = { N: o.N, r: o.r, p: o.p, maxmem: o.maxmem };
@@ -148,40 +96,17 @@ export interface LoginAttempt {
 
 export class Auth {
   /** Password changes and logins are recorded here; `ldguard token` appends its own actions too. */
-  readonly audit: AuditLog;
-  private readonly stmts;
+  readonly audit: { append: (e: AuditEntry, now?: number) => Promise<void>; list: () => Promise<AuditRow[]> };
   /** Spent by unknown names so they cost as much as known ones. */
   private dummyHash: Promise<string> | undefined;
 
-  constructor(private readonly db: Database.Database, private readonly opts = AUTH_DEFAULTS) {
-    // Immediate: two processes opening an old database at once migrate it once.
-    db.transaction(() => {
-      const cols = db.prepare("SELECT name FROM pragma_table_info('web_passwords')").all() as Array<{ name: string }>;
-      if (cols.some((c) => c.name === 'name')) db.exec(MIGRATE_PASSWORDS_BY_NAME);
-      db.exec(SCHEMA);
-    }).immediate();
-    this.audit = new AuditLog(db);
-    this.stmts = {
-      activeAdmin: db.prepare(`SELECT hash, name, role, created, revoked FROM tokens WHERE name = ? AND role = 'admin' AND revoked IS NULL`),
-      tokenByHash: db.prepare('SELECT hash, name, role, created, revoked FROM tokens WHERE hash = ?'),
-      setPassword: db.prepare(`INSERT INTO web_passwords (token_hash, hash, updated) VALUES (?, ?, ?)
-        ON CONFLICT (token_hash) DO UPDATE SET hash = excluded.hash, updated = excluded.updated`),
-      // The password of the active admin token of a name: only that token's row counts.
-      password: db.prepare(`SELECT p.hash AS password, t.hash AS tokenHash FROM tokens t JOIN web_passwords p ON p.token_hash = t.hash
-        WHERE t.name = ? AND t.role = 'admin' AND t.revoked IS NULL`),
-      insertSession: db.prepare(`INSERT INTO web_sessions (hash, name, token_hash, csrf, created, last_used, expires)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`),
-      session: db.prepare('SELECT name, token_hash, csrf, created, last_used, expires FROM web_sessions WHERE hash = ?'),
-      touch: db.prepare('UPDATE web_sessions SET last_used = ? WHERE hash = ?'),
-      deleteSession: db.prepare('DELETE FROM web_sessions WHERE hash = ?'),
-      deleteOthers: db.prepare('DELETE FROM web_sessions WHERE token_hash = ?'),
-      purge: db.prepare('DELETE FROM web_sessions WHERE expires < ? OR last_used < ?'),
-    };
+  constructor(private readonly creds: CredentialStore, private readonly opts = AUTH_DEFAULTS) {
+    this.audit = { append: (e, now = Date.now()) => creds.appendAudit(e, now), list: () => creds.listAudit() };
   }
 
   /** The active admin token of that name, if any. */
-  activeAdmin(name: string): TokenInfo | undefined {
-    return this.stmts.activeAdmin.get(name) as TokenInfo | undefined;
+  activeAdmin(name: string): Promise<TokenInfo | undefined> {
+    return this.creds.activeAdmin(name);
   }
 
   /**
@@ -191,24 +116,19 @@ export class Auth {
    */
   async setPassword(name: string, password: string, actor?: string, now = Date.now()): Promise<void> {
     const noAdmin = () => new LdgError('LDG_ERR_PASSWD_NAME', `no active admin token named ${JSON.stringify(name)}; create one first (ldguard token create --name ${name} --role admin) or see ldguard token list`);
-    const admin = this.activeAdmin(name);
+    const admin = await this.creds.activeAdmin(name);
     if (!admin) throw noAdmin();
     const weak = checkPasswordStrength(password);
     if (weak) throw new LdgError('LDG_ERR_PASSWD_WEAK', `${weak}; choose another`);
     const hash = await hashPassword(password);
-    this.db.transaction(() => {
-      // Revoked or rotated during the scrypt: refused rather than given to another token's row.
-      const still = this.stmts.tokenByHash.get(admin.hash) as TokenInfo | undefined;
-      if (!still || still.revoked !== null) throw noAdmin();
-      this.stmts.setPassword.run(admin.hash, hash, now);
-      this.stmts.deleteOthers.run(admin.hash);
-      if (actor !== undefined) this.audit.append({ actor, action: 'passwd', tokenName: name, detail: 'dashboard password set; its sessions ended' }, now);
-    }).immediate();
+    // Revoked or rotated during the scrypt: refused rather than given to another token's row.
+    const audit = actor === undefined ? undefined : { actor, action: 'passwd' as const, tokenName: name, detail: 'dashboard password set; its sessions ended' };
+    if (!(await this.creds.setPassword(admin.hash, hash, now, audit))) throw noAdmin();
   }
 
   /** The admin token a name + password stands for, or undefined (wrong, unknown, or token revoked). */
   async checkPassword(name: string, password: string): Promise<TokenInfo | undefined> {
-    const row = name.length <= 128 && password.length <= PASSWORD_MAX_LENGTH ? (this.stmts.password.get(name) as { password: string; tokenHash: string } | undefined) : undefined;
+    const row = name.length <= 128 && password.length <= PASSWORD_MAX_LENGTH ? await this.creds.passwordOf(name) : undefined;
     if (!row) {
       // Same work as a real check, so response time does not reveal which names exist.
       this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'));
@@ -218,7 +138,7 @@ export class Auth {
     if (!(await verifyPassword(password, row.password))) return undefined;
     // The row the password belongs to, read again after the scrypt: revoked or rotated meanwhile
     // means no (never another token of the same name).
-    const t = this.stmts.tokenByHash.get(row.tokenHash) as TokenInfo | undefined;
+    const t = await this.creds.tokenByHash(row.tokenHash);
     return t && t.revoked === null ? t : undefined;
   }
 
@@ -227,60 +147,58 @@ export class Auth {
    * is an admin token's name (or the token presented is known): an arbitrary string typed as the
    * name may be a password typed in the wrong field, and stays out of the log.
    */
-  recordLogin(a: LoginAttempt, now = Date.now()): void {
+  async recordLogin(a: LoginAttempt, now = Date.now()): Promise<void> {
     const actor = `web:${a.from}`;
     if (a.admin) {
-      this.audit.append({ actor, action: 'login', tokenName: a.admin.name, detail: `dashboard login by ${a.how}` }, now);
+      await this.creds.appendAudit({ actor, action: 'login', tokenName: a.admin.name, detail: `dashboard login by ${a.how}` }, now);
       return;
     }
     let tokenName: string | null = null;
     let detail: string;
     if (a.how === 'password') {
-      tokenName = a.name !== undefined && a.name.length <= 128 && this.activeAdmin(a.name) ? a.name : null;
+      tokenName = a.name !== undefined && a.name.length <= 128 && (await this.creds.activeAdmin(a.name)) ? a.name : null;
       detail = tokenName ? 'wrong password' : 'no admin token has the name typed';
     } else {
-      const t = a.token && a.token.length <= 256 ? (this.stmts.tokenByHash.get(hashToken(a.token)) as TokenInfo | undefined) : undefined;
+      const t = a.token && a.token.length <= 256 ? await this.creds.tokenByHash(hashToken(a.token)) : undefined;
       tokenName = t?.name ?? null;
       // A rotated token's old secret matches no row any more: it is an unknown token here.
       detail = !t ? 'unknown token' : t.revoked !== null ? 'revoked token' : `a token of role ${t.role}, not admin`;
     }
-    this.audit.append({ actor, action: 'login-failed', tokenName, detail: `dashboard login by ${a.how}: ${detail}` }, now);
+    await this.creds.appendAudit({ actor, action: 'login-failed', tokenName, detail: `dashboard login by ${a.how}: ${detail}` }, now);
   }
 
   /** The admin token itself, or undefined (unknown, revoked, or an agent token). */
-  checkToken(token: string): TokenInfo | undefined {
+  async checkToken(token: string): Promise<TokenInfo | undefined> {
     if (token.length > 256) return undefined;
-    const t = this.stmts.tokenByHash.get(hashToken(token)) as TokenInfo | undefined;
+    const t = await this.creds.tokenByHash(hashToken(token));
     return t && t.revoked === null && t.role === 'admin' ? t : undefined;
   }
 
   /** Opens a session for an admin token; returns the cookie value (shown to no one else). */
-  createSession(admin: TokenInfo, now = Date.now()): { cookie: string; session: Session } {
+  async createSession(admin: TokenInfo, now = Date.now()): Promise<{ cookie: string; session: Session }> {
     const cookie = randomBytes(32).toString('base64url');
     const csrf = randomBytes(24).toString('base64url');
     const expires = now + this.opts.sessionMaxMs;
-    this.stmts.purge.run(now, now - this.opts.sessionIdleMs);
-    this.stmts.insertSession.run(sha256(cookie), admin.name, admin.hash, csrf, now, now, expires);
+    await this.creds.createSession({ key: sha256(cookie), name: admin.name, tokenHash: admin.hash, csrf, created: now, expires }, now, now - this.opts.sessionIdleMs);
     return { cookie, session: { name: admin.name, tokenHash: admin.hash, csrf, created: now, expires } };
   }
 
   /** The live session for a cookie value, or undefined (unknown, expired, idle too long, or its token revoked). */
-  session(cookie: string | undefined, now = Date.now()): Session | undefined {
+  async session(cookie: string | undefined, now = Date.now()): Promise<Session | undefined> {
     if (!cookie || cookie.length > 100) return undefined;
     const key = sha256(cookie);
-    const row = this.stmts.session.get(key) as { name: string; token_hash: string; csrf: string; created: number; last_used: number; expires: number } | undefined;
+    const row = await this.creds.session(key);
     if (!row) return undefined;
-    const token = this.stmts.tokenByHash.get(row.token_hash) as TokenInfo | undefined;
-    if (row.expires <= now || row.last_used + this.opts.sessionIdleMs <= now || !token || token.revoked !== null) {
-      this.stmts.deleteSession.run(key);
+    if (row.expires <= now || row.lastUsed + this.opts.sessionIdleMs <= now || !row.tokenActive) {
+      await this.creds.endSession(key);
       return undefined;
     }
-    if (now - row.last_used >= this.opts.touchEveryMs) this.stmts.touch.run(now, key);
-    return { name: row.name, tokenHash: row.token_hash, csrf: row.csrf, created: row.created, expires: Math.min(row.expires, now + this.opts.sessionIdleMs) };
+    if (now - row.lastUsed >= this.opts.touchEveryMs) await this.creds.touchSession(key, now);
+    return { name: row.name, tokenHash: row.tokenHash, csrf: row.csrf, created: row.created, expires: Math.min(row.expires, now + this.opts.sessionIdleMs) };
   }
 
-  endSession(cookie: string): void {
-    this.stmts.deleteSession.run(sha256(cookie));
+  endSession(cookie: string): Promise<void> {
+    return this.creds.endSession(sha256(cookie));
   }
 }
 

@@ -45,7 +45,6 @@ import { Metrics } from './metrics.js';
 import { Notices, type Notice } from './notices.js';
 import { judgeSeal } from './continuity.js';
 import { HeldBackQuota, isHeldBack } from './quota.js';
-import { SqliteStore } from './store/sqlite.js';
 import type { Store, TokenInfo } from './store/store.js';
 import { Dashboard } from './web.js';
 
@@ -201,11 +200,8 @@ export class CollectorServer {
     });
     // Alerts other collectors over the same database stored: on this one's feeds too.
     this.store.onRemoteAlerts((rows) => this.ingest.storedElsewhere(rows));
-    // The dashboard is an extra: if its files cannot be opened, agents and the API work without it.
-    // It keeps its search index, sessions and passwords in SQLite beside the store's file.
-    if (!(this.store instanceof SqliteStore)) {
-      this.log.info({ db: this.store.location }, 'the web dashboard runs with a SQLite store only (for now); on PostgreSQL the API serves alerts, agents and GET /api/alerts/live');
-    } else try {
+    // The dashboard is an extra: if its storage cannot be opened, agents and the API work without it.
+    try {
       this.dashboard = new Dashboard({
         store: this.store, ingest: this.ingest, log: this.log, version: VERSION, tls: Boolean(this.cfg.tlsCert && this.cfg.tlsKey),
         connectedAgents: () => new Set(this.byAgent.keys()),

@@ -17,13 +17,13 @@
 // needs the session's CSRF token in a header and, when the browser sends an Origin, this origin.
 // Every response carries a strict CSP (assets.ts). The page renders alert values as text only.
 //
+// Storage (web/storage.ts): the SQLite store's file and search database, or the PostgreSQL store's
+// database, where every collector serves the same sessions and alerts.
+//
 // Failure containment: if the search database cannot be opened or indexed, the dashboard logs why
 // and goes on without search; the agents' endpoint and the API never depend on any of this.
 import { timingSafeEqual } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
 import { errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -31,13 +31,13 @@ import { sendJson, type Api } from './api.js';
 import { EXPORT_FORMATS, streamExport, type ExportFormat } from './export.js';
 import { Auth, LoginLimiter, type Session } from './auth.js';
 import type { Ingest } from './ingest.js';
-import type { SqliteStore } from './store/sqlite.js';
-import type { AgentView } from './store/store.js';
+import type { AgentView, Store } from './store/store.js';
 import { Assets, securityHeaders } from './web/assets.js';
 import { Guides } from './web/guide.js';
-import { Indexer, searchDbPath } from './web/indexer.js';
 import { LIVE_PATH, LiveFeed } from './web/live.js';
-import { DashboardQueries, MAX_PAGE, WINDOWS, type ListQuery } from './web/query.js';
+import { MAX_PAGE, WINDOWS, type ListQuery } from './web/query.js';
+import type { DashboardReads } from './web/reads.js';
+import { dashboardStorage } from './web/storage.js';
 import type { FleetAgent } from '../web/src/api-types.js';
 
 export type { FleetAgent };
@@ -56,7 +56,7 @@ class WebError extends Error {
 }
 
 export interface DashboardOptions {
-  store: SqliteStore;
+  store: Store;
   ingest: Ingest;
   log: Logger;
   tls: boolean;
@@ -190,36 +190,31 @@ export function parseListQuery(p: URLSearchParams): ListQuery {
 export class Dashboard {
   readonly live: LiveFeed;
   private readonly assets: Assets;
-  private readonly queries: DashboardQueries;
+  private readonly queries: DashboardReads;
   private readonly auth: Auth;
   private readonly limiter = new LoginLimiter();
   private readonly guides: Guides;
   private readonly headers: Record<string, string>;
   private readonly cookieName: string;
-  private indexer: Worker | undefined;
-  private inThread: { ix: Indexer; timer: NodeJS.Timeout | undefined } | undefined;
-  private lastIndexError = 0;
 
   constructor(private readonly o: DashboardOptions) {
     this.assets = new Assets();
     if (!this.assets.built) o.log.warn('dashboard scripts not built (collector/web/dist): the page asks for `npm run build`');
-    const searchPath = searchDbPath(o.store.path);
-    // Creates the search database's tables before anyone reads them (the worker opens its own).
-    new Indexer(o.store.path, searchPath).close();
-    this.queries = new DashboardQueries(o.store.path, searchPath);
-    this.auth = new Auth(this.queries.db);
+    const storage = dashboardStorage(o.store, o.log);
+    this.queries = storage.reads;
+    this.auth = new Auth(storage.credentials);
     this.guides = new Guides(o.log);
     this.headers = securityHeaders(o.tls);
     this.cookieName = o.tls ? '__Host-ldg_session' : 'ldg_session';
     this.live = new LiveFeed({
       ingest: o.ingest,
       log: o.log,
-      session: (req) => {
+      session: async (req) => {
         const c = cookies(req).get(this.cookieName);
-        const s = c ? this.auth.session(c) : undefined;
+        const s = c ? await this.auth.session(c) : undefined;
         return c && s ? { cookie: c, name: s.name } : undefined;
       },
-      stillValid: (c) => Boolean(this.auth.session(c)),
+      stillValid: async (c) => Boolean(await this.auth.session(c)),
       sameOrigin: (req) => this.sameOrigin(req, true),
       fleet: () => o.store.fleet(),
     });
@@ -231,64 +226,14 @@ export class Dashboard {
     addUpgradeHandler(LIVE_PATH, (req, socket, head) => this.live.handleUpgrade(req, socket, head));
   }
 
-  /** Starts indexing for search and counts: a worker thread from the build, in this thread from sources (tests). */
+  /** Starts indexing for search and counts where the store needs it (SQLite). */
   start(): void {
-    const workerFile = fileURLToPath(new URL('./web/indexer-worker.js', import.meta.url));
-    const side = searchDbPath(this.o.store.path);
-    if (import.meta.url.endsWith('.js') && existsSync(workerFile)) {
-      const w = new Worker(workerFile, { workerData: { main: this.o.store.path, side, pressure: this.o.store.pressure.buffer } });
-      w.on('message', (m: { error?: string }) => m.error && this.indexError(m.error));
-      w.on('error', (err) => this.indexError(errorMessage(err)));
-      w.on('exit', () => {
-        if (this.indexer === w) this.indexer = undefined;
-      });
-      w.unref();
-      this.indexer = w;
-      return;
-    }
-    const ix = new Indexer(this.o.store.path, side);
-    const state: { ix: Indexer; timer: NodeJS.Timeout | undefined } = { ix, timer: undefined };
-    const tick = () => {
-      let n = 0;
-      try {
-        n = ix.step(500);
-      } catch (err) {
-        this.indexError(errorMessage(err));
-      }
-      state.timer = setTimeout(tick, n === 500 ? 0 : 100);
-      state.timer.unref();
-    };
-    tick();
-    this.inThread = state;
-  }
-
-  private indexError(message: string): void {
-    const now = Date.now();
-    if (now - this.lastIndexError < 60_000) return;
-    this.lastIndexError = now;
-    this.o.log.warn({ err: message }, 'dashboard search index: indexing failed; search and counts lag until it succeeds (check disk space)');
+    this.queries.start();
   }
 
   async close(): Promise<void> {
     this.live.close();
-    const w = this.indexer;
-    this.indexer = undefined;
-    if (w) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => void w.terminate().then(() => resolve()), 5_000);
-        w.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        w.postMessage('stop');
-      });
-    }
-    if (this.inThread) {
-      clearTimeout(this.inThread.timer);
-      this.inThread.ix.close();
-      this.inThread = undefined;
-    }
-    this.queries.close();
+    await this.queries.close();
   }
 
   /** True when the request's Origin (required when `strict`) is this server's own. */
@@ -302,8 +247,8 @@ export class Dashboard {
     sendJson(res, status, body, { ...this.headers, ...extra });
   }
 
-  private session(req: IncomingMessage): Session {
-    const s = this.auth.session(cookies(req).get(this.cookieName));
+  private async session(req: IncomingMessage): Promise<Session> {
+    const s = await this.auth.session(cookies(req).get(this.cookieName));
     if (!s) throw new WebError(401, 'LDG_ERR_WEB_SESSION', 'not logged in, or the session ended; log in again');
     return s;
   }
@@ -355,13 +300,13 @@ export class Dashboard {
     }
     if (path === '/ui/logout') {
       only('POST');
-      const s = this.session(req);
+      const s = await this.session(req);
       this.guard(req, s);
-      this.auth.endSession(cookies(req).get(this.cookieName)!);
+      await this.auth.endSession(cookies(req).get(this.cookieName)!);
       this.o.log.info({ user: s.name }, 'dashboard logout');
       return this.send(res, 200, { ok: true }, { 'set-cookie': this.cookie('', 0) });
     }
-    const s = this.session(req);
+    const s = await this.session(req);
     if (path === '/ui/api/session') {
       only('GET');
       return this.send(res, 200, { name: s.name, csrf: s.csrf, expires: new Date(s.expires).toISOString(), version: this.o.version });
@@ -369,8 +314,8 @@ export class Dashboard {
     if (path === '/ui/api/alerts') {
       only('GET');
       const q = parseListQuery(url.searchParams);
-      const page = this.queries.list(q);
-      const lag = q.q ? this.queries.indexLag() : 0;
+      const page = await this.queries.list(q);
+      const lag = q.q ? await this.queries.indexLag() : 0;
       return this.send(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)},"partial":${page.partial},"scanned":${page.scanned},"order":"${page.order}","indexLag":${lag}}`);
     }
     if (path === '/ui/api/alerts/export') {
@@ -402,7 +347,7 @@ export class Dashboard {
       } else {
         only('GET');
       }
-      const a = this.queries.alert(uuid);
+      const a = await this.queries.alert(uuid);
       if (!a) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
       const ruleId = /"rule_id":"([^"\\]{1,128})"/.exec(a.doc)?.[1];
       return this.send(res, 200, `{"alert":${a.doc},"history":${JSON.stringify(a.history)},"guide":${JSON.stringify(this.guides.for(ruleId))}}`);
@@ -417,11 +362,11 @@ export class Dashboard {
       only('GET');
       const w = url.searchParams.get('window') ?? '24h';
       if (!WINDOWS[w]) throw new WebError(400, 'LDG_ERR_WEB_QUERY', `window must be one of ${Object.keys(WINDOWS).join(', ')}`);
-      return this.send(res, 200, this.queries.overview(w));
+      return this.send(res, 200, await this.queries.overview(w));
     }
     if (path === '/ui/api/facets') {
       only('GET');
-      return this.send(res, 200, this.queries.facets());
+      return this.send(res, 200, await this.queries.facets());
     }
     throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no such dashboard API: ${method} ${path}`);
   }
@@ -443,7 +388,7 @@ export class Dashboard {
     let how: 'token' | 'password';
     if (typeof body.token === 'string') {
       how = 'token';
-      admin = this.auth.checkToken(body.token.trim());
+      admin = await this.auth.checkToken(body.token.trim());
     } else if (typeof body.name === 'string' && typeof body.password === 'string') {
       how = 'password';
       admin = await this.auth.checkPassword(body.name, body.password);
@@ -451,12 +396,12 @@ export class Dashboard {
       throw new WebError(400, 'LDG_ERR_WEB_BODY', 'send {"token": "..."} or {"name": "...", "password": "..."}');
     }
     // Attempts refused by the limiter above are not recorded: it bounds the audit log's growth.
-    this.auth.recordLogin({ from: remote, how, admin, name: how === 'password' ? (body.name as string) : undefined, token: how === 'token' ? (body.token as string).trim() : undefined });
+    await this.auth.recordLogin({ from: remote, how, admin, name: how === 'password' ? (body.name as string) : undefined, token: how === 'token' ? (body.token as string).trim() : undefined });
     if (!admin) {
       this.o.log.warn({ remote, how, name: how === 'password' ? String(body.name).slice(0, 128) : undefined }, 'dashboard login failed (401)');
       throw new WebError(401, 'LDG_ERR_WEB_LOGIN', how === 'token' ? 'that is not an active admin token' : 'wrong name or password');
     }
-    const { cookie, session } = this.auth.createSession(admin);
+    const { cookie, session } = await this.auth.createSession(admin);
     this.o.log.info({ remote, how, user: admin.name }, 'dashboard login');
     this.send(res, 200, { name: session.name, csrf: session.csrf, expires: new Date(session.expires).toISOString() }, {
       'set-cookie': this.cookie(cookie, Math.floor((session.expires - Date.now()) / 1000)),

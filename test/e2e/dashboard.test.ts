@@ -15,7 +15,9 @@ import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { makeFacts } from '../helpers/delivery.js';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { cliPath, initDb } from '../helpers/cli.js';
+import { startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
 import { removeWhenDone, tempDir } from '../helpers/temp.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -331,5 +333,74 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     const foreign = requests.filter((u) => !u.startsWith(`${base}/`) && !u.startsWith(`ws://127.0.0.1:${collector.ready.port as number}/`));
     expect(foreign).toEqual([]);
     expect(consoleErrors.filter((e) => !/401|Unauthorized/.test(e))).toEqual([]);
+  });
+});
+
+// The same page over PostgreSQL, once: two collectors on one throwaway database, the browser on B,
+// the real agent delivering to A. Login, the live alert arriving through the other collector, the
+// list and search (pg_trgm there, not FTS5).
+const noPostgres = postgresUnavailable();
+
+describe.skipIf(!haveChromium || noPostgres)(`dashboard in Chromium on PostgreSQL, two collectors (skipped: ${!haveChromium ? 'no /usr/bin/chromium' : noPostgres})`, () => {
+  let pgDb: string;
+  let onA: TestCollector;
+  let onB: TestCollector;
+  let pgAgent: RunningAgent | undefined;
+  let pgRoot: string;
+  let pgContext: BrowserContext;
+  let pgPage: Page;
+  let baseB: string;
+  const pgDir = tempDir('ldg-dashboard-pg-');
+
+  beforeAll(async () => {
+    const pgc = await startPostgres();
+    pgDb = await pgc.createDb('dashboard');
+    cli(['token', 'create', '--db', pgDb, '--name', 'alice', '--role', 'admin']);
+    cli(['token', 'passwd', '--db', pgDb, '--name', 'alice'], `${PASSWORD}\n`);
+    const tokenFile = join(pgDir, 'agent.token');
+    writeFileSync(tokenFile, `${cli(['token', 'create', '--db', pgDb, '--name', 'agent-pg', '--role', 'agent'])}\n`, { mode: 0o600 });
+    [onA, onB] = await Promise.all([startTestCollector(pgDir, pgDb), startTestCollector(pgDir, pgDb)]);
+    baseB = `http://127.0.0.1:${onB.port}`;
+    pgRoot = removeWhenDone(scratchRoot('ldg-dash-pg-root-'));
+    pgAgent = await startAgent({ root: pgRoot, extra: ['--collector', `ws://127.0.0.1:${onA.port}`, '--token-file', tokenFile] });
+    pgContext = await chromium.launchPersistentContext(tempDir('ldg-chromium-pg-'), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1440, height: 900 } });
+    pgPage = pgContext.pages()[0] ?? (await pgContext.newPage());
+  }, 90_000);
+
+  afterAll(async () => {
+    await pgContext?.close().catch(() => undefined);
+    if (pgAgent) {
+      const stopped = await Promise.race([pgAgent.stop().then(() => true, () => true), new Promise<false>((r) => setTimeout(() => r(false), 10_000))]);
+      if (!stopped) pgAgent.proc.kill('SIGKILL');
+    }
+    await Promise.all([onA?.stop().catch(() => undefined), onB?.stop().catch(() => undefined)]);
+  }, 30_000);
+
+  it('logs in on B with the password set through the CLI', async () => {
+    await pgPage.goto(`${baseB}/`);
+    await pgPage.getByRole('tab', { name: 'Password' }).click();
+    await pgPage.fill('input[name="name"]', 'alice');
+    await pgPage.fill('input[name="password"]', PASSWORD);
+    await pgPage.click('button[type="submit"]');
+    await pgPage.waitForSelector('.user:text("alice")');
+    await pgPage.waitForSelector('.live-live', { timeout: 10_000 });
+  });
+
+  it('shows on B, without a reload, an alert the agent delivered to A; lists and searches it', async () => {
+    await pgPage.evaluate("window.__ldgMarker = 'still here'");
+    const pid = await cp(join(pgRoot, 'lib64/ld-linux-x86-64.so.2.pgtest'));
+    const row = pgPage.locator('tr.alert-row', { hasText: '/lib64/ld-linux-x86-64.so.2.pgtest' });
+    await row.first().waitFor({ timeout: 15_000 });
+    expect(await pgPage.evaluate('window.__ldgMarker')).toBe('still here');
+    const uuid = (await row.first().getAttribute('data-uuid')) ?? '';
+    expect(uuid).not.toBe('');
+    await expect.poll(async () => row.first().textContent()).toContain(`pid ${pid}`);
+    // The stored list, read from PostgreSQL by B (a reload drops what the feed pushed).
+    await pgPage.reload();
+    await pgPage.locator(`tr.alert-row[data-uuid="${uuid}"]`).waitFor({ timeout: 10_000 });
+    await pgPage.fill('input[name="q"]', 'so.2.PGTEST');
+    await expect.poll(async () => pgPage.locator('tr.alert-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-uuid'))), { timeout: 10_000 }).toEqual([uuid]);
+    await pgPage.fill('input[name="q"]', 'no-such-text-anywhere');
+    await expect.poll(() => pgPage.textContent('.table-wrap'), { timeout: 10_000 }).toContain('No alert matches these filters.');
   });
 });

@@ -9,6 +9,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import type { Alert } from '../../shared/ecs.js';
 import { CLOSE, alertsFrame } from '../../shared/protocol.js';
 import { CLI } from '../helpers/cli.js';
@@ -315,6 +316,76 @@ describe.skipIf(noPostgres)('collectors over one PostgreSQL database', () => {
     expect(refused.stderr).toContain('LDG_ERR_DB_PASSWORD');
     expect(refused.stderr).toContain('PGPASSFILE');
   }, 60_000);
+
+  it('serves one dashboard from every collector: a password set by the CLI, a session opened on A valid on B, ended on all by a logout or a revoke', async () => {
+    await createToken(db, 'web-admin', 'admin');
+    const token = await createToken(db, 'h-web');
+    const PASSWORD = 'correct horse battery staple';
+    const passwd = spawnSync(process.execPath, [CLI, 'token', 'passwd', '--db', db, '--name', 'web-admin'], { input: `${PASSWORD}\n`, encoding: 'utf8', timeout: 30_000 });
+    expect(passwd.status, passwd.stderr).toBe(0);
+    const [a, b] = await Promise.all([startTestCollector(work, db), startTestCollector(work, db)]);
+    expect([...a.logs, ...b.logs].filter((l) => /dashboard/.test(String(l.msg)) && l.level !== undefined && Number(l.level) >= 40)).toEqual([]);
+    const login = async (port: number, body: object) => {
+      const res = await fetch(`http://127.0.0.1:${port}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(res.status, await res.clone().text()).toBe(200);
+      const cookie = /^(ldg_session=[^;]+)/.exec(res.headers.get('set-cookie') ?? '')![1]!;
+      return { cookie, csrf: ((await res.json()) as { csrf: string }).csrf };
+    };
+    const ui = async (port: number, path: string, s: { cookie: string; csrf?: string }, init: { method?: string; body?: unknown } = {}) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+        method: init.method ?? 'GET',
+        headers: { cookie: s.cookie, ...(s.csrf ? { 'x-ldguard-csrf': s.csrf } : {}), ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    };
+    const s = await login(a.port, { name: 'web-admin', password: PASSWORD });
+    // B's live feed, opened with the session A gave, sees the alert A stores.
+    const feed = new WebSocket(`ws://127.0.0.1:${b.port}/ui/live`, { headers: { cookie: s.cookie, origin: `http://127.0.0.1:${b.port}` } });
+    const frames: Array<Record<string, any>> = [];
+    feed.on('message', (d) => frames.push(JSON.parse(String(d)) as Record<string, any>));
+    const feedClosed = new Promise<number>((resolve) => feed.on('close', (code) => resolve(code)));
+    await new Promise((resolve, reject) => feed.once('open', resolve).once('error', reject));
+    const onA = await agent(a.port, token, 'agent-web');
+    const x = makeAlert({ agentId: 'agent-web', host: 'web-pg', path: '/lib64/ld-linux-x86-64.so.2.needle-web' });
+    await sendBatch(onA, 1, [JSON.stringify(x)]);
+    await waitFor(() => frames.find((f) => f.type === 'alerts' && f.alerts.some((al: Alert) => al.kibana.alert.uuid === x.kibana.alert.uuid)), 5_000, "A's alert on B's dashboard feed");
+    // On B with A's session: the list, a search, the alert, a workflow change A then shows.
+    const list = await ui(b.port, '/ui/api/alerts?host=web-pg', s);
+    expect(list.status).toBe(200);
+    expect(list.body.alerts.map((al: Alert) => al.kibana.alert.uuid)).toEqual([x.kibana.alert.uuid]);
+    expect((await ui(b.port, '/ui/api/alerts?q=NEEDLE-web', s)).body).toMatchObject({ alerts: [expect.objectContaining({ kibana: expect.objectContaining({ alert: expect.objectContaining({ uuid: x.kibana.alert.uuid }) }) })], order: 'received', indexLag: 0 });
+    expect((await ui(b.port, `/ui/api/alerts/${x.kibana.alert.uuid}`, s)).body.alert.file.path).toBe(x.file.path);
+    expect((await ui(b.port, `/ui/api/alerts/${x.kibana.alert.uuid}`, s, { method: 'PATCH', body: { status: 'acknowledged' } })).status).toBe(200);
+    const onAView = await ui(a.port, `/ui/api/alerts/${x.kibana.alert.uuid}`, s);
+    expect(onAView.body.alert.kibana.alert.workflow_status).toBe('acknowledged');
+    expect(onAView.body.history).toEqual([expect.objectContaining({ status: 'acknowledged', by: 'web-admin' })]);
+    expect((await ui(a.port, '/ui/api/overview?window=24h', s)).body).toMatchObject({ status: { acknowledged: 1 } });
+    expect((await ui(a.port, '/ui/api/facets', s)).body.hosts).toContain('web-pg');
+    // Logout on A: B refuses the session at once, and closes its feed (4401) at its next session check.
+    const t0 = performance.now();
+    expect((await ui(a.port, '/ui/logout', s, { method: 'POST' })).status).toBe(200);
+    expect((await ui(b.port, '/ui/api/session', s)).status).toBe(401);
+    expect(await feedClosed).toBe(4401);
+    console.log(`logout on A to B's dashboard feed closed: ${(performance.now() - t0).toFixed(0)} ms (sessions re-checked every second)`);
+    // A token login on B, then the token revoked through the CLI: refused on both.
+    const t = await login(b.port, { token: (await runCli(['token', 'rotate', '--db', db, '--name', 'web-admin'])).stdout.trim() });
+    expect((await ui(a.port, '/ui/api/session', t)).status).toBe(200);
+    expect((await runCli(['token', 'revoke', '--db', db, '--name', 'web-admin'])).status).toBe(0);
+    expect((await ui(a.port, '/ui/api/session', t)).status).toBe(401);
+    expect((await ui(b.port, '/ui/api/session', t)).status).toBe(401);
+    // The audit log, kept in the database, read through the CLI.
+    const audit = await runCli(['token', 'audit', '--db', db, '--json']);
+    expect(audit.status, audit.stderr).toBe(0);
+    const rows = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; token_name: string | null; actor: string });
+    expect(rows.filter((r) => r.token_name === 'web-admin').map((r) => r.action)).toEqual(['create', 'passwd', 'login', 'rotate', 'login', 'revoke']);
+    expect(audit.stdout).not.toContain(PASSWORD);
+    expect(audit.stdout).not.toContain('ldg_');
+    await expect(pgc.query('ldguard', 'DELETE FROM audit_log')).rejects.toThrow(/LDG_ERR_AUDIT_APPEND_ONLY/);
+    feed.terminate();
+    await Promise.all([a.stop(), b.stop()]);
+  });
 
   it('migrates once when several collectors start together, and finds the schema current after', async () => {
     const fresh = await pgc.createDb('race');

@@ -6,9 +6,12 @@ import Database from 'better-sqlite3';
 import { userInfo } from 'node:os';
 import { LdgError } from '../../../shared/errors.js';
 import { Auth } from '../../../collector/src/auth.js';
+import { PostgresCredentials } from '../../../collector/src/credentials/postgres.js';
+import { SqliteCredentials } from '../../../collector/src/credentials/sqlite.js';
 import { commandDb, INSTALLED_CONFIG } from '../../../collector/src/config.js';
 import { isDbUrl, openStore, ownLikeTheDatabase } from '../../../collector/src/store/open.js';
-import { SqliteStore } from '../../../collector/src/store/sqlite.js';
+import { PostgresStore } from '../../../collector/src/store/postgres.js';
+import type { SqliteStore } from '../../../collector/src/store/sqlite.js';
 import type { Role, Store } from '../../../collector/src/store/store.js';
 import { parseOptions } from '../args.js';
 
@@ -55,19 +58,26 @@ function actor(): string {
 }
 
 /**
- * Runs `fn` with the store and, on SQLite, the dashboard's Auth on a second connection. Auth is
+ * Runs `fn` with the store and the dashboard's Auth on a connection of its own. On SQLite, Auth is
  * set up first even for token commands: it migrates old password rows and installs the triggers
- * that take a token's password and sessions along when it is rotated or revoked. PostgreSQL has
- * no dashboard yet, so no Auth and no audit log there (see needAuth).
+ * that take a token's password and sessions along when it is rotated or revoked. On PostgreSQL the
+ * store's migrations made all that already.
  */
-async function withStore<T>(db: string, fn: (store: Store, auth: Auth | undefined) => Promise<T> | T): Promise<T> {
+async function withStore<T>(db: string, fn: (store: Store, auth: Auth) => Promise<T> | T): Promise<T> {
   const store = await openStore(db, { mustExist: true });
   try {
-    if (!(store instanceof SqliteStore)) return await fn(store, undefined);
-    const conn = new Database(store.path);
+    if (store instanceof PostgresStore) {
+      const pool = store.newPool('ldguard-token', 1);
+      try {
+        return await fn(store, new Auth(new PostgresCredentials(pool)));
+      } finally {
+        await pool.end();
+      }
+    }
+    const conn = new Database((store as SqliteStore).path);
     try {
       conn.pragma('busy_timeout = 5000');
-      return await fn(store, new Auth(conn));
+      return await fn(store, new Auth(new SqliteCredentials(conn)));
     } finally {
       conn.close();
     }
@@ -75,18 +85,6 @@ async function withStore<T>(db: string, fn: (store: Store, auth: Auth | undefine
     await store.close();
     if (!isDbUrl(db)) ownLikeTheDatabase(db);
   }
-}
-
-/** The dashboard's Auth (passwords, the audit log), which only the SQLite store has so far. */
-function needAuth(auth: Auth | undefined, what: string): Auth {
-  if (!auth) throw new LdgError('LDG_ERR_DB_POSTGRES_UNSUPPORTED', `ldguard token ${what} needs the dashboard's tables, which a PostgreSQL database does not have yet; use the SQLite collector for the dashboard`);
-  return auth;
-}
-
-/** Appends to the audit log where there is one (SQLite); says so on PostgreSQL, which has none yet. */
-function audit(auth: Auth | undefined, row: Parameters<Auth['audit']['append']>[0]): void {
-  if (auth) auth.audit.append(row);
-  else process.stderr.write('note: the audit log is not kept on PostgreSQL yet; this change is in the tokens table only\n');
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -127,7 +125,7 @@ export async function run(argv: string[]): Promise<number> {
         // Shown before the audit row is written: should that fail, the token is not lost as well.
         process.stdout.write(`${token}\n`);
         process.stderr.write(`created ${role} token "${name}" in ${db}; it is shown only this once\n`);
-        audit(auth, { actor: actor(), action: 'create', tokenName: name, detail: `role ${role}` });
+        await auth.audit.append({ actor: actor(), action: 'create', tokenName: name, detail: `role ${role}` });
       });
       return 0;
     }
@@ -164,7 +162,7 @@ export async function run(argv: string[]): Promise<number> {
         // write would leave the token unusable.
         process.stdout.write(`${rotated.token}\n`);
         process.stderr.write(`rotated ${role} token "${name}" (${kept}); the new one is shown only this once, the old one no longer works\n`);
-        audit(auth, { actor: actor(), action: 'rotate', tokenName: name, detail: `role ${role}; ${kept}` });
+        await auth.audit.append({ actor: actor(), action: 'rotate', tokenName: name, detail: `role ${role}; ${kept}` });
       });
       return 0;
     }
@@ -175,7 +173,7 @@ export async function run(argv: string[]): Promise<number> {
         const role = (await store.listTokens()).find((t) => t.name === name && t.revoked === null)?.role;
         // One autocommit statement: the revocation is on disk before this returns.
         if (!(await store.revokeToken(name))) throw unknownToken(name, db);
-        audit(auth, { actor: actor(), action: 'revoke', tokenName: name, detail: role === 'admin' ? 'role admin; dashboard password and sessions deleted' : `role ${role ?? 'unknown'}` });
+        await auth.audit.append({ actor: actor(), action: 'revoke', tokenName: name, detail: role === 'admin' ? 'role admin; dashboard password and sessions deleted' : `role ${role ?? 'unknown'}` });
         process.stderr.write(`revoked token "${name}"; a running collector closes its connections within seconds\n`);
       });
       return 0;
@@ -183,10 +181,9 @@ export async function run(argv: string[]): Promise<number> {
     case 'passwd': {
       only(['name']);
       const name = need(values.name, '--name NAME');
-      await withStore(db, async (_store, maybeAuth) => {
-        const auth = needAuth(maybeAuth, 'passwd');
+      await withStore(db, async (_store, auth) => {
         // Checked before asking, so nobody types a password twice for a name that will be refused.
-        if (!auth.activeAdmin(name)) {
+        if (!(await auth.activeAdmin(name))) {
           throw new LdgError('LDG_ERR_PASSWD_NAME', `no active admin token named ${JSON.stringify(name)} in ${db}; create one first (ldguard token create --db ${db} --name ${name} --role admin)`);
         }
         const password = await readPassword();
@@ -197,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'audit': {
       only(['json']);
-      const rows = await withStore(db, (_store, auth) => needAuth(auth, 'audit').audit.list());
+      const rows = await withStore(db, (_store, auth) => auth.audit.list());
       const view = rows.map((r) => ({ at: new Date(r.at).toISOString(), actor: r.actor, action: r.action, token_name: r.tokenName, detail: r.detail }));
       if (values.json) {
         for (const r of view) process.stdout.write(`${JSON.stringify(r)}\n`);

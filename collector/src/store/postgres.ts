@@ -107,10 +107,77 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (host_id, generation, sha256)
   );
   CREATE INDEX host_seals_last ON host_seals (host_id, last_seen DESC);`,
+  // 3: the dashboard's credentials (collector/src/credentials/postgres.ts), as SQLite's
+  // (credentials/sqlite.ts, audit.ts): passwords and sessions that live and die with their admin
+  // token's row, and the append-only audit log.
+  `CREATE TABLE web_passwords (token_hash text PRIMARY KEY, hash text NOT NULL, updated bigint NOT NULL);
+  CREATE TABLE web_sessions (
+    hash text PRIMARY KEY, name text NOT NULL, token_hash text NOT NULL, csrf text NOT NULL,
+    created bigint NOT NULL, last_used bigint NOT NULL, expires bigint NOT NULL
+  );
+  CREATE INDEX web_sessions_expires ON web_sessions (expires);
+  CREATE INDEX web_sessions_token ON web_sessions (token_hash);
+  -- Only changes of hash or revoked concern them: an agent binding (agent_id) leaves them be.
+  CREATE FUNCTION ldguard_web_credentials() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP = 'UPDATE' AND new.hash IS DISTINCT FROM old.hash THEN
+      UPDATE web_passwords SET token_hash = new.hash WHERE token_hash = old.hash;
+      DELETE FROM web_sessions WHERE token_hash = old.hash;
+    END IF;
+    IF TG_OP = 'DELETE' OR new.revoked IS NOT NULL THEN
+      DELETE FROM web_passwords WHERE token_hash = old.hash;
+      DELETE FROM web_sessions WHERE token_hash = old.hash;
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER web_credentials AFTER UPDATE OF hash, revoked OR DELETE ON tokens FOR EACH ROW EXECUTE FUNCTION ldguard_web_credentials();
+  CREATE TABLE audit_log (
+    id bigserial PRIMARY KEY, at bigint NOT NULL, actor text NOT NULL, action text NOT NULL, token_name text, detail text
+  );
+  -- Append-only, as SQLite's: no code path (ours, or a slip at psql) rewrites history. The table's
+  -- owner can still drop the trigger: the log is for the record, not a seal.
+  CREATE FUNCTION ldguard_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION 'LDG_ERR_AUDIT_APPEND_ONLY: the audit log is append-only; its rows are never %',
+      CASE TG_OP WHEN 'UPDATE' THEN 'changed' ELSE 'deleted' END USING ERRCODE = 'restrict_violation';
+  END $$;
+  CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION ldguard_audit_append_only();
+  CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION ldguard_audit_append_only();`,
+  // 4: the dashboard's counts (collector/src/web/reads-postgres.ts), as SQLite's search database
+  // keeps them (web/indexer.ts: by_minute, by_hour, rules), but kept by a statement trigger in the
+  // inserting transaction, whoever inserts (a commit, ldguard db copy): never behind the alerts.
+  // One upsert per bucket per statement, in key order (two commits never wait on each other in a
+  // cycle). The minute row every commit touches is split in 16 rows by the inserting session
+  // (its backend pid), so commits of several collectors do not queue on one row lock.
+  `CREATE TABLE alert_minutes (minute bigint NOT NULL, shard smallint NOT NULL, n bigint NOT NULL, PRIMARY KEY (minute, shard));
+  CREATE TABLE alert_hours (
+    hour bigint NOT NULL, host text NOT NULL, rule_id text NOT NULL, severity text NOT NULL, n bigint NOT NULL,
+    PRIMARY KEY (hour, host, rule_id, severity)
+  );
+  CREATE TABLE alert_rules (rule_id text PRIMARY KEY, name text);
+  CREATE FUNCTION ldguard_count_alerts() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    INSERT INTO alert_minutes (minute, shard, n)
+      SELECT floor(ts / 60000.0)::bigint, pg_backend_pid() % 16, count(*) FROM new_alerts GROUP BY 1 ORDER BY 1
+      ON CONFLICT (minute, shard) DO UPDATE SET n = alert_minutes.n + excluded.n;
+    INSERT INTO alert_hours (hour, host, rule_id, severity, n)
+      SELECT floor(ts / 3600000.0)::bigint, coalesce(host, ''), rule_id, severity, count(*) FROM new_alerts GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+      ON CONFLICT (hour, host, rule_id, severity) DO UPDATE SET n = alert_hours.n + excluded.n;
+    -- DO NOTHING takes no lock on a rule row that is there already (DO UPDATE would, on every commit).
+    INSERT INTO alert_rules (rule_id, name) SELECT rule_id, max(rule_name) FROM new_alerts GROUP BY 1 ORDER BY 1 ON CONFLICT (rule_id) DO NOTHING;
+    UPDATE alert_rules r SET name = n.name FROM (SELECT rule_id, max(rule_name) AS name FROM new_alerts GROUP BY 1) n
+      WHERE r.rule_id = n.rule_id AND r.name IS NULL AND n.name IS NOT NULL;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER alerts_count AFTER INSERT ON alerts REFERENCING NEW TABLE AS new_alerts FOR EACH STATEMENT EXECUTE FUNCTION ldguard_count_alerts();
+  INSERT INTO alert_minutes (minute, shard, n) SELECT floor(ts / 60000.0)::bigint, 0, count(*) FROM alerts GROUP BY 1;
+  INSERT INTO alert_hours (hour, host, rule_id, severity, n) SELECT floor(ts / 3600000.0)::bigint, coalesce(host, ''), rule_id, severity, count(*) FROM alerts GROUP BY 1, 2, 3, 4;
+  INSERT INTO alert_rules (rule_id, name) SELECT rule_id, max(rule_name) FROM alerts GROUP BY 1;`,
 ];
 
 const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';
-const ALERT_COLUMNS = 'id, uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc';
+/** The alerts' columns shownDoc needs (web/reads-postgres.ts reads them too). */
+export const ALERT_COLUMNS = 'id, uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc';
 
 interface TokenDbRow {
   id: string;
@@ -123,7 +190,7 @@ interface TokenDbRow {
   rev: string;
 }
 
-interface AlertDbRow {
+export interface AlertDbRow {
   id: string;
   uuid: string;
   ts: string;
@@ -151,7 +218,7 @@ const alertRow = (r: AlertDbRow): AlertRow => ({
 });
 
 /** The document as the API shows it (store.ts stampedDoc); one that is not JSON is shown as stored. */
-function shownDoc(r: AlertDbRow): string {
+export function shownDoc(r: AlertDbRow): string {
   try {
     return stampedDoc(alertRow(r));
   } catch {
@@ -271,6 +338,17 @@ export class PostgresStore implements Store {
     this.pool = new pg.Pool({ ...connectionOptions(url), max: 6, application_name: 'ldguard', Client });
     // An idle connection the server dropped: the pool replaces it; nothing was in flight.
     this.pool.on('error', (err) => this.warn(`database connection lost (${errorMessage(err)}); reconnecting`));
+  }
+
+  /**
+   * A pool of its own on this database, made as the store's connections are (password file, TLS).
+   * The dashboard reads through one, so its queries never queue before commits, nor commits before
+   * them; the caller ends it.
+   */
+  newPool(applicationName: string, max: number): pg.Pool {
+    const pool = new pg.Pool({ ...connectionOptions(this.url), max, application_name: applicationName, Client });
+    pool.on('error', (err) => this.warn(`database connection lost (${errorMessage(err)}); reconnecting`));
+    return pool;
   }
 
   /**

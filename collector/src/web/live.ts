@@ -11,7 +11,10 @@
 //   message (the newest; the rest are counted as `skipped`, and the page offers to reload). A
 //   client that does not read (more than MAX_BUFFERED waiting) gets nothing more until it has
 //   caught up, then one `resync`. One slow browser never holds memory or time of the collector.
-// - The session is re-checked on every fleet tick; an ended session closes its sockets (4401).
+// - The sessions of open feeds are re-checked every SESSION_CHECK_MS (each session once, however
+//   many tabs share it); an ended session closes its sockets (4401). Sessions are read from the
+//   database (auth.ts), so a logout or a revocation through another collector over the same
+//   PostgreSQL database closes the feeds here too, within that second.
 // - Fair shares: one login session holds at most MAX_PER_SESSION feeds and one admin name (all its
 //   sessions) MAX_PER_NAME, so a script with one cookie cannot take the MAX_CLIENTS slots that
 //   everyone shares. Past either, the feed is accepted and closed at once with CLOSE_TOO_MANY and
@@ -26,6 +29,7 @@ import { stampedDoc, type AlertRow } from '../store/store.js';
 
 const FLUSH_MS = 200;
 const FLEET_MS = 5_000;
+const SESSION_CHECK_MS = 1_000;
 const PING_MS = 30_000;
 const MAX_PER_FLUSH = 200;
 const MAX_BUFFERED = 2 * 1024 * 1024;
@@ -52,8 +56,8 @@ export interface LiveFeedOptions {
   ingest: Ingest;
   log: Logger;
   /** The session cookie of a request and its admin name, if its session is live. */
-  session: (req: IncomingMessage) => { cookie: string; name: string } | undefined;
-  stillValid: (cookie: string) => boolean;
+  session: (req: IncomingMessage) => Promise<{ cookie: string; name: string } | undefined>;
+  stillValid: (cookie: string) => Promise<boolean>;
   sameOrigin: (req: IncomingMessage) => boolean;
   /** A small JSON-able summary of the fleet, pushed every FLEET_MS (read off the event loop). */
   fleet: () => Promise<unknown>;
@@ -71,6 +75,9 @@ export class LiveFeed {
   private skipped = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private fleetTimer: NodeJS.Timeout | undefined;
+  private sessionTimer: NodeJS.Timeout | undefined;
+  /** A session check is running: a slow database makes the next tick skip, not pile up. */
+  private checking = false;
   private pingTimer: NodeJS.Timeout | undefined;
   private readonly onStored = (rows: AlertRow[]) => this.stored(rows);
 
@@ -81,7 +88,18 @@ export class LiveFeed {
       this.o.log.warn({ origin: req.headers.origin, remote: req.socket.remoteAddress }, 'dashboard live feed refused: foreign Origin (403)');
       return refuse(socket, 403, 'Forbidden');
     }
-    const session = this.o.session(req);
+    void this.o.session(req).then(
+      (session) => this.upgrade(req, socket, head, session),
+      (err: unknown) => {
+        this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'dashboard live feed refused: the session could not be read (503)');
+        refuse(socket, 503, 'Service Unavailable');
+      },
+    );
+  }
+
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, session: { cookie: string; name: string } | undefined): void {
+    // The client may have gone while the session was read.
+    if (socket.destroyed) return;
     if (!session) return refuse(socket, 401, 'Unauthorized');
     if (this.clients.size >= MAX_CLIENTS) return refuse(socket, 503, 'Service Unavailable');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws, session.cookie, session.name));
@@ -133,6 +151,7 @@ export class LiveFeed {
   private start(): void {
     this.o.ingest.on('stored', this.onStored);
     this.fleetTimer = setInterval(() => void this.fleetTick(), FLEET_MS);
+    this.sessionTimer = setInterval(() => void this.checkSessions(), SESSION_CHECK_MS);
     this.pingTimer = setInterval(() => {
       for (const c of this.clients) {
         if (!c.alive) {
@@ -148,6 +167,7 @@ export class LiveFeed {
   private stop(): void {
     this.o.ingest.off('stored', this.onStored);
     clearInterval(this.fleetTimer);
+    clearInterval(this.sessionTimer);
     clearInterval(this.pingTimer);
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
@@ -200,12 +220,22 @@ export class LiveFeed {
       return this.fleetFailed(err);
     }
     const frame = JSON.stringify({ type: 'fleet', fleet });
-    for (const c of this.clients) {
-      if (!this.o.stillValid(c.cookie)) {
-        c.ws.close(4401, 'session ended');
-        continue;
+    for (const c of this.clients) this.send(c, frame);
+  }
+
+  /** Closes (4401) the feeds whose session ended; a failed read keeps them (the next tick retries). */
+  private async checkSessions(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      const valid = new Map<string, Promise<boolean>>();
+      for (const c of [...this.clients]) {
+        let v = valid.get(c.cookie);
+        if (!v) valid.set(c.cookie, (v = this.o.stillValid(c.cookie).catch(() => true)));
+        if (!(await v)) c.ws.close(4401, 'session ended');
       }
-      this.send(c, frame);
+    } finally {
+      this.checking = false;
     }
   }
 
