@@ -2,7 +2,7 @@
 // with its history, a revoked token), stopped, then copied into a throwaway PostgreSQL cluster by
 // the built CLI; a collector started on the copy serves it. The copy is killed with SIGKILL half-way
 // and run again; a running source, a target holding other data and a tampered target are refused.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,6 +39,8 @@ async function agent(port: number, token: string, agentId: string): Promise<RawA
   return a;
 }
 
+const PASSWORD = 'a dashboard password, long enough';
+
 describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skipped: ${noPostgres})` : ''}`, () => {
   let pgc: TestPostgres;
   let collector: TestCollector;
@@ -74,6 +76,9 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     }
     const revoked = await runCli(['token', 'revoke', '--db', db, '--name', 'h-old']);
     expect(revoked.status, revoked.stderr).toBe(0);
+    // A dashboard password (its scrypt hash moves with the copy) and the audit log's entries.
+    const passwd = spawnSync(process.execPath, [CLI, 'token', 'passwd', '--db', db, '--name', 'admin'], { input: `${PASSWORD}\n`, encoding: 'utf8', timeout: 30_000 });
+    expect(passwd.status, passwd.stderr).toBe(0);
   }, 180_000);
 
   afterAll(async () => {
@@ -116,10 +121,10 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     const out = JSON.parse(r.stdout) as { resumedAt: number; copied: number; checks: Array<{ table: string; ok: boolean; source: { rows: number }; target: { rows: number } }> };
     expect(out.resumedAt).toBe(partial);
     expect(out.copied).toBe(total - partial);
-    expect(out.checks.map((c) => c.table).sort()).toEqual(['agents', 'alert_history', 'alerts', 'host_seals', 'quarantine', 'tokens']);
+    expect(out.checks.map((c) => c.table).sort()).toEqual(['agents', 'alert_history', 'alerts', 'audit_log', 'host_seals', 'quarantine', 'tokens', 'web_passwords']);
     for (const c of out.checks) expect(c, c.table).toMatchObject({ ok: true, target: { rows: c.source.rows } });
     const rows = Object.fromEntries(out.checks.map((c) => [c.table, c.source.rows]));
-    expect(rows).toEqual({ alerts: total, alert_history: 2, tokens: 3, agents: 2, host_seals: 2, quarantine: 1 });
+    expect(rows).toEqual({ alerts: total, alert_history: 2, tokens: 3, agents: 2, host_seals: 2, quarantine: 1, web_passwords: 1, audit_log: 5 });
 
     // Checked here too, not only by the tool: every source row by id, its document's bytes, once.
     const src = new Database(db, { readonly: true });
@@ -138,8 +143,9 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     const again = await runCli(['db', 'copy', '--from', db, '--to', target]);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/: 0 alerts in this run/);
-    for (const t of ['alerts', 'alert_history', 'tokens', 'agents', 'host_seals', 'quarantine']) expect(again.stdout).toMatch(new RegExp(`^ {2}ok +${t} `, 'm'));
-    expect(again.stdout).toContain('ldguard token passwd');
+    for (const t of ['alerts', 'alert_history', 'tokens', 'agents', 'host_seals', 'quarantine', 'web_passwords', 'audit_log']) expect(again.stdout).toMatch(new RegExp(`^ {2}ok +${t} `, 'm'));
+    expect(again.stdout).toContain('dashboard sessions (log in again)');
+    expect((await pgc.query<{ action: string }>('moved', "SELECT action FROM audit_log WHERE token_name = 'h-old' ORDER BY id")).map((r) => r.action)).toEqual(['create', 'revoke']);
   }, 120_000);
 
   it('serves the copy from a collector on PostgreSQL: same alerts and workflow, the revoked token refused, the live one accepted', async () => {
@@ -174,6 +180,9 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
       const q = await callApi(c.port, '/api/quarantine', admin);
       expect(q.body.quarantine).toEqual([expect.objectContaining({ agentId: 'agent-live', tokenName: 'h-live', text: '{"not":"an alert"}' })]);
 
+      // The dashboard's password came along: a login with it on the PostgreSQL collector.
+      const login = await fetch(`http://127.0.0.1:${c.port}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'admin', password: PASSWORD }) });
+      expect(login.status, await login.clone().text()).toBe(200);
       await expect(rawAgent(c.port, old)).rejects.toMatchObject({ status: 401 });
       const a = await agent(c.port, live, 'agent-live');
       const fresh = makeAlert({ agentId: 'agent-live' });

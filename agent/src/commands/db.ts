@@ -28,8 +28,8 @@ const HELP = `Usage: ldguard db init [--db FILE|URL] [--config FILE]
            ldguard-collector): a database in use is refused. Resumable: run the same command again
            after an interruption and it goes on where it stopped; run on a finished copy, it only
            checks it. Checked: rows and a sha256 per table on both sides, printed (a mismatch is an
-           error naming the table). Not copied: dashboard passwords and sessions (set them again
-           with ldguard token passwd --db URL) and the token audit log.
+           error naming the table). The dashboard's passwords and audit log are copied; its
+           sessions are not (log in again).
            Progress on stderr; the summary on stdout, as JSON with --json. --batch N: alerts per
            transaction (default 5000).
 

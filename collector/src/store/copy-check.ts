@@ -78,7 +78,7 @@ function digestOf(lines: Iterable<string>): Digest {
 const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** The small tables' columns, in one order for both engines (names are the same in both schemas). */
-const SMALL_TABLES: ReadonlyArray<{ table: string; columns: string }> = [
+const SMALL_TABLES: ReadonlyArray<{ table: string; columns: string; optional?: boolean }> = [
   { table: 'tokens', columns: 'hash, name, role, created, revoked, agent_id' },
   { table: 'alert_history', columns: 'alert_id, status, by, at' },
   {
@@ -87,6 +87,9 @@ const SMALL_TABLES: ReadonlyArray<{ table: string; columns: string }> = [
   },
   { table: 'host_seals', columns: 'host_id, generation, sha256, agent_id, first_seen, last_seen' },
   { table: 'quarantine', columns: 'id, agent_id, token_name, seq, uuid, reason, text, size, received' },
+  // The dashboard's: absent from a SQLite file whose dashboard never ran (then none on the target either).
+  { table: 'web_passwords', columns: 'token_hash, hash, updated', optional: true },
+  { table: 'audit_log', columns: 'id, at, actor, action, token_name, detail', optional: true },
 ];
 
 /** The alert columns in the line, before the document's hash. */
@@ -136,7 +139,8 @@ export async function checkCopy(src: BetterSqlite3.Database, c: pg.Client): Prom
     out.push({ table, source, target, ok: source.rows === target.rows && source.sha256 === target.sha256 });
   push('alerts', digestOf(sourceAlertLines(src, undefined, false)), await targetAlertDigest(c, undefined, false));
   for (const t of SMALL_TABLES) {
-    const s = (src.prepare(`SELECT ${t.columns} FROM ${t.table}`).raw(true).all() as unknown[][]).map(line).sort();
+    const present = !t.optional || src.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(t.table) !== undefined;
+    const s = present ? (src.prepare(`SELECT ${t.columns} FROM ${t.table}`).raw(true).all() as unknown[][]).map(line).sort() : [];
     const r = await c.query<unknown[]>({ text: `SELECT ${t.columns} FROM ${t.table}`, rowMode: 'array' });
     push(t.table, digestOf(s), digestOf(r.rows.map(line).sort()));
   }

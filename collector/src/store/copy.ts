@@ -12,9 +12,10 @@
 // - What is copied: every table both schemas hold. Alerts keep their ids (the workflow history
 //   refers to them, and the API's cursors are (ts, id)), with their documents as the stored bytes;
 //   tokens (hashes only: no secret exists in either database), their agent bindings, agents,
-//   host_seals and the quarantine. Not copied: the dashboard's passwords and sessions and the token
-//   audit log (SQLite-only tables: set passwords again with `ldguard token passwd`), and the
-//   derived search and host indexes (PostgreSQL indexes the alerts table itself).
+//   host_seals, the quarantine, and where the dashboard ran on the source, its passwords (scrypt
+//   hashes, keyed by their token's hash) and the audit log (ids kept; append-only on both sides).
+//   Not copied: the dashboard's sessions (log in again) and the derived search and host indexes
+//   (PostgreSQL indexes the alerts table itself).
 // - Resumable: the small tables are written first in one transaction (upserts: a re-run writes the
 //   same rows again), then the alerts in id order, BATCH_ROWS to a transaction with their history.
 //   The target's highest alert id is how far a killed copy got; a re-run checks that what is there
@@ -40,8 +41,7 @@ const COPY_LOCK = '0x6c6467636f707900';
 export const BATCH_ROWS = 5_000;
 
 export const NOT_COPIED = [
-  'dashboard passwords and sessions (set the passwords again: ldguard token passwd --name NAME --db URL)',
-  'the token audit log (it stays in the SQLite file)',
+  'dashboard sessions (log in again)',
   "the dashboard's search and host indexes (derived; PostgreSQL indexes the alerts itself)",
 ] as const;
 
@@ -133,6 +133,13 @@ async function foreignRows(src: BetterSqlite3.Database, c: pg.Client): Promise<s
     },
     { pg: 'SELECT id FROM quarantine', sqlite: 'SELECT 1 FROM quarantine WHERE id = ?', params: (r) => [Number(r[0])], name: (r) => `quarantined row ${String(r[0])}` },
   ];
+  // A collector that ran on the target logs its logins there; a source whose dashboard never ran has none.
+  if (hasTable(src, 'audit_log')) {
+    keyed.push({ pg: 'SELECT id, action FROM audit_log', sqlite: 'SELECT 1 FROM audit_log WHERE id = ?', params: (r) => [Number(r[0])], name: (r) => `audit entry ${String(r[0])} (${String(r[1])})` });
+  } else {
+    const { rows } = await c.query<{ n: string }>('SELECT count(*) AS n FROM audit_log');
+    if (Number(rows[0]!.n) > 0) out.push(`${rows[0]!.n} audit entries`);
+  }
   for (const k of keyed) {
     const has = src.prepare(k.sqlite);
     const { rows } = await c.query<unknown[]>({ text: k.pg, rowMode: 'array' });
@@ -148,7 +155,7 @@ const SMALL_CHUNK_ROWS = 2_000;
  * The small tables: the source's SELECT and the target's INSERT of the same columns in the same
  * order (as unnest arrays), upserts so that a re-run writes the same rows again.
  */
-const SMALL_TABLES: ReadonlyArray<{ select: string; insert: string; map?: (r: unknown[]) => unknown[] }> = [
+const SMALL_TABLES: ReadonlyArray<{ select: string; insert: string; map?: (r: unknown[]) => unknown[]; onlyIf?: string }> = [
   {
     // Revoked rows first: a name's active token must never meet an older active one of its name.
     select: 'SELECT hash, name, role, created, revoked, agent_id FROM tokens ORDER BY revoked IS NULL, created, rowid',
@@ -185,13 +192,33 @@ const SMALL_TABLES: ReadonlyArray<{ select: string; insert: string; map?: (r: un
       ON CONFLICT (id) DO NOTHING`,
     map: (r) => r.map((v) => (typeof v === 'string' ? pgText(v) : v)),
   },
+  // The dashboard's tables exist in a SQLite file only once its dashboard ran (credentials/sqlite.ts).
+  {
+    onlyIf: 'web_passwords',
+    select: 'SELECT token_hash, hash, updated FROM web_passwords ORDER BY token_hash',
+    insert: `INSERT INTO web_passwords (token_hash, hash, updated) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+      ON CONFLICT (token_hash) DO UPDATE SET hash = excluded.hash, updated = excluded.updated`,
+  },
+  {
+    onlyIf: 'audit_log',
+    select: 'SELECT id, at, actor, action, token_name, detail FROM audit_log ORDER BY id',
+    insert: `INSERT INTO audit_log (id, at, actor, action, token_name, detail)
+      SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) ON CONFLICT (id) DO NOTHING`,
+    map: (r) => r.map((v) => (typeof v === 'string' ? pgText(v) : v)),
+  },
 ];
+
+/** Whether the SQLite source has this table. */
+export function hasTable(src: BetterSqlite3.Database, table: string): boolean {
+  return src.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+}
 
 /** Tokens, agents, host seals and the quarantine, in one transaction. */
 async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promise<void> {
   await c.query('BEGIN');
   try {
     for (const t of SMALL_TABLES) {
+      if (t.onlyIf && !hasTable(src, t.onlyIf)) continue;
       let chunk: unknown[][] = [];
       const flush = async () => {
         if (chunk.length === 0) return;
@@ -206,6 +233,7 @@ async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promi
     }
     // Ids given explicitly leave the sequence behind: the collector's next row takes the next id.
     await c.query("SELECT setval(pg_get_serial_sequence('quarantine', 'id'), greatest((SELECT max(id) FROM quarantine), 1))");
+    await c.query("SELECT setval(pg_get_serial_sequence('audit_log', 'id'), greatest((SELECT max(id) FROM audit_log), 1))");
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
