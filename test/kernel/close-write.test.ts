@@ -297,8 +297,10 @@ describe('agent with inotify: a finished write is not held for write_wait_ms', (
     expect(hits.map((a) => a.file.hash?.sha256)).toEqual([sha256('final')]);
   });
 
-  it('a writer that holds the new file open 300 ms before writing', async () => {
-    const [pid] = await python(SLOW, [join(agent.root, 'lib64/ld-linux-x86-64.so.2.ino-slow'), '0.3', 'final slow']);
+  it('a writer that holds the new file open 2 s before writing', async () => {
+    // Named by the scan of open files while it holds the file: long enough for a loaded box's agent
+    // to get there (300 ms was not, once in a full run); still far below write_wait_ms.
+    const [pid] = await python(SLOW, [join(agent.root, 'lib64/ld-linux-x86-64.so.2.ino-slow'), '2', 'final slow']);
     const hits = await alertFor(agent, '/usr/lib64/ld-linux-x86-64.so.2.ino-slow');
     expect(hits.map((a) => ({ pid: a.process.pid, sha256: a.file.hash?.sha256 }))).toEqual([{ pid, sha256: sha256('final slow') }]);
   });
