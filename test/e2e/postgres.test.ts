@@ -6,14 +6,13 @@ import { hashToken, newTokenSecret } from '../../collector/src/store/store.js';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Alert } from '../../shared/ecs.js';
 import { CLOSE, alertsFrame } from '../../shared/protocol.js';
 import { CLI } from '../helpers/cli.js';
-import { callApi, createToken, rawAgent, runCli, startTestCollector, type RawAgent } from '../helpers/collector.js';
+import { callApi, createToken, liveStream, rawAgent, runCli, startTestCollector, type RawAgent } from '../helpers/collector.js';
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { postgresUnavailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
@@ -36,37 +35,6 @@ async function agent(port: number, token: string, agentId: string): Promise<RawA
   const a = await rawAgent(port, token);
   a.ws.send(hello(agentId));
   return a;
-}
-
-interface LiveStream {
-  docs: Array<Record<string, any>>;
-  close: () => void;
-}
-
-/** GET /api/alerts/live, its documents gathered as they come. */
-async function liveStream(port: number, admin: string): Promise<LiveStream> {
-  const docs: Array<Record<string, any>> = [];
-  let close = () => undefined as void;
-  await new Promise<void>((resolve, reject) => {
-    const req = get({ host: '127.0.0.1', port, path: '/api/alerts/live', headers: { authorization: `Bearer ${admin}` } }, (res) => {
-      if (res.statusCode !== 200) return reject(new Error(`live stream: ${res.statusCode}`));
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        buf += d;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const event = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          if (event.startsWith('data: ')) docs.push(JSON.parse(event.slice(6)) as Record<string, any>);
-        }
-      });
-      resolve();
-    });
-    req.on('error', () => undefined);
-    close = () => req.destroy();
-  });
-  return { docs, close };
 }
 
 describe('--db', () => {

@@ -2,6 +2,7 @@
 // SQLite in the test's folder), its tokens made by the CLI, its API over fetch, raw agents over ws.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import WebSocket from 'ws';
@@ -109,4 +110,35 @@ export async function rawAgent(port: number, token: string, opts: WebSocket.Clie
     });
   });
   return { ws, messages, closed };
+}
+
+export interface LiveStream {
+  docs: Array<Record<string, any>>;
+  close: () => void;
+}
+
+/** GET /api/alerts/live, its documents gathered as they come (resolves once the stream is open). */
+export async function liveStream(port: number, admin: string): Promise<LiveStream> {
+  const docs: Array<Record<string, any>> = [];
+  let close = () => undefined as void;
+  await new Promise<void>((resolve, reject) => {
+    const req = get({ host: '127.0.0.1', port, path: '/api/alerts/live', headers: { authorization: `Bearer ${admin}` } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`live stream: ${res.statusCode}`));
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const event = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          if (event.startsWith('data: ')) docs.push(JSON.parse(event.slice(6)) as Record<string, any>);
+        }
+      });
+      resolve();
+    });
+    req.on('error', () => undefined);
+    close = () => req.destroy();
+  });
+  return { docs, close };
 }
