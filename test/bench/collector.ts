@@ -1,7 +1,8 @@
 // The real collector as a child process (the built CLI), on a loopback port picked by the system,
 // with an admin token, a new agent token for each agent run on request, and one agent token per simulated agent (the
 // collector binds a token to the first agent id that uses it). Its file limit is raised in a shell wrapper, as a service unit
-// would, so the load test can hold thousands of agents.
+// would, so the load test can hold thousands of agents. Its store is a SQLite file of its own, or a
+// PostgreSQL database given by URL (opts.db), which several collectors may share.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { CLI } from '../helpers/agent.js';
 import { onInterrupt } from './cleanup.js';
 
@@ -17,6 +19,7 @@ export interface CollectorHandle {
   pid: number;
   port: number;
   url: string;
+  /** The SQLite file, or the PostgreSQL URL. */
   db: string;
   /**
    * A new agent token in a 0600 file, for --token-file: one per agent run, as one per host in use
@@ -29,27 +32,38 @@ export interface CollectorHandle {
   agentTokensFile: string;
   logs: () => Array<Record<string, unknown>>;
   exited: () => boolean;
-  stop(): Promise<number | null>;
+  /** SIGTERM, then `afterExit` (e.g. measuring the SQLite file the collector left), then the folder goes. */
+  stop(afterExit?: () => unknown): Promise<number | null>;
 }
 
 /**
  * Adds `n` agent tokens to the database in one transaction (as `ldguard token create` would, one
  * process and one fsync each, it would take minutes for 15,000) and writes them to `file`.
  */
-function addAgentTokens(db: string, n: number, file: string): void {
-  const d = new Database(db);
-  const ins = d.prepare("INSERT INTO tokens (hash, name, role, created) VALUES (?, ?, 'agent', ?)");
-  const tokens: string[] = [];
-  d.transaction(() => {
-    for (let i = 0; i < n; i++) {
-      const token = `ldg_${randomBytes(32).toString('base64url')}`;
-      ins.run(createHash('sha256').update(token, 'utf8').digest('hex'), `load-agent-${i}`, Date.now());
-      tokens.push(token);
+async function addAgentTokens(db: string, n: number, file: string): Promise<void> {
+  const tokens = Array.from({ length: n }, () => `ldg_${randomBytes(32).toString('base64url')}`);
+  const hashes = tokens.map((t) => createHash('sha256').update(t, 'utf8').digest('hex'));
+  const names = tokens.map((_, i) => `load-agent-${i}`);
+  if (isUrl(db)) {
+    if (n > 0) {
+      const c = new pg.Client({ connectionString: db });
+      await c.connect();
+      try {
+        await c.query("INSERT INTO tokens (hash, name, role, created) SELECT h, n, 'agent', $3 FROM unnest($1::text[], $2::text[]) AS t(h, n)", [hashes, names, Date.now()]);
+      } finally {
+        await c.end();
+      }
     }
-  })();
-  d.close();
+  } else {
+    const d = new Database(db);
+    const ins = d.prepare("INSERT INTO tokens (hash, name, role, created) VALUES (?, ?, 'agent', ?)");
+    d.transaction(() => hashes.forEach((h, i) => ins.run(h, names[i], Date.now())))();
+    d.close();
+  }
   writeFileSync(file, `${tokens.join('\n')}\n`, { mode: 0o600 });
 }
+
+const isUrl = (db: string) => db.includes('://');
 
 /** Calls `onLine` with each line of `stream` that is a JSON object (logs, the load client's events); others are skipped. */
 export function onJsonLines(stream: Readable, onLine: (j: Record<string, unknown>) => void): void {
@@ -70,16 +84,21 @@ export function onJsonLines(stream: Readable, onLine: (j: Record<string, unknown
   });
 }
 
-export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number; agentTokens?: number } = {}): Promise<CollectorHandle> {
+/**
+ * `db`: a PostgreSQL URL to use instead of a new SQLite file (several collectors may share one; the
+ * agent tokens are then added by one of them only, and each has an admin token of its own).
+ */
+export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number; agentTokens?: number; db?: string } = {}): Promise<CollectorHandle> {
   const work = mkdtempSync(join(tmpdir(), 'ldg-bench-collector-'));
-  const db = join(work, 'collector.db');
+  const db = opts.db ?? join(work, 'collector.db');
   const token = (name: string, role: string) =>
     execFileSync(process.execPath, [CLI, 'token', 'create', '--db', db, '--name', name, '--role', role], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   // The collector makes its database at its first start; tokens come before it here.
   execFileSync(process.execPath, [CLI, 'db', 'init', '--db', db], { stdio: 'ignore' });
-  const adminToken = token('bench-admin', 'admin');
+  // Token names are unique among the active ones: one admin per collector on a shared database.
+  const adminToken = token(`bench-admin-${randomBytes(4).toString('hex')}`, 'admin');
   const agentTokensFile = join(work, 'agents.tokens');
-  addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile);
+  await addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile);
   const args = [CLI, 'collector', '--listen', '127.0.0.1:0', '--db', db];
   if (opts.config) {
     const file = join(work, 'collector.toml');
@@ -133,11 +152,13 @@ export async function startCollector(opts: { config?: Record<string, number | st
     agentTokensFile,
     logs: () => lines,
     exited: () => proc.exitCode !== null || proc.signalCode !== null,
-    stop() {
-      return new Promise((resolve) => {
+    stop(afterExit) {
+      return new Promise((resolve, reject) => {
         const done = (code: number | null) => {
-          rmSync(work, { recursive: true, force: true });
-          resolve(code);
+          Promise.resolve()
+            .then(afterExit)
+            .finally(() => rmSync(work, { recursive: true, force: true }))
+            .then(() => resolve(code), reject);
         };
         if (proc.exitCode !== null || proc.signalCode !== null) return done(proc.exitCode);
         const kill = setTimeout(() => proc.kill('SIGKILL'), 15_000);

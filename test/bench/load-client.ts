@@ -6,21 +6,23 @@
 // Sequence: ramp up `connections` (each says hello, then heartbeats every heartbeatMs from its own
 // connect, as the agent does) → hold → light: some agents send a small batch a second each (ack
 // latency when the collector keeps up) → rated: `ratedAgents` more agents together offer `ratedPerSec`
-// alerts a second in batches of `ratedBatch`, on a fixed schedule whatever the acks do (ack latency
-// and what is stored at the rate the capacity target names; they run in a worker thread of their
-// own, see ratedPhase) → heavy: `burstAgents` agents each keep
+// alerts a second in batches of `ratedBatch`, on a fixed schedule whatever the acks do, but, as the
+// agent, never more than AGENT_MAX_INFLIGHT batches unacked (ack latency and what is stored at the
+// rate the capacity target names; they run in a worker thread of their own, see ratedPhase) → heavy: `burstAgents` agents each keep
 // 2 batches unacked (throughput; ack latency then is queueing) → one agent sends more than its
 // rate-limit burst at once → `extra` more connections try to get past max_connections → report.
 // Each simulated agent has a token of its own (the collector binds a token to one agent id).
 // Progress and the result are JSON lines on stdout ({"event": ...}).
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../../shared/protocol.js';
+import { alert, SEED } from './alert-doc.js';
 
 export interface LoadConfig {
-  url: string;
+  /** Collectors' base URLs: agent i connects to urls[i % urls.length], as a fleet spread over several. */
+  urls: string[];
   /** A file with one agent token per line: agent i uses line i. */
   tokensFile: string;
   connections: number;
@@ -48,29 +50,6 @@ const cfg = (isMainThread ? JSON.parse(process.argv[2] ?? '{}') : workerData) as
 const tokens = readFileSync(cfg.tokensFile, 'utf8').split('\n').filter(Boolean);
 const t0 = performance.now();
 const emit = (event: string, data: Record<string, unknown> = {}) => process.stdout.write(`${JSON.stringify({ event, t: Math.round(performance.now() - t0), ...data })}\n`);
-
-const SEED = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
-
-interface Varying { now: string; uuid: string; eventId: string; entity: string; counter: string; pid: string | number; inode: string }
-
-/** An alert shaped and sized like the agent's (about 2 kB of JSON). */
-function alert(agent: number, i: number, v?: Varying): Record<string, unknown> {
-  const now = v?.now ?? new Date().toISOString();
-  const uuid = v?.uuid ?? randomUUID();
-  const name = `ld-linux-x86-64.so.2.load${agent}-${v?.counter ?? i}`;
-  return {
-    '@timestamp': now,
-    event: { kind: 'signal', category: ['file'], type: ['creation'], action: 'creation', dataset: 'endpoint.events.file', module: 'endpoint', created: now, id: v?.eventId ?? randomUUID() },
-    file: { path: `/usr/lib64/${name}`, name, directory: '/usr/lib64', size: 4, mode: '0755', owner: 'root', group: 'root', inode: v?.inode ?? String(1000 + i), hash: { sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' } },
-    process: { pid: v?.pid ?? 4242 + i, name: 'cp', executable: '/usr/bin/cp', args: ['cp', '/tmp/x', `/usr/lib64/${name}`], working_directory: '/root', entity_id: v?.entity ?? randomUUID().replace(/-/g, ''), parent: { pid: 4000, name: 'bash', executable: '/usr/bin/bash' }, user: { id: '0', name: 'root' }, group: { id: '0', name: 'root' } },
-    host: { name: `load-agent-${agent}`, id: `load-agent-${agent}`, os: { name: 'Debian GNU/Linux', version: '12', kernel: '6.1.0', family: 'debian', platform: 'debian', type: 'linux' }, architecture: 'x86_64', ip: ['127.0.0.1'] },
-    agent: { id: `load-agent-${agent}`, type: 'ldguard', version: '0.1.0', name: `load-agent-${agent}` },
-    rule: { id: SEED, name: 'Dynamic Linker (ld.so) Creation', description: 'This rule detects the creation of the dynamic linker (ld.so) file.', severity: 'low', risk_score: 21, tags: ['Domain: Endpoint', 'OS: Linux', 'Tactic: Defense Evasion'] },
-    kibana: { alert: { uuid, severity: 'low', workflow_status: 'open', risk_score: 21, reason: `file event with process cp, file ${name}, by root on load-agent-${agent} created low alert Dynamic Linker (ld.so) Creation.`, rule: { rule_id: SEED, name: 'Dynamic Linker (ld.so) Creation', uuid: SEED, version: 1 }, original_time: now } },
-    ldguard: { attribution: 'exec_cache', source: 'fanotify' },
-    ecs: { version: '8.11.0' },
-  };
-}
 
 // The alerts of a batch are written into a pre-rendered frame body rather than built and
 // serialised: building the objects, JSON.stringify and the UTF-8 encoding of its result cost
@@ -213,7 +192,7 @@ function heartbeat(a: Agent): void {
 
 function connect(id: number): Promise<Agent | null> {
   return new Promise((resolve) => {
-    const ws = new WebSocket(`${cfg.url}/agent`, {
+    const ws = new WebSocket(`${cfg.urls[id % cfg.urls.length]}/agent`, {
       headers: { Authorization: `Bearer ${tokens[id % tokens.length]}` },
       perMessageDeflate: false,
       handshakeTimeout: 20_000,
@@ -443,13 +422,23 @@ async function main(): Promise<void> {
 }
 
 /**
- * `perSec` alerts a second from `agents` for `ms`, each agent sending a batch on its own fixed
- * schedule (spread over the period) whatever the acks do.
+ * The agent's bound on batches on the wire (agent/src/sink/websocket.ts, maxInflightBatches): past
+ * it a real agent keeps new alerts in its spool. Without it, a store slower than the offered rate
+ * (PostgreSQL here) had the client queue every batch of the phase in its sockets, and the phases
+ * after it measured that backlog draining.
  */
-async function offer(agents: Agent[], perSec: number, ms: number): Promise<{ offered: number; late: number }> {
+const AGENT_MAX_INFLIGHT = 8;
+
+/**
+ * `perSec` alerts a second from `agents` for `ms`, each agent sending a batch on its own fixed
+ * schedule (spread over the period) whatever the acks do, except that a batch due while the agent
+ * has AGENT_MAX_INFLIGHT unacked is held back (counted: the agent would spool it).
+ */
+async function offer(agents: Agent[], perSec: number, ms: number): Promise<{ offered: number; late: number; heldBack: number }> {
   const periodMs = (1000 * cfg.ratedBatch * agents.length) / perSec;
   let offered = 0;
   let late = 0;
+  let heldBack = 0;
   const start = performance.now();
   await Promise.all(agents.map(async (a, i) => {
     let next = start + (periodMs * i) / agents.length;
@@ -457,12 +446,13 @@ async function offer(agents: Agent[], perSec: number, ms: number): Promise<{ off
       const wait = next - performance.now();
       if (wait > 0) await sleep(wait);
       else if (wait < -periodMs) late += 1; // this client fell behind its own schedule
-      sendBatch(a, cfg.ratedBatch);
+      if (a.pending.size < AGENT_MAX_INFLIGHT) sendBatch(a, cfg.ratedBatch);
+      else heldBack += cfg.ratedBatch;
       offered += cfg.ratedBatch;
       next += periodMs;
     }
   }));
-  return { offered, late };
+  return { offered, late, heldBack };
 }
 
 /**
@@ -490,11 +480,13 @@ async function ratedPhase(): Promise<void> {
   parentPort!.postMessage({ event: 'start' });
   const ackedBefore = acked;
   const rStart = performance.now();
-  const { offered, late } = await offer(rated, cfg.ratedPerSec, cfg.ratedMs);
+  const { offered, late, heldBack } = await offer(rated, cfg.ratedPerSec, cfg.ratedMs);
   const sentMs = performance.now() - rStart;
-  await drain(rated, 10_000);
+  // Up to 8 batches an agent are on the wire: 32,000 alerts, most of a minute where the store
+  // commits a thousand a second; the phases after this one start once they are acked.
+  await drain(rated, 30_000);
   parentPort!.postMessage({
-    agents: rated.length, batch: cfg.ratedBatch, offeredPerSec: cfg.ratedPerSec, offered, sentPerSec: Math.round((offered * 1000) / sentMs),
+    agents: rated.length, batch: cfg.ratedBatch, offeredPerSec: cfg.ratedPerSec, offered, heldBack, sentPerSec: Math.round(((offered - heldBack) * 1000) / sentMs),
     ackedPerSec: Math.round(((acked - ackedBefore) * 1000) / (performance.now() - rStart)), acked: acked - ackedBefore, lateSends: late,
     ackMs: q(ratedAckMs),
     // By second of the phase (when the batch was sent): where in the phase the slow acks were.

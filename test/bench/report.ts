@@ -1,6 +1,8 @@
 // The bench's figures as markdown tables (what the README shows) and as JSON (--out).
 import { cpus, release } from 'node:os';
 import type { LoadResult } from './collector-load.js';
+import type { DirectResult } from './store-direct.js';
+import type { DirectRun, StoreRun } from './collector-stores.js';
 import type { BurstTime, ToolResult } from './detection.js';
 import { fmt, median, pct, ratio, type Summary } from './stats.js';
 import { KINDS } from './workload.js';
@@ -24,7 +26,10 @@ export interface Report {
   sizes: { writers: number; matching: number; dnf: number; burst: number; burstMatches: number; churn: number };
   baselineBurstMs: BurstTime[];
   tools: ToolResult[];
-  collectorLoad: LoadResult | { skipped: string } | null;
+  /** One run per store (SQLite, PostgreSQL, several collectors on one PostgreSQL database). */
+  collectorLoad: StoreRun[] | null;
+  /** Each store alone, through the Store interface (store-direct.ts). */
+  storeDirect: DirectRun[] | null;
   /** Detection collector (ldguard's delivery target) problems, if any. */
   collectorNote: string | null;
   durationS: number;
@@ -155,42 +160,8 @@ export function markdown(r: Report): string {
   if (r.collectorNote) notes.push(`collector (delivery target): ${r.collectorNote}`);
   if (notes.length > 0) out.push('Notes:', '', ...notes.map((n) => `- ${n}`), '');
 
-  const L = r.collectorLoad;
-  if (L) {
-    if ('skipped' in L) out.push('Collector load:', '', `skipped: ${L.skipped}`, '');
-    else {
-      out.push(
-        `Collector load: ${L.connections.toLocaleString('en')} simulated agents (real \`ws\` clients in one child process on the same cores, over loopback), each heartbeating every ${L.heartbeatMs / 1000} s from its connect, and the rated phase's agents beside them (in a worker thread of the client); max_connections = ${(L.connections + (L.rated?.agents ?? 0)).toLocaleString('en')}:`,
-        '',
-      );
-      const q = (x: { p50: number | null; p99: number | null; max: number | null } | undefined) => (x ? `${fmt(x.p50, 0)} / ${fmt(x.p99, 0)} / ${fmt(x.max, 0)}` : '–');
-      const rated = (x: NonNullable<typeof L.rated>) => {
-        const within = (ms: number) => x.collectorAckWithin?.find((w) => w.ms === ms);
-        const own = [25, 50, 100].map(within).filter((w) => w !== undefined).map((w) => `${fmt(100 * w.share, 1)}% within ${w.ms} ms`).join(', ');
-        return `${q(x.ackMs)} (${x.agents} agents, batches of ${x.batch}: ${x.ackedPerSec.toLocaleString('en')} acked/s; p99 by second: ${x.ackMsBySecond.map((b) => fmt(b.p99, 0)).join(' ')}${own ? `; the collector's own ack times: ${own}` : ''})`;
-      };
-      const refusedExtra = Object.entries(L.extra.refused).map(([k, v]) => `${v}× ${k}`).join(', ') || 'none refused';
-      const f = L.flood;
-      out.push(row(['figure', 'value']), row(['---', '---']));
-      const rows: Array<[string, string]> = [
-        ['agents held', `${L.held.toLocaleString('en')} / ${L.connections.toLocaleString('en')} in ${fmt(L.rampMs / 1000, 1)} s (${fmt(L.held / (L.rampMs / 1000), 0)} handshakes/s, 200 at once)${Object.keys(L.refusedDuringRamp).length ? `; refused during the ramp: ${Object.entries(L.refusedDuringRamp).map(([k, v]) => `${v}× ${k}`).join(', ')}` : ''}`],
-        ['collector RSS per connection', `${fmt(L.rssPerConnKb, 1)} kB (${fmt(L.rssIdleMb, 0)} MB idle → ${fmt(L.rssHeldMb, 0)} MB holding; peak ${fmt(L.peakRssMb, 0)} MB during the alert phases)`],
-        ['ack ms p50/p99/max, light load', L.light ? `${q(L.light.ackMs)} (${L.light.agents} agents × a batch of 5 alerts a second = ${L.light.offeredPerSec} alerts/s offered)` : '–'],
-        ['rated: ack ms p50/p99/max at 20,000 alerts/s offered', L.rated ? rated(L.rated) : '–'],
-        ['the floor: the same rated phase against a bare `ws` server that acks on parse and stores nothing', L.floor ? `${q(L.floor.ackMs)} (${L.floor.ackedPerSec.toLocaleString('en')} acked/s; p99 by second: ${L.floor.ackMsBySecond.map((b) => fmt(b.p99, 0)).join(' ')}; the same held connections and client, run after the collector stopped)` : '–'],
-        ['alerts stored/s with acks, saturated', L.heavy ? `${fmt(L.alertsPerSec, 0)} (${L.heavy.alertsAcked.toLocaleString('en')} alerts acked in ${fmt(L.heavy.ms / 1000, 1)} s; ${L.heavy.agents} agents each keeping 2 batches of 50 unacked)` : '–'],
-        ['ack ms p50/p99/max, saturated', L.heavy ? `${q(L.heavy.ackMs)} (queueing: ${L.heavy.agents * 100} alerts always in flight)` : '–'],
-        ['past max_connections', `${L.extra.tried} more agents: ${L.extra.held} held, ${refusedExtra}`],
-        ['past the rate limit', f ? `one agent sent ${f.alerts.toLocaleString('en')} alerts at once (${f.perFrame} per frame): ${f.ackedAlerts.toLocaleString('en')} acked, the last after ${fmt(f.lastAckMs, 0)} ms; connection ${f.stillOpen ? 'kept' : `closed (${f.closeCode})`}` : 'not run (quick)'],
-        ['after', `${L.healthAfter}; ${L.stillOpen.toLocaleString('en')} connections still open; closes ${JSON.stringify(L.closes)}; collector CPU ${fmt(L.collectorCpuS, 1)} s; exit ${L.collectorExit}${L.timedOut ? '; the client hit its deadline' : ''}`],
-        ['heartbeats', `longest gap between one agent's heartbeats as sent: ${fmt((L.maxBeatGapMs ?? NaN) / 1000, 1)} s`],
-      ];
-      for (const [k, v] of rows) out.push(row([k, v]));
-      out.push('');
-      const w = Object.entries(L.warnings);
-      if (w.length > 0 || L.error) out.push('The collector logged (warnings and errors):', '', ...w.map(([m, n]) => `- ${n}× "${m}"`), ...(L.error ? [`- ${L.error}`] : []), '');
-    }
-  }
+  if (r.collectorLoad) out.push(...collectorSection(r.collectorLoad, m.cores));
+  if (r.storeDirect) out.push(...directSection(r.storeDirect));
 
   out.push(
     'Method:',
@@ -202,7 +173,89 @@ export function markdown(r: Report): string {
     '- **Lost**: ldguard\'s logged kernel-queue overflows; auditd\'s kernel `lost` counter; inotifywait\'s Q_OVERFLOW lines; for the raw tools also unrelated creations reported ÷ made.',
     '- Writers: python3 is /usr/bin/python3 (the bench drops pyenv\'s shims from its PATH when the system interpreter exists: a shim start takes 1.5 s here). Scratch roots are on tmpfs unless --disk: the virtual disk\'s journal stalls made the same burst take 0.1–1.6 s.',
     '- Rules: the bundled rules with max_signals raised to 100000 (Elastic\'s 100 per 5 minutes would otherwise fold alerts 101+ into one summary).',
+    '- **Collector rows**: one run per store, each from an empty database: the collector (or the collectors, the agents spread round robin) started from the built CLI, the same load client. PostgreSQL is a throwaway cluster of the bench\'s own (Debian\'s initdb and postgres, fsync on) on the same cores. RSS and CPU are summed over the collectors (VmRSS, VmHWM and utime+stime from /proc), not PostgreSQL\'s. Agents-table writes: PostgreSQL\'s own counters (pg_stat_user_tables, n_tup_ins + n_tup_upd), from the moment every agent is held to the end of the client. Size: the alerts the run stored, on disk (PostgreSQL: pg_total_relation_size of alerts after VACUUM, indexes and TOAST included; SQLite: its files after a WAL checkpoint); per million is that ratio times a million, a linear extrapolation.',
     '',
   );
   return out.join('\n');
+}
+
+const q0 = (x: { p50: number | null; p99: number | null; max: number | null } | undefined) => (x ? `${fmt(x.p50, 0)} / ${fmt(x.p99, 0)} / ${fmt(x.max, 0)}` : '–');
+
+/** One figure of a run, or '–' when the run has none. */
+type Cell = (L: LoadResult) => string;
+
+const CELLS: Array<[string, Cell]> = [
+  ['agents held', (L) => `${L.held.toLocaleString('en')} / ${L.connections.toLocaleString('en')} in ${fmt(L.rampMs / 1000, 1)} s (${fmt(L.held / (L.rampMs / 1000), 0)} handshakes/s, 200 at once)${Object.keys(L.refusedDuringRamp).length ? `; refused during the ramp: ${Object.entries(L.refusedDuringRamp).map(([k, v]) => `${v}× ${k}`).join(', ')}` : ''}`],
+  ['collector RSS per held connection', (L) => `${fmt(L.rssPerConnKb, 1)} kB (${fmt(L.rssIdleMb, 0)} MB idle → ${fmt(L.rssHeldMb, 0)} MB holding)`],
+  ['ack ms p50/p99/max, light load', (L) => (L.light ? `${q0(L.light.ackMs)} (${L.light.agents} agents × a batch of 5 alerts a second = ${L.light.offeredPerSec} alerts/s offered)` : '–')],
+  ['rated: ack ms p50/p99/max at a fixed offered rate', (L) => {
+    const x = L.rated;
+    if (!x) return '–';
+    const own = [25, 50, 100].map((ms) => x.collectorAckWithin?.find((w) => w.ms === ms)).filter((w) => w !== undefined).map((w) => `${fmt(100 * w.share, 1)}% within ${w.ms} ms`).join(', ');
+    return `${q0(x.ackMs)} (${x.offeredPerSec.toLocaleString('en')} alerts/s offered by ${x.agents} agents in batches of ${x.batch}: ${x.ackedPerSec.toLocaleString('en')} acked/s${x.heldBack ? `, ${x.heldBack.toLocaleString('en')} of ${x.offered.toLocaleString('en')} held back by agents with 8 batches unacked` : ''}; p99 by second: ${x.ackMsBySecond.map((b) => fmt(b.p99, 0)).join(' ')}${own ? `; the collector's own ack times: ${own}` : ''})`;
+  }],
+  ['durable alerts stored/s with acks, saturated', (L) => (L.heavy ? `**${fmt(L.alertsPerSec, 0)}** (${L.heavy.alertsAcked.toLocaleString('en')} alerts acked in ${fmt(L.heavy.ms / 1000, 1)} s; ${L.heavy.agents} agents each keeping 2 batches of 50 unacked)` : '–')],
+  ['ack ms p50/p99/max, saturated', (L) => (L.heavy ? `${q0(L.heavy.ackMs)} (queueing: ${L.heavy.agents * 100} alerts always in flight)` : '–')],
+  ['collector RSS, peak', (L) => `${fmt(L.peakRssMb, 0)} MB${L.collectors > 1 ? ` (${L.collectors} collectors together)` : ''}; after the rated phase ${fmt(L.rssAfterMb.rated, 0)}, after the saturated one ${fmt(L.rssAfterMb.heavy, 0)}`],
+  ['collector CPU', (L) => `${fmt(L.collectorCpuS, 1)} s${L.collectors > 1 ? ' (all collectors)' : ''}`],
+  ['commits (group commit)', (L) => (L.commits ? `${L.commits.toLocaleString('en')}, ${fmt((L.storedTotal ?? NaN) / L.commits, 1)} alerts each on average` : '–')],
+  ['agents-table rows written/s', (L) => (L.agentRowWrites ? `${fmt(L.agentRowWrites.perSec, 0)} (over ${fmt(L.agentRowWrites.seconds, 0)} s from all held, heartbeats every ${L.heartbeatMs / 1000} s)` : L.store === 'sqlite' ? 'not counted (SQLite keeps no such counter)' : '–')],
+  ['alerts on disk', (L) => (L.size && L.size.alerts > 0 ? `${fmt(L.size.bytes / L.size.alerts, 0)} bytes per alert (${L.size.alerts.toLocaleString('en')} alerts in ${fmt(L.size.bytes / 2 ** 20, 0)} MiB) → ${fmt((L.size.bytes / L.size.alerts) * 1e6 / 2 ** 30, 2)} GiB per million, extrapolated` : '–')],
+  ['past max_connections', (L) => (L.extra.tried > 0 ? `${L.extra.tried} more agents: ${L.extra.held} held, ${Object.entries(L.extra.refused).map(([k, v]) => `${v}× ${k}`).join(', ') || 'none refused'}` : 'not tried here')],
+  ['past the rate limit', (L) => {
+    const f = L.flood;
+    return f ? `one agent sent ${f.alerts.toLocaleString('en')} alerts at once (${f.perFrame} per frame): ${f.ackedAlerts.toLocaleString('en')} acked, the last after ${fmt(f.lastAckMs, 0)} ms; connection ${f.stillOpen ? 'kept' : `closed (${f.closeCode})`}` : 'not run';
+  }],
+  ['after', (L) => `${L.healthAfter}; ${L.stillOpen.toLocaleString('en')} connections still open; closes ${JSON.stringify(L.closes)}; ${L.collectorExit === null ? 'ended by a signal (the bench kills a collector not gone 15 s after SIGTERM)' : `exit ${L.collectorExit}`}${L.timedOut ? '; the client hit its deadline' : ''}`],
+  ['heartbeats', (L) => `longest gap between one agent's heartbeats as sent: ${fmt((L.maxBeatGapMs ?? NaN) / 1000, 1)} s`],
+];
+
+/** The collector rows: a column per store run, side by side. */
+function collectorSection(runs: StoreRun[], cores: number): string[] {
+  const out: string[] = [];
+  const done = runs.filter((x): x is LoadResult => !('skipped' in x));
+  const first = done[0];
+  out.push(
+    first
+      ? `Collector load: ${first.connections.toLocaleString('en')} simulated agents (real \`ws\` clients in one child process on the same cores, over loopback), each heartbeating every ${first.heartbeatMs / 1000} s from its connect, and the rated phase's agents beside them (in a worker thread of the client); max_connections = ${(first.connections + (first.rated?.agents ?? 0)).toLocaleString('en')} per collector. One column per store, the same load; with several collectors the agents are spread round robin over them:`
+      : 'Collector load:',
+    '',
+  );
+  out.push(row(['figure', ...runs.map((x) => x.label)]), row(Array(runs.length + 1).fill('---')));
+  for (const [name, cell] of CELLS) {
+    out.push(row([name, ...runs.map((x) => ('skipped' in x ? (name === CELLS[0]![0] ? `skipped: ${x.skipped}` : '–') : cell(x)))]));
+  }
+  out.push('');
+  const shared = done.filter((x) => x.collectors > 1);
+  if (shared.length > 0) {
+    out.push(`The ${shared.map((x) => x.collectors).join(' and ')}-collector columns run every collector, PostgreSQL and the load client on this machine's ${cores} cores: they measure what sharing one database and these cores costs (contention), not scaling. Collectors on hosts of their own add capacity; here they can only take it from each other.`, '');
+  }
+  const floor = done.find((x) => x.floor)?.floor;
+  if (floor) out.push(`The floor: the same held connections and rated phase against a bare \`ws\` server that acks each batch on parse and stores nothing, run after the collector stopped: ack ms p50/p99/max ${q0(floor.ackMs)} (${floor.ackedPerSec.toLocaleString('en')} acked/s; p99 by second: ${floor.ackMsBySecond.map((b) => fmt(b.p99, 0)).join(' ')}).`, '');
+  for (const x of done) {
+    const w = Object.entries(x.warnings);
+    if (w.length > 0 || x.error) out.push(`${x.label}: the collector logged (warnings and errors):`, '', ...w.map(([msg, n]) => `- ${n}× "${msg}"`), ...(x.error ? [`- ${x.error}`] : []), '');
+  }
+  return out;
+}
+
+/** Each store alone: the figures the capacity model builds on. */
+function directSection(runs: DirectRun[]): string[] {
+  const done = runs.filter((x): x is DirectResult => !('skipped' in x));
+  const first = done[0];
+  const out: string[] = [
+    `Each store alone, no collector: commits made through the store's interface one at a time, as ingest makes them${first ? `, over an agents table of ${first.agents.toLocaleString('en')} rows` : ''}:`,
+    '',
+    row(['figure', ...runs.map((x) => x.label)]),
+    row(Array(runs.length + 1).fill('---')),
+  ];
+  const lat = (s: Summary | null) => (s ? `${fmt(s.p50, 1)} / ${fmt(s.p99, 1)} / ${fmt(s.max, 1)}` : '–');
+  const cells: Array<[string, (d: DirectResult) => string]> = [
+    ['presence rows written/s (heartbeats of random agents)', (d) => `**${fmt(d.heartbeats.perSec, 0)}** (${d.heartbeats.perCommit} a commit; commit ms p50/p99/max ${lat(d.heartbeats.commitMs)})`],
+    ['alerts stored/s', (d) => `**${fmt(d.alerts.perSec, 0)}** (${d.alerts.perCommit} a commit; commit ms p50/p99/max ${lat(d.alerts.commitMs)})`],
+    ['alerts on disk', (d) => (d.size && d.size.alerts > 0 ? `${fmt(d.size.bytes / d.size.alerts, 0)} bytes per alert (${d.size.alerts.toLocaleString('en')} alerts in ${fmt(d.size.bytes / 2 ** 20, 0)} MiB: ${d.size.how}) → ${fmt((d.size.bytes / d.size.alerts) * 1e6 / 2 ** 30, 2)} GiB per million, extrapolated` : '–')],
+  ];
+  for (const [name, cell] of cells) out.push(row([name, ...runs.map((x) => ('skipped' in x ? (name === cells[0]![0] ? `skipped: ${x.skipped}` : '–') : cell(x)))]));
+  out.push('');
+  return out;
 }

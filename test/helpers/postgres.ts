@@ -1,117 +1,15 @@
-// A throwaway PostgreSQL cluster for a test file: Debian's initdb and postgres (the `postgresql`
-// package, which .ci/run installs) in a temporary folder owned by the postgres user, listening on
-// a free loopback port and a socket in that folder; stopped and removed when the file ends.
-//
-// Authentication (pg_hba.conf): the postgres superuser is trusted (the tests' own setup); every
-// other role must give its password (scram-sha-256), so a test can check that the collector
-// finds one in a password file.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import pg from 'pg';
+// A throwaway PostgreSQL cluster for a test file (pg-cluster.ts, with fsync off): in a temporary
+// folder, stopped and removed when the test that made it ends (or its file, when made outside a test).
+import { startPgCluster, type PgCluster } from './pg-cluster.js';
 import { tempDir, whenDone } from './temp.js';
 
-/** The newest installed major version's binaries (Debian: /usr/lib/postgresql/<major>/bin). */
-export function postgresBin(): string | undefined {
-  const root = '/usr/lib/postgresql';
-  if (!existsSync(root)) return undefined;
-  const majors = readdirSync(root).filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
-  return majors[0] ? join(root, majors[0], 'bin') : undefined;
-}
-
-/** Why PostgreSQL tests cannot run here, or undefined when they can. */
-export function postgresUnavailable(): string | undefined {
-  if (!postgresBin()) return 'PostgreSQL is not installed (apt-get install postgresql; .ci/run does)';
-  try {
-    execFileSync('id', ['-u', 'postgres'], { stdio: 'ignore' });
-  } catch {
-    return 'no postgres user (the postgresql package creates it)';
-  }
-  if (process.getuid?.() !== 0) return 'starting a cluster as the postgres user needs root';
-  return undefined;
-}
-
-export interface TestPostgres {
-  port: number;
-  /** A URL for `db` as `user` (default: the trusted superuser). */
-  url: (db: string, user?: string) => string;
-  /** Runs SQL as the superuser on `db`. */
-  query: <R extends pg.QueryResultRow = Record<string, unknown>>(db: string, sql: string, params?: unknown[]) => Promise<R[]>;
-  /** Creates an empty database and returns its URL (as the superuser). */
-  createDb: (name: string) => Promise<string>;
-  stop: () => Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+export { postgresBin, postgresUnavailable } from './pg-cluster.js';
+export type TestPostgres = PgCluster;
 
 export async function startPostgres(): Promise<TestPostgres> {
-  const bin = postgresBin()!;
-  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
   const dir = tempDir('ldg-pg-');
-  const data = join(dir, 'data');
-  const sockets = join(dir, 'run');
-  mkdirSync(data, { mode: 0o700 });
-  mkdirSync(sockets, { mode: 0o700 });
-  for (const p of [dir, data, sockets]) chownSync(p, uid, gid);
-  const asPostgres = { uid, gid, env: { ...process.env, HOME: dir, LC_ALL: 'C.UTF-8' }, cwd: dir };
-  execFileSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync', '-A', 'trust'], { ...asPostgres, stdio: 'ignore' });
-  writeFileSync(join(data, 'pg_hba.conf'), [
-    'local all postgres trust',
-    'host all postgres 127.0.0.1/32 trust',
-    'local all all scram-sha-256',
-    'host all all 127.0.0.1/32 scram-sha-256',
-    '',
-  ].join('\n'));
-  const port = await freePort();
-  // fsync off: a test cluster is thrown away; what the tests check does not depend on the disk.
-  const proc: ChildProcess = spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', sockets, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'], {
-    ...asPostgres, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const url = (db: string, user = 'postgres') => `postgres://${user}@127.0.0.1:${port}/${db}`;
-  const query = async <R extends pg.QueryResultRow>(db: string, sql: string, params: unknown[] = []): Promise<R[]> => {
-    const c = new pg.Client({ connectionString: url(db) });
-    await c.connect();
-    try {
-      return (await c.query<R>(sql, params)).rows;
-    } finally {
-      await c.end();
-    }
-  };
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGINT'); // fast shutdown
-    const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(t);
-  };
+  const cluster = await startPgCluster(dir);
   // Registered after tempDir's removal, so it runs first.
-  whenDone(stop);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      await query('postgres', 'SELECT 1');
-      break;
-    } catch (err) {
-      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`PostgreSQL did not start: ${String(err)}\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return {
-    port, url, query, stop,
-    createDb: async (name) => {
-      await query('postgres', `CREATE DATABASE "${name}"`);
-      return url(name);
-    },
-  };
+  whenDone(cluster.stop);
+  return cluster;
 }
