@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { isDbUrl } from '../../collector/src/store/open.js';
 import { CLI } from '../helpers/agent.js';
 import { onInterrupt } from './cleanup.js';
 
@@ -44,7 +45,7 @@ async function addAgentTokens(db: string, n: number, file: string): Promise<void
   const tokens = Array.from({ length: n }, () => `ldg_${randomBytes(32).toString('base64url')}`);
   const hashes = tokens.map((t) => createHash('sha256').update(t, 'utf8').digest('hex'));
   const names = tokens.map((_, i) => `load-agent-${i}`);
-  if (isUrl(db)) {
+  if (isDbUrl(db)) {
     if (n > 0) {
       const c = new pg.Client({ connectionString: db });
       await c.connect();
@@ -62,8 +63,6 @@ async function addAgentTokens(db: string, n: number, file: string): Promise<void
   }
   writeFileSync(file, `${tokens.join('\n')}\n`, { mode: 0o600 });
 }
-
-const isUrl = (db: string) => db.includes('://');
 
 /** Calls `onLine` with each line of `stream` that is a JSON object (logs, the load client's events); others are skipped. */
 export function onJsonLines(stream: Readable, onLine: (j: Record<string, unknown>) => void): void {
