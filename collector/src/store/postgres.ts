@@ -532,13 +532,21 @@ export class PostgresStore implements Store {
       const r = await c.query("UPDATE tokens SET agent_id = $2, rev = nextval('token_rev') WHERE hash = $1 AND agent_id IS NULL", [b.hash, b.agentId]);
       bound ||= (r.rowCount ?? 0) > 0;
     }
-    for (const h of work.hellos) {
+    // Presence: set-based (one statement per kind, whatever the number of agents: a statement per
+    // row held a wave of 15,000 reconnecting agents' acks for seconds), on rows locked first in one
+    // order, agent id, as the offline sweep takes them: commits and sweeps never wait in a cycle.
+    const hellos = [...new Map(work.hellos.map((h) => [h.agentId, h] as const)).values()].sort((a, b) => (a.agentId < b.agentId ? -1 : 1));
+    const touched = [...new Set([...hellos.map((h) => h.agentId), ...work.seen.keys(), ...work.heartbeats.map((h) => h.agentId)])].sort();
+    if (touched.length > 0) await c.query('SELECT 1 FROM agents WHERE agent_id = ANY($1::text[]) ORDER BY agent_id FOR UPDATE', [touched]);
+    if (hellos.length > 0) {
       await c.query(`INSERT INTO agents (agent_id, hostname, version, token_name, heartbeat_ms, facts, first_seen, last_seen, lease_until, online)
-        VALUES ($1, $2, $3, $4, $5::bigint, $6, $7::bigint, $7::bigint, $7::bigint + $5::bigint * $8::bigint, true)
+        SELECT a, h, v, t, p, f, at, at, at + p * $8::bigint, true
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[]) AS u(a, h, v, t, p, f, at) ORDER BY a
         ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version, token_name = excluded.token_name,
           heartbeat_ms = excluded.heartbeat_ms, facts = excluded.facts, last_seen = greatest(agents.last_seen, excluded.last_seen),
           lease_until = greatest(agents.lease_until, excluded.lease_until), online = true`,
-      [h.agentId, h.hostname, h.version, h.tokenName, h.heartbeatMs, h.facts, h.at, this.leaseMissed]);
+      [hellos.map((h) => h.agentId), hellos.map((h) => h.hostname), hellos.map((h) => h.version), hellos.map((h) => h.tokenName), hellos.map((h) => h.heartbeatMs),
+        hellos.map((h) => h.facts), hellos.map((h) => h.at), this.leaseMissed]);
     }
     // The senders' tokens, read FOR SHARE: a concurrent revoke waits for this commit (see the top).
     const n = work.alerts.reduce((s, b) => s + batchSize(b), 0);
@@ -568,12 +576,19 @@ export class PostgresStore implements Store {
       }
       await c.query(`DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ${QUARANTINE_MAX_ROWS}`);
     }
-    const lease = `lease_until = greatest(lease_until, $1::bigint + coalesce(heartbeat_ms, 10000) * ${Math.floor(this.leaseMissed)})`;
-    for (const [agentId, at] of work.seen) await c.query(`UPDATE agents SET last_seen = greatest(last_seen, $1::bigint), ${lease}, online = true WHERE agent_id = $2`, [at, agentId]);
+    const lease = `lease_until = greatest(g.lease_until, u.at + coalesce(g.heartbeat_ms, 10000) * ${Math.floor(this.leaseMissed)})`;
+    if (work.seen.size > 0) {
+      await c.query(`UPDATE agents AS g SET last_seen = greatest(g.last_seen, u.at), ${lease}, online = true
+        FROM unnest($1::text[], $2::bigint[]) AS u(agent_id, at) WHERE g.agent_id = u.agent_id`, [[...work.seen.keys()], [...work.seen.values()]]);
+    }
     for (const s of work.seals) await this.recordSeal(c, s);
-    for (const h of work.heartbeats) {
-      await c.query(`UPDATE agents SET health = $2, spool_depth = $3, events_lost = $4, spool_overflow = $5, last_seen = greatest(last_seen, $1::bigint), ${lease}, online = true WHERE agent_id = $6`,
-        [h.at, h.health, h.spoolDepth, h.eventsLost, h.spoolOverflow, h.agentId]);
+    if (work.heartbeats.length > 0) {
+      const hb = work.heartbeats;
+      await c.query(`UPDATE agents AS g SET health = u.health, spool_depth = u.depth, events_lost = u.lost, spool_overflow = u.overflow,
+          last_seen = greatest(g.last_seen, u.at), ${lease}, online = true
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) AS u(agent_id, at, health, depth, lost, overflow)
+        WHERE g.agent_id = u.agent_id`,
+      [hb.map((h) => h.agentId), hb.map((h) => h.at), hb.map((h) => h.health), hb.map((h) => h.spoolDepth), hb.map((h) => h.eventsLost), hb.map((h) => h.spoolOverflow)]);
     }
     // Delivered with the commit, never before it (PostgreSQL holds notifications until then).
     for (const p of notifyPayloads(this.collectorId, ids)) await c.query("SELECT pg_notify('ldguard_alerts', $1)", [p]);
@@ -838,7 +853,10 @@ export class PostgresStore implements Store {
   /** One UPDATE of the lapsed leases: a row changes once, so one collector reports it. `missed` is in the lease already. */
   async markOffline(now: number, _missed: number): Promise<Array<{ agentId: string; hostname: string | null; lastSeen: number }>> {
     const { rows } = await this.pool.query<{ agent_id: string; hostname: string | null; last_seen: string }>(
-      'UPDATE agents SET online = false WHERE online AND lease_until < $1 RETURNING agent_id, hostname, last_seen', [now]);
+      // Rows a commit holds are being renewed: skipped, not waited for (and never locked out of order).
+      `UPDATE agents SET online = false WHERE agent_id IN (
+        SELECT agent_id FROM agents WHERE online AND lease_until < $1 ORDER BY agent_id FOR UPDATE SKIP LOCKED
+      ) AND online AND lease_until < $1 RETURNING agent_id, hostname, last_seen`, [now]);
     return rows.map((r) => ({ agentId: r.agent_id, hostname: r.hostname, lastSeen: Number(r.last_seen) }));
   }
 
