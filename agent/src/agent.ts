@@ -188,6 +188,9 @@ export class Agent {
     this.sinks = sinks;
     this.cleanup.push(() => sinks.close());
 
+    // Before ready: the first writer judged against a package database must not parse it on the event loop.
+    const packages = new PackageVerifier(this.realRoot);
+    packages.warm();
     const pipeline = new Pipeline(rules, {
       realRoot: this.realRoot,
       source: source.name,
@@ -198,7 +201,7 @@ export class Agent {
       writeWaitMs: cfg.writeWaitMs,
       loadersInUse: loaders.paths,
       hostPath: (real) => this.hostPathOf(real),
-      packages: new PackageVerifier(this.realRoot),
+      packages,
       files: new FileVerifier(this.realRoot),
       log,
       emit: (a) => this.emit(a),

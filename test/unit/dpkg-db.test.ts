@@ -1,7 +1,7 @@
 // The dpkg database parser on databases the genuine dpkg wrote: a scratch root where dpkg
 // installed a package built by dpkg-deb, and the machine's own /var/lib/dpkg (read only).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +40,22 @@ describe.skipIf(!isRoot)('dpkg database parser (skipped: dpkg -i into a scratch 
     // The first line has no newline before it: dpkg writes "/." there, but a path may be first.
     expect(readFileSync(join(admin, 'info/ldg-fakepm.list'), 'utf8').split('\n')[0]).toBe('/.');
     expect(new DpkgDb(admin).owner('/.')?.pkg.name).toBe('ldg-fakepm');
+  });
+
+  it('answers the same after indexing the directories packages use, without reading a .list for a path outside them', async () => {
+    const db = new DpkgDb(admin);
+    await db.indexDirs();
+    expect(db.owner('/usr/bin/dnf')?.pkg.name).toBe('ldg-fakepm');
+    expect(db.owner('/usr/lib64/ldg-fakepm.marker')?.listed).toBe('/lib64/ldg-fakepm.marker');
+    expect(db.owner('/usr/bin/cp')).toBeNull();
+    // The info directory away now: a lookup that still scanned it would throw (its readdir).
+    renameSync(join(admin, 'info'), join(admin, 'info.away'));
+    try {
+      expect(db.owner('/tmp/nowhere/dnf')).toBeNull();
+      expect(() => new DpkgDb(admin).owner('/tmp/nowhere/dnf')).toThrow();
+    } finally {
+      renameSync(join(admin, 'info.away'), join(admin, 'info'));
+    }
   });
 
   it('finds a file listed under /lib64 by its real /usr/lib64 path (merged /usr)', () => {

@@ -12,7 +12,8 @@
 // remember each answer for the snapshot's life, so memory grows with the executables asked about,
 // not with the ~100k paths of a full system.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 
 export interface InstalledPackage {
   /** The package's name as the info files carry it: "libc6:amd64" for Multi-Arch: same, else "dpkg". */
@@ -76,6 +77,8 @@ export class DpkgDb {
   private readonly installed: Map<string, StatusEntry>;
   private readonly owners = new Map<string, InstalledPackage | null>();
   private listFiles: string[] | undefined;
+  /** Every directory a listed path is in, once indexDirs() has read them; undefined until then. */
+  private dirs: Set<string> | undefined;
 
   /** Throws when admindir/status cannot be read (no dpkg database there). states: see parseStatus. */
   constructor(
@@ -119,6 +122,7 @@ export class DpkgDb {
    */
   owner(path: string): { pkg: InstalledPackage; listed: string } | null {
     for (const alias of mergedUsrAliases(path)) {
+      if (this.dirs && !this.dirs.has(posix.dirname(alias))) continue; // no package puts anything there
       let hit = this.owners.get(alias);
       if (hit === undefined) {
         hit = this.scan(alias);
@@ -127,6 +131,32 @@ export class DpkgDb {
       if (hit) return { pkg: hit, listed: alias };
     }
     return null;
+  }
+
+  /**
+   * Reads every .list file in the background (each read and split between turns of the event loop)
+   * to learn the directories packages put files in (11,375 here, from 126,782 paths): after it, an
+   * owner lookup for a path in none of them (a copy of cp named dnf in /tmp) is answered without the
+   * scan of every file that a miss costs (35 ms here, on the event loop). Never throws.
+   */
+  async indexDirs(): Promise<void> {
+    try {
+      const dirs = new Set<string>();
+      const info = join(this.admindir, 'info');
+      for (const f of await readdir(info)) {
+        if (!f.endsWith('.list') || !this.installed.has(f.slice(0, -'.list'.length).split(':')[0]!)) continue;
+        let text: string;
+        try {
+          text = await readFile(join(info, f), 'utf8');
+        } catch {
+          return; // a file gone meanwhile: dpkg is at work, and the next snapshot will index
+        }
+        for (const line of text.split('\n')) if (line.startsWith('/')) dirs.add(posix.dirname(line));
+      }
+      this.dirs = dirs;
+    } catch {
+      // no info directory: lookups scan, as before
+    }
   }
 
   private scan(path: string): InstalledPackage | null {

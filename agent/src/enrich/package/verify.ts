@@ -62,6 +62,18 @@ export class PackageVerifier {
   ) {}
 
   /**
+   * Takes the databases' snapshots now (status parsed; the directories packages use indexed in
+   * the background), so that the first writer judged does not pay for them on the event loop
+   * (56 ms here for a copy of cp named dnf, as the first).
+   */
+  warm(): void {
+    for (const admindir of new Set([this.hostAdmindir, join(this.realRoot, 'var/lib/dpkg')])) {
+      const stamp = dpkgStamp(admindir);
+      if (stamp !== null) this.db(admindir, stamp);
+    }
+  }
+
+  /**
    * The watched root's database was written by something that is not a verified package manager
    * (the pipeline saw it): no executable judged against it is verified again until restart. The
    * host's own database (the agent's side, under --root) is not the one that was seen written.
@@ -168,6 +180,7 @@ export class PackageVerifier {
     try {
       const db = new DpkgDb(admindir);
       this.dbs.set(admindir, { stamp, db });
+      void db.indexDirs();
       return db;
     } catch {
       return null;
