@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import type { Role, TokenInfo } from '../store/store.js';
 import type { AuditEntry, AuditRow, CredentialStore, NewSession, SessionRow } from './store.js';
+import { inTransaction } from '../store/pg-tx.js';
 
 interface TokenDbRow {
   hash: string;
@@ -43,26 +44,16 @@ export class PostgresCredentials implements CredentialStore {
   }
 
   async setPassword(tokenHash: string, passwordHash: string, now: number, audit?: AuditEntry): Promise<boolean> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN');
+    return inTransaction(this.pool, async (c) => {
+      // Nothing written for a token revoked meanwhile (the rollback of an empty transaction is its commit).
       const still = await c.query('SELECT 1 FROM tokens WHERE hash = $1 AND revoked IS NULL FOR SHARE', [tokenHash]);
-      if (still.rowCount === 0) {
-        await c.query('ROLLBACK');
-        return false;
-      }
+      if (still.rowCount === 0) return false;
       await c.query(`INSERT INTO web_passwords (token_hash, hash, updated) VALUES ($1, $2, $3)
         ON CONFLICT (token_hash) DO UPDATE SET hash = excluded.hash, updated = excluded.updated`, [tokenHash, passwordHash, now]);
       await c.query('DELETE FROM web_sessions WHERE token_hash = $1', [tokenHash]);
       if (audit) await this.append(c, audit, now);
-      await c.query('COMMIT');
       return true;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   async createSession(s: NewSession, now: number, idleBefore: number): Promise<void> {

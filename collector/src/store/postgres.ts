@@ -32,6 +32,7 @@ import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 import { connectionPassword, type PassFileTarget } from './pgpass.js';
 import { IngestPressure } from './pressure.js';
+import { inTransaction } from './pg-tx.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
   stampedDoc, type AgentView, type AlertQuery, type AlertRow, type CommitResult, type CommitWork, type QuarantineRow, type QuarantineView,
@@ -660,19 +661,8 @@ export class PostgresStore implements Store {
     return { inserted, ids, refused };
   }
 
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
 
   // ---- the live feed across collectors

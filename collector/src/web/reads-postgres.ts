@@ -23,6 +23,7 @@ import type { Overview } from '../../web/src/api-types.js';
 import { ALERT_COLUMNS, shownDoc, type AlertDbRow } from '../store/postgres.js';
 import { SCAN_BUDGET, WINDOWS, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
 import type { DashboardReads, Facets } from './reads.js';
+import { inTransaction } from '../store/pg-tx.js';
 
 /** The first window of ids a search for a common word walks; each next one is twice as wide. */
 const FIRST_WINDOW = 2_000;
@@ -139,20 +140,11 @@ export class PostgresDashboardReads implements DashboardReads {
   }
 
   /** Runs `fn` on one connection in a read-only transaction with these planner settings (SET LOCAL). */
-  private async planned<T>(settings: string[], fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN READ ONLY');
+  private planned<T>(settings: string[], fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, async (c) => {
       for (const x of settings) await c.query(`SET LOCAL ${x}`);
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+      return fn(c);
+    }, 'BEGIN READ ONLY');
   }
 
   /** Newest stored first (id descending), below the cursor: the trigram index, or id windows for a common word (see the top). */
