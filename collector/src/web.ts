@@ -4,7 +4,8 @@
 //   GET   /  and /ui/*.{js,css,svg}      the page (collector/web, built by `npm run build`)
 //   POST  /ui/login                      {"token"} or {"name","password"} → session cookie
 //   POST  /ui/logout                     ends the session
-//   GET   /ui/api/session                → {name, csrf, expires}
+//   GET   /ui/api/session                → {name, csrf, expires, prefs} (the login's preferences)
+//   PUT   /ui/api/prefs                  {"timeZone": "utc"|"local"} → the preferences saved for the login's name
 //   GET   /ui/api/alerts                 ?q=&host=&rule=&severity=&status=&since=&until=&cursor=&limit=
 //   GET   /ui/api/alerts/export          ?format=ndjson|csv and the list's filters (not cursor, limit): a download (export.ts)
 //   GET   /ui/api/alerts/:uuid           → {alert, history, guide}
@@ -38,7 +39,8 @@ import { LIVE_PATH, LiveFeed } from './web/live.js';
 import { MAX_PAGE, WINDOWS, type ListQuery } from './web/query.js';
 import type { DashboardReads } from './web/reads.js';
 import { dashboardStorage } from './web/storage.js';
-import type { FleetAgent } from '../web/src/api-types.js';
+import type { FleetAgent, WebPrefs } from '../web/src/api-types.js';
+import type { CredentialStore } from './credentials/store.js';
 
 export type { FleetAgent };
 
@@ -187,11 +189,21 @@ export function parseListQuery(p: URLSearchParams): ListQuery {
   return q;
 }
 
+/** A PUT /ui/api/prefs body: the whole preferences, nothing else (a typo is refused, not ignored). */
+function parsePrefs(body: Record<string, unknown>): WebPrefs {
+  if (Object.keys(body).some((k) => k !== 'timeZone') || (body.timeZone !== 'utc' && body.timeZone !== 'local')) {
+    throw new WebError(400, 'LDG_ERR_WEB_BODY', 'send {"timeZone": "utc"} or {"timeZone": "local"}');
+  }
+  return { timeZone: body.timeZone };
+}
+
 export class Dashboard {
   readonly live: LiveFeed;
   private readonly assets: Assets;
   private readonly queries: DashboardReads;
   private readonly auth: Auth;
+  /** The logins' preferences live with their credentials (same database, same sharing). */
+  private readonly creds: CredentialStore;
   private readonly limiter = new LoginLimiter();
   private readonly guides: Guides;
   private readonly headers: Record<string, string>;
@@ -203,6 +215,7 @@ export class Dashboard {
     const storage = dashboardStorage(o.store, o.log);
     this.queries = storage.reads;
     this.auth = new Auth(storage.credentials);
+    this.creds = storage.credentials;
     this.guides = new Guides(o.log);
     this.headers = securityHeaders(o.tls);
     this.cookieName = o.tls ? '__Host-ldg_session' : 'ldg_session';
@@ -309,7 +322,14 @@ export class Dashboard {
     const s = await this.session(req);
     if (path === '/ui/api/session') {
       only('GET');
-      return this.send(res, 200, { name: s.name, csrf: s.csrf, expires: new Date(s.expires).toISOString(), version: this.o.version });
+      return this.send(res, 200, { name: s.name, csrf: s.csrf, expires: new Date(s.expires).toISOString(), version: this.o.version, prefs: await this.creds.prefs(s.name) });
+    }
+    if (path === '/ui/api/prefs') {
+      only('PUT');
+      this.guard(req, s);
+      const prefs = parsePrefs(await readJson(req));
+      await this.creds.setPrefs(s.name, prefs, Date.now());
+      return this.send(res, 200, prefs);
     }
     if (path === '/ui/api/alerts') {
       only('GET');
@@ -403,7 +423,7 @@ export class Dashboard {
     }
     const { cookie, session } = await this.auth.createSession(admin);
     this.o.log.info({ remote, how, user: admin.name }, 'dashboard login');
-    this.send(res, 200, { name: session.name, csrf: session.csrf, expires: new Date(session.expires).toISOString() }, {
+    this.send(res, 200, { name: session.name, csrf: session.csrf, expires: new Date(session.expires).toISOString(), prefs: await this.creds.prefs(session.name) }, {
       'set-cookie': this.cookie(cookie, Math.floor((session.expires - Date.now()) / 1000)),
     });
   }

@@ -1,12 +1,14 @@
 // The dashboard's credentials in PostgreSQL, shared by every collector over the database (see
 // store.ts for the contracts). The tables, the triggers that take a token's password and sessions
 // along with its row, and the append-only audit log are the store's migration 3
-// (store/postgres.ts, CREDENTIALS_MIGRATION). Each call is one round trip on the pool given (its
-// owner closes it), except setPassword, a transaction that reads the token row FOR SHARE: a
-// concurrent revoke or rotation waits for it, or it sees the change and refuses.
+// (store/postgres.ts, CREDENTIALS_MIGRATION); the logins' preferences (web_prefs) its migration 5.
+// Each call is one round trip on the pool given (its owner closes it), except setPassword, a
+// transaction that reads the token row FOR SHARE: a concurrent revoke or rotation waits for it, or
+// it sees the change and refuses.
 import type pg from 'pg';
 import type { Role, TokenInfo } from '../store/store.js';
-import type { AuditEntry, AuditRow, CredentialStore, NewSession, SessionRow } from './store.js';
+import type { WebPrefs } from '../../web/src/api-types.js';
+import { prefsOf, type AuditEntry, type AuditRow, type CredentialStore, type NewSession, type SessionRow } from './store.js';
 import { inTransaction } from '../store/pg-tx.js';
 
 interface TokenDbRow {
@@ -94,5 +96,15 @@ export class PostgresCredentials implements CredentialStore {
     const { rows } = await this.pool.query<{ at: string; actor: string; action: AuditRow['action']; tokenName: string | null; detail: string }>(
       'SELECT at, actor, action, token_name AS "tokenName", detail FROM audit_log ORDER BY id');
     return rows.map((r) => ({ ...r, at: Number(r.at) }));
+  }
+
+  async prefs(name: string): Promise<WebPrefs> {
+    const { rows } = await this.pool.query<{ time_zone: string }>('SELECT time_zone FROM web_prefs WHERE name = $1', [name]);
+    return prefsOf(rows[0]?.time_zone);
+  }
+
+  async setPrefs(name: string, prefs: WebPrefs, now: number): Promise<void> {
+    await this.pool.query(`INSERT INTO web_prefs (name, time_zone, updated) VALUES ($1, $2, $3)
+      ON CONFLICT (name) DO UPDATE SET time_zone = excluded.time_zone, updated = excluded.updated`, [name, prefs.timeZone, now]);
   }
 }

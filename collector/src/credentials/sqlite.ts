@@ -1,11 +1,12 @@
 // The dashboard's credentials in the collector's SQLite file (see store.ts for the contracts).
 // Tables are created here (IF NOT EXISTS), on the connection given: web_passwords, web_sessions,
-// and audit_log through audit.ts. Writes are small and rare, like the token table's; they run on
+// web_prefs and audit_log through audit.ts. Writes are small and rare, like the token table's; they run on
 // that connection, synchronously, and the promises are settled when they are done.
 import type Database from 'better-sqlite3';
 import { AuditLog } from '../audit.js';
 import type { TokenInfo } from '../store/store.js';
-import type { AuditEntry, AuditRow, CredentialStore, NewSession, SessionRow } from './store.js';
+import type { WebPrefs } from '../../web/src/api-types.js';
+import { prefsOf, type AuditEntry, type AuditRow, type CredentialStore, type NewSession, type SessionRow } from './store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS web_passwords (
@@ -24,6 +25,11 @@ CREATE TABLE IF NOT EXISTS web_sessions (
 );
 CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires);
 CREATE INDEX IF NOT EXISTS web_sessions_token ON web_sessions (token_hash);
+CREATE TABLE IF NOT EXISTS web_prefs (
+  name TEXT PRIMARY KEY,   -- the admin token's name: a login keeps its choices across rotations
+  time_zone TEXT NOT NULL, -- 'utc' or 'local'
+  updated INTEGER NOT NULL
+);
 -- A token's dashboard credentials live and die with its row (auth.ts). Only changes of hash or
 -- revoked fire these: the agent binding's updates (agent_id) do not.
 CREATE TRIGGER IF NOT EXISTS web_credentials_rotate AFTER UPDATE OF hash ON tokens
@@ -88,6 +94,9 @@ export class SqliteCredentials implements CredentialStore {
       deleteSession: db.prepare('DELETE FROM web_sessions WHERE hash = ?'),
       deleteOthers: db.prepare('DELETE FROM web_sessions WHERE token_hash = ?'),
       purge: db.prepare('DELETE FROM web_sessions WHERE expires < ? OR last_used < ?'),
+      prefs: db.prepare('SELECT time_zone AS timeZone FROM web_prefs WHERE name = ?'),
+      setPrefs: db.prepare(`INSERT INTO web_prefs (name, time_zone, updated) VALUES (?, ?, ?)
+        ON CONFLICT (name) DO UPDATE SET time_zone = excluded.time_zone, updated = excluded.updated`),
     };
   }
 
@@ -138,5 +147,13 @@ export class SqliteCredentials implements CredentialStore {
 
   async listAudit(): Promise<AuditRow[]> {
     return this.audit.list();
+  }
+
+  async prefs(name: string): Promise<WebPrefs> {
+    return prefsOf((this.stmts.prefs.get(name) as { timeZone: string } | undefined)?.timeZone);
+  }
+
+  async setPrefs(name: string, prefs: WebPrefs, now: number): Promise<void> {
+    this.stmts.setPrefs.run(name, prefs.timeZone, now);
   }
 }

@@ -8,9 +8,12 @@
 //   moves the password and ends the sessions, revoking or deleting it deletes both. The database
 //   does this (triggers), in the token change's own transaction, whoever makes the change.
 // - Sessions are keyed by the SHA-256 of the cookie; no cookie value is ever stored.
+// - Dashboard preferences (web_prefs) are keyed by the admin token's name, the login an analyst
+//   knows, so they outlast a rotation or a re-created token of that name; they hold nothing secret.
 // - The audit log is append-only (audit.ts): the database refuses UPDATE and DELETE of its rows.
 // - Every method reads or writes the database itself, never a cache: a logout, a password change
 //   or a revocation made through one collector holds at the next request on every other.
+import type { WebPrefs } from '../../web/src/api-types.js';
 import type { TokenInfo } from '../store/store.js';
 
 export type AuditAction = 'create' | 'rotate' | 'revoke' | 'passwd' | 'login' | 'login-failed';
@@ -66,4 +69,16 @@ export interface CredentialStore {
   appendAudit(e: AuditEntry, now: number): Promise<void>;
   /** Every row, oldest first. */
   listAudit(): Promise<AuditRow[]>;
+  /** The preferences saved for a login name; DEFAULT_PREFS when it saved none. */
+  prefs(name: string): Promise<WebPrefs>;
+  /** Saves a login name's preferences whole (the last writer wins). */
+  setPrefs(name: string, prefs: WebPrefs, now: number): Promise<void>;
+}
+
+/** What a login that never chose sees: UTC, as `ldguard tail` and the journal write times. */
+export const DEFAULT_PREFS: Readonly<WebPrefs> = Object.freeze({ timeZone: 'utc' });
+
+/** A stored row as preferences: a value this version does not know reads as the default. */
+export function prefsOf(timeZone: string | undefined): WebPrefs {
+  return { timeZone: timeZone === 'local' ? 'local' : DEFAULT_PREFS.timeZone };
 }

@@ -174,6 +174,9 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO alert_minutes (minute, shard, n) SELECT floor(ts / 60000.0)::bigint, 0, count(*) FROM alerts GROUP BY 1;
   INSERT INTO alert_hours (hour, host, rule_id, severity, n) SELECT floor(ts / 3600000.0)::bigint, coalesce(host, ''), rule_id, severity, count(*) FROM alerts GROUP BY 1, 2, 3, 4;
   INSERT INTO alert_rules (rule_id, name) SELECT rule_id, max(rule_name) FROM alerts GROUP BY 1;`,
+  // 5: the dashboard's preferences per login name (credentials/postgres.ts), as SQLite's
+  // (credentials/sqlite.ts): not tied to a token row, so a rotation keeps them.
+  `CREATE TABLE web_prefs (name text PRIMARY KEY, time_zone text NOT NULL CHECK (time_zone IN ('utc', 'local')), updated bigint NOT NULL);`,
 ];
 
 const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';

@@ -66,3 +66,11 @@ export interface Guide {
   stepsMd: MdNode[][];
   references: string[];
 }
+
+/** The zone the dashboard shows times in: UTC, or the browser's own with its offset. */
+export type TimeZonePref = 'utc' | 'local';
+
+/** A login's dashboard preferences, kept by the collector per admin token name (PUT /ui/api/prefs). */
+export interface WebPrefs {
+  timeZone: TimeZonePref;
+}

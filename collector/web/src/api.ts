@@ -2,6 +2,8 @@
 // and, on state-changing calls, the session's CSRF token. A 401 means the session ended: the app
 // listens for 'ldg:logged-out' and shows the login form.
 
+import type { WebPrefs } from './api-types.js';
+
 export class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
     super(message);
@@ -13,6 +15,8 @@ export interface SessionInfo {
   csrf: string;
   expires: string;
   version?: string;
+  /** The login's preferences (the zone times are shown in), kept by the collector. */
+  prefs?: WebPrefs;
 }
 
 let csrf = '';
@@ -50,6 +54,7 @@ export const api = {
   get: <T>(path: string) => call<T>('GET', path),
   post: <T>(path: string, body: unknown) => call<T>('POST', path, body),
   patch: <T>(path: string, body: unknown) => call<T>('PATCH', path, body),
+  put: <T>(path: string, body: unknown) => call<T>('PUT', path, body),
 };
 
 export function query(params: Record<string, string | number | undefined>): string {

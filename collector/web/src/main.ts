@@ -2,13 +2,17 @@
 // header with the live indicator and the views, routed by the URL's hash).
 import { alertsView } from './alerts.js';
 import { api, setCsrf, type SessionInfo } from './api.js';
+import type { TimeZonePref, WebPrefs } from './api-types.js';
 import { detailView } from './detail.js';
 import { h, replace } from './dom.js';
+import { fullTime } from './format.js';
 import { fleetView } from './fleet.js';
 import { Live, type FleetSummary, type LiveState } from './live.js';
 import { loginView } from './login.js';
 import { currentHash, takeNavigation } from './nav.js';
 import { overviewView } from './overview.js';
+import { errorBox } from './ui.js';
+import { setZone, zone } from './zone.js';
 
 const root = document.getElementById('app')!;
 let live: Live | undefined;
@@ -39,8 +43,34 @@ function route(view: HTMLElement, nav: HTMLElement): void {
   document.title = `ldguard · ${section === 'alerts' && parts[1] ? 'alert' : section}`;
 }
 
+/**
+ * The header's UTC / local switch. The choice is saved for the login first (PUT /ui/api/prefs),
+ * then the view is drawn again in it: what the page shows is what a reload or another browser of
+ * the same login will show. A refused save leaves the zone as it was and says why.
+ */
+function zoneSwitch(view: HTMLElement, nav: HTMLElement): HTMLElement {
+  const options: Array<[TimeZonePref, string, string]> = [['utc', 'UTC', 'times in UTC, as ldguard tail and the journal show them'], ['local', 'Local', 'times in this browser\'s zone, with its offset']];
+  const buttons = options.map(([z, label, title]) => h('button', {
+    class: 'btn ghost small zone-option', type: 'button', title, 'data-zone': z, 'aria-pressed': String(zone() === z),
+    onclick: async () => {
+      if (zone() === z) return;
+      try {
+        const saved = await api.put<WebPrefs>('/ui/api/prefs', { timeZone: z });
+        setZone(saved.timeZone);
+      } catch (e) {
+        view.prepend(errorBox(e));
+        return;
+      }
+      for (const b of buttons) b.setAttribute('aria-pressed', String(b.dataset.zone === zone()));
+      route(view, nav);
+    },
+  }, label));
+  return h('span', { class: 'zone-switch', role: 'group', 'aria-label': 'Time zone' }, buttons);
+}
+
 function app(session: SessionInfo): void {
   setCsrf(session.csrf);
+  setZone(session.prefs?.timeZone ?? 'utc');
   live?.stop();
   live = new Live();
   const indicator = h('span', { class: 'live live-connecting', title: 'live feed' }, 'Connecting');
@@ -62,7 +92,8 @@ function app(session: SessionInfo): void {
       nav,
       h('div', { class: 'spacer' }),
       indicator,
-      h('span', { class: 'user', title: `session until ${new Date(session.expires).toLocaleString()}` }, session.name),
+      zoneSwitch(view, nav),
+      h('span', { class: 'user', title: `session until ${fullTime(session.expires)}` }, session.name),
       h('button', {
         class: 'btn ghost small',
         type: 'button',

@@ -3,21 +3,22 @@
 // per-hour tables; a live alert schedules a refresh.
 import { api } from './api.js';
 import { h, replace, s } from './dom.js';
+import { fullTime, stamp, zoneLabel } from './format.js';
 import type { Live } from './live.js';
 import { writeHash } from './nav.js';
 import { niceTicks } from './ticks.js';
 import { errorBox } from './ui.js';
 import type { Overview } from './api-types.js';
+import { zone } from './zone.js';
 
 
 const WINDOWS: Array<[string, string]> = [['1h', 'Last hour'], ['24h', 'Last 24 hours'], ['7d', 'Last 7 days'], ['30d', 'Last 30 days']];
 
-const pad = (n: number) => String(n).padStart(2, '0');
-
+/** A bucket's clock time in the login's zone; the zone itself is written once, under the y axis. */
 function tickLabel(iso: string, bucketMs: number): string {
-  const d = new Date(iso);
-  if (bucketMs < 86_400_000 && bucketMs <= 3_600_000) return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}h`;
+  const [ymd = '', hms = ''] = stamp(Date.parse(iso), { zone: zone() }).split(' ');
+  if (bucketMs <= 3_600_000) return hms.slice(0, 5);
+  return `${ymd.slice(5)} ${hms.slice(0, 2)}h`;
 }
 
 export function chart(o: Overview, windowKey: string): SVGSVGElement {
@@ -41,11 +42,13 @@ export function chart(o: Overview, windowKey: string): SVGSVGElement {
     ]),
     o.buckets.map((b, i) => [
       b.n > 0
-        ? s('rect', { class: 'bar', x: L + i * bw + 1, y: y(b.n), width: Math.max(1, bw - 2), height: Math.max(1, H - B - y(b.n)), rx: 2 }, s('title', null, `${new Date(b.t).toLocaleString()}: ${b.n} alert${b.n === 1 ? '' : 's'}`))
+        ? s('rect', { class: 'bar', x: L + i * bw + 1, y: y(b.n), width: Math.max(1, bw - 2), height: Math.max(1, H - B - y(b.n)), rx: 2 }, s('title', null, `${fullTime(b.t)}: ${b.n} alert${b.n === 1 ? '' : 's'}`))
         : null,
       i % every === 0 ? s('text', { class: 'axis', x: L + i * bw + bw / 2, y: H - 8, 'text-anchor': 'middle' }, tickLabel(b.t, o.bucketMs)) : null,
     ]),
     s('line', { class: 'baseline', x1: L, x2: W - R, y1: H - B, y2: H - B }),
+    // The x axis' zone, at the window's end (a DST change inside it shows in the bars' titles).
+    s('text', { class: 'axis x-zone', x: L - 6, y: H - 8, 'text-anchor': 'end' }, zoneLabel(Date.parse(o.to))),
   );
 }
 
