@@ -77,6 +77,13 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     const revoked = await runCli(['token', 'revoke', '--db', db, '--name', 'h-old']);
     expect(revoked.status, revoked.stderr).toBe(0);
     // A dashboard password (its scrypt hash moves with the copy) and the audit log's entries.
+    // A login's dashboard preference (web_prefs), saved through the dashboard as the page does.
+    const login = await fetch(`http://127.0.0.1:${collector.port}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: admin }) });
+    const { csrf } = (await login.json()) as { csrf: string };
+    const saved = await fetch(`http://127.0.0.1:${collector.port}/ui/api/prefs`, {
+      method: 'PUT', headers: { cookie: login.headers.get('set-cookie')!.split(';')[0]!, 'x-ldguard-csrf': csrf, 'content-type': 'application/json' }, body: '{"timeZone":"local"}',
+    });
+    expect(saved.status).toBe(200);
     const passwd = spawnSync(process.execPath, [CLI, 'token', 'passwd', '--db', db, '--name', 'admin'], { input: `${PASSWORD}\n`, encoding: 'utf8', timeout: 30_000 });
     expect(passwd.status, passwd.stderr).toBe(0);
   }, 180_000);
@@ -121,10 +128,10 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     const out = JSON.parse(r.stdout) as { resumedAt: number; copied: number; checks: Array<{ table: string; ok: boolean; source: { rows: number }; target: { rows: number } }> };
     expect(out.resumedAt).toBe(partial);
     expect(out.copied).toBe(total - partial);
-    expect(out.checks.map((c) => c.table).sort()).toEqual(['agents', 'alert_history', 'alerts', 'audit_log', 'host_seals', 'quarantine', 'tokens', 'web_passwords']);
+    expect(out.checks.map((c) => c.table).sort()).toEqual(['agents', 'alert_history', 'alerts', 'audit_log', 'host_seals', 'quarantine', 'tokens', 'web_passwords', 'web_prefs']);
     for (const c of out.checks) expect(c, c.table).toMatchObject({ ok: true, target: { rows: c.source.rows } });
     const rows = Object.fromEntries(out.checks.map((c) => [c.table, c.source.rows]));
-    expect(rows).toEqual({ alerts: total, alert_history: 2, tokens: 3, agents: 2, host_seals: 2, quarantine: 1, web_passwords: 1, audit_log: 5 });
+    expect(rows).toEqual({ alerts: total, alert_history: 2, tokens: 3, agents: 2, host_seals: 2, quarantine: 1, web_passwords: 1, web_prefs: 1, audit_log: 6 });
 
     // Checked here too, not only by the tool: every source row by id, its document's bytes, once.
     const src = new Database(db, { readonly: true });
@@ -143,9 +150,10 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     const again = await runCli(['db', 'copy', '--from', db, '--to', target]);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/: 0 alerts in this run/);
-    for (const t of ['alerts', 'alert_history', 'tokens', 'agents', 'host_seals', 'quarantine', 'web_passwords', 'audit_log']) expect(again.stdout).toMatch(new RegExp(`^ {2}ok +${t} `, 'm'));
+    for (const t of ['alerts', 'alert_history', 'tokens', 'agents', 'host_seals', 'quarantine', 'web_passwords', 'web_prefs', 'audit_log']) expect(again.stdout).toMatch(new RegExp(`^ {2}ok +${t} `, 'm'));
     expect(again.stdout).toContain('dashboard sessions (log in again)');
     expect((await pgc.query<{ action: string }>('moved', "SELECT action FROM audit_log WHERE token_name = 'h-old' ORDER BY id")).map((r) => r.action)).toEqual(['create', 'revoke']);
+    expect(await pgc.query('moved', 'SELECT name, time_zone FROM web_prefs')).toEqual([{ name: 'admin', time_zone: 'local' }]);
   }, 120_000);
 
   it('serves the copy from a collector on PostgreSQL: same alerts and workflow, the revoked token refused, the live one accepted', async () => {

@@ -27,7 +27,7 @@ CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires);
 CREATE INDEX IF NOT EXISTS web_sessions_token ON web_sessions (token_hash);
 CREATE TABLE IF NOT EXISTS web_prefs (
   name TEXT PRIMARY KEY,   -- the admin token's name: a login keeps its choices across rotations
-  time_zone TEXT NOT NULL, -- 'utc' or 'local'
+  time_zone TEXT NOT NULL CHECK (time_zone IN ('utc', 'local')),
   updated INTEGER NOT NULL
 );
 -- A token's dashboard credentials live and die with its row (auth.ts). Only changes of hash or

@@ -89,6 +89,7 @@ const SMALL_TABLES: ReadonlyArray<{ table: string; columns: string; optional?: b
   { table: 'quarantine', columns: 'id, agent_id, token_name, seq, uuid, reason, text, size, received' },
   // The dashboard's: absent from a SQLite file whose dashboard never ran (then none on the target either).
   { table: 'web_passwords', columns: 'token_hash, hash, updated', optional: true },
+  { table: 'web_prefs', columns: 'name, time_zone, updated', optional: true },
   { table: 'audit_log', columns: 'id, at, actor, action, token_name, detail', optional: true },
 ];
 

@@ -13,7 +13,8 @@
 //   refers to them, and the API's cursors are (ts, id)), with their documents as the stored bytes;
 //   tokens (hashes only: no secret exists in either database), their agent bindings, agents,
 //   host_seals, the quarantine, and where the dashboard ran on the source, its passwords (scrypt
-//   hashes, keyed by their token's hash) and the audit log (ids kept; append-only on both sides).
+//   hashes, keyed by their token's hash), its logins' preferences (web_prefs, by name) and the
+//   audit log (ids kept; append-only on both sides).
 //   Not copied: the dashboard's sessions (log in again) and the derived search and host indexes
 //   (PostgreSQL indexes the alerts table itself).
 // - Resumable: the small tables are written first in one transaction (upserts: a re-run writes the
@@ -198,6 +199,12 @@ const SMALL_TABLES: ReadonlyArray<{ select: string; insert: string; map?: (r: un
     select: 'SELECT token_hash, hash, updated FROM web_passwords ORDER BY token_hash',
     insert: `INSERT INTO web_passwords (token_hash, hash, updated) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
       ON CONFLICT (token_hash) DO UPDATE SET hash = excluded.hash, updated = excluded.updated`,
+  },
+  {
+    onlyIf: 'web_prefs',
+    select: 'SELECT name, time_zone, updated FROM web_prefs ORDER BY name',
+    insert: `INSERT INTO web_prefs (name, time_zone, updated) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+      ON CONFLICT (name) DO UPDATE SET time_zone = excluded.time_zone, updated = excluded.updated`,
   },
   {
     onlyIf: 'audit_log',
