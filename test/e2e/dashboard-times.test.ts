@@ -88,6 +88,12 @@ describe.skipIf(!haveChromium)('dashboard times in Chromium against the real col
     expect(await page.locator(`tr.alert-row[data-uuid="${uuid}"] td.col-time`).getAttribute('title')).toMatch(UTC_TIME);
     expect(await page.locator('.user').getAttribute('title')).toMatch(/^session until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC$/);
 
+    // A custom range is read in the zone shown: these UTC bounds hold WHEN (at +05:30 they would not).
+    const minute = (ms: number) => new Date(ms).toISOString().slice(0, 16);
+    await page.goto(`${base}/#/alerts?range=custom&from=${minute(WHEN.getTime() - 60_000)}&to=${minute(WHEN.getTime() + 120_000)}`);
+    expect(await listTime()).toBe(expected(0, 'UTC'));
+    expect(await page.locator('.range-zone').textContent()).toBe('UTC');
+
     await page.goto(`${base}/#/alerts/${uuid}`);
     const opened = page.locator('.step-open > span.muted');
     await opened.waitFor();

@@ -4,9 +4,10 @@
 // a reload or a shared link opens the same view. The export links download what the filters select.
 import { api, query } from './api.js';
 import { breakable, get, h, replace, str } from './dom.js';
-import { fullTime, time } from './format.js';
+import { fullTime, time, zoneLabel } from './format.js';
 import type { Live } from './live.js';
 import { writeHash } from './nav.js';
+import { zone } from './zone.js';
 import { attributionBadge, empty, errorBox, SEVERITIES, severityBadge, STATUSES, statusPill } from './ui.js';
 
 interface Page {
@@ -65,8 +66,11 @@ export function filtersFrom(params: URLSearchParams): Filters {
 
 function timeBounds(f: Filters, now = Date.now()): { since?: number; until?: number } {
   if (f.range === 'custom') {
-    const since = f.from ? Date.parse(f.from) : NaN;
-    const until = f.to ? Date.parse(f.to) : NaN;
+    // A datetime-local value has no zone: it is read in the zone the list shows (Date.parse alone
+    // would take the browser's even while every time on the page says UTC).
+    const at = (v: string | undefined) => (v ? Date.parse(zone() === 'utc' && /^\d{4}-\d\d-\d\dT[\d:.]+$/.test(v) ? `${v}Z` : v) : NaN);
+    const since = at(f.from);
+    const until = at(f.to);
     return { ...(Number.isNaN(since) ? {} : { since }), ...(Number.isNaN(until) ? {} : { until }) };
   }
   const ms = f.range ? RANGES[f.range]?.ms : undefined;
@@ -288,6 +292,7 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     h('input', { type: 'datetime-local', name: 'from', 'aria-label': 'From', value: f.from ?? '' }),
     h('span', { class: 'muted' }, 'to'),
     h('input', { type: 'datetime-local', name: 'to', 'aria-label': 'To', value: f.to ?? '' }),
+    h('span', { class: 'muted range-zone' }, zoneLabel(Date.now())),
   );
   const form = h(
     'form',
