@@ -153,7 +153,13 @@ export class Integrity {
     const real = resolvePathInRoot(this.o.realRoot, hostPath);
     if (real === null) return;
     const now = Date.now();
-    for (const [p, c] of this.creators) if (c.until <= now) this.creators.delete(p);
+    // Kept in the order they expire (a path seen again goes to the end): the expired are at the
+    // front, so a flood of creations costs each one the entries it removes, not the whole map.
+    for (const [p, c] of this.creators) {
+      if (c.until > now) break;
+      this.creators.delete(p);
+    }
+    this.creators.delete(real);
     this.creators.set(real, { entity, until: now + CREATION_SETTLES_MS });
   }
 
