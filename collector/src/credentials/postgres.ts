@@ -6,37 +6,23 @@
 // transaction that reads the token row FOR SHARE: a concurrent revoke or rotation waits for it, or
 // it sees the change and refuses.
 import type pg from 'pg';
-import type { Role, TokenInfo } from '../store/store.js';
+import type { TokenInfo } from '../store/store.js';
 import type { WebPrefs } from '../../web/src/api-types.js';
 import { prefsOf, type AuditEntry, type AuditRow, type CredentialStore, type NewSession, type SessionRow } from './store.js';
 import { inTransaction } from '../store/pg-tx.js';
-
-interface TokenDbRow {
-  hash: string;
-  name: string;
-  role: Role;
-  created: string;
-  revoked: string | null;
-  agent_id: string | null;
-}
-
-const TOKEN = 'hash, name, role, created, revoked, agent_id';
-
-const tokenInfo = (r: TokenDbRow | undefined): TokenInfo | undefined => r && ({
-  hash: r.hash, name: r.name, role: r.role, created: Number(r.created), revoked: r.revoked === null ? null : Number(r.revoked), agentId: r.agent_id,
-});
+import { TOKEN_COLUMNS, tokenInfo, type TokenDbRow } from '../store/postgres.js';
 
 export class PostgresCredentials implements CredentialStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async activeAdmin(name: string): Promise<TokenInfo | undefined> {
-    const { rows } = await this.pool.query<TokenDbRow>(`SELECT ${TOKEN} FROM tokens WHERE name = $1 AND role = 'admin' AND revoked IS NULL`, [name]);
-    return tokenInfo(rows[0]);
+    const { rows } = await this.pool.query<TokenDbRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE name = $1 AND role = 'admin' AND revoked IS NULL`, [name]);
+    return rows[0] && tokenInfo(rows[0]);
   }
 
   async tokenByHash(hash: string): Promise<TokenInfo | undefined> {
-    const { rows } = await this.pool.query<TokenDbRow>(`SELECT ${TOKEN} FROM tokens WHERE hash = $1`, [hash]);
-    return tokenInfo(rows[0]);
+    const { rows } = await this.pool.query<TokenDbRow>(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE hash = $1`, [hash]);
+    return rows[0] && tokenInfo(rows[0]);
   }
 
   async passwordOf(name: string): Promise<{ password: string; tokenHash: string } | undefined> {

@@ -179,11 +179,12 @@ export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE web_prefs (name text PRIMARY KEY, time_zone text NOT NULL CHECK (time_zone IN ('utc', 'local')), updated bigint NOT NULL);`,
 ];
 
-const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';
+/** The tokens' columns tokenInfo reads (credentials/postgres.ts reads them too). */
+export const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';
 /** The alerts' columns shownDoc needs (web/reads-postgres.ts reads them too). */
 export const ALERT_COLUMNS = 'id, uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc';
 
-interface TokenDbRow {
+export interface TokenDbRow {
   id: string;
   hash: string;
   name: string;
@@ -211,7 +212,7 @@ export interface AlertDbRow {
   doc: Buffer;
 }
 
-const tokenInfo = (r: TokenDbRow): TokenInfo => ({
+export const tokenInfo = (r: TokenDbRow): TokenInfo => ({
   hash: r.hash, name: r.name, role: r.role, created: Number(r.created), revoked: r.revoked === null ? null : Number(r.revoked), agentId: r.agent_id,
 });
 

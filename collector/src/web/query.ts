@@ -61,7 +61,27 @@ export interface HistoryEntry {
 
 type Cond = { sql: string; params: unknown[] };
 
-const iso = (ms: number) => new Date(ms).toISOString();
+export const iso = (ms: number) => new Date(ms).toISOString();
+
+/** An overview's window at `now` (24h when unknown): whole buckets up to the next bucket edge. */
+export function overviewWindow(window: string, now: number): { bucketMs: number; from: number; to: number; minuteFrom: number; hourFrom: number } {
+  const w = WINDOWS[window] ?? WINDOWS['24h']!;
+  const to = Math.ceil(now / w.bucketMs) * w.bucketMs;
+  const from = to - w.ms;
+  return { bucketMs: w.bucketMs, from, to, minuteFrom: Math.floor(from / 60_000), hourFrom: Math.floor(from / 3_600_000) };
+}
+
+/** Every bucket of the window from the counts per bucket (keyed time / bucketMs; absent: 0), and their total. */
+export function fillBuckets(counts: ReadonlyMap<number, number>, win: { from: number; to: number; bucketMs: number }): { buckets: Overview['buckets']; total: number } {
+  const buckets: Overview['buckets'] = [];
+  let total = 0;
+  for (let t = win.from; t < win.to; t += win.bucketMs) {
+    const n = counts.get(t / win.bucketMs) ?? 0;
+    total += n;
+    buckets.push({ t: iso(t), n });
+  }
+  return { buckets, total };
+}
 
 /** Overview windows the page offers, with their chart's bucket size. */
 export const WINDOWS: Record<string, { ms: number; bucketMs: number }> = {
@@ -261,21 +281,11 @@ export class DashboardQueries {
   }
 
   overview(window: keyof typeof WINDOWS | string, now = Date.now()): Overview {
-    const w = WINDOWS[window] ?? WINDOWS['24h']!;
-    const to = Math.ceil(now / w.bucketMs) * w.bucketMs;
-    const from = to - w.ms;
-    const minuteFrom = Math.floor(from / 60_000);
+    const win = overviewWindow(window, now);
+    const { from, to, minuteFrom, hourFrom } = win;
     const rows = this.prep('SELECT minute * 60000 / CAST(? AS INTEGER) AS b, sum(n) AS n FROM s.by_minute WHERE minute >= ? GROUP BY b')
-      .all(w.bucketMs, minuteFrom) as Array<{ b: number; n: number }>;
-    const counts = new Map(rows.map((r) => [r.b, r.n]));
-    const buckets: Overview['buckets'] = [];
-    let total = 0;
-    for (let t = from; t < to; t += w.bucketMs) {
-      const n = counts.get(t / w.bucketMs) ?? 0;
-      total += n;
-      buckets.push({ t: iso(t), n });
-    }
-    const hourFrom = Math.floor(from / 3_600_000);
+      .all(win.bucketMs, minuteFrom) as Array<{ b: number; n: number }>;
+    const { buckets, total } = fillBuckets(new Map(rows.map((r) => [r.b, r.n])), win);
     const byHost = this.prep(`SELECT host, sum(n) AS n FROM s.by_hour WHERE hour >= ? GROUP BY host ORDER BY n DESC, host LIMIT 10`)
       .all(hourFrom) as Array<{ host: string; n: number }>;
     const byRule = this.prep(`SELECT h.rule_id AS ruleId, r.name AS name, sum(h.n) AS n FROM s.by_hour h LEFT JOIN s.rules r ON r.rule_id = h.rule_id
@@ -289,7 +299,7 @@ export class DashboardQueries {
     const acknowledged = t.acknowledged ?? 0;
     const closed = t.closed ?? 0;
     return {
-      from: iso(from), to: iso(to), bucketMs: w.bucketMs, buckets,
+      from: iso(from), to: iso(to), bucketMs: win.bucketMs, buckets,
       byHost: byHost.map((h) => ({ host: h.host || '(no host)', n: h.n })), byRule, bySeverity,
       status: { open: Math.max(0, total - acknowledged - closed), acknowledged, closed }, total,
       indexLag: this.indexLag(),

@@ -21,7 +21,7 @@
 import type pg from 'pg';
 import type { Overview } from '../../web/src/api-types.js';
 import { ALERT_COLUMNS, shownDoc, type AlertDbRow } from '../store/postgres.js';
-import { SCAN_BUDGET, WINDOWS, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
+import { SCAN_BUDGET, fillBuckets, iso, overviewWindow, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
 import type { DashboardReads, Facets } from './reads.js';
 import { inTransaction } from '../store/pg-tx.js';
 
@@ -32,7 +32,6 @@ const INDEX_TIMEOUT_MS = 1_000;
 /** Search hits whose rows are read (and filtered) per statement. */
 const SEARCH_CHUNK = 500;
 
-const iso = (ms: number) => new Date(ms).toISOString();
 
 /**
  * What a person typed as LIKE patterns: each word must occur. Lowercased by the database (lower()
@@ -222,13 +221,10 @@ export class PostgresDashboardReads implements DashboardReads {
   }
 
   async overview(window: string, now = Date.now()): Promise<Overview> {
-    const w = WINDOWS[window] ?? WINDOWS['24h']!;
-    const to = Math.ceil(now / w.bucketMs) * w.bucketMs;
-    const from = to - w.ms;
-    const minuteFrom = Math.floor(from / 60_000);
-    const hourFrom = Math.floor(from / 3_600_000);
+    const win = overviewWindow(window, now);
+    const { from, to, minuteFrom, hourFrom } = win;
     const [minutes, byHost, byRule, bySeverity, triaged] = await Promise.all([
-      this.pool.query<{ b: string; n: string }>('SELECT minute * 60000 / $1::bigint AS b, sum(n) AS n FROM alert_minutes WHERE minute >= $2 GROUP BY 1', [w.bucketMs, minuteFrom]),
+      this.pool.query<{ b: string; n: string }>('SELECT minute * 60000 / $1::bigint AS b, sum(n) AS n FROM alert_minutes WHERE minute >= $2 GROUP BY 1', [win.bucketMs, minuteFrom]),
       this.pool.query<{ host: string; n: string }>('SELECT host, sum(n) AS n FROM alert_hours WHERE hour >= $1 GROUP BY host ORDER BY n DESC, host LIMIT 10', [hourFrom]),
       this.pool.query<{ ruleId: string; name: string | null; n: string }>(`SELECT h.rule_id AS "ruleId", r.name, sum(h.n) AS n FROM alert_hours h
         LEFT JOIN alert_rules r ON r.rule_id = h.rule_id WHERE h.hour >= $1 GROUP BY h.rule_id, r.name ORDER BY n DESC, h.rule_id LIMIT 10`, [hourFrom]),
@@ -236,19 +232,12 @@ export class PostgresDashboardReads implements DashboardReads {
       this.pool.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM alerts WHERE status <> 'open' AND status IN ('acknowledged', 'closed')
         AND ts >= $1::bigint GROUP BY status`, [minuteFrom * 60_000]),
     ]);
-    const counts = new Map(minutes.rows.map((r) => [Number(r.b), Number(r.n)]));
-    const buckets: Overview['buckets'] = [];
-    let total = 0;
-    for (let t = from; t < to; t += w.bucketMs) {
-      const n = counts.get(t / w.bucketMs) ?? 0;
-      total += n;
-      buckets.push({ t: iso(t), n });
-    }
+    const { buckets, total } = fillBuckets(new Map(minutes.rows.map((r) => [Number(r.b), Number(r.n)])), win);
     const t = Object.fromEntries(triaged.rows.map((r) => [r.status, Number(r.n)])) as Record<string, number>;
     const acknowledged = t.acknowledged ?? 0;
     const closed = t.closed ?? 0;
     return {
-      from: iso(from), to: iso(to), bucketMs: w.bucketMs, buckets,
+      from: iso(from), to: iso(to), bucketMs: win.bucketMs, buckets,
       byHost: byHost.rows.map((h) => ({ host: h.host || '(no host)', n: Number(h.n) })),
       byRule: byRule.rows.map((r) => ({ ruleId: r.ruleId, name: r.name, n: Number(r.n) })),
       bySeverity: Object.fromEntries(bySeverity.rows.map((r) => [r.severity, Number(r.n)])),
