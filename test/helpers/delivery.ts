@@ -73,6 +73,20 @@ export function makeAlert(over: { uuid?: string; host?: string; ruleId?: string;
   };
 }
 
+/**
+ * The i-th alert of the dashboard query tests' corpus (the SQLite and the PostgreSQL reads are
+ * tested on the same one): 7 hosts, 4 severities, a rare rule every 100th, every 10th 500 s late
+ * (alerts a spool delivers late), and one path with HTML in it.
+ */
+export function corpusAlert(i: number, t0: number): { alert: Alert; ts: number; host: string; ruleId: string; severity: Alert['kibana']['alert']['severity'] } {
+  const host = `web-${i % 7}`;
+  const severity = (['low', 'medium', 'high', 'critical'] as const)[i % 4]!;
+  const ruleId = i % 100 === 0 ? 'rare-rule' : 'rule-a';
+  const ts = t0 + i * 1000 - (i % 10 === 0 ? 500_000 : 0);
+  const path = i === 1234 ? '/usr/lib64/ld-linux-<img src=x onerror=alert(1)>.so' : `/usr/lib64/ld-linux-x86-64.so.${i}`;
+  return { alert: makeAlert({ host, ruleId, severity, time: new Date(ts).toISOString(), path, pid: 10_000 + i }), ts, host, ruleId, severity };
+}
+
 export function makeFacts(agentId = 'agent-test', hostname = 'web-1'): AgentFacts {
   return {
     agentId,

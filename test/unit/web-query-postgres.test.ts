@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { MIGRATIONS, PostgresStore } from '../../collector/src/store/postgres.js';
 import type { ListQuery } from '../../collector/src/web/query.js';
 import { PostgresDashboardReads, likePatterns } from '../../collector/src/web/reads-postgres.js';
-import { makeAlert } from '../helpers/delivery.js';
+import { corpusAlert } from '../helpers/delivery.js';
 import { postgresUnavailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 const noPostgres = postgresUnavailable();
@@ -37,13 +37,7 @@ describe.skipIf(noPostgres)('PostgresDashboardReads', () => {
     pool = store.newPool('ldguard-test', 2);
     const rows: Array<[string, number, string, string, string, Buffer]> = [];
     for (let i = 0; i < N; i++) {
-      const host = `web-${i % 7}`;
-      const severity = (['low', 'medium', 'high', 'critical'] as const)[i % 4]!;
-      const ruleId = i % 100 === 0 ? 'rare-rule' : 'rule-a';
-      // Timestamps out of arrival order now and then (alerts a spool delivers late).
-      const ts = T0 + i * 1000 - (i % 10 === 0 ? 500_000 : 0);
-      const path = i === 1234 ? '/usr/lib64/ld-linux-<img src=x onerror=alert(1)>.so' : `/usr/lib64/ld-linux-x86-64.so.${i}`;
-      const a = makeAlert({ host, ruleId, severity, time: new Date(ts).toISOString(), path, pid: 10_000 + i });
+      const { alert: a, ts, host, ruleId, severity } = corpusAlert(i, T0);
       rows.push([a.kibana.alert.uuid, ts, host, ruleId, severity, Buffer.from(JSON.stringify(a))]);
     }
     // Two statements, so the counting trigger sums across them as across commits.

@@ -8,7 +8,7 @@ import { SqliteStore as Store } from '../../collector/src/store/sqlite.js';
 import { Indexer, ftsQuery, searchDbPath, searchText } from '../../collector/src/web/indexer.js';
 import { DashboardQueries, type ListQuery } from '../../collector/src/web/query.js';
 import { parseListQuery } from '../../collector/src/web.js';
-import { makeAlert } from '../helpers/delivery.js';
+import { corpusAlert, makeAlert } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
 
 describe('ftsQuery', () => {
@@ -48,13 +48,7 @@ describe('DashboardQueries', () => {
       VALUES (?, ?, ?, ?, ?, ?, 'open', 'a', 't', ?, ?)`);
     w.transaction(() => {
       for (let i = 0; i < N; i++) {
-        const host = `web-${i % 7}`;
-        const severity = (['low', 'medium', 'high', 'critical'] as const)[i % 4]!;
-        const ruleId = i % 100 === 0 ? 'rare-rule' : 'rule-a';
-        // Timestamps out of arrival order now and then (alerts a spool delivers late).
-        const ts = T0 + i * 1000 - (i % 10 === 0 ? 500_000 : 0);
-        const path = i === 1234 ? '/usr/lib64/ld-linux-<img src=x onerror=alert(1)>.so' : `/usr/lib64/ld-linux-x86-64.so.${i}`;
-        const a = makeAlert({ host, ruleId, severity, time: new Date(ts).toISOString(), path, pid: 10_000 + i });
+        const { alert: a, ts, host, ruleId, severity } = corpusAlert(i, T0);
         ins.run(a.kibana.alert.uuid, ts, host, ruleId, 'Rule', severity, T0, JSON.stringify(a));
       }
     })();
