@@ -144,7 +144,7 @@ export class DpkgDb {
       const dirs = new Set<string>();
       const info = join(this.admindir, 'info');
       for (const f of await readdir(info)) {
-        if (!f.endsWith('.list') || !this.installed.has(f.slice(0, -'.list'.length).split(':')[0]!)) continue;
+        if (!f.endsWith('.list') || this.installedOfList(f) === undefined) continue;
         let text: string;
         try {
           text = await readFile(join(info, f), 'utf8');
@@ -159,6 +159,12 @@ export class DpkgDb {
     }
   }
 
+  /** The installed package a .list file (name[:arch].list) belongs to; undefined for a leftover of a removed one. */
+  private installedOfList(file: string): string | undefined {
+    const name = file.slice(0, -'.list'.length).split(':')[0]!;
+    return this.installed.has(name) ? name : undefined;
+  }
+
   private scan(path: string): InstalledPackage | null {
     this.listFiles ??= readdirSync(join(this.admindir, 'info')).filter((f) => f.endsWith('.list'));
     // Searched as bytes: decoding each file to a string and searching a copy of it with a newline
@@ -166,9 +172,8 @@ export class DpkgDb {
     const inside = Buffer.from(`\n${path}\n`);
     const first = inside.subarray(1);
     for (const f of this.listFiles) {
-      const key = f.slice(0, -'.list'.length);
-      const name = key.split(':')[0]!;
-      if (!this.installed.has(name)) continue; // a leftover of a removed package
+      const name = this.installedOfList(f);
+      if (name === undefined) continue;
       let bytes: Buffer;
       try {
         bytes = readFileSync(join(this.admindir, 'info', f));
