@@ -372,7 +372,8 @@ export class Ingest extends EventEmitter<IngestEvents> {
       n += size(b);
       bytes += b.bytes;
     }
-    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seals: [...this.seals.values()].map((p) => p.row), seen: new Map(), quarantine: [], bindings: this.bindings };
+    const seals = [...this.seals.values()];
+    const work: CommitWork = { alerts: [], hellos: this.hellos, heartbeats: [...this.heartbeats.values()], seals: seals.map((p) => p.row), seen: new Map(), quarantine: [], bindings: this.bindings };
     for (const b of take) {
       if (batchSize(b.alerts) > 0) work.alerts.push(b.alerts);
       for (const q of b.quarantine) work.quarantine.push(q);
@@ -386,7 +387,6 @@ export class Ingest extends EventEmitter<IngestEvents> {
     this.hellos = [];
     this.bindings = [];
     this.heartbeats = new Map();
-    const seals = [...this.seals.values()];
     this.seals = new Map();
     if (take.length === 0 && work.hellos.length === 0 && work.heartbeats.length === 0 && work.seals.length === 0 && work.bindings.length === 0) return this.settle();
     const t0 = performance.now();
