@@ -1113,6 +1113,25 @@ describe('ldguard tail and the local socket', () => {
     await t.exit;
   });
 
+  it('misses no alert sent after its connect completed but before the agent registered it (it reads the file after the agent says it follows)', async () => {
+    const file = join(work, 'log-gap', 'alerts.ndjson');
+    const af = await AlertsFile.open({ path: file, maxBytes: 1024 * 1024, keep: 1 });
+    const t = startTail(['--json', '--since', '1h', '--alerts-file', file]);
+    // The event loop is held, as an agent busy with its start rescan holds it: tail's connect is
+    // completed by the kernel meanwhile, but the sink has not registered it when the alert goes.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3_000);
+    const a = makeAlert();
+    await Promise.all([af.send(a), local.send(a)]);
+    expect(local.clientCount).toBe(0);
+    const line = await waitFor(() => t.lines[0], 5_000, 'the alert, from the file');
+    expect((JSON.parse(line) as Alert).kibana.alert.uuid).toBe(a.kibana.alert.uuid);
+    await local.send(makeAlert());
+    await waitFor(() => t.lines.length >= 2, 5_000, 'a live alert after it');
+    await af.close();
+    t.p.kill('SIGTERM');
+    await t.exit;
+  });
+
   it('says the agent is not running, and how to start it, when nothing listens', () => {
     const r = spawnSync(process.execPath, [CLI, 'tail', '--socket', join(work, 'no-such.sock')], { encoding: 'utf8' });
     expect(r.status).toBe(2);

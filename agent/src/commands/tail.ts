@@ -10,7 +10,7 @@ import type { Alert } from '../../../shared/ecs.js';
 import { visible } from '../../../shared/visible.js';
 import { parseOptions } from '../args.js';
 import { alertsFiles } from '../sink/alerts-file.js';
-import { DEFAULT_SOCKET } from '../sink/local.js';
+import { DEFAULT_SOCKET, STREAM_FOLLOWING } from '../sink/local.js';
 import { exitWhenStdoutCloses } from '../stdout-closed.js';
 
 const DEFAULT_ALERTS_FILE = '/var/log/ldguard/alerts.ndjson';
@@ -231,9 +231,13 @@ export async function run(argv: string[]): Promise<number> {
     }
     delay = 250;
     if (!first) process.stderr.write('ldguard tail: the agent is back; following again\n');
-    // Live lines are held while the backlog prints, so none falls between the two.
+    // Live lines are held while the backlog prints, so none falls between the two. The backlog is
+    // read once the agent says it follows this client (STREAM_FOLLOWING): an alert written before
+    // that is in the file, one after it comes live.
     const held: string[] = [];
     let live = false;
+    let following!: () => void;
+    const registered = new Promise<void>((r) => (following = r));
     const onLine = (line: string) => {
       if (!line.trim()) return;
       let alert: Alert;
@@ -247,10 +251,23 @@ export async function run(argv: string[]): Promise<number> {
     };
     const closed = new Promise<null>((resolve) => {
       const rl = createInterface({ input: sock, crlfDelay: Infinity });
-      rl.on('line', (line) => (live ? onLine(line) : held.push(line)));
+      rl.on('line', (line) => {
+        if (line === STREAM_FOLLOWING) following();
+        else if (live) onLine(line);
+        else held.push(line);
+      });
       sock.on('error', () => undefined);
       sock.on('close', () => resolve(null));
     });
+    const gone = await Promise.race([stop, closed, registered.then(() => undefined)]);
+    if (gone !== undefined) {
+      sock.destroy();
+      if (gone !== null) return gone;
+      // Closed before it followed us: the agent is stopping. Try again after a pause.
+      const code = await Promise.race([stop, sleep(delay).then(() => null)]);
+      if (code !== null) return code;
+      continue;
+    }
     if (first && values.since) await backlog(Date.now() - parseDuration(values.since, '--since'));
     // Back after a restart: what the agent wrote meanwhile (a second of overlap; repeats are skipped).
     else if (!first && catchUp) await backlog(lastAt - 1_000);

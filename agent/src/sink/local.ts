@@ -16,6 +16,14 @@ import { alertJson } from './alert-json.js';
 
 export const DEFAULT_SOCKET = '/run/ldguard/agent.sock';
 
+/**
+ * The first line each client gets, written once it is registered. A client's connect completes in
+ * the kernel before the agent's event loop registers it, and an alert sent in between reaches the
+ * alerts file but not the client; from this line on every alert reaches it, so a backlog read
+ * after it misses none (`ldguard tail` waits for it before reading the alerts file).
+ */
+export const STREAM_FOLLOWING = '{"ldguard_tail":"following"}';
+
 export interface LocalSinkOptions {
   /** Socket path (socket in the agent config); its folder is created 0700 when missing. */
   path: string;
@@ -50,6 +58,7 @@ export class LocalSink implements Sink {
         return;
       }
       this.clients.add(sock);
+      sock.write(`${STREAM_FOLLOWING}\n`);
       log?.info({ clients: this.clients.size }, 'tail client connected');
       sock.on('error', () => sock.destroy());
       sock.on('close', () => {
