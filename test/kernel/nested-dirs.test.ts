@@ -109,8 +109,8 @@ describe.skipIf(!isRoot)('nested directories with fanotify (skipped: needs root 
     const later = `/usr/lib/${rel}/later.so`;
     await agent.waitForAlerts((a) => a.some((x) => x.file.path === moved) && a.some((x) => x.file.path === later));
     const alerts = await settle('t');
-    expect(alerts.filter((a) => a.file.path === moved).map((a) => [a.event.action, a.process.pid, a.process.executable, a.file.Ext?.original?.path])).toEqual([
-      ['rename', mvPid, MV, join(staged, rel, 'evil.so')],
+    expect(alerts.filter((a) => a.file.path === moved).map((a) => [a.event.action, a.process.pid, a.process.executable, a.ldguard.attribution_reason, a.file.Ext?.original?.path])).toEqual([
+      ['rename', mvPid, MV, undefined, join(staged, rel, 'evil.so')],
     ]);
     expect(alerts.filter((a) => a.file.path === later).map((a) => [a.event.action, a.process.pid, a.process.executable])).toEqual([['creation', cpPid, CP]]);
   });
