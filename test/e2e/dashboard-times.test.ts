@@ -11,7 +11,7 @@ import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import { createToken } from '../helpers/collector.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
-import { tempDir } from '../helpers/temp.js';
+import { tempDir, whenDone } from '../helpers/temp.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -35,6 +35,9 @@ const WHEN = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 86_400_000);
 async function browser(): Promise<Page> {
   const ctx = await chromium.launchPersistentContext(tempDir('ldg-chromium-times-'), { executablePath: CHROMIUM, headless: true, args: FLAGS, timezoneId: TZ, viewport: { width: 1280, height: 800 } });
   contexts.push(ctx);
+  // Closed before its profile folder goes (whenDone runs in reverse order): a browser opened in a
+  // test still writing there made the folder's removal fail (ENOTEMPTY).
+  whenDone(() => ctx.close().catch(() => undefined));
   const p = ctx.pages()[0] ?? (await ctx.newPage());
   await p.goto(`${base}/`);
   await p.getByRole('tab', { name: 'Admin token' }).click();
