@@ -417,7 +417,11 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
   int unsure_ldso = !continuation && e->pending_exec_ns && !e->snap && looks_like_ldso(path);
   if (!continuation) e->fan_execs++;
   if (continuation) {
-    /* binfmt_script: the interpreter becomes the image; comm stays the script's name. */
+    /* binfmt_script: the interpreter becomes the image; comm stays the script's name. The
+     * script is the image this exec replaces (its own exec event, just processed): kept, so that
+     * the verdict can judge what ran (dnf is python3 running /usr/bin/dnf). A script named only
+     * in argv (python3 /usr/bin/dnf) has no exec event of its own and never gets here. */
+    img->p.script = e->img->p.exe ? strdup(e->img->p.exe) : NULL;
     memcpy(img->p.comm, e->img->p.comm, sizeof img->p.comm);
     img->p.has_comm = e->img->p.has_comm;
     img->comm_exact = e->img->comm_exact;

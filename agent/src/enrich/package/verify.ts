@@ -6,13 +6,19 @@
 // writer is normally still alive. The image is read through /proc/PID/exe, the inode the process
 // runs, not the path: a binary swapped at the path after exec is judged by what ran. The pid is
 // first checked to be the same process (start time), because pid_max is small and pids are reused.
+// An interpreter is judged with the "#!" script the kernel executed (ProcFacts.script, from the
+// script's own exec event in the exec cache): dnf is python3 running /usr/bin/dnf, and python3's
+// package is no package manager's. Both must match: python3 with a planted script is not dnf, and
+// dnf's script under a patched python3 is not either. The script is read at its path under the
+// same rule as a gone writer's image (unchanged since the process started). A script named only in
+// argv (`python3 /usr/bin/dnf`, `python3 -c`) has no exec event and is never the script here.
 // Cost: one stat and one read of /proc/PID/status per event; a hash of the image and a database
 // lookup only per new (device, inode, size, ctime), cached until the database changes. Bounded:
 // at most CACHE_MAX images, the cache starts over when full.
 import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PackageFacts } from '../../../../shared/ecs.js';
+import type { PackageFacts, PackageVerdict } from '../../../../shared/ecs.js';
 import type { ProcFacts } from '../../source/source.js';
 import { BOOT_MS, USER_HZ } from '../proc.js';
 import { DpkgDb, dpkgStamp } from './dpkg-db.js';
@@ -22,7 +28,7 @@ const CACHE_MAX = 4096;
 /** Images larger than this are not hashed on the hot path (dockerd is ~100 MB; this is 4x that). */
 const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
-type ImageVerdict = Omit<PackageFacts, 'manager'>;
+export type ImageVerdict = Omit<PackageFacts, 'manager' | 'interpreter' | 'script'>;
 
 /** /proc/PID/stat field 22; null when the process is gone. */
 export function startTicks(pid: number): number | null {
@@ -93,26 +99,33 @@ export class PackageVerifier {
    * What a gone process cannot show: whether it was traced (reason "md5_matches_at_path" says so).
    */
   facts(pid: number, p: ProcFacts, attribution: string): PackageFacts {
-    if (attribution === 'live_proc') {
-      const v = this.judge(pid, p);
-      if (v.reason !== 'writer_gone') return { manager: 'dpkg', ...v };
-    } else if (attribution !== 'exec_cache') {
-      return { manager: 'dpkg', verdict: 'inconclusive', reason: 'writer_gone' };
-    }
-    return { manager: 'dpkg', ...this.atPath(p) };
+    const image = this.imageFacts(pid, p, attribution);
+    if (!p.script) return { manager: 'dpkg', ...image };
+    return { manager: 'dpkg', ...withScript(image, this.atPath(p.script, p.startTicks), this.where(p.script).path) };
   }
 
-  private atPath(p: ProcFacts): ImageVerdict {
-    if (p.exe === null || p.startTicks === null || !BOOT_MS) return { verdict: 'inconclusive', reason: 'writer_gone' };
+  private imageFacts(pid: number, p: ProcFacts, attribution: string): ImageVerdict {
+    if (attribution === 'live_proc') {
+      const v = this.judge(pid, p);
+      if (v.reason !== 'writer_gone') return v;
+    } else if (attribution !== 'exec_cache') {
+      return { verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    return p.exe === null ? { verdict: 'inconclusive', reason: 'writer_gone' } : this.atPath(p.exe, p.startTicks);
+  }
+
+  /** The file at `file` (a gone writer's image, or a script), if unchanged since the process started at `startTicks`. */
+  private atPath(file: string, startTicks: number | null): ImageVerdict {
+    if (startTicks === null || !BOOT_MS) return { verdict: 'inconclusive', reason: 'writer_gone' };
     let st;
     try {
-      st = statSync(p.exe, { bigint: true });
+      st = statSync(file, { bigint: true });
     } catch {
       return { verdict: 'inconclusive', reason: 'writer_gone' };
     }
     // BOOT_MS and the ticks are both rounded down: the start computed is never later than the real one.
-    if (Number(st.ctimeNs / 1_000_000n) >= BOOT_MS + p.startTicks * (1000 / USER_HZ)) return { verdict: 'inconclusive', reason: 'image_changed_since_start' };
-    const { admindir, path } = this.where(p.exe);
+    if (Number(st.ctimeNs / 1_000_000n) >= BOOT_MS + startTicks * (1000 / USER_HZ)) return { verdict: 'inconclusive', reason: 'image_changed_since_start' };
+    const { admindir, path } = this.where(file);
     if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
     const stamp = dpkgStamp(admindir);
     if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
@@ -120,7 +133,7 @@ export class PackageVerifier {
     let v = this.cache.get(key);
     if (v) this.counts.cacheHits++;
     else {
-      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(p.exe!));
+      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(file));
       if (v.reason === 'md5_matches') v = { ...v, reason: 'md5_matches_at_path' };
       if (v.reason !== 'writer_gone') {
         if (this.cache.size >= CACHE_MAX) this.cache.clear();
@@ -207,4 +220,23 @@ export class PackageVerifier {
     this.counts.hashed++;
     return got === want ? { ...named, verdict: 'verified', reason: 'md5_matches' } : { ...named, verdict: 'mismatch', reason: 'md5_differs' };
   }
+}
+
+/**
+ * The verdict of an interpreter's image (`image`) with the "#!" script the kernel executed for it
+ * (`script`, at `path`): the script's package names the writer, and the writer is verified only
+ * when both are. A mismatch in either is the writer's mismatch; otherwise the first that is not
+ * verified (the interpreter first) gives the verdict and its reason.
+ */
+export function withScript(image: ImageVerdict, script: ImageVerdict, path: string): Omit<PackageFacts, 'manager'> {
+  const own = (v: ImageVerdict): PackageVerdict => ({ ...(v.name ? { name: v.name } : {}), ...(v.role ? { role: v.role } : {}), verdict: v.verdict, reason: v.reason });
+  const worst = [image, script].find((v) => v.verdict === 'mismatch') ?? [image, script].find((v) => v.verdict !== 'verified') ?? script;
+  return {
+    ...(script.name ? { name: script.name } : {}),
+    ...(script.role ? { role: script.role } : {}),
+    verdict: worst.verdict,
+    reason: worst.reason,
+    interpreter: own(image),
+    script: { path, ...own(script) },
+  };
 }
