@@ -275,7 +275,8 @@ export interface FilePackageFacts {
  * recorded, and no tracer is attached; "mismatch": the package lists the path but the bytes
  * differ; "inconclusive": it could not be told, and `reason` says why (writer_unknown,
  * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced,
- * image_changed_since_start).
+ * image_changed_since_start; interpreter_environment: a live interpreter started with a variable
+ * that makes it run code besides its script, PYTHONPATH and the like).
  * `role` is "package_manager" when the owning package is a package manager's.
  * A writer whose image is the interpreter of a "#!" script the kernel executed (dnf is python3
  * running /usr/bin/dnf) is judged as both: `interpreter` is the image's own verdict, `script` the

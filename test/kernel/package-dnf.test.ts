@@ -3,8 +3,9 @@
 // into a scratch root's rpm database, offline, under the agent: the writer is judged with the script
 // the kernel executed (/usr/bin/dnf-3, from its own exec event in the exec cache), and its writes to
 // ROOT/var/lib/rpm (watched now) raise no package-database alert. The same dnf named only in argv
-// (`python3 /usr/bin/dnf`) is python3, no package manager: its database write pages. A script in no
-// package, named dnf, with the same "#!" line: the masquerade rule fires.
+// (`python3 /usr/bin/dnf`) is python3, no package manager: its database write pages, as does dnf's
+// with PYTHONPATH set. A script in no package, named dnf, with the same "#!" line: the masquerade
+// rule fires.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,20 +78,30 @@ describe.skipIf(!isRoot || !hasDnf)('dnf, a Python script, as a package manager 
     // Everything before it was processed first: dnf's own writes (and the agent's rpm queries) paged no one.
     expect(alerts.filter((a) => isDb(a) && a.process?.pid !== remove.pid).map(brief)).toEqual([]);
 
+    // 2b. dnf through its "#!" line again, with a module path of one's own: python3 would import a
+    // planted dnf from it. The interpreter is not verified, so neither is the writer.
+    const planted = spawnSync(DNF, dnfArgs(root, 'install', pkg), { encoding: 'utf8', env: { ...env, PYTHONPATH: tempDir('ldg-pypath-') } });
+    expect(planted.status, planted.stderr).toBe(0);
+    alerts = await agent.waitForAlerts((all) => all.some((a) => isDb(a) && a.process?.pid === planted.pid), 30_000);
+    expect(alerts.find((a) => isDb(a) && a.process?.pid === planted.pid)).toMatchObject({
+      process: { name: 'dnf' },
+      ldguard: { package: { name: 'dnf', verdict: 'inconclusive', reason: 'interpreter_environment', script: { path: '/usr/bin/dnf-3', verdict: 'verified' } } },
+    });
+
     // 3. A plain overwrite of the database by cp: the package-database alert.
     expect(spawnSync('cp', ['/etc/hostname', join(root, 'var/lib/rpm/rpmdb.sqlite')]).status).toBe(0);
     alerts = await agent.waitForAlerts((all) => all.some((a) => isDb(a) && a.process?.executable === '/usr/bin/cp'), 30_000);
     expect(alerts.filter((a) => isDb(a) && a.process?.executable === '/usr/bin/cp').map((a) => [a.file.path, a.event.action])).toContainEqual(['/var/lib/rpm/rpmdb.sqlite', 'modification']);
 
     // 4. A script in no package, named dnf, run through the same "#!" line: the masquerade rule.
-    const planted = spawnSync(fake, [join(root, 'lib64/ld-linux-x86-64.so.2.fakednf')]);
-    expect(planted.status).toBe(0);
+    const fakeRun = spawnSync(fake, [join(root, 'lib64/ld-linux-x86-64.so.2.fakednf')]);
+    expect(fakeRun.status).toBe(0);
     const isPlanted = (a: Record<string, any>) => a.file.path === '/lib64/ld-linux-x86-64.so.2.fakednf' || a.file.path === '/usr/lib64/ld-linux-x86-64.so.2.fakednf';
     alerts = await agent.waitForAlerts((all) => all.some(isPlanted), 30_000);
     const masq = alerts.filter(isPlanted);
     expect(masq.map((a) => a.rule.id)).toEqual([MASQ_ID]);
     expect(masq[0]).toMatchObject({
-      process: { pid: planted.pid, name: 'dnf', executable: '/usr/bin/python3.11' },
+      process: { pid: fakeRun.pid, name: 'dnf', executable: '/usr/bin/python3.11' },
       ldguard: {
         package: { verdict: 'inconclusive', reason: 'not_in_any_package', interpreter: { verdict: 'verified' }, script: { path: fake, verdict: 'inconclusive', reason: 'not_in_any_package' } },
       },

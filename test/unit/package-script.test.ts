@@ -3,12 +3,14 @@
 // combination is pure (withScript); the verifier's reading of the script follows the rule of a
 // gone writer's image (unchanged since the process started), checked on the host's real dpkg
 // database with this test process's own facts.
+import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PackageVerifier, withScript, type ImageVerdict } from '../../agent/src/enrich/package/verify.js';
+import type { ProcFacts } from '../../agent/src/source/source.js';
 import { readProc } from '../../agent/src/source/procfs.js';
-import { tempDir } from '../helpers/temp.js';
+import { tempDir, whenDone } from '../helpers/temp.js';
 
 const python: ImageVerdict = { name: 'python3.11-minimal', verdict: 'verified', reason: 'md5_matches' };
 const dnf: ImageVerdict = { name: 'dnf', role: 'package_manager', verdict: 'verified', reason: 'md5_matches_at_path' };
@@ -60,5 +62,31 @@ describe.skipIf(!hostDnf)('the verifier with a script (skipped: needs Debian\'s 
     copyFileSync('/usr/bin/dnf-3', copy);
     chmodSync(copy, 0o755);
     expect(v.facts(process.pid, { ...me, exe: interpreter, script: copy }, 'exec_cache')).toMatchObject({ verdict: 'inconclusive', reason: 'image_changed_since_start', script: { path: copy } });
+  });
+});
+
+/** A live python3 (sleeping) started with `env`, once /proc shows its image. */
+async function livePython(env: NodeJS.ProcessEnv): Promise<ProcFacts> {
+  const child = spawn('/usr/bin/python3', ['-c', 'import time; time.sleep(60)'], { env, stdio: 'ignore' });
+  whenDone(() => child.kill('SIGKILL'));
+  for (;;) {
+    const p = readProc(child.pid!);
+    if (p?.exe === interpreter) return p;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe.skipIf(!hostDnf)('a live interpreter\'s environment (skipped: needs Debian\'s dnf and python3 from dpkg: apt-get install dnf)', () => {
+  it('does not verify an interpreter started with PYTHONPATH (or PYTHONINSPECT, LD_PRELOAD …), whatever its script', async () => {
+    const v = new PackageVerifier('/');
+    const clean = { PATH: process.env.PATH };
+    const plain = await livePython(clean);
+    expect(v.facts(plain.pid, { ...plain, script: '/usr/bin/dnf-3' }, 'live_proc')).toMatchObject({ name: 'dnf', verdict: 'verified', interpreter: { verdict: 'verified', reason: 'md5_matches' } });
+    for (const name of ['PYTHONPATH', 'PYTHONINSPECT', 'LD_PRELOAD']) {
+      const p = await livePython({ ...clean, [name]: '/tmp/ldg-planted' });
+      expect(v.facts(p.pid, { ...p, script: '/usr/bin/dnf-3' }, 'live_proc'), name).toMatchObject({ name: 'dnf', verdict: 'inconclusive', reason: 'interpreter_environment', script: { verdict: 'verified' } });
+      // The same process as python3 alone (no script): its own verdict, which no rule reads as a package manager's.
+      expect(v.facts(p.pid, p, 'live_proc').verdict).toBe('verified');
+    }
   });
 });

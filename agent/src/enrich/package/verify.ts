@@ -12,6 +12,8 @@
 // dnf's script under a patched python3 is not either. The script is read at its path under the
 // same rule as a gone writer's image (unchanged since the process started). A script named only in
 // argv (`python3 /usr/bin/dnf`, `python3 -c`) has no exec event and is never the script here.
+// A live interpreter started with a variable that makes it run other code (PYTHONPATH, …) is not
+// verified (CODE_VARIABLES); a gone one's environment, like its tracer, cannot be shown.
 // Cost: one stat and one read of /proc/PID/status per event; a hash of the image and a database
 // lookup only per new (device, inode, size, ctime), cached until the database changes. Bounded:
 // at most CACHE_MAX images, the cache starts over when full.
@@ -49,6 +51,34 @@ function tracerPid(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Variables that make an interpreter run code besides the script the kernel gave it: a module path
+ * or home (a planted `dnf/` package would be imported instead of dnf's), a user site directory
+ * (its .pth files run at start-up), interactive mode once the script returns (PYTHONINSPECT: stdin
+ * is then run as the verified dnf), and the loader's preloads. Not seen by this check: files the
+ * interpreter loads without being told (a .pth in root's own ~/.local site directory, a module
+ * added beside a package's), as root can forge a package and its database.
+ */
+const CODE_VARIABLES: ReadonlySet<string> = new Set([
+  'PYTHONPATH', 'PYTHONHOME', 'PYTHONUSERBASE', 'PYTHONINSPECT', 'PERL5LIB', 'PERLLIB', 'PERL5OPT', 'RUBYLIB', 'RUBYOPT',
+  'LD_PRELOAD', 'LD_AUDIT', 'LD_LIBRARY_PATH',
+]);
+
+/** The first non-empty CODE_VARIABLES entry of /proc/PID/environ (the environment the process exec'd with); null when none or gone. */
+export function codeVariable(pid: number): string | null {
+  let env: string;
+  try {
+    env = readFileSync(`/proc/${pid}/environ`, 'latin1');
+  } catch {
+    return null; // gone: like its tracer, a gone process's environment cannot be shown
+  }
+  for (const kv of env.split('\0')) {
+    const eq = kv.indexOf('=');
+    if (eq > 0 && eq < kv.length - 1 && CODE_VARIABLES.has(kv.slice(0, eq))) return kv.slice(0, eq);
+  }
+  return null;
 }
 
 export class PackageVerifier {
@@ -178,6 +208,8 @@ export class PackageVerifier {
     }
     // The tracer is the process's, not the image's: checked every time, never cached.
     if (tracer !== 0 && v.verdict === 'verified') return { ...v, verdict: 'inconclusive', reason: 'traced' };
+    // So is the environment an interpreter started with: it can make it run code besides its script.
+    if (p.script && v.verdict === 'verified' && codeVariable(pid) !== null) return { ...v, verdict: 'inconclusive', reason: 'interpreter_environment' };
     return v;
   }
 
