@@ -27,6 +27,10 @@
  * exec within a millisecond, which makes the read useless): settle makes it when it needs it,
  * and the reader makes the others once it has handed over what it read (ldg_cache_forksnaps).
  *
+ * A "#!" script's exec is two exec events (the script, then its interpreter): the interpreter's
+ * image is a "continuation" that keeps the script's path (p.script), the only record of which
+ * script the kernel ran; /proc shows the interpreter, and argv names any file.
+ *
  * Exited processes stay for grace_ns so that a creation read after the writer's exit still
  * resolves; entries are bounded by the number of live pids plus the exits within the grace.
  */
