@@ -450,6 +450,14 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
   if (snapped) {
     image_fill(img, e->snap);
     set_img(&e->snap, NULL);
+    /* The connector's EXEC came between the script's event and this one: /proc showed this
+     * interpreter, not the script, so it left the exec pending. It was this exec; left pending,
+     * every later event of the process, once it is gone, would be reported as exec_unseen (dnf's
+     * last database write, read after its exit: measured). */
+    if (continuation && e->pending_exec_ns) {
+      img->confirmed = 1;
+      e->pending_exec_ns = 0;
+    }
   }
   /* An ld.so exec-open that is not the interpreter of a binary just opened: `ld.so PROG` run
    * directly, or the interpreter of an exec fanotify could not see (a memfd). Which one only
