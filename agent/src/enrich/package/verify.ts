@@ -14,7 +14,8 @@
 // argv (`python3 /usr/bin/dnf`, `python3 -c`) has no exec event and is never the script here.
 // A live interpreter started with a variable that makes it run other code (PYTHONPATH, …) is not
 // verified (CODE_VARIABLES); a gone one's environment, like its tracer, cannot be shown.
-// Cost: one stat and one read of /proc/PID/status per event; a hash of the image and a database
+// Cost: one stat and one read of /proc/PID/status per event (a script's writer: one more stat, of
+// the script, and a read of /proc/PID/environ); a hash of the image (or script) and a database
 // lookup only per new (device, inode, size, ctime), cached until the database changes. Bounded:
 // at most CACHE_MAX images, the cache starts over when full.
 import { createHash } from 'node:crypto';
