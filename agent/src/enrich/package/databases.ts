@@ -14,8 +14,9 @@ import { posix } from 'node:path';
 // -shm, a -journal it deletes again, and .rpm.lock; an install writes rpmdb.sqlite, -wal and -shm in
 // place and opens .rpm.lock; even a query (`rpm -q`, the agent's own through rpm-db.ts) writes -shm
 // (SQLite's WAL index). All of them are rpm's, or dnf's through librpm in the python3 process.
-// Not yet pacman's (/var/lib/pacman/local), though the rule names it: its writer is not verified
-// (its executable is judged against dpkg's database only).
+// Writers are verified against dpkg's database only (verify.ts): on a host with none (an rpm-only
+// host) no database is watched at all (agent.ts), or every rpm and dnf transaction would page.
+// Not yet pacman's (/var/lib/pacman/local), though the rule names it: pacman is judged the same way.
 export const PACKAGE_DATABASE_DIRS: readonly string[] = [
   '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates',
   '/var/lib/rpm',

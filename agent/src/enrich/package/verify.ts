@@ -110,6 +110,11 @@ export class PackageVerifier {
     }
   }
 
+  /** Whether any writer can be judged: a dpkg database exists, the host's or the watched root's. */
+  judgesWriters(): boolean {
+    return dpkgStamp(this.hostAdmindir) !== null || dpkgStamp(join(this.realRoot, 'var/lib/dpkg')) !== null;
+  }
+
   /**
    * The watched root's database was written by something that is not a verified package manager
    * (the pipeline saw it): no executable judged against it is verified again until restart. The
