@@ -274,11 +274,27 @@ export interface FilePackageFacts {
  * ldguard.package. verdict "verified": the image the writer runs has the bytes its package
  * recorded, and no tracer is attached; "mismatch": the package lists the path but the bytes
  * differ; "inconclusive": it could not be told, and `reason` says why (writer_unknown,
- * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced).
+ * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced,
+ * image_changed_since_start; interpreter_environment: a live interpreter started with a variable
+ * that makes it run code besides its script, PYTHONPATH and the like).
  * `role` is "package_manager" when the owning package is a package manager's.
+ * A writer whose image is the interpreter of a "#!" script the kernel executed (dnf is python3
+ * running /usr/bin/dnf) is judged as both: `interpreter` is the image's own verdict, `script` the
+ * script's; `name` and `role` are the script's package, and the verdict is "verified" only when
+ * both are (otherwise the first of the two that is not, and its reason).
  */
 export interface PackageFacts {
   manager: 'dpkg';
+  name?: string;
+  role?: 'package_manager';
+  verdict: 'verified' | 'mismatch' | 'inconclusive';
+  reason: string;
+  interpreter?: PackageVerdict;
+  script?: PackageVerdict & { path: string };
+}
+
+/** One executable file's verdict against its package (ldguard.package.interpreter and .script). */
+export interface PackageVerdict {
   name?: string;
   role?: 'package_manager';
   verdict: 'verified' | 'mismatch' | 'inconclusive';

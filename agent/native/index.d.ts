@@ -81,6 +81,11 @@ export interface ProcInfo {
    * when unknown. A process that rewrites its argv (setproctitle) shows the argv it exec'd. */
   args: string[];
   cwd: string | null;
+  /** The "#!" script the kernel executed for this image (exe is then its interpreter), as the exec
+   * cache recorded it from the script's own exec event (real path). Absent when the image is no
+   * script's, when the cache did not see the exec, and for a script named only in argv
+   * (`python3 /usr/bin/dnf`): argv names any file, the exec event only the file the kernel ran. */
+  script?: string;
   /** Real and effective ids. 4294967295 ((uid_t)-1, the kernel's "no id") when neither /proc nor
    * the cache knew them: only for a writer that was gone before any /proc read of it or of an
    * ancestor it inherited from, which the exec cache makes rare. */

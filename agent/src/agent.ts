@@ -223,7 +223,7 @@ export class Agent {
       this.cleanup.push(() => st.cleanup());
     }
     source.start((events) => this.onEvents(events));
-    await this.watchPackageDatabases(source);
+    await this.watchPackageDatabases(source, packages);
     if (this.selfTest) {
       const r = await this.selfTest.run(source);
       this.health.selfTest = { ms: r.ms, attributed: r.attributed };
@@ -313,9 +313,12 @@ export class Agent {
    * verdicts trust (enrich/package/databases.ts). Those absent (no rpm on Debian) are skipped; one
    * that cannot be marked is a warning, never a reason not to start.
    */
-  private async watchPackageDatabases(source: Source): Promise<void> {
+  private async watchPackageDatabases(source: Source, packages: PackageVerifier): Promise<void> {
     // inotify names no writer: every write would distrust the database, and none could be judged.
     if (source.degraded) return this.log.info({ source: source.name }, 'package databases not watched: the source names no writers');
+    // Nor can any writer be judged without a dpkg database (an rpm-only host: rpm's and dnf's own
+    // executables are not verified against rpm's database yet): each transaction would page.
+    if (!packages.judgesWriters()) return this.log.info({}, 'package databases not watched: no dpkg database to verify their writers against');
     const watched: string[] = [];
     for (const host of PACKAGE_DATABASE_DIRS) {
       const real = resolveDirInRoot(this.realRoot, host);

@@ -40,3 +40,14 @@ export function rpmDatabase(root: string): void {
 export function rpmInstall(root: string, rpm: string): void {
   execFileSync('rpm', ['--root', root, '--dbpath', '/var/lib/rpm', '-i', '--nodeps', rpm], { stdio: 'pipe' });
 }
+
+/**
+ * A HOME whose ~/.rpmmacros sets rpm's database to /var/lib/rpm, for tools that use librpm with no
+ * --dbpath option (dnf --installroot): Debian's rpm defaults to ~/.rpmdb, which under --installroot
+ * is ROOT/root/.rpmdb, not the database the agent watches and the file verdicts read.
+ */
+export function rpmHome(): string {
+  const home = tempDir('ldg-rpmhome-');
+  writeFileSync(join(home, '.rpmmacros'), '%_dbpath /var/lib/rpm\n');
+  return home;
+}

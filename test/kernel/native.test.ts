@@ -98,6 +98,8 @@ describe.skipIf(process.getuid?.() !== 0)('native watcher on the real kernel (ne
     kind: 'create' | 'moved_to';
     exe: () => string;
     comm: string;
+    /** The "#!" script the kernel ran for the writer's image (ProcInfo.script); none when absent. */
+    script?: () => string;
     /** Writes `file`; resolves with the pid of the process that made the write. */
     write(file: string): Promise<number>;
   }
@@ -140,8 +142,12 @@ describe.skipIf(process.getuid?.() !== 0)('native watcher on the real kernel (ne
       write: async (f) => (await run(join(bin, 'cp-as-dnf', 'dnf'), [source, f])).pid,
     },
     '#!/usr/bin/python3 script named dnf': {
-      kind: 'create', exe: () => realpathSync(PYTHON), comm: 'dnf',
+      kind: 'create', exe: () => realpathSync(PYTHON), comm: 'dnf', script: () => join(bin, 'script-dnf', 'dnf'),
       write: async (f) => pidFromOutput(await run(join(bin, 'script-dnf', 'dnf'), [f])),
+    },
+    'the same script named only in argv (python3 dnf)': {
+      kind: 'create', exe: () => realpathSync(PYTHON), comm: 'python3',
+      write: async (f) => pidFromOutput(await run(PYTHON, [join(bin, 'script-dnf', 'dnf'), f])),
     },
   };
 
@@ -189,6 +195,8 @@ describe.skipIf(process.getuid?.() !== 0)('native watcher on the real kernel (ne
     expect({ kind: e.kind, dir: e.dir, name: e.name, isDir: e.isDir, pid: e.pid }).toEqual({ kind: w.kind, dir: usrLib, name, isDir: false, pid });
     expect(e.attribution).not.toBe('unknown');
     expect({ exe: e.process?.exe, comm: e.process?.comm, pid: e.process?.pid }).toEqual({ exe: w.exe(), comm: w.comm, pid });
+    // Only an image the kernel ran a script for names one: not a script in argv, not sh -c, not an ELF.
+    expect(e.process?.script ?? null).toBe(w.script?.() ?? null);
     expect(typeof e.timeNs).toBe('bigint');
     expect(e.process?.startTicks).toBeGreaterThan(0);
     expect(e.parent?.pid).toBe(e.process?.ppid);

@@ -243,6 +243,7 @@ static napi_value proc_object(napi_env env, const struct ldg_procinfo *p) {
   }
   set(env, o, "args", args);
   set(env, o, "cwd", str_or_null(env, p->cwd));
+  if (p->script) set(env, o, "script", str_or_null(env, p->script));   /* absent, not null: only scripts have one */
   /* The exact bytes of each text field that is not UTF-8 (typed by ProcInfo in
    * agent/src/native.ts): escaping them for alerts is policy, done in TypeScript (byte-path.ts's
    * convention, in enrich/proc.ts) for this source and the inotify one alike. */

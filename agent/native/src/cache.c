@@ -27,6 +27,10 @@
  * exec within a millisecond, which makes the read useless): settle makes it when it needs it,
  * and the reader makes the others once it has handed over what it read (ldg_cache_forksnaps).
  *
+ * A "#!" script's exec is two exec events (the script, then its interpreter): the interpreter's
+ * image is a "continuation" that keeps the script's path (p.script), the only record of which
+ * script the kernel ran; /proc shows the interpreter, and argv names any file.
+ *
  * Exited processes stay for grace_ns so that a creation read after the writer's exit still
  * resolves; entries are bounded by the number of live pids plus the exits within the grace.
  */
@@ -417,7 +421,11 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
   int unsure_ldso = !continuation && e->pending_exec_ns && !e->snap && looks_like_ldso(path);
   if (!continuation) e->fan_execs++;
   if (continuation) {
-    /* binfmt_script: the interpreter becomes the image; comm stays the script's name. */
+    /* binfmt_script: the interpreter becomes the image; comm stays the script's name. The
+     * script is the image this exec replaces (its own exec event, just processed): kept, so that
+     * the verdict can judge what ran (dnf is python3 running /usr/bin/dnf). A script named only
+     * in argv (python3 /usr/bin/dnf) has no exec event of its own and never gets here. */
+    img->p.script = e->img->p.exe ? strdup(e->img->p.exe) : NULL;
     memcpy(img->p.comm, e->img->p.comm, sizeof img->p.comm);
     img->p.has_comm = e->img->p.has_comm;
     img->comm_exact = e->img->comm_exact;
@@ -442,6 +450,14 @@ void ldg_cache_on_exec_open(struct ldg_cache *c, pid_t pid, const char *path) {
   if (snapped) {
     image_fill(img, e->snap);
     set_img(&e->snap, NULL);
+    /* The connector's EXEC came between the script's event and this one: /proc showed this
+     * interpreter, not the script, so it left the exec pending. It was this exec; left pending,
+     * every later event of the process, once it is gone, would be reported as exec_unseen (dnf's
+     * last database write, read after its exit: measured). */
+    if (continuation && e->pending_exec_ns) {
+      img->confirmed = 1;
+      e->pending_exec_ns = 0;
+    }
   }
   /* An ld.so exec-open that is not the interpreter of a binary just opened: `ld.so PROG` run
    * directly, or the interpreter of an exec fanotify could not see (a memfd). Which one only

@@ -24,6 +24,9 @@
 struct ldg_procinfo {
   pid_t pid, ppid;
   char *exe, *cwd;
+  /* The "#!" script the kernel ran this image for (binfmt_script: exe is its interpreter), from
+   * the script's own exec event (cache.c); never from /proc or argv, which name any file. */
+  char *script;
   char *args;                /* argv joined by NULs, args_len bytes; NULL when unknown */
   size_t args_len;
   char comm[LDG_COMM_LEN];

@@ -200,7 +200,8 @@ void ldg_proc_free(struct ldg_procinfo *p) {
   free(p->exe);
   free(p->args);
   free(p->cwd);
-  p->exe = p->args = p->cwd = NULL;
+  free(p->script);
+  p->exe = p->args = p->cwd = p->script = NULL;
   p->args_len = 0;
 }
 
@@ -208,6 +209,7 @@ void ldg_proc_copy(struct ldg_procinfo *dst, const struct ldg_procinfo *src) {
   *dst = *src;
   dst->exe = src->exe ? strdup(src->exe) : NULL;
   dst->cwd = src->cwd ? strdup(src->cwd) : NULL;
+  dst->script = src->script ? strdup(src->script) : NULL;
   dst->args = NULL;
   dst->args_len = 0;
   if (src->args && (dst->args = malloc(src->args_len))) {

@@ -265,6 +265,9 @@ static void decide(struct ldg_watcher *w, struct ldg_event *e) {
     } else if (!p->args) {
       ldg_proc_read(e->pid, -1, LDG_READ_ARGS, p);   /* the image is not the cache's (see below) */
     }
+    /* /proc cannot name the "#!" script an interpreter runs: the cache's image at the event can,
+     * when it is the image /proc shows (no exec since: exec_after is false here). */
+    if (ci && ci->p.script && ci->p.exe && p->exe && strcmp(ci->p.exe, p->exe) == 0) p->script = strdup(ci->p.script);
     /* The ordered image disagrees although P is alive and did not exec since: that exec event
      * was an execve that failed after opening the file (noexec mount, ENOEXEC). Heal. */
     if (en && en->img == ci && ci && ci->ordered && ci->p.exe && strcmp(ci->p.exe, e->proc.exe) != 0) {

@@ -6,13 +6,22 @@
 // writer is normally still alive. The image is read through /proc/PID/exe, the inode the process
 // runs, not the path: a binary swapped at the path after exec is judged by what ran. The pid is
 // first checked to be the same process (start time), because pid_max is small and pids are reused.
-// Cost: one stat and one read of /proc/PID/status per event; a hash of the image and a database
+// An interpreter is judged with the "#!" script the kernel executed (ProcFacts.script, from the
+// script's own exec event in the exec cache): dnf is python3 running /usr/bin/dnf, and python3's
+// package is no package manager's. Both must match: python3 with a planted script is not dnf, and
+// dnf's script under a patched python3 is not either. The script is read at its path under the
+// same rule as a gone writer's image (unchanged since the process started). A script named only in
+// argv (`python3 /usr/bin/dnf`, `python3 -c`) has no exec event and is never the script here.
+// A live interpreter started with a variable that makes it run other code (PYTHONPATH, …) is not
+// verified (CODE_VARIABLES); a gone one's environment, like its tracer, cannot be shown.
+// Cost: one stat and one read of /proc/PID/status per event (a script's writer: one more stat, of
+// the script, and a read of /proc/PID/environ); a hash of the image (or script) and a database
 // lookup only per new (device, inode, size, ctime), cached until the database changes. Bounded:
 // at most CACHE_MAX images, the cache starts over when full.
 import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PackageFacts } from '../../../../shared/ecs.js';
+import type { PackageFacts, PackageVerdict } from '../../../../shared/ecs.js';
 import type { ProcFacts } from '../../source/source.js';
 import { BOOT_MS, USER_HZ } from '../proc.js';
 import { DpkgDb, dpkgStamp } from './dpkg-db.js';
@@ -22,7 +31,7 @@ const CACHE_MAX = 4096;
 /** Images larger than this are not hashed on the hot path (dockerd is ~100 MB; this is 4x that). */
 const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
-type ImageVerdict = Omit<PackageFacts, 'manager'>;
+export type ImageVerdict = Omit<PackageFacts, 'manager' | 'interpreter' | 'script'>;
 
 /** /proc/PID/stat field 22; null when the process is gone. */
 export function startTicks(pid: number): number | null {
@@ -43,6 +52,34 @@ function tracerPid(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Variables that make an interpreter run code besides the script the kernel gave it: a module path
+ * or home (a planted `dnf/` package would be imported instead of dnf's), a user site directory
+ * (its .pth files run at start-up), interactive mode once the script returns (PYTHONINSPECT: stdin
+ * is then run as the verified dnf), and the loader's preloads. Not seen by this check: files the
+ * interpreter loads without being told (a .pth in root's own ~/.local site directory, a module
+ * added beside a package's), as root can forge a package and its database.
+ */
+const CODE_VARIABLES: ReadonlySet<string> = new Set([
+  'PYTHONPATH', 'PYTHONHOME', 'PYTHONUSERBASE', 'PYTHONINSPECT', 'PERL5LIB', 'PERLLIB', 'PERL5OPT', 'RUBYLIB', 'RUBYOPT',
+  'LD_PRELOAD', 'LD_AUDIT', 'LD_LIBRARY_PATH',
+]);
+
+/** The first non-empty CODE_VARIABLES entry of /proc/PID/environ (the environment the process exec'd with); null when none or gone. */
+export function codeVariable(pid: number): string | null {
+  let env: string;
+  try {
+    env = readFileSync(`/proc/${pid}/environ`, 'latin1');
+  } catch {
+    return null; // gone: like its tracer, a gone process's environment cannot be shown
+  }
+  for (const kv of env.split('\0')) {
+    const eq = kv.indexOf('=');
+    if (eq > 0 && eq < kv.length - 1 && CODE_VARIABLES.has(kv.slice(0, eq))) return kv.slice(0, eq);
+  }
+  return null;
 }
 
 export class PackageVerifier {
@@ -73,6 +110,11 @@ export class PackageVerifier {
     }
   }
 
+  /** Whether any writer can be judged: a dpkg database exists, the host's or the watched root's. */
+  judgesWriters(): boolean {
+    return dpkgStamp(this.hostAdmindir) !== null || dpkgStamp(join(this.realRoot, 'var/lib/dpkg')) !== null;
+  }
+
   /**
    * The watched root's database was written by something that is not a verified package manager
    * (the pipeline saw it): no executable judged against it is verified again until restart. The
@@ -93,26 +135,33 @@ export class PackageVerifier {
    * What a gone process cannot show: whether it was traced (reason "md5_matches_at_path" says so).
    */
   facts(pid: number, p: ProcFacts, attribution: string): PackageFacts {
-    if (attribution === 'live_proc') {
-      const v = this.judge(pid, p);
-      if (v.reason !== 'writer_gone') return { manager: 'dpkg', ...v };
-    } else if (attribution !== 'exec_cache') {
-      return { manager: 'dpkg', verdict: 'inconclusive', reason: 'writer_gone' };
-    }
-    return { manager: 'dpkg', ...this.atPath(p) };
+    const image = this.imageFacts(pid, p, attribution);
+    if (!p.script) return { manager: 'dpkg', ...image };
+    return { manager: 'dpkg', ...withScript(image, this.atPath(p.script, p.startTicks), this.where(p.script).path) };
   }
 
-  private atPath(p: ProcFacts): ImageVerdict {
-    if (p.exe === null || p.startTicks === null || !BOOT_MS) return { verdict: 'inconclusive', reason: 'writer_gone' };
+  private imageFacts(pid: number, p: ProcFacts, attribution: string): ImageVerdict {
+    if (attribution === 'live_proc') {
+      const v = this.judge(pid, p);
+      if (v.reason !== 'writer_gone') return v;
+    } else if (attribution !== 'exec_cache') {
+      return { verdict: 'inconclusive', reason: 'writer_gone' };
+    }
+    return p.exe === null ? { verdict: 'inconclusive', reason: 'writer_gone' } : this.atPath(p.exe, p.startTicks);
+  }
+
+  /** The file at `file` (a gone writer's image, or a script), if unchanged since the process started at `startTicks`. */
+  private atPath(file: string, startTicks: number | null): ImageVerdict {
+    if (startTicks === null || !BOOT_MS) return { verdict: 'inconclusive', reason: 'writer_gone' };
     let st;
     try {
-      st = statSync(p.exe, { bigint: true });
+      st = statSync(file, { bigint: true });
     } catch {
       return { verdict: 'inconclusive', reason: 'writer_gone' };
     }
     // BOOT_MS and the ticks are both rounded down: the start computed is never later than the real one.
-    if (Number(st.ctimeNs / 1_000_000n) >= BOOT_MS + p.startTicks * (1000 / USER_HZ)) return { verdict: 'inconclusive', reason: 'image_changed_since_start' };
-    const { admindir, path } = this.where(p.exe);
+    if (Number(st.ctimeNs / 1_000_000n) >= BOOT_MS + startTicks * (1000 / USER_HZ)) return { verdict: 'inconclusive', reason: 'image_changed_since_start' };
+    const { admindir, path } = this.where(file);
     if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
     const stamp = dpkgStamp(admindir);
     if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
@@ -120,7 +169,7 @@ export class PackageVerifier {
     let v = this.cache.get(key);
     if (v) this.counts.cacheHits++;
     else {
-      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(p.exe!));
+      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(file));
       if (v.reason === 'md5_matches') v = { ...v, reason: 'md5_matches_at_path' };
       if (v.reason !== 'writer_gone') {
         if (this.cache.size >= CACHE_MAX) this.cache.clear();
@@ -165,6 +214,8 @@ export class PackageVerifier {
     }
     // The tracer is the process's, not the image's: checked every time, never cached.
     if (tracer !== 0 && v.verdict === 'verified') return { ...v, verdict: 'inconclusive', reason: 'traced' };
+    // So is the environment an interpreter started with: it can make it run code besides its script.
+    if (p.script && v.verdict === 'verified' && codeVariable(pid) !== null) return { ...v, verdict: 'inconclusive', reason: 'interpreter_environment' };
     return v;
   }
 
@@ -207,4 +258,23 @@ export class PackageVerifier {
     this.counts.hashed++;
     return got === want ? { ...named, verdict: 'verified', reason: 'md5_matches' } : { ...named, verdict: 'mismatch', reason: 'md5_differs' };
   }
+}
+
+/**
+ * The verdict of an interpreter's image (`image`) with the "#!" script the kernel executed for it
+ * (`script`, at `path`): the script's package names the writer, and the writer is verified only
+ * when both are. A mismatch in either is the writer's mismatch; otherwise the first that is not
+ * verified (the interpreter first) gives the verdict and its reason.
+ */
+export function withScript(image: ImageVerdict, script: ImageVerdict, path: string): Omit<PackageFacts, 'manager'> {
+  const own = (v: ImageVerdict): PackageVerdict => ({ ...(v.name ? { name: v.name } : {}), ...(v.role ? { role: v.role } : {}), verdict: v.verdict, reason: v.reason });
+  const worst = [image, script].find((v) => v.verdict === 'mismatch') ?? [image, script].find((v) => v.verdict !== 'verified') ?? script;
+  return {
+    ...(script.name ? { name: script.name } : {}),
+    ...(script.role ? { role: script.role } : {}),
+    verdict: worst.verdict,
+    reason: worst.reason,
+    interpreter: own(image),
+    script: { path, ...own(script) },
+  };
 }
