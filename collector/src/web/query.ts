@@ -51,10 +51,21 @@ export interface ListPage {
   order: 'time' | 'received';
 }
 
+/** One entry of an alert's workflow history (store/workflow.ts): a status change, a note or an assignee. */
 export interface HistoryEntry {
+  kind: 'status' | 'note' | 'assignee';
+  /** The new status (kind status), else the alert's status when the entry was written. */
   status: string;
   by: string | null;
   at: string;
+  /** The note's text (kind note) or the assignee (kind assignee; null: cleared). */
+  value?: string | null;
+}
+
+/** A history row as both stores read it (times as ms, or as the text PostgreSQL gives a bigint). */
+export function historyEntry(h: { kind: string; status: string; by: string | null; at: number | string; value: string | null }): HistoryEntry {
+  const kind = h.kind === 'note' || h.kind === 'assignee' ? h.kind : 'status';
+  return { kind, status: h.status, by: h.by, at: iso(Number(h.at)), ...(kind === 'status' ? {} : { value: h.value }) };
 }
 
 
@@ -107,7 +118,8 @@ export class DashboardQueries {
     this.stmts = {
       // The newest alert with that uuid (see IDS_BY_UUID_SQL), its document as the API shows it.
       byUuid: this.db.prepare(`SELECT a.id, ${docSql('a')} AS doc FROM (${IDS_BY_UUID_SQL}) k CROSS JOIN alerts a ON a.id = k.id ORDER BY a.ts DESC, a.id DESC LIMIT 1`),
-      history: this.db.prepare('SELECT status, by, at FROM alert_history WHERE alert_id = ? ORDER BY at, rowid'),
+      // In the order written (rowid; history rows are never updated), as PostgreSQL's seq.
+      history: this.db.prepare('SELECT kind, status, by, at, value FROM alert_history WHERE alert_id = ? ORDER BY rowid'),
       cursor: this.db.prepare("SELECT coalesce((SELECT value FROM s.state WHERE key = 'cursor'), 0) AS c"),
       maxId: this.db.prepare('SELECT coalesce(max(id), 0) AS id FROM alerts'),
       rules: this.db.prepare('SELECT rule_id AS ruleId, name FROM s.rules ORDER BY name, rule_id'),
@@ -276,7 +288,7 @@ export class DashboardQueries {
   alert(uuid: string): { doc: string; history: HistoryEntry[] } | undefined {
     const row = this.stmts.byUuid.get(uuid, uuid) as { id: number; doc: string } | undefined;
     if (!row) return undefined;
-    const history = (this.stmts.history.all(row.id) as Array<{ status: string; by: string | null; at: number }>).map((h) => ({ status: h.status, by: h.by, at: iso(h.at) }));
+    const history = (this.stmts.history.all(row.id) as Array<Parameters<typeof historyEntry>[0]>).map(historyEntry);
     return { doc: row.doc, history };
   }
 
