@@ -11,8 +11,9 @@
 //   GET   /api/alerts/live       server-sent events: each alert as it is stored, by this collector or
 //                                  another over the same database (`data: document`); a client that
 //                                  does not read is cut off (it reconnects and pages /api/alerts)
-//   GET   /api/alerts/:id        → {"alert": document, "key": "ots~uuid", "matches": [keys]}; :id is a key
-//                                  (one alert) or a uuid (every alert carrying it, newest first)
+//   GET   /api/alerts/:id        → {"alert": document, "key": "ots~uuid", "matches": [keys], "history": [{kind,
+//                                  status, by, at, value?}]}; :id is a key (one alert) or a uuid (every alert
+//                                  carrying it, newest first; the history is the first's)
 //   PATCH /api/alerts/:id        {"status":"acknowledged"} → {"alert": document, "key"}, recording who and
 //                                  when; a uuid that several alerts share gets 409 with their keys
 //   PATCH /api/alerts/:id        {"assignee": "login" | null} → the same: sets or clears the assignee (last writer wins)
@@ -357,7 +358,8 @@ export class Api {
         return;
       }
       if (method === 'GET') {
-        sendJson(res, 200, `{"alert":${found[0]!.doc},"key":${JSON.stringify(found[0]!.key)},"matches":${keys}}`);
+        const history = JSON.stringify(await store.alertHistory(found[0]!.id));
+        sendJson(res, 200, `{"alert":${found[0]!.doc},"key":${JSON.stringify(found[0]!.key)},"matches":${keys},"history":${history}}`);
         return;
       }
       if (method === 'PATCH') {

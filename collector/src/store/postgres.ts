@@ -33,7 +33,7 @@ import type { FleetSummary } from '../../web/src/api-types.js';
 import { connectionPassword, type PassFileTarget } from './pgpass.js';
 import { IngestPressure } from './pressure.js';
 import { inTransaction } from './pg-tx.js';
-import { applyBulk, filterConditions, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
+import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
   stampedDoc, type AgentView, type AlertQuery, type AlertRow, type CommitResult, type CommitWork, type QuarantineRow, type QuarantineView,
@@ -187,6 +187,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE alert_history ADD COLUMN kind text NOT NULL DEFAULT 'status' CHECK (kind IN ('status', 'note', 'assignee')),
     ADD COLUMN value text, ADD COLUMN seq bigserial;`,
 ];
+
+/**
+ * An alert's workflow history (parameter: its row id), in the order written (migration 6's seq): of
+ * two concurrent edits of one row, the last one wins and is listed last.
+ */
+export const HISTORY_SQL = 'SELECT kind, status, by, at, value FROM alert_history WHERE alert_id = $1 ORDER BY seq';
 
 /** The tokens' columns tokenInfo reads (credentials/postgres.ts reads them too). */
 export const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';
@@ -851,6 +857,11 @@ export class PostgresStore implements Store {
 
   bulkWorkflow(sel: BulkSelection, change: WorkflowChange, by: string, at = Date.now()): Promise<BulkResult> {
     return applyBulk(this.workflowRows, sel, change, by, at);
+  }
+
+  async alertHistory(rowId: number): Promise<HistoryEntry[]> {
+    const { rows } = await this.pool.query<Parameters<typeof historyEntry>[0]>(HISTORY_SQL, [rowId]);
+    return rows.map(historyEntry);
   }
 
   async addNote(rowId: number, text: string, by: string, at = Date.now()): Promise<boolean> {

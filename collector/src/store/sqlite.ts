@@ -49,7 +49,7 @@ import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { WorkflowStatus } from '../../../shared/ecs.js';
 import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
-import { applyBulk, filterConditions, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
+import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, alertKey, batchSize, checkTokenName, hashToken, newTokenSecret,
@@ -77,6 +77,9 @@ export function docSql(a: string): string {
  */
 export const IDS_BY_UUID_SQL = `SELECT id FROM hx.uuid_id WHERE uuid = ?
   UNION SELECT id FROM alerts NOT INDEXED WHERE id > (SELECT coalesce(max(value), 0) FROM hx.state WHERE key = 'cursor') AND uuid = ?`;
+
+/** An alert's workflow history (parameter: its row id), in the order written (rowid; history rows are never updated), as PostgreSQL's seq. */
+export const HISTORY_SQL = 'SELECT kind, status, by, at, value FROM alert_history WHERE alert_id = ? ORDER BY rowid';
 
 /** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. 4: host_seals (the agents' baseline seals per host). 5: the workflow's assignee and notes (migrate4To5). */
 export const SCHEMA_VERSION = 5;
@@ -761,6 +764,7 @@ export class SqliteStore implements Store {
       idsByKey: db.prepare('SELECT id FROM alerts WHERE ots = ? AND uuid = ?'),
       idsByUuid: db.prepare(IDS_BY_UUID_SQL),
       maxId: db.prepare('SELECT coalesce(max(id), 0) AS id FROM alerts'),
+      history: db.prepare(HISTORY_SQL),
       tokenOfAgent: db.prepare(`SELECT ${TOKEN_COLUMNS} FROM tokens WHERE agent_id = ? AND revoked IS NULL ORDER BY created LIMIT 1`),
       quarantine: db.prepare('SELECT * FROM quarantine WHERE (@agentId IS NULL OR agent_id = @agentId) AND id < @before ORDER BY id DESC LIMIT @limit'),
       quarantineCount: db.prepare('SELECT count(*) AS n FROM quarantine'),
@@ -1048,6 +1052,10 @@ export class SqliteStore implements Store {
 
   bulkWorkflow(sel: BulkSelection, change: WorkflowChange, by: string, at = Date.now()): Promise<BulkResult> {
     return applyBulk(this.workflowRows, sel, change, by, at);
+  }
+
+  async alertHistory(rowId: number): Promise<HistoryEntry[]> {
+    return (this.stmts.history.all(rowId) as Array<Parameters<typeof historyEntry>[0]>).map(historyEntry);
   }
 
   async addNote(rowId: number, text: string, by: string, at = Date.now()): Promise<boolean> {

@@ -22,7 +22,7 @@ import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 import { scannedAlert, type ScannedFrame } from '../frame.js';
 import type { IngestPressure } from './pressure.js';
-import type { BulkFilter, BulkPreview, BulkResult, BulkSelection, WorkflowChange } from './workflow.js';
+import type { BulkFilter, BulkPreview, BulkResult, BulkSelection, HistoryEntry, WorkflowChange } from './workflow.js';
 
 /** A row's document as docSql shows it, for a row not read from the database (the live feed's). */
 export function stampedDoc(r: AlertRow): string {
@@ -296,6 +296,8 @@ export interface Store {
   previewBulk(filter: BulkFilter): Promise<BulkPreview>;
   /** A status or an assignee on many alerts, in chunked transactions, each changed row with its history (workflow.ts). */
   bulkWorkflow(sel: BulkSelection, change: WorkflowChange, by: string, at?: number): Promise<BulkResult>;
+  /** An alert's workflow history (status changes, notes, assignees), in the order written. */
+  alertHistory(rowId: number): Promise<HistoryEntry[]>;
   /** A note in an alert's workflow history; false when there is no such row. */
   addNote(rowId: number, text: string, by: string, at?: number): Promise<boolean>;
 

@@ -60,6 +60,23 @@ export interface WorkflowRows {
   applyChunk(ids: number[], change: WorkflowChange, by: string, at: number): Promise<{ changed: number; found: number }>;
 }
 
+/** One entry of an alert's workflow history (store/workflow.ts): a status change, a note or an assignee. */
+export interface HistoryEntry {
+  kind: 'status' | 'note' | 'assignee';
+  /** The new status (kind status), else the alert's status when the entry was written. */
+  status: string;
+  by: string | null;
+  at: string;
+  /** The note's text (kind note) or the assignee (kind assignee; null: cleared). */
+  value?: string | null;
+}
+
+/** A history row as both stores read it (times as ms, or as the text PostgreSQL gives a bigint). */
+export function historyEntry(h: { kind: string; status: string; by: string | null; at: number | string; value: string | null }): HistoryEntry {
+  const kind = h.kind === 'note' || h.kind === 'assignee' ? h.kind : 'status';
+  return { kind, status: h.status, by: h.by, at: new Date(Number(h.at)).toISOString(), ...(kind === 'status' ? {} : { value: h.value }) };
+}
+
 /** The filter as SQL conditions on the alerts table; `p` binds a value and returns its placeholder. */
 export function filterConditions(f: BulkFilter, p: (v: unknown) => string): string[] {
   const where: string[] = [];

@@ -16,8 +16,11 @@
 import Database from 'better-sqlite3';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { ftsQuery } from './indexer.js';
-import { IDS_BY_UUID_SQL, docSql, hostKeysSql, hostsDbPath } from '../store/sqlite.js';
+import { HISTORY_SQL, IDS_BY_UUID_SQL, docSql, hostKeysSql, hostsDbPath } from '../store/sqlite.js';
 import type { Overview } from '../../web/src/api-types.js';
+import { historyEntry, type HistoryEntry } from '../store/workflow.js';
+
+export { historyEntry, type HistoryEntry };
 
 export type { Overview };
 
@@ -51,22 +54,6 @@ export interface ListPage {
   order: 'time' | 'received';
 }
 
-/** One entry of an alert's workflow history (store/workflow.ts): a status change, a note or an assignee. */
-export interface HistoryEntry {
-  kind: 'status' | 'note' | 'assignee';
-  /** The new status (kind status), else the alert's status when the entry was written. */
-  status: string;
-  by: string | null;
-  at: string;
-  /** The note's text (kind note) or the assignee (kind assignee; null: cleared). */
-  value?: string | null;
-}
-
-/** A history row as both stores read it (times as ms, or as the text PostgreSQL gives a bigint). */
-export function historyEntry(h: { kind: string; status: string; by: string | null; at: number | string; value: string | null }): HistoryEntry {
-  const kind = h.kind === 'note' || h.kind === 'assignee' ? h.kind : 'status';
-  return { kind, status: h.status, by: h.by, at: iso(Number(h.at)), ...(kind === 'status' ? {} : { value: h.value }) };
-}
 
 
 
@@ -118,8 +105,7 @@ export class DashboardQueries {
     this.stmts = {
       // The newest alert with that uuid (see IDS_BY_UUID_SQL), its document as the API shows it.
       byUuid: this.db.prepare(`SELECT a.id, ${docSql('a')} AS doc FROM (${IDS_BY_UUID_SQL}) k CROSS JOIN alerts a ON a.id = k.id ORDER BY a.ts DESC, a.id DESC LIMIT 1`),
-      // In the order written (rowid; history rows are never updated), as PostgreSQL's seq.
-      history: this.db.prepare('SELECT kind, status, by, at, value FROM alert_history WHERE alert_id = ? ORDER BY rowid'),
+      history: this.db.prepare(HISTORY_SQL),
       cursor: this.db.prepare("SELECT coalesce((SELECT value FROM s.state WHERE key = 'cursor'), 0) AS c"),
       maxId: this.db.prepare('SELECT coalesce(max(id), 0) AS id FROM alerts'),
       rules: this.db.prepare('SELECT rule_id AS ruleId, name FROM s.rules ORDER BY name, rule_id'),

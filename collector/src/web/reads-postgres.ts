@@ -20,7 +20,7 @@
 // Search here matches anywhere in the document (SQLite's matches words of SEARCH_FIELDS, indexer.ts).
 import type pg from 'pg';
 import type { Overview } from '../../web/src/api-types.js';
-import { ALERT_COLUMNS, shownDoc, type AlertDbRow } from '../store/postgres.js';
+import { ALERT_COLUMNS, HISTORY_SQL, shownDoc, type AlertDbRow } from '../store/postgres.js';
 import { SCAN_BUDGET, fillBuckets, iso, overviewWindow, historyEntry, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
 import type { DashboardReads, Facets } from './reads.js';
 import { inTransaction } from '../store/pg-tx.js';
@@ -215,8 +215,7 @@ export class PostgresDashboardReads implements DashboardReads {
     const { rows } = await this.pool.query<AlertDbRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE uuid = $1 ORDER BY ts DESC, id DESC LIMIT 1`, [uuid]);
     const row = rows[0];
     if (!row) return undefined;
-    // In the order written (migration 6's seq): of two concurrent edits, the last one wins and is listed last.
-    const h = await this.pool.query<Parameters<typeof historyEntry>[0]>('SELECT kind, status, by, at, value FROM alert_history WHERE alert_id = $1 ORDER BY seq', [row.id]);
+    const h = await this.pool.query<Parameters<typeof historyEntry>[0]>(HISTORY_SQL, [row.id]);
     return { doc: shownDoc(row), history: h.rows.map(historyEntry) };
   }
 
