@@ -11,10 +11,19 @@
 //   GET   /api/alerts/live       server-sent events: each alert as it is stored, by this collector or
 //                                  another over the same database (`data: document`); a client that
 //                                  does not read is cut off (it reconnects and pages /api/alerts)
-//   GET   /api/alerts/:id        → {"alert": document, "key": "ots~uuid", "matches": [keys]}; :id is a key
-//                                  (one alert) or a uuid (every alert carrying it, newest first)
+//   GET   /api/alerts/:id        → {"alert": document, "key": "ots~uuid", "matches": [keys], "history": [{kind,
+//                                  status, by, at, value?}]}; :id is a key (one alert) or a uuid (every alert
+//                                  carrying it, newest first; the history is the first's)
 //   PATCH /api/alerts/:id        {"status":"acknowledged"} → {"alert": document, "key"}, recording who and
 //                                  when; a uuid that several alerts share gets 409 with their keys
+//   PATCH /api/alerts/:id        {"assignee": "login" | null} → the same: sets or clears the assignee (last writer wins)
+//   POST  /api/alerts/:id/notes  {"text"} (at most 4,000 characters) → 201 {"ok": true}: a note in the alert's history
+//   POST  /api/alerts/bulk/preview  {"filter": {host, rule, severity, status, since as in /api/alerts}}
+//                                → {"count", "upTo"}: how many alerts the filter selects now, and the row id bound
+//   POST  /api/alerts/bulk       {"action": acknowledge|close|reopen|assign, "assignee"?, "ids": [keys or uuids]}
+//                                  (at most 10,000) or {"action", "filter", "upTo": the preview's} → {"changed",
+//                                  "unchanged", "missing": [ids that named no alert]}; 1,000 rows per transaction,
+//                                  each changed row's history says who and when (store/workflow.ts)
 //   GET   /api/agents            → {"agents":[...]}
 //   GET   /api/quarantine        invalid alerts the agents sent, newest first: ?limit=&agent=&before=
 //                                → {"quarantine":[{id, agentId, tokenName, seq, uuid, reason, text, size, truncated, received}], "next": id | null}
@@ -31,6 +40,8 @@ import type { Ingest } from './ingest.js';
 import { EXPORT_FORMATS, EXPORT_PAGE, streamExport, type ExportFormat } from './export.js';
 import { Metrics } from './metrics.js';
 import { stampedDoc, type AlertQuery, type AlertRow, type Store, type TokenInfo } from './store/store.js';
+import type { BulkFilter } from './store/workflow.js';
+import { BULK_MAX_BODY, WorkflowInputError, parseAssignee, parseBulk, parseNote, parsePreview } from './workflow-input.js';
 
 /** Serves a request it knows and returns true, or returns false to let the next one try. */
 export type HttpHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
@@ -85,12 +96,12 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
   sendJson(res, status, { error: { code, message } }, extra);
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage, max = MAX_BODY): Promise<string> {
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, 'LDG_ERR_API_BODY', `request body over ${MAX_BODY} bytes; send only {"status": "..."}`);
+    if (size > max) throw new HttpError(413, 'LDG_ERR_API_BODY', `request body over ${max} bytes; send only what the call takes (see the API's list)`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -144,6 +155,25 @@ export function parseAlertQuery(params: URLSearchParams): AlertQuery {
   return q;
 }
 
+/** A JSON object body, or 400. */
+async function readObject(req: IncomingMessage, max = MAX_BODY): Promise<Record<string, unknown>> {
+  let body: unknown;
+  try {
+    body = JSON.parse(await readBody(req, max));
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    throw new HttpError(400, 'LDG_ERR_API_BODY', 'body is not JSON');
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'LDG_ERR_API_BODY', 'body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+/** A bulk filter in /api/alerts' terms (the export's too): host, rule, severity, status, since. */
+function apiFilter(params: URLSearchParams): BulkFilter {
+  const { host, rule, severity, status, since } = parseAlertQuery(params);
+  return { host, rule, severity, status, since };
+}
+
 export class Api {
   /** Handlers tried, in order, for paths the API does not own (the dashboard's pages). */
   readonly extra: HttpHandler[] = [];
@@ -154,6 +184,10 @@ export class Api {
     this.route(req, res).catch((err: unknown) => {
       if (err instanceof HttpError) {
         if (!res.headersSent) sendError(res, err.status, err.code, err.message);
+        return;
+      }
+      if (err instanceof WorkflowInputError) {
+        if (!res.headersSent) sendError(res, 400, err.code, err.detail);
         return;
       }
       if (err instanceof LdgError && err.code === 'LDG_ERR_USAGE') {
@@ -286,7 +320,22 @@ export class Api {
       this.live(req, res);
       return;
     }
-    const one = /^\/api\/alerts\/([^/]+)$/.exec(path);
+    if (path === '/api/alerts/bulk/preview') {
+      if (method !== 'POST') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use POST`);
+      sendJson(res, 200, await store.previewBulk(parsePreview(await readObject(req), apiFilter)));
+      return;
+    }
+    if (path === '/api/alerts/bulk') {
+      if (method !== 'POST') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use POST`);
+      const b = parseBulk(await readObject(req, BULK_MAX_BODY), apiFilter);
+      const resolved = b.ids ? await store.resolveAlertIds(b.ids) : undefined;
+      const result = await store.bulkWorkflow(resolved ? { ids: resolved.rows } : { filter: b.filter!, upTo: b.upTo! }, b.change, who.name);
+      this.ctx.log.info({ change: b.change, selected: b.ids ? 'ids' : 'filter', ...result, by: who.name }, 'alerts changed in bulk');
+      sendJson(res, 200, { ...result, missing: resolved?.missing ?? [] });
+      return;
+    }
+    const notes = /^\/api\/alerts\/([^/]+)\/notes$/.exec(path);
+    const one = notes ?? /^\/api\/alerts\/([^/]+)$/.exec(path);
     if (one) {
       let uuid: string;
       try {
@@ -298,8 +347,19 @@ export class Api {
       const found = await store.findAlerts(uuid);
       if (found.length === 0) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
       const keys = JSON.stringify(found.map((f) => f.key));
+      const ambiguous = () => new HttpError(409, 'LDG_ERR_API_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; address one by its key (/api/alerts/KEY), one of ${keys}`);
+      if (notes) {
+        if (method !== 'POST') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use POST`);
+        const text = parseNote(await readObject(req));
+        if (found.length > 1) throw ambiguous();
+        if (!(await store.addNote(found[0]!.id, text, who.name))) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
+        this.ctx.log.info({ alert: found[0]!.key, by: who.name, chars: text.length }, 'alert note added');
+        sendJson(res, 201, { ok: true, key: found[0]!.key });
+        return;
+      }
       if (method === 'GET') {
-        sendJson(res, 200, `{"alert":${found[0]!.doc},"key":${JSON.stringify(found[0]!.key)},"matches":${keys}}`);
+        const history = JSON.stringify(await store.alertHistory(found[0]!.id));
+        sendJson(res, 200, `{"alert":${found[0]!.doc},"key":${JSON.stringify(found[0]!.key)},"matches":${keys},"history":${history}}`);
         return;
       }
       if (method === 'PATCH') {
@@ -311,12 +371,19 @@ export class Api {
           throw new HttpError(400, 'LDG_ERR_API_BODY', 'body is not JSON; send {"status": "acknowledged"}');
         }
         const b = body as Record<string, unknown> | null;
+        if (b && typeof b === 'object' && !Array.isArray(b) && Object.keys(b).length === 1 && 'assignee' in b) {
+          const assignee = parseAssignee(b.assignee);
+          if (found.length > 1) throw ambiguous();
+          const r = await store.bulkWorkflow({ ids: [found[0]!.id] }, { kind: 'assignee', assignee }, who.name);
+          this.ctx.log.info({ alert: found[0]!.key, assignee, by: who.name, changed: r.changed }, 'alert assignee set');
+          const after = await store.findAlerts(found[0]!.key);
+          sendJson(res, 200, `{"alert":${after[0]?.doc ?? found[0]!.doc},"key":${JSON.stringify(found[0]!.key)}}`);
+          return;
+        }
         if (!b || typeof b !== 'object' || Array.isArray(b) || Object.keys(b).some((k) => k !== 'status') || !STATUSES.includes(b.status as WorkflowStatus)) {
-          throw new HttpError(400, 'LDG_ERR_API_BODY', `send {"status": one of ${STATUSES.join(', ')}}`);
+          throw new HttpError(400, 'LDG_ERR_API_BODY', `send {"status": one of ${STATUSES.join(', ')}} or {"assignee": "login" | null}`);
         }
-        if (found.length > 1) {
-          throw new HttpError(409, 'LDG_ERR_API_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; address one by its key (PATCH /api/alerts/KEY), one of ${keys}`);
-        }
+        if (found.length > 1) throw ambiguous();
         const doc = await store.setStatus(found[0]!.id, b.status as WorkflowStatus, who.name);
         if (!doc) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `no alert ${uuid}`);
         this.ctx.log.info({ alert: found[0]!.key, status: b.status, by: who.name }, 'alert workflow status changed');

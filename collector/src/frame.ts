@@ -20,7 +20,7 @@
 // would accept whole, with no alert quarantined by ingest: within MESSAGE_BOUNDS, JSON.parse would
 // accept it, validateAgentMessage would pass it with no invalid alert, each alert's agent.id is the
 // sender's, and no alert carries a field the collector stamps (ldguard.received_from,
-// ldguard.future_timestamp, nested or dotted). The fields it returns are the ones JSON.parse would
+// ldguard.future_timestamp, ldguard.assignee, nested or dotted). The fields it returns are the ones JSON.parse would
 // give. Anything else (not JSON, another message type, an envelope problem, an invalid, oversized or
 // foreign alert, a duplicated or escaped key on a path it reads, nesting, width or a number past
 // the bounds) gives undefined, and the caller takes the general way, which finds and words every
@@ -156,7 +156,8 @@ const S_LDGUARD = 20;
 const S_RECEIVED_FROM = 21;
 const S_FUTURE = 22;
 const S_HELD_BACK = 23;
-const SLOTS = 24;
+const S_ASSIGNEE = 24;
+const SLOTS = 25;
 
 /** An object on a path we read: its keys of interest, each a leaf (slot) or a nested object. */
 interface Target {
@@ -179,7 +180,7 @@ const ALERT: Target = target([
   ['agent', S_AGENT, target([['id', S_AGENT_ID, null]])],
   // To see that the agent wrote none of the collector's stamps (the general way drops them), and
   // which alerts are held-back records (they count against the token's quota, quota.ts).
-  ['ldguard', S_LDGUARD, target([['received_from', S_RECEIVED_FROM, null], ['future_timestamp', S_FUTURE, null], ['held_back_by', S_HELD_BACK, null]])],
+  ['ldguard', S_LDGUARD, target([['received_from', S_RECEIVED_FROM, null], ['future_timestamp', S_FUTURE, null], ['held_back_by', S_HELD_BACK, null], ['assignee', S_ASSIGNEE, null]])],
   ['kibana', S_KIBANA, target([
     ['alert', S_KALERT, target([
       ['uuid', S_UUID, null],
@@ -413,7 +414,7 @@ const TEXT_SLOTS = [S_UUID, S_HOST_NAME, S_RULE_ID, S_RULE_NAME, S_SEVERITY, S_S
 function record(buf: Buffer, index: number, docStart: number, docEnd: number, agentId: Buffer): boolean {
   const has = (slot: number) => starts[slot]! >= 0;
   // Ingest quarantines an alert that names another agent, and rewrites one with stamps: not here.
-  if (has(S_RECEIVED_FROM) || has(S_FUTURE) || !plain[S_AGENT_ID]) return false;
+  if (has(S_RECEIVED_FROM) || has(S_FUTURE) || has(S_ASSIGNEE) || !plain[S_AGENT_ID]) return false;
   const idStart = starts[S_AGENT_ID]! + 1;
   if (ends[S_AGENT_ID]! - 1 - idStart !== agentId.length || buf.compare(agentId, 0, agentId.length, idStart, ends[S_AGENT_ID]! - 1) !== 0) return false;
   const kr = has(S_KRULE) ? { rule_id: valueOf(buf, S_RULE_ID), name: valueOf(buf, S_KRULE_NAME) } : undefined;

@@ -120,9 +120,9 @@ function uuidOf(a: unknown): string | null {
   return typeof u === 'string' && u.length <= 128 ? u : null;
 }
 
-/** The fields the collector stamps on what it serves (store/sqlite.ts, docSql), never the agent. */
-const STAMPS = ['received_from', 'future_timestamp'];
-const DOTTED_STAMP = /^ldguard\.(received_from|future_timestamp)(\.|$)/;
+/** The fields the collector stamps on what it serves (store/sqlite.ts, docSql; the assignee is the workflow's), never the agent. */
+const STAMPS = ['received_from', 'future_timestamp', 'assignee'];
+const DOTTED_STAMP = /^ldguard\.(received_from|future_timestamp|assignee)(\.|$)/;
 
 /**
  * The alert without any stamp it wrote itself, nested (`ldguard.received_from`) or dotted

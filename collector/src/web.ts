@@ -9,7 +9,10 @@
 //   GET   /ui/api/alerts                 ?q=&host=&rule=&severity=&status=&since=&until=&cursor=&limit=
 //   GET   /ui/api/alerts/export          ?format=ndjson|csv and the list's filters (not cursor, limit): a download (export.ts)
 //   GET   /ui/api/alerts/:uuid           → {alert, history, guide}
-//   PATCH /ui/api/alerts/:uuid           {"status"} → the same, recording who (the session's admin) and when
+//   PATCH /ui/api/alerts/:uuid           {"status"} or {"assignee": name | null} → the same, recording who (the session's admin) and when
+//   POST  /ui/api/alerts/:uuid/notes     {"text"} → the same, the note in the history
+//   POST  /ui/api/alerts/bulk/preview    {"filter": the list's filters but q} → {count, upTo}
+//   POST  /ui/api/alerts/bulk            {"action", "assignee"?, "ids": [uuids]} or {"action", "filter", "upTo"} → {changed, unchanged, missing}
 //   GET   /ui/api/agents | overview | facets
 //   WS    /ui/live                       new alerts as they are stored, and the fleet summary
 //
@@ -41,6 +44,8 @@ import type { DashboardReads } from './web/reads.js';
 import { dashboardStorage } from './web/storage.js';
 import type { FleetAgent, WebPrefs } from '../web/src/api-types.js';
 import type { CredentialStore } from './credentials/store.js';
+import type { BulkFilter } from './store/workflow.js';
+import { BULK_MAX_BODY, WorkflowInputError, parseAssignee, parseBulk, parseNote, parsePreview } from './workflow-input.js';
 
 export type { FleetAgent };
 
@@ -120,7 +125,7 @@ function cookies(req: IncomingMessage): Map<string, string> {
   return out;
 }
 
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+async function readJson(req: IncomingMessage, max = MAX_BODY): Promise<Record<string, unknown>> {
   if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
     throw new WebError(415, 'LDG_ERR_WEB_BODY', 'send the body as application/json');
   }
@@ -128,7 +133,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new WebError(413, 'LDG_ERR_WEB_BODY', `request body over ${MAX_BODY} bytes`);
+    if (size > max) throw new WebError(413, 'LDG_ERR_WEB_BODY', `request body over ${max} bytes`);
     chunks.push(chunk);
   }
   let v: unknown;
@@ -187,6 +192,12 @@ export function parseListQuery(p: URLSearchParams): ListQuery {
   const cursor = get('cursor', 40);
   if (cursor !== undefined) q.cursor = cursor;
   return q;
+}
+
+/** A bulk filter in the list's terms (the export's too), read by the list's own parser. */
+function listFilter(params: URLSearchParams): BulkFilter {
+  const { host, rule, severity, status, since, until } = parseListQuery(params);
+  return { host, rule, severity: severity && [severity], status: status && [status], since, until };
 }
 
 /** A PUT /ui/api/prefs body: the whole preferences, nothing else (a typo is refused, not ignored). */
@@ -287,6 +298,10 @@ export class Dashboard {
     return this.route(req, res, url, path, method).then(
       () => true,
       (err: unknown) => {
+        if (err instanceof WorkflowInputError) {
+          if (!res.headersSent) this.send(res, 400, { error: { code: err.code, message: err.detail } });
+          return true;
+        }
         if (err instanceof WebError) {
           if (err.status >= 500) this.o.log.error({ path, err: err.message }, 'dashboard request failed');
           if (!res.headersSent) this.send(res, err.status, { error: { code: err.code, message: err.message } }, err.headers);
@@ -351,19 +366,50 @@ export class Dashboard {
       this.o.log.info({ format, alerts: n, by: s.name, via: 'dashboard' }, 'alerts exported');
       return;
     }
-    const one = /^\/ui\/api\/alerts\/([A-Za-z0-9._:-]{1,128})$/.exec(path);
+    if (path === '/ui/api/alerts/bulk/preview') {
+      only('POST');
+      this.guard(req, s);
+      return this.send(res, 200, await this.o.store.previewBulk(parsePreview(await readJson(req), listFilter)));
+    }
+    if (path === '/ui/api/alerts/bulk') {
+      only('POST');
+      this.guard(req, s);
+      const b = parseBulk(await readJson(req, BULK_MAX_BODY), listFilter);
+      const resolved = b.ids ? await this.o.store.resolveAlertIds(b.ids) : undefined;
+      const result = await this.o.store.bulkWorkflow(resolved ? { ids: resolved.rows } : { filter: b.filter!, upTo: b.upTo! }, b.change, s.name);
+      this.o.log.info({ change: b.change, selected: b.ids ? 'ids' : 'filter', ...result, by: s.name, via: 'dashboard' }, 'alerts changed in bulk');
+      return this.send(res, 200, { ...result, missing: resolved?.missing ?? [] });
+    }
+    const one = /^\/ui\/api\/alerts\/([A-Za-z0-9._:-]{1,128})(\/notes)?$/.exec(path);
     if (one) {
       const uuid = one[1]!;
-      if (method === 'PATCH') {
+      const found = async () => {
+        const f = await this.o.store.findAlerts(uuid);
+        if (f.length > 1) throw new WebError(409, 'LDG_ERR_WEB_AMBIGUOUS', `${f.length} alerts carry the uuid ${uuid}; change them through the API by key (/api/alerts/KEY)`);
+        if (!f[0]) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
+        return f[0];
+      };
+      if (one[2]) {
+        only('POST');
+        this.guard(req, s);
+        const text = parseNote(await readJson(req));
+        const a = await found();
+        if (!(await this.o.store.addNote(a.id, text, s.name))) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
+        this.o.log.info({ uuid, by: s.name, chars: text.length, via: 'dashboard' }, 'alert note added');
+      } else if (method === 'PATCH') {
         this.guard(req, s);
         const body = await readJson(req);
-        if (Object.keys(body).some((k) => k !== 'status') || !STATUSES.includes(body.status as WorkflowStatus)) {
-          throw new WebError(400, 'LDG_ERR_WEB_BODY', `send {"status": one of ${STATUSES.join(', ')}}`);
+        if (Object.keys(body).length === 1 && 'assignee' in body) {
+          const assignee = parseAssignee(body.assignee);
+          await this.o.store.bulkWorkflow({ ids: [(await found()).id] }, { kind: 'assignee', assignee }, s.name);
+          this.o.log.info({ uuid, assignee, by: s.name, via: 'dashboard' }, 'alert assignee set');
+        } else {
+          if (Object.keys(body).some((k) => k !== 'status') || !STATUSES.includes(body.status as WorkflowStatus)) {
+            throw new WebError(400, 'LDG_ERR_WEB_BODY', `send {"status": one of ${STATUSES.join(', ')}} or {"assignee": name | null}`);
+          }
+          if (!(await this.o.store.setStatus((await found()).id, body.status as WorkflowStatus, s.name))) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
+          this.o.log.info({ uuid, status: body.status, by: s.name, via: 'dashboard' }, 'alert workflow status changed');
         }
-        const found = await this.o.store.findAlerts(uuid);
-        if (found.length > 1) throw new WebError(409, 'LDG_ERR_WEB_AMBIGUOUS', `${found.length} alerts carry the uuid ${uuid}; change them through the API by key (PATCH /api/alerts/KEY)`);
-        if (!found[0] || !(await this.o.store.setStatus(found[0].id, body.status as WorkflowStatus, s.name))) throw new WebError(404, 'LDG_ERR_WEB_NOT_FOUND', `no alert ${uuid}`);
-        this.o.log.info({ uuid, status: body.status, by: s.name, via: 'dashboard' }, 'alert workflow status changed');
       } else {
         only('GET');
       }

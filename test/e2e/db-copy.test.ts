@@ -74,6 +74,9 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     for (const status of ['acknowledged', 'closed']) {
       expect((await callApi(collector.port, `/api/alerts/${triaged.kibana.alert.uuid}`, admin, { method: 'PATCH', body: { status } })).status).toBe(200);
     }
+    // A note and an assignee (the workflow's typed history entries and the alert's assignee column) move too.
+    expect((await callApi(collector.port, `/api/alerts/${triaged.kibana.alert.uuid}/notes`, admin, { method: 'POST', body: { text: 'checked: <b>not</b> a package' } })).status).toBe(201);
+    expect((await callApi(collector.port, `/api/alerts/${triaged.kibana.alert.uuid}`, admin, { method: 'PATCH', body: { assignee: 'carol' } })).status).toBe(200);
     const revoked = await runCli(['token', 'revoke', '--db', db, '--name', 'h-old']);
     expect(revoked.status, revoked.stderr).toBe(0);
     // A dashboard password (its scrypt hash moves with the copy) and the audit log's entries.
@@ -131,12 +134,12 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     expect(out.checks.map((c) => c.table).sort()).toEqual(['agents', 'alert_history', 'alerts', 'audit_log', 'host_seals', 'quarantine', 'tokens', 'web_passwords', 'web_prefs']);
     for (const c of out.checks) expect(c, c.table).toMatchObject({ ok: true, target: { rows: c.source.rows } });
     const rows = Object.fromEntries(out.checks.map((c) => [c.table, c.source.rows]));
-    expect(rows).toEqual({ alerts: total, alert_history: 2, tokens: 3, agents: 2, host_seals: 2, quarantine: 1, web_passwords: 1, web_prefs: 1, audit_log: 6 });
+    expect(rows).toEqual({ alerts: total, alert_history: 4, tokens: 3, agents: 2, host_seals: 2, quarantine: 1, web_passwords: 1, web_prefs: 1, audit_log: 6 });
 
     // Checked here too, not only by the tool: every source row by id, its document's bytes, once.
     const src = new Database(db, { readonly: true });
     const want = src.prepare('SELECT id, CAST(doc AS BLOB) AS doc FROM alerts ORDER BY id').all() as Array<{ id: number; doc: Buffer }>;
-    const history = src.prepare('SELECT alert_id, status, by, at FROM alert_history ORDER BY alert_id, at').all();
+    const history = src.prepare('SELECT alert_id, status, by, at, kind, value FROM alert_history ORDER BY alert_id, rowid').all();
     src.close();
     const got = await pgc.query<{ id: string; h: string }>('moved', "SELECT id, encode(sha256(doc), 'hex') AS h FROM alerts ORDER BY id");
     expect(got.map((g) => [Number(g.id), g.h])).toEqual(want.map((w) => [w.id, sha256(w.doc)]));
@@ -144,7 +147,7 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
     expect(keys).toEqual([{ n: total, k: total }]);
     const [spacedRow] = await pgc.query<{ doc: Buffer }>('moved', 'SELECT doc FROM alerts WHERE uuid = $1', [spaced.kibana.alert.uuid]);
     expect(spacedRow!.doc.equals(Buffer.from(spacedText, 'utf8'))).toBe(true);
-    expect(await pgc.query('moved', 'SELECT alert_id::int, status, by, at::float8 AS at FROM alert_history ORDER BY alert_id, at')).toEqual(history);
+    expect(await pgc.query('moved', 'SELECT alert_id::int, status, by, at::float8 AS at, kind, value FROM alert_history ORDER BY alert_id, seq')).toEqual(history);
 
     // Run on a finished copy, it copies nothing and checks again; the summary says what was left behind.
     const again = await runCli(['db', 'copy', '--from', db, '--to', target]);
@@ -163,17 +166,20 @@ describe.skipIf(noPostgres !== undefined)(`ldguard db copy${noPostgres ? ` (skip
       expect(t.status).toBe(200);
       expect(t.body.alert.kibana.alert).toMatchObject({ uuid: triaged.kibana.alert.uuid, workflow_status: 'closed', workflow_user: 'admin' });
       const [row] = await pgc.query<{ id: string }>('moved', 'SELECT id FROM alerts WHERE uuid = $1', [triaged.kibana.alert.uuid]);
-      expect((await pgc.query('moved', 'SELECT status, by FROM alert_history WHERE alert_id = $1 ORDER BY at', [row!.id])))
+      expect((await pgc.query('moved', "SELECT status, by FROM alert_history WHERE alert_id = $1 AND kind = 'status' ORDER BY seq", [row!.id])))
         .toEqual([{ status: 'acknowledged', by: 'admin' }, { status: 'closed', by: 'admin' }]);
+      expect(t.body.alert.ldguard.assignee).toBe('carol');
+      expect((t.body.history as Array<{ kind: string; value?: string }>).map((e) => [e.kind, e.value ?? null]))
+        .toEqual([['status', null], ['status', null], ['note', 'checked: <b>not</b> a package'], ['assignee', 'carol']]);
       const s = await callApi(c.port, `/api/alerts/${spaced.kibana.alert.uuid}`, admin);
       expect(s.body.alert).toEqual({ ...spaced, ldguard: { ...spaced.ldguard, received_from: { agent_id: 'agent-live', token_name: 'h-live' } } });
       // Every alert, in the list's order (ts, then id: ids were kept), as the API shows the source's
       // documents: parsed, with the sender the collector authenticated stamped in.
       const src = new Database(db, { readonly: true });
-      const want = (src.prepare('SELECT doc, agent_id, token_name FROM alerts ORDER BY ts DESC, id DESC').all() as Array<{ doc: string; agent_id: string; token_name: string }>)
+      const want = (src.prepare('SELECT doc, agent_id, token_name, assignee FROM alerts ORDER BY ts DESC, id DESC').all() as Array<{ doc: string; agent_id: string; token_name: string; assignee: string | null }>)
         .map((r) => {
           const d = JSON.parse(r.doc) as Record<string, any>;
-          return { ...d, ldguard: { ...d.ldguard, received_from: { agent_id: r.agent_id, token_name: r.token_name } } };
+          return { ...d, ldguard: { ...d.ldguard, received_from: { agent_id: r.agent_id, token_name: r.token_name }, ...(r.assignee ? { assignee: r.assignee } : {}) } };
         });
       src.close();
       const shown: unknown[] = [];

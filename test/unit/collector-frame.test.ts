@@ -20,7 +20,7 @@ interface View {
   alerts: ScannedAlert[];
 }
 
-const STAMPED = /^ldguard\.(received_from|future_timestamp)(\.|$)/;
+const STAMPED = /^ldguard\.(received_from|future_timestamp|assignee)(\.|$)/;
 
 /**
  * What the general way and ingest make of a frame, in the fast way's terms; undefined when they
@@ -165,9 +165,11 @@ describe('scanAlertsFrame', () => {
     const stamped = { ...makeAlert(), ldguard: { received_from: { agent_id: SENDER } } };
     const flagged = { ...makeAlert(), ldguard: { future_timestamp: false } };
     const dotted = { ...makeAlert(), 'ldguard.received_from.agent_id': SENDER };
+    // The assignee is the workflow's (store/workflow.ts): an agent cannot pre-assign its alert.
+    const assigned = { ...makeAlert(), ldguard: { assignee: 'mallory' } };
     const noAgent = makeAlert() as unknown as Doc;
     delete noAgent.agent;
-    for (const [name, a] of [['another agent', foreign], ['received_from', stamped], ['future_timestamp', flagged], ['dotted', dotted], ['no agent', noAgent]] as const) {
+    for (const [name, a] of [['another agent', foreign], ['received_from', stamped], ['future_timestamp', flagged], ['dotted', dotted], ['assignee', assigned], ['no agent', noAgent]] as const) {
       expect(scanAlertsFrame(frameOf([a]), SENDER), name).toBeUndefined();
       expectSound(frameOf([a]));
     }

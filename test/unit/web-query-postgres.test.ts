@@ -164,7 +164,7 @@ describe.skipIf(noPostgres)('PostgresDashboardReads', () => {
 
   it('keeps the workflow history of an alert', async () => {
     const a = (await q.alert(uuidAt(37)))!;
-    expect(a.history).toEqual([{ status: 'acknowledged', by: 'alice', at: new Date(T0 + 10_000_000).toISOString() }]);
+    expect(a.history).toEqual([{ kind: 'status', status: 'acknowledged', by: 'alice', at: new Date(T0 + 10_000_000).toISOString() }]);
     expect(JSON.parse(a.doc).kibana.alert.workflow_status).toBe('acknowledged');
     await store.setStatus((await store.findAlerts(uuidAt(37)))[0]!.id, 'closed', 'bob', T0 + 20_000_000);
     expect((await q.alert(uuidAt(37)))!.history.map((h) => `${h.status} ${h.by}`)).toEqual(['acknowledged alice', 'closed bob']);
@@ -180,6 +180,7 @@ describe.skipIf(noPostgres)('PostgresDashboardReads', () => {
       FROM generate_series(1, 100) i`);
     // Back to schema 3, alerts kept: what an older collector left (later migrations undone too).
     await c.query(`DROP TRIGGER alerts_count ON alerts; DROP FUNCTION ldguard_count_alerts(); DROP TABLE alert_minutes, alert_hours, alert_rules, web_prefs;
+      ALTER TABLE alerts DROP COLUMN assignee; ALTER TABLE alert_history DROP COLUMN kind, DROP COLUMN value, DROP COLUMN seq;
       DELETE FROM ldguard_schema WHERE version >= 4`);
     await c.end();
     await old.close();

@@ -155,7 +155,7 @@ describe('DashboardQueries', () => {
 
   it('keeps the workflow history of an alert', async () => {
     const a = q.alert(uuidAt(37))!;
-    expect(a.history).toEqual([{ status: 'acknowledged', by: 'alice', at: new Date(T0 + 10_000_000).toISOString() }]);
+    expect(a.history).toEqual([{ kind: 'status', status: 'acknowledged', by: 'alice', at: new Date(T0 + 10_000_000).toISOString() }]);
     await store.setStatus((await store.findAlerts(uuidAt(37)))[0]!.id, 'closed', 'bob', T0 + 20_000_000);
     expect(q.alert(uuidAt(37))!.history.map((h) => `${h.status} ${h.by}`)).toEqual(['acknowledged alice', 'closed bob']);
   });

@@ -80,7 +80,7 @@ const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).digest('
 /** The small tables' columns, in one order for both engines (names are the same in both schemas). */
 const SMALL_TABLES: ReadonlyArray<{ table: string; columns: string; optional?: boolean }> = [
   { table: 'tokens', columns: 'hash, name, role, created, revoked, agent_id' },
-  { table: 'alert_history', columns: 'alert_id, status, by, at' },
+  { table: 'alert_history', columns: 'alert_id, status, by, at, kind, value' },
   {
     table: 'agents',
     columns: 'agent_id, hostname, version, token_name, heartbeat_ms, facts, health, spool_depth, events_lost, spool_overflow, first_seen, last_seen, online',
@@ -94,7 +94,7 @@ const SMALL_TABLES: ReadonlyArray<{ table: string; columns: string; optional?: b
 ];
 
 /** The alert columns in the line, before the document's hash. */
-const ALERT_COLUMNS = 'id, ts, ots, uuid, host, rule_id, rule_name, severity, status, status_by, status_at, agent_id, token_name, received, future';
+const ALERT_COLUMNS = 'id, ts, ots, uuid, host, rule_id, rule_name, severity, status, status_by, status_at, agent_id, token_name, received, future, assignee';
 
 /** The alerts with id ≤ upTo (all when undefined), source side, in id order. */
 function* sourceAlertLines(src: BetterSqlite3.Database, upTo: number | undefined, keysOnly: boolean): Generator<string> {

@@ -249,18 +249,19 @@ async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promi
 }
 
 const ALERT_SELECT = `SELECT id, uuid, ts, ots, host, rule_id, rule_name, severity, status, status_by, status_at, agent_id, token_name, received,
-  future, CAST(doc AS BLOB) AS doc FROM alerts WHERE id > ? ORDER BY id LIMIT ?`;
+  future, CAST(doc AS BLOB) AS doc, assignee FROM alerts WHERE id > ? ORDER BY id LIMIT ?`;
 const ALERT_INSERT = `INSERT INTO alerts (id, uuid, ts, ots, host, rule_id, rule_name, severity, status, status_by, status_at, agent_id, token_name,
-    received, future, doc)
+    received, future, doc, assignee)
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-    $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::boolean[], $16::bytea[])`;
-const HISTORY_SELECT = 'SELECT alert_id, status, by, at FROM alert_history WHERE alert_id > ? AND alert_id <= ? ORDER BY alert_id, rowid';
-const HISTORY_INSERT = 'INSERT INTO alert_history (alert_id, status, by, at) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])';
+    $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::boolean[], $16::bytea[], $17::text[])`;
+// In the order written (rowid), which the target's seq keeps.
+const HISTORY_SELECT = 'SELECT alert_id, status, by, at, kind, value FROM alert_history WHERE alert_id > ? AND alert_id <= ? ORDER BY alert_id, rowid';
+const HISTORY_INSERT = 'INSERT INTO alert_history (alert_id, status, by, at, kind, value) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])';
 
 /** The alerts with ids in (lo, hi] and their history, or the history alone past the last alert, in the open transaction. */
 async function writeHistory(src: BetterSqlite3.Database, c: pg.Client, lo: number, hi: number): Promise<void> {
   const h = src.prepare(HISTORY_SELECT).raw(true).all(lo, hi) as unknown[][];
-  if (h.length > 0) await c.query(HISTORY_INSERT, [0, 1, 2, 3].map((i) => h.map((r) => r[i] ?? null)));
+  if (h.length > 0) await c.query(HISTORY_INSERT, [0, 1, 2, 3, 4, 5].map((i) => h.map((r) => r[i] ?? null)));
 }
 
 /** Copies `opts.from` into `opts.to` (see the top of this file) and checks it; the caller judges the checks. */
@@ -304,7 +305,7 @@ export async function copyToPostgres(opts: CopyOptions): Promise<CopyResult> {
       await c.query('BEGIN');
       try {
         const col = (i: number) => rows.map((r) => r[i] ?? null);
-        await c.query(ALERT_INSERT, [...Array.from({ length: 14 }, (_, i) => col(i)), rows.map((r) => r[14] !== 0), col(15)]);
+        await c.query(ALERT_INSERT, [...Array.from({ length: 14 }, (_, i) => col(i)), rows.map((r) => r[14] !== 0), col(15), col(16)]);
         await writeHistory(src, c, lo, hi);
         await c.query("SELECT setval(pg_get_serial_sequence('alerts', 'id'), $1)", [hi]);
         await c.query('COMMIT');

@@ -33,6 +33,7 @@ import type { FleetSummary } from '../../web/src/api-types.js';
 import { connectionPassword, type PassFileTarget } from './pgpass.js';
 import { IngestPressure } from './pressure.js';
 import { inTransaction } from './pg-tx.js';
+import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
   stampedDoc, type AgentView, type AlertQuery, type AlertRow, type CommitResult, type CommitWork, type QuarantineRow, type QuarantineView,
@@ -177,12 +178,26 @@ export const MIGRATIONS: readonly string[] = [
   // 5: the dashboard's preferences per login name (credentials/postgres.ts), as SQLite's
   // (credentials/sqlite.ts): not tied to a token row, so a rotation keeps them.
   `CREATE TABLE web_prefs (name text PRIMARY KEY, time_zone text NOT NULL CHECK (time_zone IN ('utc', 'local')), updated bigint NOT NULL);`,
+  // 6: the workflow's assignee and notes (store/workflow.ts), as SQLite's schema 5: alerts.assignee,
+  // and the history's entries typed (kind: status | note | assignee, value: the note's text or the
+  // assignee; status is the alert's status when the entry was written), in the order they were
+  // written (seq: two edits of one row are written in the order they took its lock, which their
+  // times, taken before, need not follow).
+  `ALTER TABLE alerts ADD COLUMN assignee text;
+  ALTER TABLE alert_history ADD COLUMN kind text NOT NULL DEFAULT 'status' CHECK (kind IN ('status', 'note', 'assignee')),
+    ADD COLUMN value text, ADD COLUMN seq bigserial;`,
 ];
+
+/**
+ * An alert's workflow history (parameter: its row id), in the order written (migration 6's seq): of
+ * two concurrent edits of one row, the last one wins and is listed last.
+ */
+export const HISTORY_SQL = 'SELECT kind, status, by, at, value FROM alert_history WHERE alert_id = $1 ORDER BY seq';
 
 /** The tokens' columns tokenInfo reads (credentials/postgres.ts reads them too). */
 export const TOKEN_COLUMNS = 'id, hash, name, role, created, revoked, agent_id, rev';
 /** The alerts' columns shownDoc needs (web/reads-postgres.ts reads them too). */
-export const ALERT_COLUMNS = 'id, uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc';
+export const ALERT_COLUMNS = 'id, uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc, assignee';
 
 export interface TokenDbRow {
   id: string;
@@ -210,6 +225,7 @@ export interface AlertDbRow {
   received: string;
   future: boolean;
   doc: Buffer;
+  assignee: string | null;
 }
 
 export const tokenInfo = (r: TokenDbRow): TokenInfo => ({
@@ -219,8 +235,24 @@ export const tokenInfo = (r: TokenDbRow): TokenInfo => ({
 const alertRow = (r: AlertDbRow): AlertRow => ({
   uuid: r.uuid, ts: Number(r.ts), ots: Number(r.ots), host: r.host, ruleId: r.rule_id, ruleName: r.rule_name,
   severity: r.severity as AlertRow['severity'], status: r.status as AlertRow['status'], agentId: r.agent_id, tokenName: r.token_name,
-  received: Number(r.received), future: r.future, doc: r.doc,
+  received: Number(r.received), future: r.future, doc: r.doc, assignee: r.assignee,
 });
+
+/** The document with its workflow status (as SQLite's json_set); a document that is not JSON keeps its bytes. */
+function withStatus(doc: Buffer, status: WorkflowStatus, by: string, at: number): Buffer {
+  try {
+    const d = JSON.parse(doc.toString('utf8')) as Record<string, unknown>;
+    const kibana = (d.kibana ??= {}) as Record<string, unknown>;
+    const alert = (kibana.alert ??= {}) as Record<string, unknown>;
+    alert.workflow_status = status;
+    alert.workflow_user = by;
+    alert.workflow_status_updated_at = new Date(at).toISOString();
+    return Buffer.from(JSON.stringify(d), 'utf8');
+  } catch {
+    // not JSON: the row's status changes all the same
+    return doc;
+  }
+}
 
 /** The document as the API shows it (store.ts stampedDoc); one that is not JSON is shown as stored. */
 export function shownDoc(r: AlertDbRow): string {
@@ -787,24 +819,92 @@ export class PostgresStore implements Store {
       const { rows } = await c.query<AlertDbRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE id = $1 FOR UPDATE`, [rowId]);
       const row = rows[0];
       if (!row) return undefined;
-      // As SQLite's json_set: in the document when it is JSON; a document that is not keeps its bytes.
-      let doc = row.doc;
-      try {
-        const d = JSON.parse(doc.toString('utf8')) as Record<string, unknown>;
-        const kibana = (d.kibana ??= {}) as Record<string, unknown>;
-        const alert = (kibana.alert ??= {}) as Record<string, unknown>;
-        alert.workflow_status = status;
-        alert.workflow_user = by;
-        alert.workflow_status_updated_at = new Date(at).toISOString();
-        doc = Buffer.from(JSON.stringify(d), 'utf8');
-      } catch {
-        // not JSON: the row's status changes all the same
-      }
+      const doc = withStatus(row.doc, status, by, at);
       await c.query('UPDATE alerts SET status = $2, status_by = $3, status_at = $4, doc = $5 WHERE id = $1', [rowId, status, by, at, doc]);
       if (row.status !== status) await c.query('INSERT INTO alert_history (alert_id, status, by, at) VALUES ($1, $2, $3, $4)', [rowId, status, by, at]);
       return shownDoc({ ...row, status, doc });
     });
   }
+
+  async resolveAlertIds(ids: readonly string[]): Promise<{ rows: number[]; missing: string[] }> {
+    const keyOf = (id: string) => /^(-?\d{1,16})~(.+)$/.exec(id);
+    const uuids = [...new Set(ids.map((id) => keyOf(id)?.[2] ?? id))];
+    const { rows } = await this.pool.query<{ id: string; uuid: string; ots: string }>('SELECT id, uuid, ots FROM alerts WHERE uuid = ANY($1::text[])', [uuids]);
+    const byUuid = new Map<string, Array<{ id: string; ots: string }>>();
+    for (const r of rows) byUuid.set(r.uuid, [...(byUuid.get(r.uuid) ?? []), r]);
+    const out: number[] = [];
+    const missing: string[] = [];
+    for (const id of ids) {
+      const key = keyOf(id);
+      const found = (byUuid.get(key?.[2] ?? id) ?? []).filter((r) => !key || r.ots === String(Number(key[1])));
+      if (found.length === 0) missing.push(id);
+      for (const f of found) out.push(Number(f.id));
+    }
+    return { rows: out, missing };
+  }
+
+  async previewBulk(filter: BulkFilter): Promise<BulkPreview> {
+    // One snapshot for the bound and the count, so the count is of rows up to the bound.
+    return inTransaction(this.pool, async (c) => {
+      const upTo = Number((await c.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM alerts')).rows[0]!.id);
+      const params: unknown[] = [];
+      const where = filterConditions(filter, (v) => (params.push(v), `$${params.length}`));
+      params.push(upTo);
+      const { rows } = await c.query<{ n: string }>(`SELECT count(*) AS n FROM alerts WHERE ${[...where, `id <= $${params.length}`].join(' AND ')}`, params);
+      return { count: Number(rows[0]!.n), upTo };
+    }, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  }
+
+  bulkWorkflow(sel: BulkSelection, change: WorkflowChange, by: string, at = Date.now()): Promise<BulkResult> {
+    return applyBulk(this.workflowRows, sel, change, by, at);
+  }
+
+  async alertHistory(rowId: number): Promise<HistoryEntry[]> {
+    const { rows } = await this.pool.query<Parameters<typeof historyEntry>[0]>(HISTORY_SQL, [rowId]);
+    return rows.map(historyEntry);
+  }
+
+  async addNote(rowId: number, text: string, by: string, at = Date.now()): Promise<boolean> {
+    const r = await this.pool.query(`INSERT INTO alert_history (alert_id, status, by, at, kind, value)
+      SELECT id, status, $2, $3, 'note', $4 FROM alerts WHERE id = $1`, [rowId, by, at, text]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  /**
+   * The driver's view of this store (workflow.ts). A chunk locks its rows in id order (two bulk
+   * changes over the same rows wait, never deadlock); ingest only inserts, so it never waits.
+   */
+  private readonly workflowRows: WorkflowRows = {
+    selectIds: async (filter, upTo, after, limit) => {
+      const params: unknown[] = [];
+      const p = (v: unknown) => (params.push(v), `$${params.length}`);
+      const where = filterConditions(filter, p);
+      const { rows } = await this.pool.query<{ id: string }>(
+        `SELECT id FROM alerts WHERE ${[...where, `id > ${p(after)}`, `id <= ${p(upTo)}`].join(' AND ')} ORDER BY id LIMIT ${p(limit)}`, params);
+      return rows.map((r) => Number(r.id));
+    },
+    applyChunk: (ids, change, by, at) => this.tx(async (c) => {
+      if (change.kind === 'status') {
+        const { rows } = await c.query<{ id: string; status: string; doc: Buffer }>('SELECT id, status, doc FROM alerts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE', [ids]);
+        const todo = rows.filter((r) => r.status !== change.status);
+        if (todo.length > 0) {
+          const todoIds = todo.map((r) => r.id);
+          await c.query(`UPDATE alerts a SET status = $2, status_by = $3, status_at = $4, doc = u.doc
+            FROM unnest($1::bigint[], $5::bytea[]) AS u(id, doc) WHERE a.id = u.id`, [todoIds, change.status, by, at, todo.map((r) => withStatus(r.doc, change.status, by, at))]);
+          await c.query(`INSERT INTO alert_history (alert_id, status, by, at) SELECT id, $2, $3, $4 FROM unnest($1::bigint[]) AS u(id)`, [todoIds, change.status, by, at]);
+        }
+        return { changed: todo.length, found: rows.length };
+      }
+      const { rows } = await c.query<{ id: string; status: string; assignee: string | null }>('SELECT id, status, assignee FROM alerts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE', [ids]);
+      const todo = rows.filter((r) => r.assignee !== change.assignee);
+      if (todo.length > 0) {
+        await c.query('UPDATE alerts SET assignee = $2 WHERE id = ANY($1::bigint[])', [todo.map((r) => r.id), change.assignee]);
+        await c.query(`INSERT INTO alert_history (alert_id, status, by, at, kind, value) SELECT id, status, $3, $4, 'assignee', $2 FROM unnest($1::bigint[], $5::text[]) AS u(id, status)`,
+          [todo.map((r) => r.id), change.assignee, by, at, todo.map((r) => r.status)]);
+      }
+      return { changed: todo.length, found: rows.length };
+    }),
+  };
 
   // ---- quarantine
 

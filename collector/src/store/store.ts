@@ -22,11 +22,14 @@ import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 import { scannedAlert, type ScannedFrame } from '../frame.js';
 import type { IngestPressure } from './pressure.js';
+import type { BulkFilter, BulkPreview, BulkResult, BulkSelection, HistoryEntry, WorkflowChange } from './workflow.js';
 
 /** A row's document as docSql shows it, for a row not read from the database (the live feed's). */
 export function stampedDoc(r: AlertRow): string {
   const doc = JSON.parse(r.doc.toString('utf8')) as { ldguard?: Record<string, unknown> };
-  doc.ldguard = { ...doc.ldguard, ...(r.future ? { future_timestamp: true } : {}), received_from: { agent_id: r.agentId, token_name: r.tokenName } };
+  // The assignee is the collector's (the row's), never what an agent wrote.
+  const { assignee: _agents, ...own } = doc.ldguard ?? {};
+  doc.ldguard = { ...own, ...(r.future ? { future_timestamp: true } : {}), received_from: { agent_id: r.agentId, token_name: r.tokenName }, ...(r.assignee ? { assignee: r.assignee } : {}) };
   return JSON.stringify(doc);
 }
 
@@ -66,6 +69,8 @@ export interface AlertRow {
   future: boolean;
   /** The ECS document's UTF-8 text, as the agent sent it (often a slice of the received frame). */
   doc: Buffer;
+  /** Who the alert is assigned to (workflow.ts), for a row read back from the database. */
+  assignee?: string | null;
 }
 
 export interface HelloRow {
@@ -285,6 +290,16 @@ export interface Store {
   findAlerts(id: string): Promise<Array<{ id: number; key: string; doc: string }>>;
   /** Sets the workflow status of one alert (row and document, with its history); the new document, or undefined. */
   setStatus(rowId: number, status: WorkflowStatus, by: string, at?: number): Promise<string | undefined>;
+  /** The row ids the API's ids name (keys or uuids, as findAlerts), and the ids that named none. */
+  resolveAlertIds(ids: readonly string[]): Promise<{ rows: number[]; missing: string[] }>;
+  /** How many alerts the filter selects now, and the row id bound that freezes that selection (workflow.ts). */
+  previewBulk(filter: BulkFilter): Promise<BulkPreview>;
+  /** A status or an assignee on many alerts, in chunked transactions, each changed row with its history (workflow.ts). */
+  bulkWorkflow(sel: BulkSelection, change: WorkflowChange, by: string, at?: number): Promise<BulkResult>;
+  /** An alert's workflow history (status changes, notes, assignees), in the order written. */
+  alertHistory(rowId: number): Promise<HistoryEntry[]>;
+  /** A note in an alert's workflow history; false when there is no such row. */
+  addNote(rowId: number, text: string, by: string, at?: number): Promise<boolean>;
 
   listQuarantine(q: { limit: number; agentId?: string; before?: number }): Promise<QuarantineView[]>;
   quarantineCount(): Promise<number>;

@@ -16,8 +16,11 @@
 import Database from 'better-sqlite3';
 import type { Severity, WorkflowStatus } from '../../../shared/ecs.js';
 import { ftsQuery } from './indexer.js';
-import { IDS_BY_UUID_SQL, docSql, hostKeysSql, hostsDbPath } from '../store/sqlite.js';
+import { HISTORY_SQL, IDS_BY_UUID_SQL, docSql, hostKeysSql, hostsDbPath } from '../store/sqlite.js';
 import type { Overview } from '../../web/src/api-types.js';
+import { historyEntry, type HistoryEntry } from '../store/workflow.js';
+
+export { historyEntry, type HistoryEntry };
 
 export type { Overview };
 
@@ -51,11 +54,6 @@ export interface ListPage {
   order: 'time' | 'received';
 }
 
-export interface HistoryEntry {
-  status: string;
-  by: string | null;
-  at: string;
-}
 
 
 
@@ -107,7 +105,7 @@ export class DashboardQueries {
     this.stmts = {
       // The newest alert with that uuid (see IDS_BY_UUID_SQL), its document as the API shows it.
       byUuid: this.db.prepare(`SELECT a.id, ${docSql('a')} AS doc FROM (${IDS_BY_UUID_SQL}) k CROSS JOIN alerts a ON a.id = k.id ORDER BY a.ts DESC, a.id DESC LIMIT 1`),
-      history: this.db.prepare('SELECT status, by, at FROM alert_history WHERE alert_id = ? ORDER BY at, rowid'),
+      history: this.db.prepare(HISTORY_SQL),
       cursor: this.db.prepare("SELECT coalesce((SELECT value FROM s.state WHERE key = 'cursor'), 0) AS c"),
       maxId: this.db.prepare('SELECT coalesce(max(id), 0) AS id FROM alerts'),
       rules: this.db.prepare('SELECT rule_id AS ruleId, name FROM s.rules ORDER BY name, rule_id'),
@@ -276,7 +274,7 @@ export class DashboardQueries {
   alert(uuid: string): { doc: string; history: HistoryEntry[] } | undefined {
     const row = this.stmts.byUuid.get(uuid, uuid) as { id: number; doc: string } | undefined;
     if (!row) return undefined;
-    const history = (this.stmts.history.all(row.id) as Array<{ status: string; by: string | null; at: number }>).map((h) => ({ status: h.status, by: h.by, at: iso(h.at) }));
+    const history = (this.stmts.history.all(row.id) as Array<Parameters<typeof historyEntry>[0]>).map(historyEntry);
     return { doc: row.doc, history };
   }
 

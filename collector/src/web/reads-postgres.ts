@@ -20,8 +20,8 @@
 // Search here matches anywhere in the document (SQLite's matches words of SEARCH_FIELDS, indexer.ts).
 import type pg from 'pg';
 import type { Overview } from '../../web/src/api-types.js';
-import { ALERT_COLUMNS, shownDoc, type AlertDbRow } from '../store/postgres.js';
-import { SCAN_BUDGET, fillBuckets, iso, overviewWindow, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
+import { ALERT_COLUMNS, HISTORY_SQL, shownDoc, type AlertDbRow } from '../store/postgres.js';
+import { SCAN_BUDGET, fillBuckets, iso, overviewWindow, historyEntry, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
 import type { DashboardReads, Facets } from './reads.js';
 import { inTransaction } from '../store/pg-tx.js';
 
@@ -215,9 +215,8 @@ export class PostgresDashboardReads implements DashboardReads {
     const { rows } = await this.pool.query<AlertDbRow>(`SELECT ${ALERT_COLUMNS} FROM alerts WHERE uuid = $1 ORDER BY ts DESC, id DESC LIMIT 1`, [uuid]);
     const row = rows[0];
     if (!row) return undefined;
-    // ctid: the order the rows were written (history rows are never updated).
-    const h = await this.pool.query<{ status: string; by: string | null; at: string }>('SELECT status, by, at FROM alert_history WHERE alert_id = $1 ORDER BY at, ctid', [row.id]);
-    return { doc: shownDoc(row), history: h.rows.map((r) => ({ status: r.status, by: r.by, at: iso(Number(r.at)) })) };
+    const h = await this.pool.query<Parameters<typeof historyEntry>[0]>(HISTORY_SQL, [row.id]);
+    return { doc: shownDoc(row), history: h.rows.map(historyEntry) };
   }
 
   async overview(window: string, now = Date.now()): Promise<Overview> {

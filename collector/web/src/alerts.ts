@@ -2,7 +2,9 @@
 // paging ("Load older"), and new alerts from the live feed prepended as they are stored. Each change
 // of the filters the list acts on is a history entry (nav.ts): back returns to the previous filters,
 // a reload or a shared link opens the same view. The export links download what the filters select.
+// Rows can be ticked (or all on the page) for the bulk action bar (bulk.ts).
 import { api, query } from './api.js';
+import { bulkBar } from './bulk.js';
 import { breakable, get, h, replace, str } from './dom.js';
 import { fullTime, time, zoneLabel } from './format.js';
 import type { Live } from './live.js';
@@ -125,7 +127,7 @@ function uuidOf(doc: unknown): string {
   return str(doc, 'kibana.alert.uuid') ?? '';
 }
 
-function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
+function row(doc: unknown, fresh: boolean, onTick: () => void): HTMLTableRowElement {
   const uuid = uuidOf(doc);
   const href = `#/alerts/${encodeURIComponent(uuid)}`;
   const ts = str(doc, '@timestamp');
@@ -140,13 +142,14 @@ function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
       tabindex: 0,
       'data-uuid': uuid,
       onclick: (ev: Event) => {
-        if ((ev.target as Element).closest('a')) return;
+        if ((ev.target as Element).closest('a, .col-select')) return;
         location.hash = href;
       },
       onkeydown: (ev: Event) => {
-        if ((ev as KeyboardEvent).key === 'Enter') location.hash = href;
+        if ((ev as KeyboardEvent).key === 'Enter' && !(ev.target as Element).closest('.col-select')) location.hash = href;
       },
     },
+    h('td', { class: 'col-select' }, h('input', { type: 'checkbox', class: 'tick', 'data-uuid': uuid, 'aria-label': 'Select this alert', onchange: onTick })),
     h('td', { class: 'col-time nowrap', title: fullTime(ts) }, time(ts)),
     h('td', { class: 'col-sev' }, exceptedBy ? h('span', { class: 'badge excepted', title: `excepted by ${exceptedBy}` }, 'excepted') : severityBadge(str(doc, 'kibana.alert.severity'))),
     h('td', { class: 'col-rule' }, h('a', { href }, str(doc, 'rule.name') ?? str(doc, 'kibana.alert.rule.name') ?? '(rule)'), summary ? h('span', { class: 'badge summary' }, 'summary') : null),
@@ -160,7 +163,8 @@ function row(doc: unknown, fresh: boolean): HTMLTableRowElement {
     ),
     h('td', { class: 'col-user' }, str(doc, 'user.name') ?? str(doc, 'process.user.name') ?? '—'),
     h('td', { class: 'col-attr' }, attributionBadge(str(doc, 'ldguard.attribution'))),
-    h('td', { class: 'col-status' }, statusPill(str(doc, 'kibana.alert.workflow_status'))),
+    h('td', { class: 'col-status' }, statusPill(str(doc, 'kibana.alert.workflow_status')),
+      str(doc, 'ldguard.assignee') ? h('span', { class: 'badge assignee', title: 'assignee' }, str(doc, 'ldguard.assignee')) : null),
   );
   return tr;
 }
@@ -179,6 +183,34 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   const banner = h('div', { class: 'banner', hidden: true });
   const hostList = h('datalist', { id: 'host-options' });
   const ruleSelect = h('select', { name: 'rule', 'aria-label': 'Rule' }, h('option', { value: '' }, 'All rules'));
+  const notice = h('div', { class: 'notice', role: 'status', hidden: true });
+  const ticks = () => Array.from(tbody.querySelectorAll<HTMLInputElement>('input.tick'));
+  const selected = () => ticks().filter((t) => t.checked).map((t) => t.dataset.uuid ?? '');
+  const tickAll = h('input', { type: 'checkbox', class: 'tick-all', 'aria-label': 'Select all on this page', onchange: () => {
+    for (const t of ticks()) t.checked = tickAll.checked;
+    bar.update();
+  } });
+  const onTick = () => {
+    const all = ticks();
+    tickAll.checked = all.length > 0 && all.every((t) => t.checked);
+    bar.update();
+  };
+  const bar = bulkBar({
+    selected,
+    // Free text selects through a search index read a page at a time: a bulk change by filter
+    // takes the columns only (the collector refuses q), so search results are ticked by page.
+    filters: () => {
+      if (f.q) return { unavailable: 'Search results: tick the rows (all matching is for filters without search)' };
+      const out: Record<string, string> = {};
+      for (const [k, v] of Object.entries(serverFilters(f))) if (v !== undefined && k !== 'q') out[k] = v;
+      return out;
+    },
+    done: (message) => {
+      notice.hidden = false;
+      replace(notice, message);
+      void load(true);
+    },
+  });
 
   // Export links: the time range is read at the click, so "last hour" means the hour before it.
   const exportLink = (format: 'csv' | 'ndjson', label: string) => {
@@ -194,6 +226,7 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     for (const k of KEYS) if (f[k]) p.set(k, f[k]!);
     const s = p.toString();
     writeHash(`#/alerts${s ? `?${s}` : ''}`, true);
+    notice.hidden = true;
     for (const a of exports) a.setAttribute('href', exportHref(f, a.dataset.export as 'csv' | 'ndjson'));
   };
 
@@ -232,21 +265,23 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
       if (reset) {
         shown.clear();
         replace(tbody);
+        tickAll.checked = false;
+        bar.update();
       }
       for (const doc of page.alerts) {
         const id = uuidOf(doc);
         if (shown.has(id)) continue;
         shown.add(id);
-        tbody.appendChild(row(doc, false));
+        tbody.appendChild(row(doc, false, onTick));
       }
       next = page.next;
       if (shown.size === 0) {
-        replace(tbody, h('tr', null, h('td', { colspan: 9 }, empty(Object.keys(f).length ? 'No alert matches these filters.' : 'No alerts yet. New ones appear here as soon as the collector stores them.'))));
+        replace(tbody, h('tr', null, h('td', { colspan: 10 }, empty(Object.keys(f).length ? 'No alert matches these filters.' : 'No alerts yet. New ones appear here as soon as the collector stores them.'))));
       }
       summaryText(page);
       renderMore(page);
     } catch (err) {
-      if (gen === generation) replace(tbody, h('tr', null, h('td', { colspan: 9 }, errorBox(err))));
+      if (gen === generation) replace(tbody, h('tr', null, h('td', { colspan: 10 }, errorBox(err))));
     } finally {
       if (gen === generation) loading = false;
     }
@@ -324,11 +359,13 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     h('div', { class: 'page-head' }, h('h1', null, 'Alerts'), status, h('span', { class: 'spacer' }), exports),
     form,
     banner,
+    notice,
+    bar.el,
     h(
       'div',
       { class: 'table-wrap' },
       h('table', { class: 'alerts' },
-        h('thead', null, h('tr', null, ['Time', 'Severity', 'Rule', 'Host', 'File', 'Process', 'User', 'Attribution', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+        h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'col-select' }, tickAll), ['Time', 'Severity', 'Rule', 'Host', 'File', 'Process', 'User', 'Attribution', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
         tbody),
     ),
     more,
@@ -349,7 +386,7 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     // Newest last in the message: insert in reverse so the newest ends on top.
     for (const d of fresh) {
       shown.add(uuidOf(d));
-      tbody.insertBefore(row(d, true), tbody.firstChild);
+      tbody.insertBefore(row(d, true, onTick), tbody.firstChild);
       newCount += 1;
     }
     while (tbody.rows.length > MAX_ROWS) {

@@ -1,6 +1,7 @@
 // One alert: what happened (file, process and its parents, host), why it matters (rule, MITRE
-// ATT&CK, investigation guide), the workflow (open → acknowledged → closed, who and when), and
-// every ECS field of the document.
+// ATT&CK, investigation guide), the workflow (open → acknowledged → closed, the assignee, notes:
+// who and when), and every ECS field of the document. Notes are text: shown through lines(), never
+// parsed as HTML or Markdown.
 import { api, ApiError } from './api.js';
 import { get, h, lines, replace, safeHref, str, type Child } from './dom.js';
 import type { Guide } from './api-types.js';
@@ -9,9 +10,21 @@ import { markdown } from './markdown.js';
 import { attributionBadge, card, errorBox, kv, severityBadge, statusPill } from './ui.js';
 
 interface HistoryEntry {
+  kind?: 'status' | 'note' | 'assignee';
   status: string;
   by: string | null;
   at: string;
+  value?: string | null;
+}
+
+/** The collector's bound on a note (store/workflow.ts NOTE_MAX_CHARS): the box says so before the server must. */
+const NOTE_MAX_CHARS = 4000;
+
+/** What the workflow card can ask of the collector. */
+interface WorkflowActions {
+  status: (to: string) => void;
+  assign: (name: string | null) => void;
+  note: (text: string) => void;
 }
 
 interface Detail {
@@ -76,19 +89,40 @@ function argsList(v: unknown): Child {
   return h('ol', { class: 'args mono' }, v.map((a) => h('li', null, typeof a === 'string' ? a : JSON.stringify(a))));
 }
 
-function workflow(doc: unknown, history: HistoryEntry[], act: (status: string) => void): HTMLElement {
+function historyStep(e: HistoryEntry): HTMLElement {
+  const who = h('strong', { class: 'who' }, e.by ?? 'someone');
+  const when = h('span', { class: 'muted' }, ` ${fullTime(e.at)}`);
+  if (e.kind === 'note') return h('li', { class: 'step step-note' }, h('strong', null, 'Note'), ' by ', who, when, h('div', { class: 'note-text' }, lines(e.value ?? '')));
+  if (e.kind === 'assignee') {
+    return h('li', { class: 'step step-assignee' }, e.value ? ['Assigned to ', h('strong', { class: 'assignee' }, e.value)] : h('strong', null, 'Unassigned'), ' by ', who, when);
+  }
+  return h('li', { class: `step step-${e.status}` }, h('strong', null, STATUS_VERB[e.status] ?? e.status), ' by ', who, when);
+}
+
+function workflow(doc: unknown, history: HistoryEntry[], act: WorkflowActions): HTMLElement {
   const status = str(doc, 'kibana.alert.workflow_status') ?? 'open';
   const steps: HTMLElement[] = [
     h('li', { class: 'step step-open' }, h('strong', null, 'Opened'), h('span', { class: 'muted' }, ` ${fullTime(str(doc, '@timestamp'))}`), h('div', { class: 'small muted' }, `by rule "${str(doc, 'rule.name') ?? '?'}" on ${str(doc, 'host.name') ?? 'an unnamed host'}`)),
   ];
   const entries = history.length > 0 ? history : str(doc, 'kibana.alert.workflow_user') ? [{ status, by: str(doc, 'kibana.alert.workflow_user') ?? null, at: str(doc, 'kibana.alert.workflow_status_updated_at') ?? '' }] : [];
-  for (const e of entries) {
-    steps.push(h('li', { class: `step step-${e.status}` }, h('strong', null, STATUS_VERB[e.status] ?? e.status), ' by ', h('strong', { class: 'who' }, e.by ?? 'someone'), h('span', { class: 'muted' }, ` ${fullTime(e.at)}`)));
-  }
-  const button = (to: string, label: string, cls: string) => h('button', { type: 'button', class: `btn ${cls}`, 'data-action': to, onclick: () => act(to) }, label);
+  for (const e of entries) steps.push(historyStep(e));
+  const button = (to: string, label: string, cls: string) => h('button', { type: 'button', class: `btn ${cls}`, 'data-action': to, onclick: () => act.status(to) }, label);
+  const assignee = str(doc, 'ldguard.assignee');
+  const assigneeInput = h('input', { type: 'text', name: 'assignee', value: assignee ?? '', placeholder: 'Login name', 'aria-label': 'Assignee', maxlength: 128, autocomplete: 'off', spellcheck: 'false' });
+  const noteBox = h('textarea', { name: 'note', rows: 3, maxlength: NOTE_MAX_CHARS, placeholder: 'What you found, what you did (text)', 'aria-label': 'Note' });
   return card(
     'Workflow',
-    h('div', { class: 'workflow-now' }, 'Status ', statusPill(status)),
+    h('div', { class: 'workflow-now' }, 'Status ', statusPill(status), ' ', assignee ? h('span', { class: 'badge assignee', title: 'assignee' }, assignee) : h('span', { class: 'muted small' }, 'unassigned')),
+    h(
+      'form',
+      { class: 'assign-form', onsubmit: (ev: Event) => {
+        ev.preventDefault();
+        act.assign(assigneeInput.value.trim() || null);
+      } },
+      assigneeInput,
+      h('button', { type: 'submit', class: 'btn small', 'data-action': 'assign' }, 'Assign'),
+      assignee ? h('button', { type: 'button', class: 'btn ghost small', 'data-action': 'unassign', onclick: () => act.assign(null) }, 'Unassign') : null,
+    ),
     h(
       'div',
       { class: 'actions' },
@@ -97,6 +131,15 @@ function workflow(doc: unknown, history: HistoryEntry[], act: (status: string) =
       status !== 'open' ? button('open', 'Reopen', 'ghost') : null,
     ),
     h('ol', { class: 'timeline' }, steps),
+    h(
+      'form',
+      { class: 'note-form', onsubmit: (ev: Event) => {
+        ev.preventDefault();
+        if (noteBox.value.trim()) act.note(noteBox.value);
+      } },
+      noteBox,
+      h('button', { type: 'submit', class: 'btn small', 'data-action': 'note' }, 'Add note'),
+    ),
   );
 }
 
@@ -127,14 +170,20 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
     const doc = d.alert;
     const sha = str(doc, 'file.hash.sha256');
     const size = get(doc, 'file.size');
-    const act = async (to: string) => {
-      for (const b of Array.from(root.querySelectorAll<HTMLButtonElement>('.actions button'))) b.disabled = true;
+    const path = `/ui/api/alerts/${encodeURIComponent(uuid)}`;
+    const send = async (call: () => Promise<Detail>) => {
+      for (const b of Array.from(root.querySelectorAll<HTMLButtonElement>('.card button'))) b.disabled = true;
       try {
-        const next = await api.patch<Detail>(`/ui/api/alerts/${encodeURIComponent(uuid)}`, { status: to });
+        const next = await call();
         if (alive) render(next);
       } catch (err) {
         if (alive) render(d, errorBox(err));
       }
+    };
+    const act: WorkflowActions = {
+      status: (to) => void send(() => api.patch<Detail>(path, { status: to })),
+      assign: (name) => void send(() => api.patch<Detail>(path, { assignee: name })),
+      note: (text) => void send(() => api.post<Detail>(`${path}/notes`, { text })),
     };
     const parentRows: Array<[string, Child, { mono?: boolean }?]> = [
       ['PID', str(doc, 'process.parent.pid')],
@@ -211,7 +260,7 @@ export function detailView(root: HTMLElement, uuid: string): () => void {
         h(
           'div',
           { class: 'col' },
-          workflow(doc, d.history, (to) => void act(to)),
+          workflow(doc, d.history, act),
           card('Rule', h('p', { class: 'description' }, lines(str(doc, 'rule.description') ?? '')), kv([
             ['Rule ID', str(doc, 'rule.id'), { mono: true }],
             ['Severity', severityBadge(str(doc, 'kibana.alert.severity'))],
