@@ -49,6 +49,9 @@ import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { WorkflowStatus } from '../../../shared/ecs.js';
 import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
+import { GROUP_COLUMNS, groupKeysSql } from './group-keys.js';
+import { groupsSqlite, type GroupPage, type GroupQuery } from './groups.js';
+import { fillGroupKeysSqlite, heldGroupUpdate } from './group-fill.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, alertKey, batchSize, checkTokenName, hashToken, newTokenSecret,
@@ -75,8 +78,8 @@ export function docSql(a: string): string {
 export const IDS_BY_UUID_SQL = `SELECT id FROM hx.uuid_id WHERE uuid = ?
   UNION SELECT id FROM alerts NOT INDEXED WHERE id > (SELECT coalesce(max(value), 0) FROM hx.state WHERE key = 'cursor') AND uuid = ?`;
 
-/** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. 4: host_seals (the agents' baseline seals per host). */
-export const SCHEMA_VERSION = 4;
+/** 2: alerts unique by (ts, uuid) instead of uuid; tokens.agent_id; the quarantine table. 3: alerts.future, the key includes the sender. 4: host_seals (the agents' baseline seals per host). 5: the group keys (MIGRATE_4_TO_5). */
+export const SCHEMA_VERSION = 5;
 
 const TOKEN_COLUMNS = 'hash, name, role, created, revoked, agent_id AS agentId';
 
@@ -231,6 +234,39 @@ CREATE TABLE IF NOT EXISTS host_seals (
 CREATE INDEX IF NOT EXISTS host_seals_last ON host_seals (host_id, last_seen DESC);
 `;
 
+/**
+ * Schema 4 → 5: the group keys (store/group-keys.ts) as columns, written by ingest's insert
+ * (WRITE_SQL.insertAlert); rows older than them are filled in batches after the open's
+ * transaction (store/group-fill.ts), held_back NULL marking a row not filled yet. Run at every open
+ * (each step checks first), so a new database gets it too.
+ *
+ * Indexes: (key, ts) for the keys with few values (rule, hash, executable, package): a commit's
+ * entries land at the right edge of each value's range, a handful of pages. No index on host or
+ * token_name here: with one value per agent, an insert goes to a random page (the cost that moved
+ * the host index out of this file, see HOSTS_SCHEMA); grouping by host or sender reads the rows.
+ * The summary lookup is partial: only summaries have an entry, ingest of an alert writes none.
+ */
+function migrateTo5(db: Database.Database): void {
+  const have = new Set((db.prepare("SELECT name FROM pragma_table_info('alerts')").all() as Array<{ name: string }>).map((r) => r.name));
+  for (const [col, type] of [['file_hash', 'TEXT'], ['executable', 'TEXT'], ['package', 'TEXT'], ['held_back', 'INTEGER'], ['summary_id', 'TEXT']]) {
+    if (!have.has(col!)) db.exec(`ALTER TABLE alerts ADD COLUMN ${col} ${type}`);
+  }
+  db.exec(`
+CREATE INDEX IF NOT EXISTS alerts_g_rule ON alerts (rule_id, ts);
+CREATE INDEX IF NOT EXISTS alerts_g_hash ON alerts (file_hash, ts);
+CREATE INDEX IF NOT EXISTS alerts_g_executable ON alerts (executable, ts);
+CREATE INDEX IF NOT EXISTS alerts_g_package ON alerts (package, ts);
+CREATE INDEX IF NOT EXISTS alerts_summary ON alerts (summary_id, agent_id, id) WHERE summary_id IS NOT NULL AND held_back = 0;
+-- The rows the fill (group-fill.ts) has yet to do: empty once it is done, never written by ingest.
+CREATE INDEX IF NOT EXISTS alerts_unfilled ON alerts (id) WHERE held_back IS NULL;
+-- A held-back record takes its summary's keys (group-keys.ts); the agent sends the summary first.
+CREATE TRIGGER IF NOT EXISTS alerts_held_group AFTER INSERT ON alerts WHEN new.held_back = 1 AND new.summary_id IS NOT NULL
+BEGIN
+  ${heldGroupUpdate('id = new.id')};
+END;
+`);
+}
+
 /** Schema 2 → 3: the future flag (an alert dated after its receipt, listed by receive time). */
 const MIGRATE_2_TO_3 = 'ALTER TABLE alerts ADD COLUMN future INTEGER NOT NULL DEFAULT 0;';
 
@@ -304,8 +340,12 @@ function prepareHostIndex(db: Database.Database, hostsPath: string): void {
 const WRITE_SQL = {
   // Bound by position. The document and the text columns arrive as blobs (ranges of the commit's
   // shared buffer, see WireWork) or strings, and are stored as the TEXT they are either way.
-  insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc)
-    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?, CAST(? AS TEXT))`,
+  // The group keys are read from the document here, in the writer thread (group-keys.ts).
+  insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc,
+      file_hash, executable, package, held_back, summary_id)
+    SELECT u, t, o, h, r, rn, sv, st, ag, tk, rc, fu, d, ${groupKeysSql('iif(json_valid(d), d, NULL)')}
+    FROM (SELECT CAST(? AS TEXT) AS u, ? AS t, ? AS o, CAST(? AS TEXT) AS h, CAST(? AS TEXT) AS r, CAST(? AS TEXT) AS rn, CAST(? AS TEXT) AS sv,
+      CAST(? AS TEXT) AS st, ? AS ag, ? AS tk, ? AS rc, ? AS fu, CAST(? AS TEXT) AS d)`,
   // In the transaction itself: a token revoked before this commit has none of its alerts stored.
   tokenActive: 'SELECT 1 AS ok FROM tokens WHERE hash = ? AND revoked IS NULL',
   quarantine: `INSERT INTO quarantine (agent_id, token_name, seq, uuid, reason, text, size, received)
@@ -777,8 +817,13 @@ export class SqliteStore implements Store {
         db.exec(SCHEMA);
         db.exec(MIGRATE_3_TO_4);
         if (version === 3) upgraded ??= `schema 3 to ${SCHEMA_VERSION}`;
+        // The columns and indexes; the rows are filled after this transaction, in batches.
+        migrateTo5(db);
+        if (version === 4) upgraded ??= `schema 4 to ${SCHEMA_VERSION}`;
         db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(SCHEMA_VERSION));
       }).immediate();
+      const filled = fillGroupKeysSqlite(db, opts.onMigrate);
+      if (filled) upgraded = upgraded ? `${upgraded}; ${filled}` : filled;
       prepareHostIndex(db, hostsDbPath(path));
       db.prepare('ATTACH DATABASE ? AS hx').run(hostsDbPath(path));
       const store = new SqliteStore(path, db);
@@ -910,6 +955,14 @@ export class SqliteStore implements Store {
       where.push(`status IN (${q.status.map(() => '?').join(', ')})`);
       params.push(...q.status);
     }
+    if (q.of) {
+      const col = GROUP_COLUMNS[q.of.by];
+      if (q.of.key === null) where.push(`${col} IS NULL`);
+      else {
+        where.push(`${col} = ?`);
+        params.push(q.of.key);
+      }
+    }
     if (q.text !== undefined) {
       // A scan along the list's order, stopped by the page: the dashboard's search index
       // (web/indexer.ts) is the indexed way on SQLite. instr on lower() for a case-insensitive
@@ -920,6 +973,10 @@ export class SqliteStore implements Store {
     if (q.since !== undefined) {
       keyWhere.push('ts >= ?');
       keyParams.push(q.since);
+    }
+    if (q.until !== undefined) {
+      keyWhere.push('ts < ?');
+      keyParams.push(q.until);
     }
     if (q.before !== undefined) {
       // A "ts.id" cursor (what `next` gives), or the uuid of the previous page's last alert (what
@@ -953,6 +1010,10 @@ export class SqliteStore implements Store {
     if (more) rows.pop();
     const last = rows.at(-1);
     return { docs: rows.map((r) => r.doc), next: more && last ? `${last.ts}.${last.id}` : null };
+  }
+
+  async alertGroups(q: GroupQuery): Promise<GroupPage> {
+    return groupsSqlite(this.db, q);
   }
 
   /**
