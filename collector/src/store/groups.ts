@@ -11,7 +11,6 @@
 // sqlite.ts migrateTo5 for why they have no index there). Measured at 10,000 and 100,000 alerts
 // from 1,000 hosts by bench/group-reads.ts (the figures are in its output and the branch's report).
 // Groups are paged by offset: there are few of them (at most one per host), the rows are not.
-import type Database from 'better-sqlite3';
 import type pg from 'pg';
 import { GROUP_COLUMNS, type GroupBy } from './group-keys.js';
 
@@ -86,6 +85,18 @@ export function filterSql(f: GroupFilters, p: (v: unknown) => string, dialect: '
   return w;
 }
 
+/** The grouped read as one statement and its parameters. */
+export function groupStatement(q: GroupQuery, dialect: 'sqlite' | 'postgres'): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const sql = groupSql(q, (v) => {
+    params.push(v);
+    return dialect === 'sqlite' ? '?' : `$${params.length}`;
+  }, dialect);
+  return { sql, params };
+}
+
+type GroupRow = { key: string | null; n: number | string; held: number | string; first: number | string; last: number | string };
+
 function groupSql(q: GroupQuery, p: (v: unknown) => string, dialect: 'sqlite' | 'postgres'): string {
   const col = GROUP_COLUMNS[q.by];
   const where = filterSql(q, p, dialect);
@@ -96,7 +107,8 @@ function groupSql(q: GroupQuery, p: (v: unknown) => string, dialect: 'sqlite' | 
     ORDER BY ${order}, key ${dialect === 'postgres' ? 'NULLS FIRST' : ''} LIMIT ${p(q.limit + 1)} OFFSET ${p(q.offset)}`;
 }
 
-function page(q: GroupQuery, rows: Array<{ key: string | null; n: number | string; held: number | string; first: number | string; last: number | string }>): GroupPage {
+/** The page of groupStatement's rows. */
+export function groupPage(q: GroupQuery, rows: GroupRow[]): GroupPage {
   const more = rows.length > q.limit;
   const groups = rows.slice(0, q.limit).map((r) => ({
     key: r.key, count: Number(r.n), heldBack: Number(r.held), firstSeen: new Date(Number(r.first)).toISOString(), lastSeen: new Date(Number(r.last)).toISOString(),
@@ -104,21 +116,7 @@ function page(q: GroupQuery, rows: Array<{ key: string | null; n: number | strin
   return { by: q.by, order: q.order, groups, next: more ? q.offset + q.limit : null };
 }
 
-/** On a SQLite connection (the store's own: a read, as queryAlerts). */
-export function groupsSqlite(db: Database.Database, q: GroupQuery): GroupPage {
-  const params: unknown[] = [];
-  const sql = groupSql(q, (v) => {
-    params.push(v);
-    return '?';
-  }, 'sqlite');
-  return page(q, db.prepare(sql).all(...params) as Parameters<typeof page>[1]);
-}
-
 export async function groupsPostgres(pool: pg.Pool, q: GroupQuery): Promise<GroupPage> {
-  const params: unknown[] = [];
-  const sql = groupSql(q, (v) => {
-    params.push(v);
-    return `$${params.length}`;
-  }, 'postgres');
-  return page(q, (await pool.query(sql, params)).rows);
+  const { sql, params } = groupStatement(q, 'postgres');
+  return groupPage(q, (await pool.query<GroupRow>(sql, params)).rows);
 }

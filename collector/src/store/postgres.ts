@@ -181,16 +181,16 @@ export const MIGRATIONS: readonly string[] = [
   // (credentials/sqlite.ts): not tied to a token row, so a rotation keeps them.
   `CREATE TABLE web_prefs (name text PRIMARY KEY, time_zone text NOT NULL CHECK (time_zone IN ('utc', 'local')), updated bigint NOT NULL);`,
   // 6: the group keys (store/group-keys.ts), as SQLite's schema 5: columns written by every insert
-  // (insertAlerts, ldguard db copy), (key, ts) indexes for the grouped reads (host has
-  // alerts_host_ts), the summaries' lookup, and the rows left to fill: held_back NULL, filled in
+  // (insertAlerts, ldguard db copy), (key, ts) indexes covering the grouped reads (INCLUDE
+  // held_back: an index-only scan; host has alerts_host_ts), the summaries' lookup, and the rows left to fill: held_back NULL, filled in
   // batches after the migrations (group-fill.ts), so this transaction only adds empty columns
   // (no table rewrite) and builds the indexes.
   `ALTER TABLE alerts ADD COLUMN file_hash text, ADD COLUMN executable text, ADD COLUMN package text, ADD COLUMN held_back smallint, ADD COLUMN summary_id text;
-  CREATE INDEX alerts_g_rule ON alerts (rule_id, ts);
-  CREATE INDEX alerts_g_hash ON alerts (file_hash, ts);
-  CREATE INDEX alerts_g_executable ON alerts (executable, ts);
-  CREATE INDEX alerts_g_package ON alerts (package, ts);
-  CREATE INDEX alerts_g_sender ON alerts (token_name, ts);
+  CREATE INDEX alerts_g_rule ON alerts (rule_id, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_hash ON alerts (file_hash, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_executable ON alerts (executable, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_package ON alerts (package, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_sender ON alerts (token_name, ts) INCLUDE (held_back);
   CREATE INDEX alerts_summary ON alerts (summary_id, agent_id, id) WHERE summary_id IS NOT NULL AND held_back = 0;
   CREATE INDEX alerts_unfilled ON alerts (id) WHERE held_back IS NULL;
   -- A held-back record takes its summary's keys; the agent sends the summary first (a row of the
