@@ -11,7 +11,7 @@
 // (SQLite), or under the migration lock (PostgreSQL: the other collectors wait for it).
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
-import { groupKeysOf, groupKeysSql } from './group-keys.js';
+import { groupKeysOf } from './group-keys.js';
 
 /** The group key columns an insert into PostgreSQL writes, after the others (see groupKeyColumns). */
 export const GROUP_KEY_COLUMNS = 'file_hash, executable, package, held_back, summary_id';
@@ -46,18 +46,18 @@ export function fillGroupKeysSqlite(db: Database.Database, onMigrate?: (message:
   const t0 = performance.now();
   const last = db.prepare('SELECT max(id) FROM alerts').pluck().get() as number;
   onMigrate?.(`filling the group keys of the alerts with ids ${first}-${last} (${FILL_BATCH} a transaction)`);
-  const batch = db.prepare(`SELECT max(id) AS hi, count(*) AS n FROM (SELECT id FROM alerts INDEXED BY alerts_unfilled WHERE held_back IS NULL ORDER BY id LIMIT ${FILL_BATCH})`);
-  const fill = db.prepare(`UPDATE alerts SET (file_hash, executable, package, held_back, summary_id) =
-    (SELECT ${groupKeysSql('j')} FROM (SELECT iif(json_valid(alerts.doc), alerts.doc, NULL) AS j))
-    WHERE held_back IS NULL AND id <= ?`);
+  const batch = db.prepare(`SELECT id, doc FROM alerts INDEXED BY alerts_unfilled WHERE held_back IS NULL ORDER BY id LIMIT ${FILL_BATCH}`);
+  const set = db.prepare('UPDATE alerts SET file_hash = ?, executable = ?, package = ?, held_back = ?, summary_id = ? WHERE id = ?');
   const held = db.prepare(HELD_AFTER_FILL);
   let n = 0;
   const step = db.transaction(() => {
-    const b = batch.get() as { hi: number | null; n: number };
-    if (b.hi === null) return false;
-    fill.run(b.hi);
-    n += b.n;
-    return true;
+    const rows = batch.all() as Array<{ id: number; doc: string }>;
+    for (const r of rows) {
+      const k = groupKeysOf(r.doc);
+      set.run(k.fileHash, k.executable, k.package, k.heldBack ? 1 : 0, k.summaryId, r.id);
+    }
+    n += rows.length;
+    return rows.length > 0;
   });
   while (step.immediate()) { /* one batch a transaction */ }
   // Records point back at summaries, stored before them: by now every summary is filled.
@@ -65,13 +65,34 @@ export function fillGroupKeysSqlite(db: Database.Database, onMigrate?: (message:
   return `group keys of ${n} alerts in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
 }
 
-/** As fillGroupKeysSqlite, on a PostgreSQL connection (the keys computed here, groupKeysOf). */
+/** The search index (migration 1), as it is made again after a large fill. */
+const TRGM_INDEX = 'CREATE INDEX IF NOT EXISTS alerts_doc_trgm ON alerts USING gin (ldguard_doc_text(doc) gin_trgm_ops)';
+/** Unfilled rows from which the fill drops the search index and builds it again after (see below). */
+const REBUILD_FROM = 20_000;
+
+/**
+ * As fillGroupKeysSqlite, on a PostgreSQL connection (the keys computed here, groupKeysOf).
+ *
+ * An UPDATE in PostgreSQL writes each row again, with an entry in every index, and the trigram
+ * index's entries (a thousand trigrams per alert) are most of the cost: 100,000 rows took 129 s
+ * here, as long as ingesting them. So from REBUILD_FROM rows the fill drops that index, fills,
+ * and builds it again in one pass (the collectors wait on the migration lock meanwhile, so no
+ * search runs without it). A fill killed half way leaves it dropped: the next open, finding no
+ * index, builds it (with the rest of the fill, if any).
+ */
 export async function fillGroupKeysPostgres(c: pg.ClientBase, onMigrate?: (message: string) => void): Promise<string | null> {
   const probe = await c.query<{ id: string }>('SELECT id FROM alerts WHERE held_back IS NULL ORDER BY id LIMIT 1');
-  if (probe.rows.length === 0) return null;
+  const trgmGone = (await c.query("SELECT 1 FROM pg_indexes WHERE tablename = 'alerts' AND indexname = 'alerts_doc_trgm'")).rows.length === 0;
+  if (probe.rows.length === 0) {
+    if (trgmGone) await c.query(TRGM_INDEX);
+    return trgmGone ? 'search index built again' : null;
+  }
   const t0 = performance.now();
   const first = probe.rows[0]!.id;
-  onMigrate?.(`filling the group keys of the alerts from id ${first} (${FILL_BATCH} a transaction)`);
+  const unfilled = Number((await c.query<{ n: string }>(`SELECT count(*) AS n FROM (SELECT 1 FROM alerts WHERE held_back IS NULL LIMIT ${REBUILD_FROM}) x`)).rows[0]!.n);
+  const rebuild = trgmGone || unfilled >= REBUILD_FROM;
+  onMigrate?.(`filling the group keys of the alerts from id ${first} (${FILL_BATCH} a transaction${rebuild ? '; the search index is built again after' : ''})`);
+  if (rebuild) await c.query('DROP INDEX IF EXISTS alerts_doc_trgm');
   let n = 0;
   let last = first;
   for (;;) {
@@ -93,5 +114,14 @@ export async function fillGroupKeysPostgres(c: pg.ClientBase, onMigrate?: (messa
     }
   }
   await c.query(heldGroupUpdate('held_back = 1 AND summary_id IS NOT NULL AND id BETWEEN $1 AND $2'), [first, last]);
-  return `group keys of ${n} alerts in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  let built = '';
+  if (rebuild) {
+    const t1 = performance.now();
+    // A GIN build sorts its entries in this memory: the default 64 MB made it spill (for this session only).
+    await c.query("SET maintenance_work_mem = '256MB'");
+    await c.query(TRGM_INDEX);
+    await c.query('RESET maintenance_work_mem');
+    built = ` (the search index built again in ${((performance.now() - t1) / 1000).toFixed(1)} s of it)`;
+  }
+  return `group keys of ${n} alerts in ${((performance.now() - t0) / 1000).toFixed(1)} s${built}`;
 }

@@ -49,7 +49,7 @@ import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { WorkflowStatus } from '../../../shared/ecs.js';
 import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
-import { GROUP_COLUMNS, groupKeysSql } from './group-keys.js';
+import { GROUP_COLUMNS, KEY_CHARS, keysOfParsed } from './group-keys.js';
 import { groupPage, groupStatement, type GroupPage, type GroupQuery } from './groups.js';
 import { fillGroupKeysSqlite, heldGroupUpdate } from './group-fill.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
@@ -342,12 +342,10 @@ function prepareHostIndex(db: Database.Database, hostsPath: string): void {
 const WRITE_SQL = {
   // Bound by position. The document and the text columns arrive as blobs (ranges of the commit's
   // shared buffer, see WireWork) or strings, and are stored as the TEXT they are either way.
-  // The group keys are read from the document here, in the writer thread (group-keys.ts).
+  // With the group keys the writer thread reads from the document (group-keys.ts), last.
   insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc,
       file_hash, executable, package, held_back, summary_id)
-    SELECT u, t, o, h, r, rn, sv, st, ag, tk, rc, fu, d, ${groupKeysSql('iif(json_valid(d), d, NULL)')}
-    FROM (SELECT CAST(? AS TEXT) AS u, ? AS t, ? AS o, CAST(? AS TEXT) AS h, CAST(? AS TEXT) AS r, CAST(? AS TEXT) AS rn, CAST(? AS TEXT) AS sv,
-      CAST(? AS TEXT) AS st, ? AS ag, ? AS tk, ? AS rc, ? AS fu, CAST(? AS TEXT) AS d)`,
+    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?, ?)`,
   // In the transaction itself: a token revoked before this commit has none of its alerts stored.
   tokenActive: 'SELECT 1 AS ok FROM tokens WHERE hash = ? AND revoked IS NULL',
   quarantine: `INSERT INTO quarantine (agent_id, token_name, seq, uuid, reason, text, size, received)
@@ -511,6 +509,9 @@ db.pragma('journal_size_limit = 67108864');
 db.pragma('cache_size = -65536');
 const stmts = {};
 for (const [k, sql] of Object.entries(workerData.sql)) stmts[k] = db.prepare(sql);
+// group-keys.ts's reader, by its source: this thread cannot import it.
+const keysOf = ${keysOfParsed.toString()};
+const NO_KEYS = { fileHash: null, executable: null, package: null, heldBack: false, summaryId: null };
 // One transaction per group; replies with the indexes of the alerts newly inserted.
 const tx = db.transaction((w) => {
   const inserted = [];
@@ -538,8 +539,15 @@ const tx = db.transaction((w) => {
       if (!ok) refusedTokens.push(hash);
     }
     if (!ok) refusedAlerts++;
-    else if (stmts.insertAlert.run(text(at + 1), t[4 * i], t[4 * i + 1], text(at + 3), text(at + 5), text(at + 7), text(at + 9), text(at + 11),
-      w.strings[m[at + 13]], w.strings[m[at + 14]], t[4 * i + 2], t[4 * i + 3], docs.subarray(start, end)).changes > 0) inserted.push(i);
+    else {
+      const doc = docs.subarray(start, end);
+      let k = NO_KEYS;
+      try {
+        k = keysOf(JSON.parse(doc.toString('utf8')), ${KEY_CHARS});
+      } catch {}
+      if (stmts.insertAlert.run(text(at + 1), t[4 * i], t[4 * i + 1], text(at + 3), text(at + 5), text(at + 7), text(at + 9), text(at + 11),
+        w.strings[m[at + 13]], w.strings[m[at + 14]], t[4 * i + 2], t[4 * i + 3], doc, k.fileHash, k.executable, k.package, k.heldBack ? 1 : 0, k.summaryId).changes > 0) inserted.push(i);
+    }
     start = end;
   }
   if (w.quarantine.length > 0) {
