@@ -2,12 +2,17 @@
 //
 //   GET   /healthz               no auth: {"status":"ok"} while the database answers (503 otherwise)
 //   GET   /metrics               no auth: Prometheus text format
-//   GET   /api/alerts            newest first: ?limit=&since=&host=&rule=&severity=&status=&before=&q= (q: free text, 3+ characters)
+//   GET   /api/alerts            newest first: ?limit=&since=&until=&host=&rule=&severity=&status=&before=&q=&of=&key= (q: free text, 3+ characters;
+//                                  of and key: the members of a group, see /api/alerts/groups)
 //                                → {"alerts":[ECS documents], "next": cursor for ?before= | null}
 //   GET   /api/alerts/export     ?format=ndjson|csv and the filters of /api/alerts but limit: every alert
 //                                  they select, newest first, streamed (export.ts): NDJSON the documents,
 //                                  CSV the columns time, severity, rule, host, file, hash, executable,
 //                                  pid, user, status (cells a spreadsheet would run defused with ')
+//   GET   /api/alerts/groups     ?by=rule|host|hash|executable|package|sender&order=last|count&limit=&offset= and the
+//                                  filters of /api/alerts but before → {"by", "order", "groups": [{key, count, heldBack,
+//                                  firstSeen, lastSeen}], "next": offset | null} (store/groups.ts); a group's members
+//                                  are /api/alerts?of=BY&key=KEY (no key: the group of alerts without one)
 //   GET   /api/alerts/live       server-sent events: each alert as it is stored, by this collector or
 //                                  another over the same database (`data: document`); a client that
 //                                  does not read is cut off (it reconnects and pages /api/alerts)
@@ -39,6 +44,8 @@ import type { Logger } from '../../shared/log.js';
 import type { Ingest } from './ingest.js';
 import { EXPORT_FORMATS, EXPORT_PAGE, streamExport, type ExportFormat } from './export.js';
 import { Metrics } from './metrics.js';
+import { GROUP_BYS, isGroupBy } from './store/group-keys.js';
+import { GROUP_ORDERS, MAX_GROUPS, type GroupQuery } from './store/groups.js';
 import { stampedDoc, type AlertQuery, type AlertRow, type Store, type TokenInfo } from './store/store.js';
 import type { BulkFilter } from './store/workflow.js';
 import { BULK_MAX_BODY, WorkflowInputError, parseAssignee, parseBulk, parseNote, parsePreview } from './workflow-input.js';
@@ -59,7 +66,8 @@ export interface ApiContext {
 
 const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
 const STATUSES: readonly WorkflowStatus[] = ['open', 'acknowledged', 'closed'];
-const QUERY_KEYS = ['limit', 'since', 'host', 'rule', 'severity', 'status', 'before', 'q'];
+const QUERY_KEYS = ['limit', 'since', 'until', 'host', 'rule', 'severity', 'status', 'before', 'q', 'of', 'key'];
+const GROUP_KEYS = ['by', 'order', 'offset'];
 /** Bytes a live client may leave unread before it is cut off. */
 const LIVE_MAX_BUFFERED = 2 * 1024 * 1024;
 /** A comment this often keeps proxies from closing an idle live stream. */
@@ -136,6 +144,13 @@ export function parseAlertQuery(params: URLSearchParams): AlertQuery {
   }
   const since = params.get('since');
   if (since !== null) q.since = parseSince(since);
+  const until = params.get('until');
+  if (until !== null) {
+    // An end is a point in time: a duration back from now is since's.
+    const t = Date.parse(until);
+    if (Number.isNaN(t)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `until=${until} is not an ISO 8601 time (2024-05-01T12:00:00Z)`);
+    q.until = t;
+  }
   for (const k of ['host', 'rule', 'before'] as const) {
     const v = params.get(k);
     if (v === null) continue;
@@ -148,6 +163,13 @@ export function parseAlertQuery(params: URLSearchParams): AlertQuery {
     if (text.length < 3 || text.length > 256) throw new HttpError(400, 'LDG_ERR_API_QUERY', 'q (free text) must be 3-256 characters');
     q.text = text;
   }
+  const of = params.get('of');
+  const key = params.get('key');
+  if (of !== null) {
+    if (!isGroupBy(of)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `of=${of} is not one of ${GROUP_BYS.join(', ')}`);
+    if (key !== null && key.length > 1024) throw new HttpError(400, 'LDG_ERR_API_QUERY', 'key must be at most 1024 characters');
+    q.of = { by: of, key };
+  } else if (key !== null) throw new HttpError(400, 'LDG_ERR_API_QUERY', 'key needs of (the grouping it is a key of): ?of=host&key=web-01');
   const severity = params.get('severity');
   if (severity !== null) q.severity = list(severity, 'severity', SEVERITIES);
   const status = params.get('status');
@@ -168,10 +190,37 @@ async function readObject(req: IncomingMessage, max = MAX_BODY): Promise<Record<
   return body as Record<string, unknown>;
 }
 
-/** A bulk filter in /api/alerts' terms (the export's too): host, rule, severity, status, since. */
+/** A bulk filter in /api/alerts' terms (the export's too): host, rule, severity, status, since, until, a group's members. */
 function apiFilter(params: URLSearchParams): BulkFilter {
-  const { host, rule, severity, status, since } = parseAlertQuery(params);
-  return { host, rule, severity, status, since };
+  const { host, rule, severity, status, since, until, of } = parseAlertQuery(params);
+  return { host, rule, severity, status, since, until, of };
+}
+
+/** GET /api/alerts/groups: `by`, `order`, `limit` (groups), `offset`, and the list's filters. */
+export function parseGroupQuery(params: URLSearchParams): GroupQuery {
+  const rest = new URLSearchParams();
+  for (const [k, v] of params) {
+    if (GROUP_KEYS.includes(k) || k === 'limit') continue;
+    if (k === 'before') throw new HttpError(400, 'LDG_ERR_API_QUERY', 'groups are paged by offset (the "next" of the previous page), not before');
+    if (!QUERY_KEYS.includes(k)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `unknown parameter ${k}; /api/alerts/groups takes ${[...GROUP_KEYS, ...QUERY_KEYS.filter((x) => x !== 'before')].join(', ')}`);
+    rest.append(k, v);
+  }
+  const by = params.get('by');
+  if (by === null || !isGroupBy(by)) throw new HttpError(400, 'LDG_ERR_API_GROUP_BY', `by=${by ?? ''}: give by=${GROUP_BYS.join('|')}`);
+  const order = params.get('order') ?? 'last';
+  if (!(GROUP_ORDERS as readonly string[]).includes(order)) throw new HttpError(400, 'LDG_ERR_API_QUERY', `order=${order}: give order=last (newest last seen first) or order=count (largest first)`);
+  const whole = (k: string, dflt: number, min: number, max: number) => {
+    const v = params.get(k);
+    if (v === null) return dflt;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new HttpError(400, 'LDG_ERR_API_QUERY', `${k}=${v}: give a whole number from ${min} to ${max}`);
+    return n;
+  };
+  const { limit: _l, text, ...filters } = parseAlertQuery(rest);
+  return {
+    ...filters, ...(text !== undefined ? { text: [text] } : {}),
+    by, order: order as GroupQuery['order'], limit: whole('limit', DEFAULT_LIMIT, 1, MAX_GROUPS), offset: whole('offset', 0, 0, 1_000_000),
+  };
 }
 
 export class Api {
@@ -313,6 +362,11 @@ export class Api {
       const n = await streamExport((cursor) => store.queryAlerts({ ...q, limit: EXPORT_PAGE, ...(cursor !== undefined ? { before: cursor } : {}) }), format as ExportFormat, res);
       if (n === undefined) throw new HttpError(404, 'LDG_ERR_API_NOT_FOUND', `before=${q.before}: not a cursor and no alert has that uuid; pass the "next" value of a page`);
       this.ctx.log.info({ format, alerts: n, by: who.name }, 'alerts exported');
+      return;
+    }
+    if (path === '/api/alerts/groups') {
+      if (method !== 'GET') throw new HttpError(405, 'LDG_ERR_API_METHOD', `${method} ${path}: use GET`);
+      sendJson(res, 200, await store.alertGroups(parseGroupQuery(url.searchParams)));
       return;
     }
     if (path === '/api/alerts/live') {

@@ -7,6 +7,8 @@
 //   GET   /ui/api/session                → {name, csrf, expires, prefs} (the login's preferences)
 //   PUT   /ui/api/prefs                  {"timeZone": "utc"|"local"} → the preferences saved for the login's name
 //   GET   /ui/api/alerts                 ?q=&host=&rule=&severity=&status=&since=&until=&cursor=&limit=
+//   GET   /ui/api/alerts/groups          ?by=&order=&offset=&limit= and the list's filters → the groups (store/groups.ts);
+//                                         the list takes of=BY&key=KEY for a group's members
 //   GET   /ui/api/alerts/export          ?format=ndjson|csv and the list's filters (not cursor, limit): a download (export.ts)
 //   GET   /ui/api/alerts/:uuid           → {alert, history, guide}
 //   PATCH /ui/api/alerts/:uuid           {"status"} or {"assignee": name | null} → the same, recording who (the session's admin) and when
@@ -46,13 +48,15 @@ import type { FleetAgent, WebPrefs } from '../web/src/api-types.js';
 import type { CredentialStore } from './credentials/store.js';
 import type { BulkFilter } from './store/workflow.js';
 import { BULK_MAX_BODY, WorkflowInputError, parseAssignee, parseBulk, parseNote, parsePreview } from './workflow-input.js';
+import { GROUP_BYS, isGroupBy } from './store/group-keys.js';
+import { MAX_GROUPS, type GroupQuery } from './store/groups.js';
 
 export type { FleetAgent };
 
 const MAX_BODY = 8 * 1024;
 const SEVERITIES: readonly Severity[] = ['low', 'medium', 'high', 'critical'];
 const STATUSES: readonly WorkflowStatus[] = ['open', 'acknowledged', 'closed'];
-const LIST_KEYS = new Set(['q', 'host', 'rule', 'severity', 'status', 'since', 'until', 'cursor', 'limit']);
+const LIST_KEYS = new Set(['q', 'host', 'rule', 'severity', 'status', 'since', 'until', 'cursor', 'limit', 'of', 'key']);
 /** Spool depth past which an agent is shown as falling behind. */
 const SPOOL_WARN = 1000;
 
@@ -191,13 +195,46 @@ export function parseListQuery(p: URLSearchParams): ListQuery {
   if (until !== undefined) q.until = parseTime(until, 'until');
   const cursor = get('cursor', 40);
   if (cursor !== undefined) q.cursor = cursor;
+  const of = get('of');
+  // A key may be empty text: only its absence means "the group without a key".
+  const key = p.get('key');
+  if (of !== undefined) {
+    if (!isGroupBy(of)) throw new WebError(400, 'LDG_ERR_WEB_QUERY', `of must be one of ${GROUP_BYS.join(', ')}`);
+    if (key !== null && key.length > 1024) throw new WebError(400, 'LDG_ERR_WEB_QUERY', 'key is longer than 1024 characters');
+    q.of = { by: of, key };
+  } else if (key !== null) throw new WebError(400, 'LDG_ERR_WEB_QUERY', 'key needs of (the grouping it is a key of)');
   return q;
 }
 
 /** A bulk filter in the list's terms (the export's too), read by the list's own parser. */
 function listFilter(params: URLSearchParams): BulkFilter {
-  const { host, rule, severity, status, since, until } = parseListQuery(params);
-  return { host, rule, severity: severity && [severity], status: status && [status], since, until };
+  const { host, rule, severity, status, since, until, of } = parseListQuery(params);
+  return { host, rule, severity: severity && [severity], status: status && [status], since, until, of };
+}
+
+/** /ui/api/alerts/groups: by, order, offset, limit (groups) and the list's filters. */
+export function parseGroupListQuery(p: URLSearchParams): GroupQuery {
+  const rest = new URLSearchParams();
+  for (const [k, v] of p) if (!['by', 'order', 'offset', 'limit', 'cursor'].includes(k)) rest.append(k, v);
+  const by = p.get('by') ?? '';
+  if (!isGroupBy(by)) throw new WebError(400, 'LDG_ERR_API_GROUP_BY', `by=${by}: give by=${GROUP_BYS.join('|')}`);
+  const order = p.get('order') || 'last';
+  if (order !== 'last' && order !== 'count') throw new WebError(400, 'LDG_ERR_WEB_QUERY', 'order must be last or count');
+  const whole = (k: string, dflt: number, min: number, max: number) => {
+    const v = p.get(k);
+    if (v === null || v === '') return dflt;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new WebError(400, 'LDG_ERR_WEB_QUERY', `${k} must be ${min}-${max}`);
+    return n;
+  };
+  const l = parseListQuery(rest);
+  return {
+    by, order, limit: whole('limit', 50, 1, MAX_GROUPS), offset: whole('offset', 0, 0, 1_000_000),
+    ...(l.host !== undefined ? { host: l.host } : {}), ...(l.rule !== undefined ? { rule: l.rule } : {}),
+    ...(l.severity ? { severity: [l.severity] } : {}), ...(l.status ? { status: [l.status] } : {}),
+    ...(l.since !== undefined ? { since: l.since } : {}), ...(l.until !== undefined ? { until: l.until } : {}),
+    ...(l.q ? { text: l.q.split(/\s+/).filter(Boolean) } : {}), ...(l.of ? { of: l.of } : {}),
+  };
 }
 
 /** A PUT /ui/api/prefs body: the whole preferences, nothing else (a typo is refused, not ignored). */
@@ -352,6 +389,10 @@ export class Dashboard {
       const page = await this.queries.list(q);
       const lag = q.q ? await this.queries.indexLag() : 0;
       return this.send(res, 200, `{"alerts":[${page.docs.join(',')}],"next":${JSON.stringify(page.next)},"partial":${page.partial},"scanned":${page.scanned},"order":"${page.order}","indexLag":${lag}}`);
+    }
+    if (path === '/ui/api/alerts/groups') {
+      only('GET');
+      return this.send(res, 200, await this.o.store.alertGroups(parseGroupListQuery(url.searchParams)));
     }
     if (path === '/ui/api/alerts/export') {
       only('GET');

@@ -8,6 +8,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { SCHEMA_VERSION } from '../../collector/src/store/sqlite.js';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -859,7 +860,7 @@ describe('a database written by schema 1', () => {
     d.close();
 
     const col = await startCollector({ db });
-    expect(col.logs.some((l) => String(l.msg).startsWith('database upgraded from schema 1 to 5'))).toBe(true);
+    expect(col.logs.some((l) => String(l.msg).startsWith(`database upgraded from schema 1 to ${SCHEMA_VERSION}`))).toBe(true);
     // The old agent resends its last alert (as after a crash) and sends a new one.
     const sink = await openSink(col.port, token, { agentId: 'agent-old', host: 'old-host' });
     await sink.send(old[2]!);
@@ -869,7 +870,7 @@ describe('a database written by schema 1', () => {
     await closeSink(sink);
     expect(storedCount(db)).toEqual({ count: 4, distinct: 4 });
     const r = new Database(db, { readonly: true });
-    expect(r.prepare("SELECT value FROM meta WHERE key = 'schema'").get()).toEqual({ value: '5' });
+    expect(r.prepare("SELECT value FROM meta WHERE key = 'schema'").get()).toEqual({ value: String(SCHEMA_VERSION) });
     expect(r.prepare('SELECT id FROM alerts WHERE uuid = ?').get(old[0]!.kibana.alert.uuid)).toEqual({ id: 100 });
     expect(r.prepare('SELECT status FROM alert_history WHERE alert_id = 100').all()).toEqual([{ status: 'closed' }]);
     expect(r.prepare("SELECT agent_id AS a FROM tokens WHERE name = 'old-host'").get()).toEqual({ a: 'agent-old' });

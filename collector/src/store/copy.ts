@@ -34,6 +34,7 @@ import { checkCopy, pgText, targetIsPrefix, type TableCheck } from './copy-check
 import { ownLikeTheDatabase } from './open.js';
 import { PostgresStore, postgresClient, redactUrl } from './postgres.js';
 import { SCHEMA_VERSION } from './sqlite.js';
+import { GROUP_KEY_COLUMNS, groupKeyArrays, groupKeyColumns } from './group-fill.js';
 
 /** Key of the session advisory lock a copy holds on its target ("ldgcopy" in ASCII; the store's migration lock is another). */
 const COPY_LOCK = '0x6c6467636f707900';
@@ -250,10 +251,11 @@ async function copySmallTables(src: BetterSqlite3.Database, c: pg.Client): Promi
 
 const ALERT_SELECT = `SELECT id, uuid, ts, ots, host, rule_id, rule_name, severity, status, status_by, status_at, agent_id, token_name, received,
   future, CAST(doc AS BLOB) AS doc, assignee FROM alerts WHERE id > ? ORDER BY id LIMIT ?`;
+// The group keys are computed from the documents (groupKeyColumns), whatever schema the source has.
 const ALERT_INSERT = `INSERT INTO alerts (id, uuid, ts, ots, host, rule_id, rule_name, severity, status, status_by, status_at, agent_id, token_name,
-    received, future, doc, assignee)
+    received, future, doc, assignee, ${GROUP_KEY_COLUMNS})
   SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-    $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::boolean[], $16::bytea[], $17::text[])`;
+    $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::boolean[], $16::bytea[], $17::text[], ${groupKeyArrays(18)})`;
 // In the order written (rowid), which the target's seq keeps.
 const HISTORY_SELECT = 'SELECT alert_id, status, by, at, kind, value FROM alert_history WHERE alert_id > ? AND alert_id <= ? ORDER BY alert_id, rowid';
 const HISTORY_INSERT = 'INSERT INTO alert_history (alert_id, status, by, at, kind, value) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])';
@@ -305,7 +307,7 @@ export async function copyToPostgres(opts: CopyOptions): Promise<CopyResult> {
       await c.query('BEGIN');
       try {
         const col = (i: number) => rows.map((r) => r[i] ?? null);
-        await c.query(ALERT_INSERT, [...Array.from({ length: 14 }, (_, i) => col(i)), rows.map((r) => r[14] !== 0), col(15), col(16)]);
+        await c.query(ALERT_INSERT, [...Array.from({ length: 14 }, (_, i) => col(i)), rows.map((r) => r[14] !== 0), col(15), col(16), ...groupKeyColumns(rows.map((r) => r[15] as Buffer))]);
         await writeHistory(src, c, lo, hi);
         await c.query("SELECT setval(pg_get_serial_sequence('alerts', 'id'), $1)", [hi]);
         await c.query('COMMIT');

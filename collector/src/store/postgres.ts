@@ -34,6 +34,9 @@ import { connectionPassword, type PassFileTarget } from './pgpass.js';
 import { IngestPressure } from './pressure.js';
 import { inTransaction } from './pg-tx.js';
 import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
+import { GROUP_COLUMNS } from './group-keys.js';
+import { groupsPostgres, type GroupPage, type GroupQuery } from './groups.js';
+import { fillGroupKeysPostgres, GROUP_KEY_COLUMNS, groupKeyArrays, groupKeyColumns } from './group-fill.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
   stampedDoc, type AgentView, type AlertQuery, type AlertRow, type CommitResult, type CommitWork, type QuarantineRow, type QuarantineView,
@@ -186,6 +189,34 @@ export const MIGRATIONS: readonly string[] = [
   `ALTER TABLE alerts ADD COLUMN assignee text;
   ALTER TABLE alert_history ADD COLUMN kind text NOT NULL DEFAULT 'status' CHECK (kind IN ('status', 'note', 'assignee')),
     ADD COLUMN value text, ADD COLUMN seq bigserial;`,
+  // 7: the group keys (store/group-keys.ts), as SQLite's schema 6: columns written by every insert
+  // (insertAlerts, ldguard db copy), (key, ts) indexes covering the grouped reads (INCLUDE
+  // held_back: an index-only scan; host has alerts_host_ts), the summaries' lookup, and the rows left to fill: held_back NULL, filled in
+  // batches after the migrations (group-fill.ts), so this transaction only adds empty columns
+  // (no table rewrite) and builds the indexes.
+  `ALTER TABLE alerts ADD COLUMN file_hash text, ADD COLUMN executable text, ADD COLUMN package text, ADD COLUMN held_back smallint, ADD COLUMN summary_id text;
+  CREATE INDEX alerts_g_rule ON alerts (rule_id, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_hash ON alerts (file_hash, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_executable ON alerts (executable, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_package ON alerts (package, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_g_sender ON alerts (token_name, ts) INCLUDE (held_back);
+  CREATE INDEX alerts_summary ON alerts (summary_id, agent_id, id) WHERE summary_id IS NOT NULL AND held_back = 0;
+  CREATE INDEX alerts_unfilled ON alerts (id) WHERE held_back IS NULL;
+  -- A held-back record takes its summary's keys; the agent sends the summary first (a row of the
+  -- same INSERT before it is visible here: PostgreSQL's rule for row-level BEFORE triggers).
+  CREATE FUNCTION ldguard_held_group() RETURNS trigger LANGUAGE plpgsql AS $$
+  DECLARE s record;
+  BEGIN
+    SELECT a.file_hash, a.executable, a.package INTO s FROM alerts a
+      WHERE a.summary_id = new.summary_id AND a.agent_id = new.agent_id AND a.held_back = 0 ORDER BY a.id LIMIT 1;
+    IF FOUND THEN
+      new.file_hash := s.file_hash;
+      new.executable := s.executable;
+      new.package := s.package;
+    END IF;
+    RETURN new;
+  END $$;
+  CREATE TRIGGER alerts_held_group BEFORE INSERT ON alerts FOR EACH ROW WHEN (new.held_back = 1 AND new.summary_id IS NOT NULL) EXECUTE FUNCTION ldguard_held_group();`,
 ];
 
 /**
@@ -437,6 +468,9 @@ export class PostgresStore implements Store {
           }
         }
         if (from > 0 && from < MIGRATIONS.length) this.upgraded = `schema ${from} to ${MIGRATIONS.length}`;
+        // Under the lock: the other collectors start once the keys are filled.
+        const filled = await fillGroupKeysPostgres(c, onMigrate);
+        if (filled) this.upgraded = this.upgraded ? `${this.upgraded}; ${filled}` : filled;
       } finally {
         await c.query('SELECT pg_advisory_unlock($1::bigint)', [BigInt(MIGRATION_LOCK).toString()]);
       }
@@ -645,11 +679,11 @@ export class PostgresStore implements Store {
     const cols = (rs: AlertRow[]) => [
       rs.map((r) => r.uuid), rs.map((r) => r.ts), rs.map((r) => r.ots), rs.map((r) => r.host), rs.map((r) => r.ruleId), rs.map((r) => r.ruleName),
       rs.map((r) => r.severity), rs.map((r) => r.status), rs.map((r) => r.agentId), rs.map((r) => r.tokenName), rs.map((r) => r.received),
-      rs.map((r) => r.future), rs.map((r) => r.doc),
+      rs.map((r) => r.future), rs.map((r) => r.doc), ...groupKeyColumns(rs.map((r) => r.doc)),
     ];
-    const sql = `INSERT INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc)
+    const sql = `INSERT INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc, ${GROUP_KEY_COLUMNS})
       SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-        $11::bigint[], $12::boolean[], $13::bytea[])
+        $11::bigint[], $12::boolean[], $13::bytea[], ${groupKeyArrays(14)})
       ON CONFLICT ON CONSTRAINT alerts_sender_key DO NOTHING RETURNING id, ots, uuid, agent_id`;
     // A row inserted is matched back to its input by its key (RETURNING gives no input order); of
     // two inputs with one key, the first was inserted and the second is the duplicate.
@@ -789,6 +823,8 @@ export class PostgresStore implements Store {
     if (q.severity?.length) where.push(`severity = ANY(${p(q.severity)})`);
     if (q.status?.length) where.push(`status = ANY(${p(q.status)})`);
     if (q.since !== undefined) where.push(`ts >= ${p(q.since)}`);
+    if (q.until !== undefined) where.push(`ts < ${p(q.until)}`);
+    if (q.of) where.push(q.of.key === null ? `${GROUP_COLUMNS[q.of.by]} IS NULL` : `${GROUP_COLUMNS[q.of.by]} = ${p(q.of.key)}`);
     if (q.text !== undefined) where.push(`ldguard_doc_text(doc) LIKE ${p(`%${q.text.toLowerCase().replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`)}`);
     if (q.before !== undefined) {
       const cursor = /^(-?\d{1,16})\.(\d{1,16})$/.exec(q.before);
@@ -804,6 +840,10 @@ export class PostgresStore implements Store {
     if (more) rows.pop();
     const last = rows.at(-1);
     return { docs: rows.map(shownDoc), next: more && last ? `${last.ts}.${last.id}` : null };
+  }
+
+  alertGroups(q: GroupQuery): Promise<GroupPage> {
+    return groupsPostgres(this.pool, q);
   }
 
   async findAlerts(id: string): Promise<Array<{ id: number; key: string; doc: string }>> {

@@ -23,6 +23,7 @@ import type { FleetSummary } from '../../web/src/api-types.js';
 import { scannedAlert, type ScannedFrame } from '../frame.js';
 import type { IngestPressure } from './pressure.js';
 import type { BulkFilter, BulkPreview, BulkResult, BulkSelection, HistoryEntry, WorkflowChange } from './workflow.js';
+import type { GroupMember, GroupPage, GroupQuery } from './groups.js';
 
 /** A row's document as docSql shows it, for a row not read from the database (the live feed's). */
 export function stampedDoc(r: AlertRow): string {
@@ -194,6 +195,8 @@ export interface CommitWork {
 export interface AlertQuery {
   limit: number;
   since?: number;
+  /** ms, exclusive */
+  until?: number;
   host?: string;
   rule?: string;
   severity?: string[];
@@ -202,6 +205,8 @@ export interface AlertQuery {
   before?: string;
   /** Free text the document must contain (case-insensitive). */
   text?: string;
+  /** The members of one group (store/groups.ts). */
+  of?: GroupMember;
 }
 
 /** A quarantined alert as the API shows it: the row, with its id and an ISO time. */
@@ -286,6 +291,8 @@ export interface Store {
 
   /** A page of alerts, newest first; undefined when `before` names no alert. */
   queryAlerts(q: AlertQuery): Promise<{ docs: string[]; next: string | null } | undefined>;
+  /** Groups of the alerts the filters select (store/groups.ts). */
+  alertGroups(q: GroupQuery): Promise<GroupPage>;
   /** The alerts an id names: a key (`ots~uuid`) one; a uuid every alert that carries it, newest first. */
   findAlerts(id: string): Promise<Array<{ id: number; key: string; doc: string }>>;
   /** Sets the workflow status of one alert (row and document, with its history); the new document, or undefined. */

@@ -13,6 +13,8 @@
 //   status, or with that assignee, is counted `unchanged` and gets none.
 // - Last writer wins for the assignee; both writers' entries stay in the history.
 import type { WorkflowStatus } from '../../../shared/ecs.js';
+import { GROUP_COLUMNS } from './group-keys.js';
+import type { GroupMember } from './groups.js';
 
 /** Rows per transaction. */
 export const BULK_CHUNK = 1000;
@@ -33,6 +35,8 @@ export interface BulkFilter {
   since?: number;
   /** ms, exclusive */
   until?: number;
+  /** A group's members (store/groups.ts): the alerts with that key, or with none (key null). */
+  of?: GroupMember;
 }
 
 export type BulkSelection = { ids: number[] } | { filter: BulkFilter; upTo: number };
@@ -86,6 +90,7 @@ export function filterConditions(f: BulkFilter, p: (v: unknown) => string): stri
   if (f.status?.length) where.push(`status IN (${f.status.map((s) => p(s)).join(', ')})`);
   if (f.since !== undefined) where.push(`ts >= ${p(f.since)}`);
   if (f.until !== undefined) where.push(`ts < ${p(f.until)}`);
+  if (f.of) where.push(f.of.key === null ? `${GROUP_COLUMNS[f.of.by]} IS NULL` : `${GROUP_COLUMNS[f.of.by]} = ${p(f.of.key)}`);
   return where;
 }
 

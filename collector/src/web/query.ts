@@ -21,6 +21,8 @@ import type { Overview } from '../../web/src/api-types.js';
 import { historyEntry, type HistoryEntry } from '../store/workflow.js';
 
 export { historyEntry, type HistoryEntry };
+import { GROUP_COLUMNS } from '../store/group-keys.js';
+import type { GroupMember } from '../store/groups.js';
 
 export type { Overview };
 
@@ -42,6 +44,21 @@ export interface ListQuery {
   until?: number;
   /** `next` of the previous page */
   cursor?: string;
+  /** The members of one group (store/groups.ts). */
+  of?: GroupMember;
+}
+
+/**
+ * The members of a host's or a rule's group are the host or rule filter, which the list walks an
+ * index for; other groupings stay a filter on the rows (`of`).
+ */
+export function memberFilters(q: ListQuery): ListQuery {
+  const key = q.of?.key;
+  if (!q.of || key === null || key === undefined) return q;
+  const { of, ...rest } = q;
+  if (of.by === 'host' && (q.host === undefined || q.host === key)) return { ...rest, host: key };
+  if (of.by === 'rule' && (q.rule === undefined || q.rule === key)) return { ...rest, rule: key };
+  return q;
 }
 
 export interface ListPage {
@@ -130,7 +147,8 @@ export class DashboardQueries {
     return Math.max(0, (this.stmts.maxId.get() as { id: number }).id - (this.stmts.cursor.get() as { c: number }).c);
   }
 
-  list(q: ListQuery): ListPage {
+  list(query: ListQuery): ListPage {
+    const q = memberFilters(query);
     const fts = q.q ? ftsQuery(q.q) : undefined;
     return fts ? this.search(q, fts) : this.byTime(q);
   }
@@ -149,6 +167,11 @@ export class DashboardQueries {
     add('status', 'status = ?', q.status);
     add('since', 'ts >= ?', q.since);
     add('until', 'ts < ?', q.until);
+    if (q.of && !skip.has('of')) {
+      const col = GROUP_COLUMNS[q.of.by];
+      if (q.of.key === null) parts.push(`${alias}.${col} IS NULL`);
+      else add('of', `${col} = ?`, q.of.key);
+    }
     return { sql: parts.join(' AND '), params };
   }
 

@@ -21,7 +21,8 @@
 import type pg from 'pg';
 import type { Overview } from '../../web/src/api-types.js';
 import { ALERT_COLUMNS, HISTORY_SQL, shownDoc, type AlertDbRow } from '../store/postgres.js';
-import { SCAN_BUDGET, fillBuckets, iso, overviewWindow, historyEntry, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
+import { GROUP_COLUMNS } from '../store/group-keys.js';
+import { SCAN_BUDGET, memberFilters, fillBuckets, iso, overviewWindow, historyEntry, type HistoryEntry, type ListPage, type ListQuery } from './query.js';
 import type { DashboardReads, Facets } from './reads.js';
 import { inTransaction } from '../store/pg-tx.js';
 
@@ -60,7 +61,8 @@ export class PostgresDashboardReads implements DashboardReads {
     return 0;
   }
 
-  list(q: ListQuery): Promise<ListPage> {
+  list(query: ListQuery): Promise<ListPage> {
+    const q = memberFilters(query);
     const words = q.q ? likePatterns(q.q) : [];
     return words.length > 0 ? this.search(q, words) : this.byTime(q);
   }
@@ -77,6 +79,10 @@ export class PostgresDashboardReads implements DashboardReads {
     add('status', (x) => `status = ${x}`, q.status);
     add('since', (x) => `ts >= ${x}::bigint`, q.since);
     add('until', (x) => `ts < ${x}::bigint`, q.until);
+    if (q.of && !covered.has('of')) {
+      const col = GROUP_COLUMNS[q.of.by];
+      out.push(q.of.key === null ? `${col} IS NULL` : `${col} = ${p.p(q.of.key)}`);
+    }
     return out;
   }
 

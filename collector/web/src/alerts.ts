@@ -10,6 +10,7 @@ import { fullTime, time, zoneLabel } from './format.js';
 import type { Live } from './live.js';
 import { writeHash } from './nav.js';
 import { zone } from './zone.js';
+import { GROUPINGS, groupsHead, groupsInto, inGroup, membersBar } from './groups.js';
 import { attributionBadge, empty, errorBox, SEVERITIES, severityBadge, STATUSES, statusPill } from './ui.js';
 
 interface Page {
@@ -35,6 +36,10 @@ export interface Filters {
   range?: string;
   from?: string;
   to?: string;
+  /** Group by (groups.ts): the list shows groups, or with `of` one group's members. */
+  by?: string;
+  of?: string;
+  key?: string;
 }
 
 const RANGES: Record<string, { label: string; ms?: number }> = {
@@ -47,7 +52,9 @@ const RANGES: Record<string, { label: string; ms?: number }> = {
   custom: { label: 'Between…' },
 };
 
-const KEYS = ['q', 'host', 'rule', 'severity', 'status', 'range', 'from', 'to'] as const;
+const KEYS = ['q', 'host', 'rule', 'severity', 'status', 'range', 'from', 'to', 'by', 'of', 'key'] as const;
+/** Not fields of the filter form: kept when the form is read (a group's members stay open while the other filters change). */
+const MEMBER_KEYS = ['of', 'key'] as const;
 const MAX_ROWS = 1000;
 
 /** The fields free-text search covers (the collector's SEARCH_FIELDS), for matching live alerts here. */
@@ -83,7 +90,7 @@ function timeBounds(f: Filters, now = Date.now()): { since?: number; until?: num
 function serverFilters(f: Filters): Record<string, string | undefined> {
   const { since, until } = timeBounds(f);
   return {
-    q: f.q, host: f.host, rule: f.rule, severity: f.severity, status: f.status,
+    q: f.q, host: f.host, rule: f.rule, severity: f.severity, status: f.status, of: f.of, key: f.of ? f.key : undefined,
     since: since !== undefined ? new Date(since).toISOString() : undefined,
     until: until !== undefined ? new Date(until).toISOString() : undefined,
   };
@@ -102,6 +109,7 @@ export function matches(doc: unknown, f: Filters, now = Date.now()): boolean {
   if (f.rule && str(doc, 'kibana.alert.rule.rule_id') !== f.rule) return false;
   if (f.severity && str(doc, 'kibana.alert.severity') !== f.severity) return false;
   if (f.status && (str(doc, 'kibana.alert.workflow_status') ?? 'open') !== f.status) return false;
+  if (!inGroup(doc, f.of, f.key)) return false;
   const { since, until } = timeBounds(f, now);
   const ts = Date.parse(str(doc, '@timestamp') ?? '');
   if (since !== undefined && !(ts >= since)) return false;
@@ -221,11 +229,14 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   const exports = [exportLink('csv', 'Export CSV'), exportLink('ndjson', 'Export NDJSON')];
 
   /** The filters the list now acts on, into the address bar (a history entry) and the export links. */
-  const commit = () => {
+  const hashOf = () => {
     const p = new URLSearchParams();
-    for (const k of KEYS) if (f[k]) p.set(k, f[k]!);
+    for (const k of KEYS) if (f[k] !== undefined && (f[k] || k === 'key')) p.set(k, f[k]!);
     const s = p.toString();
-    writeHash(`#/alerts${s ? `?${s}` : ''}`, true);
+    return `#/alerts${s ? `?${s}` : ''}`;
+  };
+  const commit = () => {
+    writeHash(hashOf(), true);
     notice.hidden = true;
     for (const a of exports) a.setAttribute('href', exportHref(f, a.dataset.export as 'csv' | 'ndjson'));
   };
@@ -250,7 +261,16 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     );
   };
 
+  /** The address bar's filters (the group rows link to their members with them). */
+  const urlFilters = () => Object.fromEntries(KEYS.map((k) => [k, f[k]])) as Record<string, string | undefined>;
+  const grouped = () => Boolean(f.by && !f.of);
+  const reloadGroups = () => groupsInto(tbody, more, status, f.by!, urlFilters(), serverFilters(f))();
+
   const load = async (reset: boolean) => {
+    if (grouped()) {
+      await reloadGroups();
+      return;
+    }
     if (loading && !reset) return;
     loading = true;
     const gen = reset ? ++generation : generation;
@@ -291,6 +311,8 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   let typing: number | undefined;
   const read = () => {
     const data = new FormData(form);
+    const members = Object.fromEntries(MEMBER_KEYS.map((k) => [k, f[k]]));
+    const by = f.by;
     f = {};
     for (const k of KEYS) {
       const v = String(data.get(k) ?? '').trim();
@@ -301,6 +323,8 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
       delete f.from;
       delete f.to;
     }
+    // Another grouping closes the group that was open.
+    if (f.by === by) Object.assign(f, Object.fromEntries(Object.entries(members).filter(([, v]) => v !== undefined)));
   };
   const onInput = (ev: Event) => {
     const t = ev.target as HTMLElement;
@@ -314,8 +338,14 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   };
   const onChange = (ev: Event) => {
     if ((ev.target as HTMLElement).tagName !== 'SELECT') return;
+    const wasGrouped = grouped();
     read();
     window.clearTimeout(typing);
+    // Between alerts and groups the table changes shape: a navigation, so the router draws the view again.
+    if (wasGrouped !== grouped()) {
+      location.hash = hashOf();
+      return;
+    }
     commit();
     void load(true);
   };
@@ -339,11 +369,17 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     sel('severity', 'Severity', [['', 'Any severity'], ...SEVERITIES.map((s): [string, string] => [s, s])], f.severity),
     sel('status', 'Status', [['', 'Any status'], ...STATUSES.map((s): [string, string] => [s, s])], f.status),
     sel('range', 'Time range', Object.entries(RANGES).map(([k, v]): [string, string] => [k, v.label]), f.range),
+    sel('by', 'Group by', [['', 'No grouping'], ...GROUPINGS], f.by),
     custom,
     h('button', {
       type: 'button',
       class: 'btn ghost',
       onclick: () => {
+        if (f.by || f.of) {
+          // The view changes shape (groups, or a group's members, to the plain list): the router draws it.
+          location.hash = '#/alerts';
+          return;
+        }
         f = {};
         form.reset();
         for (const el of Array.from(form.elements) as HTMLInputElement[]) if ('value' in el && el.tagName !== 'BUTTON') el.value = '';
@@ -358,15 +394,18 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
     root,
     h('div', { class: 'page-head' }, h('h1', null, 'Alerts'), status, h('span', { class: 'spacer' }), exports),
     form,
+    f.of ? membersBar(urlFilters(), f.of, f.key) : null,
     banner,
     notice,
     bar.el,
     h(
       'div',
       { class: 'table-wrap' },
-      h('table', { class: 'alerts' },
-        h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'col-select' }, tickAll), ['Time', 'Severity', 'Rule', 'Host', 'File', 'Process', 'User', 'Attribution', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
-        tbody),
+      grouped()
+        ? h('table', { class: 'alerts groups' }, groupsHead(f.by!), tbody)
+        : h('table', { class: 'alerts' },
+          h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'col-select' }, tickAll), ['Time', 'Severity', 'Rule', 'Host', 'File', 'Process', 'User', 'Attribution', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+          tbody),
     ),
     more,
   );
@@ -379,6 +418,8 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   }).catch(() => undefined);
 
   const offAlerts = live.on('alerts', (docs, skipped) => {
+    // Groups are counted by the collector: the list of groups is refreshed by a filter change or a reload.
+    if (grouped()) return;
     const fresh = docs.filter((d) => matches(d, f) && !shown.has(uuidOf(d)));
     if (skipped > 0 || fresh.length > 0) {
       if (shown.size === 0) replace(tbody);
