@@ -35,6 +35,7 @@ describe.each(['sqlite', 'postgres'] as const)('bulk workflow, notes and assigne
   let bob: string;
   let sink: WebSocketSink;
   let cookie: string;
+  let csrf: string;
   const few: Alert[] = [];
 
   async function history(uuid: string): Promise<History[]> {
@@ -70,6 +71,7 @@ describe.each(['sqlite', 'postgres'] as const)('bulk workflow, notes and assigne
     const login = await fetch(`http://127.0.0.1:${c.port}/ui/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: alice }) });
     expect(login.status).toBe(200);
     cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    csrf = ((await login.json()) as { csrf: string }).csrf;
   }, 240_000);
 
   afterAll(async () => {
@@ -137,6 +139,27 @@ describe.each(['sqlite', 'postgres'] as const)('bulk workflow, notes and assigne
         await client.end();
       }
     }
+  });
+
+  it.skipIf(skip)('selects by a group\'s members (of/key) and by a time range\'s end (until), as the list does', async () => {
+    const count = async (filter: Record<string, string>) => {
+      const r = await callApi(c.port, '/api/alerts/bulk/preview', alice, { method: 'POST', body: { filter } });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      return r.body.count as number;
+    };
+    const everything = await count({});
+    expect(everything).toBeGreaterThan(few.length);
+    // "All matching" in a group's members view: that group only, not everything its other filters match.
+    expect(await count({ of: 'host', key: 'few-1' })).toBe(few.length);
+    expect(await count({ of: 'hash', key: 'no-such-hash' })).toBe(0);
+    // A custom range's end: the few alerts are a second apart from 2026-11-01T00:00:00Z.
+    expect(await count({ until: '2026-11-01T00:00:03Z' })).toBe(3);
+    // The same through the dashboard's filter reader.
+    const res = await fetch(`http://127.0.0.1:${c.port}/ui/api/alerts/bulk/preview`, {
+      method: 'POST', headers: { cookie, 'content-type': 'application/json', 'x-ldguard-csrf': csrf, origin: `http://127.0.0.1:${c.port}` }, body: JSON.stringify({ filter: { of: 'host', key: 'few-1' } }),
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { count: number }).count).toBe(few.length);
   });
 
   it.skipIf(skip)('keeps notes in the history as text, and refuses one over the limit', async () => {
