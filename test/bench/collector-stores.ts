@@ -17,7 +17,7 @@ export type DirectRun = DirectResult | { label: string; skipped: string };
 /** Blocks this thread for `ms` (an interrupt handler cannot await). */
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
-async function withCluster<T>(fn: (pg: PgCluster) => Promise<T>): Promise<T> {
+export async function withCluster<T>(fn: (pg: PgCluster) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'ldg-bench-pg-'));
   let cluster: PgCluster | undefined;
   // Ctrl-C: an immediate shutdown (SIGQUIT), a few seconds for it, then the folder.

@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--out FILE] [--only fanotify,inotify,auditd,inotifywait,collector]`
+// `npm run bench [-- --quick] [--out FILE] [--only fanotify,inotify,auditd,inotifywait,collector,triage]`
 //
 // ldguard against the tools a user would pick instead, on the same workload in the same run, then
 // the collector under many simulated agents. Prints markdown tables; --out writes the figures as
@@ -12,6 +12,7 @@ import { startCollector, type CollectorHandle } from './collector.js';
 import type { LoadOptions } from './collector-load.js';
 import type { DirectOptions } from './store-direct.js';
 import { collectorStores } from './collector-stores.js';
+import { triage, type TriageOptions } from './triage.js';
 import { baselineBurst, runTool, type BurstTime, type Sizes, type ToolResult } from './detection.js';
 import { machine, markdown, type Report } from './report.js';
 import { auditdTool } from './tools/auditd.js';
@@ -21,7 +22,7 @@ import type { Tool } from './tools/tool.js';
 import { benchRules, buildNative, inScratch, KINDS, useScratchParent } from './workload.js';
 
 const TOOLS: Tool[] = [ldguardTool('fanotify'), ldguardTool('inotify'), auditdTool, inotifywaitTool];
-const KEYS = [...TOOLS.map((t) => t.key), 'collector'];
+const KEYS = [...TOOLS.map((t) => t.key), 'collector', 'triage'];
 
 // Sizes: the full run has a few hundred writers, tens of thousands of unrelated creations and the
 // 80,000 of the agent's target; the quick one ends within a minute on 2 cores.
@@ -38,6 +39,9 @@ const SHARED_FULL = [2, 3];
 // The stores alone: an agents table of the capacity model's fleet, and 100,000 alerts to weigh.
 const DIRECT_FULL: DirectOptions = { agents: 100_000, heartbeatMs: 10_000, alerts: 100_000 };
 const DIRECT_QUICK: DirectOptions = { agents: 2_000, heartbeatMs: 1_000, alerts: 2_000 };
+// Triage (#22's done-when): 10,000 then 100,000 alerts from 1,000 hosts; the quick run one small size.
+const TRIAGE_FULL: TriageOptions = { sizes: [10_000, 100_000], hosts: 1_000, repeats: 5, bulkCloses: 3, bulk: 1_000, agents: 50, perSec: 500 };
+const TRIAGE_QUICK: TriageOptions = { sizes: [5_000], hosts: 1_000, repeats: 3, bulkCloses: 1, bulk: 1_000, agents: 20, perSec: 200 };
 // The quick run leaves the shared-database runs out: half a minute each, for what the full run shows.
 const SHARED_QUICK: number[] = [];
 
@@ -64,7 +68,7 @@ async function main(): Promise<number> {
 
   --quick   small sizes: ends within about a minute
   --out     write the figures as JSON to FILE
-  --only    run these tools (and 'collector': the load test) only
+  --only    run these tools (and 'collector': the load test; 'triage': the dashboard's API at 10,000 and 100,000 alerts) only
   --disk    scratch roots in the temporary folder (a disk) instead of tmpfs /dev/shm
 `);
     return 0;
@@ -131,6 +135,8 @@ async function main(): Promise<number> {
 
     const stores = only.includes('collector') ? await collectorStores(quick ? LOAD_QUICK : LOAD_FULL, quick ? SHARED_QUICK : SHARED_FULL, quick ? DIRECT_QUICK : DIRECT_FULL, log) : null;
 
+    const triageRuns = only.includes('triage') ? await triage(quick ? TRIAGE_QUICK : TRIAGE_FULL, log) : null;
+
     const report: Report = {
       machine: { ...machine(command), load1: [loadBefore, loadavg()[0]!], scratch: `${scratch}${tmpfs ? ' (tmpfs)' : ''}` },
       mode: quick ? 'quick' : 'full',
@@ -146,6 +152,7 @@ async function main(): Promise<number> {
       tools: results,
       collectorLoad: stores?.runs ?? null,
       storeDirect: stores?.direct ?? null,
+      triage: triageRuns,
       collectorNote,
       durationS: (performance.now() - start) / 1000,
     };

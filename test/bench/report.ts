@@ -1,6 +1,7 @@
 // The bench's figures as markdown tables (what the README shows) and as JSON (--out).
 import { cpus, release } from 'node:os';
 import type { LoadResult } from './collector-load.js';
+import type { TriageRun } from './triage.js';
 import type { DirectResult } from './store-direct.js';
 import type { DirectRun, StoreRun } from './collector-stores.js';
 import type { BurstTime, ToolResult } from './detection.js';
@@ -30,6 +31,8 @@ export interface Report {
   collectorLoad: StoreRun[] | null;
   /** Each store alone, through the Store interface (store-direct.ts). */
   storeDirect: DirectRun[] | null;
+  /** The triage figures: list, grouping and bulk close at each size, per store (triage.ts). */
+  triage: TriageRun[] | null;
   /** Detection collector (ldguard's delivery target) problems, if any. */
   collectorNote: string | null;
   durationS: number;
@@ -162,6 +165,7 @@ export function markdown(r: Report): string {
 
   if (r.collectorLoad) out.push(...collectorSection(r.collectorLoad, m.cores));
   if (r.storeDirect) out.push(...directSection(r.storeDirect));
+  if (r.triage) out.push(...triageSection(r.triage));
 
   out.push(
     'Method:',
@@ -258,4 +262,18 @@ function directSection(runs: DirectRun[]): string[] {
   for (const [name, cell] of cells) out.push(row([name, ...runs.map((x) => ('skipped' in x ? (name === cells[0]![0] ? `skipped: ${x.skipped}` : '–') : cell(x)))]));
   out.push('');
   return out;
+}
+
+/** The triage figures: a row per store and size (#22's targets: list 500 ms, grouping 1 s, bulk close of 1,000 in 2 s). */
+function triageSection(runs: TriageRun[]): string[] {
+  const lat = (s: Summary | null) => (s ? `${fmt(s.p50, 0)} / ${fmt(s.max, 0)}` : '–');
+  const q = (x: { p50: number | null; p99: number | null; max: number | null } | null) => (x ? `${fmt(x.p50, 0)} / ${fmt(x.p99, 0)} / ${fmt(x.max, 0)}` : '–');
+  return [
+    'Triage through the HTTP API, a collector holding the alerts of 1,000 hosts (ms, p50 / max of the repeats; ack ms p50 / p99 / max, the worst second):',
+    '',
+    row(['store', 'alerts', 'list, first page', 'grouping by host', 'bulk close of 1,000', 'agents\' ack during a bulk close', 'ack, other seconds']),
+    row(Array(7).fill('---')),
+    ...runs.map((t) => row([t.label, t.alerts.toLocaleString('en'), lat(t.listMs), `${lat(t.groupMs)}${t.groups !== null ? ` (${t.groups} groups)` : ''}`, `${lat(t.bulkCloseMs)}${t.closed ? ` (${t.closed.toLocaleString('en')} closed)` : ''}`, q(t.ackDuringMs), `${q(t.ackOtherMs)}${t.error ? ` — failed: ${t.error}` : ''}`])),
+    '',
+  ];
 }

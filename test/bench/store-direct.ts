@@ -38,7 +38,7 @@ export interface DirectResult {
 
 const empty = (): CommitWork => ({ alerts: [], hellos: [], heartbeats: [], seals: [], seen: new Map(), quarantine: [], bindings: [] });
 
-function alertRowOf(agent: number, i: number): AlertRow {
+export function alertRowOf(agent: number, i: number): AlertRow {
   const doc = alert(agent, i);
   const now = Date.now();
   return {
