@@ -104,10 +104,13 @@ async function openIds(c: CollectorHandle, n: number): Promise<string[]> {
   return ids.slice(0, n);
 }
 
-/** The load client's rated phase alone (load-client.ts), `onStart` called as it starts sending. */
+/**
+ * The load client's rated phase alone (load-client.ts; its agents, in a worker thread, take the
+ * first `agents` tokens when the main thread holds none), `onStart` called as it starts sending.
+ */
 function ratedLoad(c: CollectorHandle, o: TriageOptions, ms: number, onStart: () => void): Promise<Record<string, any>> {
   const cfg: LoadConfig = {
-    urls: [c.url], tokensFile: c.agentTokensFile, connections: o.agents, extra: 0, rampConcurrency: 50, heartbeatMs: 10_000, holdMs: 0,
+    urls: [c.url], tokensFile: c.agentTokensFile, connections: 0, extra: 0, rampConcurrency: 50, heartbeatMs: 10_000, holdMs: 0,
     lightAgents: 0, lightMs: 0, ratedAgents: o.agents, ratedPerSec: o.perSec, ratedBatch: 10, ratedMs: ms, burstAgents: 0, burstMs: 0,
     batchSize: 50, inflight: 2, floodAlerts: 0, deadlineMs: ms + 30_000, localAddresses: ['127.0.0.1'],
   };
@@ -166,8 +169,10 @@ async function measure(label: string, db: string, alerts: number, o: TriageOptio
       await new Promise((r2) => setTimeout(r2, 2_000));
     }
     run.bulkCloseMs = summarize(closes);
-    const rated = (await loaded).rated as { ackMsBySecond?: Quantiles[] } | undefined;
+    const result = await loaded;
+    const rated = result.rated as { ackMsBySecond?: Quantiles[] } | undefined;
     const bySecond = rated?.ackMsBySecond ?? [];
+    if (bySecond.length === 0) throw new Error(`the load client gave no ack figures: ${JSON.stringify(result).slice(0, 200)}`);
     const during = new Set<number>();
     for (const [a, b] of windows) for (let s = Math.floor(a / 1000); s <= Math.floor(b / 1000); s++) during.add(s);
     run.ackDuringMs = worst(bySecond.filter((_, s) => during.has(s)));

@@ -9,7 +9,7 @@ import { breakable, get, h, replace, str } from './dom.js';
 import { fullTime, time, zoneLabel } from './format.js';
 import type { Live } from './live.js';
 import { writeHash } from './nav.js';
-import { zone } from './zone.js';
+import { boundFromUrl, boundToUrl, instantOf } from './range.js';
 import { GROUPINGS, groupsHead, groupsInto, inGroup, membersBar } from './groups.js';
 import { attributionBadge, empty, errorBox, SEVERITIES, severityBadge, STATUSES, statusPill } from './ui.js';
 
@@ -68,18 +68,16 @@ export function filtersFrom(params: URLSearchParams): Filters {
   const f: Filters = {};
   for (const k of KEYS) {
     const v = params.get(k);
-    if (v) f[k] = v;
+    if (v) f[k] = k === 'from' || k === 'to' ? boundFromUrl(v) : v;
   }
   return f;
 }
 
 function timeBounds(f: Filters, now = Date.now()): { since?: number; until?: number } {
   if (f.range === 'custom') {
-    // A datetime-local value has no zone: it is read in the zone the list shows (Date.parse alone
-    // would take the browser's even while every time on the page says UTC).
-    const at = (v: string | undefined) => (v ? Date.parse(zone() === 'utc' && /^\d{4}-\d\d-\d\dT[\d:.]+$/.test(v) ? `${v}Z` : v) : NaN);
-    const since = at(f.from);
-    const until = at(f.to);
+    // A datetime-local value has no zone: it is read in the zone the list shows (range.ts).
+    const since = instantOf(f.from);
+    const until = instantOf(f.to);
     return { ...(Number.isNaN(since) ? {} : { since }), ...(Number.isNaN(until) ? {} : { until }) };
   }
   const ms = f.range ? RANGES[f.range]?.ms : undefined;
@@ -231,7 +229,8 @@ export function alertsView(root: HTMLElement, live: Live, params: URLSearchParam
   /** The filters the list now acts on, into the address bar (a history entry) and the export links. */
   const hashOf = () => {
     const p = new URLSearchParams();
-    for (const k of KEYS) if (f[k] !== undefined && (f[k] || k === 'key')) p.set(k, f[k]!);
+    // The range's bounds as instants with their zone: a shared link means the same alerts anywhere.
+    for (const k of KEYS) if (f[k] !== undefined && (f[k] || k === 'key')) p.set(k, k === 'from' || k === 'to' ? boundToUrl(f[k]!) : f[k]!);
     const s = p.toString();
     return `#/alerts${s ? `?${s}` : ''}`;
   };
