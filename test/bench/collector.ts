@@ -41,10 +41,10 @@ export interface CollectorHandle {
  * Adds `n` agent tokens to the database in one transaction (as `ldguard token create` would, one
  * process and one fsync each, it would take minutes for 15,000) and writes them to `file`.
  */
-async function addAgentTokens(db: string, n: number, file: string): Promise<void> {
+async function addAgentTokens(db: string, n: number, file: string, prefix: string): Promise<void> {
   const tokens = Array.from({ length: n }, () => `ldg_${randomBytes(32).toString('base64url')}`);
   const hashes = tokens.map((t) => createHash('sha256').update(t, 'utf8').digest('hex'));
-  const names = tokens.map((_, i) => `load-agent-${i}`);
+  const names = tokens.map((_, i) => `${prefix}-${i}`);
   if (isDbUrl(db)) {
     if (n > 0) {
       const c = new pg.Client({ connectionString: db });
@@ -86,8 +86,10 @@ export function onJsonLines(stream: Readable, onLine: (j: Record<string, unknown
 /**
  * `db`: a PostgreSQL URL to use instead of a new SQLite file (several collectors may share one; the
  * agent tokens are then added by one of them only, and each has an admin token of its own).
+ * `tokenPrefix`: the agent tokens' names (default load-agent-N); another prefix for each start on a
+ * database that already holds some (names are unique among active tokens).
  */
-export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number; agentTokens?: number; db?: string } = {}): Promise<CollectorHandle> {
+export async function startCollector(opts: { config?: Record<string, number | string>; nofile?: number; agentTokens?: number; tokenPrefix?: string; db?: string } = {}): Promise<CollectorHandle> {
   const work = mkdtempSync(join(tmpdir(), 'ldg-bench-collector-'));
   const db = opts.db ?? join(work, 'collector.db');
   const token = (name: string, role: string) =>
@@ -97,7 +99,7 @@ export async function startCollector(opts: { config?: Record<string, number | st
   // Token names are unique among the active ones: one admin per collector on a shared database.
   const adminToken = token(`bench-admin-${randomBytes(4).toString('hex')}`, 'admin');
   const agentTokensFile = join(work, 'agents.tokens');
-  await addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile);
+  await addAgentTokens(db, opts.agentTokens ?? 0, agentTokensFile, opts.tokenPrefix ?? 'load-agent');
   const args = [CLI, 'collector', '--listen', '127.0.0.1:0', '--db', db];
   if (opts.config) {
     const file = join(work, 'collector.toml');

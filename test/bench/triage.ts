@@ -136,7 +136,7 @@ const worst = (xs: Quantiles[]): Quantiles | null => {
 
 async function measure(label: string, db: string, alerts: number, o: TriageOptions): Promise<TriageRun> {
   const run: TriageRun = { label, alerts, listMs: null, groupMs: null, groups: null, bulkCloseMs: null, closed: 0, ackDuringMs: null, ackOtherMs: null };
-  const c = await startCollector({ db, agentTokens: o.agents });
+  const c = await startCollector({ db, agentTokens: o.agents, tokenPrefix: `triage-${alerts}` });
   try {
     const list: number[] = [];
     const group: number[] = [];
