@@ -44,6 +44,12 @@ export interface LoadConfig {
   deadlineMs: number;
   /** Loopback source addresses to spread the connections over (ephemeral ports per address). */
   localAddresses: string[];
+  /**
+   * Added to each agent's number in its id (load-agent-N) and alerts, not in its token's line: a
+   * run on a database where load-agent-0… are already bound to other tokens (the triage bench's
+   * second size) gives its agents ids of their own.
+   */
+  idBase?: number;
 }
 
 const cfg = (isMainThread ? JSON.parse(process.argv[2] ?? '{}') : workerData) as LoadConfig;
@@ -198,7 +204,7 @@ function connect(id: number): Promise<Agent | null> {
       handshakeTimeout: 20_000,
       localAddress: cfg.localAddresses[id % cfg.localAddresses.length],
     });
-    const a: Agent = { id, ws, open: false, seq: 1, sent: 0, pending: new Map(), lat: heavyAckMs, lastBeat: performance.now() };
+    const a: Agent = { id: (cfg.idBase ?? 0) + id, ws, open: false, seq: 1, sent: 0, pending: new Map(), lat: heavyAckMs, lastBeat: performance.now() };
     let settled = false;
     const done = (v: Agent | null) => {
       if (!settled) {
@@ -225,7 +231,7 @@ function connect(id: number): Promise<Agent | null> {
         v: PROTOCOL_VERSION,
         heartbeatMs: cfg.heartbeatMs,
         agent: {
-          agentId: `load-agent-${id}`, version: '0.1.0', hostname: `load-agent-${id}`,
+          agentId: `load-agent-${a.id}`, version: '0.1.0', hostname: `load-agent-${a.id}`,
           host: { architecture: 'x86_64', ip: ['127.0.0.1'], os: { name: 'Debian GNU/Linux', version: '12', kernel: '6.1.0' } },
           rules: { count: 1, ids: [SEED] }, source: { name: 'fanotify', degraded: false }, attribution: { degraded: false },
         },

@@ -275,5 +275,15 @@ function triageSection(runs: TriageRun[]): string[] {
     row(Array(7).fill('---')),
     ...runs.map((t) => row([t.label, t.alerts.toLocaleString('en'), lat(t.listMs), `${lat(t.groupMs)}${t.groups !== null ? ` (${t.groups} groups)` : ''}`, `${lat(t.bulkCloseMs)}${t.closed ? ` (${t.closed.toLocaleString('en')} closed)` : ''}`, q(t.ackDuringMs), `${q(t.ackOtherMs)}${t.error ? ` — failed: ${t.error}` : ''}`])),
     '',
+    'The same in Chromium (headless, from the navigation to the rows on screen, ms):',
+    '',
+    row(['store', 'alerts', 'alert list', 'grouped by host', 'a page (50) ticked and closed']),
+    row(Array(5).fill('---')),
+    ...runs.map((t) => {
+      const b = t.browser;
+      if (!b || 'skipped' in b) return row([t.label, t.alerts.toLocaleString('en'), b ? `skipped: ${b.skipped}` : '–', '–', '–']);
+      return row([t.label, t.alerts.toLocaleString('en'), fmt(b.listMs, 0), fmt(b.groupMs, 0), fmt(b.closePageMs, 0)]);
+    }),
+    '',
   ];
 }

@@ -18,6 +18,7 @@ import { withCluster } from './collector-stores.js';
 import type { LoadConfig } from './load-client.js';
 import { summarize, type Summary } from './stats.js';
 import { alertRowOf } from './store-direct.js';
+import { browserTriage, browserUnavailable, type BrowserFigures } from './triage-browser.js';
 
 export interface TriageOptions {
   /** Alerts in the store at each measurement, ascending (the store grows from one to the next). */
@@ -46,6 +47,8 @@ export interface TriageRun {
   /** The rated load's ack latency in the seconds a bulk close ran, and in the others. */
   ackDuringMs: Quantiles | null;
   ackOtherMs: Quantiles | null;
+  /** The same views in Chromium (triage-browser.ts), or why not. */
+  browser: BrowserFigures | { skipped: string } | null;
   error?: string;
 }
 
@@ -108,11 +111,13 @@ async function openIds(c: CollectorHandle, n: number): Promise<string[]> {
  * The load client's rated phase alone (load-client.ts; its agents, in a worker thread, take the
  * first `agents` tokens when the main thread holds none), `onStart` called as it starts sending.
  */
-function ratedLoad(c: CollectorHandle, o: TriageOptions, ms: number, onStart: () => void): Promise<Record<string, any>> {
+function ratedLoad(c: CollectorHandle, o: TriageOptions, alerts: number, ms: number, onStart: () => void): Promise<Record<string, any>> {
   const cfg: LoadConfig = {
     urls: [c.url], tokensFile: c.agentTokensFile, connections: 0, extra: 0, rampConcurrency: 50, heartbeatMs: 10_000, holdMs: 0,
     lightAgents: 0, lightMs: 0, ratedAgents: o.agents, ratedPerSec: o.perSec, ratedBatch: 10, ratedMs: ms, burstAgents: 0, burstMs: 0,
     batchSize: 50, inflight: 2, floodAlerts: 0, deadlineMs: ms + 30_000, localAddresses: ['127.0.0.1'],
+    // Each size's agents are new ones: the ids of the last size's are bound to their tokens.
+    idBase: 1_000_000 + o.sizes.indexOf(alerts) * o.agents,
   };
   const client = fileURLToPath(new URL('./load-client.js', import.meta.url));
   const p = spawn(process.execPath, [client, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -135,7 +140,7 @@ const worst = (xs: Quantiles[]): Quantiles | null => {
 };
 
 async function measure(label: string, db: string, alerts: number, o: TriageOptions): Promise<TriageRun> {
-  const run: TriageRun = { label, alerts, listMs: null, groupMs: null, groups: null, bulkCloseMs: null, closed: 0, ackDuringMs: null, ackOtherMs: null };
+  const run: TriageRun = { label, alerts, listMs: null, groupMs: null, groups: null, bulkCloseMs: null, closed: 0, ackDuringMs: null, ackOtherMs: null, browser: null };
   const c = await startCollector({ db, agentTokens: o.agents, tokenPrefix: `triage-${alerts}` });
   try {
     const list: number[] = [];
@@ -155,7 +160,7 @@ async function measure(label: string, db: string, alerts: number, o: TriageOptio
     const windows: Array<[number, number]> = [];
     let started = 0;
     const phaseMs = 4_000 + o.bulkCloses * 4_000;
-    const loaded = ratedLoad(c, o, phaseMs, () => (started = performance.now()));
+    const loaded = ratedLoad(c, o, alerts, phaseMs, () => (started = performance.now()));
     while (!started) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 2_000));
     for (let k = 0; k < o.bulkCloses; k++) {
@@ -177,6 +182,8 @@ async function measure(label: string, db: string, alerts: number, o: TriageOptio
     for (const [a, b] of windows) for (let s = Math.floor(a / 1000); s <= Math.floor(b / 1000); s++) during.add(s);
     run.ackDuringMs = worst(bySecond.filter((_, s) => during.has(s)));
     run.ackOtherMs = worst(bySecond.filter((_, s) => !during.has(s) && s >= 1));
+    const why = browserUnavailable();
+    run.browser = why ? { skipped: why } : await browserTriage(c.port, c.adminToken).catch((err: unknown) => ({ skipped: `failed: ${(err as Error).message.split('\n')[0]}` }));
   } catch (err) {
     run.error = (err as Error).message.split('\n')[0];
   } finally {
@@ -206,7 +213,7 @@ export async function triage(o: TriageOptions, log: (s: string) => void): Promis
   try {
     runs.push(...(await series('SQLite', join(dir, 'collector.db'), o, log)));
     const why = postgresUnavailable();
-    if (why) runs.push({ label: `PostgreSQL (skipped: ${why})`, alerts: 0, listMs: null, groupMs: null, groups: null, bulkCloseMs: null, closed: 0, ackDuringMs: null, ackOtherMs: null });
+    if (why) runs.push({ label: `PostgreSQL (skipped: ${why})`, alerts: 0, listMs: null, groupMs: null, groups: null, bulkCloseMs: null, closed: 0, ackDuringMs: null, ackOtherMs: null, browser: null });
     else runs.push(...(await withCluster(async (pg) => series('PostgreSQL', await pg.createDb('triage'), o, log))));
   } finally {
     rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
