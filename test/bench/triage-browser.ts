@@ -39,7 +39,7 @@ export async function browserTriage(port: number, adminToken: string): Promise<B
       return performance.now() - t;
     };
     // From another view, so that each navigation draws the list anew.
-    const away = () => page.goto(`${base}/#/agents`).then(() => page.waitForSelector('h1:text("Agents")'));
+    const away = () => page.goto(`${base}/#/fleet`).then(() => page.waitForSelector('h1:text("Fleet")'));
     await away();
     const listMs = await timed(() => page.goto(`${base}/#/alerts?status=open`), () => page.waitForSelector('tr.alert-row', { timeout: 60_000 }));
     await away();
