@@ -7,8 +7,12 @@ import type { WorkflowStatus } from '../../shared/ecs.js';
 import { LdgError } from '../../shared/errors.js';
 import { ASSIGNEE_MAX_CHARS, BULK_MAX_IDS, NOTE_MAX_CHARS, type BulkFilter, type WorkflowChange } from './store/workflow.js';
 
+/** The refusals of a workflow request (docs/errors.md), each a 400. */
+type WorkflowCode = 'LDG_ERR_WORKFLOW_ACTION' | 'LDG_ERR_WORKFLOW_ASSIGNEE' | 'LDG_ERR_WORKFLOW_BODY' | 'LDG_ERR_WORKFLOW_FILTER'
+  | 'LDG_ERR_WORKFLOW_NOTE_LENGTH' | 'LDG_ERR_WORKFLOW_PREVIEW' | 'LDG_ERR_WORKFLOW_TOO_MANY';
+
 export class WorkflowInputError extends LdgError {
-  constructor(code: `LDG_ERR_WORKFLOW_${string}`, readonly detail: string) {
+  constructor(code: WorkflowCode, readonly detail: string) {
     super(code, detail);
   }
 }
@@ -22,7 +26,7 @@ export const BULK_MAX_BODY = 1024 * 1024;
 /** A filter's parameters as the caller's query parser reads them (strings, as in a URL). */
 export type FilterParser = (params: URLSearchParams) => BulkFilter;
 
-function fail(code: `LDG_ERR_WORKFLOW_${string}`, message: string): never {
+function fail(code: WorkflowCode, message: string): never {
   throw new WorkflowInputError(code, message);
 }
 

@@ -277,12 +277,13 @@ function triageSection(runs: TriageRun[]): string[] {
     '',
     'The same in Chromium (headless, from the navigation to the rows on screen, ms):',
     '',
-    row(['store', 'alerts', 'alert list', 'grouped by host', 'a page (50) ticked and closed']),
-    row(Array(5).fill('---')),
+    row(['store', 'alerts', 'alert list', 'grouped by host', 'a page (50) ticked and closed', 'alert page', 'note', 'assignee', 'CSV export of all', 'times say UTC; guide as Markdown']),
+    row(Array(10).fill('---')),
     ...runs.map((t) => {
       const b = t.browser;
-      if (!b || 'skipped' in b) return row([t.label, t.alerts.toLocaleString('en'), b ? `skipped: ${b.skipped}` : '–', '–', '–']);
-      return row([t.label, t.alerts.toLocaleString('en'), fmt(b.listMs, 0), fmt(b.groupMs, 0), fmt(b.closePageMs, 0)]);
+      if (!b || 'skipped' in b) return row([t.label, t.alerts.toLocaleString('en'), b ? `skipped: ${b.skipped}` : '–', ...Array(7).fill('–')]);
+      return row([t.label, t.alerts.toLocaleString('en'), fmt(b.listMs, 0), fmt(b.groupMs, 0), fmt(b.closePageMs, 0), fmt(b.detailMs, 0), fmt(b.noteMs, 0), fmt(b.assignMs, 0),
+        `${fmt(b.exportMs, 0)} (${b.exportRows.toLocaleString('en')} rows)`, `${b.zoneShown ? 'yes' : 'NO'}; ${b.guideMarkdown ? 'yes' : 'NO'}`]);
     }),
     '',
   ];
