@@ -57,6 +57,15 @@ export interface GroupKeys {
 }
 
 /**
+ * A key's text cut at keyChars code points, as keysOfParsed cuts it (which repeats this line: it
+ * must stand alone). For the frame's scanner (frame.ts), which finds the keys without parsing; its
+ * unit test holds the two to the same result.
+ */
+export function cutKey(v: string, keyChars: number): string {
+  return v.length > keyChars ? Array.from(v).slice(0, keyChars).join('') : v;
+}
+
+/**
  * The keys of a parsed document. Self-contained (nothing from outside its body): SQLite's writer
  * thread, eval'd CommonJS, runs its source (sqlite.ts), so both stores read documents with this
  * one function.
