@@ -9,9 +9,9 @@
 //
 // - The fast way (scanAlertsFrame), for alert batches, nearly all the traffic: one pass over the
 //   bytes checks the JSON grammar and the same bounds, finds each alert's bytes, and decodes only
-//   the fields validateAlert checks and ingest indexes or groups by; no object tree is built. At 20,000 alerts/s
-//   JSON.parse was the largest cost of the event loop (~11 µs an alert, and most of its garbage);
-//   the scan costs ~5. It was bought for an ack-latency target since withdrawn, and measured again
+//   the fields validateAlert checks and ingest indexes or groups by; no object tree is built. At
+//   20,000 alerts/s JSON.parse was the largest cost of the event loop (~11 µs an alert, and most of
+//   its garbage); the scan costs ~5. It was bought for an ack-latency target since withdrawn, and measured again
 //   when the bounds came (docs/collector-ingest.md, "Bounds first"): without it the collector's
 //   durable throughput fell from 21-26k to 16-19k alerts/s on the bench's 2 cores. It stays while
 //   that holds.
@@ -40,9 +40,10 @@ import {
 export const TEXT_FIELDS = ['uuid', 'host', 'ruleId', 'ruleName', 'severity', 'status'] as const;
 /**
  * The group keys' text (store/group-keys.ts), found by the same pass so that SQLite's writer need
- * not parse the document again for them (that parse held its store at 21.5-22k alerts/s, 30-34.6k
- * without: docs/collector-ingest.md). Each is exactly what keysOfParsed gives: a string value cut at KEY_CHARS code points,
- * else null. summaryId is held_back_by's for a held-back record (ScannedFrame.held), else ldguard.summary.id's.
+ * not parse the document again for them (that parse held its store at 19.6-22.5k alerts/s, 30-36k
+ * without: docs/collector-ingest.md). Each is exactly what keysOfParsed gives: a string value cut
+ * at KEY_CHARS code points, else null. summaryId is held_back_by's for a held-back record
+ * (ScannedFrame.held), else ldguard.summary.id's.
  */
 export const KEY_FIELDS = ['fileHash', 'executable', 'package', 'summaryId'] as const;
 /** Fields per alert in ScannedFrame.spans and .texts: TEXT_FIELDS, then KEY_FIELDS. */

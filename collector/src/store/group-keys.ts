@@ -27,7 +27,7 @@
 // code points (a B-tree entry has a size limit: PostgreSQL's is ~2.7 kB); a document that is not
 // JSON has no keys. Not in SQL: SQLite's JSON functions in the insert took ingest from 29,000 to
 // 9,000 alerts/s at 100,000 rows (one JSON.parse in the writer thread costs far less). Yet that
-// parse still held the SQLite store at 21.5-22k alerts/s through the scan's batches (30-34.6k
+// parse still held the SQLite store at 19.6-22.5k alerts/s through the scan's batches (30-36k
 // without it, test/bench/store-ingest.ts). So for the batches the frame's scan read (nearly all),
 // the scan finds the same keys on its way (frame.ts, KEY_FIELDS, held to keysOfParsed's result by
 // its unit test), and the writer parses only the general way's rows.
