@@ -9,9 +9,9 @@
 //
 // - The fast way (scanAlertsFrame), for alert batches, nearly all the traffic: one pass over the
 //   bytes checks the JSON grammar and the same bounds, finds each alert's bytes, and decodes only
-//   the fields validateAlert checks and ingest indexes; no object tree is built. At 20,000 alerts/s
-//   JSON.parse was the largest cost of the event loop (~11 µs an alert, and most of its garbage);
-//   the scan costs ~5. It was bought for an ack-latency target since withdrawn, and measured again
+//   the fields validateAlert checks and ingest indexes or groups by; no object tree is built. At
+//   20,000 alerts/s JSON.parse was the largest cost of the event loop (~11 µs an alert, and most of
+//   its garbage); the scan costs ~5. It was bought for an ack-latency target since withdrawn, and measured again
 //   when the bounds came (docs/collector-ingest.md, "Bounds first"): without it the collector's
 //   durable throughput fell from 21-26k to 16-19k alerts/s on the bench's 2 cores. It stays while
 //   that holds.
@@ -31,14 +31,25 @@
 // are accepted inside strings only, as JSON.parse of the decoded text would.
 import type { Severity, WorkflowStatus } from '../../shared/ecs.js';
 import { checkJsonBounds } from '../../shared/json-bounds.js';
+import { KEY_CHARS, cutKey, type GroupKeys } from './store/group-keys.js';
 import {
   ALERT_BOUNDS, MAX_ALERT_BYTES, MAX_BATCH_ALERTS, MESSAGE_BOUNDS, PROTOCOL_VERSION, parseAgentMessage, validateAlert, type AgentMessage, type InvalidAlert,
 } from '../../shared/protocol.js';
 
 /** The text fields of an alert that ingest stores in their own columns, in this order. */
 export const TEXT_FIELDS = ['uuid', 'host', 'ruleId', 'ruleName', 'severity', 'status'] as const;
-/** Int32s per alert in ScannedFrame.spans: the document's [start, end), then each TEXT_FIELDS value's. */
-export const SPANS_PER_ALERT = 2 + 2 * TEXT_FIELDS.length;
+/**
+ * The group keys' text (store/group-keys.ts), found by the same pass so that SQLite's writer need
+ * not parse the document again for them (that parse held its store at 19.6-22.5k alerts/s, 30-36k
+ * without: docs/collector-ingest.md). Each is exactly what keysOfParsed gives: a string value cut
+ * at KEY_CHARS code points, else null. summaryId is held_back_by's for a held-back record
+ * (ScannedFrame.held), else ldguard.summary.id's.
+ */
+export const KEY_FIELDS = ['fileHash', 'executable', 'package', 'summaryId'] as const;
+/** Fields per alert in ScannedFrame.spans and .texts: TEXT_FIELDS, then KEY_FIELDS. */
+export const SCANNED_FIELDS = TEXT_FIELDS.length + KEY_FIELDS.length;
+/** Int32s per alert in ScannedFrame.spans: the document's [start, end), then each field's (SCANNED_FIELDS). */
+export const SPANS_PER_ALERT = 2 + 2 * SCANNED_FIELDS;
 
 /**
  * An alerts frame that passed, as offsets into the frame rather than objects: a batch waiting for
@@ -54,16 +65,19 @@ export interface ScannedFrame {
   frame: Buffer;
   /**
    * Per alert (SPANS_PER_ALERT each): its document's bytes as sent, then the bytes of each
-   * TEXT_FIELDS value (a JSON string without escapes is its text's UTF-8). Start -1: the value is
-   * in `texts` (it had escapes) or, if not there, absent (a host without a name: null).
+   * TEXT_FIELDS and KEY_FIELDS value (a JSON string without escapes is its text's UTF-8). Start -1:
+   * the value is in `texts` (it had escapes, or is a key to cut) or, if not there, null (a host
+   * without a name, a key that is absent or not a string).
    */
   spans: Int32Array;
   /** Per alert: @timestamp and the original time (originalTime()), ms. */
   times: Float64Array;
-  /** Decoded values with escapes, by alert × TEXT_FIELDS.length + field; undefined when there are none (the usual case). */
+  /** Decoded values, by alert × SCANNED_FIELDS + field; undefined when there are none (the usual case). */
   texts: Map<number, string> | undefined;
-  /** How many of the alerts are held-back records (ldguard.held_back_by present). */
+  /** How many of the alerts are held-back records (ldguard.held_back_by present, any value: the quota counts them all). */
   heldBack: number;
+  /** Per alert: 1 when it is a held-back record by the group keys (ldguard.held_back_by is a string), else 0. */
+  held: Uint8Array;
 }
 
 /** One alert of a scanned frame with its fields decoded (for the live feed and for tests; ingest never needs it). */
@@ -81,11 +95,7 @@ export interface ScannedAlert {
 
 export function scannedAlert(f: ScannedFrame, i: number): ScannedAlert {
   const at = i * SPANS_PER_ALERT;
-  const text = (field: number): string | null => {
-    const s = f.spans[at + 2 + 2 * field]!;
-    if (s >= 0) return f.frame.toString('utf8', s, f.spans[at + 3 + 2 * field]);
-    return f.texts?.get(i * TEXT_FIELDS.length + field) ?? null;
-  };
+  const text = scannedText(f, i);
   return {
     doc: f.frame.subarray(f.spans[at], f.spans[at + 1]),
     ts: f.times[2 * i]!,
@@ -97,6 +107,23 @@ export function scannedAlert(f: ScannedFrame, i: number): ScannedAlert {
     severity: text(4) as Severity,
     status: text(5) as WorkflowStatus,
   };
+}
+
+/** Alert i's field (an index in TEXT_FIELDS, then KEY_FIELDS) as a string, or null. */
+function scannedText(f: ScannedFrame, i: number): (field: number) => string | null {
+  const at = i * SPANS_PER_ALERT;
+  return (field) => {
+    const s = f.spans[at + 2 + 2 * field]!;
+    if (s >= 0) return f.frame.toString('utf8', s, f.spans[at + 3 + 2 * field]);
+    return f.texts?.get(i * SCANNED_FIELDS + field) ?? null;
+  };
+}
+
+/** Alert i's group keys, decoded (for tests: the writer takes the spans as they are); keysOfParsed's for its document. */
+export function scannedKeys(f: ScannedFrame, i: number): GroupKeys {
+  const text = scannedText(f, i);
+  const T = TEXT_FIELDS.length;
+  return { fileHash: text(T), executable: text(T + 1), package: text(T + 2), heldBack: f.held[i] === 1, summaryId: text(T + 3) };
 }
 
 /**
@@ -157,7 +184,16 @@ const S_RECEIVED_FROM = 21;
 const S_FUTURE = 22;
 const S_HELD_BACK = 23;
 const S_ASSIGNEE = 24;
-const SLOTS = 25;
+// The group keys' (KEY_FIELDS) and the objects on their paths.
+const S_FILE_HASH = 25;
+const S_SHA256 = 26;
+const S_PROCESS = 27;
+const S_EXECUTABLE = 28;
+const S_FILE_PACKAGE = 29;
+const S_PACKAGE_NAME = 30;
+const S_SUMMARY = 31;
+const S_SUMMARY_ID = 32;
+const SLOTS = 33;
 
 /** An object on a path we read: its keys of interest, each a leaf (slot) or a nested object. */
 interface Target {
@@ -165,22 +201,33 @@ interface Target {
   slots: number[];
   /** For each key: the nested target when the value must be an object we read into, else null. */
   children: Array<Target | null>;
+  /**
+   * Whether a value that is not an object is taken (as having none of the keys) rather than left to
+   * the general path: validation reads no key under it, only the group keys do, and for them such
+   * a value simply means no key (keysOfParsed).
+   */
+  optional: boolean;
 }
 
-function target(entries: Array<[string, number, Target | null]>): Target {
-  return { keys: entries.map(([k]) => Buffer.from(k)), slots: entries.map(([, s]) => s), children: entries.map(([, , c]) => c) };
+function target(entries: Array<[string, number, Target | null]>, optional = false): Target {
+  return { keys: entries.map(([k]) => Buffer.from(k)), slots: entries.map(([, s]) => s), children: entries.map(([, , c]) => c), optional };
 }
 
 const ALERT: Target = target([
   ['@timestamp', S_TIMESTAMP, null],
   ['event', S_EVENT, target([['kind', S_EVENT_KIND, null]])],
   ['rule', S_RULE, target([['name', S_RULE_NAME, null]])],
-  ['file', S_FILE, target([['path', S_FILE_PATH, null]])],
+  ['file', S_FILE, target([['path', S_FILE_PATH, null], ['hash', S_FILE_HASH, target([['sha256', S_SHA256, null]], true)]])],
+  ['process', S_PROCESS, target([['executable', S_EXECUTABLE, null]], true)],
   ['host', S_HOST, target([['name', S_HOST_NAME, null]])],
   ['agent', S_AGENT, target([['id', S_AGENT_ID, null]])],
   // To see that the agent wrote none of the collector's stamps (the general way drops them), and
   // which alerts are held-back records (they count against the token's quota, quota.ts).
-  ['ldguard', S_LDGUARD, target([['received_from', S_RECEIVED_FROM, null], ['future_timestamp', S_FUTURE, null], ['held_back_by', S_HELD_BACK, null], ['assignee', S_ASSIGNEE, null]])],
+  // And the group keys under it.
+  ['ldguard', S_LDGUARD, target([
+    ['received_from', S_RECEIVED_FROM, null], ['future_timestamp', S_FUTURE, null], ['held_back_by', S_HELD_BACK, null], ['assignee', S_ASSIGNEE, null],
+    ['file_package', S_FILE_PACKAGE, target([['name', S_PACKAGE_NAME, null]], true)], ['summary', S_SUMMARY, target([['id', S_SUMMARY_ID, null]], true)],
+  ])],
   ['kibana', S_KIBANA, target([
     ['alert', S_KALERT, target([
       ['uuid', S_UUID, null],
@@ -365,9 +412,10 @@ function scanObject(buf: Buffer, i: number, n: number, depth: number, t: Target 
     const valueStart = i;
     if (k >= 0) {
       const child = t!.children[k]!;
-      if (child) {
-        if (buf[i] !== OPEN_OBJECT) return -1;
+      if (child && buf[i] === OPEN_OBJECT) {
         i = scanObject(buf, i, n, depth + 1, child);
+      } else if (child && !child.optional) {
+        return -1;
       } else {
         i = scanValue(buf, i, n, depth);
       }
@@ -401,6 +449,7 @@ const outSpans = new Int32Array(MAX_BATCH_ALERTS * SPANS_PER_ALERT);
 const outTimes = new Float64Array(MAX_BATCH_ALERTS * 2);
 let outTexts: Map<number, string> | undefined;
 let outHeldBack = 0;
+const outHeld = new Uint8Array(MAX_BATCH_ALERTS);
 
 /** The slot of each TEXT_FIELDS value. */
 const TEXT_SLOTS = [S_UUID, S_HOST_NAME, S_RULE_ID, S_RULE_NAME, S_SEVERITY, S_STATUS];
@@ -443,14 +492,43 @@ function record(buf: Buffer, index: number, docStart: number, docEnd: number, ag
     } else {
       outSpans[at + 2 + 2 * f] = -1;
       outSpans[at + 3 + 2 * f] = -1;
-      if (starts[slot]! >= 0) (outTexts ??= new Map()).set(index * TEXT_FIELDS.length + f, valueOf(buf, slot) as string);
+      if (starts[slot]! >= 0) (outTexts ??= new Map()).set(index * SCANNED_FIELDS + f, valueOf(buf, slot) as string);
     }
   }
   if (has(S_HELD_BACK)) outHeldBack++;
+  const held = isString(buf, S_HELD_BACK);
+  outHeld[index] = held ? 1 : 0;
+  const T = TEXT_FIELDS.length;
+  recordKey(buf, index, T, S_SHA256);
+  recordKey(buf, index, T + 1, S_EXECUTABLE);
+  recordKey(buf, index, T + 2, S_PACKAGE_NAME);
+  recordKey(buf, index, T + 3, held ? S_HELD_BACK : S_SUMMARY_ID);
   const ts = Date.parse(a['@timestamp'] as string);
   outTimes[2 * index] = ts;
   outTimes[2 * index + 1] = originalTime(ka!.original_time, ts);
   return true;
+}
+
+function isString(buf: Buffer, slot: number): boolean {
+  return starts[slot]! >= 0 && buf[starts[slot]!] === QUOTE;
+}
+
+/**
+ * A group key's value (field of SCANNED_FIELDS) as keysOfParsed reads it: text only if a string. A
+ * string without escapes of at most KEY_CHARS bytes is at most KEY_CHARS code points, so it stays a
+ * span; any other is decoded and cut (rare: escapes, or a path past 512 bytes).
+ */
+function recordKey(buf: Buffer, index: number, field: number, slot: number): void {
+  const o = index * SPANS_PER_ALERT + 2 + 2 * field;
+  outSpans[o] = -1;
+  outSpans[o + 1] = -1;
+  if (!isString(buf, slot)) return;
+  if (plain[slot] && ends[slot]! - starts[slot]! - 2 <= KEY_CHARS) {
+    outSpans[o] = starts[slot]! + 1;
+    outSpans[o + 1] = ends[slot]! - 1;
+    return;
+  }
+  (outTexts ??= new Map()).set(index * SCANNED_FIELDS + field, cutKey(valueOf(buf, slot) as string, KEY_CHARS));
 }
 
 const ENVELOPE_TYPE = Buffer.from('"alerts"');
@@ -533,7 +611,7 @@ function scan(buf: Buffer, agentId: Buffer): ScannedFrame | undefined {
   }
   if (skipSpace(buf, i + 1, n) !== n) return undefined;
   if (!type || v !== PROTOCOL_VERSION || seq === undefined || !Number.isSafeInteger(seq) || seq < 1 || count < 0) return undefined;
-  return { seq, count, frame: buf, spans: outSpans.slice(0, count * SPANS_PER_ALERT), times: outTimes.slice(0, count * 2), texts: outTexts, heldBack: outHeldBack };
+  return { seq, count, frame: buf, spans: outSpans.slice(0, count * SPANS_PER_ALERT), times: outTimes.slice(0, count * 2), texts: outTexts, heldBack: outHeldBack, held: outHeld.slice(0, count) };
 }
 
 export type FrameRead =

@@ -2,10 +2,13 @@
 // first (shared/json-bounds.ts), so nothing past them is parsed into what the collector walks or
 // stores, and an alert out of bounds costs only itself. The fast way (scanAlertsFrame) against it:
 // whatever the fast way accepts, the general way and ingest accept whole, with the same documents
-// and fields; what the agent sends, it accepts; anything else it leaves to the general way.
+// and fields; what the agent sends, it accepts; anything else it leaves to the general way. The
+// group keys it finds for SQLite's writer (store/group-keys.ts) are keysOfParsed's of the document,
+// on every frame it takes here.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { alertSlices, originalTime, readAgentFrame, scanAlertsFrame, scannedAlert, type ScannedAlert } from '../../collector/src/frame.js';
+import { alertSlices, originalTime, readAgentFrame, scanAlertsFrame, scannedAlert, scannedKeys, type ScannedAlert } from '../../collector/src/frame.js';
+import { KEY_CHARS, keysOfParsed } from '../../collector/src/store/group-keys.js';
 import { checkJsonBounds } from '../../shared/json-bounds.js';
 import { MAX_ALERT_BYTES, MAX_BATCH_ALERTS, MESSAGE_BOUNDS, alertsFrame, type AlertsMessage } from '../../shared/protocol.js';
 import { makeAlert, makeFacts } from '../helpers/delivery.js';
@@ -65,6 +68,8 @@ function expectSound(frame: Buffer): View | undefined {
   if (!scanned) return undefined;
   const fast = { seq: scanned.seq, alerts: Array.from({ length: scanned.count }, (_, i) => scannedAlert(scanned, i)) };
   expect(fast).toEqual(general(frame));
+  // The group keys SQLite's writer stores from the scan, as it would have read them from the document.
+  for (let i = 0; i < scanned.count; i++) expect(scannedKeys(scanned, i)).toEqual(keysOfParsed(JSON.parse(fast.alerts[i]!.doc.toString()), KEY_CHARS));
   // What is kept until the commit refers to the frame only: no copies, no strings unless escaped.
   expect(scanned.frame).toBe(frame);
   return fast;
@@ -106,6 +111,80 @@ describe('scanAlertsFrame', () => {
     const b = makeAlert({ uuid: 'abc-1' });
     const escaped = frameOf([b]).toString().replace('"abc-1"', '"\\u0061bc-1"');
     expect(expectSound(Buffer.from(escaped))?.alerts[0]!.uuid).toBe('abc-1');
+  });
+
+  it('finds the group keys as keysOfParsed reads them, whatever the values at their paths', () => {
+    const T = 6; // TEXT_FIELDS.length: the keys' spans follow the text fields'
+    // 600 code points, 895 UTF-16 units, 1,485 bytes: cut at 512 code points, inside the astral run.
+    const astral = `/opt/${'x'.repeat(300)}${'😀'.repeat(295)}`;
+    const astralCut = `/opt/${'x'.repeat(300)}${'😀'.repeat(KEY_CHARS - 305)}`;
+    const cutInside = `/o/${'x'.repeat(KEY_CHARS - 4)}😀😀tail`; // the cut falls between the two astral characters
+    const base = (): Doc => {
+      const a = makeAlert() as unknown as Doc;
+      a.file.hash = { sha256: 'abc' };
+      a.ldguard.file_package = { manager: 'dpkg', name: 'libc6' };
+      a.ldguard.summary = { id: 'sum-1', update: 1 };
+      return a;
+    };
+    const values: unknown[] = [42, -1.5e3, true, false, null, {}, { x: 'y' }, [], ['/bin/sh'], '', 'é', 'a"b\\c\u0001\u2028é', astral, cutInside,
+      'x'.repeat(KEY_CHARS), 'x'.repeat(KEY_CHARS + 1), 'é'.repeat(300)];
+    const paths = [['file', 'hash', 'sha256'], ['file', 'hash'], ['process', 'executable'], ['process'], ['ldguard', 'file_package', 'name'],
+      ['ldguard', 'file_package'], ['ldguard', 'held_back_by'], ['ldguard', 'summary', 'id'], ['ldguard', 'summary']];
+    const docs: Doc[] = [];
+    for (const path of paths) {
+      for (const v of values) {
+        const a = base();
+        let o = a;
+        for (const k of path.slice(0, -1)) o = o[k];
+        o[path.at(-1)!] = v;
+        docs.push(a);
+        // The same beside a held-back mark, and with the path removed.
+        const held = structuredClone(a);
+        if (path[1] !== 'held_back_by') held.ldguard.held_back_by = 'sum-2';
+        docs.push(held);
+      }
+      const gone = base();
+      let o = gone;
+      for (const k of path.slice(0, -1)) o = o[k];
+      delete o[path.at(-1)!];
+      docs.push(gone);
+    }
+    const frame = frameOf(docs);
+    const scanned = scanAlertsFrame(frame, SENDER)!;
+    expect(scanned.count).toBe(docs.length);
+    expectSound(frame);
+    // Not only equal to keysOfParsed, but what it should be (keysOfParsed itself is group-keys.test.ts's).
+    const keyOf = (a: Doc) => scannedKeys(scanned, docs.indexOf(a));
+    expect(keyOf(docs[0]!)).toEqual({ fileHash: null, executable: '/usr/bin/cp', package: 'libc6', heldBack: false, summaryId: 'sum-1' });
+    const exe = (v: unknown) => docs.find((a) => a.process?.executable === v && !a.ldguard.held_back_by)!;
+    expect(keyOf(exe(astral)).executable).toBe(astralCut);
+    expect(Array.from(keyOf(exe(astral)).executable!)).toHaveLength(KEY_CHARS);
+    expect(keyOf(exe(cutInside)).executable).toBe(`/o/${'x'.repeat(KEY_CHARS - 4)}😀`);
+    expect(keyOf(exe('é'.repeat(300))).executable).toBe('é'.repeat(300));
+    // A record names its summary by a string only: null or a number is no mark (its own summary id stands).
+    const heldBy = (v: unknown) => docs.find((a) => a.ldguard.held_back_by === v && a.ldguard.summary?.id === 'sum-1' && a.process.executable === '/usr/bin/cp')!;
+    expect(keyOf(heldBy('sum-2'))).toMatchObject({ heldBack: true, summaryId: 'sum-2' });
+    expect(keyOf(heldBy(null))).toMatchObject({ heldBack: false, summaryId: 'sum-1' });
+    expect(keyOf(heldBy(42))).toMatchObject({ heldBack: false, summaryId: 'sum-1' });
+    // The usual alert's keys are spans of the frame, not strings.
+    expect(scanned.spans[2 + 2 * (T + 1)]).toBeGreaterThan(0);
+    // A value written with escapes is decoded.
+    const escapedFrame = Buffer.from(frameOf([base()]).toString().replace('"/usr/bin/cp"', '"\\/usr\\u002fbin/c\\u0070"'));
+    expect(scannedKeys(scanAlertsFrame(escapedFrame, SENDER)!, 0).executable).toBe('/usr/bin/cp');
+    expectSound(escapedFrame);
+    // A key on a key's path seen twice, or written with escapes: left to the general path, which
+    // reads it as JSON.parse does (the last one).
+    const good = frameOf([base()]).toString();
+    for (const [name, text] of [
+      ['a duplicated executable', good.replace('"executable":"/usr/bin/cp"', '"executable":"/usr/bin/cp","executable":"/tmp/x"')],
+      ['a duplicated process', good.replace('"process":{', '"process":{"executable":"/tmp/x"},"process":{')],
+      ['a duplicated held-back mark', good.replace('"ldguard":{', '"ldguard":{"held_back_by":"a","held_back_by":null,')],
+      ['an executable key with escapes', good.replace('"executable":"/usr/bin/cp"', '"executable":"/usr/bin/cp","ex\\u0065cutable":"/tmp/x"')],
+      ['a summary id key with escapes', good.replace('"id":"sum-1"', '"\\u0069d":"sum-1"')],
+    ]) {
+      expect(scanAlertsFrame(Buffer.from(text!), SENDER), name).toBeUndefined();
+      expect(general(Buffer.from(text!)), name).toBeDefined();
+    }
   });
 
   it('leaves to the general path every frame it is not sure of', () => {
@@ -182,16 +261,24 @@ describe('scanAlertsFrame', () => {
     ['kibana'], ['kibana', 'alert'], ['kibana', 'alert', 'uuid'], ['kibana', 'alert', 'severity'], ['kibana', 'alert', 'workflow_status'],
     ['kibana', 'alert', 'original_time'], ['kibana', 'alert', 'rule'], ['kibana', 'alert', 'rule', 'rule_id'], ['kibana', 'alert', 'rule', 'name'],
     ['process', 'args'], ['process', 'parent'], ['ldguard'], ['ldguard', 'received_from'], ['agent'], ['agent', 'id'], ['x'],
+    // The group keys' (frame.ts's KEY_FIELDS) and the objects on their paths.
+    ['file', 'hash'], ['file', 'hash', 'sha256'], ['process'], ['process', 'executable'], ['ldguard', 'file_package'], ['ldguard', 'file_package', 'name'],
+    ['ldguard', 'held_back_by'], ['ldguard', 'summary'], ['ldguard', 'summary', 'id'],
   ];
   const value = fc.oneof(
     fc.jsonValue(),
-    fc.constantFrom(undefined, 'signal', 'low', 'critical', 'open', 'closed', 'web-1', SENDER, '2026-11-26T10:00:00.000Z', 'not a date', '', 'a'.repeat(300), 'é\u2028"\\'),
+    fc.constantFrom(undefined, 'signal', 'low', 'critical', 'open', 'closed', 'web-1', SENDER, '2026-11-26T10:00:00.000Z', 'not a date', '', 'a'.repeat(300), 'é\u2028"\\',
+      'x'.repeat(KEY_CHARS + 1), `${'😀'.repeat(KEY_CHARS - 1)}é😀`, 'é'.repeat(KEY_CHARS)),
     fc.string({ unit: 'grapheme', maxLength: 20 }),
   );
 
   it('agrees with the general path on alerts with any field set to anything', () => {
     fc.assert(fc.property(fc.array(fc.tuple(fc.constantFrom(...PATHS), value), { maxLength: 3 }), fc.integer({ min: 1, max: 2 ** 40 }), (edits, seq) => {
       const a = makeAlert() as unknown as Doc;
+      // With every group key present, so that an edit can reach below each.
+      a.file.hash = { sha256: 'abc' };
+      a.ldguard.file_package = { name: 'libc6' };
+      a.ldguard.summary = { id: 'sum-1' };
       for (const [path, v] of edits) {
         let o: Doc | undefined = a;
         for (const k of path.slice(0, -1)) o = o !== null && typeof o === 'object' && !Array.isArray(o) ? o[k] : undefined;

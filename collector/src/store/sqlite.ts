@@ -47,7 +47,7 @@ import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { WorkflowStatus } from '../../../shared/ecs.js';
-import { SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
+import { KEY_FIELDS, SCANNED_FIELDS, SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
 import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
 import { GROUP_COLUMNS, KEY_CHARS, keysOfParsed } from './group-keys.js';
@@ -383,10 +383,12 @@ const WRITE_SQL = {
   wfNote: `INSERT INTO alert_history (alert_id, status, by, at, kind, value) SELECT id, status, @by, @at, 'note', @text FROM alerts WHERE id = @id`,
   // Bound by position. The document and the text columns arrive as blobs (ranges of the commit's
   // shared buffer, see WireWork) or strings, and are stored as the TEXT they are either way.
-  // With the group keys the writer thread reads from the document (group-keys.ts), last.
+  // With the group keys (group-keys.ts) last: ranges or strings as the text columns (a row of the
+  // fast path), or read by the writer thread from the document (a row of the general path).
   insertAlert: `INSERT OR IGNORE INTO alerts (uuid, ts, ots, host, rule_id, rule_name, severity, status, agent_id, token_name, received, future, doc,
       file_hash, executable, package, held_back, summary_id)
-    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?, CAST(? AS TEXT), ?, ?, ?, ?, ?)`,
+    VALUES (CAST(? AS TEXT), ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?, CAST(? AS TEXT),
+      CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), ?, CAST(? AS TEXT))`,
   // In the transaction itself: a token revoked before this commit has none of its alerts stored.
   tokenActive: 'SELECT 1 AS ok FROM tokens WHERE hash = ? AND revoked IS NULL',
   quarantine: `INSERT INTO quarantine (agent_id, token_name, seq, uuid, reason, text, size, received)
@@ -423,7 +425,14 @@ const WRITE_SQL = {
 interface WireWork {
   /** Alerts in this commit. */
   n: number;
-  /** Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one ended), then per text column (WIRE_TEXTS, in the insert's order) [start, end) in `docs`, or [-1, index in `strings`] (-1: null), then the indexes of its agent id, token name and token hash in `strings`. */
+  /**
+   * Per alert (WIRE_META each): its document's end in `docs` (it starts where the previous one
+   * ended), then per text column (WIRE_TEXTS, in the insert's order) [start, end) in `docs`, or
+   * [-1, index in `strings`] (-1: null), then the indexes of its agent id, token name and token
+   * hash in `strings`, then its group keys (frame.ts's KEY_FIELDS, WIRE_KEYS) as the text columns,
+   * then held_back: 0 or 1, or -1 when the keys are not given (a row of the general path: the
+   * writer reads them from the document).
+   */
   meta: Int32Array;
   /** ts (the listed time, see listedTime), ots, received and future (0/1) of alert i at 4i … 4i+3. */
   times: Float64Array;
@@ -440,7 +449,12 @@ interface WireWork {
 
 /** The text columns of a row, in the insert's order (frame.ts's TEXT_FIELDS). */
 const WIRE_TEXTS = TEXT_FIELDS.length;
-const WIRE_META = 1 + 2 * WIRE_TEXTS + 3;
+/** The group keys of a row of the fast path, found by the frame's scan (frame.ts's KEY_FIELDS). */
+const WIRE_KEYS = KEY_FIELDS.length;
+/** Where a row's group keys start in its meta, and its held_back. */
+const WIRE_KEY_AT = 1 + 2 * WIRE_TEXTS + 3;
+const WIRE_HELD_AT = WIRE_KEY_AT + 2 * WIRE_KEYS;
+const WIRE_META = WIRE_HELD_AT + 1;
 
 function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire: WireWork; transfer: ArrayBuffer[] } {
   let n = 0;
@@ -485,6 +499,7 @@ function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire
         meta[m + 1 + 2 * WIRE_TEXTS] = ref(r.agentId);
         meta[m + 2 + 2 * WIRE_TEXTS] = ref(r.tokenName);
         meta[m + 3 + 2 * WIRE_TEXTS] = hash;
+        meta[m + WIRE_HELD_AT] = -1;
         times[4 * row] = r.ts;
         times[4 * row + 1] = r.ots;
         times[4 * row + 2] = r.received;
@@ -493,7 +508,7 @@ function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire
       }
       continue;
     }
-    const { frame, spans, times: t, texts } = b.scanned;
+    const { frame, spans, times: t, texts, held } = b.scanned;
     const agent = ref(b.agentId);
     const token = ref(b.tokenName);
     const hash = ref(b.tokenHash);
@@ -507,19 +522,22 @@ function toWire(work: CommitWork, shared: { buffer: SharedArrayBuffer }): { wire
       at += docEnd - docStart;
       const m = WIRE_META * row;
       meta[m] = at;
-      for (let f = 0; f < WIRE_TEXTS; f++) {
+      // The text columns, then the group keys, at their places in the meta (the spans hold them in that order).
+      for (let f = 0; f < SCANNED_FIELDS; f++) {
+        const o = m + (f < WIRE_TEXTS ? 1 + 2 * f : WIRE_KEY_AT + 2 * (f - WIRE_TEXTS));
         const s = spans[sp + 2 + 2 * f]!;
         if (s >= 0) {
-          meta[m + 1 + 2 * f] = s + shift;
-          meta[m + 2 + 2 * f] = spans[sp + 3 + 2 * f]! + shift;
+          meta[o] = s + shift;
+          meta[o + 1] = spans[sp + 3 + 2 * f]! + shift;
         } else {
-          meta[m + 1 + 2 * f] = -1;
-          meta[m + 2 + 2 * f] = ref(texts?.get(i * WIRE_TEXTS + f) ?? null);
+          meta[o] = -1;
+          meta[o + 1] = ref(texts?.get(i * SCANNED_FIELDS + f) ?? null);
         }
       }
       meta[m + 1 + 2 * WIRE_TEXTS] = agent;
       meta[m + 2 + 2 * WIRE_TEXTS] = token;
       meta[m + 3 + 2 * WIRE_TEXTS] = hash;
+      meta[m + WIRE_HELD_AT] = held[i]!;
       const ts = listedTime(t[2 * i]!, b.received);
       times[4 * row] = ts;
       times[4 * row + 1] = t[2 * i + 1]!;
@@ -582,12 +600,27 @@ const tx = db.transaction((w) => {
     if (!ok) refusedAlerts++;
     else {
       const doc = docs.subarray(start, end);
-      let k = NO_KEYS;
-      try {
-        k = keysOf(JSON.parse(doc.toString('utf8')), ${KEY_CHARS});
-      } catch {}
+      const held = m[at + ${WIRE_HELD_AT}];
+      let fileHash, executable, pkg, summaryId, heldBack = held;
+      if (held >= 0) {
+        // Found by the frame's scan, exactly as keysOf reads them (frame.ts).
+        fileHash = text(at + ${WIRE_KEY_AT});
+        executable = text(at + ${WIRE_KEY_AT + 2});
+        pkg = text(at + ${WIRE_KEY_AT + 4});
+        summaryId = text(at + ${WIRE_KEY_AT + 6});
+      } else {
+        let k = NO_KEYS;
+        try {
+          k = keysOf(JSON.parse(doc.toString('utf8')), ${KEY_CHARS});
+        } catch {}
+        fileHash = k.fileHash;
+        executable = k.executable;
+        pkg = k.package;
+        summaryId = k.summaryId;
+        heldBack = k.heldBack ? 1 : 0;
+      }
       if (stmts.insertAlert.run(text(at + 1), t[4 * i], t[4 * i + 1], text(at + 3), text(at + 5), text(at + 7), text(at + 9), text(at + 11),
-        w.strings[m[at + 13]], w.strings[m[at + 14]], t[4 * i + 2], t[4 * i + 3], doc, k.fileHash, k.executable, k.package, k.heldBack ? 1 : 0, k.summaryId).changes > 0) inserted.push(i);
+        w.strings[m[at + 13]], w.strings[m[at + 14]], t[4 * i + 2], t[4 * i + 3], doc, fileHash, executable, pkg, heldBack, summaryId).changes > 0) inserted.push(i);
     }
     start = end;
   }
