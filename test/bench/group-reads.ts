@@ -11,12 +11,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import pg from 'pg';
 import { openStore } from '../../collector/src/store/open.js';
 import type { GroupQuery } from '../../collector/src/store/groups.js';
 import type { AlertRow, CommitWork, Store } from '../../collector/src/store/store.js';
 import { postgresUnavailable, startPgCluster, type PgCluster } from '../helpers/pg-cluster.js';
+import { undoGroupKeys } from '../helpers/schema-undo.js';
 import { alert, SEED } from './alert-doc.js';
 
 const HOSTS = 1_000;
@@ -66,22 +66,12 @@ async function timeRead(store: Store, q: GroupQuery): Promise<{ p50: number; max
   return { p50: ms[Math.floor(ms.length / 2)]!, max: ms.at(-1)!, groups };
 }
 
-/** The schema before the group keys, the rows kept (as test/e2e/alert-groups.test.ts does). */
+/** The schema before the group keys, the rows kept, then VACUUM (the dropped columns' space). */
 async function downgrade(kind: 'sqlite' | 'postgres', db: string): Promise<void> {
-  if (kind === 'sqlite') {
-    const d = new Database(db);
-    d.exec(`DROP TRIGGER alerts_held_group; DROP INDEX alerts_g_rule; DROP INDEX alerts_g_hash; DROP INDEX alerts_g_executable; DROP INDEX alerts_g_package;
-      DROP INDEX alerts_summary; DROP INDEX alerts_unfilled;
-      ALTER TABLE alerts DROP COLUMN file_hash; ALTER TABLE alerts DROP COLUMN executable; ALTER TABLE alerts DROP COLUMN package;
-      ALTER TABLE alerts DROP COLUMN held_back; ALTER TABLE alerts DROP COLUMN summary_id; UPDATE meta SET value = '5' WHERE key = 'schema'`);
-    d.close();
-    return;
-  }
+  await undoGroupKeys(kind, db);
+  if (kind === 'sqlite') return;
   const c = new pg.Client({ connectionString: db });
   await c.connect();
-  await c.query(`DROP TRIGGER alerts_held_group ON alerts; DROP FUNCTION ldguard_held_group(); DROP INDEX alerts_g_rule, alerts_g_sender;
-    ALTER TABLE alerts DROP COLUMN file_hash, DROP COLUMN executable, DROP COLUMN package, DROP COLUMN held_back, DROP COLUMN summary_id;
-    DELETE FROM ldguard_schema WHERE version >= 7`);
   // VACUUM cannot run in the transaction a multi-statement query is.
   await c.query('VACUUM ANALYZE alerts');
   await c.end();

@@ -7,9 +7,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 export interface BrowserFigures {
   listMs: number;
@@ -34,15 +33,11 @@ export function browserUnavailable(): string | undefined {
 
 export async function browserTriage(port: number, adminToken: string): Promise<BrowserFigures> {
   const profile = mkdtempSync(join(tmpdir(), 'ldg-bench-chromium-'));
-  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1440, height: 900 } });
+  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1440, height: 900 } });
   try {
     const page = ctx.pages()[0] ?? (await ctx.newPage());
     const base = `http://127.0.0.1:${port}`;
-    await page.goto(`${base}/`);
-    await page.getByRole('tab', { name: 'Admin token' }).click();
-    await page.fill('input[name="token"]', adminToken);
-    await page.click('button[type="submit"]');
-    await page.waitForSelector('h1:text("Alerts")');
+    await adminLogin(page, base, adminToken);
     const timed = async (go: () => Promise<unknown>, until: () => Promise<unknown>) => {
       const t = performance.now();
       await go();

@@ -10,7 +10,6 @@
 // before.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
@@ -18,6 +17,7 @@ import type { Alert } from '../../shared/ecs.js';
 import { callApi, createToken, startTestCollector, type TestCollector } from '../helpers/collector.js';
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
+import { undoGroupKeys } from '../helpers/schema-undo.js';
 import { tempDir } from '../helpers/temp.js';
 
 const work = tempDir('ldg-groups-');
@@ -189,21 +189,11 @@ describe.each(['sqlite', 'postgres'] as const)('alert groups on %s', (kind) => {
     const before = await Promise.all(BYS.map((by) => groups(`by=${by}`)));
     await c.stop();
     // Back to the schema before the group keys, the rows kept: what an older collector left.
-    if (kind === 'sqlite') {
-      const d = new Database(db);
-      d.exec(`DROP TRIGGER alerts_held_group; DROP INDEX alerts_g_rule; DROP INDEX alerts_g_hash; DROP INDEX alerts_g_executable; DROP INDEX alerts_g_package;
-        DROP INDEX alerts_summary; DROP INDEX alerts_unfilled;
-        ALTER TABLE alerts DROP COLUMN file_hash; ALTER TABLE alerts DROP COLUMN executable; ALTER TABLE alerts DROP COLUMN package;
-        ALTER TABLE alerts DROP COLUMN held_back; ALTER TABLE alerts DROP COLUMN summary_id; UPDATE meta SET value = '5' WHERE key = 'schema'`);
-      d.close();
-    } else {
+    await undoGroupKeys(kind, db);
+    if (kind === 'postgres') {
+      // As a large fill killed half way leaves it (group-fill.ts): the search index dropped.
       const p = new pg.Client({ connectionString: db });
       await p.connect();
-      // Dropping a column drops its indexes; the two on older columns go by name.
-      await p.query(`DROP TRIGGER alerts_held_group ON alerts; DROP FUNCTION ldguard_held_group(); DROP INDEX alerts_g_rule, alerts_g_sender;
-        ALTER TABLE alerts DROP COLUMN file_hash, DROP COLUMN executable, DROP COLUMN package, DROP COLUMN held_back, DROP COLUMN summary_id;
-        DELETE FROM ldguard_schema WHERE version >= 7`);
-      // As a large fill killed half way leaves it (group-fill.ts): the search index dropped.
       await p.query('DROP INDEX alerts_doc_trgm');
       await p.end();
     }

@@ -14,9 +14,8 @@ import { callApi, createToken, startTestCollector, type TestCollector } from '..
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
+import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const XSS = '<img src=x onerror=alert(1)>';
 /** More than the list's page (50): "all matching" must reach rows the page does not show. */
 const MATCHING = 60;
@@ -65,17 +64,13 @@ describe.skipIf(!haveChromium).each([
     await stored(pick.at(-1)!);
     await stored(last!);
 
-    context = await chromium.launchPersistentContext(tempDir('ldg-chromium-bulk-'), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 900 } });
+    context = await chromium.launchPersistentContext(tempDir('ldg-chromium-bulk-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1280, height: 900 } });
     page = context.pages()[0] ?? (await context.newPage());
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();
     });
-    await page.goto(`${base}/`);
-    await page.getByRole('tab', { name: 'Admin token' }).click();
-    await page.fill('input[name="token"]', admin);
-    await page.click('button[type="submit"]');
-    await page.waitForSelector('h1:text("Alerts")');
+    await adminLogin(page, base, admin);
   }, 120_000);
 
   afterAll(async () => {

@@ -14,9 +14,8 @@ import { createToken } from '../helpers/collector.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
+import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const work = tempDir('ldg-dash-groups-');
 const haveChromium = existsSync(CHROMIUM);
 // Whole seconds, days ago: the list writes them with their date.
@@ -64,15 +63,11 @@ describe.skipIf(!haveChromium)('the alert list grouped, in Chromium against the 
       const web3 = await fetch(`${base}/api/alerts?limit=50&host=web-3`, { headers: { authorization: `Bearer ${admin}` } });
       return (((await r.json()) as { alerts: unknown[] }).alerts.length === 4 && ((await web3.json()) as { alerts: unknown[] }).alerts.length === 1) || undefined;
     }, 20_000, 'every alert stored');
-    context = await chromium.launchPersistentContext(tempDir('ldg-chromium-groups-'), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 800 } });
+    context = await chromium.launchPersistentContext(tempDir('ldg-chromium-groups-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1280, height: 800 } });
     page = context.pages()[0] ?? (await context.newPage());
     page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
     page.on('pageerror', (e) => consoleErrors.push(e.message));
-    await page.goto(`${base}/`);
-    await page.getByRole('tab', { name: 'Admin token' }).click();
-    await page.fill('input[name="token"]', admin);
-    await page.click('button[type="submit"]');
-    await page.waitForSelector('h1:text("Alerts")');
+    await adminLogin(page, base, admin);
   }, 120_000);
 
   afterAll(async () => {

@@ -12,9 +12,8 @@ import { createToken } from '../helpers/collector.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir, whenDone } from '../helpers/temp.js';
+import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TZ = 'Asia/Kolkata';
 const UTC_TIME = /^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d(\.\d{3})? UTC$/;
 const LOCAL_TIME = /^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d(\.\d{3})? \+05:30$/;
@@ -33,17 +32,13 @@ let uuid = '';
 const WHEN = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 86_400_000);
 
 async function browser(): Promise<Page> {
-  const ctx = await chromium.launchPersistentContext(tempDir('ldg-chromium-times-'), { executablePath: CHROMIUM, headless: true, args: FLAGS, timezoneId: TZ, viewport: { width: 1280, height: 800 } });
+  const ctx = await chromium.launchPersistentContext(tempDir('ldg-chromium-times-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, timezoneId: TZ, viewport: { width: 1280, height: 800 } });
   contexts.push(ctx);
   // Closed before its profile folder goes (whenDone runs in reverse order): a browser opened in a
   // test still writing there made the folder's removal fail (ENOTEMPTY).
   whenDone(() => ctx.close().catch(() => undefined));
   const p = ctx.pages()[0] ?? (await ctx.newPage());
-  await p.goto(`${base}/`);
-  await p.getByRole('tab', { name: 'Admin token' }).click();
-  await p.fill('input[name="token"]', admin);
-  await p.click('button[type="submit"]');
-  await p.waitForSelector('h1:text("Alerts")');
+  await adminLogin(p, base, admin);
   return p;
 }
 

@@ -16,10 +16,8 @@ import { createToken } from '../helpers/collector.js';
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
+import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-// The flags the machine notes ask for: no background networking (this machine's network is closed).
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SEED_RULE = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
 const NOTE = [
   '## Triage and analysis',
@@ -105,7 +103,7 @@ describe.skipIf(!haveChromium)('dashboard triage in Chromium against the real co
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: FLAGS,
+      args: CHROMIUM_FLAGS,
       viewport: { width: 1024, height: 768 },
       acceptDownloads: true,
     });
@@ -116,11 +114,7 @@ describe.skipIf(!haveChromium)('dashboard triage in Chromium against the real co
     });
     page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
     page.on('pageerror', (e) => consoleErrors.push(e.message));
-    await page.goto(`${base}/`);
-    await page.getByRole('tab', { name: 'Admin token' }).click();
-    await page.fill('input[name="token"]', admin);
-    await page.click('button[type="submit"]');
-    await page.waitForSelector('h1:text("Alerts")');
+    await adminLogin(page, base, admin);
   }, 120_000);
 
   afterAll(async () => {

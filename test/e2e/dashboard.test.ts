@@ -19,10 +19,8 @@ import { startTestCollector, type TestCollector } from '../helpers/collector.js'
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
 import { removeWhenDone, tempDir } from '../helpers/temp.js';
+import { CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-// The flags the machine notes ask for: no background networking (this machine's network is closed).
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const XSS_NAME = 'ld-linux-<img src=x onerror=alert(1)>.so';
 // Rendered as written, the right-to-left override makes this name read "ld-linux.so.2exe.txt".
 const BIDI_NAME = 'ld-linux.so.2\u202Etxt.exe';
@@ -98,7 +96,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: FLAGS,
+      args: CHROMIUM_FLAGS,
       viewport: { width: 1440, height: 900 },
     });
     page = context.pages()[0] ?? (await context.newPage());
@@ -363,7 +361,7 @@ describe.skipIf(!haveChromium || noPostgres)(`dashboard in Chromium on PostgreSQ
     baseB = `http://127.0.0.1:${onB.port}`;
     pgRoot = removeWhenDone(scratchRoot('ldg-dash-pg-root-'));
     pgAgent = await startAgent({ root: pgRoot, extra: ['--collector', `ws://127.0.0.1:${onA.port}`, '--token-file', tokenFile] });
-    pgContext = await chromium.launchPersistentContext(tempDir('ldg-chromium-pg-'), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1440, height: 900 } });
+    pgContext = await chromium.launchPersistentContext(tempDir('ldg-chromium-pg-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1440, height: 900 } });
     pgPage = pgContext.pages()[0] ?? (await pgContext.newPage());
   }, 90_000);
 

@@ -14,7 +14,7 @@
 // - Last writer wins for the assignee; both writers' entries stay in the history.
 import type { WorkflowStatus } from '../../../shared/ecs.js';
 import { GROUP_COLUMNS } from './group-keys.js';
-import type { GroupMember } from './groups.js';
+import type { GroupFilters } from './groups.js';
 
 /** Rows per transaction. */
 export const BULK_CHUNK = 1000;
@@ -25,19 +25,11 @@ export const NOTE_MAX_CHARS = 4000;
 /** Characters of an assignee (a login name; free text). */
 export const ASSIGNEE_MAX_CHARS = 128;
 
-/** The filter a bulk selection takes: the columns the list and export filter on (no free text). */
-export interface BulkFilter {
-  host?: string;
-  rule?: string;
-  severity?: string[];
-  status?: string[];
-  /** ms, inclusive */
-  since?: number;
-  /** ms, exclusive */
-  until?: number;
-  /** A group's members (store/groups.ts): the alerts with that key, or with none (key null). */
-  of?: GroupMember;
-}
+/**
+ * The filter a bulk selection takes: the list's filters (a group's members included) without free
+ * text, which selects through a search index read a page at a time (workflow-input.ts).
+ */
+export type BulkFilter = Omit<GroupFilters, 'text'>;
 
 export type BulkSelection = { ids: number[] } | { filter: BulkFilter; upTo: number };
 
