@@ -5,16 +5,15 @@
 // the grouping is in the URL and survives a reload; a click opens the host's members, which a
 // reload keeps too; "All groups" goes back.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import type { Alert } from '../../shared/ecs.js';
-import { createToken } from '../helpers/collector.js';
-import { startDaemon, type Daemon } from '../helpers/daemon.js';
-import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
+import type { Daemon } from '../helpers/daemon.js';
+import { makeAlert, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
 import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { startDashboardBackEnd } from '../helpers/dashboard.js';
 
 const work = tempDir('ldg-dash-groups-');
 const haveChromium = existsSync(CHROMIUM);
@@ -38,17 +37,10 @@ const cells = (key: string) => page.locator(`tr.group-row[data-key="${key}"] td`
 
 describe.skipIf(!haveChromium)('the alert list grouped, in Chromium against the real collector (skipped without /usr/bin/chromium: apt-get install chromium)', () => {
   beforeAll(async () => {
-    const db = join(work, 'collector.db');
-    admin = await createToken(db, 'alice', 'admin');
-    const agentToken = await createToken(db, 'agent-1');
-    collector = await startDaemon(['collector', '--listen', '127.0.0.1:0', '--db', db], { readyMs: 15_000 });
-    base = `http://127.0.0.1:${collector.ready.port as number}`;
-    const s = await WebSocketSink.open({
-      url: `ws://${base.slice('http://'.length)}`, token: agentToken, spoolDir: join(work, 'spool'), spoolMaxBytes: 16 * 1024 * 1024,
-      facts: () => makeFacts('agent-groups', 'web-1'), heartbeatMs: 2000, backoffInitialMs: 50, backoffMaxMs: 400,
-    });
+    const back = await startDashboardBackEnd(work, 'agent-groups');
+    ({ collector, base, admin } = back);
+    const s = back.sink;
     sink = s;
-    await waitFor(() => s.health().connected, 5000, 'the agent to connect');
     // web-3's one alert is the newest, web-1's last the oldest of the last-seen: the order is by last seen, not by count.
     let at = T0;
     for (const [host, n] of HOSTS) {

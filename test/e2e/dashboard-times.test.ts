@@ -4,15 +4,14 @@
 // that no UTC time can be mistaken for. The choice is the login's, kept by the collector: a
 // second browser profile (no storage shared with the first) logging in as the same name finds it.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
-import { createToken } from '../helpers/collector.js';
-import { startDaemon, type Daemon } from '../helpers/daemon.js';
-import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
+import type { Daemon } from '../helpers/daemon.js';
+import { makeAlert, waitFor } from '../helpers/delivery.js';
 import { tempDir, whenDone } from '../helpers/temp.js';
 import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { startDashboardBackEnd } from '../helpers/dashboard.js';
 
 const TZ = 'Asia/Kolkata';
 const UTC_TIME = /^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d(\.\d{3})? UTC$/;
@@ -53,17 +52,10 @@ function expected(offsetMin: number, label: string): string {
 
 describe.skipIf(!haveChromium)('dashboard times in Chromium against the real collector (skipped without /usr/bin/chromium: apt-get install chromium)', () => {
   beforeAll(async () => {
-    const db = join(work, 'collector.db');
-    admin = await createToken(db, 'alice', 'admin');
-    const agentToken = await createToken(db, 'agent-1');
-    collector = await startDaemon(['collector', '--listen', '127.0.0.1:0', '--db', db], { readyMs: 15_000 });
-    base = `http://127.0.0.1:${collector.ready.port as number}`;
-    const s = await WebSocketSink.open({
-      url: `ws://${base.slice('http://'.length)}`, token: agentToken, spoolDir: join(work, 'spool'), spoolMaxBytes: 16 * 1024 * 1024,
-      facts: () => makeFacts('agent-times', 'web-1'), heartbeatMs: 2000, backoffInitialMs: 50, backoffMaxMs: 400,
-    });
+    const back = await startDashboardBackEnd(work, 'agent-times');
+    ({ collector, base, admin } = back);
+    const s = back.sink;
     sink = s;
-    await waitFor(() => s.health().connected, 5000, 'the agent to connect');
     const a = makeAlert({ agentId: 'agent-times', host: 'web-1', time: WHEN.toISOString() });
     uuid = a.kibana.alert.uuid;
     await s.send(a);

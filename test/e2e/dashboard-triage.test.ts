@@ -12,11 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import type { Alert } from '../../shared/ecs.js';
 import { findRepoRoot } from '../../shared/paths.js';
-import { createToken } from '../helpers/collector.js';
-import { startDaemon, type Daemon } from '../helpers/daemon.js';
-import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
+import type { Daemon } from '../helpers/daemon.js';
+import { makeAlert, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
 import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { startDashboardBackEnd } from '../helpers/dashboard.js';
 
 const SEED_RULE = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
 const NOTE = [
@@ -73,17 +73,10 @@ const yTicks = () => page.locator('svg.chart text.y-tick').allTextContents();
 describe.skipIf(!haveChromium)('dashboard triage in Chromium against the real collector (skipped without /usr/bin/chromium: apt-get install chromium)', () => {
   beforeAll(async () => {
     const bin = installedTree(join(work, 'opt'));
-    const db = join(work, 'collector.db');
-    admin = await createToken(db, 'alice', 'admin');
-    const agentToken = await createToken(db, 'agent-1');
-    collector = await startDaemon(['collector', '--listen', '127.0.0.1:0', '--db', db], { bin, readyMs: 15_000 });
-    base = `http://127.0.0.1:${collector.ready.port as number}`;
-    const s = await WebSocketSink.open({
-      url: `ws://${base.slice('http://'.length)}`, token: agentToken, spoolDir: join(work, 'spool'), spoolMaxBytes: 16 * 1024 * 1024,
-      facts: () => makeFacts('agent-triage', 'web-1'), heartbeatMs: 2000, backoffInitialMs: 50, backoffMaxMs: 400,
-    });
+    const back = await startDashboardBackEnd(work, 'agent-triage', { bin });
+    ({ collector, base, admin } = back);
+    const s = back.sink;
     sink = s;
-    await waitFor(() => s.health().connected, 5000, 'the agent to connect');
     // The busiest half hour of the last 24 holds 5 alerts (web-1, high); the others one each.
     const halfHour = 1_800_000;
     const burst = Math.floor((Date.now() - 3 * 3_600_000) / halfHour) * halfHour + 60_000;
