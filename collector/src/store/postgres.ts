@@ -33,9 +33,9 @@ import type { FleetSummary } from '../../web/src/api-types.js';
 import { connectionPassword, type PassFileTarget } from './pgpass.js';
 import { IngestPressure } from './pressure.js';
 import { inTransaction } from './pg-tx.js';
-import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
+import { applyBulk, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
 import { GROUP_COLUMNS } from './group-keys.js';
-import { groupsPostgres, type GroupPage, type GroupQuery } from './groups.js';
+import { filterSql, groupsPostgres, type GroupPage, type GroupQuery } from './groups.js';
 import { fillGroupKeysPostgres, GROUP_KEY_COLUMNS, groupKeyArrays, groupKeyColumns } from './group-fill.js';
 import {
   QUARANTINE_MAX_ROWS, QUARANTINE_MAX_ROWS_PER_AGENT, QUARANTINE_TEXT_CHARS, alertKey, alertRows, batchSize, checkTokenName, hashToken, newTokenSecret,
@@ -888,7 +888,7 @@ export class PostgresStore implements Store {
     return inTransaction(this.pool, async (c) => {
       const upTo = Number((await c.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM alerts')).rows[0]!.id);
       const params: unknown[] = [];
-      const where = filterConditions(filter, (v) => (params.push(v), `$${params.length}`));
+      const where = filterSql(filter, (v) => (params.push(v), `$${params.length}`), 'postgres');
       params.push(upTo);
       const { rows } = await c.query<{ n: string }>(`SELECT count(*) AS n FROM alerts WHERE ${[...where, `id <= $${params.length}`].join(' AND ')}`, params);
       return { count: Number(rows[0]!.n), upTo };
@@ -918,7 +918,7 @@ export class PostgresStore implements Store {
     selectIds: async (filter, upTo, after, limit) => {
       const params: unknown[] = [];
       const p = (v: unknown) => (params.push(v), `$${params.length}`);
-      const where = filterConditions(filter, p);
+      const where = filterSql(filter, p, 'postgres');
       const { rows } = await this.pool.query<{ id: string }>(
         `SELECT id FROM alerts WHERE ${[...where, `id > ${p(after)}`, `id <= ${p(upTo)}`].join(' AND ')} ORDER BY id LIMIT ${p(limit)}`, params);
       return rows.map((r) => Number(r.id));

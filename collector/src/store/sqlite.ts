@@ -49,9 +49,9 @@ import { LdgError, errorMessage } from '../../../shared/errors.js';
 import type { WorkflowStatus } from '../../../shared/ecs.js';
 import { KEY_FIELDS, SCANNED_FIELDS, SPANS_PER_ALERT, TEXT_FIELDS, originalTime } from '../frame.js';
 import { FLOOD_BATCH, FLOOD_DUTY, IngestPressure } from './pressure.js';
-import { applyBulk, filterConditions, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
+import { applyBulk, historyEntry, type HistoryEntry, type BulkFilter, type BulkPreview, type BulkResult, type BulkSelection, type WorkflowChange, type WorkflowRows } from './workflow.js';
 import { GROUP_COLUMNS, KEY_CHARS, keysOfParsed } from './group-keys.js';
-import { groupPage, groupStatement, type GroupPage, type GroupQuery } from './groups.js';
+import { filterSql, groupPage, groupStatement, type GroupPage, type GroupQuery } from './groups.js';
 import { fillGroupKeysSqlite, heldGroupUpdate } from './group-fill.js';
 import type { FleetSummary } from '../../web/src/api-types.js';
 import {
@@ -1184,7 +1184,7 @@ export class SqliteStore implements Store {
   async previewBulk(filter: BulkFilter): Promise<BulkPreview> {
     const upTo = (this.stmts.maxId.get() as { id: number }).id;
     const params: unknown[] = [];
-    const where = filterConditions(filter, (v) => (params.push(v), '?'));
+    const where = filterSql(filter, (v) => (params.push(v), '?'), 'sqlite');
     const [row] = await this.readOffLoop<{ n: number }>(`SELECT count(*) AS n FROM alerts WHERE ${[...where, 'id <= ?'].join(' AND ')}`, [...params, upTo]);
     return { count: row!.n, upTo };
   }
@@ -1205,7 +1205,7 @@ export class SqliteStore implements Store {
   private readonly workflowRows: WorkflowRows = {
     selectIds: async (filter, upTo, after, limit) => {
       const params: unknown[] = [];
-      const where = filterConditions(filter, (v) => (params.push(v), '?'));
+      const where = filterSql(filter, (v) => (params.push(v), '?'), 'sqlite');
       return (await this.readOffLoop<{ id: number }>(`SELECT id FROM alerts WHERE ${[...where, 'id > ?', 'id <= ?'].join(' AND ')} ORDER BY id LIMIT ?`, [...params, after, upTo, limit]))
         .map((r) => r.id);
     },

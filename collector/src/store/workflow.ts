@@ -1,6 +1,7 @@
 // The analysts' workflow on many alerts at once (#22 items 1 and 3): a status, an assignee, a note.
-// What is shared by both stores: the selection (ids, or a filter up to a bound), the filter's SQL,
-// and the driver that applies a change in chunks.
+// What is shared by both stores: the selection (ids, or a filter up to a bound; its SQL is the
+// grouped reads' filterSql, so the two select the same alerts) and the driver that applies a
+// change in chunks.
 //
 // Contracts:
 // - A change is applied in transactions of at most BULK_CHUNK rows. Ingest never waits behind one
@@ -13,7 +14,6 @@
 //   status, or with that assignee, is counted `unchanged` and gets none.
 // - Last writer wins for the assignee; both writers' entries stay in the history.
 import type { WorkflowStatus } from '../../../shared/ecs.js';
-import { GROUP_COLUMNS } from './group-keys.js';
 import type { GroupFilters } from './groups.js';
 
 /** Rows per transaction. */
@@ -71,19 +71,6 @@ export interface HistoryEntry {
 export function historyEntry(h: { kind: string; status: string; by: string | null; at: number | string; value: string | null }): HistoryEntry {
   const kind = h.kind === 'note' || h.kind === 'assignee' ? h.kind : 'status';
   return { kind, status: h.status, by: h.by, at: new Date(Number(h.at)).toISOString(), ...(kind === 'status' ? {} : { value: h.value }) };
-}
-
-/** The filter as SQL conditions on the alerts table; `p` binds a value and returns its placeholder. */
-export function filterConditions(f: BulkFilter, p: (v: unknown) => string): string[] {
-  const where: string[] = [];
-  if (f.host !== undefined) where.push(`host = ${p(f.host)}`);
-  if (f.rule !== undefined) where.push(`rule_id = ${p(f.rule)}`);
-  if (f.severity?.length) where.push(`severity IN (${f.severity.map((s) => p(s)).join(', ')})`);
-  if (f.status?.length) where.push(`status IN (${f.status.map((s) => p(s)).join(', ')})`);
-  if (f.since !== undefined) where.push(`ts >= ${p(f.since)}`);
-  if (f.until !== undefined) where.push(`ts < ${p(f.until)}`);
-  if (f.of) where.push(f.of.key === null ? `${GROUP_COLUMNS[f.of.by]} IS NULL` : `${GROUP_COLUMNS[f.of.by]} = ${p(f.of.key)}`);
-  return where;
 }
 
 /**
