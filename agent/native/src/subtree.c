@@ -150,8 +150,9 @@ static void walk(struct ldg_watcher *w, int fd, const char *path, int depth, int
   closedir(d);
 }
 
-/* Drops the nested directories (forward_all) whose handle no longer opens: deleted. A directory
- * on a filesystem without an exec mark (no mount to open handles from) is kept. Reader thread. */
+/* Drops the nested directories (forward_all) whose handle no longer opens, or opens unlinked:
+ * deleted. A directory on a filesystem without an exec mark (no mount to open handles from) is
+ * kept. Reader thread. */
 static void prune(struct ldg_watcher *w) {
   pthread_mutex_lock(&w->lock);
   for (size_t i = 0; i < w->ndirs;) {
@@ -170,7 +171,10 @@ static void prune(struct ldg_watcher *w) {
       h.fh.handle_type = d->htype;
       memcpy(h.fh.f_handle, d->handle, d->hlen);
       int fd = open_by_handle_at(mfd, &h.fh, O_PATH | O_CLOEXEC);
-      gone = fd < 0 && errno == ESTALE;
+      /* A directory removed an instant ago can still open by handle: the kernel frees its inode
+       * (held by the doorbell's mark) a moment after rmdir. Unlinked is gone all the same. */
+      struct stat st;
+      gone = fd < 0 ? errno == ESTALE : fstat(fd, &st) == 0 && st.st_nlink == 0;
       if (fd >= 0) close(fd);
       close(mfd);
     }
