@@ -1,33 +1,67 @@
 // Real rpm packages for tests, built by the genuine rpmbuild and installed by the genuine rpm into a
 // scratch root's own database (ROOT/var/lib/rpm: Debian's rpm would otherwise use ~/.rpmdb).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { tempDir } from './temp.js';
 
 /**
- * "ldg-rpmld" 1.0-1: a copy of the host's loader shipped as /usr/lib64/ld-linux-ldgrpm.so.1, and
- * (padding) 128 MiB of zeros in /usr/share/ldg-rpmld, unpacked after the loader: rpm then still runs
- * when its loader write is judged, as with a real package's payload, instead of exiting within
- * ~30 ms (then it is judged at its image's path). Returns the .rpm's path.
+ * "ldg-rpmld" 1.0-1 (or the name, version and release given): a copy of the host's loader shipped
+ * as /usr/lib64/ld-linux-ldgrpm.so.1 (or `loader`), and (padding) 128 MiB of zeros in
+ * /usr/share/NAME, unpacked after the loader: rpm then still runs when its loader write is judged,
+ * as with a real package's payload, instead of exiting within ~30 ms (then it is judged at its
+ * image's path). Returns the .rpm's path.
  */
-export function buildLoaderRpm(padding = true): string {
+export function buildLoaderRpm(padding = true, pkg: { name?: string; version?: string; release?: string; loader?: string } = {}): string {
+  const { name = 'ldg-rpmld', version = '1.0', release = '1', loader = '/usr/lib64/ld-linux-ldgrpm.so.1' } = pkg;
   const top = tempDir('ldg-rpmbuild-');
-  const spec = join(top, 'ldg-rpmld.spec');
+  const spec = join(top, `${name}.spec`);
   writeFileSync(
     spec,
     [
-      'Name: ldg-rpmld', 'Version: 1.0', 'Release: 1', 'Summary: a loader built on this host', 'License: none', 'BuildArch: x86_64',
+      `Name: ${name}`, `Version: ${version}`, `Release: ${release}`, 'Summary: a loader built on this host', 'License: none', 'BuildArch: x86_64',
       '%description', 'a loader built on this host',
-      '%install', 'mkdir -p %{buildroot}/usr/lib64 %{buildroot}/usr/share/ldg-rpmld', 'cp /lib64/ld-linux-x86-64.so.2 %{buildroot}/usr/lib64/ld-linux-ldgrpm.so.1',
-      `head -c ${padding ? 134217728 : 1} /dev/zero > %{buildroot}/usr/share/ldg-rpmld/padding`,
-      '%files', '/usr/lib64/ld-linux-ldgrpm.so.1', '/usr/share/ldg-rpmld/padding', '',
+      '%install', `mkdir -p %{buildroot}${dirname(loader)} %{buildroot}/usr/share/${name}`, `cp /lib64/ld-linux-x86-64.so.2 %{buildroot}${loader}`,
+      `head -c ${padding ? 134217728 : 1} /dev/zero > %{buildroot}/usr/share/${name}/padding`,
+      '%files', loader, `/usr/share/${name}/padding`, '',
     ].join('\n'),
   );
   // No debuginfo split or brp scripts: the package is the loader as copied.
   execFileSync('rpmbuild', ['--define', `_topdir ${top}`, '--define', '__os_install_post %{nil}', '--define', 'debug_package %{nil}', '--define', '_binary_payload w1.gzdio', '-bb', spec], { stdio: 'pipe' });
   const dir = join(top, 'RPMS/x86_64');
   return join(dir, readdirSync(dir).find((f) => f.endsWith('.rpm'))!);
+}
+
+/** A signing key of the genuine gpg, in a keyring of its own: its armored public key and its 16-hex-digit id. */
+export interface SigningKey {
+  home: string;
+  armored: string;
+  id: string;
+}
+
+/** A new RSA signing key (gpg --quick-gen-key, no passphrase). */
+export function signingKey(uid: string): SigningKey {
+  const home = tempDir('ldg-gpg-');
+  chmodSync(home, 0o700);
+  const env = { ...process.env, GNUPGHOME: home };
+  execFileSync('gpg', ['--batch', '--passphrase', '', '--quick-gen-key', uid, 'rsa2048', 'sign', 'never'], { env, stdio: 'pipe' });
+  const armored = execFileSync('gpg', ['--armor', '--export', uid], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const colons = execFileSync('gpg', ['--with-colons', '--list-keys', uid], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const id = /^pub:[^:]*:[^:]*:[^:]*:([0-9A-F]{16}):/m.exec(colons)![1]!.toLowerCase();
+  return { home, armored, id };
+}
+
+/** Signs an .rpm in place with the genuine rpmsign (Debian's rpm names gpg2; the gpg package installs gpg). */
+export function signRpm(rpm: string, key: SigningKey, uid: string): void {
+  execFileSync('rpmsign', ['--define', '__gpg /usr/bin/gpg', '--define', `_gpg_name ${uid}`, '--define', `_gpg_path ${key.home}`, '--addsign', rpm], { env: { ...process.env, GNUPGHOME: key.home }, stdio: 'pipe' });
+}
+
+/** A repository of these .rpm files, its metadata made by the genuine createrepo_c. Returns its folder. */
+export function rpmRepository(rpms: string[]): string {
+  const dir = tempDir('ldg-rpmrepo-');
+  for (const r of rpms) copyFileSync(r, join(dir, basename(r)));
+  execFileSync('createrepo_c', ['-q', dir], { stdio: 'pipe' });
+  return dir;
 }
 
 /** rpm's empty database in ROOT/var/lib/rpm. */

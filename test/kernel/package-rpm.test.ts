@@ -2,7 +2,7 @@
 // the genuine rpm installs it into a scratch root's own database under the agent. rpm writes
 // NAME;<hex> and renames it into place: the temporary name is judged as NAME, once rpm exited,
 // against rpm's database (asked through the host's verified rpm). It alerts: the package is
-// verified but no repository offers it (rpm repository metadata is not read at all yet). rpm's
+// verified but no repository offers it (the root configures none: package-rpm-repo.test.ts). rpm's
 // database is watched: rpm's writes to it page no one, a cp over it does.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

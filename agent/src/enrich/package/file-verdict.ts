@@ -1,6 +1,8 @@
 // The file's package facts (ldguard.file_package): which installed package owns the file a package
-// manager wrote (dpkg's database, read directly; rpm's, through the verified host rpm: rpm-db.ts), at which version, whether its bytes are the ones that package recorded, and which
-// configured repository offers that version (package/apt-lists.ts). The default exception
+// manager wrote (dpkg's database, read directly; rpm's, through the verified host rpm: rpm-db.ts), at
+// which version, whether its bytes are the ones that package recorded, and which configured
+// repository offers that very package (deb-origin.ts with apt's lists; rpm-origin.ts with the rpm
+// repositories' metadata and keys). The default exception
 // (shared/rules/ldguard/ldguard_default_exception.ndjson) spares a write only on all of that.
 // When: after the writer exited (dpkg records a package's md5sums and marks it installed only after
 // unpacking its files), or 120 s after the write; the pipeline holds such events (settle.ts).
@@ -22,12 +24,16 @@ import { AptLists } from './apt-lists.js';
 import { DebOrigin, type WriterArgs } from './deb-origin.js';
 import { DpkgDb, dpkgStamp, UNPACKED_STATES } from './dpkg-db.js';
 import { RpmDb } from './rpm-db.js';
+import { RpmOrigin } from './rpm-origin.js';
+import { RpmRepos } from './rpm-repos.js';
 
 const CACHE_MAX = 4096;
 
 /** A cached verdict: the facts without the repository's answer, with the package's architecture to ask it with. */
 type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & {
   arch?: string;
+  /** rpm's EPOCH ("0" when none), to ask the repositories with. */
+  epoch?: string;
   /** What matched: the path as the package lists it and its digest (dpkg: md5), for deb-origin.ts. */
   digest?: { listed: string; hex: string };
 };
@@ -55,6 +61,7 @@ export class FileVerifier {
   readonly apt: AptLists;
   readonly rpm: RpmDb;
   private readonly origin: DebOrigin;
+  private readonly rpmOrigin: RpmOrigin;
   readonly admindir: string;
 
   /** realRoot: the agent's --root, real path. */
@@ -63,6 +70,7 @@ export class FileVerifier {
     this.apt = new AptLists(join(realRoot, 'var/lib/apt/lists'));
     this.rpm = new RpmDb(realRoot);
     this.origin = new DebOrigin(realRoot, this.apt);
+    this.rpmOrigin = new RpmOrigin(this.rpm, new RpmRepos(realRoot));
   }
 
   /** The database was written by a writer that is not a verified package manager: every verdict from now on is inconclusive. */
@@ -108,11 +116,18 @@ export class FileVerifier {
         this.cache.set(key, v);
       }
     }
-    // Asked each time, not cached with the verdict: it depends on the writer's .deb and on apt's
-    // indexes, not on the file (deb-origin.ts). rpm repository metadata is not read.
-    const offeredBy = v.manager === 'dpkg' && v.verdict === 'verified' && v.name && v.version && v.arch && v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
-    const { arch: _arch, digest: _digest, ...facts } = v;
+    // Asked each time, not cached with the verdict: it depends on the writer's .deb and apt's
+    // indexes (deb-origin.ts), or on the repositories' metadata and keys (rpm-origin.ts), not on the file.
+    const offeredBy = v.verdict === 'verified' ? this.offeredBy(v, writer) : null;
+    const { arch: _arch, epoch: _epoch, digest: _digest, ...facts } = v;
     return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
+  }
+
+  /** The repository offering a verified file's package (dpkg: the writer's .deb; rpm: the signed package); null when none does. */
+  private offeredBy(v: Verdict, writer: WriterArgs | undefined): string | null {
+    if (!v.name || !v.version || !v.arch) return null;
+    if (v.manager === 'dpkg') return v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
+    return v.epoch !== undefined ? this.rpmOrigin.offeredBy({ name: v.name, version: v.version, arch: v.arch, epoch: v.epoch }) : null;
   }
 
   /** The state of the databases the verdict reads; null when there is none. */
@@ -157,7 +172,7 @@ export class FileVerifier {
     if (!this.rpm.toolVerified()) return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_tool_unverified' };
     const owner = this.rpm.owner(f.path);
     if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
-    const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch };
+    const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch, epoch: owner.epoch };
     return this.compare(f, named, (bytesAt) => {
       const d = this.rpm.digest(owner.name, bytesAt);
       return d ? { ...d, listed: bytesAt } : null;
@@ -168,7 +183,7 @@ export class FileVerifier {
    * The file's bytes (a symlink's: its target's, resolved inside the root) against the digest its
    * package recorded for them; `want(bytesAt)` looks that digest up for the host path of the bytes.
    */
-  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch'>, want: (bytesAt: string) => Wanted): Verdict {
+  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch' | 'epoch'>, want: (bytesAt: string) => Wanted): Verdict {
     let bytesAt = f.path;
     let size = f.size;
     if (f.symlink) {

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { mergedUsrAliases } from './dpkg-db.js';
 import { hostToolVerified } from './host-tool.js';
+import { keyIds } from './openpgp.js';
 
 const RPM = '/usr/bin/rpm';
 const RPM_TIMEOUT_MS = 5_000;
@@ -19,6 +20,8 @@ export interface RpmOwner {
   /** VERSION-RELEASE, as repositories name it. */
   version: string;
   arch: string;
+  /** EPOCH, "0" when the package has none. */
+  epoch: string;
   /** The path as the package lists it (one of the merged-/usr names). */
   listed: string;
 }
@@ -53,9 +56,9 @@ export class RpmDb {
   /** The installed package listing `path` (under any merged-/usr name); null when none does. */
   owner(path: string): RpmOwner | null {
     for (const alias of mergedUsrAliases(path)) {
-      const out = this.run(['-qf', alias, '--qf', '%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\n']);
-      const m = out ? /^([^\t\n]+)\t([^\t\n]+)\t([^\t\n]*)$/m.exec(out) : null;
-      if (m) return { name: m[1]!, version: m[2]!, arch: m[3]!, listed: alias };
+      const out = this.run(['-qf', alias, '--qf', '%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{EPOCHNUM}\\n']);
+      const m = out ? /^([^\t\n]+)\t([^\t\n]+)\t([^\t\n]*)\t(\d+)$/m.exec(out) : null;
+      if (m) return { name: m[1]!, version: m[2]!, arch: m[3]!, epoch: m[4]!, listed: alias };
     }
     return null;
   }
@@ -73,5 +76,21 @@ export class RpmDb {
       if (name && names.has(name) && hex) return { algo, hex };
     }
     return null;
+  }
+
+  /**
+   * The id of the key whose signature the installed header carries (16 hex digits), or null when
+   * it carries none. rpm read the header only if that signature checked out against a key of its
+   * keyring, or the keyring lacks the key (rpm-origin.ts asks that next).
+   */
+  signer(p: { name: string; version: string; arch: string }): string | null {
+    const out = this.run(['-q', `${p.name}-${p.version}.${p.arch}`, '--qf', '%{RSAHEADER:pgpsig}\\n%{DSAHEADER:pgpsig}\\n']);
+    return out ? (/Key ID ([0-9a-f]{16})\b/.exec(out)?.[1] ?? null) : null;
+  }
+
+  /** The ids of the keys in rpm's keyring (its gpg-pubkey packages, each holding its key armored). */
+  keyring(): Set<string> {
+    const out = this.run(['-q', 'gpg-pubkey', '--qf', '%{DESCRIPTION}\\n']);
+    return new Set(out ? keyIds(Buffer.from(out)) : []);
   }
 }
