@@ -266,7 +266,7 @@ export interface FilePackageFacts {
   version?: string;
   verdict: 'verified' | 'mismatch' | 'inconclusive';
   reason: string;
-  /** The repository index (apt's list file) offering that package at that version; absent when none does. */
+  /** What offers that very package: apt's index file (dpkg) or the repository id (rpm); absent when none does. */
   offered_by?: string;
 }
 
@@ -274,7 +274,7 @@ export interface FilePackageFacts {
  * ldguard.package. verdict "verified": the image the writer runs has the bytes its package
  * recorded, and no tracer is attached; "mismatch": the package lists the path but the bytes
  * differ; "inconclusive": it could not be told, and `reason` says why (writer_unknown,
- * writer_gone, no_database, not_in_any_package, no_md5sum, too_large, image_deleted, traced,
+ * writer_gone, no_database, not_in_any_package, no_md5sum (dpkg) or no_digest (rpm), too_large, image_deleted, traced,
  * image_changed_since_start; interpreter_environment: a live interpreter started with a variable
  * that makes it run code besides its script, PYTHONPATH and the like).
  * `role` is "package_manager" when the owning package is a package manager's.
@@ -284,7 +284,8 @@ export interface FilePackageFacts {
  * both are (otherwise the first of the two that is not, and its reason).
  */
 export interface PackageFacts {
-  manager: 'dpkg';
+  /** The database that judged the executable (the script's, for a script): dpkg's, or rpm's where dpkg lists no such file. */
+  manager: 'dpkg' | 'rpm';
   name?: string;
   role?: 'package_manager';
   verdict: 'verified' | 'mismatch' | 'inconclusive';

@@ -316,9 +316,9 @@ export class Agent {
   private async watchPackageDatabases(source: Source, packages: PackageVerifier): Promise<void> {
     // inotify names no writer: every write would distrust the database, and none could be judged.
     if (source.degraded) return this.log.info({ source: source.name }, 'package databases not watched: the source names no writers');
-    // Nor can any writer be judged without a dpkg database (an rpm-only host: rpm's and dnf's own
-    // executables are not verified against rpm's database yet): each transaction would page.
-    if (!packages.judgesWriters()) return this.log.info({}, 'package databases not watched: no dpkg database to verify their writers against');
+    // Nor can any writer be judged without a package database read (none, or rpm's Berkeley DB of
+    // rpm < 4.16): each transaction would page.
+    if (!packages.judgesWriters()) return this.log.info({}, 'package databases not watched: no dpkg or rpm (sqlite) database to verify their writers against');
     const watched: string[] = [];
     for (const host of PACKAGE_DATABASE_DIRS) {
       const real = resolveDirInRoot(this.realRoot, host);

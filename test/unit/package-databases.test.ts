@@ -15,13 +15,19 @@ describe('package databases', () => {
     expect(entryOfPackageDatabase('/var/lib/rpmstate/x')).toBe(false);
   });
 
-  it('are judged only where a dpkg database exists: the host\'s or the watched root\'s', () => {
+  it('are judged only where a package database exists: the host\'s or the watched root\'s, dpkg\'s or rpm\'s (sqlite)', () => {
     const none = tempDir('ldg-nodb-');
-    expect(new PackageVerifier(none, join(none, 'var/lib/dpkg')).judgesWriters()).toBe(false);
+    expect(new PackageVerifier(none, none).judgesWriters()).toBe(false);
     const root = tempDir('ldg-dpkgdb-');
     mkdirSync(join(root, 'var/lib/dpkg/info'), { recursive: true });
     writeFileSync(join(root, 'var/lib/dpkg/status'), '');
-    expect(new PackageVerifier(root, join(none, 'var/lib/dpkg')).judgesWriters()).toBe(true);
-    expect(new PackageVerifier(none, join(root, 'var/lib/dpkg')).judgesWriters()).toBe(true);
+    expect(new PackageVerifier(root, none).judgesWriters()).toBe(true);
+    expect(new PackageVerifier(none, root).judgesWriters()).toBe(true);
+    const rpm = tempDir('ldg-rpmdb-');
+    mkdirSync(join(rpm, 'var/lib/rpm'), { recursive: true });
+    writeFileSync(join(rpm, 'var/lib/rpm/Packages'), ''); // rpm < 4.16's Berkeley DB: not read
+    expect(new PackageVerifier(rpm, none).judgesWriters()).toBe(false);
+    writeFileSync(join(rpm, 'var/lib/rpm/rpmdb.sqlite'), '');
+    expect(new PackageVerifier(rpm, none).judgesWriters()).toBe(true);
   });
 });

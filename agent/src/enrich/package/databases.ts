@@ -12,10 +12,11 @@ import { posix } from 'node:path';
 // Python scripts whose writer is python3 judged with the script the kernel executed (verify.ts).
 // What rpm writes there (measured, rpm 4.18 with `--root`): --initdb creates rpmdb.sqlite, -wal,
 // -shm, a -journal it deletes again, and .rpm.lock; an install writes rpmdb.sqlite, -wal and -shm in
-// place and opens .rpm.lock; even a query (`rpm -q`, the agent's own through rpm-db.ts) writes -shm
-// (SQLite's WAL index). All of them are rpm's, or dnf's through librpm in the python3 process.
-// Writers are verified against dpkg's database only (verify.ts): on a host with none (an rpm-only
-// host) no database is watched at all (agent.ts), or every rpm and dnf transaction would page.
+// place and opens .rpm.lock; even a query (`rpm -q`) writes -shm (SQLite's WAL index). All of them
+// are rpm's, or dnf's through librpm in the python3 process. The agent reads a copy (rpm-db.ts):
+// it writes nothing there.
+// Writers are verified against dpkg's database, or rpm's in its sqlite format (verify.ts): on a host
+// with neither (rpm < 4.16) no database is watched at all (agent.ts), or every transaction would page.
 // Not yet pacman's (/var/lib/pacman/local), though the rule names it: pacman is judged the same way.
 export const PACKAGE_DATABASE_DIRS: readonly string[] = [
   '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates',

@@ -1,5 +1,5 @@
 // The file's package facts (ldguard.file_package): which installed package owns the file a package
-// manager wrote (dpkg's database, read directly; rpm's, through the verified host rpm: rpm-db.ts), at
+// manager wrote (dpkg's database and rpm's, both read directly: dpkg-db.ts, rpm-db.ts), at
 // which version, whether its bytes are the ones that package recorded, and which configured
 // repository offers that very package (deb-origin.ts with apt's lists; rpm-origin.ts with the rpm
 // repositories' metadata and keys). The default exception
@@ -16,7 +16,7 @@
 // Cost: one lstat per event; a DpkgDb snapshot per database state, an md5 of the file and the apt
 // index reads per new (device, inode, size, ctime) and database state. Bounded as verify.ts is.
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { FilePackageFacts } from '../../../../shared/ecs.js';
 import { resolveInRoot } from '../../root-path.js';
@@ -34,6 +34,8 @@ type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & {
   arch?: string;
   /** rpm's EPOCH ("0" when none), to ask the repositories with. */
   epoch?: string;
+  /** rpm: the key whose signature over the installed header checks out against rpm's keyring (rpm-db.ts), null when none. */
+  signer?: string | null;
   /** What matched: the path as the package lists it and its digest (dpkg: md5), for deb-origin.ts. */
   digest?: { listed: string; hex: string };
 };
@@ -70,7 +72,7 @@ export class FileVerifier {
     this.apt = new AptLists(join(realRoot, 'var/lib/apt/lists'));
     this.rpm = new RpmDb(realRoot);
     this.origin = new DebOrigin(realRoot, this.apt);
-    this.rpmOrigin = new RpmOrigin(this.rpm, new RpmRepos(realRoot));
+    this.rpmOrigin = new RpmOrigin(new RpmRepos(realRoot));
   }
 
   /** The database was written by a writer that is not a verified package manager: every verdict from now on is inconclusive. */
@@ -119,7 +121,7 @@ export class FileVerifier {
     // Asked each time, not cached with the verdict: it depends on the writer's .deb and apt's
     // indexes (deb-origin.ts), or on the repositories' metadata and keys (rpm-origin.ts), not on the file.
     const offeredBy = v.verdict === 'verified' ? this.offeredBy(v, writer) : null;
-    const { arch: _arch, epoch: _epoch, digest: _digest, ...facts } = v;
+    const { arch: _arch, epoch: _epoch, signer: _signer, digest: _digest, ...facts } = v;
     return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
   }
 
@@ -127,21 +129,15 @@ export class FileVerifier {
   private offeredBy(v: Verdict, writer: WriterArgs | undefined): string | null {
     if (!v.name || !v.version || !v.arch) return null;
     if (v.manager === 'dpkg') return v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
-    return v.epoch !== undefined ? this.rpmOrigin.offeredBy({ name: v.name, version: v.version, arch: v.arch, epoch: v.epoch }) : null;
+    return v.epoch !== undefined && v.signer ? this.rpmOrigin.offeredBy({ name: v.name, version: v.version, arch: v.arch, epoch: v.epoch }, v.signer) : null;
   }
 
   /** The state of the databases the verdict reads; null when there is none. */
   private stamp(rpm: boolean): string | null {
     const d = dpkgStamp(this.admindir);
-    if (!rpm) return d;
-    try {
-      const st = statSync(join(this.realRoot, 'var/lib/rpm'));
-      const db = statSync(join(this.realRoot, 'var/lib/rpm', existsSync(join(this.realRoot, 'var/lib/rpm/rpmdb.sqlite')) ? 'rpmdb.sqlite' : 'Packages'));
-      return `${d ?? ''}|rpm:${st.mtimeMs}:${db.mtimeMs}:${db.size}`;
-    } catch {
-      return d;
-    }
+    return rpm ? `${d ?? ''}|rpm:${this.rpm.stamp()}` : d;
   }
+
 
   private snapshot(stamp: string): DpkgDb | null {
     if (this.db?.stamp === stamp) return this.db.db;
@@ -168,13 +164,11 @@ export class FileVerifier {
   }
 
   private judgeRpm(f: JudgedFile): Verdict {
-    // The tool is asked only once it is verified: a swapped /usr/bin/rpm would answer anything.
-    if (!this.rpm.toolVerified()) return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_tool_unverified' };
     const owner = this.rpm.owner(f.path);
     if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
-    const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch, epoch: owner.epoch };
+    const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch, epoch: owner.epoch, signer: this.rpm.signer(owner) };
     return this.compare(f, named, (bytesAt) => {
-      const d = this.rpm.digest(owner.name, bytesAt);
+      const d = this.rpm.digest(owner, bytesAt);
       return d ? { ...d, listed: bytesAt } : null;
     });
   }
@@ -183,7 +177,7 @@ export class FileVerifier {
    * The file's bytes (a symlink's: its target's, resolved inside the root) against the digest its
    * package recorded for them; `want(bytesAt)` looks that digest up for the host path of the bytes.
    */
-  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch' | 'epoch'>, want: (bytesAt: string) => Wanted): Verdict {
+  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch' | 'epoch' | 'signer'>, want: (bytesAt: string) => Wanted): Verdict {
     let bytesAt = f.path;
     let size = f.size;
     if (f.symlink) {

@@ -1,19 +1,27 @@
-// rpm's database, asked through the host's own rpm, not parsed: it is a SQLite file of rpm header
-// blobs (rpm 4.16+; Berkeley DB before), whose format only rpm reads reliably. The tool is trusted
-// only once verified like a writer is: /usr/bin/rpm's bytes match the md5 its package recorded in
-// the host's dpkg database (Debian's rpm; a host with no such record gets no rpm verdicts), and it
-// runs with a timeout, on the watched root's database (`--root ROOT --dbpath /var/lib/rpm`: Debian's
-// rpm otherwise reads ~/.rpmdb). Asked only after a verified package manager's write settled, off
-// the common path; each query blocks the agent for its run (~20 ms here), bounded by RPM_TIMEOUT_MS.
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+// rpm's database, read directly: ROOT/var/lib/rpm/rpmdb.sqlite (rpm 4.16+: Fedora 33+, RHEL 9+),
+// SQLite tables of header blobs (rpm-header.ts) and their indexes. Read by the agent itself, not
+// through the host's rpm: on an rpm host nothing but rpm's own database could vouch for
+// /usr/bin/rpm, and a swapped rpm would answer anything, its own digest included.
+// The database is read from a private copy (rpmdb.sqlite and its -wal, taken when the stamp
+// changed; the -wal folded in and the copy unlinked at once, read through the open handle):
+// opening rpm's file in place would write its -shm (the agent would then write the database it
+// watches) and take SQLite locks rpm waits on. A copy taken while rpm writes may be
+// torn: SQLite then fails to read it, and the verdict is inconclusive; the caller also compares
+// the stamp before and after (file-verdict.ts).
+// Each header read is checked as rpm checks it: SHA256HEADER over its immutable region, and its
+// signature, when present, against the keys of rpm's keyring (its gpg-pubkey headers); a header
+// whose digest fails is skipped, as rpm skips it. Not read: the Berkeley DB format of rpm < 4.16
+// (RHEL 8): no verdict there, `present()` is true and every lookup answers nothing.
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import type DatabaseType from 'better-sqlite3';
 import { mergedUsrAliases } from './dpkg-db.js';
-import { hostToolVerified } from './host-tool.js';
-import { keyIds } from './openpgp.js';
+import { publicKeys, verifiedSigner, type PublicKey } from './openpgp.js';
+import { RpmHeader } from './rpm-header.js';
 
-const RPM = '/usr/bin/rpm';
-const RPM_TIMEOUT_MS = 5_000;
+const FILE = 'rpmdb.sqlite';
 
 export interface RpmOwner {
   name: string;
@@ -24,73 +32,135 @@ export interface RpmOwner {
   epoch: string;
   /** The path as the package lists it (one of the merged-/usr names). */
   listed: string;
+  header: RpmHeader;
 }
 
-/** rpm's FILEDIGESTALGO numbers (PGP hash algorithm ids) that Node can compute. */
-const ALGOS: Record<string, string> = { '1': 'md5', '2': 'sha1', '8': 'sha256', '9': 'sha384', '10': 'sha512' };
+interface Snapshot {
+  stamp: string;
+  db: DatabaseType.Database;
+  keyring?: PublicKey[];
+}
 
 export class RpmDb {
-  constructor(
-    private readonly realRoot: string,
-    private readonly hostAdmindir = '/var/lib/dpkg',
-  ) {}
+  private snap: Snapshot | null = null;
+  readonly dir: string;
 
-  /** The root has an rpm database. */
+  /** root: the real path of the root whose database this is ("/" for the host's). */
+  constructor(root: string) {
+    this.dir = join(root, 'var/lib/rpm');
+  }
+
+  /** The root has an rpm database (either format). */
   present(): boolean {
-    return existsSync(join(this.realRoot, 'var/lib/rpm/rpmdb.sqlite')) || existsSync(join(this.realRoot, 'var/lib/rpm/Packages'));
+    return existsSync(join(this.dir, FILE)) || existsSync(join(this.dir, 'Packages'));
   }
 
-  /** Whether the host's rpm is the one its package shipped (host-tool.ts). */
-  toolVerified(): boolean {
-    return hostToolVerified(RPM, this.hostAdmindir);
+  /** The database's state (rpmdb.sqlite and its -wal: size and mtime); null when there is none. */
+  stamp(): string | null {
+    const part = (f: string) => {
+      try {
+        const st = statSync(join(this.dir, f));
+        return `${st.size}:${st.mtimeMs}`;
+      } catch {
+        return '-';
+      }
+    };
+    const main = part(FILE);
+    if (main === '-') return this.present() ? 'bdb' : null;
+    return `${main}|${part(`${FILE}-wal`)}`;
   }
 
-  private run(args: string[]): string | null {
-    try {
-      return execFileSync(RPM, ['--root', this.realRoot, '--dbpath', '/var/lib/rpm', ...args], { encoding: 'utf8', timeout: RPM_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      return null; // not owned (rpm exits 1), or the tool failed or timed out: no answer
-    }
-  }
-
-  /** The installed package listing `path` (under any merged-/usr name); null when none does. */
+  /** The installed package listing `path` (under any merged-/usr name); null when none does, or the database cannot be read. */
   owner(path: string): RpmOwner | null {
-    for (const alias of mergedUsrAliases(path)) {
-      const out = this.run(['-qf', alias, '--qf', '%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{EPOCHNUM}\\n']);
-      const m = out ? /^([^\t\n]+)\t([^\t\n]+)\t([^\t\n]*)\t(\d+)$/m.exec(out) : null;
-      if (m) return { name: m[1]!, version: m[2]!, arch: m[3]!, epoch: m[4]!, listed: alias };
+    const db = this.open();
+    if (!db) return null;
+    try {
+      for (const alias of mergedUsrAliases(path)) {
+        const rows = db.prepare('SELECT hnum, idx FROM Basenames WHERE key = ?').all(posix.basename(alias)) as Array<{ hnum: number; idx: number }>;
+        for (const r of rows) {
+          const h = this.header(db, r.hnum);
+          if (h && posix.normalize(h.files()[r.idx] ?? '') === alias) return { name: h.name, version: h.version, arch: h.arch, epoch: h.epoch, listed: alias, header: h };
+        }
+      }
+    } catch {
+      // a torn copy, or not rpm's schema
     }
     return null;
   }
 
   /** The digest the package recorded for `path` (any merged-/usr name), with its algorithm as Node names it. */
-  digest(pkg: string, path: string): { algo: string; hex: string } | null {
-    const out = this.run(['-q', pkg, '--qf', '%{FILEDIGESTALGO}\\n[%{FILENAMES}\\t%{FILEDIGESTS}\\n]']);
-    if (!out) return null;
-    const [algoId, ...lines] = out.split('\n');
-    const algo = ALGOS[algoId!.trim()] ?? (algoId!.trim() === '(none)' ? 'md5' : undefined); // old packages: md5, no tag
-    if (!algo) return null;
-    const names = new Set(mergedUsrAliases(path));
-    for (const l of lines) {
-      const [name, hex] = l.split('\t');
-      if (name && names.has(name) && hex) return { algo, hex };
-    }
-    return null;
+  digest(owner: RpmOwner, path: string): { algo: string; hex: string } | null {
+    const d = owner.header.digest(new Set(mergedUsrAliases(path)));
+    return d ? { algo: d.algo, hex: d.hex } : null;
   }
 
   /**
-   * The id of the key whose signature the installed header carries (16 hex digits), or null when
-   * it carries none. rpm read the header only if that signature checked out against a key of its
-   * keyring, or the keyring lacks the key (rpm-origin.ts asks that next).
+   * The id of the key (16 hex digits) whose signature over the installed header checks out, that
+   * key being in rpm's keyring; null when the header is unsigned, signed by a key not in the
+   * keyring, or its signature fails.
    */
-  signer(p: { name: string; version: string; arch: string }): string | null {
-    const out = this.run(['-q', `${p.name}-${p.version}.${p.arch}`, '--qf', '%{RSAHEADER:pgpsig}\\n%{DSAHEADER:pgpsig}\\n']);
-    return out ? (/Key ID ([0-9a-f]{16})\b/.exec(out)?.[1] ?? null) : null;
+  signer(owner: RpmOwner): string | null {
+    const sig = owner.header.signature();
+    const db = this.open();
+    if (!sig || !this.snap || !db) return null;
+    this.snap.keyring ??= this.keyring(db);
+    return verifiedSigner(owner.header.signed, sig, this.snap.keyring);
   }
 
-  /** The ids of the keys in rpm's keyring (its gpg-pubkey packages, each holding its key armored). */
-  keyring(): Set<string> {
-    const out = this.run(['-q', 'gpg-pubkey', '--qf', '%{DESCRIPTION}\\n']);
-    return new Set(out ? keyIds(Buffer.from(out)) : []);
+  private keyring(db: DatabaseType.Database): PublicKey[] {
+    try {
+      const rows = db.prepare("SELECT hnum FROM Name WHERE key = 'gpg-pubkey'").all() as Array<{ hnum: number }>;
+      return rows.flatMap((r) => {
+        const h = this.header(db, r.hnum);
+        return h ? publicKeys(Buffer.from(h.description)) : [];
+      });
+    } catch {
+      return [];
+    }
+  }
+
+  /** Header `hnum`, if it parses and its digest holds (rpm skips such a header too). */
+  private header(db: DatabaseType.Database, hnum: number): RpmHeader | null {
+    const row = db.prepare('SELECT blob FROM Packages WHERE hnum = ?').get(hnum) as { blob: Buffer } | undefined;
+    if (!row) return null;
+    try {
+      const h = new RpmHeader(row.blob);
+      return h.digestHolds() ? h : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The snapshot for the database's current state, copied and opened when it changed; null when there is none or it cannot be read. */
+  private open(): DatabaseType.Database | null {
+    const stamp = this.stamp();
+    if (this.snap?.stamp === stamp) return this.snap.db;
+    this.close();
+    if (stamp === null || stamp === 'bdb') return null;
+    const dir = mkdtempSync(join(tmpdir(), 'ldguard-rpmdb-'));
+    let db: DatabaseType.Database | undefined;
+    try {
+      copyFileSync(join(this.dir, FILE), join(dir, FILE));
+      if (existsSync(join(this.dir, `${FILE}-wal`))) copyFileSync(join(this.dir, `${FILE}-wal`), join(dir, `${FILE}-wal`));
+      const Database = createRequire(import.meta.url)('better-sqlite3') as typeof DatabaseType;
+      db = new Database(join(dir, FILE), { fileMustExist: true });
+      // The copy's -wal goes into the copy itself, which then needs no file beside it: it is read
+      // through the open handle once its folder is gone.
+      db.pragma('journal_mode = DELETE');
+      db.pragma('query_only = ON');
+      this.snap = { stamp, db };
+      return db;
+    } catch {
+      db?.close();
+      return null;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Closes the snapshot (its copy is gone already). */
+  close(): void {
+    this.snap?.db.close();
+    this.snap = null;
   }
 }

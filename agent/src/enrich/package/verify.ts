@@ -1,5 +1,7 @@
 // The writer's package facts (ldguard.package): which package owns its executable, and whether the
-// image the process runs has the bytes the package database recorded. This is what an exclusion by
+// image the process runs has the bytes the package database recorded (dpkg's md5sums, read
+// directly: dpkg-db.ts; rpm's file digests where dpkg lists no such file, read directly too:
+// rpm-db.ts, so that an rpm host's dnf and rpm are judged without trusting its rpm tool). This is what an exclusion by
 // name cannot give: a copy of cp named dnf, or a process that set its comm to dnf, has the name
 // but not a package manager's package and bytes.
 // When: on the event as it arrived, before the rules (their verdict reads these facts), while the
@@ -26,12 +28,20 @@ import type { ProcFacts } from '../../source/source.js';
 import { BOOT_MS, USER_HZ } from '../proc.js';
 import { DpkgDb, dpkgStamp } from './dpkg-db.js';
 import { isPackageManagerPackage } from './managers.js';
+import { RpmDb } from './rpm-db.js';
 
 const CACHE_MAX = 4096;
 /** Images larger than this are not hashed on the hot path (dockerd is ~100 MB; this is 4x that). */
 const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
-export type ImageVerdict = Omit<PackageFacts, 'manager' | 'interpreter' | 'script'>;
+export type ImageVerdict = Omit<PackageFacts, 'manager' | 'interpreter' | 'script'> & { manager?: PackageFacts['manager'] };
+
+/** What a package database recorded for an executable: its package and digest (null: the package records none). */
+interface Recorded {
+  manager: PackageFacts['manager'];
+  name: string;
+  digest: { algo: string; hex: string } | null;
+}
 
 /** /proc/PID/stat field 22; null when the process is gone. */
 export function startTicks(pid: number): number | null {
@@ -84,18 +94,19 @@ export function codeVariable(pid: number): string | null {
 
 export class PackageVerifier {
   private readonly dbs = new Map<string, { stamp: string; db: DpkgDb }>();
+  private readonly rpms = new Map<string, RpmDb>();
   private readonly cache = new Map<string, ImageVerdict>();
   readonly counts = { hashed: 0, cacheHits: 0 };
   private touched = false;
 
   /**
    * realRoot: the agent's --root, real path. An executable under it is judged against that root's
-   * database (ROOT/var/lib/dpkg) under its path inside the root; one outside it (the agent's own
-   * side) against the agent's host database, /var/lib/dpkg.
+   * databases (ROOT/var/lib/dpkg, ROOT/var/lib/rpm) under its path inside the root; one outside it
+   * (the agent's own side) against the agent's host databases, those under hostRoot.
    */
   constructor(
     private readonly realRoot: string,
-    private readonly hostAdmindir = '/var/lib/dpkg',
+    private readonly hostRoot = '/',
   ) {}
 
   /**
@@ -104,15 +115,16 @@ export class PackageVerifier {
    * (56 ms here for a copy of cp named dnf, as the first).
    */
   warm(): void {
-    for (const admindir of new Set([this.hostAdmindir, join(this.realRoot, 'var/lib/dpkg')])) {
+    for (const root of new Set([this.hostRoot, this.realRoot])) {
+      const admindir = join(root, 'var/lib/dpkg');
       const stamp = dpkgStamp(admindir);
       if (stamp !== null) this.db(admindir, stamp);
     }
   }
 
-  /** Whether any writer can be judged: a dpkg database exists, the host's or the watched root's. */
+  /** Whether any writer can be judged: a package database exists (dpkg's, or rpm's in the format read), the host's or the watched root's. */
   judgesWriters(): boolean {
-    return dpkgStamp(this.hostAdmindir) !== null || dpkgStamp(join(this.realRoot, 'var/lib/dpkg')) !== null;
+    return [this.hostRoot, this.realRoot].some((root) => dpkgStamp(join(root, 'var/lib/dpkg')) !== null || (this.rpm(root).stamp() ?? 'bdb') !== 'bdb');
   }
 
   /**
@@ -136,8 +148,15 @@ export class PackageVerifier {
    */
   facts(pid: number, p: ProcFacts, attribution: string): PackageFacts {
     const image = this.imageFacts(pid, p, attribution);
-    if (!p.script) return { manager: 'dpkg', ...image };
-    return { manager: 'dpkg', ...withScript(image, this.atPath(p.script, p.startTicks), this.where(p.script).path) };
+    if (!p.script) return { ...image, manager: image.manager ?? this.managerOf(p.exe) };
+    const script = this.atPath(p.script, p.startTicks);
+    return { ...withScript(image, script, this.where(p.script).path), manager: script.manager ?? image.manager ?? this.managerOf(p.script) };
+  }
+
+  /** The manager of the database an executable at `exe` is judged against when none named it: rpm where the root has rpm's and no dpkg's. */
+  private managerOf(exe: string | null): PackageFacts['manager'] {
+    const { root } = this.where(exe ?? '/');
+    return dpkgStamp(join(root, 'var/lib/dpkg')) === null && this.rpm(root).present() ? 'rpm' : 'dpkg';
   }
 
   private imageFacts(pid: number, p: ProcFacts, attribution: string): ImageVerdict {
@@ -161,16 +180,16 @@ export class PackageVerifier {
     }
     // BOOT_MS and the ticks are both rounded down: the start computed is never later than the real one.
     if (Number(st.ctimeNs / 1_000_000n) >= BOOT_MS + startTicks * (1000 / USER_HZ)) return { verdict: 'inconclusive', reason: 'image_changed_since_start' };
-    const { admindir, path } = this.where(file);
-    if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
-    const stamp = dpkgStamp(admindir);
+    const { root, path } = this.where(file);
+    if (this.touched && root === this.realRoot) return { verdict: 'inconclusive', reason: 'database_touched' };
+    const stamp = this.stamp(root);
     if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
-    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${admindir}:${stamp}:${path}:at-path`;
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${root}:${stamp}:${path}:at-path`;
     let v = this.cache.get(key);
     if (v) this.counts.cacheHits++;
     else {
-      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(file));
-      if (v.reason === 'md5_matches') v = { ...v, reason: 'md5_matches_at_path' };
+      v = this.image(path, root, Number(st.size), () => readFileSync(file));
+      if (v.reason.endsWith('_matches')) v = { ...v, reason: `${v.reason}_at_path` };
       if (v.reason !== 'writer_gone') {
         if (this.cache.size >= CACHE_MAX) this.cache.clear();
         this.cache.set(key, v);
@@ -196,15 +215,15 @@ export class PackageVerifier {
     } catch {
       return { verdict: 'inconclusive', reason: 'writer_gone' };
     }
-    const { admindir, path } = this.where(p.exe);
-    if (this.touched && admindir === join(this.realRoot, 'var/lib/dpkg')) return { verdict: 'inconclusive', reason: 'database_touched' };
-    const stamp = dpkgStamp(admindir);
+    const { root, path } = this.where(p.exe);
+    if (this.touched && root === this.realRoot) return { verdict: 'inconclusive', reason: 'database_touched' };
+    const stamp = this.stamp(root);
     if (stamp === null) return { verdict: 'inconclusive', reason: 'no_database' };
-    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${admindir}:${stamp}:${path}`;
+    const key = `${st.dev}:${st.ino}:${st.size}:${st.ctimeNs}:${root}:${stamp}:${path}`;
     let v = this.cache.get(key);
     if (v) this.counts.cacheHits++;
     else {
-      v = this.image(path, admindir, stamp, Number(st.size), () => readFileSync(`/proc/${pid}/exe`));
+      v = this.image(path, root, Number(st.size), () => readFileSync(`/proc/${pid}/exe`));
       // A process gone while its image was read says nothing about the image: kept, it would
       // make every later writer of the same binary (rpm, here) "writer_gone" until restart.
       if (v.reason !== 'writer_gone') {
@@ -219,10 +238,24 @@ export class PackageVerifier {
     return v;
   }
 
-  private where(exe: string): { admindir: string; path: string } {
+  /** The root whose databases judge `exe` ("/"-based host side, or the watched root), and its path there. */
+  private where(exe: string): { root: string; path: string } {
     const root = this.realRoot;
-    if (root !== '/' && exe.startsWith(`${root}/`)) return { admindir: join(root, 'var/lib/dpkg'), path: exe.slice(root.length) };
-    return { admindir: this.hostAdmindir, path: exe };
+    if (root !== '/' && exe.startsWith(`${root}/`)) return { root, path: exe.slice(root.length) };
+    return { root: this.hostRoot, path: exe };
+  }
+
+  /** The state of the root's databases; null when it has none that can be read. */
+  private stamp(root: string): string | null {
+    const d = dpkgStamp(join(root, 'var/lib/dpkg'));
+    const r = this.rpm(root).stamp();
+    return d === null && (r === null || r === 'bdb') ? null : `${d ?? ''}|${r ?? ''}`;
+  }
+
+  private rpm(root: string): RpmDb {
+    let db = this.rpms.get(root);
+    if (!db) this.rpms.set(root, (db = new RpmDb(root)));
+    return db;
   }
 
   private db(admindir: string, stamp: string): DpkgDb | null {
@@ -238,25 +271,42 @@ export class PackageVerifier {
     }
   }
 
+  /** The package and digest the root's databases record for `path`: dpkg's first, then rpm's; "no_database" when dpkg's cannot be read. */
+  private recorded(path: string, root: string): Recorded | 'no_database' | null {
+    const admindir = join(root, 'var/lib/dpkg');
+    const dstamp = dpkgStamp(admindir);
+    if (dstamp !== null) {
+      const db = this.db(admindir, dstamp);
+      if (!db) return 'no_database';
+      const owner = db.owner(path);
+      if (owner) {
+        const md5 = db.md5(owner.pkg, owner.listed);
+        return { manager: 'dpkg', name: owner.pkg.name, digest: md5 ? { algo: 'md5', hex: md5 } : null };
+      }
+    }
+    const rpm = this.rpm(root);
+    const owner = rpm.present() ? rpm.owner(path) : null;
+    return owner ? { manager: 'rpm', name: owner.name, digest: rpm.digest(owner, path) } : null;
+  }
+
   /** read: the image's bytes (through /proc/PID/exe, or at its path for a writer gone). */
-  private image(path: string, admindir: string, stamp: string, size: number, read: () => Buffer): ImageVerdict {
+  private image(path: string, root: string, size: number, read: () => Buffer): ImageVerdict {
     if (path.endsWith(' (deleted)')) return { verdict: 'inconclusive', reason: 'image_deleted' };
-    const db = this.db(admindir, stamp);
-    if (!db) return { verdict: 'inconclusive', reason: 'no_database' };
-    const owner = db.owner(path);
-    if (!owner) return { verdict: 'inconclusive', reason: 'not_in_any_package' };
-    const named = { name: owner.pkg.name, ...(isPackageManagerPackage(owner.pkg.name) ? { role: 'package_manager' as const } : {}) };
-    const want = db.md5(owner.pkg, owner.listed);
-    if (!want) return { ...named, verdict: 'inconclusive', reason: 'no_md5sum' };
+    const rec = this.recorded(path, root);
+    if (rec === 'no_database') return { verdict: 'inconclusive', reason: 'no_database' };
+    if (!rec) return { verdict: 'inconclusive', reason: 'not_in_any_package' };
+    const named = { manager: rec.manager, name: rec.name, ...(isPackageManagerPackage(rec.name) ? { role: 'package_manager' as const } : {}) };
+    if (!rec.digest) return { ...named, verdict: 'inconclusive', reason: rec.manager === 'dpkg' ? 'no_md5sum' : 'no_digest' };
     if (size > HASH_MAX_BYTES) return { ...named, verdict: 'inconclusive', reason: 'too_large' };
     let got: string;
     try {
-      got = createHash('md5').update(read()).digest('hex');
+      got = createHash(rec.digest.algo).update(read()).digest('hex');
     } catch {
       return { ...named, verdict: 'inconclusive', reason: 'writer_gone' };
     }
     this.counts.hashed++;
-    return got === want ? { ...named, verdict: 'verified', reason: 'md5_matches' } : { ...named, verdict: 'mismatch', reason: 'md5_differs' };
+    const algo = rec.digest.algo;
+    return got === rec.digest.hex ? { ...named, verdict: 'verified', reason: `${algo}_matches` } : { ...named, verdict: 'mismatch', reason: `${algo}_differs` };
   }
 }
 
