@@ -15,8 +15,8 @@ import { parseArgs } from 'node:util';
 import { findRepoRoot } from '../shared/paths.js';
 import { FLOOR, floorProblems, type SymbolFloor } from './floor.js';
 
-/** Dependencies only the collector (and `ldguard up`, `token`) load: left out of an agent-only bundle. */
-const COLLECTOR_ONLY = new Set(['better-sqlite3', 'pg', 'markdown-it']);
+/** Dependencies only the collector (and `ldguard up`, `token`) load: left out of an agent-only bundle (better-sqlite3 is not: the agent reads rpm's database with it). */
+const COLLECTOR_ONLY = new Set(['pg', 'markdown-it']);
 
 /** What of the checkout the product reads at run time (dist/ is added apart, without tests). */
 const FILES = [

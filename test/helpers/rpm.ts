@@ -32,6 +32,24 @@ export function buildLoaderRpm(padding = true, pkg: { name?: string; version?: s
   return join(dir, readdirSync(dir).find((f) => f.endsWith('.rpm'))!);
 }
 
+/** A package of these files (host path inside the package, then the file whose bytes it ships), built by the genuine rpmbuild. Returns the .rpm's path. */
+export function buildRpm(name: string, files: Array<[string, string]>, version = '1.0', release = '1'): string {
+  const top = tempDir('ldg-rpmbuild-');
+  const spec = join(top, `${name}.spec`);
+  writeFileSync(
+    spec,
+    [
+      `Name: ${name}`, `Version: ${version}`, `Release: ${release}`, 'Summary: built on this host', 'License: none', 'BuildArch: x86_64',
+      '%description', 'built on this host',
+      '%install', ...files.map(([dest, src]) => `mkdir -p %{buildroot}${dirname(dest)} && cp ${src} %{buildroot}${dest}`),
+      '%files', ...files.map(([dest]) => dest), '',
+    ].join('\n'),
+  );
+  execFileSync('rpmbuild', ['--define', `_topdir ${top}`, '--define', '__os_install_post %{nil}', '--define', 'debug_package %{nil}', '--define', '_binary_payload w1.gzdio', '-bb', spec], { stdio: 'pipe' });
+  const dir = join(top, 'RPMS/x86_64');
+  return join(dir, readdirSync(dir).find((f) => f.endsWith('.rpm'))!);
+}
+
 /** A signing key of the genuine gpg, in a keyring of its own: its armored public key and its 16-hex-digit id. */
 export interface SigningKey {
   home: string;
