@@ -259,14 +259,14 @@ export interface BaselineFacts {
 
 /** ldguard.file_package: the resulting file judged against the watched root's package database (file-verdict.ts). */
 export interface FilePackageFacts {
-  manager: 'dpkg' | 'rpm';
+  manager: 'dpkg' | 'rpm' | 'pacman';
   /** The name the file was judged by when not its own: a temporary name's (X.dpkg-new) final X. */
   judged_as?: string;
   name?: string;
   version?: string;
   verdict: 'verified' | 'mismatch' | 'inconclusive';
   reason: string;
-  /** What offers that very package: apt's index file (dpkg) or the repository id (rpm); absent when none does. */
+  /** What offers that very package: apt's index file (dpkg), the repository id (rpm) or name (pacman); absent when none does. */
   offered_by?: string;
 }
 
@@ -284,8 +284,8 @@ export interface FilePackageFacts {
  * both are (otherwise the first of the two that is not, and its reason).
  */
 export interface PackageFacts {
-  /** The database that judged the executable (the script's, for a script): dpkg's, or rpm's where dpkg lists no such file. */
-  manager: 'dpkg' | 'rpm';
+  /** The database that judged the executable (the script's, for a script): dpkg's; rpm's, then pacman's, where dpkg lists no such file. */
+  manager: 'dpkg' | 'rpm' | 'pacman';
   name?: string;
   role?: 'package_manager';
   verdict: 'verified' | 'mismatch' | 'inconclusive';

@@ -46,3 +46,20 @@ describe('masquerade rule names', () => {
     expect([...names].sort()).toEqual([...PACKAGE_MANAGER_NAMES].sort());
   });
 });
+
+describe('the package manager write rule', () => {
+  const pmQuery = /query = '''([\s\S]*?)'''/.exec(readFileSync(join(bundledRulesDir(), 'ldguard/ldguard_ld_so_package_manager_write.toml'), 'utf8'))![1]!;
+  const seed = /query = '''([\s\S]*?)'''/.exec(readFileSync(join(bundledRulesDir(), 'linux/defense_evasion_ld_so_creation.toml'), 'utf8'))![1]!;
+
+  it('names exactly the writers Elastic\'s rule spares by name, by comm and by executable basename', () => {
+    const spared = list(/process\.name in \(([^)]*)\)/, seed);
+    expect(spared.length).toBeGreaterThan(3);
+    expect(list(/process\.name in \(([^)]*)\)/, pmQuery).sort()).toEqual([...spared].sort());
+    expect(list(/process\.executable like \(([^)]*)\)/, pmQuery).map((p) => p.replace(/^\*\//, '')).sort()).toEqual([...spared].sort());
+  });
+
+  it('is the masquerade rule\'s complement: it fires only on a verified package manager', () => {
+    expect(pmQuery).toContain('ldguard.package.verdict == "verified" and ldguard.package.role == "package_manager"');
+    expect(query).toContain('not (ldguard.package.verdict == "verified" and ldguard.package.role == "package_manager")');
+  });
+});

@@ -54,6 +54,7 @@ describe('the bundled seed rule', () => {
     const rules = loadRules([bundledRulesDir()]);
     expect(rules.map((r) => r.name).sort()).toEqual([
       'Dynamic Linker (ld.so) Changed in Place',
+      'Dynamic Linker (ld.so) Created by a Package Manager',
       'Dynamic Linker (ld.so) Created by an Unidentified Process',
       'Dynamic Linker (ld.so) Creation',
       'Dynamic Linker (ld.so) Creation in a Multiarch Directory',

@@ -17,10 +17,14 @@ import { posix } from 'node:path';
 // it writes nothing there.
 // Writers are verified against dpkg's database, or rpm's in its sqlite format (verify.ts): on a host
 // with neither (rpm < 4.16) no database is watched at all (agent.ts), or every transaction would page.
-// Not yet pacman's (/var/lib/pacman/local), though the rule names it: pacman is judged the same way.
+// pacman's: local/ holds a directory per installed package (desc, files, mtree) and sync/ the
+// repositories' databases (what the default exception reads): watched at their top, so a package
+// directory made, removed or renamed by anything but a verified pacman is seen; a file rewritten
+// inside a package's directory is not (a subdirectory: known gap).
 export const PACKAGE_DATABASE_DIRS: readonly string[] = [
   '/var/lib/dpkg', '/var/lib/dpkg/info', '/var/lib/dpkg/updates',
   '/var/lib/rpm',
+  '/var/lib/pacman/local', '/var/lib/pacman/sync',
   // apt's indexes say which versions a repository offers (the default exception reads them): a
   // paragraph appended there would make a locally built package look published. apt-get and its
   // methods (package apt) write them; partial/, where downloads land first, is not watched.

@@ -1,8 +1,9 @@
 // The file's package facts (ldguard.file_package): which installed package owns the file a package
-// manager wrote (dpkg's database and rpm's, both read directly: dpkg-db.ts, rpm-db.ts), at
+// manager wrote (dpkg's, rpm's and pacman's databases, all read directly: dpkg-db.ts, rpm-db.ts,
+// pacman-db.ts), at
 // which version, whether its bytes are the ones that package recorded, and which configured
 // repository offers that very package (deb-origin.ts with apt's lists; rpm-origin.ts with the rpm
-// repositories' metadata and keys). The default exception
+// repositories' metadata and keys; pacman-origin.ts with the sync databases and pacman's cache). The default exception
 // (shared/rules/ldguard/ldguard_default_exception.ndjson) spares a write only on all of that.
 // When: after the writer exited (dpkg records a package's md5sums and marks it installed only after
 // unpacking its files), or 120 s after the write; the pipeline holds such events (settle.ts).
@@ -23,6 +24,8 @@ import { resolveInRoot } from '../../root-path.js';
 import { AptLists } from './apt-lists.js';
 import { DebOrigin, type WriterArgs } from './deb-origin.js';
 import { DpkgDb, dpkgStamp, UNPACKED_STATES } from './dpkg-db.js';
+import { PacmanDb } from './pacman-db.js';
+import { PacmanOrigin } from './pacman-origin.js';
 import { RpmDb } from './rpm-db.js';
 import { RpmOrigin } from './rpm-origin.js';
 import { RpmRepos } from './rpm-repos.js';
@@ -36,6 +39,8 @@ type Verdict = Omit<FilePackageFacts, 'judged_as' | 'offered_by'> & {
   epoch?: string;
   /** rpm: the key whose signature over the installed header checks out against rpm's keyring (rpm-db.ts), null when none. */
   signer?: string | null;
+  /** pacman: the package's mtree as the local database holds it, to find the cached package it came from. */
+  mtree?: Buffer | null;
   /** What matched: the path as the package lists it and its digest (dpkg: md5), for deb-origin.ts. */
   digest?: { listed: string; hex: string };
 };
@@ -62,6 +67,8 @@ export class FileVerifier {
   private touched: string | null = null;
   readonly apt: AptLists;
   readonly rpm: RpmDb;
+  readonly pacman: PacmanDb;
+  private readonly pacmanOrigin: PacmanOrigin;
   private readonly origin: DebOrigin;
   private readonly rpmOrigin: RpmOrigin;
   readonly admindir: string;
@@ -73,6 +80,8 @@ export class FileVerifier {
     this.rpm = new RpmDb(realRoot);
     this.origin = new DebOrigin(realRoot, this.apt);
     this.rpmOrigin = new RpmOrigin(new RpmRepos(realRoot));
+    this.pacman = new PacmanDb(realRoot);
+    this.pacmanOrigin = new PacmanOrigin(realRoot);
   }
 
   /** The database was written by a writer that is not a verified package manager: every verdict from now on is inconclusive. */
@@ -92,9 +101,10 @@ export class FileVerifier {
     const judged = renamedTo ?? finalNameOf(hostPath) ?? hostPath;
     const as = judged !== hostPath ? { judged_as: judged } : {};
     const rpm = this.rpm.present();
-    const manager = rpm && !existsSync(join(this.admindir, 'status')) ? 'rpm' : 'dpkg';
+    const pacman = this.pacman.present();
+    const manager = existsSync(join(this.admindir, 'status')) ? 'dpkg' : rpm ? 'rpm' : pacman ? 'pacman' : 'dpkg';
     if (this.touched) return { manager, ...as, verdict: 'inconclusive', reason: 'database_touched' };
-    const stamp = this.stamp(rpm);
+    const stamp = this.stamp(rpm, pacman);
     if (stamp === null) return { manager, ...as, verdict: 'inconclusive', reason: 'no_database' };
     let st;
     try {
@@ -106,22 +116,24 @@ export class FileVerifier {
     let v = this.cache.get(key);
     if (!v) {
       const file = { path: judged, symlink: st.isSymbolicLink(), regular: st.isFile(), size: Number(st.size) };
-      // dpkg's database first (it owns the system on Debian); rpm's when dpkg's does not list the file.
+      // dpkg's database first (it owns the system on Debian); rpm's, then pacman's, when none before lists the file.
       const dstamp = dpkgStamp(this.admindir);
       v = dstamp !== null ? this.judgeDpkg(file, dstamp) : undefined;
       if (rpm && (!v || v.reason === 'not_in_any_package')) v = this.judgeRpm(file);
+      if (pacman && (!v || v.reason === 'not_in_any_package')) v = this.judgePacman(file);
       v ??= { manager, verdict: 'inconclusive', reason: 'no_database' };
       // A package manager may have written a database while it was read: such a verdict is not kept.
-      if (this.stamp(rpm) !== stamp) v = { manager: v.manager, name: v.name, version: v.version, verdict: 'inconclusive', reason: 'database_changing' };
+      if (this.stamp(rpm, pacman) !== stamp) v = { manager: v.manager, name: v.name, version: v.version, verdict: 'inconclusive', reason: 'database_changing' };
       else {
         if (this.cache.size >= CACHE_MAX) this.cache.clear();
         this.cache.set(key, v);
       }
     }
     // Asked each time, not cached with the verdict: it depends on the writer's .deb and apt's
-    // indexes (deb-origin.ts), or on the repositories' metadata and keys (rpm-origin.ts), not on the file.
+    // indexes (deb-origin.ts), on the repositories' metadata and keys (rpm-origin.ts), or on the
+    // sync databases and the package cache (pacman-origin.ts), not on the file.
     const offeredBy = v.verdict === 'verified' ? this.offeredBy(v, writer) : null;
-    const { arch: _arch, epoch: _epoch, signer: _signer, digest: _digest, ...facts } = v;
+    const { arch: _arch, epoch: _epoch, signer: _signer, mtree: _mtree, digest: _digest, ...facts } = v;
     return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
   }
 
@@ -129,13 +141,15 @@ export class FileVerifier {
   private offeredBy(v: Verdict, writer: WriterArgs | undefined): string | null {
     if (!v.name || !v.version || !v.arch) return null;
     if (v.manager === 'dpkg') return v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
+    if (v.manager === 'pacman') return v.mtree ? this.pacmanOrigin.offeredBy({ name: v.name, version: v.version, arch: v.arch }, v.mtree) : null;
     return v.epoch !== undefined && v.signer ? this.rpmOrigin.offeredBy({ name: v.name, version: v.version, arch: v.arch, epoch: v.epoch }, v.signer) : null;
   }
 
   /** The state of the databases the verdict reads; null when there is none. */
-  private stamp(rpm: boolean): string | null {
+  private stamp(rpm: boolean, pacman: boolean): string | null {
     const d = dpkgStamp(this.admindir);
-    return rpm ? `${d ?? ''}|rpm:${this.rpm.stamp()}` : d;
+    if (!rpm && !pacman) return d;
+    return `${d ?? ''}|rpm:${rpm ? this.rpm.stamp() : ''}|pacman:${pacman ? this.pacman.stamp() : ''}`;
   }
 
 
@@ -173,11 +187,21 @@ export class FileVerifier {
     });
   }
 
+  private judgePacman(f: JudgedFile): Verdict {
+    const owner = this.pacman.owner(f.path);
+    if (!owner) return { manager: 'pacman', verdict: 'inconclusive', reason: 'not_in_any_package' };
+    const named = { manager: 'pacman' as const, name: owner.name, version: owner.version, arch: owner.arch, mtree: this.pacman.mtreeBytes(owner) };
+    return this.compare(f, named, (bytesAt) => {
+      const d = this.pacman.digest(owner, bytesAt);
+      return d ? { ...d, listed: bytesAt } : null;
+    });
+  }
+
   /**
    * The file's bytes (a symlink's: its target's, resolved inside the root) against the digest its
    * package recorded for them; `want(bytesAt)` looks that digest up for the host path of the bytes.
    */
-  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch' | 'epoch' | 'signer'>, want: (bytesAt: string) => Wanted): Verdict {
+  private compare(f: JudgedFile, named: Pick<Verdict, 'manager' | 'name' | 'version' | 'arch' | 'epoch' | 'signer' | 'mtree'>, want: (bytesAt: string) => Wanted): Verdict {
     let bytesAt = f.path;
     let size = f.size;
     if (f.symlink) {

@@ -12,12 +12,10 @@
 // read), and yum's own sqlite caches.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { decompress as unzstd } from 'fzstd';
 import { keyIds } from './openpgp.js';
+import { unpacked } from './unpack.js';
 
 const REPO_DIRS = ['etc/yum.repos.d', 'etc/yum/repos.d', 'etc/distro.repos.d'];
-const UNPACKED_MAX = 1024 * 1024 * 1024;
 const ANSWERS_MAX = 1024;
 
 export interface RpmRepo {
@@ -88,17 +86,13 @@ function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** The bytes of a metadata file, unpacked by its name's suffix; null when the format is not read or the file is unreadable. */
+/** The bytes of a metadata file, unpacked (unpack.ts); null when unreadable or in a format not read. */
 function unpack(file: string): Buffer | null {
   try {
-    const raw = readFileSync(file);
-    if (file.endsWith('.gz')) return gunzipSync(raw, { maxOutputLength: UNPACKED_MAX });
-    if (file.endsWith('.zst')) return Buffer.from(unzstd(raw));
-    if (file.endsWith('.xml')) return raw;
+    return unpacked(readFileSync(file));
   } catch {
-    // unreadable, corrupt or too large: this repository answers nothing
+    return null; // removed or unreadable: this repository answers nothing
   }
-  return null;
 }
 
 export class RpmRepos {

@@ -1,7 +1,8 @@
 // The writer's package facts (ldguard.package): which package owns its executable, and whether the
 // image the process runs has the bytes the package database recorded (dpkg's md5sums, read
-// directly: dpkg-db.ts; rpm's file digests where dpkg lists no such file, read directly too:
-// rpm-db.ts, so that an rpm host's dnf and rpm are judged without trusting its rpm tool). This is what an exclusion by
+// directly: dpkg-db.ts; where dpkg lists no such file, rpm's file digests, then pacman's mtree,
+// read directly too: rpm-db.ts, pacman-db.ts, so that an rpm host's dnf and rpm are judged
+// without trusting its rpm tool). This is what an exclusion by
 // name cannot give: a copy of cp named dnf, or a process that set its comm to dnf, has the name
 // but not a package manager's package and bytes.
 // When: on the event as it arrived, before the rules (their verdict reads these facts), while the
@@ -28,6 +29,7 @@ import type { ProcFacts } from '../../source/source.js';
 import { BOOT_MS, USER_HZ } from '../proc.js';
 import { DpkgDb, dpkgStamp } from './dpkg-db.js';
 import { isPackageManagerPackage } from './managers.js';
+import { PacmanDb } from './pacman-db.js';
 import { RpmDb } from './rpm-db.js';
 
 const CACHE_MAX = 4096;
@@ -95,6 +97,7 @@ export function codeVariable(pid: number): string | null {
 export class PackageVerifier {
   private readonly dbs = new Map<string, { stamp: string; db: DpkgDb }>();
   private readonly rpms = new Map<string, RpmDb>();
+  private readonly pacmans = new Map<string, PacmanDb>();
   private readonly cache = new Map<string, ImageVerdict>();
   readonly counts = { hashed: 0, cacheHits: 0 };
   private touched = false;
@@ -122,9 +125,9 @@ export class PackageVerifier {
     }
   }
 
-  /** Whether any writer can be judged: a package database exists (dpkg's, or rpm's in the format read), the host's or the watched root's. */
+  /** Whether any writer can be judged: a package database exists (dpkg's, rpm's in the format read, or pacman's), the host's or the watched root's. */
   judgesWriters(): boolean {
-    return [this.hostRoot, this.realRoot].some((root) => dpkgStamp(join(root, 'var/lib/dpkg')) !== null || (this.rpm(root).stamp() ?? 'bdb') !== 'bdb');
+    return [this.hostRoot, this.realRoot].some((root) => this.stamp(root) !== null);
   }
 
   /**
@@ -153,10 +156,11 @@ export class PackageVerifier {
     return { ...withScript(image, script, this.where(p.script).path), manager: script.manager ?? image.manager ?? this.managerOf(p.script) };
   }
 
-  /** The manager of the database an executable at `exe` is judged against when none named it: rpm where the root has rpm's and no dpkg's. */
+  /** The manager of the database an executable at `exe` is judged against when none named it: the first the root has of dpkg's, rpm's and pacman's. */
   private managerOf(exe: string | null): PackageFacts['manager'] {
     const { root } = this.where(exe ?? '/');
-    return dpkgStamp(join(root, 'var/lib/dpkg')) === null && this.rpm(root).present() ? 'rpm' : 'dpkg';
+    if (dpkgStamp(join(root, 'var/lib/dpkg')) !== null) return 'dpkg';
+    return this.rpm(root).present() ? 'rpm' : this.pacman(root).present() ? 'pacman' : 'dpkg';
   }
 
   private imageFacts(pid: number, p: ProcFacts, attribution: string): ImageVerdict {
@@ -249,12 +253,19 @@ export class PackageVerifier {
   private stamp(root: string): string | null {
     const d = dpkgStamp(join(root, 'var/lib/dpkg'));
     const r = this.rpm(root).stamp();
-    return d === null && (r === null || r === 'bdb') ? null : `${d ?? ''}|${r ?? ''}`;
+    const p = this.pacman(root).stamp();
+    return d === null && (r === null || r === 'bdb') && p === null ? null : `${d ?? ''}|${r ?? ''}|${p ?? ''}`;
   }
 
   private rpm(root: string): RpmDb {
     let db = this.rpms.get(root);
     if (!db) this.rpms.set(root, (db = new RpmDb(root)));
+    return db;
+  }
+
+  private pacman(root: string): PacmanDb {
+    let db = this.pacmans.get(root);
+    if (!db) this.pacmans.set(root, (db = new PacmanDb(root)));
     return db;
   }
 
@@ -271,7 +282,7 @@ export class PackageVerifier {
     }
   }
 
-  /** The package and digest the root's databases record for `path`: dpkg's first, then rpm's; "no_database" when dpkg's cannot be read. */
+  /** The package and digest the root's databases record for `path`: dpkg's first, then rpm's, then pacman's; "no_database" when dpkg's cannot be read. */
   private recorded(path: string, root: string): Recorded | 'no_database' | null {
     const admindir = join(root, 'var/lib/dpkg');
     const dstamp = dpkgStamp(admindir);
@@ -286,7 +297,10 @@ export class PackageVerifier {
     }
     const rpm = this.rpm(root);
     const owner = rpm.present() ? rpm.owner(path) : null;
-    return owner ? { manager: 'rpm', name: owner.name, digest: rpm.digest(owner, path) } : null;
+    if (owner) return { manager: 'rpm', name: owner.name, digest: rpm.digest(owner, path) };
+    const pacman = this.pacman(root);
+    const pac = pacman.present() ? pacman.owner(path) : null;
+    return pac ? { manager: 'pacman', name: pac.name, digest: pacman.digest(pac, path) } : null;
   }
 
   /** read: the image's bytes (through /proc/PID/exe, or at its path for a writer gone). */
