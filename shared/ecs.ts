@@ -254,7 +254,7 @@ export interface BaselineFacts {
   changed?: string[];
   before?: Record<string, string | number | null>;
   baseline_state?: string;
-  package: { manager: 'dpkg'; verdict: 'verified' | 'mismatch' | 'inconclusive'; reason: string; name?: string };
+  package: { manager: 'dpkg' | 'rpm' | 'pacman'; verdict: 'verified' | 'mismatch' | 'inconclusive'; reason: string; name?: string };
 }
 
 /** ldguard.file_package: the resulting file judged against the watched root's package database (file-verdict.ts). */

@@ -35,8 +35,8 @@ import { PACKAGE_DATABASE_DIRS } from './enrich/package/databases.js';
 import { FileVerifier } from './enrich/package/file-verdict.js';
 import { PackageVerifier } from './enrich/package/verify.js';
 import { baselineLostAlert } from './baseline/alerts.js';
-import { judgeAtStart, PACKAGE_DB_EXCEPTION } from './baseline/judge.js';
-import { rootDatabase } from './baseline/package-check.js';
+import { judgeAtStart, packageDbException } from './baseline/judge.js';
+import { rootDatabases } from './baseline/package-check.js';
 import { resolvePathInRoot } from './watch-dirs.js';
 
 const DEGRADED_RESCAN_MS = 10_000;
@@ -498,13 +498,15 @@ export class Agent {
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher, (real) => this.hostPathOf(real));
     for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
-    const plan = judgeAtStart(known, found, { db: rootDatabase(this.realRoot), realRoot: this.realRoot, hashMaxBytes: this.cfg.hashMaxBytes });
+    const dbs = rootDatabases(this.realRoot);
+    const plan = judgeAtStart(known, found, { dbs, realRoot: this.realRoot, hashMaxBytes: this.cfg.hashMaxBytes });
+    dbs.rpm.close(); // its copy of rpm's database is not needed until the next start
     if (plan.unchecked) log.info({ files: found.map((f) => f.hostPath), unchecked: 'no package database under the root' }, 'first run: baseline of rule-matching files recorded');
     else if (known.firstRun) log.info({ vouched: plan.vouched, state: opened.kind }, 'no trusted baseline: rule-matching files checked against the package database');
     const pending = new Set<FoundFile>();
     const keep = new Set<string>();
     for (const j of plan.judged) {
-      const ldguard = { baseline: j.facts, ...(j.confirmed ? { excepted_by: { ...PACKAGE_DB_EXCEPTION } } : {}) };
+      const ldguard = { baseline: j.facts, ...(j.confirmed ? { excepted_by: packageDbException(j.facts.package) } : {}) };
       const real = typeof j.file.realPath === 'string' ? resolvePathInRoot(this.realRoot, j.file.hostPath) : null;
       if (j.as !== 'creation' && real) {
         keep.add(j.file.hostPath);

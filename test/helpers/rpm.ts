@@ -6,14 +6,14 @@ import { basename, dirname, join } from 'node:path';
 import { tempDir } from './temp.js';
 
 /**
- * "ldg-rpmld" 1.0-1 (or the name, version and release given): a copy of the host's loader shipped
- * as /usr/lib64/ld-linux-ldgrpm.so.1 (or `loader`), and (padding) 128 MiB of zeros in
+ * "ldg-rpmld" 1.0-1 (or the name, version and release given): a copy of the host's loader (or of
+ * `content`) shipped as /usr/lib64/ld-linux-ldgrpm.so.1 (or `loader`), and (padding) 128 MiB of zeros in
  * /usr/share/NAME, unpacked after the loader: rpm then still runs when its loader write is judged,
  * as with a real package's payload, instead of exiting within ~30 ms (then it is judged at its
  * image's path). Returns the .rpm's path.
  */
-export function buildLoaderRpm(padding = true, pkg: { name?: string; version?: string; release?: string; loader?: string } = {}): string {
-  const { name = 'ldg-rpmld', version = '1.0', release = '1', loader = '/usr/lib64/ld-linux-ldgrpm.so.1' } = pkg;
+export function buildLoaderRpm(padding = true, pkg: { name?: string; version?: string; release?: string; loader?: string; content?: string } = {}): string {
+  const { name = 'ldg-rpmld', version = '1.0', release = '1', loader = '/usr/lib64/ld-linux-ldgrpm.so.1', content = '/lib64/ld-linux-x86-64.so.2' } = pkg;
   const top = tempDir('ldg-rpmbuild-');
   const spec = join(top, `${name}.spec`);
   writeFileSync(
@@ -21,7 +21,7 @@ export function buildLoaderRpm(padding = true, pkg: { name?: string; version?: s
     [
       `Name: ${name}`, `Version: ${version}`, `Release: ${release}`, 'Summary: a loader built on this host', 'License: none', 'BuildArch: x86_64',
       '%description', 'a loader built on this host',
-      '%install', `mkdir -p %{buildroot}${dirname(loader)} %{buildroot}/usr/share/${name}`, `cp /lib64/ld-linux-x86-64.so.2 %{buildroot}${loader}`,
+      '%install', `mkdir -p %{buildroot}${dirname(loader)} %{buildroot}/usr/share/${name}`, `cp ${content} %{buildroot}${loader}`,
       `head -c ${padding ? 134217728 : 1} /dev/zero > %{buildroot}/usr/share/${name}/padding`,
       '%files', loader, `/usr/share/${name}/padding`, '',
     ].join('\n'),

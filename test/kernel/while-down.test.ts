@@ -4,7 +4,7 @@
 // in an alert saying what changed, unless the package database confirms it (then an excepted
 // record, paging no one); a baseline deleted or edited meanwhile must be an alert, never a silent
 // first run. Never the real /usr/lib.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,9 +12,11 @@ import { describe, expect, it } from 'vitest';
 import { scratchRoot, startAgent, type RunningAgent } from '../helpers/agent.js';
 import { callApi, createToken, startTestCollector } from '../helpers/collector.js';
 import { buildDeb, dpkgDatabase, dpkgInstall } from '../helpers/deb.js';
+import { buildLoaderRpm, rpmDatabase, rpmInstall } from '../helpers/rpm.js';
 import { removeWhenDone, tempDir, whenDone } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
+const hasRpm = spawnSync('rpmbuild', ['--version']).status === 0;
 const LOADER = '/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2';
 const IN_PLACE = 'Dynamic Linker (ld.so) Changed in Place';
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -167,6 +169,42 @@ describe.skipIf(!isRoot)('changes made while the agent was down (skipped: needs 
     const [edit] = (await agent.waitForAlerts((x) => x.some(about(LOADER)))).filter(about(LOADER));
     expect(edit!.ldguard.excepted_by).toBeUndefined();
     expect(edit!.ldguard.baseline).toMatchObject({ status: 'changed_while_down', package: { verdict: 'mismatch', reason: 'md5_differs', name: 'ldg-libc' } });
+    expect(await agent.stop()).toBe(0);
+  });
+});
+
+describe.skipIf(!isRoot || !hasRpm)('changes while down on an rpm root (skipped: needs root, rpm and rpmbuild)', () => {
+  it('vouches on a first run, excepts an upgrade rpm made while down (sha256 of rpm\'s database), and reports an edit', async () => {
+    const root = removeWhenDone(scratchRoot());
+    const state = tempDir('ldg-state-');
+    rpmDatabase(root);
+    const RPM_LOADER = '/usr/lib64/ld-linux-ldgrpm.so.1';
+    rpmInstall(root, buildLoaderRpm(false));
+    // A real first run: rpm's database vouches for the loader, read by the agent itself.
+    let agent = await restart(root, state);
+    expect(agent.logs().find((l) => l.msg === 'no trusted baseline: rule-matching files checked against the package database')).toMatchObject({ vouched: [RPM_LOADER], state: 'first_run' });
+    expect(await agent.stop()).toBe(0);
+    expect(agent.alerts()).toEqual([]);
+
+    // Upgraded while down by the genuine rpm: a change rpm's database confirms, excepted.
+    const v2 = buildLoaderRpm(false, { release: '2', content: '/usr/bin/true' });
+    execFileSync('rpm', ['--root', root, '--dbpath', '/var/lib/rpm', '-U', '--nodeps', v2], { stdio: 'pipe' });
+    agent = await restart(root, state);
+    const mine = (await agent.waitForAlerts((x) => x.some(about(RPM_LOADER)))).filter(about(RPM_LOADER));
+    expect(mine.length).toBeGreaterThan(0);
+    for (const a of mine) {
+      expect(a.ldguard.excepted_by).toEqual({ list_id: 'ldguard-package-database', item_id: 'rpm-sha256-verified' });
+      expect(a.ldguard.baseline.package).toEqual({ manager: 'rpm', verdict: 'verified', reason: 'sha256_matches', name: 'ldg-rpmld' });
+      expect(a.file.hash.sha256).toBe(sha(readFileSync('/usr/bin/true')));
+    }
+    expect(await agent.stop()).toBe(0);
+
+    // Edited by hand while down: rpm lists it with other bytes.
+    execFileSync('sh', ['-c', 'printf "patched" >> "$1"', 'sh', join(root, RPM_LOADER)]);
+    agent = await restart(root, state);
+    const [edit] = (await agent.waitForAlerts((x) => x.some(about(RPM_LOADER)))).filter(about(RPM_LOADER));
+    expect(edit!.ldguard.excepted_by).toBeUndefined();
+    expect(edit!.ldguard.baseline).toMatchObject({ status: 'changed_while_down', package: { manager: 'rpm', verdict: 'mismatch', reason: 'sha256_differs', name: 'ldg-rpmld' } });
     expect(await agent.stop()).toBe(0);
   });
 });

@@ -6,24 +6,25 @@
 //   - no entry, or another inode: "new_while_down", reported as a creation (the rescan's way).
 //   - a baseline that cannot be trusted (baseline_state first_run, missing, corrupt, edited): no
 //     file is trusted on first use; each is a creation unless the package database vouches for it.
-//     A real first run on a root without a dpkg database is the exception: nothing could vouch for
+//     A real first run on a root without a package database is the exception: nothing could vouch for
 //     any file there, and an alert per loader at every installation teaches people to ignore them;
 //     it is logged instead.
 // A difference the package database confirms (package-check.ts: an upgrade while the agent was
 // down) is kept on record as excepted (ldguard.excepted_by), paging no one; every other one,
-// inconclusive included, pages. dpkg's md5sums vouch for bytes only, never for mode or owner: a
+// inconclusive included, pages. A database's digests vouch for bytes only, never for mode or owner: a
 // difference in mode, owner or group is never confirmed, and neither is a file the database vouches
 // for that is not root's, is writable by others than its owner, or is setuid/setgid (a genuine
 // loader copied in with the setuid bit has the package's bytes). Pure but for the file reads: the
 // agent turns the plan into alerts.
 import type { BaselineFacts } from '../../../shared/ecs.js';
-import type { DpkgDb } from '../enrich/package/dpkg-db.js';
 import type { FoundFile, KnownFiles } from '../known-files.js';
-import { checkWithPackages, type PackageCheck } from './package-check.js';
+import { checkWithPackages, hasDatabase, type PackageCheck, type RootDatabases } from './package-check.js';
 import { actionOf, differences, readRecord, type FileRecord } from './record.js';
 
-/** The excepted_by of a difference the package database confirms: no exception list holds it. */
-export const PACKAGE_DB_EXCEPTION = { list_id: 'ldguard-package-database', item_id: 'dpkg-md5-verified' } as const;
+/** The excepted_by of a difference the package database confirms (no exception list holds it): the item names the database and digest, dpkg-md5-verified, rpm-sha256-verified … */
+export function packageDbException(p: BaselineFacts['package']): { list_id: string; item_id: string } {
+  return { list_id: 'ldguard-package-database', item_id: `${p.manager}-${p.reason.replace(/_matches$/, '')}-verified` };
+}
 
 export interface Judged {
   file: FoundFile;
@@ -42,12 +43,12 @@ export interface Plan {
   unchecked: boolean;
 }
 
-export function judgeAtStart(known: KnownFiles, found: readonly FoundFile[], o: { db: DpkgDb | null; realRoot: string; hashMaxBytes: number }): Plan {
+export function judgeAtStart(known: KnownFiles, found: readonly FoundFile[], o: { dbs: RootDatabases; realRoot: string; hashMaxBytes: number }): Plan {
   const plan: Plan = { judged: [], vouched: [], unchecked: false };
-  const check = (f: FoundFile): BaselineFacts['package'] => pkg(checkWithPackages(o.db, o.realRoot, f.hostPath, o.hashMaxBytes));
+  const check = (f: FoundFile): BaselineFacts['package'] => pkg(checkWithPackages(o.dbs, o.realRoot, f.hostPath, o.hashMaxBytes));
   if (known.firstRun) {
     const state = known.opened.kind;
-    if (state === 'first_run' && !o.db) {
+    if (state === 'first_run' && !hasDatabase(o.dbs)) {
       plan.unchecked = true;
       return plan;
     }
@@ -88,7 +89,7 @@ function plain(r: FileRecord | null): boolean {
 }
 
 function pkg(c: PackageCheck): BaselineFacts['package'] {
-  return { manager: 'dpkg', verdict: c.verdict, reason: c.reason, ...(c.name ? { name: c.name } : {}) };
+  return { manager: c.manager, verdict: c.verdict, reason: c.reason, ...(c.name ? { name: c.name } : {}) };
 }
 
 function flat(r: FileRecord): Record<string, string | number | null> {

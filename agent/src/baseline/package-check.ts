@@ -1,59 +1,102 @@
 // Does the package database vouch for a file as it is on disk now? Asked at start of every file
 // that differs from the baseline (an upgrade while the agent was down) and, when there is no
 // baseline to trust (a first run, a baseline lost or edited), of every rule-matching file.
-// "verified": a package lists the path (under any merged-/usr alias) and the md5 it recorded is
-// the file's; for a symlink, a package lists the link and the file it resolves to is verified.
+// "verified": a package lists the path (under any merged-/usr alias) and the digest it recorded is
+// the file's (dpkg's md5sums; rpm's and pacman's sha256, where dpkg lists no such file: the
+// databases read as the verdicts read them, enrich/package/); for a symlink, a package lists the
+// link and the file it resolves to is verified.
 // Anything else is "mismatch" (a package lists it with other bytes) or "inconclusive" (no database,
-// no package lists it, no md5 recorded, unreadable): never a confirmation.
+// no package lists it, no digest recorded, unreadable): never a confirmation.
 import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { BaselineFacts } from '../../../shared/ecs.js';
 import { DpkgDb } from '../enrich/package/dpkg-db.js';
+import { PacmanDb } from '../enrich/package/pacman-db.js';
+import { RpmDb } from '../enrich/package/rpm-db.js';
 import { resolvePathInRoot, toHostPath } from '../watch-dirs.js';
+
+type Manager = BaselineFacts['package']['manager'];
 
 export interface PackageCheck {
   verdict: 'verified' | 'mismatch' | 'inconclusive';
-  reason: 'md5_matches' | 'md5_differs' | 'no_database' | 'not_in_any_package' | 'no_md5sum' | 'unreadable' | 'too_large';
+  /** md5_matches, sha256_differs …; no_database, not_in_any_package, no_md5sum (dpkg) or no_digest, unreadable, too_large. */
+  reason: string;
+  /** The database that judged it. */
+  manager: Manager;
   /** The package that lists the file, when one does. */
   name?: string;
 }
 
-/** The dpkg database of the root (ROOT/var/lib/dpkg), read once per start; null when there is none. */
-export function rootDatabase(realRoot: string): DpkgDb | null {
-  try {
-    return new DpkgDb(join(realRoot, 'var/lib/dpkg'));
-  } catch {
-    return null;
-  }
+/** The root's package databases, read once per start. */
+export interface RootDatabases {
+  dpkg: DpkgDb | null;
+  rpm: RpmDb;
+  pacman: PacmanDb;
 }
 
-export function checkWithPackages(db: DpkgDb | null, realRoot: string, hostPath: string, hashMaxBytes: number): PackageCheck {
-  if (!db) return { verdict: 'inconclusive', reason: 'no_database' };
-  const owner = db.owner(hostPath);
-  if (!owner) return { verdict: 'inconclusive', reason: 'not_in_any_package' };
-  const name = owner.pkg.name;
+export function rootDatabases(realRoot: string): RootDatabases {
+  let dpkg: DpkgDb | null = null;
+  try {
+    dpkg = new DpkgDb(join(realRoot, 'var/lib/dpkg'));
+  } catch {
+    // no dpkg database under the root
+  }
+  return { dpkg, rpm: new RpmDb(realRoot), pacman: new PacmanDb(realRoot) };
+}
+
+/** Whether any of them can vouch for a file (rpm's Berkeley DB format is not read). */
+export function hasDatabase(dbs: RootDatabases): boolean {
+  const rpm = dbs.rpm.stamp();
+  return dbs.dpkg !== null || (rpm !== null && rpm !== 'bdb') || dbs.pacman.present();
+}
+
+/** The database a file is judged against when none lists it: the first the root has. */
+function mainManager(dbs: RootDatabases): Manager {
+  if (dbs.dpkg) return 'dpkg';
+  return dbs.rpm.present() ? 'rpm' : dbs.pacman.present() ? 'pacman' : 'dpkg';
+}
+
+/** What the databases record for the path: dpkg's first, then rpm's, then pacman's. */
+function recorded(dbs: RootDatabases, hostPath: string): { manager: Manager; name: string; digest: { algo: string; hex: string } | null } | null {
+  const d = dbs.dpkg?.owner(hostPath);
+  if (d) {
+    const md5 = dbs.dpkg!.md5(d.pkg, d.listed);
+    return { manager: 'dpkg', name: d.pkg.name, digest: md5 ? { algo: 'md5', hex: md5 } : null };
+  }
+  const r = dbs.rpm.present() ? dbs.rpm.owner(hostPath) : null;
+  if (r) return { manager: 'rpm', name: r.name, digest: dbs.rpm.digest(r, hostPath) };
+  const p = dbs.pacman.present() ? dbs.pacman.owner(hostPath) : null;
+  return p ? { manager: 'pacman', name: p.name, digest: dbs.pacman.digest(p, hostPath) } : null;
+}
+
+export function checkWithPackages(dbs: RootDatabases, realRoot: string, hostPath: string, hashMaxBytes: number): PackageCheck {
+  if (!hasDatabase(dbs)) return { verdict: 'inconclusive', reason: 'no_database', manager: mainManager(dbs) };
+  const rec = recorded(dbs, hostPath);
+  if (!rec) return { verdict: 'inconclusive', reason: 'not_in_any_package', manager: mainManager(dbs) };
+  const { name, manager } = rec;
   const real = resolvePathInRoot(realRoot, hostPath);
   let isLink = false;
   try {
     isLink = lstatSync(join(realRoot, hostPath)).isSymbolicLink();
   } catch {
-    return { verdict: 'inconclusive', reason: 'unreadable', name };
+    return { verdict: 'inconclusive', reason: 'unreadable', manager, name };
   }
-  if (!real) return { verdict: 'inconclusive', reason: 'unreadable', name };
-  // dpkg records no md5 for a symlink: the file it resolves to must be verified on its own.
+  if (!real) return { verdict: 'inconclusive', reason: 'unreadable', manager, name };
+  // dpkg records no digest for a symlink: the file it resolves to must be verified on its own.
   if (isLink) {
-    const target = checkWithPackages(db, realRoot, toHostPath(realRoot, real), hashMaxBytes);
+    const target = checkWithPackages(dbs, realRoot, toHostPath(realRoot, real), hashMaxBytes);
     return target.verdict === 'verified' ? { ...target, name } : { ...target, name: target.name ?? name };
   }
-  const want = db.md5(owner.pkg, owner.listed);
-  if (!want) return { verdict: 'inconclusive', reason: 'no_md5sum', name };
+  if (!rec.digest) return { verdict: 'inconclusive', reason: manager === 'dpkg' ? 'no_md5sum' : 'no_digest', manager, name };
   let bytes: Buffer;
   try {
-    if (lstatSync(real).size > hashMaxBytes) return { verdict: 'inconclusive', reason: 'too_large', name };
+    if (lstatSync(real).size > hashMaxBytes) return { verdict: 'inconclusive', reason: 'too_large', manager, name };
     bytes = readFileSync(real);
   } catch {
-    return { verdict: 'inconclusive', reason: 'unreadable', name };
+    return { verdict: 'inconclusive', reason: 'unreadable', manager, name };
   }
-  const got = createHash('md5').update(bytes).digest('hex');
-  return got === want ? { verdict: 'verified', reason: 'md5_matches', name } : { verdict: 'mismatch', reason: 'md5_differs', name };
+  const { algo, hex } = rec.digest;
+  const got = createHash(algo).update(bytes).digest('hex');
+  return got === hex ? { verdict: 'verified', reason: `${algo}_matches`, manager, name } : { verdict: 'mismatch', reason: `${algo}_differs`, manager, name };
 }
