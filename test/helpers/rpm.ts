@@ -14,22 +14,9 @@ import { tempDir } from './temp.js';
  */
 export function buildLoaderRpm(padding = true, pkg: { name?: string; version?: string; release?: string; loader?: string; content?: string } = {}): string {
   const { name = 'ldg-rpmld', version = '1.0', release = '1', loader = '/usr/lib64/ld-linux-ldgrpm.so.1', content = '/lib64/ld-linux-x86-64.so.2' } = pkg;
-  const top = tempDir('ldg-rpmbuild-');
-  const spec = join(top, `${name}.spec`);
-  writeFileSync(
-    spec,
-    [
-      `Name: ${name}`, `Version: ${version}`, `Release: ${release}`, 'Summary: a loader built on this host', 'License: none', 'BuildArch: x86_64',
-      '%description', 'a loader built on this host',
-      '%install', `mkdir -p %{buildroot}${dirname(loader)} %{buildroot}/usr/share/${name}`, `cp ${content} %{buildroot}${loader}`,
-      `head -c ${padding ? 134217728 : 1} /dev/zero > %{buildroot}/usr/share/${name}/padding`,
-      '%files', loader, `/usr/share/${name}/padding`, '',
-    ].join('\n'),
-  );
-  // No debuginfo split or brp scripts: the package is the loader as copied.
-  execFileSync('rpmbuild', ['--define', `_topdir ${top}`, '--define', '__os_install_post %{nil}', '--define', 'debug_package %{nil}', '--define', '_binary_payload w1.gzdio', '-bb', spec], { stdio: 'pipe' });
-  const dir = join(top, 'RPMS/x86_64');
-  return join(dir, readdirSync(dir).find((f) => f.endsWith('.rpm'))!);
+  const zeros = join(tempDir('ldg-padding-'), 'padding');
+  execFileSync('truncate', ['-s', String(padding ? 134217728 : 1), zeros]);
+  return buildRpm(name, [[loader, content], [`/usr/share/${name}/padding`, zeros]], version, release);
 }
 
 /** A package of these files (host path inside the package, then the file whose bytes it ships), built by the genuine rpmbuild. Returns the .rpm's path. */
@@ -45,6 +32,7 @@ export function buildRpm(name: string, files: Array<[string, string]>, version =
       '%files', ...files.map(([dest]) => dest), '',
     ].join('\n'),
   );
+  // No debuginfo split or brp scripts: the package is the files as copied.
   execFileSync('rpmbuild', ['--define', `_topdir ${top}`, '--define', '__os_install_post %{nil}', '--define', 'debug_package %{nil}', '--define', '_binary_payload w1.gzdio', '-bb', spec], { stdio: 'pipe' });
   const dir = join(top, 'RPMS/x86_64');
   return join(dir, readdirSync(dir).find((f) => f.endsWith('.rpm'))!);
