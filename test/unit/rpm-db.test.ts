@@ -80,6 +80,16 @@ describe.skipIf(!isRoot || !hasTools)('rpm\'s database, read directly (skipped: 
     outside.close();
   });
 
+  it('serves a snapshot up to maxAgeMs old, and takes a fresh copy when asked for the current state', () => {
+    const root = rootWith(null, []);
+    const db = new RpmDb(root);
+    expect(db.owner(LOADER, 60_000)?.name).toBe('ldg-rpmld');
+    rpmInstall(root, buildLoaderRpm(false, { name: 'ldg-second', loader: '/usr/lib64/ld-linux-second.so.1', content: '/usr/bin/true' }));
+    expect(db.owner('/usr/lib64/ld-linux-second.so.1', 60_000)).toBeNull(); // the copy taken before the install
+    expect(db.owner('/usr/lib64/ld-linux-second.so.1')?.name).toBe('ldg-second');
+    db.close();
+  });
+
   it('skips a header whose digest fails; a forged header with its digest recomputed has no signer', () => {
     const root = rootWith({ key, uid: UID }, [key]);
     // The loader's recorded digest, changed inside the signed region: SHA256HEADER no longer holds.

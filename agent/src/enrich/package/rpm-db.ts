@@ -8,6 +8,11 @@
 // watches) and take SQLite locks rpm waits on. A copy taken while rpm writes may be
 // torn: SQLite then fails to read it, and the verdict is inconclusive; the caller also compares
 // the stamp before and after (file-verdict.ts).
+// A copy costs what the file weighs (~0.4 s for 80 MB here, a full Fedora install's order), and
+// rpm rewrites its database for every package of a transaction, while each of its writes there is
+// an event whose writer is judged: a caller may take a snapshot up to `maxAgeMs` old (the writer's
+// verdict: dnf's and python3's headers do not change within a transaction), or insist on the
+// current state (the file's verdict, once the writer exited: 0).
 // Each header read is checked as rpm checks it: SHA256HEADER over its immutable region, and its
 // signature, when present, against the keys of rpm's keyring (its gpg-pubkey headers); a header
 // whose digest fails is skipped, as rpm skips it. Not read: the Berkeley DB format of rpm < 4.16
@@ -37,6 +42,8 @@ export interface RpmOwner {
 
 interface Snapshot {
   stamp: string;
+  /** When it was copied (ms, monotonic). */
+  at: number;
   db: DatabaseType.Database;
   keyring?: PublicKey[];
 }
@@ -70,9 +77,9 @@ export class RpmDb {
     return `${main}|${part(`${FILE}-wal`)}`;
   }
 
-  /** The installed package listing `path` (under any merged-/usr name); null when none does, or the database cannot be read. */
-  owner(path: string): RpmOwner | null {
-    const db = this.open();
+  /** The installed package listing `path` (under any merged-/usr name), in a snapshot at most `maxAgeMs` older than the database; null when none does, or the database cannot be read. */
+  owner(path: string, maxAgeMs = 0): RpmOwner | null {
+    const db = this.open(maxAgeMs);
     if (!db) return null;
     try {
       for (const alias of mergedUsrAliases(path)) {
@@ -101,7 +108,7 @@ export class RpmDb {
    */
   signer(owner: RpmOwner): string | null {
     const sig = owner.header.signature();
-    const db = this.open();
+    const db = this.snap?.db;
     if (!sig || !this.snap || !db) return null;
     this.snap.keyring ??= this.keyring(db);
     return verifiedSigner(owner.header.signed, sig, this.snap.keyring);
@@ -131,8 +138,15 @@ export class RpmDb {
     }
   }
 
-  /** The snapshot for the database's current state, copied and opened when it changed; null when there is none or it cannot be read. */
-  private open(): DatabaseType.Database | null {
+  /** The state of the snapshot verdicts are read from now (the live stamp once a fresh one is taken). */
+  snapshotStamp(maxAgeMs: number): string | null {
+    this.open(maxAgeMs);
+    return this.snap?.stamp ?? this.stamp();
+  }
+
+  /** A snapshot of the database: the one held if it is the current state or younger than maxAgeMs, else a new copy; null when there is none or it cannot be read. */
+  private open(maxAgeMs: number): DatabaseType.Database | null {
+    if (this.snap && performance.now() - this.snap.at < maxAgeMs) return this.snap.db;
     const stamp = this.stamp();
     if (this.snap?.stamp === stamp) return this.snap.db;
     this.close();
@@ -148,7 +162,7 @@ export class RpmDb {
       // through the open handle once its folder is gone.
       db.pragma('journal_mode = DELETE');
       db.pragma('query_only = ON');
-      this.snap = { stamp, db };
+      this.snap = { stamp, at: performance.now(), db };
       return db;
     } catch {
       db?.close();

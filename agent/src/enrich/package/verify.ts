@@ -33,6 +33,11 @@ import { PacmanDb } from './pacman-db.js';
 import { RpmDb } from './rpm-db.js';
 
 const CACHE_MAX = 4096;
+/**
+ * How old a copy of rpm's database a writer's verdict may read (rpm-db.ts): rpm rewrites it for
+ * every package of a transaction, and each of those writes is an event whose writer is judged.
+ */
+const RPM_SNAPSHOT_MAX_AGE_MS = 5_000;
 /** Images larger than this are not hashed on the hot path (dockerd is ~100 MB; this is 4x that). */
 const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
@@ -249,10 +254,10 @@ export class PackageVerifier {
     return { root: this.hostRoot, path: exe };
   }
 
-  /** The state of the root's databases; null when it has none that can be read. */
+  /** The state of the root's databases as verdicts read them; null when it has none that can be read. */
   private stamp(root: string): string | null {
     const d = dpkgStamp(join(root, 'var/lib/dpkg'));
-    const r = this.rpm(root).stamp();
+    const r = this.rpm(root).snapshotStamp(RPM_SNAPSHOT_MAX_AGE_MS);
     const p = this.pacman(root).stamp();
     return d === null && (r === null || r === 'bdb') && p === null ? null : `${d ?? ''}|${r ?? ''}|${p ?? ''}`;
   }
@@ -296,7 +301,7 @@ export class PackageVerifier {
       }
     }
     const rpm = this.rpm(root);
-    const owner = rpm.present() ? rpm.owner(path) : null;
+    const owner = rpm.present() ? rpm.owner(path, RPM_SNAPSHOT_MAX_AGE_MS) : null;
     if (owner) return { manager: 'rpm', name: owner.name, digest: rpm.digest(owner, path) };
     const pacman = this.pacman(root);
     const pac = pacman.present() ? pacman.owner(path) : null;
