@@ -1,10 +1,11 @@
 // Which package databases the agent watches (databases.ts) and when it watches them at all: only
-// where a writer can be judged, i.e. a dpkg database exists (the host's or the watched root's). On an
-// rpm-only host every rpm and dnf transaction would otherwise page.
+// where a writer can be judged, i.e. a database the agent reads exists (dpkg's, rpm's sqlite or
+// pacman's; the host's or the watched root's). Elsewhere every transaction would page.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { entryOfPackageDatabase, inPackageDatabase } from '../../agent/src/enrich/package/databases.js';
+import { FileVerifier } from '../../agent/src/enrich/package/file-verdict.js';
 import { PackageVerifier } from '../../agent/src/enrich/package/verify.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -27,6 +28,9 @@ describe('package databases', () => {
     mkdirSync(join(rpm, 'var/lib/rpm'), { recursive: true });
     writeFileSync(join(rpm, 'var/lib/rpm/Packages'), ''); // rpm < 4.16's Berkeley DB: not read
     expect(new PackageVerifier(rpm, none).judgesWriters()).toBe(false);
+    mkdirSync(join(rpm, 'usr/lib64'), { recursive: true });
+    writeFileSync(join(rpm, 'usr/lib64/ld-linux-x86-64.so.2'), 'a loader');
+    expect(new FileVerifier(rpm).facts('/usr/lib64/ld-linux-x86-64.so.2')).toEqual({ manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_database_format_not_read' });
     writeFileSync(join(rpm, 'var/lib/rpm/rpmdb.sqlite'), '');
     expect(new PackageVerifier(rpm, none).judgesWriters()).toBe(true);
   });

@@ -178,6 +178,8 @@ export class FileVerifier {
   }
 
   private judgeRpm(f: JudgedFile): Verdict {
+    // rpm < 4.16's Berkeley DB (RHEL 8) is not read: say so rather than "in no package".
+    if (this.rpm.stamp() === 'bdb') return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_database_format_not_read' };
     const owner = this.rpm.owner(f.path);
     if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
     const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch, epoch: owner.epoch, signer: this.rpm.signer(owner) };
