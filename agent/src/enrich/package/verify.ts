@@ -2,9 +2,9 @@
 // image the process runs has the bytes the package database recorded (dpkg's md5sums, read
 // directly: dpkg-db.ts; where dpkg lists no such file, rpm's file digests, then pacman's mtree,
 // read directly too: rpm-db.ts, pacman-db.ts, so that an rpm host's dnf and rpm are judged
-// without trusting its rpm tool). This is what an exclusion by
-// name cannot give: a copy of cp named dnf, or a process that set its comm to dnf, has the name
-// but not a package manager's package and bytes.
+// without trusting its rpm tool). This is what an exclusion by name cannot give: a copy of cp
+// named dnf, or a process that set its comm to dnf, has the name but not a package manager's
+// package and bytes.
 // When: on the event as it arrived, before the rules (their verdict reads these facts), while the
 // writer is normally still alive. The image is read through /proc/PID/exe, the inode the process
 // runs, not the path: a binary swapped at the path after exec is judged by what ran. The pid is
@@ -109,7 +109,7 @@ export class PackageVerifier {
 
   /**
    * realRoot: the agent's --root, real path. An executable under it is judged against that root's
-   * databases (ROOT/var/lib/dpkg, ROOT/var/lib/rpm) under its path inside the root; one outside it
+   * databases (ROOT/var/lib/dpkg, rpm, pacman) under its path inside the root; one outside it
    * (the agent's own side) against the agent's host databases, those under hostRoot.
    */
   constructor(
