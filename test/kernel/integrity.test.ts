@@ -127,8 +127,11 @@ describe.skipIf(!isRoot)('the loader changed in place (skipped: needs root for f
     // One process, two images: sh opens the file (O_TRUNC, a FAN_MODIFY) and execs cat, which
     // writes and closes it. While unread, the kernel merges the same pid's later events on the
     // file into the first one, whose place in the queue is before cat's exec: then the image there
-    // is sh's (about 1 run in 10 here). The pid is exact either way.
-    expect([bin('cat'), bin('sh')]).toContain(a.process.executable);
+    // is sh's (about 1 run in 10 here). The pid is exact either way. Once (in CI, under load) the
+    // exec cache could not tell which of the two images the merged event belongs to: then the
+    // alert names no executable and says why (attribution "unknown" with its reason).
+    if (a.process.executable === undefined) expect([a.ldguard.attribution, a.ldguard.attribution_reason]).toEqual(['unknown', expect.stringMatching(/^(exec_unseen|writer_gone)$/)]);
+    else expect([bin('cat'), bin('sh')]).toContain(a.process.executable);
   });
 
   it('reports a truncate', async () => {
