@@ -6,8 +6,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { adminLogin, CHROMIUM, openChromium } from '../helpers/browser.js';
 
 
 export interface BrowserFigures {
@@ -33,9 +32,8 @@ export function browserUnavailable(): string | undefined {
 
 export async function browserTriage(port: number, adminToken: string): Promise<BrowserFigures> {
   const profile = mkdtempSync(join(tmpdir(), 'ldg-bench-chromium-'));
-  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1440, height: 900 } });
+  const { context: ctx, page } = await openChromium(profile, { viewport: { width: 1440, height: 900 } });
   try {
-    const page = ctx.pages()[0] ?? (await ctx.newPage());
     const base = `http://127.0.0.1:${port}`;
     await adminLogin(page, base, adminToken);
     const timed = async (go: () => Promise<unknown>, until: () => Promise<unknown>) => {

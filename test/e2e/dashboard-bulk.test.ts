@@ -6,7 +6,7 @@
 // set in the detail view and in bulk, shown in the list.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import type { Alert } from '../../shared/ecs.js';
@@ -14,7 +14,7 @@ import { callApi, createToken, startTestCollector, type TestCollector } from '..
 import { makeAlert, makeFacts, waitFor } from '../helpers/delivery.js';
 import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
 import { tempDir } from '../helpers/temp.js';
-import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { adminLogin, CHROMIUM, openChromium } from '../helpers/browser.js';
 
 const XSS = '<img src=x onerror=alert(1)>';
 /** More than the list's page (50): "all matching" must reach rows the page does not show. */
@@ -64,8 +64,7 @@ describe.skipIf(!haveChromium).each([
     await stored(pick.at(-1)!);
     await stored(last!);
 
-    context = await chromium.launchPersistentContext(tempDir('ldg-chromium-bulk-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1280, height: 900 } });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ context, page } = await openChromium(tempDir('ldg-chromium-bulk-'), { viewport: { width: 1280, height: 900 } }));
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();

@@ -5,14 +5,14 @@
 // the grouping is in the URL and survives a reload; a click opens the host's members, which a
 // reload keeps too; "All groups" goes back.
 import { existsSync } from 'node:fs';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import type { Alert } from '../../shared/ecs.js';
 import type { Daemon } from '../helpers/daemon.js';
 import { makeAlert, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
-import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { adminLogin, CHROMIUM, openChromium } from '../helpers/browser.js';
 import { startDashboardBackEnd } from '../helpers/dashboard.js';
 
 const work = tempDir('ldg-dash-groups-');
@@ -27,7 +27,7 @@ let admin: string;
 let sink: WebSocketSink | undefined;
 let context: BrowserContext;
 let page: Page;
-const consoleErrors: string[] = [];
+let consoleErrors: string[] = [];
 const sent: Alert[] = [];
 
 /** As the page writes an instant in UTC: '2026-12-02 11:52:03 UTC'. */
@@ -55,10 +55,7 @@ describe.skipIf(!haveChromium)('the alert list grouped, in Chromium against the 
       const web3 = await fetch(`${base}/api/alerts?limit=50&host=web-3`, { headers: { authorization: `Bearer ${admin}` } });
       return (((await r.json()) as { alerts: unknown[] }).alerts.length === 4 && ((await web3.json()) as { alerts: unknown[] }).alerts.length === 1) || undefined;
     }, 20_000, 'every alert stored');
-    context = await chromium.launchPersistentContext(tempDir('ldg-chromium-groups-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1280, height: 800 } });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
-    page.on('pageerror', (e) => consoleErrors.push(e.message));
+    ({ context, page, errors: consoleErrors } = await openChromium(tempDir('ldg-chromium-groups-'), { viewport: { width: 1280, height: 800 } }));
     await adminLogin(page, base, admin);
   }, 120_000);
 

@@ -4,13 +4,13 @@
 // that no UTC time can be mistaken for. The choice is the login's, kept by the collector: a
 // second browser profile (no storage shared with the first) logging in as the same name finds it.
 import { existsSync } from 'node:fs';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import type { Daemon } from '../helpers/daemon.js';
 import { makeAlert, waitFor } from '../helpers/delivery.js';
 import { tempDir, whenDone } from '../helpers/temp.js';
-import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { adminLogin, CHROMIUM, openChromium } from '../helpers/browser.js';
 import { startDashboardBackEnd } from '../helpers/dashboard.js';
 
 const TZ = 'Asia/Kolkata';
@@ -31,12 +31,11 @@ let uuid = '';
 const WHEN = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 86_400_000);
 
 async function browser(): Promise<Page> {
-  const ctx = await chromium.launchPersistentContext(tempDir('ldg-chromium-times-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, timezoneId: TZ, viewport: { width: 1280, height: 800 } });
+  const { context: ctx, page: p } = await openChromium(tempDir('ldg-chromium-times-'), { timezoneId: TZ, viewport: { width: 1280, height: 800 } });
   contexts.push(ctx);
   // Closed before its profile folder goes (whenDone runs in reverse order): a browser opened in a
   // test still writing there made the folder's removal fail (ENOTEMPTY).
   whenDone(() => ctx.close().catch(() => undefined));
-  const p = ctx.pages()[0] ?? (await ctx.newPage());
   await adminLogin(p, base, admin);
   return p;
 }

@@ -7,7 +7,7 @@
 // raw HTML in it: the note the collector shows is the bundled rule's, and the checkout's has none.
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketSink } from '../../agent/src/sink/websocket.js';
 import type { Alert } from '../../shared/ecs.js';
@@ -15,7 +15,7 @@ import { findRepoRoot } from '../../shared/paths.js';
 import type { Daemon } from '../helpers/daemon.js';
 import { makeAlert, waitFor } from '../helpers/delivery.js';
 import { tempDir } from '../helpers/temp.js';
-import { adminLogin, CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { adminLogin, CHROMIUM, openChromium } from '../helpers/browser.js';
 import { startDashboardBackEnd } from '../helpers/dashboard.js';
 
 const SEED_RULE = '06d555e4-c8ce-4d90-90e1-ec7f66df5a6a';
@@ -46,7 +46,7 @@ let sink: WebSocketSink | undefined;
 let context: BrowserContext;
 let page: Page;
 const dialogs: string[] = [];
-const consoleErrors: string[] = [];
+let consoleErrors: string[] = [];
 let burstUuid = '';
 
 /** The built collector, page and bundled rules in `dir`, the seed rule with NOTE; its launcher. */
@@ -93,20 +93,11 @@ describe.skipIf(!haveChromium)('dashboard triage in Chromium against the real co
       return ((await r.json()) as { alerts: unknown[] }).alerts.length === alerts.length || undefined;
     }, 20_000, 'every alert stored');
 
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_FLAGS,
-      viewport: { width: 1024, height: 768 },
-      acceptDownloads: true,
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ context, page, errors: consoleErrors } = await openChromium(profile, { viewport: { width: 1024, height: 768 }, acceptDownloads: true }));
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();
     });
-    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
-    page.on('pageerror', (e) => consoleErrors.push(e.message));
     await adminLogin(page, base, admin);
   }, 120_000);
 

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION } from '../../shared/protocol.js';
@@ -19,7 +19,7 @@ import { startTestCollector, type TestCollector } from '../helpers/collector.js'
 import { startDaemon, type Daemon } from '../helpers/daemon.js';
 import { postgresUnavailable, startPostgres } from '../helpers/postgres.js';
 import { removeWhenDone, tempDir } from '../helpers/temp.js';
-import { CHROMIUM, CHROMIUM_FLAGS } from '../helpers/browser.js';
+import { CHROMIUM, openChromium } from '../helpers/browser.js';
 
 const XSS_NAME = 'ld-linux-<img src=x onerror=alert(1)>.so';
 // Rendered as written, the right-to-left override makes this name read "ld-linux.so.2exe.txt".
@@ -46,7 +46,7 @@ let context: BrowserContext;
 let page: Page;
 const dialogs: string[] = [];
 const requests: string[] = [];
-const consoleErrors: string[] = [];
+let consoleErrors: string[] = [];
 let realAlertUuid = '';
 let xssAlertUuid = '';
 let cpPid = 0;
@@ -93,20 +93,12 @@ describe.skipIf(!haveChromium)('dashboard in Chromium against the real collector
     agent = await startAgent({ root, extra: ['--collector', `ws://127.0.0.1:${collector.ready.port as number}`, '--token-file', tokenFile] });
 
     // A fresh profile (--user-data-dir) per run.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_FLAGS,
-      viewport: { width: 1440, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ context, page, errors: consoleErrors } = await openChromium(profile, { viewport: { width: 1440, height: 900 } }));
     page.on('dialog', (d) => {
       dialogs.push(d.message());
       void d.dismiss();
     });
     page.on('request', (r) => requests.push(r.url()));
-    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
-    page.on('pageerror', (e) => consoleErrors.push(e.message));
   });
 
   beforeEach(({ onTestFailed }) => onTestFailed(() => void (failed = true)));
@@ -361,8 +353,7 @@ describe.skipIf(!haveChromium || noPostgres)(`dashboard in Chromium on PostgreSQ
     baseB = `http://127.0.0.1:${onB.port}`;
     pgRoot = removeWhenDone(scratchRoot('ldg-dash-pg-root-'));
     pgAgent = await startAgent({ root: pgRoot, extra: ['--collector', `ws://127.0.0.1:${onA.port}`, '--token-file', tokenFile] });
-    pgContext = await chromium.launchPersistentContext(tempDir('ldg-chromium-pg-'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, viewport: { width: 1440, height: 900 } });
-    pgPage = pgContext.pages()[0] ?? (await pgContext.newPage());
+    ({ context: pgContext, page: pgPage } = await openChromium(tempDir('ldg-chromium-pg-'), { viewport: { width: 1440, height: 900 } }));
   }, 90_000);
 
   afterAll(async () => {

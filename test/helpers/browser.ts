@@ -1,6 +1,6 @@
 // Debian's Chromium for the dashboard's browser tests and the triage bench (playwright-core,
 // headless; never a browser a tool downloads), and the dashboard's login with an admin token.
-import type { Page } from 'playwright-core';
+import { chromium, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 // No background networking: this machine's network is closed.
@@ -13,4 +13,18 @@ export async function adminLogin(page: Page, base: string, token: string): Promi
   await page.fill('input[name="token"]', token);
   await page.click('button[type="submit"]');
   await page.waitForSelector('h1:text("Alerts")');
+}
+
+/**
+ * Debian's Chromium, headless, on the profile folder `profile` (a fresh one per run), with
+ * `options` (viewport, timezone, downloads …); its first page, whose console errors and uncaught
+ * page errors are collected in `errors` from the start.
+ */
+export async function openChromium(profile: string, options: BrowserContextOptions = {}): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+  const context = await chromium.launchPersistentContext(profile, { ...options, executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors: string[] = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('pageerror', (e) => errors.push(e.message));
+  return { context, page, errors };
 }
