@@ -498,9 +498,7 @@ export class Agent {
     this.health.rescans++;
     const { files: found, subdirs } = scanMatching(this.realRoot, this.dirs, this.prefixes, this.matcher, (real) => this.hostPathOf(real));
     for (const d of subdirs) if (!this.marked.has(pathKey(d))) void this.markDirectory(d, false);
-    const dbs = rootDatabases(this.realRoot);
-    const plan = judgeAtStart(known, found, { dbs, realRoot: this.realRoot, hashMaxBytes: this.cfg.hashMaxBytes });
-    dbs.rpm.close(); // its copy of rpm's database is not needed until the next start
+    const plan = judgeAtStart(known, found, { dbs: rootDatabases(this.realRoot), realRoot: this.realRoot, hashMaxBytes: this.cfg.hashMaxBytes });
     if (plan.unchecked) log.info({ files: found.map((f) => f.hostPath), unchecked: 'no package database under the root' }, 'first run: baseline of rule-matching files recorded');
     else if (known.firstRun) log.info({ vouched: plan.vouched, state: opened.kind }, 'no trusted baseline: rule-matching files checked against the package database');
     const pending = new Set<FoundFile>();

@@ -18,7 +18,8 @@
 // agent turns the plan into alerts.
 import type { BaselineFacts } from '../../../shared/ecs.js';
 import type { FoundFile, KnownFiles } from '../known-files.js';
-import { checkWithPackages, hasDatabase, type PackageCheck, type RootDatabases } from './package-check.js';
+import { hasDatabase, type RootDatabases } from '../enrich/package/root-databases.js';
+import { checkWithPackages, type PackageCheck } from './package-check.js';
 import { actionOf, differences, readRecord, type FileRecord } from './record.js';
 
 /** The excepted_by of a difference the package database confirms (no exception list holds it): the item names the database and digest, dpkg-md5-verified, rpm-sha256-verified … */

@@ -3,20 +3,18 @@
 // baseline to trust (a first run, a baseline lost or edited), of every rule-matching file.
 // "verified": a package lists the path (under any merged-/usr alias) and the digest it recorded is
 // the file's (dpkg's md5sums; rpm's and pacman's sha256, where dpkg lists no such file: the
-// databases read as the verdicts read them, enrich/package/); for a symlink, a package lists the
-// link and the file it resolves to is verified.
+// databases read as the writers' verdicts read them, enrich/package/root-databases.ts); for a
+// symlink, a package lists the link and the file it resolves to is verified.
 // Anything else is "mismatch" (a package lists it with other bytes) or "inconclusive" (no database,
 // no package lists it, no digest recorded, unreadable): never a confirmation.
 import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BaselineFacts } from '../../../shared/ecs.js';
 import { DpkgDb } from '../enrich/package/dpkg-db.js';
 import { PacmanDb } from '../enrich/package/pacman-db.js';
 import { RpmDb } from '../enrich/package/rpm-db.js';
+import { hasDatabase, mainManager, recorded, type Manager, type RootDatabases } from '../enrich/package/root-databases.js';
 import { resolvePathInRoot, toHostPath } from '../watch-dirs.js';
-
-type Manager = BaselineFacts['package']['manager'];
 
 export interface PackageCheck {
   verdict: 'verified' | 'mismatch' | 'inconclusive';
@@ -28,13 +26,7 @@ export interface PackageCheck {
   name?: string;
 }
 
-/** The root's package databases, read once per start. */
-export interface RootDatabases {
-  dpkg: DpkgDb | null;
-  rpm: RpmDb;
-  pacman: PacmanDb;
-}
-
+/** The root's package databases, read once per start (rpm's and pacman's are the process's own, rpm-db.ts). */
 export function rootDatabases(realRoot: string): RootDatabases {
   let dpkg: DpkgDb | null = null;
   try {
@@ -42,32 +34,7 @@ export function rootDatabases(realRoot: string): RootDatabases {
   } catch {
     // no dpkg database under the root
   }
-  return { dpkg, rpm: new RpmDb(realRoot), pacman: new PacmanDb(realRoot) };
-}
-
-/** Whether any of them can vouch for a file (rpm's Berkeley DB format is not read). */
-export function hasDatabase(dbs: RootDatabases): boolean {
-  const rpm = dbs.rpm.stamp();
-  return dbs.dpkg !== null || (rpm !== null && rpm !== 'bdb') || dbs.pacman.present();
-}
-
-/** The database a file is judged against when none lists it: the first the root has. */
-function mainManager(dbs: RootDatabases): Manager {
-  if (dbs.dpkg) return 'dpkg';
-  return dbs.rpm.present() ? 'rpm' : dbs.pacman.present() ? 'pacman' : 'dpkg';
-}
-
-/** What the databases record for the path: dpkg's first, then rpm's, then pacman's. */
-function recorded(dbs: RootDatabases, hostPath: string): { manager: Manager; name: string; digest: { algo: string; hex: string } | null } | null {
-  const d = dbs.dpkg?.owner(hostPath);
-  if (d) {
-    const md5 = dbs.dpkg!.md5(d.pkg, d.listed);
-    return { manager: 'dpkg', name: d.pkg.name, digest: md5 ? { algo: 'md5', hex: md5 } : null };
-  }
-  const r = dbs.rpm.present() ? dbs.rpm.owner(hostPath) : null;
-  if (r) return { manager: 'rpm', name: r.name, digest: dbs.rpm.digest(r, hostPath) };
-  const p = dbs.pacman.present() ? dbs.pacman.owner(hostPath) : null;
-  return p ? { manager: 'pacman', name: p.name, digest: dbs.pacman.digest(p, hostPath) } : null;
+  return { dpkg, rpm: RpmDb.of(realRoot), pacman: PacmanDb.of(realRoot) };
 }
 
 export function checkWithPackages(dbs: RootDatabases, realRoot: string, hostPath: string, hashMaxBytes: number): PackageCheck {

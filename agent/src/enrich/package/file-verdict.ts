@@ -29,6 +29,7 @@ import { PacmanOrigin } from './pacman-origin.js';
 import { RpmDb } from './rpm-db.js';
 import { RpmOrigin } from './rpm-origin.js';
 import { RpmRepos } from './rpm-repos.js';
+import { mainManager } from './root-databases.js';
 
 const CACHE_MAX = 4096;
 
@@ -77,10 +78,10 @@ export class FileVerifier {
   constructor(private readonly realRoot: string) {
     this.admindir = join(realRoot, 'var/lib/dpkg');
     this.apt = new AptLists(join(realRoot, 'var/lib/apt/lists'));
-    this.rpm = new RpmDb(realRoot);
+    this.rpm = RpmDb.of(realRoot);
     this.origin = new DebOrigin(realRoot, this.apt);
     this.rpmOrigin = new RpmOrigin(new RpmRepos(realRoot));
-    this.pacman = new PacmanDb(realRoot);
+    this.pacman = PacmanDb.of(realRoot);
     this.pacmanOrigin = new PacmanOrigin(realRoot);
   }
 
@@ -102,7 +103,7 @@ export class FileVerifier {
     const as = judged !== hostPath ? { judged_as: judged } : {};
     const rpm = this.rpm.present();
     const pacman = this.pacman.present();
-    const manager = existsSync(join(this.admindir, 'status')) ? 'dpkg' : rpm ? 'rpm' : pacman ? 'pacman' : 'dpkg';
+    const manager = mainManager({ dpkg: existsSync(join(this.admindir, 'status')), rpm: this.rpm, pacman: this.pacman });
     if (this.touched) return { manager, ...as, verdict: 'inconclusive', reason: 'database_touched' };
     const stamp = this.stamp(rpm, pacman);
     if (stamp === null) return { manager, ...as, verdict: 'inconclusive', reason: 'no_database' };
@@ -179,7 +180,7 @@ export class FileVerifier {
 
   private judgeRpm(f: JudgedFile): Verdict {
     // rpm < 4.16's Berkeley DB (RHEL 8) is not read: say so rather than "in no package".
-    if (this.rpm.stamp() === 'bdb') return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_database_format_not_read' };
+    if (!this.rpm.readable()) return { manager: 'rpm', verdict: 'inconclusive', reason: 'rpm_database_format_not_read' };
     const owner = this.rpm.owner(f.path);
     if (!owner) return { manager: 'rpm', verdict: 'inconclusive', reason: 'not_in_any_package' };
     const named = { manager: 'rpm' as const, name: owner.name, version: owner.version, arch: owner.arch, epoch: owner.epoch, signer: this.rpm.signer(owner) };

@@ -49,10 +49,20 @@ export function mtreeDigest(mtree: string, path: string): string | null {
   return null;
 }
 
+/** One per root, shared by every verdict of the process (its answers with it). */
+const shared = new Map<string, PacmanDb>();
+
 export class PacmanDb {
   readonly local: string;
   private stampHeld: string | null = null;
   private readonly answers = new Map<string, PacmanOwner | null>();
+
+  /** The process's PacmanDb for the root (its real path). */
+  static of(root: string): PacmanDb {
+    let db = shared.get(root);
+    if (!db) shared.set(root, (db = new PacmanDb(root)));
+    return db;
+  }
 
   /** root: the real path of the root whose database this is ("/" for the host's). */
   constructor(root: string) {

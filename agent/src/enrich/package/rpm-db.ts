@@ -48,9 +48,19 @@ interface Snapshot {
   keyring?: PublicKey[];
 }
 
+/** One per root, shared by every verdict of the process: a copy of a large database is taken once per change, not once per reader. */
+const shared = new Map<string, RpmDb>();
+
 export class RpmDb {
   private snap: Snapshot | null = null;
   readonly dir: string;
+
+  /** The process's RpmDb for the root (its real path). */
+  static of(root: string): RpmDb {
+    let db = shared.get(root);
+    if (!db) shared.set(root, (db = new RpmDb(root)));
+    return db;
+  }
 
   /** root: the real path of the root whose database this is ("/" for the host's). */
   constructor(root: string) {
@@ -60,6 +70,11 @@ export class RpmDb {
   /** The root has an rpm database (either format). */
   present(): boolean {
     return existsSync(join(this.dir, FILE)) || existsSync(join(this.dir, 'Packages'));
+  }
+
+  /** The root has an rpm database in the format read (rpmdb.sqlite, rpm 4.16+). */
+  readable(): boolean {
+    return existsSync(join(this.dir, FILE));
   }
 
   /** The database's state (rpmdb.sqlite and its -wal: size and mtime); null when there is none. */

@@ -31,6 +31,7 @@ import { DpkgDb, dpkgStamp } from './dpkg-db.js';
 import { isPackageManagerPackage } from './managers.js';
 import { PacmanDb } from './pacman-db.js';
 import { RpmDb } from './rpm-db.js';
+import { mainManager, recorded, type Recorded } from './root-databases.js';
 
 const CACHE_MAX = 4096;
 /**
@@ -43,12 +44,6 @@ const HASH_MAX_BYTES = 512 * 1024 * 1024;
 
 export type ImageVerdict = Omit<PackageFacts, 'manager' | 'interpreter' | 'script'> & { manager?: PackageFacts['manager'] };
 
-/** What a package database recorded for an executable: its package and digest (null: the package records none). */
-interface Recorded {
-  manager: PackageFacts['manager'];
-  name: string;
-  digest: { algo: string; hex: string } | null;
-}
 
 /** /proc/PID/stat field 22; null when the process is gone. */
 export function startTicks(pid: number): number | null {
@@ -101,8 +96,6 @@ export function codeVariable(pid: number): string | null {
 
 export class PackageVerifier {
   private readonly dbs = new Map<string, { stamp: string; db: DpkgDb }>();
-  private readonly rpms = new Map<string, RpmDb>();
-  private readonly pacmans = new Map<string, PacmanDb>();
   private readonly cache = new Map<string, ImageVerdict>();
   readonly counts = { hashed: 0, cacheHits: 0 };
   private touched = false;
@@ -132,7 +125,7 @@ export class PackageVerifier {
 
   /** Whether any writer can be judged: a package database exists (dpkg's, rpm's in the format read, or pacman's), the host's or the watched root's. */
   judgesWriters(): boolean {
-    return [this.hostRoot, this.realRoot].some((root) => this.stamp(root) !== null);
+    return [this.hostRoot, this.realRoot].some((root) => dpkgStamp(join(root, 'var/lib/dpkg')) !== null || RpmDb.of(root).readable() || PacmanDb.of(root).present());
   }
 
   /**
@@ -161,11 +154,10 @@ export class PackageVerifier {
     return { ...withScript(image, script, this.where(p.script).path), manager: script.manager ?? image.manager ?? this.managerOf(p.script) };
   }
 
-  /** The manager of the database an executable at `exe` is judged against when none named it: the first the root has of dpkg's, rpm's and pacman's. */
+  /** The manager of the database an executable at `exe` is judged against when none named it: the first the root has. */
   private managerOf(exe: string | null): PackageFacts['manager'] {
     const { root } = this.where(exe ?? '/');
-    if (dpkgStamp(join(root, 'var/lib/dpkg')) !== null) return 'dpkg';
-    return this.rpm(root).present() ? 'rpm' : this.pacman(root).present() ? 'pacman' : 'dpkg';
+    return mainManager({ dpkg: dpkgStamp(join(root, 'var/lib/dpkg')) !== null, rpm: RpmDb.of(root), pacman: PacmanDb.of(root) });
   }
 
   private imageFacts(pid: number, p: ProcFacts, attribution: string): ImageVerdict {
@@ -256,22 +248,11 @@ export class PackageVerifier {
 
   /** The state of the root's databases as verdicts read them; null when it has none that can be read. */
   private stamp(root: string): string | null {
+    const rpm = RpmDb.of(root);
     const d = dpkgStamp(join(root, 'var/lib/dpkg'));
-    const r = this.rpm(root).snapshotStamp(RPM_SNAPSHOT_MAX_AGE_MS);
-    const p = this.pacman(root).stamp();
-    return d === null && (r === null || r === 'bdb') && p === null ? null : `${d ?? ''}|${r ?? ''}|${p ?? ''}`;
-  }
-
-  private rpm(root: string): RpmDb {
-    let db = this.rpms.get(root);
-    if (!db) this.rpms.set(root, (db = new RpmDb(root)));
-    return db;
-  }
-
-  private pacman(root: string): PacmanDb {
-    let db = this.pacmans.get(root);
-    if (!db) this.pacmans.set(root, (db = new PacmanDb(root)));
-    return db;
+    const r = rpm.readable() ? rpm.snapshotStamp(RPM_SNAPSHOT_MAX_AGE_MS) : null;
+    const p = PacmanDb.of(root).stamp();
+    return d === null && r === null && p === null ? null : `${d ?? ''}|${r ?? ''}|${p ?? ''}`;
   }
 
   private db(admindir: string, stamp: string): DpkgDb | null {
@@ -287,25 +268,13 @@ export class PackageVerifier {
     }
   }
 
-  /** The package and digest the root's databases record for `path`: dpkg's first, then rpm's, then pacman's; "no_database" when dpkg's cannot be read. */
+  /** The package and digest the root's databases record for `path` (root-databases.ts); "no_database" when dpkg's exists but cannot be read. */
   private recorded(path: string, root: string): Recorded | 'no_database' | null {
     const admindir = join(root, 'var/lib/dpkg');
     const dstamp = dpkgStamp(admindir);
-    if (dstamp !== null) {
-      const db = this.db(admindir, dstamp);
-      if (!db) return 'no_database';
-      const owner = db.owner(path);
-      if (owner) {
-        const md5 = db.md5(owner.pkg, owner.listed);
-        return { manager: 'dpkg', name: owner.pkg.name, digest: md5 ? { algo: 'md5', hex: md5 } : null };
-      }
-    }
-    const rpm = this.rpm(root);
-    const owner = rpm.present() ? rpm.owner(path, RPM_SNAPSHOT_MAX_AGE_MS) : null;
-    if (owner) return { manager: 'rpm', name: owner.name, digest: rpm.digest(owner, path) };
-    const pacman = this.pacman(root);
-    const pac = pacman.present() ? pacman.owner(path) : null;
-    return pac ? { manager: 'pacman', name: pac.name, digest: pacman.digest(pac, path) } : null;
+    const dpkg = dstamp === null ? null : this.db(admindir, dstamp);
+    if (dstamp !== null && !dpkg) return 'no_database';
+    return recorded({ dpkg, rpm: RpmDb.of(root), pacman: PacmanDb.of(root) }, path, RPM_SNAPSHOT_MAX_AGE_MS);
   }
 
   /** read: the image's bytes (through /proc/PID/exe, or at its path for a writer gone). */
