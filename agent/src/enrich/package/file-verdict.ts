@@ -138,7 +138,7 @@ export class FileVerifier {
     return { ...as, ...facts, ...(offeredBy ? { offered_by: offeredBy } : {}) };
   }
 
-  /** The repository offering a verified file's package (dpkg: the writer's .deb; rpm: the signed package); null when none does. */
+  /** The repository offering a verified file's package (dpkg: the writer's .deb; rpm: the signed package; pacman: the cached package); null when none does. */
   private offeredBy(v: Verdict, writer: WriterArgs | undefined): string | null {
     if (!v.name || !v.version || !v.arch) return null;
     if (v.manager === 'dpkg') return v.digest ? this.origin.offeredBy(v.name, v.version, v.arch, v.digest.listed, v.digest.hex, writer) : null;
